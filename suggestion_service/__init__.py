@@ -1,0 +1,1 @@
+"""Suggestion service: studies, trials, leases and the ask/tell protocol."""

@@ -1,0 +1,46 @@
+"""Suggestion algorithms: pure numpy/scipy code behind :class:`~.base.Algorithm`.
+
+No gRPC, SQL or telemetry in this package: the service hands each algorithm a
+:class:`~.base.SuggestContext` and stores what it proposes.
+"""
+
+from __future__ import annotations
+
+from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion, TrialView
+from suggestion_service.algorithms.grid import GridSearch
+from suggestion_service.algorithms.quasi_random import QuasiRandomSearch
+from suggestion_service.algorithms.random_search import RandomSearch
+from suggestion_service.domain.study import StudySpec
+from tuning_common.errors import InvalidArgument
+
+ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (RandomSearch, QuasiRandomSearch, GridSearch)}
+
+
+def algorithm_class(name: str) -> type[Algorithm]:
+    try:
+        return ALGORITHMS[name]
+    except KeyError:
+        known = ", ".join(sorted(ALGORITHMS))
+        raise InvalidArgument("spec.algorithm.name", f"unknown algorithm {name!r} (known: {known})") from None
+
+
+def validate_algorithm(spec: StudySpec) -> None:
+    cls = algorithm_class(spec.algorithm.name)
+    cls.parse_settings(spec.algorithm.settings)
+    cls.check_space(spec.space)
+
+
+def make_algorithm(spec: StudySpec) -> Algorithm:
+    cls = algorithm_class(spec.algorithm.name)
+    return cls(spec.space, spec.objectives, cls.parse_settings(spec.algorithm.settings), seed=spec.seed)
+
+
+__all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "SuggestContext",
+    "Suggestion",
+    "TrialView",
+    "make_algorithm",
+    "validate_algorithm",
+]

@@ -1,0 +1,104 @@
+"""The one interface every suggestion algorithm implements.
+
+State rules (in the spirit of Vizier's Designer): an algorithm object holds no mutable
+state between calls. Everything it may depend on arrives in :class:`SuggestContext`,
+which the service rebuilds from the database on each ask, so a restart or another
+replica produces the same answer. Determinism under a seed comes from
+``SuggestContext.sequence``: the n-th configuration the algorithm proposes in a study
+depends only on the seed, n and (for model-based algorithms) the history.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from suggestion_service.domain.space import SearchSpace, Value
+from suggestion_service.domain.study import Objective
+from suggestion_service.domain.trial import TrialState
+from tuning_common.errors import InvalidArgument
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """What an algorithm sees of a past or pending trial."""
+
+    number: int
+    state: TrialState
+    params: Mapping[str, Value]
+    # Objective values in objective order; None unless the trial completed.
+    values: tuple[float, ...] | None = None
+    budget: float | None = None
+
+
+@dataclass(frozen=True)
+class SuggestContext:
+    space: SearchSpace
+    objectives: tuple[Objective, ...]
+    # Index of the first configuration to propose (how many the algorithm proposed before).
+    sequence: int
+    # Configurations leased or queued right now: propose something else.
+    pending: Sequence[Mapping[str, Value]] = ()
+    # Every trial so far, oldest first; only filled for algorithms with uses_history.
+    history: Sequence[TrialView] = ()
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    params: dict[str, Value]
+    budget: float | None = None
+
+
+class Algorithm(abc.ABC):
+    """Subclasses set ``name`` and may declare a frozen ``Settings`` dataclass."""
+
+    name: ClassVar[str]
+    uses_history: ClassVar[bool] = False
+
+    @dataclass(frozen=True)
+    class Settings:
+        pass
+
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], settings: Settings, seed: int):
+        self.space = space
+        self.objectives = tuple(objectives)
+        self.settings = settings
+        self.seed = seed
+
+    @classmethod
+    def parse_settings(cls, raw: Mapping[str, Any], field: str = "spec.algorithm.settings") -> Settings:
+        known = {f.name: f for f in fields(cls.Settings)}
+        values = {}
+        for key, value in raw.items():
+            if key not in known:
+                allowed = ", ".join(sorted(known)) or "none"
+                raise InvalidArgument(f"{field}.{key}", f"unknown setting for {cls.name!r} (allowed: {allowed})")
+            expected = type(getattr(cls.Settings(), key))
+            if expected is float and type(value) is int:
+                value = float(value)
+            if expected is int and type(value) is float and value.is_integer():
+                value = int(value)
+            if type(value) is not expected:
+                raise InvalidArgument(f"{field}.{key}", f"must be a {expected.__name__}, got {value!r}")
+            values[key] = value
+        settings = cls.Settings(**values)
+        cls.check_settings(settings, field)
+        return settings
+
+    @classmethod
+    def check_settings(cls, settings: Settings, field: str) -> None:
+        """Raises InvalidArgument when the settings are inconsistent."""
+
+    @classmethod
+    def check_space(cls, space: SearchSpace, field: str = "spec.parameters") -> None:
+        """Raises InvalidArgument when the algorithm cannot search this space."""
+
+    def capacity(self) -> int | None:
+        """How many configurations the algorithm can ever propose; None when unbounded."""
+        return None
+
+    @abc.abstractmethod
+    def suggest(self, context: SuggestContext, count: int) -> list[Suggestion]:
+        """Up to ``count`` new configurations; fewer only when the space is exhausted."""

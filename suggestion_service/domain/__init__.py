@@ -1,0 +1,1 @@
+"""Plain domain types of the suggestion service; no transport or storage here."""

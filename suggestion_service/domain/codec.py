@@ -1,0 +1,99 @@
+"""A study spec as plain JSON-able data, for storage and for comparing two specs exactly.
+
+Values keep their JSON types (``true`` is not ``1``), so the encoded form is canonical.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from suggestion_service.domain.space import (
+    CategoricalDomain,
+    Condition,
+    FixedDomain,
+    FloatDomain,
+    IntDomain,
+    Parameter,
+    SearchSpace,
+)
+from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, RetryPolicy, StudySpec
+
+
+def _domain_to_dict(domain) -> dict[str, Any]:
+    if isinstance(domain, FloatDomain):
+        return {"type": "float", "low": domain.low, "high": domain.high, "log": domain.log, "step": domain.step}
+    if isinstance(domain, IntDomain):
+        return {"type": "int", "low": domain.low, "high": domain.high, "log": domain.log, "step": domain.step}
+    if isinstance(domain, CategoricalDomain):
+        return {"type": "categorical", "choices": list(domain.choices)}
+    return {"type": "fixed", "value": domain.value}
+
+
+def _domain_from_dict(data: dict[str, Any]):
+    kind = data["type"]
+    if kind == "float":
+        return FloatDomain(data["low"], data["high"], data["log"], data["step"])
+    if kind == "int":
+        return IntDomain(data["low"], data["high"], data["log"], data["step"])
+    if kind == "categorical":
+        return CategoricalDomain(tuple(data["choices"]))
+    return FixedDomain(data["value"])
+
+
+def spec_to_dict(spec: StudySpec) -> dict[str, Any]:
+    return {
+        "parameters": [
+            {
+                "name": p.name,
+                "domain": _domain_to_dict(p.domain),
+                "condition": None
+                if p.condition is None
+                else {"parent": p.condition.parent, "values": list(p.condition.values)},
+            }
+            for p in spec.space
+        ],
+        "objectives": [{"metric": o.metric, "direction": o.direction.value} for o in spec.objectives],
+        "algorithm": {"name": spec.algorithm.name, "settings": spec.algorithm.settings},
+        "seed": spec.seed,
+        "max_trials": spec.max_trials,
+        "max_parallel_trials": spec.max_parallel_trials,
+        "lease_seconds": spec.lease_seconds,
+        "retry_policy": {
+            "max_retries": spec.retry_policy.max_retries,
+            "retry_failed": spec.retry_policy.retry_failed,
+        },
+    }
+
+
+def spec_from_dict(data: dict[str, Any]) -> StudySpec:
+    return StudySpec(
+        space=SearchSpace(
+            tuple(
+                Parameter(
+                    p["name"],
+                    _domain_from_dict(p["domain"]),
+                    None if p["condition"] is None else Condition(p["condition"]["parent"], tuple(p["condition"]["values"])),
+                )
+                for p in data["parameters"]
+            )
+        ),
+        objectives=tuple(Objective(o["metric"], Direction(o["direction"])) for o in data["objectives"]),
+        algorithm=AlgorithmSpec(data["algorithm"]["name"], data["algorithm"]["settings"]),
+        seed=data["seed"],
+        max_trials=data["max_trials"],
+        max_parallel_trials=data["max_parallel_trials"],
+        lease_seconds=data["lease_seconds"],
+        retry_policy=RetryPolicy(data["retry_policy"]["max_retries"], data["retry_policy"]["retry_failed"]),
+    )
+
+
+def canonical(spec: StudySpec) -> str:
+    return json.dumps(spec_to_dict(spec), sort_keys=True, separators=(",", ":"))
+
+
+def specs_match(stored: StudySpec, requested: StudySpec) -> bool:
+    """Whether a get-or-create with ``requested`` asks for the ``stored`` study; no seed matches any."""
+    if requested.seed is None:
+        requested = requested.with_seed(stored.seed)
+    return canonical(stored) == canonical(requested)

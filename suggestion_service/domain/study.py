@@ -1,0 +1,118 @@
+"""Studies: what defines one (:class:`StudySpec`) and what is stored (:class:`Study`)."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from suggestion_service.domain.space import SearchSpace, check_name
+from tuning_common.errors import InvalidArgument
+
+DEFAULT_LEASE_SECONDS = 120.0
+DEFAULT_MAX_RETRIES = 2
+MAX_LEASE_SECONDS = 7 * 24 * 3600.0
+MAX_RETRIES_LIMIT = 100
+
+
+class Direction(enum.Enum):
+    MINIMIZE = "minimize"
+    MAXIMIZE = "maximize"
+
+
+class StudyState(enum.Enum):
+    ACTIVE = "ACTIVE"
+    STOPPED = "STOPPED"
+    COMPLETED = "COMPLETED"
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: Direction
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    name: str = "random"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_failed: bool = False
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    space: SearchSpace
+    objectives: tuple[Objective, ...]
+    algorithm: AlgorithmSpec = AlgorithmSpec()
+    seed: int | None = None
+    max_trials: int = 0
+    max_parallel_trials: int = 0
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    retry_policy: RetryPolicy = RetryPolicy()
+
+    def validate(self) -> None:
+        self.space.validate("spec.parameters")
+        if not self.objectives:
+            raise InvalidArgument("spec.objectives", "at least one objective is required")
+        metrics: set[str] = set()
+        for i, objective in enumerate(self.objectives):
+            check_name(f"spec.objectives[{i}].metric", objective.metric, "metric name")
+            if objective.metric in metrics:
+                raise InvalidArgument(f"spec.objectives[{i}].metric", f"duplicate objective {objective.metric!r}")
+            metrics.add(objective.metric)
+        if self.max_trials < 0:
+            raise InvalidArgument("spec.max_trials", f"must be 0 (no limit) or positive, got {self.max_trials}")
+        if self.max_parallel_trials < 0:
+            raise InvalidArgument(
+                "spec.max_parallel_trials", f"must be 0 (no limit) or positive, got {self.max_parallel_trials}"
+            )
+        if not (math.isfinite(self.lease_seconds) and 1.0 <= self.lease_seconds <= MAX_LEASE_SECONDS):
+            raise InvalidArgument(
+                "spec.lease_duration", f"must be between 1 s and 7 days, got {self.lease_seconds} s"
+            )
+        if not 0 <= self.retry_policy.max_retries <= MAX_RETRIES_LIMIT:
+            raise InvalidArgument(
+                "spec.retry_policy.max_retries",
+                f"must be between 0 and {MAX_RETRIES_LIMIT}, got {self.retry_policy.max_retries}",
+            )
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise InvalidArgument("spec.seed", f"must be between 0 and 2^63-1, got {self.seed}")
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [o.metric for o in self.objectives]
+
+    def with_seed(self, seed: int) -> StudySpec:
+        return replace(self, seed=seed)
+
+
+@dataclass(frozen=True)
+class TrialCounts:
+    queued: int = 0
+    active: int = 0
+    completed: int = 0
+    pruned: int = 0
+    failed: int = 0
+    infeasible: int = 0
+    stale: int = 0
+
+
+@dataclass(frozen=True)
+class Study:
+    id: int
+    name: str
+    spec: StudySpec
+    state: StudyState
+    create_ms: int
+    update_ms: int
+    # Bookkeeping kept under the study's lock.
+    trial_seq: int = 0
+    budget_used: int = 0
+    algorithm_seq: int = 0
+    counts: TrialCounts | None = None

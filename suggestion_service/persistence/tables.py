@@ -1,0 +1,80 @@
+"""The suggestion service's schema (SQLAlchemy Core). Times are epoch milliseconds (UTC).
+
+Changing anything here needs a new migration in ``migrations/versions``; a test compares
+this metadata with the migrated database.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+studies = sa.Table(
+    "studies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    # Counters, only changed while holding the study row's lock:
+    # next trial number, trials counted against max_trials, configurations the algorithm proposed.
+    sa.Column("trial_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("budget_used", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("algorithm_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("create_ms", sa.BigInteger, nullable=False),
+    sa.Column("update_ms", sa.BigInteger, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+trials = sa.Table(
+    "trials",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("budget", sa.Float, nullable=True),
+    sa.Column("worker_id", sa.String(256), nullable=False, server_default=""),
+    sa.Column("request_id", sa.String(256), nullable=True),
+    sa.Column("lease_expires_ms", sa.BigInteger, nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("retry_of", sa.Integer, nullable=True),
+    sa.Column("metrics", sa.JSON, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("last_step", sa.BigInteger, nullable=True),
+    sa.Column("last_metrics", sa.JSON, nullable=True),
+    sa.Column("last_measurement_ms", sa.BigInteger, nullable=True),
+    sa.Column("create_ms", sa.BigInteger, nullable=False),
+    sa.Column("start_ms", sa.BigInteger, nullable=True),
+    sa.Column("end_ms", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
+    sa.Index("ix_trials_study_state", "study_id", "state"),
+    sa.Index("ix_trials_study_request", "study_id", "request_id"),
+    sa.Index("ix_trials_state_lease", "state", "lease_expires_ms"),
+    sqlite_autoincrement=True,
+)
+
+measurements = sa.Table(
+    "measurements",
+    metadata,
+    sa.Column("trial_id", sa.Integer, sa.ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("step", sa.BigInteger, primary_key=True),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("create_ms", sa.BigInteger, nullable=False),
+)
+
+# One row per answered ask, so that a retried request_id creates nothing new.
+suggest_requests = sa.Table(
+    "suggest_requests",
+    metadata,
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("request_id", sa.String(256), primary_key=True),
+    sa.Column("worker_id", sa.String(256), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("done_reason", sa.String(32), nullable=True),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("create_ms", sa.BigInteger, nullable=False),
+)

@@ -1,0 +1,110 @@
+"""Composition root: settings -> database -> service -> gRPC server (+ the lease reaper)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+
+from suggestion_service.api.servicer import SuggestionServicer
+from suggestion_service.persistence import MIGRATIONS
+from suggestion_service.service import SuggestionService
+from tuning.suggestion.v1 import suggestion_service_pb2, suggestion_service_pb2_grpc
+from tuning_common.database import Database
+from tuning_common.grpc_server import DEFAULT_MAX_MESSAGE_BYTES, RunningServer, ServerOptions, start_server
+from tuning_common.settings import add_option, data_dir
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = suggestion_service_pb2.DESCRIPTOR.services_by_name["SuggestionService"].full_name
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{os.path.join(data_dir(), 'suggestion.db')}"
+
+
+class LeaseReaper:
+    """Reclaims expired leases every ``interval`` seconds. Each replica runs one; they
+    serialise on the study row, so running many is safe."""
+
+    def __init__(self, service: SuggestionService, interval: float):
+        self.service, self.interval = service, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-reaper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.service.reap_expired_leases()
+            except Exception:
+                log.exception("lease reaper pass failed; will try again")
+
+
+def serve(
+    database_url: str,
+    options: ServerOptions,
+    *,
+    migrate: bool = False,
+    lease_check_seconds: float = 5.0,
+) -> RunningServer:
+    """Starts a suggestion server (tests call this directly with port 0)."""
+    db = Database.connect(database_url, pool_size=options.max_workers)
+    MIGRATIONS.ensure(db, upgrade=migrate)
+    service = SuggestionService(db)
+    running = start_server(
+        [(suggestion_service_pb2_grpc.add_SuggestionServiceServicer_to_server, SuggestionServicer(service))],
+        [SERVICE_NAME],
+        options,
+    )
+    reaper = LeaseReaper(service, lease_check_seconds)
+    reaper.start()
+    running.on_stop += [reaper.stop, db.dispose]
+    return running
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="tuning serve suggestion", description=__doc__)
+    add_option(parser, "--host", env="TUNING_SUGGESTION_HOST", default="127.0.0.1", help="address to bind")
+    add_option(parser, "--port", env="TUNING_SUGGESTION_PORT", default=50051, type=int,
+               help="port to bind; 0 picks a free one (printed on start)")
+    add_option(parser, "--database-url", env="TUNING_SUGGESTION_DATABASE_URL", default=default_database_url(),
+               help="SQLAlchemy URL: sqlite:///path.db or postgresql://user@host/db")
+    add_option(parser, "--migrate", env="TUNING_MIGRATE", default=False, type=bool,
+               help="upgrade an older database schema at start instead of refusing to start")
+    add_option(parser, "--max-workers", env="TUNING_SUGGESTION_MAX_WORKERS", default=16, type=int,
+               help="threads serving RPCs (and database connections)")
+    add_option(parser, "--max-message-bytes", env="TUNING_MAX_MESSAGE_BYTES", default=DEFAULT_MAX_MESSAGE_BYTES,
+               type=int, help="largest request or response accepted")
+    add_option(parser, "--grace-seconds", env="TUNING_GRACE_SECONDS", default=10.0, type=float,
+               help="how long in-flight calls may finish after SIGTERM")
+    add_option(parser, "--lease-check-seconds", env="TUNING_LEASE_CHECK_SECONDS", default=5.0, type=float,
+               help="how often this replica reclaims expired leases")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    options = ServerOptions(args.host, args.port, args.max_workers, args.max_message_bytes, args.grace_seconds)
+    running = serve(args.database_url, options, migrate=args.migrate, lease_check_seconds=args.lease_check_seconds)
+    print(f"suggestion-service listening on {running.address}", flush=True)
+    running.wait_for_termination()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("TUNING_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,528 @@
+"""Use cases of the suggestion service: studies, ask, report, tell, leases.
+
+Each public method validates its input, then runs one short transaction. Work that
+changes a study's trial bookkeeping (numbers, budget, leases handed out, retries) first
+locks the study's row, so any number of replicas on one PostgreSQL database serialise
+per study and never hand out a trial twice or exceed ``max_parallel_trials``. Single
+trial transitions are compare-and-set on the trial's state, so a late (zombie) tell
+cannot overwrite a reclaimed trial.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+from sqlalchemy.engine import Connection
+
+from suggestion_service.algorithms import make_algorithm, validate_algorithm
+from suggestion_service.algorithms.base import Algorithm, SuggestContext
+from suggestion_service.domain.codec import canonical, spec_from_dict, specs_match
+from suggestion_service.domain.ranking import best_trials
+from suggestion_service.domain.space import Assignment, check_name
+from suggestion_service.domain.study import Study, StudySpec, StudyState
+from suggestion_service.domain.trial import (
+    MAX_REASON_CHARS,
+    Measurement,
+    Metrics,
+    Outcome,
+    Trial,
+    TrialSource,
+    TrialState,
+    check_metrics,
+)
+from suggestion_service.persistence import repository as repo
+from tuning_common.database import Database
+from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+
+log = logging.getLogger(__name__)
+
+MAX_SUGGEST_COUNT = 1000
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+MAX_ID_CHARS = 256
+WAIT_SECONDS = 0.5
+
+
+class SuggestStatus(enum.Enum):
+    OK = "OK"
+    WAIT = "WAIT"
+    DONE = "DONE"
+
+
+class DoneReason(enum.Enum):
+    BUDGET_SPENT = "BUDGET_SPENT"
+    SPACE_EXHAUSTED = "SPACE_EXHAUSTED"
+    STUDY_STOPPED = "STUDY_STOPPED"
+    STUDY_COMPLETED = "STUDY_COMPLETED"
+
+
+@dataclass(frozen=True)
+class SuggestResult:
+    trials: list[Trial]
+    status: SuggestStatus
+    done_reason: DoneReason | None = None
+    message: str = ""
+    retry_after_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    should_stop: bool
+    lease_expires_ms: int
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _check_id(field: str, value: str) -> None:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidArgument(field, f"at most {MAX_ID_CHARS} characters, got {len(value)}")
+
+
+def _page_size(page_size: int) -> int:
+    if page_size < 0 or page_size > MAX_PAGE_SIZE:
+        raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE_SIZE}, got {page_size}")
+    return page_size or DEFAULT_PAGE_SIZE
+
+
+def _encode_token(position: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+
+
+def _decode_token(token: str, kind: type) -> object | None:
+    if not token:
+        return None
+    try:
+        position = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        position = None
+    if type(position) is not kind:
+        raise InvalidArgument("page_token", "malformed; pass next_page_token from the previous response")
+    return position
+
+
+@lru_cache(maxsize=256)
+def _algorithm_for(canonical_spec: str) -> Algorithm:
+    # Keyed by the full spec (seed included): algorithms are stateless, so caching only
+    # saves re-deriving things like a grid's point list.
+    return make_algorithm(spec_from_dict(json.loads(canonical_spec)))
+
+
+class SuggestionService:
+    def __init__(self, db: Database, clock: Callable[[], int] = _now_ms):
+        self.db = db
+        self.clock = clock
+
+    # --- studies ---------------------------------------------------------------------
+
+    def create_study(self, name: str, spec: StudySpec) -> tuple[Study, bool]:
+        check_name("name", name, "study name")
+        spec.validate()
+        validate_algorithm(spec)
+
+        def work(conn: Connection) -> tuple[Study, bool]:
+            existing = repo.find_study(conn, name=name)
+            if existing is None:
+                stored = spec if spec.seed is not None else spec.with_seed(secrets.randbits(63))
+                repo.insert_study(conn, name, stored, self.clock())
+                return repo.with_counts(conn, repo.find_study(conn, name=name)), True
+            if not specs_match(existing.spec, spec):
+                raise AlreadyExists(
+                    f"study {name!r} already exists with a different spec; pick another name or delete it first",
+                    reason="STUDY_SPEC_MISMATCH",
+                )
+            return repo.with_counts(conn, existing), False
+
+        return self.db.run(work, write=True)
+
+    def get_study(self, name: str) -> Study:
+        check_name("name", name, "study name")
+        return self.db.run(lambda conn: repo.with_counts(conn, self._study(conn, name)), write=False)
+
+    def list_studies(self, page_size: int, page_token: str) -> tuple[list[Study], str]:
+        limit = _page_size(page_size)
+        after = _decode_token(page_token, str)
+
+        def work(conn: Connection) -> tuple[list[Study], str]:
+            page = repo.list_studies(conn, after, limit + 1)
+            more, page = len(page) > limit, page[:limit]
+            counts = repo.trial_counts(conn, [s.id for s in page]) if page else {}
+            return [replace(s, counts=counts[s.id]) for s in page], _encode_token(page[-1].name) if more else ""
+
+        return self.db.run(work, write=False)
+
+    def set_study_state(self, name: str, state: StudyState | None) -> Study:
+        check_name("name", name, "study name")
+        if state is None:
+            raise InvalidArgument("state", "must be ACTIVE, STOPPED or COMPLETED")
+
+        def work(conn: Connection) -> Study:
+            study = self._study(conn, name, lock=True)
+            if study.state is StudyState.COMPLETED and state is not StudyState.COMPLETED:
+                raise FailedPrecondition(f"study {name!r} is completed and cannot change state", reason="STUDY_COMPLETED")
+            if study.state is not state:
+                repo.set_study_state(conn, study.id, state, self.clock())
+            return repo.with_counts(conn, self._study(conn, name))
+
+        return self.db.run(work, write=True)
+
+    def delete_study(self, name: str) -> None:
+        check_name("name", name, "study name")
+        self.db.run(lambda conn: repo.delete_study(conn, self._study(conn, name, lock=True).id), write=True)
+
+    # --- ask -------------------------------------------------------------------------
+
+    def suggest_trials(self, study_name: str, count: int, worker_id: str, request_id: str) -> SuggestResult:
+        check_name("study", study_name, "study name")
+        if not 1 <= count <= MAX_SUGGEST_COUNT:
+            raise InvalidArgument("count", f"must be between 1 and {MAX_SUGGEST_COUNT}, got {count}")
+        _check_id("worker_id", worker_id)
+        _check_id("request_id", request_id)
+
+        def work(conn: Connection) -> SuggestResult:
+            study = self._study(conn, study_name, lock=True)
+            seen = repo.find_request(conn, study.id, request_id)
+            if seen is not None:
+                return self._replay(conn, study, seen, worker_id, request_id)
+            now = self.clock()
+            self._reclaim_expired(conn, study, now)
+            result = self._suggest(conn, repo.find_study(conn, study_id=study.id), count, worker_id, request_id, now)
+            repo.record_request(
+                conn, study.id, request_id, worker_id, result.status.value,
+                result.done_reason.value if result.done_reason else None, result.message, now,
+            )
+            return result
+
+        return self.db.run(work, write=True)
+
+    def _replay(self, conn: Connection, study: Study, seen, worker_id: str, request_id: str) -> SuggestResult:
+        if seen.worker_id != worker_id:
+            raise InvalidArgument(
+                "request_id", f"{request_id!r} was already used by worker {seen.worker_id!r}; request ids must be unique"
+            )
+        status = SuggestStatus(seen.status)
+        return SuggestResult(
+            trials=repo.trials_for_request(conn, study.id, request_id),
+            status=status,
+            done_reason=DoneReason(seen.done_reason) if seen.done_reason else None,
+            message=seen.message,
+            retry_after_s=WAIT_SECONDS if status is SuggestStatus.WAIT else 0.0,
+        )
+
+    def _suggest(
+        self, conn: Connection, study: Study, count: int, worker_id: str, request_id: str, now: int
+    ) -> SuggestResult:
+        spec = study.spec
+        if study.state is not StudyState.ACTIVE:
+            reason = DoneReason.STUDY_STOPPED if study.state is StudyState.STOPPED else DoneReason.STUDY_COMPLETED
+            return SuggestResult([], SuggestStatus.DONE, reason, f"study {study.name!r} is {study.state.value.lower()}")
+
+        lease = {"state": TrialState.ACTIVE.value, "worker_id": worker_id, "request_id": request_id,
+                 "lease_expires_ms": now + int(spec.lease_seconds * 1000), "start_ms": now}
+        active = repo.count_active(conn, study.id)
+        room = count if spec.max_parallel_trials == 0 else max(0, min(count, spec.max_parallel_trials - active))
+
+        leased_ids: list[int] = []
+        queued = repo.list_trials(conn, study.id, [TrialState.QUEUED], None, room) if room else []
+        for trial in queued:
+            if repo.update_trial_if(conn, trial.id, TrialState.QUEUED, **lease):
+                leased_ids.append(trial.id)
+
+        algorithm = _algorithm_for(canonical(spec))
+        budget_left = _remaining(spec.max_trials, study.budget_used)
+        space_left = _remaining(algorithm.capacity(), study.algorithm_seq)
+        n_new = min(room - len(leased_ids), budget_left, space_left)
+        if n_new > 0:
+            context = SuggestContext(
+                space=spec.space,
+                objectives=spec.objectives,
+                sequence=study.algorithm_seq,
+                pending=repo.pending_params(conn, study.id),
+                history=repo.history(conn, study) if algorithm.uses_history else (),
+            )
+            suggestions = algorithm.suggest(context, n_new)
+            first = repo.advance_counters(
+                conn, study.id, trials_=len(suggestions), budget=len(suggestions), algorithm=len(suggestions)
+            )
+            leased_ids += repo.insert_trials(
+                conn,
+                [
+                    {"study_id": study.id, "number": first + i, "source": TrialSource.ALGORITHM.value,
+                     "params": s.params, "budget": s.budget, "attempt": 0, "create_ms": now, **lease}
+                    for i, s in enumerate(suggestions)
+                ],
+            )
+            budget_left -= len(suggestions)
+            space_left = 0 if len(suggestions) < n_new else space_left - len(suggestions)
+
+        trials = repo.get_trials(conn, leased_ids)
+        if len(trials) == count:
+            return SuggestResult(trials, SuggestStatus.OK)
+        if budget_left > 0 and space_left > 0:
+            return SuggestResult(
+                trials, SuggestStatus.WAIT,
+                message=f"max_parallel_trials ({spec.max_parallel_trials}) trials are running",
+                retry_after_s=WAIT_SECONDS,
+            )
+        reason = DoneReason.BUDGET_SPENT if budget_left <= 0 else DoneReason.SPACE_EXHAUSTED
+        what = f"all {spec.max_trials} trials were created" if budget_left <= 0 else "the search space is exhausted"
+        if trials or repo.count_active(conn, study.id) or repo.list_trials(conn, study.id, [TrialState.QUEUED], None, 1):
+            return SuggestResult(
+                trials, SuggestStatus.WAIT,
+                message=f"{what}; trials still running may fail and be retried",
+                retry_after_s=WAIT_SECONDS,
+            )
+        repo.set_study_state(conn, study.id, StudyState.COMPLETED, now)
+        return SuggestResult([], SuggestStatus.DONE, reason, f"study {study.name!r} is done: {what}")
+
+    # --- leases ----------------------------------------------------------------------
+
+    def _reclaim_expired(self, conn: Connection, study: Study, now: int) -> int:
+        """Marks expired leases STALE and queues their retries. Needs the study lock."""
+        reclaimed = 0
+        for trial in repo.expired_trials(conn, study.id, now):
+            reason = f"lease held by worker {trial.worker_id!r} expired without a report, heartbeat or tell"
+            if repo.update_trial_if(conn, trial.id, TrialState.ACTIVE, state=TrialState.STALE,
+                                    reason=reason, end_ms=now, lease_expires_ms=None):
+                reclaimed += 1
+                self._maybe_retry(conn, study, trial, now)
+        if reclaimed:
+            log.info("study %s: reclaimed %d expired lease(s)", study.name, reclaimed)
+        return reclaimed
+
+    def _maybe_retry(self, conn: Connection, study: Study, trial: Trial, now: int) -> None:
+        if trial.attempt >= study.spec.retry_policy.max_retries or study.state is StudyState.COMPLETED:
+            return
+        number = repo.advance_counters(conn, study.id, trials_=1)
+        repo.insert_trials(conn, [{
+            "study_id": study.id, "number": number, "state": TrialState.QUEUED.value,
+            "source": TrialSource.RETRY.value, "params": trial.params, "budget": trial.budget,
+            "attempt": trial.attempt + 1, "retry_of": trial.id, "create_ms": now,
+        }])
+
+    def reap_expired_leases(self) -> int:
+        """Reclaims every expired lease in every study; each replica runs this periodically."""
+        now = self.clock()
+        study_ids = self.db.run(lambda conn: repo.studies_with_expired_leases(conn, now), write=False)
+        total = 0
+        for study_id in study_ids:
+            def work(conn: Connection, study_id: int = study_id) -> int:
+                study = repo.find_study(conn, study_id=study_id, lock=True)
+                return 0 if study is None else self._reclaim_expired(conn, study, self.clock())
+
+            total += self.db.run(work, write=True)
+        return total
+
+    # --- report and tell ---------------------------------------------------------------
+
+    def report_intermediate(self, trial_id: int, worker_id: str, step: int, metrics: Metrics) -> ReportResult:
+        if step < 0:
+            raise InvalidArgument("step", f"must be 0 or more, got {step}")
+        metrics = check_metrics("metrics", metrics, required=True)
+
+        def work(conn: Connection) -> ReportResult:
+            trial = self._leased_trial(conn, trial_id, worker_id)
+            now = self.clock()
+            existing = repo.get_measurement(conn, trial.id, step)
+            if existing is None:
+                measurement = Measurement(step, metrics, now)
+                repo.insert_measurement(conn, trial.id, measurement)
+                last = trial.last_measurement
+                if last is None or step >= last.step:
+                    repo.update_trial_if(conn, trial.id, TrialState.ACTIVE, last_step=step,
+                                         last_metrics=[list(m) for m in metrics], last_measurement_ms=now)
+            elif existing.metrics != metrics:
+                raise FailedPrecondition(
+                    f"trial {trial_id} already reported step {step} with other values", reason="STEP_ALREADY_REPORTED"
+                )
+            expires = self._renew(conn, trial, now)
+            # None of the algorithms so far prune; the pruning ones decide here.
+            return ReportResult(should_stop=False, lease_expires_ms=expires)
+
+        return self.db.run(work, write=True)
+
+    def heartbeat(self, trial_id: int, worker_id: str) -> int:
+        def work(conn: Connection) -> int:
+            return self._renew(conn, self._leased_trial(conn, trial_id, worker_id), self.clock())
+
+        return self.db.run(work, write=True)
+
+    def _renew(self, conn: Connection, trial: Trial, now: int) -> int:
+        study = repo.find_study(conn, study_id=trial.study_id)
+        expires = now + int(study.spec.lease_seconds * 1000)
+        repo.update_trial_if(conn, trial.id, TrialState.ACTIVE, lease_expires_ms=expires)
+        return expires
+
+    def complete_trial(
+        self, trial_id: int, worker_id: str, outcome: Outcome | None, metrics: Metrics, reason: str
+    ) -> Trial:
+        if outcome is None:
+            raise InvalidArgument("outcome", "must be SUCCEEDED, PRUNED, FAILED or INFEASIBLE")
+        metrics = check_metrics("metrics", metrics, required=False)
+        if len(reason) > MAX_REASON_CHARS:
+            raise InvalidArgument("reason", f"at most {MAX_REASON_CHARS} characters, got {len(reason)}")
+
+        def work(conn: Connection) -> Trial:
+            trial = self._trial(conn, trial_id)
+            study = repo.find_study(conn, study_id=trial.study_id)
+            final = _final_metrics(study.spec, outcome, metrics, trial)
+            if trial.state.finished:
+                return self._repeat_tell(conn, trial, outcome, final)
+            retry = outcome is Outcome.FAILED and study.spec.retry_policy.retry_failed
+            if retry:
+                # Lock order is always study, then trial (the ask path does the same).
+                study = repo.find_study(conn, study_id=trial.study_id, lock=True)
+            trial = self._leased_trial(conn, trial_id, worker_id)
+            now = self.clock()
+            done = repo.update_trial_if(
+                conn, trial.id, TrialState.ACTIVE, state=outcome.value, metrics=[list(m) for m in final],
+                reason=reason, end_ms=now, lease_expires_ms=None,
+            )
+            if not done:  # lost a race with the reaper: report what happened instead
+                return self._repeat_tell(conn, self._trial(conn, trial_id), outcome, final)
+            if retry:
+                self._maybe_retry(conn, study, trial, now)
+            return self._trial(conn, trial_id)
+
+        return self.db.run(work, write=True)
+
+    def _repeat_tell(self, conn: Connection, trial: Trial, outcome: Outcome, metrics: Metrics) -> Trial:
+        if trial.state is outcome.value and trial.metrics == metrics:
+            return trial  # the same tell again: idempotent
+        self._raise_finished(conn, trial)
+
+    @staticmethod
+    def _raise_finished(conn: Connection, trial: Trial) -> None:
+        if trial.state is TrialState.STALE:
+            retry = repo.retry_of(conn, trial.id)
+            then = f"; its configuration was queued again as trial {retry}" if retry else ""
+            raise FailedPrecondition(
+                f"trial {trial.id} lost its lease (it expired and the trial went stale){then}", reason="LEASE_LOST"
+            )
+        raise FailedPrecondition(
+            f"trial {trial.id} already finished as {trial.state.value}", reason="TRIAL_ALREADY_FINISHED"
+        )
+
+    # --- trials ----------------------------------------------------------------------
+
+    def create_trial(self, study_name: str, params: Assignment) -> Trial:
+        check_name("study", study_name, "study name")
+
+        def work(conn: Connection) -> Trial:
+            study = self._study(conn, study_name, lock=True)
+            assignment = study.spec.space.complete(params, "parameters")
+            if study.state is StudyState.COMPLETED:
+                raise FailedPrecondition(f"study {study_name!r} is completed", reason="STUDY_COMPLETED")
+            if _remaining(study.spec.max_trials, study.budget_used) <= 0:
+                raise ResourceExhausted(
+                    f"study {study_name!r} already has max_trials ({study.spec.max_trials}) trials",
+                    reason="BUDGET_SPENT",
+                )
+            number = repo.advance_counters(conn, study.id, trials_=1, budget=1)
+            [trial_id] = repo.insert_trials(conn, [{
+                "study_id": study.id, "number": number, "state": TrialState.QUEUED.value,
+                "source": TrialSource.USER.value, "params": assignment, "attempt": 0, "create_ms": self.clock(),
+            }])
+            return self._trial(conn, trial_id)
+
+        return self.db.run(work, write=True)
+
+    def get_trial(self, trial_id: int) -> Trial:
+        return self.db.run(lambda conn: self._trial(conn, trial_id), write=False)
+
+    def list_trials(
+        self, study_name: str, states: Sequence[TrialState], page_size: int, page_token: str
+    ) -> tuple[list[Trial], str]:
+        check_name("study", study_name, "study name")
+        limit = _page_size(page_size)
+        after = _decode_token(page_token, int)
+
+        def work(conn: Connection) -> tuple[list[Trial], str]:
+            study = self._study(conn, study_name)
+            page = repo.list_trials(conn, study.id, states, after, limit + 1)
+            more, page = len(page) > limit, page[:limit]
+            return page, _encode_token(page[-1].number) if more else ""
+
+        return self.db.run(work, write=False)
+
+    def list_measurements(self, trial_id: int) -> list[Measurement]:
+        def work(conn: Connection) -> list[Measurement]:
+            return repo.list_measurements(conn, self._trial(conn, trial_id).id)
+
+        return self.db.run(work, write=False)
+
+    def best_trials(self, study_name: str) -> list[Trial]:
+        check_name("study", study_name, "study name")
+
+        def work(conn: Connection) -> list[Trial]:
+            study = self._study(conn, study_name)
+            completed = repo.list_trials(conn, study.id, [TrialState.COMPLETED], None, None)
+            return best_trials(completed, study.spec.objectives)
+
+        return self.db.run(work, write=False)
+
+    # --- helpers ---------------------------------------------------------------------
+
+    @staticmethod
+    def _study(conn: Connection, name: str, lock: bool = False) -> Study:
+        study = repo.find_study(conn, name=name, lock=lock)
+        if study is None:
+            raise NotFound(f"study {name!r} does not exist", reason="STUDY_NOT_FOUND")
+        return study
+
+    @staticmethod
+    def _trial(conn: Connection, trial_id: int) -> Trial:
+        if trial_id <= 0:
+            raise InvalidArgument("trial_id", f"must be positive, got {trial_id}")
+        trial = repo.get_trial(conn, trial_id)
+        if trial is None:
+            raise NotFound(f"trial {trial_id} does not exist", reason="TRIAL_NOT_FOUND")
+        return trial
+
+    def _leased_trial(self, conn: Connection, trial_id: int, worker_id: str) -> Trial:
+        """The trial, if it is ACTIVE and leased to ``worker_id`` (when given)."""
+        if len(worker_id) > MAX_ID_CHARS:
+            raise InvalidArgument("worker_id", f"at most {MAX_ID_CHARS} characters")
+        trial = self._trial(conn, trial_id)
+        if trial.state.finished:
+            self._raise_finished(conn, trial)
+        if trial.state is not TrialState.ACTIVE:
+            raise FailedPrecondition(
+                f"trial {trial_id} is {trial.state.value}, not ACTIVE: only a leased trial accepts this",
+                reason="TRIAL_NOT_ACTIVE",
+            )
+        if worker_id and worker_id != trial.worker_id:
+            raise FailedPrecondition(
+                f"trial {trial_id} is leased to worker {trial.worker_id!r}, not {worker_id!r}",
+                reason="LEASED_TO_ANOTHER_WORKER",
+            )
+        return trial
+
+
+def _remaining(limit: int | None, used: int) -> float:
+    return float("inf") if not limit else limit - used
+
+
+def _final_metrics(spec: StudySpec, outcome: Outcome, metrics: Metrics, trial: Trial) -> Metrics:
+    """Objective values first (in objective order), then the rest as given."""
+    given = dict(metrics)
+    if outcome is Outcome.PRUNED and not given and trial.last_measurement is not None:
+        given = dict(trial.last_measurement.metrics)
+    if outcome is Outcome.SUCCEEDED:
+        for name in spec.metric_names:
+            if name not in given:
+                raise InvalidArgument("metrics", f"a value for objective {name!r} is required to succeed")
+    names = [n for n in spec.metric_names if n in given] + [n for n in given if n not in spec.metric_names]
+    return tuple((name, given[name]) for name in names)

@@ -1,0 +1,1 @@
+"""Tracking service: experiments, runs, metrics, artifacts and the model registry."""

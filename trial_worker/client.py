@@ -1,0 +1,276 @@
+"""A typed Python client for the suggestion service.
+
+    from trial_worker import SuggestionClient, Float, Int
+
+    client = SuggestionClient("127.0.0.1:50051")
+    study = client.create_study("demo", [Float("x", -5, 5), Int("n", 1, 9)],
+                                objectives={"loss": "minimize"}, max_trials=20)
+    while (trial := study.ask()) is not None:
+        for step in range(10):
+            if trial.report(step, loss_at(step, **trial.params)):
+                trial.prune(); break
+        else:
+            study.tell(trial, final_loss(**trial.params))
+
+Errors come back as :mod:`tuning_common.errors` exceptions (``NotFound``,
+``FailedPrecondition`` with ``reason == "LEASE_LOST"``, ...). UNAVAILABLE is retried with
+exponential backoff; asks carry a request id so a retried ask never leases twice.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from suggestion_service.api import convert
+from suggestion_service.domain.space import Parameter, SearchSpace, Value
+from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, RetryPolicy, StudySpec
+from tuning.suggestion.v1 import study_pb2 as pb
+from tuning.suggestion.v1 import suggestion_service_pb2 as api
+from tuning.suggestion.v1 import suggestion_service_pb2_grpc as api_grpc
+from tuning_common.errors import DeadlineExceeded
+from tuning_common.grpc_errors import error_from_rpc
+from tuning_common.settings import suggestion_address
+
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _metrics(value: float | Mapping[str, float], objectives: Sequence[str]) -> list[pb.Metric]:
+    if isinstance(value, Mapping):
+        return [pb.Metric(name=k, value=float(v)) for k, v in value.items()]
+    if len(objectives) != 1:
+        raise ValueError(f"this study has objectives {list(objectives)}: pass a dict of values")
+    return [pb.Metric(name=objectives[0], value=float(value))]
+
+
+class SuggestionClient:
+    """One channel to a suggestion service. Thread-safe; close it (or use ``with``) when done."""
+
+    def __init__(self, address: str | None = None, *, timeout: float = 30.0, retries: int = 6,
+                 backoff: float = 0.1, max_backoff: float = 5.0, channel: grpc.Channel | None = None):
+        self.address = address or suggestion_address()
+        self.timeout, self.retries, self.backoff, self.max_backoff = timeout, retries, backoff, max_backoff
+        self._channel = channel or grpc.insecure_channel(self.address)
+        self._stub = api_grpc.SuggestionServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> SuggestionClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, method: str, request: Any) -> Any:
+        """Calls an RPC by name, retrying UNAVAILABLE with jittered exponential backoff."""
+        rpc = getattr(self._stub, method)
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                return rpc(request, timeout=self.timeout)
+            except grpc.RpcError as error:
+                if error.code() not in _RETRYABLE or attempt == self.retries:
+                    raise error_from_rpc(error) from None
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, self.max_backoff)
+        raise AssertionError("unreachable")
+
+    # --- studies ---------------------------------------------------------------------
+
+    def create_study(
+        self,
+        name: str,
+        parameters: Sequence[Parameter],
+        *,
+        objectives: Mapping[str, str],
+        algorithm: str = "random",
+        algorithm_settings: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        max_trials: int = 0,
+        max_parallel_trials: int = 0,
+        lease_seconds: float = 120.0,
+        max_retries: int = 2,
+        retry_failed: bool = False,
+    ) -> Study:
+        """Gets or creates a study; ``objectives`` maps metric names to "minimize"/"maximize"."""
+        spec = StudySpec(
+            space=SearchSpace(tuple(parameters)),
+            objectives=tuple(Objective(metric, Direction(direction.lower())) for metric, direction in objectives.items()),
+            algorithm=AlgorithmSpec(algorithm, dict(algorithm_settings or {})),
+            seed=seed,
+            max_trials=max_trials,
+            max_parallel_trials=max_parallel_trials,
+            lease_seconds=lease_seconds,
+            retry_policy=RetryPolicy(max_retries, retry_failed),
+        )
+        message = convert.spec_to_proto(spec)
+        if seed is None:
+            message.ClearField("seed")
+        return self.create_study_from_proto(name, message)
+
+    def create_study_from_proto(self, name: str, spec: pb.StudySpec) -> Study:
+        response = self.call("CreateStudy", api.CreateStudyRequest(name=name, spec=spec))
+        return Study(self, response.study, created=response.created)
+
+    def get_study(self, name: str) -> Study:
+        return Study(self, self.call("GetStudy", api.GetStudyRequest(name=name)).study)
+
+    def list_studies(self, page_size: int = 100) -> Iterator[pb.Study]:
+        token = ""
+        while True:
+            page = self.call("ListStudies", api.ListStudiesRequest(page_size=page_size, page_token=token))
+            yield from page.studies
+            if not (token := page.next_page_token):
+                return
+
+    def delete_study(self, name: str) -> None:
+        self.call("DeleteStudy", api.DeleteStudyRequest(name=name))
+
+
+@dataclass
+class Study:
+    """A handle on one study: ask, tell and look at its trials."""
+
+    client: SuggestionClient
+    info: pb.Study
+    created: bool = False
+    worker_id: str = field(default_factory=default_worker_id)
+    # The latest SuggestTrials answer: its status, done_reason and message say why an ask came back empty.
+    last_suggest: api.SuggestTrialsResponse | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def objectives(self) -> list[str]:
+        return [o.metric for o in self.info.spec.objectives]
+
+    def refresh(self) -> pb.Study:
+        self.info = self.client.call("GetStudy", api.GetStudyRequest(name=self.name)).study
+        return self.info
+
+    def ask_batch(self, count: int = 1, *, wait: bool = True, timeout: float | None = None) -> list[Trial]:
+        """Leases up to ``count`` trials. Returns [] once the study is done.
+
+        With ``wait``, a WAIT answer (parallel limit reached, or the last trials still
+        running) is retried after the server's ``retry_after`` until trials come back,
+        the study is done or ``timeout`` seconds pass (then DeadlineExceeded).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            request = api.SuggestTrialsRequest(
+                study=self.name, count=count, worker_id=self.worker_id, request_id=uuid.uuid4().hex
+            )
+            response = self.client.call("SuggestTrials", request)
+            self.last_suggest = response
+            if response.trials or response.status == api.SUGGEST_STATUS_DONE or not wait:
+                return [Trial(self, t) for t in response.trials]
+            pause = response.retry_after.ToTimedelta().total_seconds() or 0.5
+            if deadline is not None and time.monotonic() + pause > deadline:
+                raise DeadlineExceeded(f"no trial of study {self.name!r} became available in time: {response.message}")
+            time.sleep(pause)
+
+    def ask(self, *, wait: bool = True, timeout: float | None = None) -> Trial | None:
+        """Leases one trial, or returns None once the study is done (see :meth:`ask_batch`)."""
+        trials = self.ask_batch(1, wait=wait, timeout=timeout)
+        return trials[0] if trials else None
+
+    def tell(self, trial: Trial | int, value: float | Mapping[str, float]) -> pb.Trial:
+        """Completes a trial successfully with its objective value(s) (and any extra metrics)."""
+        return self._complete(trial, api.OUTCOME_SUCCEEDED, _metrics(value, self.objectives), "")
+
+    def fail(self, trial: Trial | int, reason: str) -> pb.Trial:
+        return self._complete(trial, api.OUTCOME_FAILED, [], reason)
+
+    def mark_infeasible(self, trial: Trial | int, reason: str) -> pb.Trial:
+        return self._complete(trial, api.OUTCOME_INFEASIBLE, [], reason)
+
+    def prune(self, trial: Trial | int, value: float | Mapping[str, float] | None = None) -> pb.Trial:
+        metrics = [] if value is None else _metrics(value, self.objectives)
+        return self._complete(trial, api.OUTCOME_PRUNED, metrics, "stopped early")
+
+    def _complete(self, trial: Trial | int, outcome: int, metrics: list[pb.Metric], reason: str) -> pb.Trial:
+        trial_id = trial.id if isinstance(trial, Trial) else trial
+        request = api.CompleteTrialRequest(
+            trial_id=trial_id, worker_id=self.worker_id if isinstance(trial, Trial) else "",
+            outcome=outcome, metrics=metrics, reason=reason,
+        )
+        return self.client.call("CompleteTrial", request).trial
+
+    def enqueue(self, params: Mapping[str, Value]) -> pb.Trial:
+        """Queues a configuration of your own (a baseline, a warm start); it is asked before new ones."""
+        request = api.CreateTrialRequest(
+            study=self.name, parameters={k: convert.value_to_proto(v) for k, v in params.items()}
+        )
+        return self.client.call("CreateTrial", request).trial
+
+    def trials(self, *states: int, page_size: int = 500) -> Iterator[pb.Trial]:
+        token = ""
+        while True:
+            page = self.client.call("ListTrials", api.ListTrialsRequest(
+                study=self.name, states=states, page_size=page_size, page_token=token))
+            yield from page.trials
+            if not (token := page.next_page_token):
+                return
+
+    def best_trials(self) -> list[pb.Trial]:
+        return list(self.client.call("GetBestTrials", api.GetBestTrialsRequest(study=self.name)).trials)
+
+    def set_state(self, state: int) -> pb.Study:
+        self.info = self.client.call("SetStudyState", api.SetStudyStateRequest(name=self.name, state=state)).study
+        return self.info
+
+
+@dataclass
+class Trial:
+    """A leased trial. ``params`` holds the active parameters with their Python types."""
+
+    study: Study
+    info: pb.Trial
+
+    @property
+    def id(self) -> int:
+        return self.info.id
+
+    @property
+    def number(self) -> int:
+        return self.info.number
+
+    @property
+    def params(self) -> dict[str, Value]:
+        return {name: convert.value_from_proto(v, name) for name, v in self.info.parameters.items()}
+
+    @property
+    def budget(self) -> float | None:
+        return self.info.budget if self.info.HasField("budget") else None
+
+    def report(self, step: int, value: float | Mapping[str, float]) -> bool:
+        """Reports intermediate value(s) at ``step`` and renews the lease; True means stop now."""
+        request = api.ReportIntermediateRequest(
+            trial_id=self.id, worker_id=self.study.worker_id, step=step,
+            metrics=_metrics(value, self.study.objectives),
+        )
+        return self.study.client.call("ReportIntermediate", request).should_stop
+
+    def heartbeat(self) -> None:
+        self.study.client.call("Heartbeat", api.HeartbeatRequest(trial_id=self.id, worker_id=self.study.worker_id))
+
+    def prune(self, value: float | Mapping[str, float] | None = None) -> pb.Trial:
+        return self.study.prune(self, value)
+
+
+__all__ = ["Study", "SuggestionClient", "Trial"]

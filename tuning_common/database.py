@@ -1,0 +1,173 @@
+"""Engines, short retried transactions and the schema-version check, for every service.
+
+SQLite (the default) runs in WAL mode with a busy timeout; write transactions start with
+``BEGIN IMMEDIATE`` so two writers never deadlock on a lock upgrade ("database is
+locked"). PostgreSQL runs at READ COMMITTED; services serialise per-resource work with
+row locks (``SELECT ... FOR UPDATE``). Either way a transaction that loses a deadlock or
+a lock wait is rolled back and run again, so use cases must be plain functions of a
+connection with no side effects outside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from tuning_common.errors import FailedPrecondition, Unavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
+_WRITE = "tuning_write"
+
+
+def normalise_url(url: str) -> URL:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _is_retryable(error: sa.exc.DBAPIError) -> bool:
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate in _RETRYABLE_SQLSTATES:
+        return True
+    return "database is locked" in str(error.orig)
+
+
+@dataclass
+class Database:
+    engine: Engine
+
+    @classmethod
+    def connect(cls, url: str, *, pool_size: int = 10, busy_timeout_s: float = 30.0) -> Database:
+        parsed = normalise_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            return cls(_sqlite_engine(parsed, busy_timeout_s))
+        engine = sa.create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        return cls(engine)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def run(self, work: Callable[[Connection], T], *, write: bool, attempts: int = 5) -> T:
+        """Runs ``work`` in one transaction, again from scratch after a deadlock or lock timeout."""
+        for attempt in range(attempts):
+            try:
+                with self.engine.connect().execution_options(**{_WRITE: write}) as conn:
+                    with conn.begin():
+                        return work(conn)
+            except sa.exc.DBAPIError as error:
+                if not _is_retryable(error) or attempt == attempts - 1:
+                    if _is_retryable(error):
+                        raise Unavailable(f"the database stayed busy after {attempts} attempts") from error
+                    raise
+                log.info("transaction conflict (%s); retrying", type(error.orig).__name__)
+                time.sleep(random.uniform(0.005, 0.05) * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_engine(url: URL, busy_timeout_s: float) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s}, pool_size=10, max_overflow=20
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record):
+        # Take transaction control away from pysqlite so the "begin" hook below decides.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+    return engine
+
+
+# --- schema versions -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Migrations:
+    """One service's Alembic scripts and the version table that records where a database is."""
+
+    script_location: str
+    version_table: str
+
+    def _config(self, connection: Connection):
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", self.script_location)
+        config.set_main_option("version_table", self.version_table)
+        config.attributes["connection"] = connection
+        return config
+
+    def head(self) -> str:
+        from alembic.script import ScriptDirectory
+
+        config = self._config(None)
+        return ScriptDirectory.from_config(config).get_current_head()
+
+    def current(self, connection: Connection) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        context = MigrationContext.configure(connection, opts={"version_table": self.version_table})
+        return context.get_current_revision()
+
+    def ensure(self, db: Database, *, upgrade: bool) -> str:
+        """Creates an empty database, upgrades an old one if allowed, refuses anything else.
+
+        Returns the revision the database is at. Several replicas starting at once are
+        serialised (an advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite).
+        """
+        from alembic import command
+
+        head = self.head()
+
+        def migrate(conn: Connection) -> str:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": self.version_table})
+            current = self.current(conn)
+            if current == head:
+                return current
+            if current is not None and not upgrade:
+                raise FailedPrecondition(
+                    f"the database is at schema revision {current} but this version needs {head}; "
+                    "back it up, then run `tuning db upgrade` (or start with --migrate)",
+                    reason="SCHEMA_OUT_OF_DATE",
+                )
+            try:
+                command.upgrade(self._config(conn), "head")
+            except Exception as error:
+                if "Can't locate revision" in str(error):
+                    raise FailedPrecondition(
+                        f"the database is at unknown schema revision {current} (newer than this version, {head}?)",
+                        reason="SCHEMA_UNKNOWN",
+                    ) from error
+                raise
+            log.info("database schema %s -> %s", current or "empty", head)
+            return head
+
+        return db.run(migrate, write=True, attempts=1)

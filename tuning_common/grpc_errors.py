@@ -1,0 +1,120 @@
+"""The one translation point between :mod:`tuning_common.errors` and gRPC status codes.
+
+Servers install :class:`ErrorMappingInterceptor`, so servicers contain no try/except.
+Clients call :func:`error_from_rpc` to get the same exception class back, with the
+``google.rpc.ErrorInfo`` reason and the ``google.rpc.BadRequest`` field restored.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from tuning_common.errors import BY_CODE, InvalidArgument, TuningError
+
+log = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "tuning.dev"
+
+
+def _status_for(error: TuningError) -> status_pb2.Status:
+    details = []
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+    details.append(info)
+    if isinstance(error, InvalidArgument):
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.description)
+                ]
+            )
+        )
+    packed = []
+    for detail in details:
+        any_detail = any_pb2.Any()
+        any_detail.Pack(detail)
+        packed.append(any_detail)
+    return status_pb2.Status(code=code_pb2.Code.Value(error.code), message=error.message, details=packed)
+
+
+def _abort(context: grpc.ServicerContext, error: TuningError) -> None:
+    context.abort_with_status(rpc_status.to_status(_status_for(error)))
+
+
+def _abort_internal(context: grpc.ServicerContext, method: str) -> None:
+    incident = uuid.uuid4().hex[:12]
+    # The stack trace stays in the server log; the caller only gets the incident id.
+    log.exception("unhandled error in %s (incident %s)", method, incident)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log")
+
+
+def _wrap_unary(behaviour: Callable, method: str) -> Callable:
+    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return behaviour(request, context)
+        except TuningError as error:
+            _abort(context, error)
+        except Exception:
+            _abort_internal(context, method)
+
+    return handler
+
+
+def _wrap_stream(behaviour: Callable, method: str) -> Callable:
+    def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from behaviour(request, context)
+        except TuningError as error:
+            _abort(context, error)
+        except Exception:
+            _abort_internal(context, method)
+
+    return handler
+
+
+class ErrorMappingInterceptor(grpc.ServerInterceptor):
+    """Turns every :class:`TuningError` into its status code with rich details."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary:
+            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, method))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=_wrap_unary(handler.stream_unary, method))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream, method))
+        return handler._replace(stream_stream=_wrap_stream(handler.stream_stream, method))
+
+
+def error_from_rpc(error: grpc.RpcError) -> TuningError:
+    """The exception a server raised, rebuilt from the status it sent."""
+    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
+    message = (error.details() if isinstance(error, grpc.Call) else None) or str(error)
+    reason, metadata, violation = None, {}, None
+    status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason, metadata = info.reason, dict(info.metadata)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            if bad.field_violations:
+                violation = bad.field_violations[0]
+    cls = BY_CODE.get(code.name, BY_CODE["INTERNAL"])
+    if cls is InvalidArgument:
+        if violation is None:
+            return InvalidArgument("request", message, reason=reason, metadata=metadata)
+        return InvalidArgument(violation.field, violation.description, reason=reason, metadata=metadata)
+    return cls(message, reason=reason, metadata=metadata)
