@@ -13,6 +13,7 @@ from suggestion_service.persistence import MIGRATIONS
 from suggestion_service.service import SuggestionService
 from tuning.suggestion.v1 import suggestion_service_pb2, suggestion_service_pb2_grpc
 from tuning_common.database import Database
+from tuning_common.errors import TuningError
 from tuning_common.grpc_server import DEFAULT_MAX_MESSAGE_BYTES, RunningServer, ServerOptions, start_server
 from tuning_common.settings import add_option, data_dir
 
@@ -93,7 +94,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def run(args: argparse.Namespace) -> int:
     options = ServerOptions(args.host, args.port, args.max_workers, args.max_message_bytes, args.grace_seconds)
-    running = serve(args.database_url, options, migrate=args.migrate, lease_check_seconds=args.lease_check_seconds)
+    try:
+        running = serve(args.database_url, options, migrate=args.migrate, lease_check_seconds=args.lease_check_seconds)
+    except TuningError as error:
+        print(f"suggestion-service cannot start: {error}", file=sys.stderr)
+        return 2
     print(f"suggestion-service listening on {running.address}", flush=True)
     running.wait_for_termination()
     return 0

@@ -40,7 +40,8 @@ from tuning_common.errors import DeadlineExceeded
 from tuning_common.grpc_errors import error_from_rpc
 from tuning_common.settings import suggestion_address
 
-_RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
+# CANCELLED: see tuning_common.grpc_errors.error_from_rpc. Every RPC is safe to repeat.
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 
 
 def default_worker_id() -> str:

@@ -124,11 +124,13 @@ class Migrations:
         config.attributes["connection"] = connection
         return config
 
-    def head(self) -> str:
+    def _scripts(self):
         from alembic.script import ScriptDirectory
 
-        config = self._config(None)
-        return ScriptDirectory.from_config(config).get_current_head()
+        return ScriptDirectory.from_config(self._config(None))
+
+    def head(self) -> str:
+        return self._scripts().get_current_head()
 
     def current(self, connection: Connection) -> str | None:
         from alembic.runtime.migration import MigrationContext
@@ -144,7 +146,9 @@ class Migrations:
         """
         from alembic import command
 
-        head = self.head()
+        scripts = self._scripts()
+        head = scripts.get_current_head()
+        known = {script.revision for script in scripts.walk_revisions()}
 
         def migrate(conn: Connection) -> str:
             if conn.dialect.name == "postgresql":
@@ -152,21 +156,19 @@ class Migrations:
             current = self.current(conn)
             if current == head:
                 return current
+            if current is not None and current not in known:
+                raise FailedPrecondition(
+                    f"the database is at unknown schema revision {current}; this version knows up to {head} "
+                    "(was it written by a newer release?)",
+                    reason="SCHEMA_UNKNOWN",
+                )
             if current is not None and not upgrade:
                 raise FailedPrecondition(
                     f"the database is at schema revision {current} but this version needs {head}; "
                     "back it up, then run `tuning db upgrade` (or start with --migrate)",
                     reason="SCHEMA_OUT_OF_DATE",
                 )
-            try:
-                command.upgrade(self._config(conn), "head")
-            except Exception as error:
-                if "Can't locate revision" in str(error):
-                    raise FailedPrecondition(
-                        f"the database is at unknown schema revision {current} (newer than this version, {head}?)",
-                        reason="SCHEMA_UNKNOWN",
-                    ) from error
-                raise
+            command.upgrade(self._config(conn), "head")
             log.info("database schema %s -> %s", current or "empty", head)
             return head
 

@@ -112,6 +112,10 @@ def error_from_rpc(error: grpc.RpcError) -> TuningError:
             detail.Unpack(bad)
             if bad.field_violations:
                 violation = bad.field_violations[0]
+    if code is grpc.StatusCode.CANCELLED:
+        # Our clients never cancel their own calls, so this is a server going away mid-call
+        # (graceful shutdown): as retryable as UNAVAILABLE.
+        return BY_CODE["UNAVAILABLE"](message, reason="SERVER_SHUTTING_DOWN")
     cls = BY_CODE.get(code.name, BY_CODE["INTERNAL"])
     if cls is InvalidArgument:
         if violation is None:

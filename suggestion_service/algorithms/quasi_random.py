@@ -5,12 +5,10 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-from scipy.stats import qmc
-
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
 from tuning_common.errors import InvalidArgument
 
-_SEQUENCES = {"sobol": qmc.Sobol, "halton": qmc.Halton}
+_SEQUENCES = ("sobol", "halton")
 
 
 class QuasiRandomSearch(Algorithm):
@@ -29,12 +27,16 @@ class QuasiRandomSearch(Algorithm):
     def suggest(self, context: SuggestContext, count: int) -> list[Suggestion]:
         dims = max(len(self.space), 1)
         # The seed masked to 32 bits keeps scipy's generator happy across platforms.
-        engine = _SEQUENCES[self.settings.sequence](
+        # Imported here: scipy.stats takes most of a second to import, which every CLI call would pay.
+        from scipy.stats import qmc
+
+        engine = {"sobol": qmc.Sobol, "halton": qmc.Halton}[self.settings.sequence](
             d=dims, scramble=self.settings.scramble, seed=self.seed & 0xFFFFFFFF
         )
         with warnings.catch_warnings():
             # Sobol warns about non-power-of-two prefixes; the balance loss is negligible here.
             warnings.simplefilter("ignore", UserWarning)
-            engine.fast_forward(context.sequence)
+            if context.sequence:  # scipy's Sobol cannot fast-forward by zero
+                engine.fast_forward(context.sequence)
             points = engine.random(count)
         return [Suggestion(self.space.from_unit(point)) for point in points]

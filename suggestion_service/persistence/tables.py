@@ -10,18 +10,21 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+# Ids are int64 in the API. SQLite only autoincrements an INTEGER primary key (64-bit there).
+ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
 studies = sa.Table(
     "studies",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(128), nullable=False, unique=True),
     sa.Column("spec", sa.JSON, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     # Counters, only changed while holding the study row's lock:
     # next trial number, trials counted against max_trials, configurations the algorithm proposed.
-    sa.Column("trial_seq", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("budget_used", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("algorithm_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("trial_seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("budget_used", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("algorithm_seq", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("create_ms", sa.BigInteger, nullable=False),
     sa.Column("update_ms", sa.BigInteger, nullable=False),
     sqlite_autoincrement=True,
@@ -30,9 +33,9 @@ studies = sa.Table(
 trials = sa.Table(
     "trials",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("study_id", ID, sa.ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("number", sa.BigInteger, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("params", sa.JSON, nullable=False),
@@ -41,7 +44,7 @@ trials = sa.Table(
     sa.Column("request_id", sa.String(256), nullable=True),
     sa.Column("lease_expires_ms", sa.BigInteger, nullable=True),
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("retry_of", sa.Integer, nullable=True),
+    sa.Column("retry_of", ID, nullable=True),
     sa.Column("metrics", sa.JSON, nullable=True),
     sa.Column("reason", sa.Text, nullable=False, server_default=""),
     sa.Column("last_step", sa.BigInteger, nullable=True),
@@ -60,7 +63,7 @@ trials = sa.Table(
 measurements = sa.Table(
     "measurements",
     metadata,
-    sa.Column("trial_id", sa.Integer, sa.ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("trial_id", ID, sa.ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("step", sa.BigInteger, primary_key=True),
     sa.Column("metrics", sa.JSON, nullable=False),
     sa.Column("create_ms", sa.BigInteger, nullable=False),
@@ -70,7 +73,7 @@ measurements = sa.Table(
 suggest_requests = sa.Table(
     "suggest_requests",
     metadata,
-    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("study_id", ID, sa.ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("request_id", sa.String(256), primary_key=True),
     sa.Column("worker_id", sa.String(256), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),

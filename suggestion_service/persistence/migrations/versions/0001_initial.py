@@ -12,26 +12,28 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
 
 def upgrade() -> None:
     op.create_table(
         "studies",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", ID, primary_key=True, autoincrement=True),
         sa.Column("name", sa.String(128), nullable=False, unique=True),
         sa.Column("spec", sa.JSON, nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("trial_seq", sa.Integer, nullable=False, server_default="0"),
-        sa.Column("budget_used", sa.Integer, nullable=False, server_default="0"),
-        sa.Column("algorithm_seq", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("trial_seq", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("budget_used", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("algorithm_seq", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("create_ms", sa.BigInteger, nullable=False),
         sa.Column("update_ms", sa.BigInteger, nullable=False),
         sqlite_autoincrement=True,
     )
     op.create_table(
         "trials",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
-        sa.Column("number", sa.Integer, nullable=False),
+        sa.Column("id", ID, primary_key=True, autoincrement=True),
+        sa.Column("study_id", ID, sa.ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("number", sa.BigInteger, nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("source", sa.String(16), nullable=False),
         sa.Column("params", sa.JSON, nullable=False),
@@ -40,7 +42,7 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(256), nullable=True),
         sa.Column("lease_expires_ms", sa.BigInteger, nullable=True),
         sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
-        sa.Column("retry_of", sa.Integer, nullable=True),
+        sa.Column("retry_of", ID, nullable=True),
         sa.Column("metrics", sa.JSON, nullable=True),
         sa.Column("reason", sa.Text, nullable=False, server_default=""),
         sa.Column("last_step", sa.BigInteger, nullable=True),
@@ -57,14 +59,14 @@ def upgrade() -> None:
     op.create_index("ix_trials_state_lease", "trials", ["state", "lease_expires_ms"])
     op.create_table(
         "measurements",
-        sa.Column("trial_id", sa.Integer, sa.ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("trial_id", ID, sa.ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("step", sa.BigInteger, primary_key=True),
         sa.Column("metrics", sa.JSON, nullable=False),
         sa.Column("create_ms", sa.BigInteger, nullable=False),
     )
     op.create_table(
         "suggest_requests",
-        sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("study_id", ID, sa.ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("request_id", sa.String(256), primary_key=True),
         sa.Column("worker_id", sa.String(256), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs everything the tests need into .venv and node_modules, then runs them.
+# Usage: bash scripts/test.sh [pytest args...]
+# TUNING_TEST_STRICT=1 turns "skipped: PostgreSQL/Node.js not available" into failures (CI sets it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+npm ci --no-audit --no-fund --loglevel=error
+
+echo "== buf lint"
+npx --no-install buf lint protos
+echo "== generated code is fresh"
+.venv/bin/python -m tuning_common.codegen --check
+echo "== pytest"
+.venv/bin/python -m pytest "$@"

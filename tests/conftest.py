@@ -1,0 +1,134 @@
+"""Fixtures shared by every test: databases (SQLite, PostgreSQL), servers on port 0, clients.
+
+A test that needs something this machine may lack (PostgreSQL, Node.js) calls
+:func:`require`: it skips with the reason, or fails when TUNING_TEST_STRICT=1
+(which `.ci/run` sets, so CI never silently skips them).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from suggestion_service.server import serve
+from trial_worker import SuggestionClient
+from tuning_common.grpc_server import RunningServer, ServerOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+STRICT = os.environ.get("TUNING_TEST_STRICT") == "1"
+POSTGRES_URL = os.environ.get("TUNING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip (or, in strict mode, fail) the calling test when ``condition`` is false."""
+    if condition:
+        return
+    if STRICT:
+        pytest.fail(f"required in strict mode (TUNING_TEST_STRICT=1): {reason}")
+    pytest.skip(reason)
+
+
+def _postgres_available() -> str | None:
+    try:
+        engine = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as error:  # any failure means "not here"
+        return f"PostgreSQL is not reachable at {POSTGRES_URL}: {type(error).__name__}: {error}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    problem = _postgres_available()
+    require(problem is None, problem or "")
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL server, dropped afterwards."""
+    name = f"tuning_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(postgres_server).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'suggestion.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Runs the test once per storage backend."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def server(sqlite_url: str) -> Iterator[RunningServer]:
+    running = serve(sqlite_url, ServerOptions(port=0, grace_seconds=1), lease_check_seconds=0.2)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(server: RunningServer) -> Iterator[SuggestionClient]:
+    with SuggestionClient(server.address, retries=2, backoff=0.05) as c:
+        yield c
+
+
+class ServerProcess:
+    """A suggestion service in its own process, on a free port."""
+
+    def __init__(self, database_url: str, *args: str, env: dict[str, str] | None = None):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "suggestion_service", "--port", "0", "--database-url", database_url, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "TUNING_LOG_LEVEL": "WARNING", **(env or {})},
+        )
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            rest = self.proc.stdout.read() if self.proc.poll() is not None else ""
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line}{rest}")
+        self.address = line.rsplit(" ", 1)[1].strip()
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+@pytest.fixture
+def spawn_server() -> Iterator:
+    started: list[ServerProcess] = []
+
+    def spawn(database_url: str, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
+        started.append(ServerProcess(database_url, *args, env=env))
+        return started[-1]
+
+    yield spawn
+    for process in started:
+        process.stop()

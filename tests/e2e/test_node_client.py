@@ -1,0 +1,105 @@
+"""The Node.js example client (examples/node/ask_tell.js) against a real server process.
+
+Node drives a whole study over gRPC; the Python client then checks what the server stored,
+so both ends of the wire agree on the protos, int64 ids and metric values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sqlite3
+import subprocess
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import ROOT, require
+from trial_worker import SuggestionClient
+from tuning.suggestion.v1 import study_pb2 as pb
+from tuning.suggestion.v1 import suggestion_service_pb2 as api
+
+SCRIPT = ROOT / "examples" / "node" / "ask_tell.js"
+MAX_TRIALS = 8
+STEPS = [0, 1, 2]
+
+
+@pytest.fixture(autouse=True)
+def _node_available() -> None:
+    require(
+        bool(shutil.which("node")) and (ROOT / "node_modules" / "@grpc" / "grpc-js").exists(),
+        "the Node example needs Node.js 20+ and its packages: install node, then run `npm ci` at the repo root",
+    )
+
+
+def run_node(address: str, study: str) -> dict:
+    result = subprocess.run(
+        ["node", str(SCRIPT), address, study], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, f"node exited {result.returncode}:\n{result.stderr}"
+    # The error-mapping demo must surface the gRPC code name, not just a message.
+    assert "NOT_FOUND" in result.stderr, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one JSON line on stdout, got:\n{result.stdout}"
+    return json.loads(lines[0])
+
+
+def expected_loss(params: dict) -> float:
+    """The same stand-in objective as lossOf() in ask_tell.js."""
+    penalty = {"adam": 0.0, "rmsprop": 0.1, "sgd": 0.3}[params["optimizer"]]
+    return (math.log10(params["learning_rate"]) + 2.5) ** 2 + 0.1 * abs(params["layers"] - 4) + penalty
+
+
+def check_study(address: str, summary: dict) -> list[pb.Trial]:
+    """Checks through the Python client what Node stored; returns the trials."""
+    with SuggestionClient(address, retries=2, backoff=0.05) as client:
+        study = client.get_study(summary["study"])
+        trials = list(study.trials())
+        assert len(trials) == MAX_TRIALS
+        assert study.info.trial_counts.completed == MAX_TRIALS
+        losses = {}
+        for trial in trials:
+            assert trial.state == pb.TRIAL_STATE_COMPLETED, trial
+            metrics = {m.name: m.value for m in trial.metrics}
+            assert set(metrics) == {"loss"}
+            params = {name: getattr(v, v.WhichOneof("kind")) for name, v in trial.parameters.items()}
+            assert params["batch_size"] == 32  # the fixed value, sent by Node as an int64
+            assert metrics["loss"] == pytest.approx(expected_loss(params), rel=1e-12)
+            losses[trial.id] = metrics["loss"]
+
+            measurements = client.call("ListMeasurements", api.ListMeasurementsRequest(trial_id=trial.id)).measurements
+            assert [m.step for m in measurements] == STEPS
+            assert all([metric.name for metric in m.metrics] == ["loss"] for m in measurements)
+
+    # int64 ids travel as decimal strings in the JSON line; a lossy id would not match.
+    best_id = int(summary["best_trial_id"])
+    assert best_id in losses
+    assert summary["best_loss"] == losses[best_id]  # doubles survive JSON exactly
+    assert summary["best_loss"] == min(losses.values())
+    return trials
+
+
+def test_node_client_runs_a_study(spawn_server, sqlite_url: str) -> None:
+    server = spawn_server(sqlite_url)
+
+    summary = run_node(server.address, "node-e2e")
+
+    assert summary["study"] == "node-e2e"
+    assert summary["completed"] == MAX_TRIALS
+    check_study(server.address, summary)
+
+
+def test_node_client_keeps_int64_ids_exact(spawn_server, sqlite_url: str) -> None:
+    """Trial ids past 2**53 cannot be a JS number: 2**53 + 1 would round to a neighbour's id."""
+    server = spawn_server(sqlite_url)
+    # The server has created its schema by now; make the next trial id 2**53 + 1.
+    with sqlite3.connect(sa.engine.make_url(sqlite_url).database) as db:
+        if db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'trials'", (2**53,)).rowcount == 0:
+            db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('trials', ?)", (2**53,))
+
+    summary = run_node(server.address, "node-int64")
+
+    assert summary["completed"] == MAX_TRIALS
+    trials = check_study(server.address, summary)
+    assert sorted(t.id for t in trials) == list(range(2**53 + 1, 2**53 + 1 + MAX_TRIALS))

@@ -1,0 +1,342 @@
+"""Ask/tell through a real gRPC server on port 0 with a real SQLite database."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from suggestion_service.server import serve
+from trial_worker import Categorical, Fixed, Float, Int, SuggestionClient
+from tuning.suggestion.v1 import study_pb2 as pb
+from tuning.suggestion.v1 import suggestion_service_pb2 as api
+from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from tuning_common.grpc_server import ServerOptions
+
+ALL_TYPES = [
+    Float("lr", 1e-4, 1e-1, log=True),
+    Float("subsample", 0.5, 1.0),
+    Float("dropout", 0.0, 0.5, step=0.1),
+    Int("depth", 2, 10),
+    Int("estimators", 10, 1000, log=True),
+    Int("leaves", 8, 64, step=8),
+    Categorical("booster", ["gbtree", "dart"]),
+    Categorical("mixed", [1, 2.5, "three", True]),
+    Float("rate_drop", 0.0, 0.3, when={"booster": ["dart"]}),
+    Categorical("normalize", [False, True], when={"booster": "dart"}),
+    Fixed("random_state", 42),
+]
+
+
+def ask_raw(client: SuggestionClient, study: str, count: int = 1, worker: str = "w1", request: str | None = None):
+    request = request or f"req-{time.monotonic_ns()}"
+    return client.call("SuggestTrials", api.SuggestTrialsRequest(
+        study=study, count=count, worker_id=worker, request_id=request))
+
+
+def test_round_trip_for_every_parameter_type(client: SuggestionClient):
+    study = client.create_study("types", ALL_TYPES, objectives={"f1": "maximize"}, max_trials=40, seed=3)
+    assert study.created
+    seen_boosters = set()
+    while (trial := study.ask()) is not None:
+        p = trial.params
+        assert type(p["lr"]) is float and 1e-4 <= p["lr"] <= 1e-1
+        assert type(p["subsample"]) is float and 0.5 <= p["subsample"] <= 1.0
+        assert type(p["dropout"]) is float and math.isclose(p["dropout"] * 10, round(p["dropout"] * 10))
+        assert type(p["depth"]) is int and 2 <= p["depth"] <= 10
+        assert type(p["estimators"]) is int and 10 <= p["estimators"] <= 1000
+        assert type(p["leaves"]) is int and p["leaves"] % 8 == 0
+        assert p["mixed"] in (1, 2.5, "three", True) and type(p["mixed"]) in (int, float, str, bool)
+        assert p["random_state"] == 42 and type(p["random_state"]) is int
+        seen_boosters.add(p["booster"])
+        # A conditional parameter is present exactly when its condition holds.
+        assert ("rate_drop" in p) == (p["booster"] == "dart")
+        assert ("normalize" in p) == (p["booster"] == "dart")
+        study.tell(trial, {"f1": p["subsample"], "train_seconds": 1.5})
+    assert seen_boosters == {"gbtree", "dart"}
+    [best] = study.best_trials()
+    assert best.metrics[0].name == "f1" and best.metrics[1].name == "train_seconds"
+    completed = list(study.trials(pb.TRIAL_STATE_COMPLETED))
+    assert len(completed) == 40
+    assert best.metrics[0].value == max(t.metrics[0].value for t in completed)
+    # The ask that ended the loop found the budget spent and nothing running.
+    assert study.last_suggest.done_reason == api.DONE_REASON_BUDGET_SPENT
+    assert study.refresh().state == pb.STUDY_STATE_COMPLETED
+
+
+def test_create_study_is_get_or_create(client: SuggestionClient):
+    kwargs = dict(objectives={"loss": "minimize"}, max_trials=5)
+    first = client.create_study("goc", [Float("x", 0, 1)], **kwargs)
+    again = client.create_study("goc", [Float("x", 0, 1)], **kwargs)
+    assert first.created and not again.created
+    # No seed in the second call: it matches whatever seed was drawn and stored.
+    assert again.info.spec.seed == first.info.spec.seed and first.info.spec.HasField("seed")
+    with pytest.raises(AlreadyExists) as error:
+        client.create_study("goc", [Float("x", 0, 2)], **kwargs)
+    assert error.value.reason == "STUDY_SPEC_MISMATCH"
+    assert client.get_study("goc").info.spec.parameters[0].float_range.high == 1
+
+
+def test_retried_ask_returns_the_same_trials(client: SuggestionClient):
+    client.create_study("idem", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+    first = ask_raw(client, "idem", count=3, request="r-1")
+    again = ask_raw(client, "idem", count=3, request="r-1")
+    assert [t.id for t in first.trials] == [t.id for t in again.trials] and len(first.trials) == 3
+    assert client.get_study("idem").info.trial_counts.active == 3
+    with pytest.raises(InvalidArgument) as error:
+        ask_raw(client, "idem", count=3, worker="someone-else", request="r-1")
+    assert error.value.field == "request_id"
+
+
+def test_retried_tell_is_idempotent_and_a_different_tell_is_refused(client: SuggestionClient):
+    study = client.create_study("tell", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+    trial = study.ask()
+    first = study.tell(trial, 0.25)
+    assert study.tell(trial, 0.25) == first
+    with pytest.raises(FailedPrecondition) as error:
+        study.tell(trial, 0.5)
+    assert error.value.reason == "TRIAL_ALREADY_FINISHED"
+    assert client.call("GetTrial", api.GetTrialRequest(trial_id=trial.id)).trial.metrics[0].value == 0.25
+
+
+def test_non_finite_values_are_refused_and_the_trial_stays_active(client: SuggestionClient):
+    study = client.create_study("nan", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+    trial = study.ask()
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(InvalidArgument) as error:
+            study.tell(trial, bad)
+        assert error.value.field == "metrics[0].value"
+        with pytest.raises(InvalidArgument):
+            trial.report(1, bad)
+    stored = client.call("GetTrial", api.GetTrialRequest(trial_id=trial.id)).trial
+    assert stored.state == pb.TRIAL_STATE_ACTIVE and not stored.metrics
+    failed = study.fail(trial, "loss diverged to nan")
+    assert failed.state == pb.TRIAL_STATE_FAILED and failed.reason == "loss diverged to nan"
+
+
+def test_an_expired_lease_is_retried_and_the_zombie_is_refused(client: SuggestionClient):
+    study = client.create_study("lease", [Float("x", 0, 1)], objectives={"loss": "minimize"},
+                                lease_seconds=1, max_retries=1)
+    zombie = study.ask()
+    time.sleep(1.3)  # the server's reaper runs every 0.2 s in this fixture
+    stale = client.call("GetTrial", api.GetTrialRequest(trial_id=zombie.id)).trial
+    assert stale.state == pb.TRIAL_STATE_STALE and "expired" in stale.reason
+    retry = study.ask()
+    assert retry.id != zombie.id and retry.params == zombie.params
+    assert retry.info.attempt == 1 and retry.info.retry_of == zombie.id
+    assert retry.info.source == pb.TRIAL_SOURCE_RETRY
+    with pytest.raises(FailedPrecondition) as error:
+        study.tell(zombie, 0.1)
+    assert error.value.reason == "LEASE_LOST" and f"trial {retry.id}" in str(error.value)
+    with pytest.raises(FailedPrecondition):
+        zombie.report(1, 0.1)
+    with pytest.raises(FailedPrecondition):
+        zombie.heartbeat()
+    # The retry is the last attempt (max_retries=1): when it expires too, nothing is queued.
+    time.sleep(1.3)
+    fresh = study.ask()
+    assert fresh.params != zombie.params and fresh.info.source == pb.TRIAL_SOURCE_ALGORITHM
+    assert study.refresh().trial_counts.stale == 2
+
+
+def test_reports_and_heartbeats_keep_a_lease(client: SuggestionClient):
+    study = client.create_study("beat", [Float("x", 0, 1)], objectives={"loss": "minimize"}, lease_seconds=1)
+    trial = study.ask()
+    for step in range(4):
+        time.sleep(0.4)
+        assert trial.report(step, 1.0 / (step + 1)) is False
+        time.sleep(0.4)
+        trial.heartbeat()
+    done = study.tell(trial, 0.1)
+    assert done.state == pb.TRIAL_STATE_COMPLETED and done.last_measurement.step == 3
+    steps = client.call("ListMeasurements", api.ListMeasurementsRequest(trial_id=trial.id)).measurements
+    assert [m.step for m in steps] == [0, 1, 2, 3]
+
+
+def test_reporting_a_step_twice(client: SuggestionClient):
+    study = client.create_study("steps", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+    trial = study.ask()
+    trial.report(5, 0.5)
+    trial.report(5, 0.5)  # a retry: no-op
+    with pytest.raises(FailedPrecondition) as error:
+        trial.report(5, 0.4)
+    assert error.value.reason == "STEP_ALREADY_REPORTED"
+    with pytest.raises(FailedPrecondition) as error:
+        client.call("ReportIntermediate", api.ReportIntermediateRequest(
+            trial_id=trial.id, worker_id="intruder", step=6, metrics=[pb.Metric(name="loss", value=1)]))
+    assert error.value.reason == "LEASED_TO_ANOTHER_WORKER"
+
+
+def test_parallel_limit_is_held(client: SuggestionClient):
+    client.create_study("cap", [Float("x", 0, 1)], objectives={"loss": "minimize"}, max_parallel_trials=2)
+    response = ask_raw(client, "cap", count=3)
+    assert len(response.trials) == 2 and response.status == api.SUGGEST_STATUS_WAIT
+    assert "max_parallel_trials" in response.message and response.retry_after.ToMilliseconds() > 0
+    assert len(ask_raw(client, "cap", count=1, worker="w2").trials) == 0
+    study = client.get_study("cap")
+    study.tell(response.trials[0].id, 0.5)
+    assert len(ask_raw(client, "cap", count=5).trials) == 1
+
+
+def test_grid_search_covers_the_space_once_then_says_done(client: SuggestionClient):
+    space = [Int("depth", 1, 3), Categorical("booster", ["gbtree", "dart"]), Float("lr", 0.1, 0.2, step=0.1)]
+    study = client.create_study("grid", space, objectives={"loss": "minimize"}, algorithm="grid")
+    trials = study.ask_batch(100)
+    configs = {tuple(sorted(t.params.items())) for t in trials}
+    assert len(trials) == len(configs) == 12
+    response = ask_raw(client, "grid")
+    assert response.status == api.SUGGEST_STATUS_WAIT and not response.trials
+    for trial in trials:
+        study.tell(trial, 1.0)
+    response = ask_raw(client, "grid")
+    assert response.status == api.SUGGEST_STATUS_DONE
+    assert response.done_reason == api.DONE_REASON_SPACE_EXHAUSTED
+
+
+def test_enqueued_configurations_go_first(client: SuggestionClient):
+    study = client.create_study("warm", ALL_TYPES[:4], objectives={"loss": "minimize"}, max_trials=3)
+    baseline = {"lr": 0.01, "subsample": 1, "dropout": 0.2, "depth": 6}
+    queued = study.enqueue(baseline)
+    assert queued.state == pb.TRIAL_STATE_QUEUED and queued.source == pb.TRIAL_SOURCE_USER
+    trial = study.ask()
+    assert trial.id == queued.id and trial.params == {**baseline, "subsample": 1.0}
+    with pytest.raises(InvalidArgument) as error:
+        study.enqueue({**baseline, "depth": 11})
+    assert error.value.field == "parameters[depth]"
+    with pytest.raises(InvalidArgument) as error:
+        study.enqueue({**baseline, "depth": 6.0})
+    assert error.value.field == "parameters[depth]"
+    with pytest.raises(InvalidArgument) as error:
+        study.enqueue({"lr": 0.01})
+    assert error.value.field == "parameters[subsample]"
+    study.enqueue(baseline)
+    study.enqueue(baseline)
+    with pytest.raises(ResourceExhausted):
+        study.enqueue(baseline)
+    assert study.refresh().trial_counts.queued == 2
+
+
+def test_failures_follow_the_retry_policy(client: SuggestionClient):
+    study = client.create_study("fail", [Float("x", 0, 1)], objectives={"loss": "minimize"},
+                                retry_failed=True, max_retries=1)
+    trial = study.ask()
+    study.fail(trial, "CUDA out of memory")
+    retry = study.ask()
+    assert retry.params == trial.params and retry.info.retry_of == trial.id
+    study.fail(retry, "CUDA out of memory")
+    infeasible = study.ask()
+    assert infeasible.params != trial.params
+    study.mark_infeasible(infeasible, "violates a constraint")
+    assert study.ask().info.source == pb.TRIAL_SOURCE_ALGORITHM
+    counts = study.refresh().trial_counts
+    assert (counts.failed, counts.infeasible, counts.queued) == (2, 1, 0)
+
+
+def test_pruned_trials_keep_their_last_report(client: SuggestionClient):
+    study = client.create_study("prune", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+    trial = study.ask()
+    trial.report(0, 0.9)
+    trial.report(1, 0.8)
+    pruned = trial.prune()
+    assert pruned.state == pb.TRIAL_STATE_PRUNED and pruned.metrics[0].value == 0.8
+
+
+def test_best_trials_are_the_pareto_set_with_two_objectives(client: SuggestionClient):
+    study = client.create_study("pareto", [Float("x", 0, 1)], objectives={"loss": "minimize", "acc": "maximize"})
+    told = {}
+    for loss, acc in [(1.0, 0.9), (2.0, 0.95), (1.5, 0.8), (0.5, 0.5), (2.0, 0.9)]:
+        trial = study.ask()
+        study.tell(trial, {"loss": loss, "acc": acc})
+        told[trial.id] = (loss, acc)
+    best = {told[t.id] for t in study.best_trials()}
+    assert best == {(1.0, 0.9), (2.0, 0.95), (0.5, 0.5)}
+
+
+def test_study_states(client: SuggestionClient):
+    study = client.create_study("states", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+    running = study.ask()
+    study.set_state(pb.STUDY_STATE_STOPPED)
+    response = ask_raw(client, "states")
+    assert response.status == api.SUGGEST_STATUS_DONE and response.done_reason == api.DONE_REASON_STUDY_STOPPED
+    study.tell(running, 0.3)  # trials already leased may still finish
+    study.set_state(pb.STUDY_STATE_ACTIVE)
+    assert study.ask() is not None
+    study.set_state(pb.STUDY_STATE_COMPLETED)
+    with pytest.raises(FailedPrecondition):
+        study.set_state(pb.STUDY_STATE_ACTIVE)
+    assert ask_raw(client, "states").done_reason == api.DONE_REASON_STUDY_COMPLETED
+
+
+def test_delete_study(client: SuggestionClient):
+    study = client.create_study("gone", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+    trial = study.ask()
+    trial.report(0, 1.0)
+    client.delete_study("gone")
+    with pytest.raises(NotFound):
+        client.get_study("gone")
+    with pytest.raises(NotFound):
+        client.call("GetTrial", api.GetTrialRequest(trial_id=trial.id))
+    assert client.create_study("gone", [Float("x", 0, 1)], objectives={"loss": "minimize"}).created
+    # Ids are never reused, so the dead study's worker cannot touch the new study's trials.
+    assert client.get_study("gone").ask().id > trial.id
+
+
+def test_pagination(client: SuggestionClient):
+    for i in range(5):
+        client.create_study(f"page-{i}", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+    names = [s.name for s in client.list_studies(page_size=2)]
+    assert names == [f"page-{i}" for i in range(5)]
+    study = client.get_study("page-0")
+    for trial in study.ask_batch(7):
+        if trial.number % 2:
+            study.tell(trial, 1.0)
+    assert [t.number for t in study.trials(page_size=3)] == list(range(7))
+    assert [t.number for t in study.trials(pb.TRIAL_STATE_COMPLETED, page_size=2)] == [1, 3, 5]
+    with pytest.raises(InvalidArgument) as error:
+        client.call("ListTrials", api.ListTrialsRequest(study="page-0", page_token="garbage"))
+    assert error.value.field == "page_token"
+
+
+def test_same_seed_same_sequence_and_state_survives_a_restart(sqlite_url: str):
+    def run(name: str, restart_after: int) -> list[dict]:
+        params = []
+        running = serve(sqlite_url, ServerOptions(port=0, grace_seconds=1))
+        for i in range(6):
+            if i == restart_after:
+                running.stop()
+                running = serve(sqlite_url, ServerOptions(port=0, grace_seconds=1))
+            with SuggestionClient(running.address) as c:
+                study = c.create_study(name, ALL_TYPES, objectives={"f1": "maximize"}, seed=11, algorithm="quasi_random")
+                trial = study.ask()
+                params.append(trial.params)
+                study.tell(trial, 0.5)
+        running.stop()
+        return params
+
+    assert run("seeded-a", restart_after=3) == run("seeded-b", restart_after=99)
+
+
+def test_health_and_reflection(server):
+    with grpc.insecure_channel(server.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        answer = health.Check(health_pb2.HealthCheckRequest(service="tuning.suggestion.v1.SuggestionService"))
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        [response] = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = {s.name for s in response.list_services_response.service}
+        assert "tuning.suggestion.v1.SuggestionService" in names and "grpc.health.v1.Health" in names
+
+
+def test_oversized_requests_are_refused(sqlite_url: str):
+    running = serve(sqlite_url, ServerOptions(port=0, max_message_bytes=64 * 1024))
+    try:
+        with SuggestionClient(running.address, retries=0) as c:
+            huge = [Categorical("c", [f"choice-{i}" for i in range(20000)])]
+            with pytest.raises(ResourceExhausted):
+                c.create_study("huge", huge, objectives={"loss": "minimize"})
+    finally:
+        running.stop()

@@ -1,0 +1,89 @@
+"""Operating the service: schema checks, generated code, shutdown, restarts."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from suggestion_service.persistence import MIGRATIONS
+from suggestion_service.persistence.tables import metadata
+from tests.conftest import ROOT
+from trial_worker import Float, SuggestionClient
+from tuning_common.database import Database
+from tuning_common.errors import TuningError, Unavailable
+
+
+def test_migrations_build_exactly_the_declared_schema(database_url: str):
+    db = Database.connect(database_url)
+    assert MIGRATIONS.ensure(db, upgrade=False) == MIGRATIONS.head()
+    with db.engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"include_name": lambda name, kind, _: kind != "table" or name != MIGRATIONS.version_table}
+        )
+        diff = compare_metadata(context, metadata)
+    db.dispose()
+    assert diff == []
+
+
+def test_generated_code_is_fresh():
+    result = subprocess.run([sys.executable, "-m", "tuning_common.codegen", "--check"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_database_at_an_unknown_schema_version_is_refused(sqlite_url: str, spawn_server):
+    spawn_server(sqlite_url).stop()
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {MIGRATIONS.version_table} SET version_num = '9999'"))
+    engine.dispose()
+    result = subprocess.run(
+        [sys.executable, "-m", "suggestion_service", "--port", "0", "--database-url", sqlite_url],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "unknown schema revision 9999" in result.stderr
+
+
+def test_sigterm_lets_in_flight_calls_finish_and_loses_nothing(sqlite_url: str, spawn_server):
+    server = spawn_server(sqlite_url)
+    setup = SuggestionClient(server.address)
+    study = setup.create_study("drain", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+    told, errors, stop = [], [], threading.Event()
+
+    def worker() -> None:
+        with SuggestionClient(server.address, retries=0) as client:
+            handle = client.get_study("drain")
+            while not stop.is_set():
+                try:
+                    trial = handle.ask()
+                    handle.tell(trial, trial.params["x"])
+                    told.append(trial.id)
+                except Unavailable:
+                    return  # the server is going away: the expected way to end
+                except TuningError as error:
+                    errors.append(error)
+                    return
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    while len(told) < 20:
+        threading.Event().wait(0.01)
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=30) == 0
+    stop.set()
+    for thread in threads:
+        thread.join()
+    setup.close()
+    assert errors == []
+    restarted = spawn_server(sqlite_url)
+    with SuggestionClient(restarted.address) as client:
+        completed = {t.id for t in client.get_study("drain").trials() if t.metrics}
+    assert set(told) <= completed

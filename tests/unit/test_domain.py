@@ -1,0 +1,87 @@
+"""Search space, spec encoding and best-trial ranking."""
+
+from __future__ import annotations
+
+import pytest
+
+from suggestion_service.domain.codec import canonical, spec_from_dict, spec_to_dict, specs_match
+from suggestion_service.domain.ranking import best_trials
+from suggestion_service.domain.space import FloatDomain, IntDomain, SearchSpace
+from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, RetryPolicy, StudySpec
+from suggestion_service.domain.trial import Trial, TrialSource, TrialState, check_metrics
+from trial_worker.space import Categorical, Fixed, Float, Int
+from tuning_common.errors import InvalidArgument
+
+SPACE = SearchSpace((
+    Categorical("booster", ["gbtree", "dart"]),
+    Float("rate", 0.0, 0.5, when={"booster": "dart"}),
+    Categorical("flag", [True, 1, "1"]),
+    Fixed("seed", 42),
+))
+
+
+def test_complete_fills_fixed_values_and_checks_conditions():
+    assert SPACE.complete({"booster": "gbtree", "flag": 1}) == {"booster": "gbtree", "flag": 1, "seed": 42}
+    with pytest.raises(InvalidArgument) as error:
+        SPACE.complete({"booster": "gbtree", "flag": 1, "rate": 0.1})
+    assert error.value.field == "parameters[rate]" and "inactive" in error.value.description
+    with pytest.raises(InvalidArgument) as error:
+        SPACE.complete({"booster": "dart", "flag": 1})
+    assert error.value.field == "parameters[rate]"
+    with pytest.raises(InvalidArgument):
+        SPACE.complete({"booster": "gbtree", "flag": 1, "seed": 43})
+
+
+def test_values_keep_their_type():
+    # True, 1 and "1" are three different choices.
+    assert SPACE.complete({"booster": "gbtree", "flag": True})["flag"] is True
+    domain = SPACE.parameters[2].domain
+    assert domain.contains(1) and domain.contains(True) and not domain.contains(1.0)
+
+
+@pytest.mark.parametrize("u", [0.0, 0.25, 0.5, 0.999999, 1.0])
+def test_unit_mapping_stays_in_range(u):
+    assert 0.0 <= FloatDomain(0.0, 1.0, step=0.3).from_unit(u) <= 0.9 + 1e-9
+    assert 1 <= IntDomain(1, 7, log=True).from_unit(u) <= 7
+    assert IntDomain(0, 10, step=5).from_unit(u) in (0, 5, 10)
+    assert 1e-3 <= FloatDomain(1e-3, 1.0, log=True).from_unit(u) <= 1.0
+
+
+def test_spec_encoding_round_trips_and_is_type_exact():
+    spec = StudySpec(SPACE, (Objective("f1", Direction.MAXIMIZE),), AlgorithmSpec("grid", {"shuffle": True}),
+                     seed=9, max_trials=50, max_parallel_trials=4, lease_seconds=30.0, retry_policy=RetryPolicy(1, True))
+    assert spec_from_dict(spec_to_dict(spec)) == spec
+    other = StudySpec(SearchSpace((Categorical("flag", [1]),)), spec.objectives)
+    same_but_bool = StudySpec(SearchSpace((Categorical("flag", [True]),)), spec.objectives)
+    assert canonical(other) != canonical(same_but_bool)
+    assert specs_match(spec, spec.with_seed(None)) and not specs_match(spec, spec.with_seed(10))
+
+
+def _trial(number: int, **metrics: float) -> Trial:
+    return Trial(number, 1, "s", number, TrialState.COMPLETED, TrialSource.ALGORITHM, {}, None, "", None, 0, None,
+                 tuple(metrics.items()), "", None, None, 0, 0, 0)
+
+
+def test_best_trial_single_objective_prefers_the_earliest_on_ties():
+    trials = [_trial(0, loss=2.0), _trial(1, loss=1.0), _trial(2, loss=1.0)]
+    assert [t.number for t in best_trials(trials, [Objective("loss", Direction.MINIMIZE)])] == [1]
+    assert [t.number for t in best_trials(trials, [Objective("loss", Direction.MAXIMIZE)])] == [0]
+
+
+def test_pareto_set_with_mixed_directions():
+    objectives = [Objective("loss", Direction.MINIMIZE), Objective("acc", Direction.MAXIMIZE)]
+    trials = [_trial(0, loss=1, acc=0.9), _trial(1, loss=2, acc=0.9), _trial(2, loss=0.5, acc=0.5),
+              _trial(3, loss=1, acc=0.9)]
+    # Equal points do not dominate each other; both stay.
+    assert [t.number for t in best_trials(trials, objectives)] == [0, 2, 3]
+
+
+def test_metrics_are_checked():
+    assert check_metrics("m", [("a", 1)], required=True) == (("a", 1.0),)
+    for bad, field in [([("a", float("nan"))], "m[0].value"), ([("a", 1), ("a", 2)], "m[1].name"),
+                       ([("", 1)], "m[0].name")]:
+        with pytest.raises(InvalidArgument) as error:
+            check_metrics("m", bad, required=False)
+        assert error.value.field == field
+    with pytest.raises(InvalidArgument):
+        check_metrics("m", [], required=True)

@@ -1,0 +1,226 @@
+"""The `tuning` command: start services, manage studies and databases, run the demo.
+
+    tuning up                          # every service of the suite, embedded defaults
+    tuning serve suggestion --port 0   # one service, as a replica or a container would
+    tuning study create study.yaml     # get-or-create from a YAML/JSON file
+    tuning study list | show NAME | stop NAME | resume NAME | complete NAME | delete NAME
+    tuning db upgrade | check          # schema migrations
+    tuning demo                        # the end-to-end example
+
+Every option has a TUNING_* environment variable; `--help` on each command lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tuning_common.errors import TuningError
+from tuning_common.settings import add_option, suggestion_address
+
+
+def _client(args: argparse.Namespace):
+    from trial_worker import SuggestionClient
+
+    return SuggestionClient(args.address)
+
+
+def _format_value(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _study_create(args: argparse.Namespace) -> int:
+    import yaml
+    from google.protobuf import json_format
+
+    from tuning.suggestion.v1 import suggestion_service_pb2 as api
+
+    with open(args.file, encoding="utf-8") as handle:
+        document = yaml.safe_load(handle)
+    request = json_format.ParseDict(document, api.CreateStudyRequest())
+    with _client(args) as client:
+        study = client.create_study_from_proto(request.name, request.spec)
+    print(f"{'created' if study.created else 'exists, same spec:'} {study.name}")
+    return 0
+
+
+def _study_list(args: argparse.Namespace) -> int:
+    from tuning.suggestion.v1 import study_pb2 as pb
+
+    with _client(args) as client:
+        rows = [(s.name, pb.StudyState.Name(s.state).removeprefix("STUDY_STATE_"), s.spec.algorithm.name,
+                 s.trial_counts.completed, s.trial_counts.active, s.spec.max_trials or "-")
+                for s in client.list_studies()]
+    _table(["study", "state", "algorithm", "completed", "active", "max_trials"], rows)
+    return 0
+
+
+def _study_show(args: argparse.Namespace) -> int:
+    from google.protobuf import json_format
+
+    from tuning.suggestion.v1 import study_pb2 as pb
+
+    with _client(args) as client:
+        study = client.get_study(args.name)
+        if args.json:
+            print(json_format.MessageToJson(study.info, preserving_proto_field_name=True))
+            return 0
+        trials = list(study.trials())
+        best = {t.id for t in study.best_trials()}
+    info = study.info
+    objectives = ", ".join(f"{o.metric} ({pb.Direction.Name(o.direction).removeprefix('DIRECTION_').lower()})"
+                           for o in info.spec.objectives)
+    print(f"study      {info.name}  [{pb.StudyState.Name(info.state).removeprefix('STUDY_STATE_')}]")
+    print(f"objectives {objectives}")
+    print(f"algorithm  {info.spec.algorithm.name}  seed {info.spec.seed}  max_trials {info.spec.max_trials or '-'}"
+          f"  max_parallel {info.spec.max_parallel_trials or '-'}")
+    names = [p.name for p in info.spec.parameters]
+    rows = []
+    for t in trials[-args.limit:]:
+        params = {k: _format_value(getattr(v, v.WhichOneof("kind"))) for k, v in t.parameters.items()}
+        metrics = " ".join(f"{m.name}={m.value:.6g}" for m in t.metrics)
+        rows.append([("*" if t.id in best else "") + str(t.number),
+                     pb.TrialState.Name(t.state).removeprefix("TRIAL_STATE_"),
+                     *[params.get(n, "") for n in names], metrics or t.reason[:40]])
+    _table(["#", "state", *names, "result"], rows)
+    print(f"{len(trials)} trials; * marks the best")
+    return 0
+
+
+def _study_set_state(state_name: str):
+    def command(args: argparse.Namespace) -> int:
+        from tuning.suggestion.v1 import study_pb2 as pb
+
+        with _client(args) as client:
+            study = client.get_study(args.name)
+            study.set_state(pb.StudyState.Value(f"STUDY_STATE_{state_name}"))
+        print(f"{args.name}: {state_name}")
+        return 0
+
+    return command
+
+
+def _study_delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        print(f"refusing to delete {args.name!r} and all its trials without --yes", file=sys.stderr)
+        return 2
+    with _client(args) as client:
+        client.delete_study(args.name)
+    print(f"deleted {args.name}")
+    return 0
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [list(map(str, header)), *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _db(args: argparse.Namespace) -> int:
+    from suggestion_service.persistence import MIGRATIONS
+    from tuning_common.database import Database
+
+    db = Database.connect(args.database_url)
+    try:
+        if args.db_command == "upgrade":
+            print(f"suggestion schema at {MIGRATIONS.ensure(db, upgrade=True)}")
+        else:
+            current = db.run(MIGRATIONS.current, write=False)
+            head = MIGRATIONS.head()
+            print(f"suggestion schema: database {current or 'empty'}, this version {head}")
+            return 0 if current == head else 1
+    finally:
+        db.dispose()
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from suggestion_service import server
+
+    return server.run(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from trial_worker import demo
+
+    return demo.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from suggestion_service import server
+    from suggestion_service.server import default_database_url
+
+    parser = argparse.ArgumentParser(prog="tuning", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="start every service of the suite on this machine")
+    server.build_parser(up)
+    up.set_defaults(run=_serve)
+
+    serve = commands.add_parser("serve", help="start one service")
+    services = serve.add_subparsers(dest="service", required=True, metavar="SERVICE")
+    suggestion = services.add_parser("suggestion", help="the suggestion service (gRPC)")
+    server.build_parser(suggestion)
+    suggestion.set_defaults(run=_serve)
+
+    study = commands.add_parser("study", help="create, list, show and manage studies")
+    connection = argparse.ArgumentParser(add_help=False)
+    add_option(connection, "--address", env="TUNING_SUGGESTION_ADDRESS", default=suggestion_address(),
+               help="suggestion service address")
+    actions = study.add_subparsers(dest="study_command", required=True, metavar="ACTION")
+
+    def action(name: str, **kwargs) -> argparse.ArgumentParser:
+        return actions.add_parser(name, parents=[connection], **kwargs)
+
+    create = action("create", help="get-or-create a study from a YAML or JSON file")
+    create.add_argument("file", help="a CreateStudyRequest in proto JSON form (YAML allowed): {name, spec}")
+    create.set_defaults(run=_study_create)
+    action("list", help="list studies").set_defaults(run=_study_list)
+    show = action("show", help="a study and its trials")
+    show.add_argument("name")
+    show.add_argument("--limit", type=int, default=50, help="show the last N trials")
+    show.add_argument("--json", action="store_true", help="print the study as JSON")
+    show.set_defaults(run=_study_show)
+    for verb, state in (("stop", "STOPPED"), ("resume", "ACTIVE"), ("complete", "COMPLETED")):
+        sub = action(verb, help=f"set the study {state.lower()}")
+        sub.add_argument("name")
+        sub.set_defaults(run=_study_set_state(state))
+    delete = action("delete", help="delete a study and its trials")
+    delete.add_argument("name")
+    delete.add_argument("--yes", action="store_true", help="really delete")
+    delete.set_defaults(run=_study_delete)
+
+    db = commands.add_parser("db", help="database schema")
+    database = argparse.ArgumentParser(add_help=False)
+    add_option(database, "--database-url", env="TUNING_SUGGESTION_DATABASE_URL", default=default_database_url(),
+               help="the suggestion service's database")
+    db_actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    for verb, text in (("upgrade", "create or migrate the schema"), ("check", "exit 1 unless the schema is current")):
+        db_actions.add_parser(verb, parents=[database], help=text).set_defaults(run=_db)
+
+    demo = commands.add_parser("demo", help="start the suite and run an example study end to end")
+    demo.add_argument("--workers", type=int, default=4, help="worker threads")
+    demo.add_argument("--trials", type=int, default=40, help="trial budget")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+    import os
+
+    logging.basicConfig(level=os.environ.get("TUNING_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except TuningError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
