@@ -197,8 +197,9 @@ class SuggestionService:
             if seen is not None:
                 return self._replay(conn, study, seen, worker_id, request_id)
             now = self.clock()
-            self._reclaim_expired(conn, study, now)
-            result = self._suggest(conn, repo.find_study(conn, study_id=study.id), count, worker_id, request_id, now)
+            if self._reclaim_expired(conn, study, now):
+                study = repo.find_study(conn, study_id=study.id)  # retries advanced its counters
+            result = self._suggest(conn, study, count, worker_id, request_id, now)
             repo.record_request(
                 conn, study.id, request_id, worker_id, result.status.value,
                 result.done_reason.value if result.done_reason else None, result.message, now,

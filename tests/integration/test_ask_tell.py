@@ -1,8 +1,10 @@
-"""Ask/tell through a real gRPC server on port 0 with a real SQLite database."""
+"""The ask/tell contract, through a real gRPC server on port 0, once per storage backend
+(SQLite file and PostgreSQL database)."""
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import grpc
@@ -30,6 +32,13 @@ ALL_TYPES = [
     Categorical("normalize", [False, True], when={"booster": "dart"}),
     Fixed("random_state", 42),
 ]
+
+
+@pytest.fixture
+def server(database_url: str):
+    running = serve(database_url, ServerOptions(port=0, grace_seconds=1), lease_check_seconds=0.2)
+    yield running
+    running.stop()
 
 
 def ask_raw(client: SuggestionClient, study: str, count: int = 1, worker: str = "w1", request: str | None = None):
@@ -301,14 +310,14 @@ def test_pagination(client: SuggestionClient):
     assert error.value.field == "page_token"
 
 
-def test_same_seed_same_sequence_and_state_survives_a_restart(sqlite_url: str):
+def test_same_seed_same_sequence_and_state_survives_a_restart(database_url: str):
     def run(name: str, restart_after: int) -> list[dict]:
         params = []
-        running = serve(sqlite_url, ServerOptions(port=0, grace_seconds=1))
+        running = serve(database_url, ServerOptions(port=0, grace_seconds=1))
         for i in range(6):
             if i == restart_after:
                 running.stop()
-                running = serve(sqlite_url, ServerOptions(port=0, grace_seconds=1))
+                running = serve(database_url, ServerOptions(port=0, grace_seconds=1))
             with SuggestionClient(running.address) as c:
                 study = c.create_study(name, ALL_TYPES, objectives={"f1": "maximize"}, seed=11, algorithm="quasi_random")
                 trial = study.ask()
@@ -331,8 +340,8 @@ def test_health_and_reflection(server):
         assert "tuning.suggestion.v1.SuggestionService" in names and "grpc.health.v1.Health" in names
 
 
-def test_oversized_requests_are_refused(sqlite_url: str):
-    running = serve(sqlite_url, ServerOptions(port=0, max_message_bytes=64 * 1024))
+def test_oversized_requests_are_refused(database_url: str):
+    running = serve(database_url, ServerOptions(port=0, max_message_bytes=64 * 1024))
     try:
         with SuggestionClient(running.address, retries=0) as c:
             huge = [Categorical("c", [f"choice-{i}" for i in range(20000)])]
@@ -340,3 +349,18 @@ def test_oversized_requests_are_refused(sqlite_url: str):
                 c.create_study("huge", huge, objectives={"loss": "minimize"})
     finally:
         running.stop()
+
+
+def test_the_client_retries_while_the_service_is_unavailable(database_url: str):
+    running = serve(database_url, ServerOptions(port=0, grace_seconds=0))
+    port = int(running.address.rsplit(":", 1)[1])
+    running.stop()
+    restarted = []
+    threading.Timer(0.5, lambda: restarted.append(serve(database_url, ServerOptions(port=port)))).start()
+    try:
+        with SuggestionClient(f"127.0.0.1:{port}", retries=8, backoff=0.1) as client:
+            assert client.create_study("later", [Float("x", 0, 1)], objectives={"loss": "minimize"}).created
+    finally:
+        time.sleep(0.6)
+        for server in restarted:
+            server.stop()
