@@ -230,9 +230,12 @@ class SuggestionService:
             reason = DoneReason.STUDY_STOPPED if study.state is StudyState.STOPPED else DoneReason.STUDY_COMPLETED
             return SuggestResult([], SuggestStatus.DONE, reason, f"study {study.name!r} is {study.state.value.lower()}")
 
+        active = repo.count_active(conn, study.id)
+        # Read the clock only after counting: a tell that freed a slot committed before the
+        # count, so its end_ms is earlier and recorded [start, end) spans respect the cap too.
+        now = self.clock()
         lease = {"state": TrialState.ACTIVE.value, "worker_id": worker_id, "request_id": request_id,
                  "lease_expires_ms": now + int(spec.lease_seconds * 1000), "start_ms": now}
-        active = repo.count_active(conn, study.id)
         room = count if spec.max_parallel_trials == 0 else max(0, min(count, spec.max_parallel_trials - active))
 
         leased_ids: list[int] = []

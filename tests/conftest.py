@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,6 +111,10 @@ class ServerProcess:
             self.proc.kill()
             raise RuntimeError(f"server did not start: {line}{rest}")
         self.address = line.rsplit(" ", 1)[1].strip()
+        # Drain the pipe so a chatty server never blocks on a full one; keep what it said.
+        self.lines: list[str] = []
+        self._drain = threading.Thread(target=self.lines.extend, args=(self.proc.stdout,), daemon=True)
+        self._drain.start()
 
     def stop(self, timeout: float = 15) -> int:
         if self.proc.poll() is None:
@@ -119,6 +124,11 @@ class ServerProcess:
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
+            self._drain.join(10)
+
+    def output(self) -> str:
+        """Everything the server printed after starting (complete once stopped)."""
+        return "".join(self.lines)
 
 
 @pytest.fixture
