@@ -1,7 +1,7 @@
-"""Several suggestion-service replicas on one PostgreSQL database.
+"""Several suggestion-service replicas on one database (PostgreSQL, and a SQLite file).
 
 The service serialises each study's bookkeeping on the study row (``SELECT ... FOR
-UPDATE``) and finishes trials with compare-and-set updates, so any number of replicas
+UPDATE`` on PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite) and finishes trials with compare-and-set updates, so any number of replicas
 sharing a database must behave like one server: no trial handed out twice, no tell
 lost, never more than ``max_parallel_trials`` trials leased at once, and a retried ask
 (same ``request_id``) answered with the same trials whichever replica it reaches.
@@ -24,8 +24,6 @@ import sqlalchemy as sa
 from trial_worker import Float, Int, SuggestionClient
 from tuning.suggestion.v1 import study_pb2 as pb
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
-
-pytestmark = pytest.mark.postgres
 
 MAX_TRIALS = 400
 MAX_PARALLEL = 8
@@ -115,8 +113,8 @@ class ActiveSampler:
         self.engine.dispose()
 
 
-def test_replicas_never_duplicate_lose_or_overrun(postgres_url, spawn_server):
-    replica_a, replica_b = start_replicas(spawn_server, postgres_url)
+def test_replicas_never_duplicate_lose_or_overrun(database_url, spawn_server):
+    replica_a, replica_b = start_replicas(spawn_server, database_url)
     addresses = [replica_a.address, replica_b.address]
     name = f"replicas-{uuid.uuid4().hex[:8]}"
 
@@ -168,7 +166,7 @@ def test_replicas_never_duplicate_lose_or_overrun(postgres_url, spawn_server):
             assert last.done_reason in (api.DONE_REASON_BUDGET_SPENT, api.DONE_REASON_STUDY_COMPLETED), last
 
     began = time.monotonic()
-    sampler = ActiveSampler(postgres_url)
+    sampler = ActiveSampler(database_url)
     try:
         errors = run_threads([lambda i=i: worker(i) for i in range(N_WORKERS)], timeout=120)
     finally:
@@ -210,7 +208,7 @@ def test_replicas_never_duplicate_lose_or_overrun(postgres_url, spawn_server):
         assert [(m.name, m.value) for m in t.metrics] == [("loss", value)], t
 
     # The database agrees, and its lease/tell timestamps never show more than the cap running.
-    engine = sa.create_engine(postgres_url)
+    engine = sa.create_engine(database_url)
     try:
         with engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT id, state, start_ms, end_ms FROM trials")).all()
@@ -238,8 +236,8 @@ def test_replicas_never_duplicate_lose_or_overrun(postgres_url, spawn_server):
     )
 
 
-def test_replicas_replay_a_retried_ask(postgres_url, spawn_server):
-    replica_a, replica_b = start_replicas(spawn_server, postgres_url)
+def test_replicas_replay_a_retried_ask(database_url, spawn_server):
+    replica_a, replica_b = start_replicas(spawn_server, database_url)
     addresses = [replica_a.address, replica_b.address]
     name = f"replay-{uuid.uuid4().hex[:8]}"
     n_clients, count = 16, 2
@@ -310,7 +308,7 @@ def test_replicas_replay_a_retried_ask(postgres_url, spawn_server):
     assert {t.id for t in trials} == set(all_ids)
     assert sorted(t.number for t in trials) == list(range(len(trials)))
 
-    engine = sa.create_engine(postgres_url)
+    engine = sa.create_engine(database_url)
     try:
         with engine.connect() as conn:
             n_trials = conn.execute(sa.text("SELECT count(*) FROM trials")).scalar_one()
