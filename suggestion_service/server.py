@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+from dataclasses import replace
 
 from suggestion_service.api.servicer import SuggestionServicer
 from suggestion_service.persistence import MIGRATIONS
@@ -61,6 +62,9 @@ def serve(
     db = Database.connect(database_url, pool_size=options.max_workers)
     MIGRATIONS.ensure(db, upgrade=migrate)
     service = SuggestionService(db)
+    # SQLite takes one writer at a time, so handlers run on the event loop thread (no
+    # per-call thread hand-off); PostgreSQL transactions run concurrently on the pool.
+    options = replace(options, inline=db.single_writer)
     running = start_server(
         [(suggestion_service_pb2_grpc.add_SuggestionServiceServicer_to_server, SuggestionServicer(service))],
         [SERVICE_NAME],

@@ -19,13 +19,12 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 from sqlalchemy.engine import Connection
 
 from suggestion_service.algorithms import make_algorithm, validate_algorithm
 from suggestion_service.algorithms.base import Algorithm, SuggestContext
-from suggestion_service.domain.codec import canonical, spec_from_dict, specs_match
+from suggestion_service.domain.codec import specs_match
 from suggestion_service.domain.ranking import best_trials
 from suggestion_service.domain.space import Assignment, check_name
 from suggestion_service.domain.study import Study, StudySpec, StudyState
@@ -39,7 +38,7 @@ from suggestion_service.domain.trial import (
     TrialState,
     check_metrics,
 )
-from suggestion_service.persistence import repository as repo
+from suggestion_service.persistence.repository import Repository
 from tuning_common.database import Database
 from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 
@@ -113,17 +112,12 @@ def _decode_token(token: str, kind: type) -> object | None:
     return position
 
 
-@lru_cache(maxsize=256)
-def _algorithm_for(canonical_spec: str) -> Algorithm:
-    # Keyed by the full spec (seed included): algorithms are stateless, so caching only
-    # saves re-deriving things like a grid's point list.
-    return make_algorithm(spec_from_dict(json.loads(canonical_spec)))
-
-
 class SuggestionService:
     def __init__(self, db: Database, clock: Callable[[], int] = _now_ms):
         self.db = db
         self.clock = clock
+        self.repo = Repository()
+        self._algorithms: dict[int, Algorithm] = {}
 
     # --- studies ---------------------------------------------------------------------
 
@@ -133,32 +127,35 @@ class SuggestionService:
         validate_algorithm(spec)
 
         def work(conn: Connection) -> tuple[Study, bool]:
-            existing = repo.find_study(conn, name=name)
+            existing = self.repo.find_study(conn, name=name)
             if existing is None:
                 stored = spec if spec.seed is not None else spec.with_seed(secrets.randbits(63))
-                repo.insert_study(conn, name, stored, self.clock())
-                return repo.with_counts(conn, repo.find_study(conn, name=name)), True
+                created = self.repo.insert_study(conn, name, stored, self.clock())
+                # Not created: a concurrent CreateStudy of the same name won; compare with it.
+                existing = self.repo.find_study(conn, name=name)
+                if created:
+                    return self.repo.with_counts(conn, existing), True
             if not specs_match(existing.spec, spec):
                 raise AlreadyExists(
                     f"study {name!r} already exists with a different spec; pick another name or delete it first",
                     reason="STUDY_SPEC_MISMATCH",
                 )
-            return repo.with_counts(conn, existing), False
+            return self.repo.with_counts(conn, existing), False
 
         return self.db.run(work, write=True)
 
     def get_study(self, name: str) -> Study:
         check_name("name", name, "study name")
-        return self.db.run(lambda conn: repo.with_counts(conn, self._study(conn, name)), write=False)
+        return self.db.run(lambda conn: self.repo.with_counts(conn, self._study(conn, name)), write=False)
 
     def list_studies(self, page_size: int, page_token: str) -> tuple[list[Study], str]:
         limit = _page_size(page_size)
         after = _decode_token(page_token, str)
 
         def work(conn: Connection) -> tuple[list[Study], str]:
-            page = repo.list_studies(conn, after, limit + 1)
+            page = self.repo.list_studies(conn, after, limit + 1)
             more, page = len(page) > limit, page[:limit]
-            counts = repo.trial_counts(conn, [s.id for s in page]) if page else {}
+            counts = self.repo.trial_counts(conn, [s.id for s in page]) if page else {}
             return [replace(s, counts=counts[s.id]) for s in page], _encode_token(page[-1].name) if more else ""
 
         return self.db.run(work, write=False)
@@ -173,14 +170,14 @@ class SuggestionService:
             if study.state is StudyState.COMPLETED and state is not StudyState.COMPLETED:
                 raise FailedPrecondition(f"study {name!r} is completed and cannot change state", reason="STUDY_COMPLETED")
             if study.state is not state:
-                repo.set_study_state(conn, study.id, state, self.clock())
-            return repo.with_counts(conn, self._study(conn, name))
+                self.repo.set_study_state(conn, study.id, state, self.clock())
+            return self.repo.with_counts(conn, self._study(conn, name))
 
         return self.db.run(work, write=True)
 
     def delete_study(self, name: str) -> None:
         check_name("name", name, "study name")
-        self.db.run(lambda conn: repo.delete_study(conn, self._study(conn, name, lock=True).id), write=True)
+        self.db.run(lambda conn: self.repo.delete_study(conn, self._study(conn, name, lock=True).id), write=True)
 
     # --- ask -------------------------------------------------------------------------
 
@@ -193,14 +190,16 @@ class SuggestionService:
 
         def work(conn: Connection) -> SuggestResult:
             study = self._study(conn, study_name, lock=True)
-            seen = repo.find_request(conn, study.id, request_id)
+            seen = self.repo.find_request(conn, study.id, request_id)
             if seen is not None:
                 return self._replay(conn, study, seen, worker_id, request_id)
             now = self.clock()
-            if self._reclaim_expired(conn, study, now):
-                study = repo.find_study(conn, study_id=study.id)  # retries advanced its counters
-            result = self._suggest(conn, study, count, worker_id, request_id, now)
-            repo.record_request(
+            active, queued, earliest_expiry = self.repo.pending_summary(conn, study.id)
+            if earliest_expiry is not None and earliest_expiry < now and self._reclaim_expired(conn, study, now):
+                study = self.repo.find_study(conn, study_id=study.id)  # retries advanced its counters
+                active, queued, _ = self.repo.pending_summary(conn, study.id)
+            result = self._suggest(conn, study, count, worker_id, request_id, active, queued)
+            self.repo.record_request(
                 conn, study.id, request_id, worker_id, result.status.value,
                 result.done_reason.value if result.done_reason else None, result.message, now,
             )
@@ -215,7 +214,7 @@ class SuggestionService:
             )
         status = SuggestStatus(seen.status)
         return SuggestResult(
-            trials=repo.trials_for_request(conn, study.id, request_id),
+            trials=self.repo.trials_for_request(conn, study.id, request_id),
             status=status,
             done_reason=DoneReason(seen.done_reason) if seen.done_reason else None,
             message=seen.message,
@@ -223,82 +222,88 @@ class SuggestionService:
         )
 
     def _suggest(
-        self, conn: Connection, study: Study, count: int, worker_id: str, request_id: str, now: int
+        self, conn: Connection, study: Study, count: int, worker_id: str, request_id: str, active: int, queued: int
     ) -> SuggestResult:
+        """Leases queued trials, then new suggestions, within the cap and the budget. Needs the study lock."""
         spec = study.spec
         if study.state is not StudyState.ACTIVE:
             reason = DoneReason.STUDY_STOPPED if study.state is StudyState.STOPPED else DoneReason.STUDY_COMPLETED
             return SuggestResult([], SuggestStatus.DONE, reason, f"study {study.name!r} is {study.state.value.lower()}")
 
-        active = repo.count_active(conn, study.id)
         # Read the clock only after counting: a tell that freed a slot committed before the
         # count, so its end_ms is earlier and recorded [start, end) spans respect the cap too.
         now = self.clock()
-        lease = {"state": TrialState.ACTIVE.value, "worker_id": worker_id, "request_id": request_id,
+        lease = {"state": TrialState.ACTIVE, "worker_id": worker_id, "request_id": request_id,
                  "lease_expires_ms": now + int(spec.lease_seconds * 1000), "start_ms": now}
         room = count if spec.max_parallel_trials == 0 else max(0, min(count, spec.max_parallel_trials - active))
 
-        leased_ids: list[int] = []
-        queued = repo.list_trials(conn, study.id, [TrialState.QUEUED], None, room) if room else []
-        for trial in queued:
-            if repo.update_trial_if(conn, trial.id, TrialState.QUEUED, **lease):
-                leased_ids.append(trial.id)
+        leased: list[Trial] = []
+        for trial in self.repo.queued_trials(conn, study.id, room) if room and queued else ():
+            if self.repo.update_trial_if(conn, trial.id, TrialState.QUEUED, **lease):
+                leased.append(replace(trial, **lease))
+        queued -= len(leased)
 
-        algorithm = _algorithm_for(canonical(spec))
+        algorithm = self._algorithm(study)
         budget_left = _remaining(spec.max_trials, study.budget_used)
         space_left = _remaining(algorithm.capacity(), study.algorithm_seq)
-        n_new = min(room - len(leased_ids), budget_left, space_left)
+        n_new = min(room - len(leased), budget_left, space_left)
         if n_new > 0:
             context = SuggestContext(
                 space=spec.space,
                 objectives=spec.objectives,
                 sequence=study.algorithm_seq,
-                pending=repo.pending_params(conn, study.id),
-                history=repo.history(conn, study) if algorithm.uses_history else (),
+                pending=self.repo.pending_params(conn, study.id) if algorithm.uses_pending else (),
+                history=self.repo.history(conn, study) if algorithm.uses_history else (),
             )
             suggestions = algorithm.suggest(context, n_new)
-            first = repo.advance_counters(
-                conn, study.id, trials_=len(suggestions), budget=len(suggestions), algorithm=len(suggestions)
-            )
-            leased_ids += repo.insert_trials(
-                conn,
-                [
-                    {"study_id": study.id, "number": first + i, "source": TrialSource.ALGORITHM.value,
-                     "params": s.params, "budget": s.budget, "attempt": 0, "create_ms": now, **lease}
-                    for i, s in enumerate(suggestions)
-                ],
-            )
-            budget_left -= len(suggestions)
-            space_left = 0 if len(suggestions) < n_new else space_left - len(suggestions)
+            n = len(suggestions)
+            first = self.repo.advance_counters(conn, study.id, trials_=n, budget=n, algorithm=n)
+            leased += self.repo.insert_trials(conn, study.name, [
+                {"study_id": study.id, "number": first + i, "source": TrialSource.ALGORITHM.value,
+                 "params": s.params, "budget": s.budget, "attempt": 0, "create_ms": now,
+                 **lease, "state": TrialState.ACTIVE.value}
+                for i, s in enumerate(suggestions)
+            ])
+            budget_left -= n
+            space_left = 0 if n < n_new else space_left - n
 
-        trials = repo.get_trials(conn, leased_ids)
-        if len(trials) == count:
-            return SuggestResult(trials, SuggestStatus.OK)
+        if len(leased) == count:
+            return SuggestResult(leased, SuggestStatus.OK)
         if budget_left > 0 and space_left > 0:
             return SuggestResult(
-                trials, SuggestStatus.WAIT,
+                leased, SuggestStatus.WAIT,
                 message=f"max_parallel_trials ({spec.max_parallel_trials}) trials are running",
                 retry_after_s=WAIT_SECONDS,
             )
         reason = DoneReason.BUDGET_SPENT if budget_left <= 0 else DoneReason.SPACE_EXHAUSTED
         what = f"all {spec.max_trials} trials were created" if budget_left <= 0 else "the search space is exhausted"
-        if trials or repo.count_active(conn, study.id) or repo.list_trials(conn, study.id, [TrialState.QUEUED], None, 1):
+        if leased or active or queued:
             return SuggestResult(
-                trials, SuggestStatus.WAIT,
+                leased, SuggestStatus.WAIT,
                 message=f"{what}; trials still running may fail and be retried",
                 retry_after_s=WAIT_SECONDS,
             )
-        repo.set_study_state(conn, study.id, StudyState.COMPLETED, now)
+        self.repo.set_study_state(conn, study.id, StudyState.COMPLETED, now)
         return SuggestResult([], SuggestStatus.DONE, reason, f"study {study.name!r} is done: {what}")
+
+    def _algorithm(self, study: Study) -> Algorithm:
+        # Algorithms are stateless and a study's spec never changes (ids are never reused),
+        # so caching by id only saves re-deriving things like a grid's point list.
+        algorithm = self._algorithms.get(study.id)
+        if algorithm is None:
+            if len(self._algorithms) >= 256:
+                self._algorithms.clear()
+            algorithm = self._algorithms[study.id] = make_algorithm(study.spec)
+        return algorithm
 
     # --- leases ----------------------------------------------------------------------
 
     def _reclaim_expired(self, conn: Connection, study: Study, now: int) -> int:
         """Marks expired leases STALE and queues their retries. Needs the study lock."""
         reclaimed = 0
-        for trial in repo.expired_trials(conn, study.id, now):
+        for trial in self.repo.expired_trials(conn, study.id, now):
             reason = f"lease held by worker {trial.worker_id!r} expired without a report, heartbeat or tell"
-            if repo.update_trial_if(conn, trial.id, TrialState.ACTIVE, state=TrialState.STALE,
+            if self.repo.update_trial_if(conn, trial.id, TrialState.ACTIVE, state=TrialState.STALE,
                                     reason=reason, end_ms=now, lease_expires_ms=None):
                 reclaimed += 1
                 self._maybe_retry(conn, study, trial, now)
@@ -309,8 +314,8 @@ class SuggestionService:
     def _maybe_retry(self, conn: Connection, study: Study, trial: Trial, now: int) -> None:
         if trial.attempt >= study.spec.retry_policy.max_retries or study.state is StudyState.COMPLETED:
             return
-        number = repo.advance_counters(conn, study.id, trials_=1)
-        repo.insert_trials(conn, [{
+        number = self.repo.advance_counters(conn, study.id, trials_=1)
+        self.repo.insert_trials(conn, study.name, [{
             "study_id": study.id, "number": number, "state": TrialState.QUEUED.value,
             "source": TrialSource.RETRY.value, "params": trial.params, "budget": trial.budget,
             "attempt": trial.attempt + 1, "retry_of": trial.id, "create_ms": now,
@@ -319,11 +324,11 @@ class SuggestionService:
     def reap_expired_leases(self) -> int:
         """Reclaims every expired lease in every study; each replica runs this periodically."""
         now = self.clock()
-        study_ids = self.db.run(lambda conn: repo.studies_with_expired_leases(conn, now), write=False)
+        study_ids = self.db.run(lambda conn: self.repo.studies_with_expired_leases(conn, now), write=False)
         total = 0
         for study_id in study_ids:
             def work(conn: Connection, study_id: int = study_id) -> int:
-                study = repo.find_study(conn, study_id=study_id, lock=True)
+                study = self.repo.find_study(conn, study_id=study_id, lock=True)
                 return 0 if study is None else self._reclaim_expired(conn, study, self.clock())
 
             total += self.db.run(work, write=True)
@@ -337,37 +342,37 @@ class SuggestionService:
         metrics = check_metrics("metrics", metrics, required=True)
 
         def work(conn: Connection) -> ReportResult:
-            trial = self._leased_trial(conn, trial_id, worker_id)
+            trial = self._leased_trial(conn, self._trial(conn, trial_id), worker_id)
             now = self.clock()
-            existing = repo.get_measurement(conn, trial.id, step)
+            renewal = {"lease_expires_ms": now + self._lease_ms(conn, trial)}
+            existing = self.repo.get_measurement(conn, trial.id, step)
+            if existing is None and not self.repo.insert_measurement(conn, trial.id, Measurement(step, metrics, now)):
+                existing = self.repo.get_measurement(conn, trial.id, step)  # a concurrent retry got there first
             if existing is None:
-                measurement = Measurement(step, metrics, now)
-                repo.insert_measurement(conn, trial.id, measurement)
                 last = trial.last_measurement
                 if last is None or step >= last.step:
-                    repo.update_trial_if(conn, trial.id, TrialState.ACTIVE, last_step=step,
-                                         last_metrics=[list(m) for m in metrics], last_measurement_ms=now)
+                    renewal.update(last_step=step, last_metrics=[list(m) for m in metrics], last_measurement_ms=now)
             elif existing.metrics != metrics:
                 raise FailedPrecondition(
                     f"trial {trial_id} already reported step {step} with other values", reason="STEP_ALREADY_REPORTED"
                 )
-            expires = self._renew(conn, trial, now)
+            self.repo.update_trial_if(conn, trial.id, TrialState.ACTIVE, **renewal)
             # None of the algorithms so far prune; the pruning ones decide here.
-            return ReportResult(should_stop=False, lease_expires_ms=expires)
+            return ReportResult(should_stop=False, lease_expires_ms=renewal["lease_expires_ms"])
 
         return self.db.run(work, write=True)
 
     def heartbeat(self, trial_id: int, worker_id: str) -> int:
         def work(conn: Connection) -> int:
-            return self._renew(conn, self._leased_trial(conn, trial_id, worker_id), self.clock())
+            trial = self._leased_trial(conn, self._trial(conn, trial_id), worker_id)
+            expires = self.clock() + self._lease_ms(conn, trial)
+            self.repo.update_trial_if(conn, trial.id, TrialState.ACTIVE, lease_expires_ms=expires)
+            return expires
 
         return self.db.run(work, write=True)
 
-    def _renew(self, conn: Connection, trial: Trial, now: int) -> int:
-        study = repo.find_study(conn, study_id=trial.study_id)
-        expires = now + int(study.spec.lease_seconds * 1000)
-        repo.update_trial_if(conn, trial.id, TrialState.ACTIVE, lease_expires_ms=expires)
-        return expires
+    def _lease_ms(self, conn: Connection, trial: Trial) -> int:
+        return int(self.repo.study_spec(conn, trial.study_id).lease_seconds * 1000)
 
     def complete_trial(
         self, trial_id: int, worker_id: str, outcome: Outcome | None, metrics: Metrics, reason: str
@@ -380,25 +385,25 @@ class SuggestionService:
 
         def work(conn: Connection) -> Trial:
             trial = self._trial(conn, trial_id)
-            study = repo.find_study(conn, study_id=trial.study_id)
-            final = _final_metrics(study.spec, outcome, metrics, trial)
+            spec = self.repo.study_spec(conn, trial.study_id)
+            final = _final_metrics(spec, outcome, metrics, trial)
             if trial.state.finished:
                 return self._repeat_tell(conn, trial, outcome, final)
-            retry = outcome is Outcome.FAILED and study.spec.retry_policy.retry_failed
+            retry = outcome is Outcome.FAILED and spec.retry_policy.retry_failed
             if retry:
                 # Lock order is always study, then trial (the ask path does the same).
-                study = repo.find_study(conn, study_id=trial.study_id, lock=True)
-            trial = self._leased_trial(conn, trial_id, worker_id)
-            now = self.clock()
-            done = repo.update_trial_if(
-                conn, trial.id, TrialState.ACTIVE, state=outcome.value, metrics=[list(m) for m in final],
-                reason=reason, end_ms=now, lease_expires_ms=None,
-            )
-            if not done:  # lost a race with the reaper: report what happened instead
+                study = self.repo.find_study(conn, study_id=trial.study_id, lock=True)
+                trial = self._trial(conn, trial_id)
+            trial = self._leased_trial(conn, trial, worker_id)
+            ending = {"state": outcome.value, "metrics": final, "reason": reason,
+                      "end_ms": self.clock(), "lease_expires_ms": None}
+            if not self.repo.update_trial_if(conn, trial.id, TrialState.ACTIVE,
+                                        **{**ending, "metrics": [list(m) for m in final]}):
+                # Lost a race with the lease reaper: answer as if the tell came after it.
                 return self._repeat_tell(conn, self._trial(conn, trial_id), outcome, final)
             if retry:
-                self._maybe_retry(conn, study, trial, now)
-            return self._trial(conn, trial_id)
+                self._maybe_retry(conn, study, trial, ending["end_ms"])
+            return replace(trial, **ending)
 
         return self.db.run(work, write=True)
 
@@ -407,10 +412,9 @@ class SuggestionService:
             return trial  # the same tell again: idempotent
         self._raise_finished(conn, trial)
 
-    @staticmethod
-    def _raise_finished(conn: Connection, trial: Trial) -> None:
+    def _raise_finished(self, conn: Connection, trial: Trial) -> None:
         if trial.state is TrialState.STALE:
-            retry = repo.retry_of(conn, trial.id)
+            retry = self.repo.retry_of(conn, trial.id)
             then = f"; its configuration was queued again as trial {retry}" if retry else ""
             raise FailedPrecondition(
                 f"trial {trial.id} lost its lease (it expired and the trial went stale){then}", reason="LEASE_LOST"
@@ -434,12 +438,12 @@ class SuggestionService:
                     f"study {study_name!r} already has max_trials ({study.spec.max_trials}) trials",
                     reason="BUDGET_SPENT",
                 )
-            number = repo.advance_counters(conn, study.id, trials_=1, budget=1)
-            [trial_id] = repo.insert_trials(conn, [{
+            number = self.repo.advance_counters(conn, study.id, trials_=1, budget=1)
+            [trial] = self.repo.insert_trials(conn, study.name, [{
                 "study_id": study.id, "number": number, "state": TrialState.QUEUED.value,
                 "source": TrialSource.USER.value, "params": assignment, "attempt": 0, "create_ms": self.clock(),
             }])
-            return self._trial(conn, trial_id)
+            return trial
 
         return self.db.run(work, write=True)
 
@@ -455,7 +459,7 @@ class SuggestionService:
 
         def work(conn: Connection) -> tuple[list[Trial], str]:
             study = self._study(conn, study_name)
-            page = repo.list_trials(conn, study.id, states, after, limit + 1)
+            page = self.repo.list_trials(conn, study.id, states, after, limit + 1)
             more, page = len(page) > limit, page[:limit]
             return page, _encode_token(page[-1].number) if more else ""
 
@@ -463,7 +467,7 @@ class SuggestionService:
 
     def list_measurements(self, trial_id: int) -> list[Measurement]:
         def work(conn: Connection) -> list[Measurement]:
-            return repo.list_measurements(conn, self._trial(conn, trial_id).id)
+            return self.repo.list_measurements(conn, self._trial(conn, trial_id).id)
 
         return self.db.run(work, write=False)
 
@@ -472,44 +476,41 @@ class SuggestionService:
 
         def work(conn: Connection) -> list[Trial]:
             study = self._study(conn, study_name)
-            completed = repo.list_trials(conn, study.id, [TrialState.COMPLETED], None, None)
+            completed = self.repo.list_trials(conn, study.id, [TrialState.COMPLETED], None, None)
             return best_trials(completed, study.spec.objectives)
 
         return self.db.run(work, write=False)
 
     # --- helpers ---------------------------------------------------------------------
 
-    @staticmethod
-    def _study(conn: Connection, name: str, lock: bool = False) -> Study:
-        study = repo.find_study(conn, name=name, lock=lock)
+    def _study(self, conn: Connection, name: str, lock: bool = False) -> Study:
+        study = self.repo.find_study(conn, name=name, lock=lock)
         if study is None:
             raise NotFound(f"study {name!r} does not exist", reason="STUDY_NOT_FOUND")
         return study
 
-    @staticmethod
-    def _trial(conn: Connection, trial_id: int) -> Trial:
+    def _trial(self, conn: Connection, trial_id: int) -> Trial:
         if trial_id <= 0:
             raise InvalidArgument("trial_id", f"must be positive, got {trial_id}")
-        trial = repo.get_trial(conn, trial_id)
+        trial = self.repo.get_trial(conn, trial_id)
         if trial is None:
             raise NotFound(f"trial {trial_id} does not exist", reason="TRIAL_NOT_FOUND")
         return trial
 
-    def _leased_trial(self, conn: Connection, trial_id: int, worker_id: str) -> Trial:
-        """The trial, if it is ACTIVE and leased to ``worker_id`` (when given)."""
+    def _leased_trial(self, conn: Connection, trial: Trial, worker_id: str) -> Trial:
+        """``trial``, if it is ACTIVE and leased to ``worker_id`` (when given)."""
         if len(worker_id) > MAX_ID_CHARS:
             raise InvalidArgument("worker_id", f"at most {MAX_ID_CHARS} characters")
-        trial = self._trial(conn, trial_id)
         if trial.state.finished:
             self._raise_finished(conn, trial)
         if trial.state is not TrialState.ACTIVE:
             raise FailedPrecondition(
-                f"trial {trial_id} is {trial.state.value}, not ACTIVE: only a leased trial accepts this",
+                f"trial {trial.id} is {trial.state.value}, not ACTIVE: only a leased trial accepts this",
                 reason="TRIAL_NOT_ACTIVE",
             )
         if worker_id and worker_id != trial.worker_id:
             raise FailedPrecondition(
-                f"trial {trial_id} is leased to worker {trial.worker_id!r}, not {worker_id!r}",
+                f"trial {trial.id} is leased to worker {trial.worker_id!r}, not {worker_id!r}",
                 reason="LEASED_TO_ANOTHER_WORKER",
             )
         return trial

@@ -7,9 +7,12 @@ Clients call :func:`error_from_rpc` to get the same exception class back, with t
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 import grpc
@@ -44,56 +47,51 @@ def _status_for(error: TuningError) -> status_pb2.Status:
     return status_pb2.Status(code=code_pb2.Code.Value(error.code), message=error.message, details=packed)
 
 
-def _abort(context: grpc.ServicerContext, error: TuningError) -> None:
-    context.abort_with_status(rpc_status.to_status(_status_for(error)))
+async def _abort(context: grpc.aio.ServicerContext, error: TuningError) -> None:
+    await context.abort_with_status(rpc_status.to_status(_status_for(error)))
 
 
-def _abort_internal(context: grpc.ServicerContext, method: str) -> None:
+async def _abort_internal(context: grpc.aio.ServicerContext, method: str) -> None:
     incident = uuid.uuid4().hex[:12]
     # The stack trace stays in the server log; the caller only gets the incident id.
     log.exception("unhandled error in %s (incident %s)", method, incident)
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log")
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log")
 
 
-def _wrap_unary(behaviour: Callable, method: str) -> Callable:
-    def handler(request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return behaviour(request, context)
-        except TuningError as error:
-            _abort(context, error)
-        except Exception:
-            _abort_internal(context, method)
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Runs our (synchronous) unary handlers for the asyncio server and maps their errors.
 
-    return handler
+    With ``executor=None`` a handler runs on the event loop thread itself: no thread
+    hand-off per call, which is right when the database admits one writer anyway
+    (SQLite). With an executor, handlers run there, so transactions that wait on row
+    locks (PostgreSQL) do not hold up the loop. Either way every :class:`TuningError`
+    becomes its status code with rich details. Handlers that are already coroutines
+    (health, reflection) pass through untouched.
+    """
 
+    def __init__(self, executor: Executor | None = None):
+        self.executor = executor
 
-def _wrap_stream(behaviour: Callable, method: str) -> Callable:
-    def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        try:
-            yield from behaviour(request, context)
-        except TuningError as error:
-            _abort(context, error)
-        except Exception:
-            _abort_internal(context, method)
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or inspect.iscoroutinefunction(handler.unary_unary):
+            return handler
+        return handler._replace(unary_unary=self._wrap(handler.unary_unary, handler_call_details.method))
 
-    return handler
+    def _wrap(self, behaviour: Callable, method: str) -> Callable:
+        executor = self.executor
 
+        async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                if executor is None:
+                    return behaviour(request, context)
+                return await asyncio.get_running_loop().run_in_executor(executor, behaviour, request, context)
+            except TuningError as error:
+                await _abort(context, error)
+            except Exception:
+                await _abort_internal(context, method)
 
-class ErrorMappingInterceptor(grpc.ServerInterceptor):
-    """Turns every :class:`TuningError` into its status code with rich details."""
-
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
-        if handler.unary_unary:
-            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, method))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=_wrap_unary(handler.stream_unary, method))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream, method))
-        return handler._replace(stream_stream=_wrap_stream(handler.stream_stream, method))
+        return handler
 
 
 def error_from_rpc(error: grpc.RpcError) -> TuningError:

@@ -1,12 +1,20 @@
 """Server bootstrap shared by every gRPC service: one way to build, run and stop a server.
 
-Each server gets the error-mapping interceptor, standard health checking
-(``grpc.health.v1``), server reflection, message size limits, and a graceful stop:
-health turns NOT_SERVING, new calls are refused, in-flight calls get ``grace`` seconds.
+Servers run on grpc's asyncio implementation, on an event loop in a thread of their own
+(so tests and the CLI drive them the same way). Each gets the error-mapping interceptor,
+standard health checking (``grpc.health.v1``), server reflection, message size limits,
+and a graceful stop: health turns NOT_SERVING, new calls are refused, in-flight calls
+get ``grace`` seconds.
+
+Handlers are plain functions. ``ServerOptions.inline`` decides where they run: on the
+event loop thread (right for SQLite, one writer at a time: it saves a thread hand-off
+per call) or on a pool of ``max_workers`` threads (PostgreSQL, whose transactions run
+concurrently and may wait on row locks). See docs/BENCHMARKS.md for the difference.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
@@ -15,6 +23,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
+from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -32,16 +41,21 @@ class ServerOptions:
     max_workers: int = 16
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     grace_seconds: float = 10.0
+    # Run handlers on the event loop thread instead of the thread pool.
+    inline: bool = False
 
 
 @dataclass
 class RunningServer:
     """A started server. ``address`` has the real port when port 0 was asked for."""
 
-    server: grpc.Server
+    server: grpc.aio.Server
     address: str
-    health: health.HealthServicer
+    health: health_aio.HealthServicer
     grace_seconds: float
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    executor: futures.ThreadPoolExecutor | None
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     _stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -49,8 +63,17 @@ class RunningServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        self.health.enter_graceful_shutdown()
-        self.server.stop(self.grace_seconds if grace is None else grace).wait()
+
+        async def drain() -> None:
+            await self.health.enter_graceful_shutdown()
+            await self.server.stop(self.grace_seconds if grace is None else grace)
+
+        asyncio.run_coroutine_threadsafe(drain(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
         for callback in self.on_stop:
             callback()
 
@@ -69,31 +92,41 @@ class RunningServer:
 
 
 def start_server(
-    register: Sequence[tuple[Callable[[object, grpc.Server], None], object]],
+    register: Sequence[tuple[Callable[[object, grpc.aio.Server], None], object]],
     service_names: Sequence[str],
     options: ServerOptions,
 ) -> RunningServer:
     """Builds and starts a server; ``register`` pairs ``add_XServicer_to_server`` with a servicer."""
-    limits = [
-        ("grpc.max_receive_message_length", options.max_message_bytes),
-        ("grpc.max_send_message_length", options.max_message_bytes),
-        ("grpc.so_reuseport", 0),
-    ]
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="rpc"),
-        interceptors=[ErrorMappingInterceptor()],
-        options=limits,
-    )
-    for add, servicer in register:
-        add(servicer, server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(f"{options.host}:{options.port}")
-    if port == 0:
-        raise OSError(f"could not bind {options.host}:{options.port}")
-    server.start()
-    for name in ("", *service_names):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    executor = None if options.inline else futures.ThreadPoolExecutor(options.max_workers, thread_name_prefix="rpc")
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True)
+    thread.start()
+
+    async def build() -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
+        server = grpc.aio.server(
+            interceptors=[ErrorMappingInterceptor(executor)],
+            options=[
+                ("grpc.max_receive_message_length", options.max_message_bytes),
+                ("grpc.max_send_message_length", options.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        for add, servicer in register:
+            add(servicer, server)
+        health_servicer = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        port = server.add_insecure_port(f"{options.host}:{options.port}")
+        await server.start()
+        for name in ("", *service_names):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return server, port, health_servicer
+
+    try:
+        server, port, health_servicer = asyncio.run_coroutine_threadsafe(build(), loop).result()
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        raise
     host = f"[{options.host}]" if ":" in options.host else options.host
-    return RunningServer(server, f"{host}:{port}", health_servicer, options.grace_seconds)
+    return RunningServer(server, f"{host}:{port}", health_servicer, options.grace_seconds, loop, thread, executor)

@@ -56,6 +56,8 @@ class Algorithm(abc.ABC):
 
     name: ClassVar[str]
     uses_history: ClassVar[bool] = False
+    # Whether suggest() looks at SuggestContext.pending (the service skips a query if not).
+    uses_pending: bool = False
 
     @dataclass(frozen=True)
     class Settings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
+from suggestion_service.domain.space import FloatDomain
 
 # Redraws before accepting a configuration identical to a pending one (small finite spaces).
 _MAX_REDRAWS = 16
@@ -16,6 +17,13 @@ def config_key(params) -> tuple:
 
 class RandomSearch(Algorithm):
     name = "random"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Repeats are only likely in a fully discrete space; a continuous one never repeats.
+        self.uses_pending = all(
+            not isinstance(p.domain, FloatDomain) or p.domain.step is not None for p in self.space
+        )
 
     def suggest(self, context: SuggestContext, count: int) -> list[Suggestion]:
         taken = {config_key(p) for p in context.pending}

@@ -90,6 +90,45 @@ def test_create_study_is_get_or_create(client: SuggestionClient):
     assert client.get_study("goc").info.spec.parameters[0].float_range.high == 1
 
 
+def test_concurrent_creates_of_one_study_agree(client: SuggestionClient):
+    results, errors = [], []
+
+    def create() -> None:
+        try:
+            results.append(client.create_study("race", [Float("x", 0, 1)], objectives={"loss": "minimize"}, seed=1))
+        except Exception as error:  # collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(r.created for r in results) == [False] * 7 + [True]
+
+
+def test_concurrent_reports_of_one_step_agree(client: SuggestionClient):
+    study = client.create_study("report-race", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+    trial = study.ask()
+    errors = []
+
+    def report() -> None:
+        try:
+            trial.report(3, 0.5)
+        except Exception as error:  # collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=report) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    measurements = client.call("ListMeasurements", api.ListMeasurementsRequest(trial_id=trial.id)).measurements
+    assert [(m.step, m.metrics[0].value) for m in measurements] == [(3, 0.5)]
+
+
 def test_retried_ask_returns_the_same_trials(client: SuggestionClient):
     client.create_study("idem", [Float("x", 0, 1)], objectives={"loss": "minimize"})
     first = ask_raw(client, "idem", count=3, request="r-1")
