@@ -39,6 +39,19 @@ def value_kind(value: Value) -> str:
     return {bool: "bool", int: "int", float: "float", str: "string"}[type(value)]
 
 
+def _validate_range(domain: FloatDomain | IntDomain, field: str) -> None:
+    """What float and int ranges share: ordered ends, a positive log range, a positive step."""
+    if domain.low > domain.high:
+        raise InvalidArgument(f"{field}.low", f"low ({domain.low}) must not exceed high ({domain.high})")
+    if domain.log and domain.low <= 0:
+        raise InvalidArgument(f"{field}.low", f"a log-scale range must be positive, got low={domain.low}")
+    if domain.step is not None:
+        if domain.log:
+            raise InvalidArgument(f"{field}.step", "a log-scale range cannot have a step")
+        if not (math.isfinite(domain.step) and domain.step > 0):
+            raise InvalidArgument(f"{field}.step", f"step must be positive, got {domain.step}")
+
+
 @dataclass(frozen=True)
 class FloatDomain:
     low: float
@@ -49,15 +62,7 @@ class FloatDomain:
     def validate(self, field: str) -> None:
         if not (math.isfinite(self.low) and math.isfinite(self.high)):
             raise InvalidArgument(f"{field}.low", "low and high must be finite")
-        if self.low > self.high:
-            raise InvalidArgument(f"{field}.low", f"low ({self.low}) must not exceed high ({self.high})")
-        if self.log and self.low <= 0:
-            raise InvalidArgument(f"{field}.low", f"a log-scale range must be positive, got low={self.low}")
-        if self.step is not None:
-            if self.log:
-                raise InvalidArgument(f"{field}.step", "a log-scale range cannot have a step")
-            if not (math.isfinite(self.step) and self.step > 0):
-                raise InvalidArgument(f"{field}.step", f"step must be positive, got {self.step}")
+        _validate_range(self, field)
 
     @property
     def n_steps(self) -> int | None:
@@ -97,15 +102,7 @@ class IntDomain:
     step: int | None = None
 
     def validate(self, field: str) -> None:
-        if self.low > self.high:
-            raise InvalidArgument(f"{field}.low", f"low ({self.low}) must not exceed high ({self.high})")
-        if self.log and self.low <= 0:
-            raise InvalidArgument(f"{field}.low", f"a log-scale range must be positive, got low={self.low}")
-        if self.step is not None:
-            if self.log:
-                raise InvalidArgument(f"{field}.step", "a log-scale range cannot have a step")
-            if self.step <= 0:
-                raise InvalidArgument(f"{field}.step", f"step must be positive, got {self.step}")
+        _validate_range(self, field)
 
     @property
     def _step(self) -> int:

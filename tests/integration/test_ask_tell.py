@@ -90,41 +90,37 @@ def test_create_study_is_get_or_create(client: SuggestionClient):
     assert client.get_study("goc").info.spec.parameters[0].float_range.high == 1
 
 
-def test_concurrent_creates_of_one_study_agree(client: SuggestionClient):
+def run_at_once(call, times: int = 8) -> list:
+    """Runs ``call`` from ``times`` threads at once; returns the results, re-raising any error."""
     results, errors = [], []
 
-    def create() -> None:
+    def target() -> None:
         try:
-            results.append(client.create_study("race", [Float("x", 0, 1)], objectives={"loss": "minimize"}, seed=1))
-        except Exception as error:  # collected and asserted below
+            results.append(call())
+        except Exception as error:  # re-raised below, in the test's thread
             errors.append(error)
 
-    threads = [threading.Thread(target=create) for _ in range(8)]
+    threads = [threading.Thread(target=target) for _ in range(times)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    if errors:
+        raise errors[0]
+    return results
+
+
+def test_concurrent_creates_of_one_study_agree(client: SuggestionClient):
+    results = run_at_once(
+        lambda: client.create_study("race", [Float("x", 0, 1)], objectives={"loss": "minimize"}, seed=1)
+    )
     assert sorted(r.created for r in results) == [False] * 7 + [True]
 
 
 def test_concurrent_reports_of_one_step_agree(client: SuggestionClient):
     study = client.create_study("report-race", [Float("x", 0, 1)], objectives={"loss": "minimize"})
     trial = study.ask()
-    errors = []
-
-    def report() -> None:
-        try:
-            trial.report(3, 0.5)
-        except Exception as error:  # collected and asserted below
-            errors.append(error)
-
-    threads = [threading.Thread(target=report) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_at_once(lambda: trial.report(3, 0.5))
     measurements = client.call("ListMeasurements", api.ListMeasurementsRequest(trial_id=trial.id)).measurements
     assert [(m.step, m.metrics[0].value) for m in measurements] == [(3, 0.5)]
 

@@ -54,7 +54,7 @@ def test_a_database_at_an_unknown_schema_version_is_refused(sqlite_url: str, spa
 def test_sigterm_lets_in_flight_calls_finish_and_loses_nothing(sqlite_url: str, spawn_server):
     server = spawn_server(sqlite_url)
     setup = SuggestionClient(server.address)
-    study = setup.create_study("drain", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+    setup.create_study("drain", [Float("x", 0, 1)], objectives={"loss": "minimize"})
     told, errors, stop = [], [], threading.Event()
 
     def worker() -> None:

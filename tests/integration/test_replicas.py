@@ -18,7 +18,6 @@ import time
 import uuid
 from collections import Counter
 
-import pytest
 import sqlalchemy as sa
 
 from trial_worker import Float, Int, SuggestionClient
@@ -295,7 +294,7 @@ def test_replicas_replay_a_retried_ask(database_url, spawn_server):
     assert len(answers) == 2 * n_clients
 
     all_ids: list[int] = []
-    for request_id, (worker_id, attempts) in answers.items():
+    for worker_id, attempts in answers.values():
         first = attempts[0]
         assert len(first) == count, (worker_id, attempts)
         assert attempts[1] == first and attempts[2] == first, f"{worker_id} got different trials: {attempts}"

@@ -9,7 +9,7 @@ from suggestion_service.domain.ranking import best_trials
 from suggestion_service.domain.space import FloatDomain, IntDomain, SearchSpace
 from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, RetryPolicy, StudySpec
 from suggestion_service.domain.trial import Trial, TrialSource, TrialState, check_metrics
-from trial_worker.space import Categorical, Fixed, Float, Int
+from trial_worker.space import Categorical, Fixed, Float
 from tuning_common.errors import InvalidArgument
 
 SPACE = SearchSpace((
