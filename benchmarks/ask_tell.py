@@ -115,6 +115,7 @@ class RunSpec:
     warmup: float
     target: str  # the server address (ours) or the storage URL (optuna)
     study: str
+    rate: float = 0.0  # offered ask+tell pairs/s over all clients; 0: each client as fast as it can
 
 
 @dataclass
@@ -216,11 +217,20 @@ def open_optuna(spec: RunSpec) -> Session:
     )
 
 
-def measure(session: Session, start: float, end: float) -> dict[str, Any]:
-    """Loops ask -> tell until ``end`` (perf_counter time), recording what happens from ``start``."""
+def measure(session: Session, start: float, end: float, interval: float = 0.0) -> dict[str, Any]:
+    """Loops ask -> tell until ``end`` (perf_counter time), recording what happens from ``start``.
+
+    With ``interval``, pairs start on a fixed schedule (open loop) instead of back to back,
+    so latency is measured at a chosen load rather than at saturation.
+    """
     ask_s, tell_s, errors, pairs = array("d"), array("d"), Counter(), 0
-    now = time.perf_counter()
+    now = next_at = time.perf_counter()
     while now < end:
+        if interval:
+            next_at += interval
+            if next_at > now:
+                time.sleep(next_at - now)
+            now = time.perf_counter()
         t0 = now
         try:
             trial = session.ask()
@@ -269,7 +279,8 @@ def client_process(spec: RunSpec, index: int, messages: Any, go: Any, window: An
             return
         # The window is in wall-clock time; move it onto this process's perf_counter.
         offset = time.time() - time.perf_counter()
-        result = measure(session, window[0] - offset, window[1] - offset)
+        interval = spec.clients / spec.rate if spec.rate else 0.0
+        result = measure(session, window[0] - offset, window[1] - offset, interval)
         messages.put(("result", index, result))
     except BaseException:
         messages.put(("failed", index, traceback.format_exc()))
@@ -451,7 +462,7 @@ def run_ours(backend: str, client_counts: Sequence[int], args: argparse.Namespac
             with SuggestionClient(server.address) as client:
                 client.create_study(study, our_space(), objectives={"loss": "minimize"}, algorithm="random",
                                     max_trials=0, max_parallel_trials=0, lease_seconds=3600.0)
-            spec = RunSpec("ours", backend, clients, args.seconds, args.warmup, server.address, study)
+            spec = RunSpec("ours", backend, clients, args.seconds, args.warmup, server.address, study, args.rate)
             results.append(_timed_run(spec, progress))
             if server.process.poll() is not None:
                 raise RuntimeError(f"the suggestion server died:\n{server.log_path.read_text()}")
@@ -474,7 +485,7 @@ def run_optuna(backend: str, client_counts: Sequence[int], args: argparse.Namesp
             storage = optuna.storages.RDBStorage(url)
             optuna.create_study(storage=storage, study_name=study, direction="minimize")
             storage.engine.dispose()
-            spec = RunSpec("optuna", backend, clients, args.seconds, args.warmup, url, study)
+            spec = RunSpec("optuna", backend, clients, args.seconds, args.warmup, url, study, args.rate)
             results.append(_timed_run(spec, progress))
     return results
 
@@ -627,7 +638,10 @@ def markdown_document(sections: dict[str, list[RunResult]], args: argparse.Names
         f"- Versions: {machine['versions']}" + (f", PostgreSQL {pg_version}" if pg_version else ""),
         f"- Command: `{machine['command']}`",
         f"- Each run: {args.warmup:g} s warm-up, then {args.seconds:g} s measured; one process per client, "
-        "each looping ask -> tell; 4 parameters (float, log-float, int, categorical), objective `loss` "
+        "each looping ask -> tell"
+        + (f" on a fixed schedule, {args.rate:g} pairs/s offered over all clients (open loop)" if args.rate
+           else " back to back (closed loop: the throughput at saturation)")
+        + "; 4 parameters (float, log-float, int, categorical), objective `loss` "
         "minimised; a fresh study per client count.",
         "- ours: one `python -m suggestion_service` process"
         + (f" (--max-workers {args.server_max_workers})" if args.server_max_workers else " (default --max-workers)")
@@ -654,6 +668,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured duration of each run")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each run")
     parser.add_argument("--systems", default="ours,optuna", help="comma-separated: ours, optuna")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="offered load in ask+tell pairs/s over all clients (open loop); "
+                             "default 0: every client as fast as it can (throughput)")
     parser.add_argument("--markdown", type=Path, help="also write the results as Markdown to this file")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL,
                         help="a PostgreSQL server URL allowed to CREATE/DROP DATABASE (default: %(default)s)")
@@ -669,8 +686,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.system_list = [s.strip() for s in args.systems.split(",") if s.strip()]
     if not args.system_list or set(args.system_list) - set(SYSTEMS):
         parser.error(f"--systems: choose from {', '.join(SYSTEMS)}")
-    if args.seconds <= 0 or args.warmup < 0:
-        parser.error("--seconds must be positive and --warmup not negative")
+    if args.seconds <= 0 or args.warmup < 0 or args.rate < 0:
+        parser.error("--seconds must be positive and --warmup and --rate not negative")
     args.backends = list(BACKENDS) if args.backend == "all" else [args.backend]
     return args
 

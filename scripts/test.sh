@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-npm ci --no-audit --no-fund --loglevel=error
+# `npm ci` rejects the lock on npm 11 (optional per-platform buf binaries); --no-save installs from
+# the lock without rewriting it.
+npm install --no-save --no-audit --no-fund --loglevel=error
 
 echo "== buf lint"
 npx --no-install buf lint protos

@@ -29,7 +29,7 @@ STEPS = [0, 1, 2]
 def _node_available() -> None:
     require(
         bool(shutil.which("node")) and (ROOT / "node_modules" / "@grpc" / "grpc-js").exists(),
-        "the Node example needs Node.js 20+ and its packages: install node, then run `npm ci` at the repo root",
+        "the Node example needs Node.js 20+ and its packages: install node, then run `npm install --no-save` at the repo root",
     )
 
 
