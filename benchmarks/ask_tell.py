@@ -37,6 +37,7 @@ import multiprocessing
 import os
 import platform
 import queue
+import random
 import shlex
 import signal
 import subprocess
@@ -224,12 +225,14 @@ def measure(session: Session, start: float, end: float, interval: float = 0.0) -
     so latency is measured at a chosen load rather than at saturation.
     """
     ask_s, tell_s, errors, pairs = array("d"), array("d"), Counter(), 0
-    now = next_at = time.perf_counter()
+    now = time.perf_counter()
+    # A random phase per client, or every client would fire on the same tick (a burst).
+    next_at = now + random.uniform(0.0, interval)
     while now < end:
         if interval:
-            next_at += interval
             if next_at > now:
                 time.sleep(next_at - now)
+            next_at += interval
             now = time.perf_counter()
         t0 = now
         try:
