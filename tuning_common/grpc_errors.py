@@ -66,7 +66,9 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     (SQLite). With an executor, handlers run there, so transactions that wait on row
     locks (PostgreSQL) do not hold up the loop. Either way every :class:`TuningError`
     becomes its status code with rich details. Handlers that are already coroutines
-    (health, reflection) pass through untouched.
+    (health, reflection) pass through untouched. Only unary-unary handlers are adapted:
+    the suggestion API has no streaming RPC (artifact streams come with the tracking
+    service, which will extend this).
     """
 
     def __init__(self, executor: Executor | None = None):
