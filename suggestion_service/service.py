@@ -268,6 +268,8 @@ class SuggestionService:
             leased += self.repo.insert_trials(conn, study.name, [
                 {"study_id": study.id, "number": first + i, "source": TrialSource.ALGORITHM.value,
                  "params": s.params, "budget": s.budget, "attempt": 0, "create_ms": now,
+                 "suggestion_metadata": {"algorithm": spec.algorithm.name, "seed": spec.seed,
+                                         "index": study.algorithm_seq + i, **s.metadata},
                  **lease, "state": TrialState.ACTIVE.value}
                 for i, s in enumerate(suggestions)
             ])
@@ -326,6 +328,7 @@ class SuggestionService:
             "study_id": study.id, "number": number, "state": TrialState.QUEUED.value,
             "source": TrialSource.RETRY.value, "params": trial.params, "budget": trial.budget,
             "attempt": trial.attempt + 1, "retry_of": trial.id, "create_ms": now,
+            "suggestion_metadata": trial.suggestion_metadata or None,
         }])
 
     def reap_expired_leases(self) -> int:

@@ -28,6 +28,7 @@ def validate_algorithm(spec: StudySpec) -> None:
     cls = algorithm_class(spec.algorithm.name)
     cls.parse_settings(spec.algorithm.settings)
     cls.check_space(spec.space)
+    cls.check_objectives(spec.objectives)
 
 
 def make_algorithm(spec: StudySpec) -> Algorithm:

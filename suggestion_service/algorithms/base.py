@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from suggestion_service.domain.space import SearchSpace, Value
@@ -49,6 +49,9 @@ class SuggestContext:
 class Suggestion:
     params: dict[str, Value]
     budget: float | None = None
+    # Why this point: JSON-able facts stored with the trial (the producing algorithm, and
+    # where relevant the predicted mean/std, the acquisition value, a fallback and its reason).
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class Algorithm(abc.ABC):
@@ -96,6 +99,10 @@ class Algorithm(abc.ABC):
     @classmethod
     def check_space(cls, space: SearchSpace, field: str = "spec.parameters") -> None:
         """Raises InvalidArgument when the algorithm cannot search this space."""
+
+    @classmethod
+    def check_objectives(cls, objectives: Sequence[Objective], field: str = "spec.objectives") -> None:
+        """Raises InvalidArgument when the algorithm cannot optimise these objectives."""
 
     def capacity(self) -> int | None:
         """How many configurations the algorithm can ever propose; None when unbounded."""

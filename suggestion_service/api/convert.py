@@ -187,8 +187,7 @@ def _parameter_to_proto(parameter: Parameter) -> pb.ParameterSpec:
 
 
 def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
-    settings = struct_pb2.Struct()
-    settings.update(spec.algorithm.settings)
+    settings = _struct(spec.algorithm.settings)
     lease = duration_pb2.Duration()
     lease.FromMilliseconds(int(spec.lease_seconds * 1000))
     return pb.StudySpec(
@@ -248,4 +247,11 @@ def trial_to_proto(trial: Trial) -> pb.Trial:
         create_time=timestamp(trial.create_ms),
         start_time=timestamp(trial.start_ms),
         end_time=timestamp(trial.end_ms),
+        suggestion_metadata=_struct(trial.suggestion_metadata) if trial.suggestion_metadata else None,
     )
+
+
+def _struct(data: dict) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(data)
+    return struct

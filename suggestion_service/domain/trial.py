@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from suggestion_service.domain.space import Value, check_name
 from tuning_common.errors import InvalidArgument
@@ -92,6 +92,8 @@ class Trial:
     create_ms: int
     start_ms: int | None
     end_ms: int | None
+    # How the configuration was suggested (algorithm, seed, prediction...); empty for user trials.
+    suggestion_metadata: dict = field(default_factory=dict)
 
     def metric(self, name: str) -> float | None:
         return dict(self.metrics).get(name)

@@ -92,7 +92,7 @@ _GET_MEASUREMENT = sa.select(measurements).where(
 _TRIAL_DEFAULTS = {
     "budget": None, "worker_id": "", "request_id": None, "lease_expires_ms": None, "attempt": 0, "retry_of": None,
     "metrics": None, "reason": "", "last_step": None, "last_metrics": None, "last_measurement_ms": None,
-    "start_ms": None, "end_ms": None,
+    "start_ms": None, "end_ms": None, "suggestion_metadata": None,
 }
 
 
@@ -144,6 +144,7 @@ def _trial(row: Any, study_name: str | None = None) -> Trial:
         create_ms=row.create_ms,
         start_ms=row.start_ms,
         end_ms=row.end_ms,
+        suggestion_metadata=row.suggestion_metadata or {},
     )
 
 

@@ -53,6 +53,8 @@ trials = sa.Table(
     sa.Column("create_ms", sa.BigInteger, nullable=False),
     sa.Column("start_ms", sa.BigInteger, nullable=True),
     sa.Column("end_ms", sa.BigInteger, nullable=True),
+    # How the configuration was suggested: algorithm, seed, prediction, fallback (migration 0002).
+    sa.Column("suggestion_metadata", sa.JSON, nullable=True),
     sa.UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
     sa.Index("ix_trials_study_state", "study_id", "state"),
     sa.Index("ix_trials_study_request", "study_id", "request_id"),

@@ -62,6 +62,7 @@ def test_round_trip_for_every_parameter_type(client: SuggestionClient):
         assert p["mixed"] in (1, 2.5, "three", True) and type(p["mixed"]) in (int, float, str, bool)
         assert p["random_state"] == 42 and type(p["random_state"]) is int
         seen_boosters.add(p["booster"])
+        assert dict(trial.info.suggestion_metadata) == {"algorithm": "random", "seed": 3, "index": trial.number}
         # A conditional parameter is present exactly when its condition holds.
         assert ("rate_drop" in p) == (p["booster"] == "dart")
         assert ("normalize" in p) == (p["booster"] == "dart")
@@ -173,6 +174,7 @@ def test_an_expired_lease_is_retried_and_the_zombie_is_refused(client: Suggestio
     assert retry.id != zombie.id and retry.params == zombie.params
     assert retry.info.attempt == 1 and retry.info.retry_of == zombie.id
     assert retry.info.source == pb.TRIAL_SOURCE_RETRY
+    assert retry.info.suggestion_metadata == zombie.info.suggestion_metadata
     with pytest.raises(FailedPrecondition) as error:
         study.tell(zombie, 0.1)
     assert error.value.reason == "LEASE_LOST" and f"trial {retry.id}" in str(error.value)
@@ -246,6 +248,7 @@ def test_enqueued_configurations_go_first(client: SuggestionClient):
     baseline = {"lr": 0.01, "subsample": 1, "dropout": 0.2, "depth": 6}
     queued = study.enqueue(baseline)
     assert queued.state == pb.TRIAL_STATE_QUEUED and queued.source == pb.TRIAL_SOURCE_USER
+    assert not queued.HasField("suggestion_metadata")
     trial = study.ask()
     assert trial.id == queued.id and trial.params == {**baseline, "subsample": 1.0}
     with pytest.raises(InvalidArgument) as error:

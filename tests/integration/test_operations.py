@@ -87,3 +87,29 @@ def test_sigterm_lets_in_flight_calls_finish_and_loses_nothing(sqlite_url: str, 
     with SuggestionClient(restarted.address) as client:
         completed = {t.id for t in client.get_study("drain").trials() if t.metrics}
     assert set(told) <= completed
+
+
+def test_an_older_schema_is_refused_then_upgraded_with_its_data(database_url: str, spawn_server):
+    from alembic import command
+
+    first = spawn_server(database_url)
+    with SuggestionClient(first.address) as client:
+        study = client.create_study("kept", [Float("x", 0, 1)], objectives={"loss": "minimize"}, seed=3)
+        trial = study.ask()
+        assert trial.info.suggestion_metadata["algorithm"] == "random"
+        study.tell(trial, 0.25)
+    first.stop()
+    db = Database.connect(database_url)
+    db.run(lambda conn: command.downgrade(MIGRATIONS._config(conn), "0001"), write=True)
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "suggestion_service", "--port", "0", "--database-url", database_url],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert refused.returncode == 2 and "schema revision 0001" in refused.stderr and "--migrate" in refused.stderr
+    upgraded = spawn_server(database_url, "--migrate")
+    with SuggestionClient(upgraded.address) as client:
+        [kept] = list(client.get_study("kept").trials())
+    assert kept.id == trial.id and kept.metrics[0].value == 0.25
+    assert db.run(MIGRATIONS.current, write=False) == MIGRATIONS.head()
+    db.dispose()
