@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+from suggestion_service.persistence import MIGRATIONS
 from tests.conftest import ROOT
 
 
@@ -38,7 +39,7 @@ def test_db_commands(tmp_path):
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     assert tuning("db", "check", "--database-url", url).returncode == 1
     upgraded = tuning("db", "upgrade", "--database-url", url)
-    assert upgraded.returncode == 0 and "0001" in upgraded.stdout
+    assert upgraded.returncode == 0 and MIGRATIONS.head() in upgraded.stdout
     assert tuning("db", "check", "--database-url", url).returncode == 0
 
 
