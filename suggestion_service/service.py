@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.engine import Connection
 
-from suggestion_service.algorithms import make_algorithm, validate_algorithm
+from suggestion_service.algorithms import Pruner, make_algorithm, make_pruner, validate_algorithm
 from suggestion_service.algorithms.base import Algorithm, SuggestContext
 from suggestion_service.domain.codec import specs_match
 from suggestion_service.domain.ranking import best_trials
@@ -119,6 +119,7 @@ class SuggestionService:
         self.clock = clock
         self.repo = Repository()
         self._algorithms: dict[int, Algorithm] = {}
+        self._pruners: dict[int, Pruner | None] = {}
         # Striped: bounded memory; two studies rarely share a stripe.
         self._ask_locks = [threading.Lock() for _ in range(64)]
 
@@ -267,7 +268,8 @@ class SuggestionService:
             first = self.repo.advance_counters(conn, study.id, trials_=n, budget=n, algorithm=n)
             leased += self.repo.insert_trials(conn, study.name, [
                 {"study_id": study.id, "number": first + i, "source": TrialSource.ALGORITHM.value,
-                 "params": s.params, "budget": s.budget, "attempt": 0, "create_ms": now,
+                 "params": s.params, "budget": s.budget if s.budget is not None else _full_budget(spec),
+                 "attempt": 0, "create_ms": now,
                  "suggestion_metadata": {"algorithm": spec.algorithm.name, "seed": spec.seed,
                                          "index": study.algorithm_seq + i, **s.metadata},
                  **lease, "state": TrialState.ACTIVE.value}
@@ -294,6 +296,13 @@ class SuggestionService:
             )
         self.repo.set_study_state(conn, study.id, StudyState.COMPLETED, now)
         return SuggestResult([], SuggestStatus.DONE, reason, f"study {study.name!r} is done: {what}")
+
+    def _pruner(self, study_id: int, spec: StudySpec) -> Pruner | None:
+        if study_id not in self._pruners:
+            if len(self._pruners) >= 256:
+                self._pruners.clear()
+            self._pruners[study_id] = make_pruner(spec)
+        return self._pruners[study_id]
 
     def _algorithm(self, study: Study) -> Algorithm:
         # Algorithms are stateless and a study's spec never changes (ids are never reused),
@@ -358,19 +367,35 @@ class SuggestionService:
             existing = self.repo.get_measurement(conn, trial.id, step)
             if existing is None and not self.repo.insert_measurement(conn, trial.id, Measurement(step, metrics, now)):
                 existing = self.repo.get_measurement(conn, trial.id, step)  # a concurrent retry got there first
-            if existing is None:
-                last = trial.last_measurement
-                if last is None or step >= last.step:
-                    renewal.update(last_step=step, last_metrics=[list(m) for m in metrics], last_measurement_ms=now)
-            elif existing.metrics != metrics:
+            if existing is not None and existing.metrics != metrics:
                 raise FailedPrecondition(
                     f"trial {trial_id} already reported step {step} with other values", reason="STEP_ALREADY_REPORTED"
                 )
+            last = trial.last_measurement
+            if existing is None and (last is None or step >= last.step):
+                renewal.update(last_step=step, last_metrics=[list(m) for m in metrics], last_measurement_ms=now)
             self.repo.update_trial_if(conn, trial.id, TrialState.ACTIVE, **renewal)
-            # None of the algorithms so far prune; the pruning ones decide here.
-            return ReportResult(should_stop=False, lease_expires_ms=renewal["lease_expires_ms"])
+            stop = self._should_stop(conn, trial, step, dict(metrics))
+            return ReportResult(should_stop=stop, lease_expires_ms=renewal["lease_expires_ms"])
 
         return self.db.run(work, write=True)
+
+    def _should_stop(self, conn: Connection, trial: Trial, step: int, metrics: dict[str, float]) -> bool:
+        """The study's pruner's verdict on ``trial`` reporting ``metrics`` at ``step``.
+
+        It depends on stored measurements only, so a repeated report, another replica or a
+        restarted service gives the same answer.
+        """
+        spec = self.repo.study_spec(conn, trial.study_id)
+        pruner = self._pruner(trial.study_id, spec)
+        metric = spec.objectives[0].metric
+        if pruner is None or metric not in metrics:
+            return False
+        checkpoint = pruner.checkpoint(trial.number, self.repo.previous_step(conn, trial.id, step), step)
+        if checkpoint is None:
+            return False
+        peers = self.repo.values_at(conn, trial.study_id, trial.id, checkpoint.step, metric)
+        return pruner.should_stop(trial.number, metrics[metric], peers)
 
     def heartbeat(self, trial_id: int, worker_id: str) -> int:
         def work(conn: Connection) -> int:
@@ -451,7 +476,8 @@ class SuggestionService:
             number = self.repo.advance_counters(conn, study.id, trials_=1, budget=1)
             [trial] = self.repo.insert_trials(conn, study.name, [{
                 "study_id": study.id, "number": number, "state": TrialState.QUEUED.value,
-                "source": TrialSource.USER.value, "params": assignment, "attempt": 0, "create_ms": self.clock(),
+                "source": TrialSource.USER.value, "params": assignment, "budget": _full_budget(study.spec),
+                "attempt": 0, "create_ms": self.clock(),
             }])
             return trial
 
@@ -524,6 +550,10 @@ class SuggestionService:
                 reason="LEASED_TO_ANOTHER_WORKER",
             )
         return trial
+
+
+def _full_budget(spec: StudySpec) -> float | None:
+    return None if spec.fidelity is None else spec.fidelity.max
 
 
 def _remaining(limit: int | None, used: int) -> float:

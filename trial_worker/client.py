@@ -32,7 +32,15 @@ import grpc
 
 from suggestion_service.api import convert
 from suggestion_service.domain.space import Parameter, SearchSpace, Value
-from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, RetryPolicy, StudySpec
+from suggestion_service.domain.study import (
+    AlgorithmSpec,
+    Direction,
+    Fidelity,
+    Objective,
+    PrunerSpec,
+    RetryPolicy,
+    StudySpec,
+)
 from tuning.suggestion.v1 import study_pb2 as pb
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc as api_grpc
@@ -105,8 +113,16 @@ class SuggestionClient:
         lease_seconds: float = 120.0,
         max_retries: int = 2,
         retry_failed: bool = False,
+        fidelity: Fidelity | None = None,
+        pruner: str | None = None,
+        pruner_settings: Mapping[str, Any] | None = None,
     ) -> Study:
-        """Gets or creates a study; ``objectives`` maps metric names to "minimize"/"maximize"."""
+        """Gets or creates a study; ``objectives`` maps metric names to "minimize"/"maximize".
+
+        ``fidelity`` (e.g. ``Fidelity("boosting_rounds", 10, 810)``) makes trials carry a
+        budget; ``pruner`` ("median", "asha", "hyperband") makes ``Trial.report`` answer
+        whether to stop early.
+        """
         spec = StudySpec(
             space=SearchSpace(tuple(parameters)),
             objectives=tuple(Objective(metric, Direction(direction.lower())) for metric, direction in objectives.items()),
@@ -116,6 +132,8 @@ class SuggestionClient:
             max_parallel_trials=max_parallel_trials,
             lease_seconds=lease_seconds,
             retry_policy=RetryPolicy(max_retries, retry_failed),
+            fidelity=fidelity,
+            pruner=None if pruner is None else PrunerSpec(pruner, dict(pruner_settings or {})),
         )
         message = convert.spec_to_proto(spec)
         if seed is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion, TrialView
 from suggestion_service.algorithms.grid import GridSearch
+from suggestion_service.algorithms.pruners import Pruner, make_pruner, validate_pruner
 from suggestion_service.algorithms.quasi_random import QuasiRandomSearch
 from suggestion_service.algorithms.random_search import RandomSearch
 from suggestion_service.domain.study import StudySpec
@@ -29,6 +30,7 @@ def validate_algorithm(spec: StudySpec) -> None:
     cls.parse_settings(spec.algorithm.settings)
     cls.check_space(spec.space)
     cls.check_objectives(spec.objectives)
+    validate_pruner(spec)
 
 
 def make_algorithm(spec: StudySpec) -> Algorithm:
@@ -39,9 +41,11 @@ def make_algorithm(spec: StudySpec) -> Algorithm:
 __all__ = [
     "ALGORITHMS",
     "Algorithm",
+    "Pruner",
     "SuggestContext",
     "Suggestion",
     "TrialView",
     "make_algorithm",
+    "make_pruner",
     "validate_algorithm",
 ]

@@ -54,23 +54,18 @@ class Suggestion:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-class Algorithm(abc.ABC):
-    """Subclasses set ``name`` and may declare a frozen ``Settings`` dataclass."""
+class Configurable:
+    """A named component with typed settings (algorithms, pruners).
+
+    Subclasses set ``name`` and may declare a frozen ``Settings`` dataclass whose field
+    defaults fix each setting's type.
+    """
 
     name: ClassVar[str]
-    uses_history: ClassVar[bool] = False
-    # Whether suggest() looks at SuggestContext.pending (the service skips a query if not).
-    uses_pending: bool = False
 
     @dataclass(frozen=True)
     class Settings:
         pass
-
-    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], settings: Settings, seed: int):
-        self.space = space
-        self.objectives = tuple(objectives)
-        self.settings = settings
-        self.seed = seed
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any], field: str = "spec.algorithm.settings") -> Settings:
@@ -96,6 +91,14 @@ class Algorithm(abc.ABC):
     def check_settings(cls, settings: Settings, field: str) -> None:
         """Raises InvalidArgument when the settings are inconsistent."""
 
+
+class Algorithm(Configurable, abc.ABC):
+    """A suggestion algorithm. See the module docstring for the state rules."""
+
+    uses_history: ClassVar[bool] = False
+    # Whether suggest() looks at SuggestContext.pending (the service skips a query if not).
+    uses_pending: bool = False
+
     @classmethod
     def check_space(cls, space: SearchSpace, field: str = "spec.parameters") -> None:
         """Raises InvalidArgument when the algorithm cannot search this space."""
@@ -103,6 +106,12 @@ class Algorithm(abc.ABC):
     @classmethod
     def check_objectives(cls, objectives: Sequence[Objective], field: str = "spec.objectives") -> None:
         """Raises InvalidArgument when the algorithm cannot optimise these objectives."""
+
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], settings: Settings, seed: int):
+        self.space = space
+        self.objectives = tuple(objectives)
+        self.settings = settings
+        self.seed = seed
 
     def capacity(self) -> int | None:
         """How many configurations the algorithm can ever propose; None when unbounded."""

@@ -18,9 +18,12 @@ from suggestion_service.domain.space import (
 )
 from suggestion_service.domain.study import (
     DEFAULT_LEASE_SECONDS,
+    DEFAULT_REDUCTION_FACTOR,
     AlgorithmSpec,
     Direction,
+    Fidelity,
     Objective,
+    PrunerSpec,
     RetryPolicy,
     Study,
     StudySpec,
@@ -115,6 +118,16 @@ def spec_from_proto(spec: pb.StudySpec) -> StudySpec:
         retry = RetryPolicy(
             policy.max_retries if policy.HasField("max_retries") else retry.max_retries, policy.retry_failed
         )
+    fidelity = None
+    if spec.HasField("fidelity"):
+        f = spec.fidelity
+        fidelity = Fidelity(f.name, f.min, f.max,
+                            f.reduction_factor if f.HasField("reduction_factor") else DEFAULT_REDUCTION_FACTOR)
+    pruner = None
+    if spec.HasField("pruner"):
+        if not spec.pruner.name:
+            raise InvalidArgument("spec.pruner.name", "is required when a pruner is given")
+        pruner = PrunerSpec(spec.pruner.name, json_format.MessageToDict(spec.pruner.settings))
     return StudySpec(
         space=SearchSpace(tuple(parameter_from_proto(p, f"spec.parameters[{i}]") for i, p in enumerate(spec.parameters))),
         objectives=tuple(objectives),
@@ -124,6 +137,8 @@ def spec_from_proto(spec: pb.StudySpec) -> StudySpec:
         max_parallel_trials=spec.max_parallel_trials,
         lease_seconds=lease,
         retry_policy=retry,
+        fidelity=fidelity,
+        pruner=pruner,
     )
 
 
@@ -204,6 +219,13 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
         lease_duration=lease,
         retry_policy=pb.RetryPolicy(
             max_retries=spec.retry_policy.max_retries, retry_failed=spec.retry_policy.retry_failed
+        ),
+        fidelity=None if spec.fidelity is None else pb.Fidelity(
+            name=spec.fidelity.name, min=spec.fidelity.min, max=spec.fidelity.max,
+            reduction_factor=spec.fidelity.reduction_factor,
+        ),
+        pruner=None if spec.pruner is None else pb.Pruner(
+            name=spec.pruner.name, settings=_struct(spec.pruner.settings)
         ),
     )
 

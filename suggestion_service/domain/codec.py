@@ -17,7 +17,15 @@ from suggestion_service.domain.space import (
     Parameter,
     SearchSpace,
 )
-from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, RetryPolicy, StudySpec
+from suggestion_service.domain.study import (
+    AlgorithmSpec,
+    Direction,
+    Fidelity,
+    Objective,
+    PrunerSpec,
+    RetryPolicy,
+    StudySpec,
+)
 
 
 def _domain_to_dict(domain) -> dict[str, Any]:
@@ -63,6 +71,11 @@ def spec_to_dict(spec: StudySpec) -> dict[str, Any]:
             "max_retries": spec.retry_policy.max_retries,
             "retry_failed": spec.retry_policy.retry_failed,
         },
+        "fidelity": None if spec.fidelity is None else {
+            "name": spec.fidelity.name, "min": spec.fidelity.min, "max": spec.fidelity.max,
+            "reduction_factor": spec.fidelity.reduction_factor,
+        },
+        "pruner": None if spec.pruner is None else {"name": spec.pruner.name, "settings": spec.pruner.settings},
     }
 
 
@@ -85,6 +98,9 @@ def spec_from_dict(data: dict[str, Any]) -> StudySpec:
         max_parallel_trials=data["max_parallel_trials"],
         lease_seconds=data["lease_seconds"],
         retry_policy=RetryPolicy(data["retry_policy"]["max_retries"], data["retry_policy"]["retry_failed"]),
+        # Specs stored before fidelities and pruners existed have neither key.
+        fidelity=Fidelity(**data["fidelity"]) if data.get("fidelity") else None,
+        pruner=PrunerSpec(**data["pruner"]) if data.get("pruner") else None,
     )
 
 

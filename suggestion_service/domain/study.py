@@ -14,6 +14,7 @@ DEFAULT_LEASE_SECONDS = 120.0
 DEFAULT_MAX_RETRIES = 2
 MAX_LEASE_SECONDS = 7 * 24 * 3600.0
 MAX_RETRIES_LIMIT = 100
+DEFAULT_REDUCTION_FACTOR = 3.0
 
 
 class Direction(enum.Enum):
@@ -40,6 +41,31 @@ class AlgorithmSpec:
 
 
 @dataclass(frozen=True)
+class PrunerSpec:
+    name: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """The training resource of a multi-fidelity study; report steps are in this unit."""
+
+    name: str
+    min: float
+    max: float
+    reduction_factor: float = DEFAULT_REDUCTION_FACTOR
+
+    def validate(self, field: str = "spec.fidelity") -> None:
+        check_name(f"{field}.name", self.name, "fidelity name")
+        if not (math.isfinite(self.min) and self.min > 0):
+            raise InvalidArgument(f"{field}.min", f"must be above 0, got {self.min}")
+        if not (math.isfinite(self.max) and self.max >= self.min):
+            raise InvalidArgument(f"{field}.max", f"must be at least min ({self.min}), got {self.max}")
+        if not (math.isfinite(self.reduction_factor) and self.reduction_factor > 1):
+            raise InvalidArgument(f"{field}.reduction_factor", f"must be above 1, got {self.reduction_factor}")
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_failed: bool = False
@@ -55,6 +81,8 @@ class StudySpec:
     max_parallel_trials: int = 0
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     retry_policy: RetryPolicy = RetryPolicy()
+    fidelity: Fidelity | None = None
+    pruner: PrunerSpec | None = None
 
     def validate(self) -> None:
         self.space.validate("spec.parameters")
@@ -83,6 +111,10 @@ class StudySpec:
             )
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise InvalidArgument("spec.seed", f"must be between 0 and 2^63-1, got {self.seed}")
+        if self.fidelity is not None:
+            self.fidelity.validate()
+        if self.pruner is not None and len(self.objectives) != 1:
+            raise InvalidArgument("spec.pruner", "early stopping needs exactly one objective")
 
     @property
     def metric_names(self) -> list[str]:

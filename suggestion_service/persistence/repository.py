@@ -19,6 +19,7 @@ from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
 from suggestion_service.algorithms.base import TrialView
+from suggestion_service.algorithms.pruners import PeerValue
 from suggestion_service.domain.codec import spec_from_dict, spec_to_dict
 from suggestion_service.domain.study import Study, StudySpec, StudyState, TrialCounts
 from suggestion_service.domain.trial import Measurement, Metrics, Trial, TrialSource, TrialState
@@ -84,6 +85,25 @@ _UPDATE_TRIAL_IF = trials.update().where(
     trials.c.id == bindparam("where_id"), trials.c.state == bindparam("where_state")
 )
 
+# Each trial's first report at or beyond a step (a peer's value at a pruning checkpoint).
+_m, _t = measurements.alias("m"), trials.alias("t")
+_first_at = (
+    sa.select(_m.c.trial_id, sa.func.min(_m.c.step).label("step"))
+    .join(_t, _t.c.id == _m.c.trial_id)
+    .where(_t.c.study_id == bindparam("study_id"), _m.c.step >= bindparam("step"),
+           _t.c.id != bindparam("exclude_id"))
+    .group_by(_m.c.trial_id)
+    .subquery()
+)
+_VALUES_AT = (
+    sa.select(trials.c.number, trials.c.state, measurements.c.metrics)
+    .join(_first_at, sa.and_(_first_at.c.trial_id == measurements.c.trial_id, _first_at.c.step == measurements.c.step))
+    .join(trials, trials.c.id == measurements.c.trial_id)
+)
+
+_PREVIOUS_STEP = sa.select(sa.func.max(measurements.c.step)).where(
+    measurements.c.trial_id == bindparam("trial_id"), measurements.c.step < bindparam("step")
+)
 _GET_MEASUREMENT = sa.select(measurements).where(
     measurements.c.trial_id == bindparam("trial_id"), measurements.c.step == bindparam("step")
 )
@@ -341,6 +361,21 @@ class Repository:
             trial_id=trial_id, step=measurement.step,
             metrics=[list(m) for m in measurement.metrics], create_ms=measurement.create_ms,
         ))
+
+    def previous_step(self, conn: Connection, trial_id: int, step: int) -> int | None:
+        """The trial's latest reported step before ``step``."""
+        return conn.execute(_PREVIOUS_STEP, {"trial_id": trial_id, "step": step}).scalar()
+
+    def values_at(self, conn: Connection, study_id: int, exclude_trial_id: int, step: float,
+                  metric: str) -> list[PeerValue]:
+        """Every other trial's ``metric`` at its first report at or beyond ``step``."""
+        params = {"study_id": study_id, "step": step, "exclude_id": exclude_trial_id}
+        peers = []
+        for number, state, metrics in conn.execute(_VALUES_AT, params):
+            value = dict(_metrics(metrics)).get(metric)
+            if value is not None:
+                peers.append(PeerValue(number, TrialState(state), value))
+        return peers
 
     def list_measurements(self, conn: Connection, trial_id: int) -> list[Measurement]:
         query = sa.select(measurements).where(measurements.c.trial_id == trial_id).order_by(measurements.c.step)

@@ -167,8 +167,28 @@ class RetryPolicy(_message.Message):
     retry_failed: bool
     def __init__(self, max_retries: _Optional[int] = ..., retry_failed: _Optional[bool] = ...) -> None: ...
 
+class Fidelity(_message.Message):
+    __slots__ = ("name", "min", "max", "reduction_factor")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    REDUCTION_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    min: float
+    max: float
+    reduction_factor: float
+    def __init__(self, name: _Optional[str] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., reduction_factor: _Optional[float] = ...) -> None: ...
+
+class Pruner(_message.Message):
+    __slots__ = ("name", "settings")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    settings: _struct_pb2.Struct
+    def __init__(self, name: _Optional[str] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
 class StudySpec(_message.Message):
-    __slots__ = ("parameters", "objectives", "algorithm", "seed", "max_trials", "max_parallel_trials", "lease_duration", "retry_policy")
+    __slots__ = ("parameters", "objectives", "algorithm", "seed", "max_trials", "max_parallel_trials", "lease_duration", "retry_policy", "fidelity", "pruner")
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     OBJECTIVES_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
@@ -177,6 +197,8 @@ class StudySpec(_message.Message):
     MAX_PARALLEL_TRIALS_FIELD_NUMBER: _ClassVar[int]
     LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
+    FIDELITY_FIELD_NUMBER: _ClassVar[int]
+    PRUNER_FIELD_NUMBER: _ClassVar[int]
     parameters: _containers.RepeatedCompositeFieldContainer[ParameterSpec]
     objectives: _containers.RepeatedCompositeFieldContainer[Objective]
     algorithm: Algorithm
@@ -185,7 +207,9 @@ class StudySpec(_message.Message):
     max_parallel_trials: int
     lease_duration: _duration_pb2.Duration
     retry_policy: RetryPolicy
-    def __init__(self, parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., objectives: _Optional[_Iterable[_Union[Objective, _Mapping]]] = ..., algorithm: _Optional[_Union[Algorithm, _Mapping]] = ..., seed: _Optional[int] = ..., max_trials: _Optional[int] = ..., max_parallel_trials: _Optional[int] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ...) -> None: ...
+    fidelity: Fidelity
+    pruner: Pruner
+    def __init__(self, parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., objectives: _Optional[_Iterable[_Union[Objective, _Mapping]]] = ..., algorithm: _Optional[_Union[Algorithm, _Mapping]] = ..., seed: _Optional[int] = ..., max_trials: _Optional[int] = ..., max_parallel_trials: _Optional[int] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., fidelity: _Optional[_Union[Fidelity, _Mapping]] = ..., pruner: _Optional[_Union[Pruner, _Mapping]] = ...) -> None: ...
 
 class TrialCounts(_message.Message):
     __slots__ = ("queued", "active", "completed", "pruned", "failed", "infeasible", "stale")
