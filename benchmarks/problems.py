@@ -1,0 +1,127 @@
+"""Benchmark problems with known optima, as search spaces of the suggestion service.
+
+Every problem is minimised; ``optimum`` is the known minimum, so simple regret is
+``best value found - optimum``. Standard definitions: https://www.sfu.ca/~ssurjano/ .
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from suggestion_service.domain.space import Parameter, SearchSpace, Value
+from trial_worker.space import Categorical, Float, Int
+
+
+@dataclass(frozen=True)
+class Problem:
+    name: str
+    space: SearchSpace
+    function: Callable[[Mapping[str, Value]], float]
+    optimum: float
+
+
+def _vector(params: Mapping[str, Value], n: int) -> np.ndarray:
+    return np.array([params[f"x{i}"] for i in range(n)], dtype=float)
+
+
+def _box(n: int, low: float, high: float) -> SearchSpace:
+    return SearchSpace(tuple(Float(f"x{i}", low, high) for i in range(n)))
+
+
+def branin(p) -> float:
+    x1, x2 = p["x0"], p["x1"]
+    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
+    return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
+
+
+_H3_A = np.array([[3.0, 10, 30], [0.1, 10, 35], [3.0, 10, 30], [0.1, 10, 35]])
+_H3_P = 1e-4 * np.array([[3689, 1170, 2673], [4699, 4387, 7470], [1091, 8732, 5547], [381, 5743, 8828]])
+_H6_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
+                  [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
+_H6_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
+                         [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+_H_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+
+
+def _hartmann(x: np.ndarray, a: np.ndarray, p: np.ndarray) -> float:
+    return float(-np.sum(_H_ALPHA * np.exp(-np.sum(a * (x - p) ** 2, axis=1))))
+
+
+def rosenbrock(x: np.ndarray) -> float:
+    return float(np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (x[:-1] - 1) ** 2))
+
+
+def ackley(x: np.ndarray) -> float:
+    n = len(x)
+    return float(-20 * np.exp(-0.2 * np.sqrt(np.sum(x**2) / n)) - np.exp(np.sum(np.cos(2 * np.pi * x)) / n)
+                 + 20 + math.e)
+
+
+def levy(x: np.ndarray) -> float:
+    w = 1 + (x - 1) / 4
+    head = math.sin(math.pi * w[0]) ** 2
+    body = np.sum((w[:-1] - 1) ** 2 * (1 + 10 * np.sin(np.pi * w[:-1] + 1) ** 2))
+    tail = (w[-1] - 1) ** 2 * (1 + math.sin(2 * math.pi * w[-1]) ** 2)
+    return float(head + body + tail)
+
+
+def styblinski_tang(x: np.ndarray) -> float:
+    return float(np.sum(x**4 - 16 * x**2 + 5 * x) / 2)
+
+
+MIXED_SPACE = SearchSpace((
+    Float("learning_rate", 1e-4, 1.0, log=True),
+    Int("max_depth", 1, 12),
+    Int("n_estimators", 10, 1000, log=True),
+    Float("subsample", 0.3, 1.0),
+    Categorical("booster", ["gbtree", "dart", "gblinear"]),
+))
+_BOOSTER_PENALTY = {"gbtree": 0.0, "dart": 0.3, "gblinear": 1.0}
+
+
+def mixed(p) -> float:
+    """A smooth bowl in log(learning rate) and log(estimators), an integer depth and a category."""
+    return ((math.log10(p["learning_rate"]) + 1.5) ** 2
+            + (p["max_depth"] - 6) ** 2 / 8
+            + (math.log10(p["n_estimators"]) - 2.5) ** 2
+            + 2 * (p["subsample"] - 0.8) ** 2
+            + _BOOSTER_PENALTY[p["booster"]])
+
+
+CONDITIONAL_SPACE = SearchSpace((
+    Categorical("model", ["linear", "tree"]),
+    Float("alpha", 1e-5, 1.0, log=True, when={"model": "linear"}),
+    Int("depth", 1, 16, when={"model": "tree"}),
+    Float("learning_rate", 1e-3, 1.0, log=True, when={"model": "tree"}),
+    Float("dropout", 0.0, 0.9),
+))
+
+
+def conditional(p) -> float:
+    """Trees reach 0 (depth 8, learning rate 0.05, no dropout); linear models bottom out at 0.5."""
+    if p["model"] == "linear":
+        value = 0.5 + (math.log10(p["alpha"]) + 2) ** 2 / 4
+    else:
+        value = (p["depth"] - 8) ** 2 / 16 + (math.log10(p["learning_rate"]) - math.log10(0.05)) ** 2
+    return value + p["dropout"] ** 2
+
+
+PROBLEMS: dict[str, Problem] = {p.name: p for p in (
+    Problem("branin", SearchSpace((Float("x0", -5, 10), Float("x1", 0, 15))), branin, 0.397887357729739),
+    Problem("hartmann3", _box(3, 0, 1), lambda p: _hartmann(_vector(p, 3), _H3_A, _H3_P), -3.86278214782076),
+    Problem("hartmann6", _box(6, 0, 1), lambda p: _hartmann(_vector(p, 6), _H6_A, _H6_P), -3.32236801141551),
+    Problem("rosenbrock4", _box(4, -5, 10), lambda p: rosenbrock(_vector(p, 4)), 0.0),
+    Problem("ackley5", _box(5, -32.768, 32.768), lambda p: ackley(_vector(p, 5)), 0.0),
+    Problem("levy4", _box(4, -10, 10), lambda p: levy(_vector(p, 4)), 0.0),
+    Problem("styblinski_tang8", _box(8, -5, 5), lambda p: styblinski_tang(_vector(p, 8)), -39.16616570377142 * 8),
+    Problem("mixed", MIXED_SPACE, mixed, 0.0),
+    Problem("conditional", CONDITIONAL_SPACE, conditional, 0.0),
+)}
+
+
+def parameters(problem: Problem) -> tuple[Parameter, ...]:
+    return problem.space.parameters
