@@ -11,10 +11,13 @@ from suggestion_service.algorithms.grid import GridSearch
 from suggestion_service.algorithms.pruners import Pruner, make_pruner, validate_pruner
 from suggestion_service.algorithms.quasi_random import QuasiRandomSearch
 from suggestion_service.algorithms.random_search import RandomSearch
+from suggestion_service.algorithms.tpe import TPE
 from suggestion_service.domain.study import StudySpec
 from tuning_common.errors import InvalidArgument
 
-ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (RandomSearch, QuasiRandomSearch, GridSearch)}
+ALGORITHMS: dict[str, type[Algorithm]] = {
+    cls.name: cls for cls in (RandomSearch, QuasiRandomSearch, GridSearch, TPE)
+}
 
 
 def algorithm_class(name: str) -> type[Algorithm]:

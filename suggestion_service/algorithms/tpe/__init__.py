@@ -1,0 +1,279 @@
+"""Tree-structured Parzen Estimator (TPE), single objective, multivariate by default.
+
+Notation
+--------
+    y          the loss of a completed trial: its objective value, negated when maximising
+    n          observations the model sees: completed trials, bad ones (PRUNED, INFEASIBLE) and,
+               with ``constant_liar``, pending ones (ACTIVE, QUEUED, earlier proposals of this batch)
+    n_below    min(ceil(gamma * n), max_below_trials), at most the number of completed trials
+    B, A       "below": the n_below completed trials with the lowest y; "above": every other observation
+    l(x), g(x) Parzen densities fitted to B and to A: a weighted mixture of one kernel per
+               observation plus one broad prior kernel (weight ``prior_weight``)
+    acq(x)     log l(x) - log g(x); maximising l/g maximises expected improvement (Bergstra et al. 2011)
+
+Each suggestion draws ``n_ei_candidates`` points from l and keeps the one with the largest acq.
+
+Kernels, per parameter kind (all live in a "kernel space"; ``x`` below is the value there):
+
+* float without step: a Gaussian truncated to [low, high], in log space for log scales;
+* int, or float with a step: the same Gaussian over the grid widened by half a cell at each end,
+  and the probability of a grid value is the Gaussian mass of its cell (a discretised kernel;
+  samples are rounded to the grid, so sampling and density agree). Log-scale ints use cells
+  [log(v - 0.5), log(v + 0.5)], the same cells ``IntDomain.from_unit`` uses;
+* categorical: observation i puts mass 1 + prior_weight / K on its own choice and
+  prior_weight / K on each choice (K kernels), normalised; the prior kernel is uniform.
+
+Bandwidths follow Optuna: multivariate uses one Scott-like width per dimension,
+0.2 * n^(-1/(d + 4)) * range; univariate uses the larger distance to a neighbouring centre.
+Both are clipped to [range / min(100, n + 2), range] (the "magic clip"), which keeps a few
+observations from collapsing the model onto a point. Kernels of older observations get a
+linear ramp of weights once there are more than 25 (recent trials matter more).
+
+Conditional spaces: parameters with the same condition (or none) form a group, modelled
+jointly; a trial where a group is inactive does not inform it, and a group is sampled only
+when its condition holds in the assignment built so far (parents come first in the space).
+With ``multivariate=False`` every parameter is its own group.
+
+History handling (what each trial state means to the model):
+
+* COMPLETED with a finite value: an observation ranked by y (NaN counts as bad);
+* PRUNED, INFEASIBLE: bad observations, always in A (stopped or refused for looking bad);
+* ACTIVE, QUEUED: with ``constant_liar``, bad observations too, so parallel workers spread out;
+* FAILED, STALE: ignored; a crash or a lost worker says nothing about the objective.
+
+The first ``n_startup_trials`` completions are awaited with scrambled Sobol points indexed by
+``context.sequence``, exactly like ``quasi_random``. Everything below is vectorised over
+observations: one suggestion costs a few (candidates x observations) array passes per parameter.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
+from suggestion_service.algorithms.tpe.parzen import Dim, Mixture, is_constant, ramp_weights
+from suggestion_service.domain.space import Parameter, SearchSpace
+from suggestion_service.domain.study import Direction
+from suggestion_service.domain.trial import TrialState
+from tuning_common.errors import InvalidArgument
+
+__all__ = ["TPE"]
+
+_BAD_STATES = (TrialState.PRUNED, TrialState.INFEASIBLE)
+_PENDING_STATES = (TrialState.ACTIVE, TrialState.QUEUED)
+# When a proposal repeats a running configuration (small discrete spaces, where l(x) can put
+# nearly all its mass on one point): redraws from the model, then uniform draws, then accept it.
+_MODEL_REDRAWS = 4
+_UNIFORM_REDRAWS = 32
+
+
+def _config_key(params) -> tuple:
+    return tuple(sorted((name, type(value).__name__, value) for name, value in params.items()))
+
+
+@dataclass
+class _Group:
+    """Parameters active together (same condition): ``dims`` are modelled, ``constants`` filled in."""
+
+    parameters: list[Parameter]
+    dims: list[Dim]
+    constants: list[Parameter]
+    # Columns of ``dims`` in the observation matrix.
+    columns: list[int]
+
+
+class TPE(Algorithm):
+    """Tree-structured Parzen Estimator; see the module docstring for the method."""
+
+    name = "tpe"
+    uses_history = True
+
+    @dataclass(frozen=True)
+    class Settings:
+        # Completed trials to wait for before modelling; until then, scrambled Sobol points.
+        n_startup_trials: int = 10
+        # Joint kernels per group of co-active parameters; False: one independent model per parameter.
+        multivariate: bool = True
+        # Points drawn from l(x) per suggestion; more exploits harder, fewer explores.
+        n_ei_candidates: int = 24
+        # Fraction of observations in the "below" (good) set ...
+        gamma: float = 0.1
+        # ... capped at this many trials (Optuna's min(ceil(0.1 n), 25)).
+        max_below_trials: int = 25
+        # Weight of the broad prior kernel in each mixture (observations weigh about 1 each).
+        prior_weight: float = 1.0
+        # Pending trials (and earlier proposals of a batch) count as bad observations.
+        constant_liar: bool = True
+
+    @classmethod
+    def check_settings(cls, settings, field):
+        s = settings
+        checks = [
+            ("n_startup_trials", 0 <= s.n_startup_trials <= 100_000, "must be between 0 and 100000"),
+            ("n_ei_candidates", 1 <= s.n_ei_candidates <= 10_000, "must be between 1 and 10000"),
+            ("gamma", math.isfinite(s.gamma) and 0 < s.gamma <= 1, "must be in (0, 1]"),
+            ("max_below_trials", s.max_below_trials >= 1, "must be at least 1"),
+            ("prior_weight", math.isfinite(s.prior_weight) and s.prior_weight > 0, "must be positive"),
+        ]
+        for name, ok, message in checks:
+            if not ok:
+                raise InvalidArgument(f"{field}.{name}", f"{message}, got {getattr(s, name)!r}")
+
+    @classmethod
+    def check_objectives(cls, objectives, field="spec.objectives"):
+        if len(objectives) != 1:
+            raise InvalidArgument(
+                field, f"tpe optimises exactly one objective, got {len(objectives)}; "
+                       "use another algorithm for multi-objective studies"
+            )
+
+    def __init__(self, space: SearchSpace, objectives, settings: Settings, seed: int):
+        super().__init__(space, objectives, settings, seed)
+        self._sign = -1.0 if self.objectives and self.objectives[0].direction == Direction.MAXIMIZE else 1.0
+        self._dims = [Dim(p) for p in space if not is_constant(p)]
+        self._groups = self._make_groups()
+
+    def _make_groups(self) -> list[_Group]:
+        dim_of = {d.parameter.name: d for d in self._dims}
+        groups: dict[object, _Group] = {}
+        for i, parameter in enumerate(self.space):
+            if not self.settings.multivariate:
+                key = i
+            elif parameter.condition is None:
+                key = None
+            else:
+                c = parameter.condition
+                key = (c.parent, frozenset((type(v), v) for v in c.values))
+            group = groups.setdefault(key, _Group([], [], [], []))
+            group.parameters.append(parameter)
+            if parameter.name in dim_of:
+                group.dims.append(dim_of[parameter.name])
+                group.columns.append(self._dims.index(dim_of[parameter.name]))
+            else:
+                group.constants.append(parameter)
+        # Insertion order = order of each group's first parameter, so parents are sampled first.
+        return list(groups.values())
+
+    # -- suggest ---------------------------------------------------------------------------
+
+    def suggest(self, context: SuggestContext, count: int) -> list[Suggestion]:
+        if count <= 0:
+            return []
+        needed = max(self.settings.n_startup_trials, 1)
+        completed = 0
+        for trial in context.history:
+            completed += trial.state == TrialState.COMPLETED and bool(trial.values)
+            if completed >= needed:
+                return self._model(context, count)
+        return self._startup(context, count)
+
+    def _metadata(self, phase: str, **extra) -> dict:
+        return {"algorithm": self.name, "seed": self.seed, "phase": phase, **extra}
+
+    def _startup(self, context: SuggestContext, count: int) -> list[Suggestion]:
+        # Imported here: scipy.stats takes most of a second to import (see quasi_random).
+        from scipy.stats import qmc
+
+        engine = qmc.Sobol(d=max(len(self.space), 1), scramble=True, seed=(self.seed or 0) & 0xFFFFFFFF)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # non-power-of-two prefixes; harmless here
+            if context.sequence:
+                engine.fast_forward(context.sequence)
+            points = engine.random(count)
+        return [Suggestion(self.space.from_unit(p), metadata=self._metadata("startup")) for p in points]
+
+    def _model(self, context: SuggestContext, count: int) -> list[Suggestion]:
+        s = self.settings
+        # Rows of the model: completed trials, bad ones, pending ones (with the liar); then room
+        # for this batch's own proposals, which join as pending as they are made.
+        # Comprehensions rather than one loop with branches: this is the part that scales with
+        # the history in pure Python (states compare by identity, tuples avoid Enum hashing).
+        done = TrialState.COMPLETED
+        used = (done, *_BAD_STATES, *(_PENDING_STATES if s.constant_liar else ()))
+        trials = [t for t in context.history if t.state in used]
+        rows = [t.params for t in trials]
+        sign = self._sign
+        losses = [sign * float(t.values[0]) if t.state is done and t.values else math.nan for t in trials]
+        # Configurations running now: a proposal repeating one is redrawn (see _propose).
+        taken = {_config_key(p) for p in context.pending}
+        taken.update(_config_key(t.params) for t in context.history if t.state in _PENDING_STATES)
+        n_hist = len(rows)
+        x = np.full((n_hist + count, len(self._dims)), np.nan)
+        for j, dim in enumerate(self._dims):
+            name = dim.parameter.name
+            x[:n_hist, j] = dim.encode([p.get(name) for p in rows])
+        loss = np.full(n_hist + count, np.nan)
+        loss[:n_hist] = losses
+        n_completed = int(np.sum(~np.isnan(loss)))
+
+        suggestions = []
+        for i in range(count):
+            n_rows = n_hist + i if s.constant_liar else n_hist
+            rng = np.random.default_rng([self.seed or 0, context.sequence + i])
+            params, score = self._propose(x[:n_rows], loss[:n_rows], n_completed, rng, taken)
+            taken.add(_config_key(params))
+            if score is None:
+                metadata = self._metadata("model", log_l_over_g=None,
+                                          fallback="uniform: the model only proposed running configurations")
+            else:
+                metadata = self._metadata("model", log_l_over_g=score)
+            suggestions.append(Suggestion(params, metadata=metadata))
+            for j, dim in enumerate(self._dims):
+                if dim.parameter.name in params:
+                    x[n_hist + i, j] = dim.encode([params[dim.parameter.name]])[0]
+        return suggestions
+
+    def _propose(self, x, loss, n_completed, rng, taken) -> tuple[dict, float | None]:
+        s = self.settings
+        n_below = min(math.ceil(s.gamma * len(loss)), s.max_below_trials, n_completed)
+        # NaN losses (bad and pending rows) sort last, so they never enter the below set.
+        below = np.zeros(len(loss), dtype=bool)
+        below[np.argsort(loss, kind="stable")[:n_below]] = True
+
+        models = []
+        for group in self._groups:
+            if not group.dims:
+                models.append(None)
+                continue
+            xg = x[:, group.columns]
+            active = ~np.isnan(xg).any(axis=1)
+            # Row order is trial order, which the ramp weights rely on.
+            parts = []
+            for mask in (active & below, active & ~below):
+                obs = xg[mask]
+                parts.append(Mixture(group.dims, obs, ramp_weights(len(obs)), s.prior_weight, s.multivariate))
+            models.append(parts)
+
+        for _ in range(_MODEL_REDRAWS):
+            params, score = self._draw(models, rng)
+            if _config_key(params) not in taken:
+                return params, score
+        for _ in range(_UNIFORM_REDRAWS):
+            uniform = self.space.from_unit(rng.random(len(self.space)))
+            if _config_key(uniform) not in taken:
+                return uniform, None
+        return params, score  # (nearly) everything is running: a repeat is the best we can do
+
+    def _draw(self, models, rng) -> tuple[dict, float]:
+        assignment: dict = {}
+        total = 0.0
+        for group, parts in zip(self._groups, models):
+            if not self.space.active(group.parameters[0], assignment):
+                continue
+            for parameter in group.constants:
+                assignment[parameter.name] = parameter.domain.from_unit(0.5)
+            if parts is None:
+                continue
+            below, above = parts
+            candidates = below.sample(rng, self.settings.n_ei_candidates)
+            acq = below.log_pdf(candidates) - above.log_pdf(candidates)
+            best = int(np.argmax(acq))
+            total += float(acq[best])
+            for j, dim in enumerate(group.dims):
+                assignment[dim.parameter.name] = dim.decode(candidates[best, j])
+        # Space order, like SearchSpace.complete returns it.
+        return {p.name: assignment[p.name] for p in self.space if p.name in assignment}, total
