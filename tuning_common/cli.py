@@ -13,7 +13,11 @@ Every option has a TUNING_* environment variable; `--help` on each command lists
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+# Before numpy loads (see suggestion_service/__main__.py): one BLAS thread per process.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from collections.abc import Sequence
 
 from tuning_common.errors import TuningError
@@ -210,7 +214,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     import logging
-    import os
 
     logging.basicConfig(level=os.environ.get("TUNING_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

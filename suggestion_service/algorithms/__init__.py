@@ -7,6 +7,8 @@ No gRPC, SQL or telemetry in this package: the service hands each algorithm a
 from __future__ import annotations
 
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion, TrialView
+from suggestion_service.algorithms.bohb import BOHB
+from suggestion_service.algorithms.gp import GaussianProcessBO
 from suggestion_service.algorithms.grid import GridSearch
 from suggestion_service.algorithms.pruners import Pruner, make_pruner, validate_pruner
 from suggestion_service.algorithms.quasi_random import QuasiRandomSearch
@@ -16,7 +18,7 @@ from suggestion_service.domain.study import StudySpec
 from tuning_common.errors import InvalidArgument
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    cls.name: cls for cls in (RandomSearch, QuasiRandomSearch, GridSearch, TPE)
+    cls.name: cls for cls in (RandomSearch, QuasiRandomSearch, GridSearch, TPE, BOHB, GaussianProcessBO)
 }
 
 
@@ -33,6 +35,7 @@ def validate_algorithm(spec: StudySpec) -> None:
     cls.parse_settings(spec.algorithm.settings)
     cls.check_space(spec.space)
     cls.check_objectives(spec.objectives)
+    cls.check_fidelity(spec.fidelity)
     validate_pruner(spec)
 
 

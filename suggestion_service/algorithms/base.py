@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from suggestion_service.domain.space import SearchSpace, Value
-from suggestion_service.domain.study import Objective
+from suggestion_service.domain.study import Fidelity, Objective
 from suggestion_service.domain.trial import TrialState
 from tuning_common.errors import InvalidArgument
 
@@ -31,6 +31,9 @@ class TrialView:
     # Objective values in objective order; None unless the trial completed.
     values: tuple[float, ...] | None = None
     budget: float | None = None
+    # The latest intermediate report: its step and objective values (None if none or partial).
+    last_step: float | None = None
+    last_values: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,11 @@ class Algorithm(Configurable, abc.ABC):
     def check_objectives(cls, objectives: Sequence[Objective], field: str = "spec.objectives") -> None:
         """Raises InvalidArgument when the algorithm cannot optimise these objectives."""
 
-    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], settings: Settings, seed: int):
+    @classmethod
+    def check_fidelity(cls, fidelity: Fidelity | None, field: str = "spec.fidelity") -> None:
+        """Raises InvalidArgument when the algorithm needs a fidelity the study lacks."""
+
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], settings: Configurable.Settings, seed: int):
         self.space = space
         self.objectives = tuple(objectives)
         self.settings = settings

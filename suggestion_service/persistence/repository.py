@@ -318,14 +318,18 @@ class Repository:
 
     def history(self, conn: Connection, study: Study) -> list[TrialView]:
         names = study.spec.metric_names
+
+        def objective_values(raw: list | None) -> tuple[float, ...] | None:
+            metrics = dict(_metrics(raw))
+            return tuple(metrics[n] for n in names) if all(n in metrics for n in names) else None
+
         views = []
-        query = sa.select(trials.c.number, trials.c.state, trials.c.params, trials.c.metrics, trials.c.budget)
+        query = sa.select(trials.c.number, trials.c.state, trials.c.params, trials.c.metrics, trials.c.budget,
+                          trials.c.last_step, trials.c.last_metrics)
         for row in conn.execute(query.where(trials.c.study_id == study.id).order_by(trials.c.number)):
-            values = None
-            if row.state == TrialState.COMPLETED.value:
-                metrics = dict(_metrics(row.metrics))
-                values = tuple(metrics[name] for name in names)
-            views.append(TrialView(row.number, TrialState(row.state), row.params, values, row.budget))
+            values = objective_values(row.metrics) if row.state == TrialState.COMPLETED.value else None
+            views.append(TrialView(row.number, TrialState(row.state), row.params, values, row.budget,
+                                   row.last_step, objective_values(row.last_metrics)))
         return views
 
     def expired_trials(self, conn: Connection, study_id: int, now_ms: int) -> list[Trial]:

@@ -87,6 +87,17 @@ def test_median_rule_and_hyperband_run_end_to_end(client: SuggestionClient):
     assert counts.completed + counts.pruned == 15 and counts.pruned > 0
 
 
+def test_bohb_with_hyperband_end_to_end(client: SuggestionClient):
+    study = client.create_study("bohb", [Float("x", 0, 1)], objectives={"loss": "minimize"}, seed=4,
+                                algorithm="bohb", algorithm_settings={"n_startup_trials": 5},
+                                fidelity=ROUNDS, pruner="hyperband")
+    run_trials(study, 20)
+    trials = list(study.trials())
+    assert len(trials) == 20 and any(t.state == pb.TRIAL_STATE_PRUNED for t in trials)
+    later = [t.suggestion_metadata for t in trials[-5:]]
+    assert all(m["algorithm"] == "bohb" for m in later) and any("model_budget" in m for m in later)
+
+
 def test_pruning_validation_through_the_api(client: SuggestionClient):
     with pytest.raises(InvalidArgument) as error:
         client.create_study("bad", [Float("x", 0, 1)], objectives={"loss": "minimize"}, pruner="asha")

@@ -7,7 +7,7 @@ import pytest
 from suggestion_service.algorithms import ALGORITHMS, make_algorithm, validate_algorithm
 from suggestion_service.algorithms.base import SuggestContext
 from suggestion_service.domain.space import SearchSpace
-from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, StudySpec
+from suggestion_service.domain.study import AlgorithmSpec, Direction, Fidelity, Objective, StudySpec
 from trial_worker.space import Categorical, Fixed, Float, Int
 from tuning_common.errors import InvalidArgument
 
@@ -28,7 +28,9 @@ CONTINUOUS = SearchSpace((
 
 
 def spec(name: str, space: SearchSpace, seed: int = 5, **settings) -> StudySpec:
-    return StudySpec(space, (Objective("loss", Direction.MINIMIZE),), AlgorithmSpec(name, settings), seed=seed)
+    fidelity = Fidelity("rounds", 1, 27) if name == "bohb" else None  # bohb needs one
+    return StudySpec(space, (Objective("loss", Direction.MINIMIZE),), AlgorithmSpec(name, settings), seed=seed,
+                     fidelity=fidelity)
 
 
 def spaces_for(name: str) -> list[SearchSpace]:

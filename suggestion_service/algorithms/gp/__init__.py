@@ -1,0 +1,355 @@
+"""Gaussian-process Bayesian optimisation (GP-BO) for one objective.
+
+How a call to :meth:`GaussianProcessBO.suggest` proceeds:
+
+1. **Start-up.** Proposal number ``i`` (``context.sequence + j``) is a scrambled Sobol point
+   (the same stream as ``quasi_random``, indexed by ``i``) while ``i < n_startup_trials``,
+   and also while fewer than two trials have completed. ``n_startup_trials = 0`` (the
+   default) means ``max(10, 2 * number of non-fixed parameters)``.
+2. **Data.** Completed trials with a finite value are encoded (``encoding.py``) and their
+   values warped and standardised (``warping.py``). If there are more than
+   ``max_observations``, the training set keeps the better half of that cap by value plus
+   a spread of the rest chosen by greedy farthest-point selection in feature space.
+3. **Model.** A Matérn-5/2 ARD GP whose hyperparameters are the MAP estimate
+   (``model.py``), fitted once per call on at most ``_FIT_POINTS`` of the training points
+   (the best and a spread, as above): the cubic cost of the many likelihood evaluations
+   then stays bounded, while the posterior itself uses the whole training set.
+4. **Pending trials and batches (Kriging believer).** Each ACTIVE/QUEUED trial in the
+   history, each entry of ``context.pending`` and each earlier proposal of this batch is
+   added to the GP at its believed value, the current posterior mean. The mean is
+   unchanged, but the variance there collapses, so the acquisition looks elsewhere and
+   parallel workers get distinct points. Exact repeats of those points are also excluded.
+5. **Acquisition** (``acquisition.py``; log EI by default) is maximised over
+   ``n_candidates`` scrambled Sobol points plus perturbations of the best observed points,
+   then the best few are polished with L-BFGS-B on the continuous relaxation of their
+   active numeric parameters (categoricals and condition parents stay put) and decoded
+   back onto the domain's grid.
+
+If the fit or the acquisition optimisation fails (a singular matrix, non-finite
+values), the proposal falls back to the quasi-random point of its index and its
+metadata says so: ``{"fallback": "quasi_random", "reason": ...}``.
+
+Everything random derives from ``(seed, context.sequence)``: an identical context gives
+an identical answer.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
+from suggestion_service.algorithms.gp import acquisition
+from suggestion_service.algorithms.gp.encoding import Encoder, config_key
+from suggestion_service.algorithms.gp.model import GaussianProcess, ModelError, fit_hyperparameters
+from suggestion_service.algorithms.gp.warping import OutputWarp
+from suggestion_service.domain.space import Value
+from suggestion_service.domain.study import Direction
+from suggestion_service.domain.trial import TrialState
+from tuning_common.errors import InvalidArgument
+
+# The model needs at least this many completed trials; before that proposals stay quasi-random.
+_MIN_OBSERVATIONS = 2
+# Hyperparameters are fitted on at most this many training points (see the module docstring).
+_FIT_POINTS = 200
+# Starts polished with L-BFGS-B, and the iterations each may take.
+_POLISH_STARTS = 5
+_POLISH_MAXITER = 50
+# Extra candidates: Gaussian perturbations (std _LOCAL_STD in feature units) of the best points.
+_LOCAL_BEST = 5
+_LOCAL_FRACTION = 0.1
+_LOCAL_STD = 0.05
+# Failures that send a proposal to the quasi-random fallback.
+_FAILURES = (ModelError, ArithmeticError, ValueError, np.linalg.LinAlgError)
+
+
+@dataclass
+class _Data:
+    """What the history says, encoded: observations and points still being evaluated."""
+
+    X: np.ndarray  # [n, D] completed trials
+    values: np.ndarray  # [n] their objective values, as reported
+    params: list[Mapping[str, Value]]  # [n]
+    pending: list[Mapping[str, Value]]  # running or queued configurations
+
+
+class GaussianProcessBO(Algorithm):
+    """GP-BO: Matérn-5/2 ARD GP, MAP hyperparameters, log EI (or UCB/PI), Kriging believer."""
+
+    name = "gp"
+    uses_history = True
+
+    @dataclass(frozen=True)
+    class Settings:
+        # "log_ei" (log expected improvement), "ucb" (confidence bound) or "pi" (log probability of improvement).
+        acquisition: str = "log_ei"
+        # UCB exploration weight: mean - sqrt(ucb_beta) * std is minimised.
+        ucb_beta: float = 4.0
+        # Quasi-random proposals before the model takes over; 0 = max(10, 2 * non-fixed parameters).
+        n_startup_trials: int = 0
+        # Sobol candidates scored per proposal before polishing.
+        n_candidates: int = 2048
+        # Most completed trials the GP is conditioned on (the best half of the cap plus a spread).
+        max_observations: int = 300
+        # Random restarts of the hyperparameter fit, besides the start at the prior means.
+        n_restarts: int = 2
+
+    @classmethod
+    def check_settings(cls, settings, field):
+        if settings.acquisition not in acquisition.ACQUISITIONS:
+            raise InvalidArgument(f"{field}.acquisition",
+                                  f"must be one of {', '.join(acquisition.ACQUISITIONS)}, got {settings.acquisition!r}")
+        if not (math.isfinite(settings.ucb_beta) and settings.ucb_beta > 0):
+            raise InvalidArgument(f"{field}.ucb_beta", f"must be positive and finite, got {settings.ucb_beta}")
+        if not 0 <= settings.n_startup_trials <= 10_000:
+            raise InvalidArgument(f"{field}.n_startup_trials",
+                                  f"must be between 0 (automatic) and 10000, got {settings.n_startup_trials}")
+        if not 16 <= settings.n_candidates <= 100_000:
+            raise InvalidArgument(f"{field}.n_candidates",
+                                  f"must be between 16 and 100000, got {settings.n_candidates}")
+        if not 10 <= settings.max_observations <= 5_000:
+            raise InvalidArgument(f"{field}.max_observations",
+                                  f"must be between 10 and 5000, got {settings.max_observations}")
+        if not 0 <= settings.n_restarts <= 20:
+            raise InvalidArgument(f"{field}.n_restarts", f"must be between 0 and 20, got {settings.n_restarts}")
+
+    @classmethod
+    def check_objectives(cls, objectives, field="spec.objectives"):
+        if len(objectives) != 1:
+            raise InvalidArgument(field, f"the 'gp' algorithm optimises exactly one objective, got {len(objectives)}")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.encoder = Encoder(self.space)
+
+    @property
+    def n_startup_trials(self) -> int:
+        if self.settings.n_startup_trials > 0:
+            return self.settings.n_startup_trials
+        return max(10, 2 * len(self.encoder.slots))
+
+    # -- the public entry point -------------------------------------------------------------
+
+    def suggest(self, context: SuggestContext, count: int) -> list[Suggestion]:
+        rng = np.random.default_rng([self.seed, context.sequence])
+        sobol_points = self._sobol(context.sequence, count)
+        data = self._read_history(context)
+        base = {"algorithm": self.name, "seed": self.seed}
+        suggestions: list[Suggestion] = []
+        state: _ModelState | None = None
+        failure: str | None = None
+        for j in range(count):
+            index = context.sequence + j
+            if index < self.n_startup_trials or len(data.values) < _MIN_OBSERVATIONS or self.encoder.dim == 0:
+                params = self.space.from_unit(sobol_points[j])
+                suggestions.append(Suggestion(params, metadata={**base, "phase": "startup"}))
+                continue
+            if state is None and failure is None:
+                try:
+                    state = self._fit(data, rng)
+                except _FAILURES as error:
+                    failure = f"model fit failed: {type(error).__name__}: {error}"
+            if failure is None:
+                try:
+                    believed = data.pending + [s.params for s in suggestions]
+                    suggestions.append(self._propose(state, believed, rng, base))
+                    continue
+                except _FAILURES as error:
+                    reason = f"acquisition failed: {type(error).__name__}: {error}"
+            else:
+                reason = failure
+            params = self.space.from_unit(sobol_points[j])
+            suggestions.append(Suggestion(params, metadata={
+                **base, "phase": "model", "fallback": "quasi_random", "reason": reason[:500]}))
+        return suggestions
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def _sobol(self, start: int, count: int) -> np.ndarray:
+        """Points ``start .. start + count - 1`` of the study's scrambled Sobol stream, [count, len(space)]."""
+        from scipy.stats import qmc
+
+        engine = qmc.Sobol(d=max(len(self.space), 1), scramble=True, seed=self.seed & 0xFFFFFFFF)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # non-power-of-two prefixes
+            if start:
+                engine.fast_forward(start)
+            return engine.random(count)
+
+    def _read_history(self, context: SuggestContext) -> _Data:
+        rows, values, params, pending = [], [], [], []
+        for trial in context.history:
+            try:
+                if trial.state is TrialState.COMPLETED:
+                    value = float(trial.values[0]) if trial.values else math.nan
+                    if math.isfinite(value):
+                        rows.append(self.encoder.encode(trial.params))
+                        values.append(value)
+                        params.append(trial.params)
+                elif trial.state in (TrialState.ACTIVE, TrialState.QUEUED):
+                    self.encoder.encode(trial.params)  # skips what cannot be encoded
+                    pending.append(trial.params)
+            except (KeyError, ValueError, TypeError):
+                continue  # a trial from an older space version: ignore rather than fail
+        known = {config_key(p) for p in pending}
+        for extra in context.pending:
+            if config_key(extra) not in known:
+                known.add(config_key(extra))
+                pending.append(extra)
+        X = np.array(rows) if rows else np.zeros((0, self.encoder.dim))
+        return _Data(X, np.array(values, dtype=float), params, pending)
+
+    # -- model --------------------------------------------------------------------------------
+
+    def _fit(self, data: _Data, rng: np.random.Generator) -> _ModelState:
+        maximize = self.objectives[0].direction is Direction.MAXIMIZE
+        warp = OutputWarp(data.values, maximize)
+        keep = _select(data.X, warp.y, self.settings.max_observations)
+        X, y = data.X[keep], warp.y[keep]
+        fit_rows = _select(X, y, _FIT_POINTS)
+        theta = fit_hyperparameters(X[fit_rows], y[fit_rows], rng, self.settings.n_restarts)
+        gp = GaussianProcess(X, y, theta)
+        best_rows = np.argsort(warp.y, kind="stable")[:_LOCAL_BEST]
+        return _ModelState(gp, warp, float(warp.y.min()), [data.params[i] for i in best_rows], len(keep))
+
+    # -- acquisition ---------------------------------------------------------------------------
+
+    def _propose(self, state: _ModelState, believed: Sequence[Mapping[str, Value]],
+                 rng: np.random.Generator, base: dict) -> Suggestion:
+        name, beta = self.settings.acquisition, self.settings.ucb_beta
+        gp, best = state.gp, state.best
+        if believed:
+            # Kriging believer: each pending point is an observation at the posterior mean. The
+            # fantasies count as data, so they may also become the incumbent.
+            X_b = self.encoder.encode_many(believed)
+            y_b = state.gp.predict(X_b)[0]
+            gp, best = gp.with_fantasies(X_b, y_b), min(best, float(y_b.min()))
+        taken = {config_key(p) for p in believed}
+
+        def score(X: np.ndarray) -> np.ndarray:
+            mean, var = gp.predict(X)
+            return acquisition.evaluate(name, mean, np.sqrt(var), best, beta)[0]
+
+        candidates = self._candidates(state, rng)
+        X_c = self.encoder.encode_many(candidates)
+        values = score(X_c)
+        values[[config_key(p) in taken for p in candidates]] = -np.inf
+        if not np.any(np.isfinite(values)):  # every candidate repeats a pending point
+            values = score(X_c)
+        if not np.any(np.isfinite(values)):
+            raise ModelError("acquisition is not finite at any candidate")
+
+        best_params, best_value = candidates[int(np.argmax(values))], float(np.max(values))
+        for i in _top_distinct(X_c, values, _POLISH_STARTS):
+            polished = self._polish(gp, candidates[i], X_c[i], best)
+            if polished is None or config_key(polished) in taken:
+                continue
+            value = float(score(self.encoder.encode(polished)[None, :])[0])
+            if value > best_value:
+                best_params, best_value = polished, value
+
+        mean, var = state.gp.predict(self.encoder.encode(best_params)[None, :])
+        predicted_mean, predicted_std = state.warp.to_objective(float(mean[0]), float(math.sqrt(var[0])))
+        return Suggestion(dict(best_params), metadata={
+            **base, "phase": "model",
+            "predicted_mean": predicted_mean, "predicted_std": predicted_std,
+            "acquisition": name, "acquisition_value": best_value,
+            "n_observations": state.n_train, "n_pending": len(believed),
+        })
+
+    def _candidates(self, state: _ModelState, rng: np.random.Generator) -> list[dict[str, Value]]:
+        """Scrambled Sobol points of the space, plus perturbations of the best observed points."""
+        from scipy.stats import qmc
+
+        n_local = int(self.settings.n_candidates * _LOCAL_FRACTION)
+        engine = qmc.Sobol(d=len(self.space), scramble=True, seed=rng)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            U = engine.random(self.settings.n_candidates - n_local)
+        candidates = [self.space.from_unit(u) for u in U]
+        for k in range(n_local):
+            params = state.best_params[k % len(state.best_params)]
+            x = self.encoder.encode(params)
+            columns = self.encoder.free_columns(params)
+            x[columns] += rng.normal(0.0, _LOCAL_STD, len(columns))
+            candidates.append(self.encoder.with_columns(params, x, columns))
+        return candidates
+
+    def _polish(self, gp: GaussianProcess, params: Mapping[str, Value], x0: np.ndarray,
+                best: float) -> dict[str, Value] | None:
+        """L-BFGS-B on the active numeric features of one start; the result decoded onto the grid."""
+        from scipy.optimize import minimize
+
+        columns = self.encoder.free_columns(params)
+        if not columns:
+            return None
+        name, beta = self.settings.acquisition, self.settings.ucb_beta
+        x = x0.copy()
+
+        def negative(z: np.ndarray) -> tuple[float, np.ndarray]:
+            x[columns] = z
+            mean, var, dmean, dvar = gp.predict_with_grad(x)
+            std = math.sqrt(var)
+            value, d_mean, d_std = acquisition.evaluate(name, np.array([mean]), np.array([std]), best, beta)
+            grad = d_mean[0] * dmean + d_std[0] * dvar / (2.0 * std)
+            if not (math.isfinite(value[0]) and np.all(np.isfinite(grad))):
+                return 1e10, np.zeros(len(columns))
+            return -float(value[0]), -grad[columns]
+
+        result = minimize(negative, x0[columns], jac=True, method="L-BFGS-B",
+                          bounds=[(0.0, 1.0)] * len(columns), options={"maxiter": _POLISH_MAXITER})
+        x_final = x0.copy()
+        x_final[columns] = np.clip(result.x, 0.0, 1.0)
+        return self.encoder.with_columns(params, x_final, columns)
+
+
+@dataclass
+class _ModelState:
+    gp: GaussianProcess  # conditioned on the observations only
+    warp: OutputWarp
+    best: float  # lowest standardised loss observed
+    best_params: list[Mapping[str, Value]]  # the best few observed configurations
+    n_train: int
+
+
+def _select(X: np.ndarray, y: np.ndarray, cap: int) -> np.ndarray:
+    """Row indices: all rows if there are at most ``cap``; otherwise the ``cap // 2`` lowest
+    ``y`` plus greedy farthest-point picks among the rest (deterministic)."""
+    n = len(y)
+    if n <= cap:
+        return np.arange(n)
+    order = np.argsort(y, kind="stable")
+    chosen = list(order[: cap // 2])
+    rest = order[cap // 2:]
+    # Distance of each remaining row to the chosen set.
+    nearest = np.sqrt(np.maximum(_sq_dist(X[rest], X[chosen]), 0.0)).min(1)
+    taken = np.zeros(len(rest), dtype=bool)
+    for _ in range(cap - len(chosen)):
+        k = int(np.argmax(np.where(taken, -1.0, nearest)))
+        taken[k] = True
+        chosen.append(rest[k])
+        d = np.sqrt(((X[rest] - X[rest[k]]) ** 2).sum(1))
+        nearest = np.minimum(nearest, d)
+    return np.sort(np.array(chosen))
+
+
+def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+
+
+def _top_distinct(X: np.ndarray, values: np.ndarray, k: int) -> list[int]:
+    """Indices of up to k highest finite values with pairwise-distinct feature rows."""
+    picked: list[int] = []
+    for i in np.argsort(-values, kind="stable"):
+        if not np.isfinite(values[i]) or len(picked) == k:
+            break
+        if all(np.any(X[i] != X[j]) for j in picked):
+            picked.append(int(i))
+    return picked
+
+
+__all__ = ["GaussianProcessBO"]

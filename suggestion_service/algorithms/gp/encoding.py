@@ -1,0 +1,167 @@
+"""Search space <-> features in the unit cube, the GP's input space.
+
+Layout: one column per numeric (float or int) parameter and one column per choice of a
+categorical parameter (one-hot); fixed parameters get no column (they never vary).
+
+Numeric encodings are the exact inverses of ``Domain.from_unit``, so decoding a feature
+with ``from_unit`` and encoding the result again lands on the same feature, and every
+decoded value is on the domain's grid:
+
+* continuous float: ``(v - low) / (high - low)``, taken in log space for log ranges;
+* stepped float, linear int: the centre of the value's cell, ``(i + 0.5) / n`` for the
+  i-th of n grid values (``from_unit`` maps the whole cell ``[i/n, (i+1)/n)`` to it);
+* log int: the position of ``log v`` on ``[log(low - 0.5), log(high + 0.5)]``, the widened
+  interval ``IntDomain.from_unit`` samples (rounding then gives each integer its cell);
+* a degenerate range (``low == high``) encodes to 0.5.
+
+Inactive conditional parameters (their condition does not hold) are encoded at a fixed
+neutral value: ``NEUTRAL`` (0.5, the middle of the range) for a numeric column and all
+zeros for a one-hot block. Two trials where a parameter is inactive in both therefore
+agree on its columns, and the kernel sees them as "the same" there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from suggestion_service.domain.space import (
+    CategoricalDomain,
+    FixedDomain,
+    FloatDomain,
+    IntDomain,
+    Parameter,
+    SearchSpace,
+    Value,
+    same_value,
+)
+
+NEUTRAL = 0.5
+
+
+@dataclass(frozen=True)
+class _Slot:
+    parameter: Parameter
+    column: int  # first feature column
+    width: int  # 1 for numeric parameters, len(choices) for categoricals
+
+    @property
+    def numeric(self) -> bool:
+        return isinstance(self.parameter.domain, (FloatDomain, IntDomain))
+
+
+def config_key(params: Mapping[str, Value]) -> tuple:
+    """A hashable identity for an assignment (types kept apart: True is not 1)."""
+    return tuple(sorted((name, type(value).__name__, value) for name, value in params.items()))
+
+
+def _encode_numeric(domain: FloatDomain | IntDomain, value: Value) -> float:
+    v = float(value)
+    if domain.high <= domain.low:
+        return NEUTRAL
+    if isinstance(domain, FloatDomain):
+        if domain.step is not None:
+            n = domain.n_steps
+            index = min(max(round((v - domain.low) / domain.step), 0), n - 1)
+            return (index + 0.5) / n
+        if domain.log:
+            u = (math.log(max(v, domain.low)) - math.log(domain.low)) / (math.log(domain.high) - math.log(domain.low))
+        else:
+            u = (v - domain.low) / (domain.high - domain.low)
+        return min(max(u, 0.0), 1.0)
+    if domain.log:
+        lo, hi = math.log(domain.low - 0.5), math.log(domain.high + 0.5)
+        return min(max((math.log(max(v, domain.low)) - lo) / (hi - lo), 0.0), 1.0)
+    step = domain.step or 1
+    n = (domain.high - domain.low) // step + 1
+    index = min(max(round((v - domain.low) / step), 0), n - 1)
+    return (index + 0.5) / n
+
+
+class Encoder:
+    """Maps assignments of ``space`` to feature vectors of length ``dim`` and back."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+        slots: list[_Slot] = []
+        column = 0
+        for parameter in space:
+            domain = parameter.domain
+            if isinstance(domain, FixedDomain):
+                continue
+            width = len(domain.choices) if isinstance(domain, CategoricalDomain) else 1
+            slots.append(_Slot(parameter, column, width))
+            column += width
+        self.slots = tuple(slots)
+        self.dim = column
+        self._slot_by_name = {slot.parameter.name: slot for slot in slots}
+        # Parameters other parameters' conditions depend on: moving them changes which
+        # parameters are active, so the continuous polish leaves them alone.
+        self._parents = {p.condition.parent for p in space if p.condition is not None}
+
+    def encode(self, params: Mapping[str, Value]) -> np.ndarray:
+        """Feature vector, shape (dim,). Missing (inactive) parameters get the neutral value."""
+        x = np.zeros(self.dim)
+        for slot in self.slots:
+            name = slot.parameter.name
+            domain = slot.parameter.domain
+            if slot.numeric:
+                x[slot.column] = _encode_numeric(domain, params[name]) if name in params else NEUTRAL
+            elif name in params:
+                for k, choice in enumerate(domain.choices):
+                    if same_value(choice, params[name]):
+                        x[slot.column + k] = 1.0
+                        break
+                else:
+                    raise ValueError(f"{params[name]!r} is not a choice of {name!r}")
+        return x
+
+    def encode_many(self, assignments: Sequence[Mapping[str, Value]]) -> np.ndarray:
+        """Feature matrix, shape (len(assignments), dim)."""
+        out = np.empty((len(assignments), self.dim))
+        for i, params in enumerate(assignments):
+            out[i] = self.encode(params)
+        return out
+
+    def decode(self, x: np.ndarray) -> dict[str, Value]:
+        """The assignment a feature vector stands for: numeric columns through ``from_unit``
+        (rounded onto steps and integers), one-hot blocks by their largest entry; inactive
+        conditional parameters are left out."""
+        assignment: dict[str, Value] = {}
+        for parameter in self.space:
+            if not self.space.active(parameter, assignment):
+                continue
+            domain = parameter.domain
+            if isinstance(domain, FixedDomain):
+                assignment[parameter.name] = domain.value
+                continue
+            slot = self._slot_by_name[parameter.name]
+            if slot.numeric:
+                assignment[parameter.name] = domain.from_unit(float(np.clip(x[slot.column], 0.0, 1.0)))
+            else:
+                block = x[slot.column: slot.column + slot.width]
+                assignment[parameter.name] = domain.choices[int(np.argmax(block))]
+        return assignment
+
+    def free_columns(self, params: Mapping[str, Value]) -> list[int]:
+        """Columns the continuous polish may move for this assignment: numeric parameters that
+        are active, span a range and are nobody's condition parent."""
+        return [
+            slot.column for slot in self.slots
+            if slot.numeric
+            and slot.parameter.name in params
+            and slot.parameter.name not in self._parents
+            and slot.parameter.domain.high > slot.parameter.domain.low
+        ]
+
+    def with_columns(self, params: Mapping[str, Value], x: np.ndarray, columns: Sequence[int]) -> dict[str, Value]:
+        """``params`` with the parameters behind ``columns`` replaced by the decoded features."""
+        out = dict(params)
+        by_column = {slot.column: slot for slot in self.slots}
+        for column in columns:
+            parameter = by_column[column].parameter
+            out[parameter.name] = parameter.domain.from_unit(float(np.clip(x[column], 0.0, 1.0)))
+        return out
