@@ -1,9 +1,12 @@
 """Wall time of one GP-BO ``suggest(context, 1)`` as the history grows.
 
 The history is Hartmann6 (6-D, minimised) evaluated at uniform random points: what matters
-for the cost is how many completed trials the model sees, not where they are.
+for the cost is how many completed trials the model sees, not where they are. With
+``--optuna``, Optuna's ``GPSampler`` is timed on the same histories (one ask on a study
+pre-filled with the same trials), in the same run.
 
-    .venv/bin/python benchmarks/suggest_cost_gp.py [--sizes 50 100 500 1000] [--repeats 3]
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/suggest_cost_gp.py \
+        [--sizes 50 100 500 1000] [--repeats 3] [--optuna]
 """
 
 from __future__ import annotations
@@ -30,10 +33,34 @@ def hartmann6(x: np.ndarray) -> float:
     return float(-_ALPHA @ np.exp(-(_A * (x[None, :] - _P) ** 2).sum(1)))
 
 
+def optuna_gp(history: list[TrialView], repeats: int) -> list[float]:
+    """Seconds per ask of Optuna's GPSampler with ``history`` already told."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    distributions = {f"x{i}": optuna.distributions.FloatDistribution(0.0, 1.0) for i in range(6)}
+    study = optuna.create_study(sampler=optuna.samplers.GPSampler(seed=0))
+    study.add_trials([
+        optuna.trial.create_trial(params=dict(t.params), distributions=distributions, value=t.values[0])
+        for t in history
+    ])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        trial = study.ask(distributions)
+        times.append(time.perf_counter() - start)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)  # keeps the history the same size
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 500, 1000])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--optuna", action="store_true", help="also time Optuna's GPSampler")
     args = parser.parse_args()
 
     space = SearchSpace(tuple(Parameter(f"x{i}", FloatDomain(0.0, 1.0)) for i in range(6)))
@@ -47,7 +74,8 @@ def main() -> None:
     ]
     algorithm.suggest(SuggestContext(space, objectives, 0, history=history[:20]), 1)  # warm imports
 
-    print(f"{'observations':>12}  {'median s':>9}  {'min s':>7}  {'max s':>7}  phase")
+    header = f"{'observations':>12}  {'median s':>9}  {'min s':>7}  {'max s':>7}  phase"
+    print(header + (f"  {'optuna median s':>15}" if args.optuna else ""))
     for n in args.sizes:
         times, phase = [], ""
         for r in range(args.repeats):
@@ -56,7 +84,10 @@ def main() -> None:
             [suggestion] = algorithm.suggest(context, 1)
             times.append(time.perf_counter() - start)
             phase = suggestion.metadata.get("fallback") or suggestion.metadata["phase"]
-        print(f"{n:>12}  {np.median(times):>9.3f}  {min(times):>7.3f}  {max(times):>7.3f}  {phase}")
+        line = f"{n:>12}  {np.median(times):>9.3f}  {min(times):>7.3f}  {max(times):>7.3f}  {phase}"
+        if args.optuna:
+            line += f"  {np.median(optuna_gp(history[:n], args.repeats)):>15.3f}"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":
