@@ -6,7 +6,7 @@ No gRPC, SQL or telemetry in this package: the service hands each algorithm a
 
 from __future__ import annotations
 
-from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion, TrialView
+from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion, TrialView, lookup
 from suggestion_service.algorithms.bohb import BOHB
 from suggestion_service.algorithms.gp import GaussianProcessBO
 from suggestion_service.algorithms.grid import GridSearch
@@ -15,7 +15,6 @@ from suggestion_service.algorithms.quasi_random import QuasiRandomSearch
 from suggestion_service.algorithms.random_search import RandomSearch
 from suggestion_service.algorithms.tpe import TPE
 from suggestion_service.domain.study import StudySpec
-from tuning_common.errors import InvalidArgument
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
     cls.name: cls for cls in (RandomSearch, QuasiRandomSearch, GridSearch, TPE, BOHB, GaussianProcessBO)
@@ -23,11 +22,7 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
 
 
 def algorithm_class(name: str) -> type[Algorithm]:
-    try:
-        return ALGORITHMS[name]
-    except KeyError:
-        known = ", ".join(sorted(ALGORITHMS))
-        raise InvalidArgument("spec.algorithm.name", f"unknown algorithm {name!r} (known: {known})") from None
+    return lookup(ALGORITHMS, name, "spec.algorithm.name", "algorithm")
 
 
 def validate_algorithm(spec: StudySpec) -> None:

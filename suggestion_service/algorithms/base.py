@@ -13,12 +13,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from suggestion_service.domain.space import SearchSpace, Value
 from suggestion_service.domain.study import Fidelity, Objective
 from suggestion_service.domain.trial import TrialState
 from tuning_common.errors import InvalidArgument
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -127,3 +129,12 @@ class Algorithm(Configurable, abc.ABC):
     @abc.abstractmethod
     def suggest(self, context: SuggestContext, count: int) -> list[Suggestion]:
         """Up to ``count`` new configurations; fewer only when the space is exhausted."""
+
+
+def lookup(registry: Mapping[str, T], name: str, field: str, kind: str) -> T:
+    """``registry[name]``, or InvalidArgument on ``field`` listing the known names."""
+    try:
+        return registry[name]
+    except KeyError:
+        known = ", ".join(sorted(registry))
+        raise InvalidArgument(field, f"unknown {kind} {name!r} (known: {known})") from None

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from suggestion_service.algorithms.base import Configurable
+from suggestion_service.algorithms.base import Configurable, lookup
 from suggestion_service.domain.study import Direction, Fidelity, Objective, StudySpec
 from suggestion_service.domain.trial import TrialState
 from tuning_common.errors import InvalidArgument
@@ -188,11 +188,7 @@ PRUNERS: dict[str, type[Pruner]] = {cls.name: cls for cls in (MedianPruner, Asha
 
 
 def pruner_class(name: str) -> type[Pruner]:
-    try:
-        return PRUNERS[name]
-    except KeyError:
-        known = ", ".join(sorted(PRUNERS))
-        raise InvalidArgument("spec.pruner.name", f"unknown pruner {name!r} (known: {known})") from None
+    return lookup(PRUNERS, name, "spec.pruner.name", "pruner")
 
 
 def validate_pruner(spec: StudySpec) -> None:
