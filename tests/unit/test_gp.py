@@ -14,7 +14,13 @@ from suggestion_service.algorithms.base import SuggestContext, TrialView
 from suggestion_service.algorithms.gp import GaussianProcessBO
 from suggestion_service.algorithms.gp.acquisition import evaluate, log_ei, log_h
 from suggestion_service.algorithms.gp.encoding import NEUTRAL, Encoder, config_key
-from suggestion_service.algorithms.gp.model import GaussianProcess, fit_hyperparameters, neg_log_posterior
+from suggestion_service.algorithms.gp.model import (
+    GaussianProcess,
+    _log_prior,
+    fit_hyperparameters,
+    length_scale_prior,
+    neg_log_posterior,
+)
 from suggestion_service.algorithms.gp.warping import OutputWarp
 from suggestion_service.algorithms.random_search import RandomSearch
 from suggestion_service.domain.space import SearchSpace
@@ -195,6 +201,17 @@ def test_likelihood_and_posterior_gradients_match_finite_differences():
                                atol=1e-5)
     np.testing.assert_allclose(dvar, approx_fprime(x, lambda z: model.predict(z[None])[1][0], 1e-7), rtol=1e-4,
                                atol=1e-5)
+
+
+def test_length_scale_prior_is_a_log_normal_density_on_the_length_scale():
+    # Its maximiser over theta = log l must be the log-normal's mode exp(mu - sd^2), not the
+    # median exp(mu): the median (~10 in 6-D) let the unit cube look linear along most axes.
+    dim = 6
+    mu, sd = length_scale_prior(dim)
+    grid = np.linspace(mu - 8.0, mu + 4.0, 2401)
+    rest = np.zeros(dim + 1)  # other coordinates fixed; only the first length scale moves
+    values = [_log_prior(np.concatenate([[t], rest]), dim)[0] for t in grid]
+    assert grid[int(np.argmax(values))] == pytest.approx(mu - sd * sd, abs=0.01)
 
 
 def test_log_ei_matches_naive_ei_and_stays_finite_in_the_tail():
