@@ -118,8 +118,7 @@ class SuggestionService:
         self.db = db
         self.clock = clock
         self.repo = Repository()
-        self._algorithms: dict[int, Algorithm] = {}
-        self._pruners: dict[int, Pruner | None] = {}
+        self._cache: dict[int, tuple[Algorithm, Pruner | None]] = {}
         # Striped: bounded memory; two studies rarely share a stripe.
         self._ask_locks = [threading.Lock() for _ in range(64)]
 
@@ -251,7 +250,7 @@ class SuggestionService:
                 leased.append(replace(trial, **lease))
         queued -= len(leased)
 
-        algorithm = self._algorithm(study)
+        algorithm, _ = self._components(study.id, spec)
         budget_left = _remaining(spec.max_trials, study.budget_used)
         space_left = _remaining(algorithm.capacity(), study.algorithm_seq)
         n_new = min(room - len(leased), budget_left, space_left)
@@ -297,22 +296,15 @@ class SuggestionService:
         self.repo.set_study_state(conn, study.id, StudyState.COMPLETED, now)
         return SuggestResult([], SuggestStatus.DONE, reason, f"study {study.name!r} is done: {what}")
 
-    def _pruner(self, study_id: int, spec: StudySpec) -> Pruner | None:
-        if study_id not in self._pruners:
-            if len(self._pruners) >= 256:
-                self._pruners.clear()
-            self._pruners[study_id] = make_pruner(spec)
-        return self._pruners[study_id]
-
-    def _algorithm(self, study: Study) -> Algorithm:
-        # Algorithms are stateless and a study's spec never changes (ids are never reused),
-        # so caching by id only saves re-deriving things like a grid's point list.
-        algorithm = self._algorithms.get(study.id)
-        if algorithm is None:
-            if len(self._algorithms) >= 256:
-                self._algorithms.clear()
-            algorithm = self._algorithms[study.id] = make_algorithm(study.spec)
-        return algorithm
+    def _components(self, study_id: int, spec: StudySpec) -> tuple[Algorithm, Pruner | None]:
+        # Algorithms and pruners are stateless and a study's spec never changes (ids are never
+        # reused), so caching them by id only saves re-deriving things like a grid's points.
+        components = self._cache.get(study_id)
+        if components is None:
+            if len(self._cache) >= 256:
+                self._cache.clear()
+            components = self._cache[study_id] = (make_algorithm(spec), make_pruner(spec))
+        return components
 
     # --- leases ----------------------------------------------------------------------
 
@@ -387,7 +379,7 @@ class SuggestionService:
         restarted service gives the same answer.
         """
         spec = self.repo.study_spec(conn, trial.study_id)
-        pruner = self._pruner(trial.study_id, spec)
+        _, pruner = self._components(trial.study_id, spec)
         metric = spec.objectives[0].metric
         if pruner is None or metric not in metrics:
             return False

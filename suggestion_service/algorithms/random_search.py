@@ -5,14 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
-from suggestion_service.domain.space import FloatDomain
+from suggestion_service.domain.space import FloatDomain, config_key
 
 # Redraws before accepting a configuration identical to a pending one (small finite spaces).
 _MAX_REDRAWS = 16
-
-
-def config_key(params) -> tuple:
-    return tuple(sorted((name, type(value).__name__, value) for name, value in params.items()))
 
 
 class RandomSearch(Algorithm):

@@ -35,6 +35,11 @@ def same_value(a: Value, b: Value) -> bool:
     return type(a) is type(b) and a == b
 
 
+def config_key(params: Mapping[str, Value]) -> tuple:
+    """A hashable identity for an assignment (types kept apart: True is not 1)."""
+    return tuple(sorted((name, type(value).__name__, value) for name, value in params.items()))
+
+
 def value_kind(value: Value) -> str:
     return {bool: "bool", int: "int", float: "float", str: "string"}[type(value)]
 

@@ -13,7 +13,7 @@ import suggestion_service.algorithms.gp as gp_module
 from suggestion_service.algorithms.base import SuggestContext, TrialView
 from suggestion_service.algorithms.gp import GaussianProcessBO
 from suggestion_service.algorithms.gp.acquisition import evaluate, log_ei, log_h
-from suggestion_service.algorithms.gp.encoding import NEUTRAL, Encoder, config_key
+from suggestion_service.algorithms.gp.encoding import NEUTRAL, Encoder
 from suggestion_service.algorithms.gp.model import (
     GaussianProcess,
     _log_prior,
@@ -23,7 +23,7 @@ from suggestion_service.algorithms.gp.model import (
 )
 from suggestion_service.algorithms.gp.warping import OutputWarp
 from suggestion_service.algorithms.random_search import RandomSearch
-from suggestion_service.domain.space import SearchSpace
+from suggestion_service.domain.space import SearchSpace, config_key
 from suggestion_service.domain.study import Direction, Objective
 from suggestion_service.domain.trial import TrialState
 from trial_worker.space import Categorical, Fixed, Float, Int

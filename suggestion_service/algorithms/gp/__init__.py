@@ -44,10 +44,11 @@ import numpy as np
 
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
 from suggestion_service.algorithms.gp import acquisition
-from suggestion_service.algorithms.gp.encoding import Encoder, config_key
+from suggestion_service.algorithms.gp.encoding import Encoder
+from suggestion_service.algorithms.quasi_random import low_discrepancy_points
 from suggestion_service.algorithms.gp.model import GaussianProcess, ModelError, fit_hyperparameters
 from suggestion_service.algorithms.gp.warping import OutputWarp
-from suggestion_service.domain.space import Value
+from suggestion_service.domain.space import Value, config_key
 from suggestion_service.domain.study import Direction
 from suggestion_service.domain.trial import TrialState
 from tuning_common.errors import InvalidArgument
@@ -170,15 +171,8 @@ class GaussianProcessBO(Algorithm):
     # -- data ---------------------------------------------------------------------------------
 
     def _sobol(self, start: int, count: int) -> np.ndarray:
-        """Points ``start .. start + count - 1`` of the study's scrambled Sobol stream, [count, len(space)]."""
-        from scipy.stats import qmc
-
-        engine = qmc.Sobol(d=max(len(self.space), 1), scramble=True, seed=self.seed & 0xFFFFFFFF)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # non-power-of-two prefixes
-            if start:
-                engine.fast_forward(start)
-            return engine.random(count)
+        """Points ``start .. start + count - 1`` of the study's quasi-random stream, [count, len(space)]."""
+        return low_discrepancy_points(len(self.space), self.seed, start, count)
 
     def _read_history(self, context: SuggestContext) -> _Data:
         rows, values, params, pending = [], [], [], []

@@ -53,11 +53,6 @@ class _Slot:
         return isinstance(self.parameter.domain, (FloatDomain, IntDomain))
 
 
-def config_key(params: Mapping[str, Value]) -> tuple:
-    """A hashable identity for an assignment (types kept apart: True is not 1)."""
-    return tuple(sorted((name, type(value).__name__, value) for name, value in params.items()))
-
-
 def _encode_numeric(domain: FloatDomain | IntDomain, value: Value) -> float:
     v = float(value)
     if domain.high <= domain.low:

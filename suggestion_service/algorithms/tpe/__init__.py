@@ -49,14 +49,14 @@ observations: one suggestion costs a few (candidates x observations) array passe
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
+from suggestion_service.algorithms.quasi_random import low_discrepancy_points
 from suggestion_service.algorithms.tpe.parzen import Dim, Mixture, is_constant, ramp_weights
-from suggestion_service.domain.space import Parameter, SearchSpace
+from suggestion_service.domain.space import Parameter, SearchSpace, config_key
 from suggestion_service.domain.study import Direction
 from suggestion_service.domain.trial import TrialState
 from tuning_common.errors import InvalidArgument
@@ -69,10 +69,6 @@ _PENDING_STATES = (TrialState.ACTIVE, TrialState.QUEUED)
 # nearly all its mass on one point): redraws from the model, then uniform draws, then accept it.
 _MODEL_REDRAWS = 4
 _UNIFORM_REDRAWS = 32
-
-
-def _config_key(params) -> tuple:
-    return tuple(sorted((name, type(value).__name__, value) for name, value in params.items()))
 
 
 @dataclass
@@ -175,15 +171,7 @@ class TPE(Algorithm):
         return {"algorithm": self.name, "seed": self.seed, "phase": phase, **extra}
 
     def _startup(self, context: SuggestContext, count: int) -> list[Suggestion]:
-        # Imported here: scipy.stats takes most of a second to import (see quasi_random).
-        from scipy.stats import qmc
-
-        engine = qmc.Sobol(d=max(len(self.space), 1), scramble=True, seed=(self.seed or 0) & 0xFFFFFFFF)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # non-power-of-two prefixes; harmless here
-            if context.sequence:
-                engine.fast_forward(context.sequence)
-            points = engine.random(count)
+        points = low_discrepancy_points(len(self.space), self.seed, context.sequence, count)
         return [Suggestion(self.space.from_unit(p), metadata=self._metadata("startup")) for p in points]
 
     def _model(self, context: SuggestContext, count: int) -> list[Suggestion]:
@@ -199,8 +187,8 @@ class TPE(Algorithm):
         sign = self._sign
         losses = [sign * float(t.values[0]) if t.state is done and t.values else math.nan for t in trials]
         # Configurations running now: a proposal repeating one is redrawn (see _propose).
-        taken = {_config_key(p) for p in context.pending}
-        taken.update(_config_key(t.params) for t in context.history if t.state in _PENDING_STATES)
+        taken = {config_key(p) for p in context.pending}
+        taken.update(config_key(t.params) for t in context.history if t.state in _PENDING_STATES)
         n_hist = len(rows)
         x = np.full((n_hist + count, len(self._dims)), np.nan)
         for j, dim in enumerate(self._dims):
@@ -215,7 +203,7 @@ class TPE(Algorithm):
             n_rows = n_hist + i if s.constant_liar else n_hist
             rng = np.random.default_rng([self.seed or 0, context.sequence + i])
             params, score = self._propose(x[:n_rows], loss[:n_rows], n_completed, rng, taken)
-            taken.add(_config_key(params))
+            taken.add(config_key(params))
             if score is None:
                 metadata = self._metadata("model", log_l_over_g=None,
                                           fallback="uniform: the model only proposed running configurations")
@@ -250,11 +238,11 @@ class TPE(Algorithm):
 
         for _ in range(_MODEL_REDRAWS):
             params, score = self._draw(models, rng)
-            if _config_key(params) not in taken:
+            if config_key(params) not in taken:
                 return params, score
         for _ in range(_UNIFORM_REDRAWS):
             uniform = self.space.from_unit(rng.random(len(self.space)))
-            if _config_key(uniform) not in taken:
+            if config_key(uniform) not in taken:
                 return uniform, None
         return params, score  # (nearly) everything is running: a repeat is the best we can do
 
