@@ -7,7 +7,7 @@ off the same run. Reported: the mean over seeds of log10(simple regret) per prob
 budget, and each method's mean rank over problems (1 = best).
 
     python benchmarks/sample_efficiency.py --methods ours-gp,ours-tpe,ours-random,optuna-gp,optuna-tpe \\
-        --seeds 5 --budgets 30,60,100 --jobs 2 --markdown results.md
+        --seeds 5 --budgets 30,60,100 --jobs 2 --markdown results.md --store runs.jsonl
 
 Ours run through the pure Algorithm interface (no server: this measures the algorithms);
 Optuna's samplers through its ask/tell API on an in-memory study. Optuna and skopt are
@@ -17,7 +17,9 @@ benchmark-only dependencies (the `bench` extra). This is a measurement: it asser
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import json
 import math
 import multiprocessing
 import os
@@ -227,6 +229,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs in parallel")
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--store", type=Path, help="JSON lines of finished runs: appended to, and runs "
+                                                   "already there are reused (delete a method's lines to redo it)")
     args = parser.parse_args(argv)
     args.method_list = [m for m in args.methods.split(",") if m]
     args.problem_list = [p for p in args.problems.split(",") if p]
@@ -240,16 +244,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def load_store(path: Path | None) -> dict[Job, Outcome]:
+    if path is None or not path.exists():
+        return {}
+    stored = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        job = Job(**record["job"])
+        stored[job] = Outcome(job, record["best_so_far"], record["seconds"], record["error"])
+    return stored
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     jobs = [Job(p, m, seed, args.budget_list[-1])
             for p in args.problem_list for m in args.method_list for seed in range(args.seeds)]
-    outcomes = []
+    stored = load_store(args.store)
+    outcomes = [stored[job] for job in jobs if job in stored]
+    todo = [job for job in jobs if job not in stored]
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        for i, outcome in enumerate(pool.imap_unordered(run_job, jobs), 1):
+        for i, outcome in enumerate(pool.imap_unordered(run_job, todo), 1):
             outcomes.append(outcome)
+            if args.store:
+                with args.store.open("a") as store:
+                    store.write(json.dumps({"job": dataclasses.asdict(outcome.job), "best_so_far": outcome.best_so_far,
+                                            "seconds": outcome.seconds, "error": outcome.error}) + "\n")
             status = outcome.error or f"best {outcome.best_so_far[-1]:.4g}"
-            print(f"[{i}/{len(jobs)}] {outcome.job.problem} {outcome.job.method} seed {outcome.job.seed}: "
+            print(f"[{i}/{len(todo)}] {outcome.job.problem} {outcome.job.method} seed {outcome.job.seed}: "
                   f"{status} ({outcome.seconds:.1f} s)", file=sys.stderr, flush=True)
     report = render(outcomes, args)
     print(report)

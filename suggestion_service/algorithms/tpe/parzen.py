@@ -6,6 +6,7 @@ See the package docstring for the method; this module is the numerical part of i
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 
 import numpy as np
 from scipy.special import ndtr, ndtri
@@ -59,20 +60,36 @@ def ramp_weights(n: int) -> np.ndarray:
     return np.concatenate([np.linspace(1.0 / n, 1.0, n - _FLAT_WEIGHTS), np.ones(_FLAT_WEIGHTS)])
 
 
-def _distinct_kernels(mu: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The distinct (mu, sigma) pairs and, per kernel, the index of its pair.
+def _neighbour_kernels(centers: np.ndarray, lo: float, hi: float, min_sigma: float
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bandwidths by the neighbour rule, as distinct (mu, sigma) pairs and each kernel's pair index.
 
-    The last kernel (the prior) is kept apart so that the common multivariate case, where every
-    observation kernel has the same sigma, is a cheap one-dimensional unique.
+    A kernel's width is the larger gap to its neighbouring centre (the bounds count as neighbours,
+    except that the outermost kernels use their inner gap: Optuna's consider_endpoints=False),
+    clipped to [min_sigma, hi - lo]. Sorting once gives both the gaps and, for grid dimensions
+    where many kernels share a centre, runs of equal (mu, sigma) to merge: log_pdf then computes
+    the costly cell masses once per pair. Equal pairs that are not adjacent stay separate, which
+    is harmless. The prior kernel (centre of the range, width hi - lo) is the last pair.
     """
-    obs_mu, obs_sigma = mu[:-1], sigma[:-1]
-    if len(obs_sigma) and np.all(obs_sigma == obs_sigma[0]):
-        distinct, index = np.unique(obs_mu, return_inverse=True)
-        pair_mu = np.append(distinct, mu[-1])
-        pair_sigma = np.append(np.full(len(distinct), obs_sigma[0]), sigma[-1])
-        return pair_mu, pair_sigma, np.append(index, len(distinct))
-    distinct, index = np.unique(mu + 1j * sigma, return_inverse=True)
-    return distinct.real.copy(), distinct.imag.copy(), index.reshape(-1)
+    n = len(centers)
+    order = np.argsort(centers)
+    ordered = centers[order]
+    padded = np.concatenate([[lo], ordered, [hi]])
+    gaps = np.maximum(padded[1:-1] - padded[:-2], padded[2:] - padded[1:-1])
+    if n >= 2:
+        gaps[0] = padded[2] - padded[1]
+        gaps[-1] = padded[-2] - padded[-3]
+    gaps = np.clip(gaps, min_sigma, hi - lo)
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = (ordered[1:] != ordered[:-1]) | (gaps[1:] != gaps[:-1])
+    pair_sorted = np.cumsum(starts) - 1
+    kernel_of = np.empty(n + 1, dtype=np.intp)
+    kernel_of[order] = pair_sorted
+    n_pairs = int(pair_sorted[-1]) + 1 if n else 0
+    kernel_of[n] = n_pairs
+    mu = np.append(ordered[starts], 0.5 * (lo + hi))
+    sigma = np.append(gaps[starts], hi - lo)
+    return mu, sigma, kernel_of
 
 
 class Dim:
@@ -134,6 +151,15 @@ class Dim:
         u = np.rint(np.exp(z) if self.log else z)
         return np.clip(u, self.u_min, self.u_max)
 
+    def column(self, rows: list[dict]) -> np.ndarray:
+        """Internal coordinates of this parameter in each row of trial params (NaN where absent)."""
+        name = self.parameter.name
+        try:
+            values = list(map(itemgetter(name), rows))  # present everywhere: the common, faster case
+        except KeyError:
+            values = [p.get(name) for p in rows]
+        return self.encode(values)
+
     def encode(self, values: list) -> np.ndarray:
         """Internal coordinates of raw trial values (None where the parameter is absent)."""
         if self.kind == CATEGORICAL:
@@ -189,7 +215,7 @@ class Mixture:
     Discrete dims need Gaussian masses of cells; they are tabulated per distinct kernel and gathered.
     """
 
-    def __init__(self, dims: list[Dim], x: np.ndarray, weights: np.ndarray, prior_weight: float, multivariate: bool):
+    def __init__(self, dims: list[Dim], x: np.ndarray, weights: np.ndarray, prior_weight: float):
         n = x.shape[0]
         k = n + 1
         self.dims = dims
@@ -205,19 +231,14 @@ class Mixture:
                 self.log_p[j] = np.log(p / p.sum(axis=1, keepdims=True))
                 rows.extend(self.log_p[j].T)
                 continue
-            centers = dim.centers(x[:, j])
             width = dim.width
-            if multivariate:
-                sigma = np.full(n, 0.2 * max(n, 1) ** (-1.0 / (len(dims) + 4)) * width)
-            else:
-                sigma = self._neighbour_sigma(centers, dim.lo, dim.hi)
-            sigma = np.clip(sigma, width / min(100.0, n + 2.0), width)
-            mu = np.append(centers, 0.5 * (dim.lo + dim.hi))
-            sigma = np.append(sigma, width)
+            mu, sigma, kernel_of = _neighbour_kernels(dim.centers(x[:, j]), dim.lo, dim.hi,
+                                                      width / min(100.0, n + 2.0))
             if dim.kind == DISCRETE:
-                # Grid kernels sit on grid points and (multivariate) share one width: few distinct
-                # (mu, sigma) pairs, so log_pdf computes the costly cell masses once per pair.
-                mu, sigma, self.kernel_of[j] = _distinct_kernels(mu, sigma)
+                # Grid kernels share few distinct (mu, sigma) pairs: log_pdf works per pair.
+                self.kernel_of[j] = kernel_of
+            else:
+                mu, sigma = mu[kernel_of], sigma[kernel_of]
             # Truncation to [lo, hi]: each kernel is renormalised by its mass inside.
             log_z = _log_mass((dim.lo - mu) / sigma, (dim.hi - mu) / sigma)
             if dim.kind == DISCRETE:
@@ -238,21 +259,6 @@ class Mixture:
                 scaled = (x[:, j] - dim.lo) / dim.width
                 columns.extend([scaled * scaled, scaled])
         return np.stack(columns, axis=1)
-
-    @staticmethod
-    def _neighbour_sigma(centers: np.ndarray, lo: float, hi: float) -> np.ndarray:
-        """Univariate bandwidth: the larger gap to a neighbour, the prior centre included (as Optuna)."""
-        points = np.append(centers, 0.5 * (lo + hi))
-        order = np.argsort(points, kind="stable")
-        padded = np.concatenate([[lo], points[order], [hi]])
-        gaps = np.maximum(padded[1:-1] - padded[:-2], padded[2:] - padded[1:-1])
-        # The outermost kernels would otherwise take the whole gap to the bound (consider_endpoints=False).
-        if len(padded) >= 4:
-            gaps[0] = padded[2] - padded[1]
-            gaps[-1] = padded[-2] - padded[-3]
-        sigma = np.empty_like(gaps)
-        sigma[order] = gaps
-        return sigma[: len(centers)]
 
     def sample(self, rng: np.random.Generator, m: int) -> np.ndarray:
         kernel = rng.choice(len(self.weights), size=m, p=self.weights)
