@@ -109,20 +109,21 @@ class Ledger:
 
 
 def pruned_search(data: Split, seed: int, pruner: str, algorithm: str, budget_rounds: int,
-                  target: float) -> Ledger:
+                  target: float, rungs_below_max: int) -> Ledger:
     """4 workers against a real service until ``budget_rounds`` boosting rounds are spent."""
     from suggestion_service.server import serve
     from trial_worker import Fidelity, SuggestionClient
     from tuning_common.grpc_server import ServerOptions
 
     ledger = Ledger(target)
-    rungs = [round(MAX_ROUNDS / ETA**k) for k in (3, 2, 1, 0)]  # 11, 33, 100, 300
+    # Reports at every rung: 11, 33, 100, 300 with 3 rungs below the maximum.
+    rungs = [round(MAX_ROUNDS / ETA**k) for k in range(rungs_below_max, -1, -1)]
     with tempfile.TemporaryDirectory() as tmp:
         running = serve(f"sqlite:///{tmp}/s.db", ServerOptions(port=0))
         with SuggestionClient(running.address) as client:
             client.create_study(
                 "xgb", space(), objectives={"val_f1": "maximize"}, algorithm=algorithm, seed=seed,
-                fidelity=Fidelity("boosting_rounds", MAX_ROUNDS / ETA**3, MAX_ROUNDS, ETA), pruner=pruner,
+                fidelity=Fidelity("boosting_rounds", MAX_ROUNDS / ETA**rungs_below_max, MAX_ROUNDS, ETA), pruner=pruner,
             )
 
         def worker() -> None:
@@ -161,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--studies", default="random+asha,tpe+asha,random+hyperband",
                         help="comma-separated algorithm+pruner pairs")
     parser.add_argument("--samples", type=int, default=5000)
+    parser.add_argument("--rungs", type=int, default=3,
+                        help="rungs below the full budget: the lowest is 300 / 3^rungs rounds")
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
     data = split(args.samples)
@@ -170,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"seed {seed}: random search best F1 {target:.4f} in {random_rounds} rounds", file=sys.stderr)
         for study in args.studies.split(","):
             algorithm, pruner = study.split("+")
-            ledger = pruned_search(data, seed, pruner, algorithm, random_rounds // 3, target)
+            ledger = pruned_search(data, seed, pruner, algorithm, random_rounds // 3, target, args.rungs)
             rows.append((seed, study, target, ledger))
             print(f"  {study}: best F1 {ledger.best:.4f} in {ledger.rounds} rounds ({ledger.trials} trials, "
                   f"{ledger.pruned} pruned); reached the target after {ledger.rounds_to_target} rounds",
@@ -181,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}",
         f"- Command: `{shlex.join(['python', *sys.argv])}`",
-        f"- {args.samples} samples; 6 hyperparameters; fidelity: boosting rounds, rungs 11, 33, 100, full {MAX_ROUNDS}"
+        f"- {args.samples} samples; 6 hyperparameters; fidelity: boosting rounds, rungs "
+        f"{', '.join(str(round(MAX_ROUNDS / ETA**k)) for k in range(args.rungs, 0, -1))}, full {MAX_ROUNDS}"
         f" (eta {ETA:g}); each pruned study may spend a third of random search's {RANDOM_TRIALS * MAX_ROUNDS} rounds.",
         "",
         "| seed | study | random best F1 (15,000 rounds) | pruned best F1 (<= 5,000 rounds) | rounds to reach random's best"

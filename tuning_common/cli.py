@@ -2,6 +2,7 @@
 
     tuning up                          # every service of the suite, embedded defaults
     tuning serve suggestion --port 0   # one service, as a replica or a container would
+    tuning serve tracking --port 0     # experiments, runs, metrics, artifacts
     tuning study create study.yaml     # get-or-create from a YAML/JSON file
     tuning study list | show NAME | stop NAME | resume NAME | complete NAME | delete NAME
     tuning db upgrade | check          # schema migrations
@@ -146,6 +147,12 @@ def _serve(args: argparse.Namespace) -> int:
     return server.run(args)
 
 
+def _serve_tracking(args: argparse.Namespace) -> int:
+    from tracking_service import server
+
+    return server.run(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from trial_worker import demo
 
@@ -155,6 +162,7 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from suggestion_service import server
     from suggestion_service.server import default_database_url
+    from tracking_service import server as tracking_server
 
     parser = argparse.ArgumentParser(prog="tuning", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -169,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     suggestion = services.add_parser("suggestion", help="the suggestion service (gRPC)")
     server.build_parser(suggestion)
     suggestion.set_defaults(run=_serve)
+    tracking = services.add_parser("tracking", help="the tracking service (gRPC): experiments, runs, artifacts")
+    tracking_server.build_parser(tracking)
+    tracking.set_defaults(run=_serve_tracking)
 
     study = commands.add_parser("study", help="create, list, show and manage studies")
     connection = argparse.ArgumentParser(add_help=False)

@@ -66,9 +66,11 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     (SQLite). With an executor, handlers run there, so transactions that wait on row
     locks (PostgreSQL) do not hold up the loop. Either way every :class:`TuningError`
     becomes its status code with rich details. Handlers that are already coroutines
-    (health, reflection) pass through untouched. Only unary-unary handlers are adapted:
-    the suggestion API has no streaming RPC (artifact streams come with the tracking
-    service, which will extend this).
+    (health, reflection) pass through untouched.
+
+    Streaming handlers (artifact upload and download) always run on a thread, since they
+    block on files and on the peer: a client stream reaches the handler as a plain
+    iterator fed from the loop, and a server stream's items are pulled on the thread.
     """
 
     def __init__(self, executor: Executor | None = None):
@@ -76,9 +78,55 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or inspect.iscoroutinefunction(handler.unary_unary):
+        if handler is None:
             return handler
-        return handler._replace(unary_unary=self._wrap(handler.unary_unary, handler_call_details.method))
+        method = handler_call_details.method
+        if handler.unary_unary is not None and not inspect.iscoroutinefunction(handler.unary_unary):
+            return handler._replace(unary_unary=self._wrap(handler.unary_unary, method))
+        if handler.stream_unary is not None and not inspect.iscoroutinefunction(handler.stream_unary):
+            return handler._replace(stream_unary=self._wrap_client_stream(handler.stream_unary, method))
+        if handler.unary_stream is not None and not inspect.isasyncgenfunction(handler.unary_stream):
+            return handler._replace(unary_stream=self._wrap_server_stream(handler.unary_stream, method))
+        return handler
+
+    def _wrap_client_stream(self, behaviour: Callable, method: str) -> Callable:
+        executor = self.executor
+
+        async def handler(request_iterator, context: grpc.aio.ServicerContext) -> Any:
+            loop = asyncio.get_running_loop()
+
+            def requests():
+                while True:
+                    try:
+                        yield asyncio.run_coroutine_threadsafe(request_iterator.__anext__(), loop).result()
+                    except StopAsyncIteration:
+                        return
+
+            try:
+                return await loop.run_in_executor(executor, behaviour, requests(), context)
+            except TuningError as error:
+                await _abort(context, error)
+            except Exception:
+                await _abort_internal(context, method)
+
+        return handler
+
+    def _wrap_server_stream(self, behaviour: Callable, method: str) -> Callable:
+        executor = self.executor
+        done = object()
+
+        async def handler(request: Any, context: grpc.aio.ServicerContext):
+            loop = asyncio.get_running_loop()
+            try:
+                responses = await loop.run_in_executor(executor, lambda: iter(behaviour(request, context)))
+                while (item := await loop.run_in_executor(executor, next, responses, done)) is not done:
+                    yield item
+            except TuningError as error:
+                await _abort(context, error)
+            except Exception:
+                await _abort_internal(context, method)
+
+        return handler
 
     def _wrap(self, behaviour: Callable, method: str) -> Callable:
         executor = self.executor

@@ -1,0 +1,299 @@
+"""The local-folder artifact store: uploads are all or nothing, reads never leave the store."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from tracking_service.artifacts import CHUNK_SIZE, FileInfo, LocalArtifactStore, make_store
+from tracking_service.artifacts.local import local_path
+from tuning_common.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+
+RUN = "0123456789abcdef0123456789abcdef"
+LIMIT = 64 << 20
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalArtifactStore:
+    return LocalArtifactStore(tmp_path / "store")
+
+
+@pytest.fixture
+def root(store: LocalArtifactStore) -> str:
+    return store.run_root(3, RUN, None)
+
+
+def folder(uri: str) -> Path:
+    return Path(local_path(uri, "uri"))
+
+
+def put(store: LocalArtifactStore, root: str, path: str, data: bytes, **header) -> FileInfo:
+    header = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "max_bytes": LIMIT, **header}
+    return store.upload(root, path, [data[i:i + 100_000] for i in range(0, len(data), 100_000)], **header)
+
+
+def read(store: LocalArtifactStore, root: str, path: str) -> bytes:
+    return b"".join(store.open(root, path)[1])
+
+
+def test_round_trip_keeps_content_and_checksum(store, root):
+    data = os.urandom(3 * CHUNK_SIZE + 12_345)
+    sha256 = hashlib.sha256(data).hexdigest()
+    assert put(store, root, "model/weights.bin", data) == FileInfo("model/weights.bin", False, len(data), sha256)
+    info, chunks = store.open(root, "model/weights.bin")
+    assert info == FileInfo("model/weights.bin", False, len(data), sha256)
+    sizes = [len(chunk) for chunk in chunks]
+    assert sizes == [CHUNK_SIZE] * 3 + [12_345]
+    assert read(store, root, "model/weights.bin") == data
+
+
+def test_an_empty_file_round_trips(store, root):
+    put(store, root, "empty", b"")
+    assert store.open(root, "empty")[0] == FileInfo("empty", False, 0, hashlib.sha256(b"").hexdigest())
+    assert read(store, root, "empty") == b""
+
+
+def test_modes_do_not_depend_on_the_umask(store, root):
+    previous = os.umask(0o077)
+    try:
+        put(store, root, "a/b/c.txt", b"x")
+    finally:
+        os.umask(previous)
+    run = folder(root)
+    assert stat.S_IMODE((run / "a/b/c.txt").stat().st_mode) == 0o644
+    for path in (run / "a/b", run / "a", run, run.parent):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o755
+
+
+def test_upload_replaces_an_existing_file(store, root):
+    put(store, root, "metrics.json", b"old content")
+    put(store, root, "metrics.json", b"new")
+    assert read(store, root, "metrics.json") == b"new"
+
+
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [
+        ({"size": 9}, "header.size"),
+        ({"size": 11}, "header.size"),
+        ({"sha256": hashlib.sha256(b"something else").hexdigest()}, "header.sha256"),
+        ({"sha256": "ABC"}, "header.sha256"),
+        ({"size": -1}, "header.size"),
+    ],
+)
+def test_a_mismatch_leaves_nothing_behind(store, root, header, field):
+    put(store, root, "kept.txt", b"previous")
+    with pytest.raises(InvalidArgument) as error:
+        put(store, root, "kept.txt", b"0123456789", **header)
+    assert error.value.field == field
+    with pytest.raises(InvalidArgument):
+        put(store, root, "new.txt", b"0123456789", **header)
+    assert sorted(os.listdir(folder(root))) == ["kept.txt"]
+    assert read(store, root, "kept.txt") == b"previous"
+
+
+def test_an_error_while_streaming_leaves_nothing_behind(store, root):
+    def broken():
+        yield b"start"
+        raise ConnectionError("client went away")
+
+    with pytest.raises(ConnectionError):
+        store.upload(root, "a.txt", broken(), size=10, sha256="0" * 64, max_bytes=LIMIT)
+    assert os.listdir(folder(root)) == []
+
+
+def test_max_bytes_is_enforced_before_and_while_streaming(store, root):
+    def never():
+        raise AssertionError("read a stream that was declared too large")
+        yield b""
+
+    with pytest.raises(ResourceExhausted):
+        store.upload(root, "big", never(), size=LIMIT + 1, sha256="0" * 64, max_bytes=LIMIT)
+    # The client lies about the size and never stops: the upload ends as soon as the limit is passed.
+    with pytest.raises(ResourceExhausted):
+        store.upload(root, "big", itertools.repeat(b"x" * 1024), size=4096, sha256="0" * 64, max_bytes=4096)
+    assert os.listdir(folder(root)) == []
+
+
+def test_listing_is_one_level_folders_first_then_files_by_name(store, root):
+    for path in ("b.txt", "a.txt", "z/1.bin", "c/d/e.txt", "c/f.txt"):
+        put(store, root, path, path.encode())
+    assert store.list(root) == [
+        FileInfo("c", True, 0),
+        FileInfo("z", True, 0),
+        FileInfo("a.txt", False, 5),
+        FileInfo("b.txt", False, 5),
+    ]
+    assert store.list(root, "c") == [FileInfo("c/d", True, 0), FileInfo("c/f.txt", False, 7)]
+    assert store.list(root, "c/d/") == [FileInfo("c/d/e.txt", False, 9)]
+
+
+def test_a_run_without_artifacts_lists_empty_but_a_missing_folder_is_not_found(store, root):
+    assert store.list(root) == []
+    with pytest.raises(NotFound):
+        store.list(root, "plots")
+
+
+def test_listing_a_file_or_downloading_a_folder_is_refused(store, root):
+    put(store, root, "plots/loss.png", b"png")
+    with pytest.raises(FailedPrecondition):
+        store.list(root, "plots/loss.png")
+    with pytest.raises(FailedPrecondition):
+        store.open(root, "plots")
+    with pytest.raises(FailedPrecondition):
+        put(store, root, "plots", b"file over a folder")
+    with pytest.raises(FailedPrecondition):
+        put(store, root, "plots/loss.png/inner", b"folder over a file")
+
+
+@pytest.mark.parametrize("path", ["missing.txt", "missing/file.txt"])
+def test_downloading_nothing_is_not_found(store, root, path):
+    put(store, root, "present.txt", b"x")
+    with pytest.raises(NotFound):
+        store.open(root, path)
+
+
+def test_paths_are_validated(store, root):
+    for call in (
+        lambda: store.open(root, "../../secret"),
+        lambda: store.list(root, "a/%2e%2e/.."),
+        lambda: put(store, root, "/etc/passwd", b"x"),
+    ):
+        with pytest.raises(InvalidArgument):
+            call()
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    secret = tmp_path / "outside"
+    secret.mkdir()
+    (secret / "secret.txt").write_bytes(b"secret")
+    return secret
+
+
+def test_a_symlink_pointing_outside_is_refused(store, root, outside):
+    run = folder(root)
+    run.mkdir(parents=True)
+    (run / "file-link").symlink_to(outside / "secret.txt")
+    (run / "folder-link").symlink_to(outside)
+    for path in ("file-link", "folder-link"):
+        with pytest.raises(InvalidArgument, match="path: .*symbolic link"):
+            store.open(root, path)
+        with pytest.raises(InvalidArgument, match="path: .*symbolic link"):
+            store.list(root, path)
+        with pytest.raises(InvalidArgument, match="header.path: .*symbolic link"):
+            put(store, root, path, b"overwritten")
+    assert (outside / "secret.txt").read_bytes() == b"secret"
+    # Listings leave links out rather than describing what they point at.
+    assert store.list(root) == []
+
+
+def test_a_symlinked_parent_folder_is_refused(store, root, outside):
+    run = folder(root)
+    run.mkdir(parents=True)
+    (run / "real").mkdir()
+    (run / "real/inside.txt").write_bytes(b"inside")
+    (run / "outside").symlink_to(outside)
+    (run / "inside").symlink_to(run / "real")
+    for path in ("outside/secret.txt", "inside/inside.txt"):
+        with pytest.raises(InvalidArgument):
+            store.open(root, path)
+        with pytest.raises(InvalidArgument):
+            store.list(root, path.split("/")[0])
+        with pytest.raises(InvalidArgument):
+            put(store, root, f"{path.split('/')[0]}/new.txt", b"new")
+    assert sorted(os.listdir(outside)) == ["secret.txt"]
+
+
+def test_a_symlinked_run_root_is_refused(store, root, outside):
+    folder(root).parent.mkdir(parents=True)
+    folder(root).symlink_to(outside)
+    with pytest.raises(InvalidArgument):
+        store.list(root)
+    with pytest.raises(InvalidArgument):
+        store.open(root, "secret.txt")
+
+
+def test_check_location_normalises_uris_inside_the_store(store):
+    inside = f"{store.root.as_uri()}/team/models"
+    for uri in (inside, inside + "/", f"file:{store.root}/team/models", f"file://localhost{store.root}/team/models",
+                f"{store.root}/team/models"):
+        assert store.check_location(uri, "artifact_location") == inside
+
+
+def test_check_location_keeps_odd_names_uri_encoded(store):
+    uri = store.check_location(f"{store.root}/my models/é", "source")
+    assert uri == f"{store.root.as_uri()}/my%20models/%C3%A9"
+    assert store.check_location(uri, "source") == uri
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "file:///etc",
+        "/etc",
+        "s3://bucket/models",
+        "http://example.com/models",
+        "file://otherhost/{root}/models",
+        "relative/models",
+        "{root}",
+        "{root}/",
+        "{root}-evil/models",
+        "{root}/../outside",
+        "{root}/a/../../outside",
+        "{root}/a/%2e%2e/%2e%2e/outside",
+        "{uri}/a/%252e%252e/outside",
+        "{root}/a//b",
+        "{uri}/a?b",
+        "{uri}/escape/models",
+    ],
+)
+def test_check_location_refuses_anything_outside_the_store(store, outside, uri):
+    (store.root / "escape").symlink_to(outside)
+    with pytest.raises(InvalidArgument) as error:
+        store.check_location(uri.format(root=store.root, uri=store.root.as_uri()), "source")
+    assert error.value.field == "source"
+
+
+def test_run_root_layouts(store):
+    base = store.root.as_uri()
+    assert store.default_experiment_location(3) == f"{base}/3"
+    assert store.run_root(3, RUN, None) == f"{base}/3/{RUN}/artifacts"
+    assert store.run_root(3, RUN, "") == f"{base}/3/{RUN}/artifacts"
+    assert store.run_root(3, RUN, f"{base}/team/") == f"{base}/team/{RUN}/artifacts"
+    with pytest.raises(InvalidArgument, match="artifact_location"):
+        store.run_root(3, RUN, "file:///elsewhere")
+    with pytest.raises(InvalidArgument, match="run_id"):
+        store.run_root(3, "a/b", None)
+
+
+def test_a_run_root_outside_the_store_is_a_failed_precondition(store, tmp_path):
+    other = LocalArtifactStore(tmp_path / "other").run_root(1, RUN, None)
+    with pytest.raises(FailedPrecondition):
+        store.list(other)
+
+
+def test_exists(store, root):
+    put(store, root, "model/model.pkl", b"x")
+    assert store.exists(f"{root}/model/model.pkl")
+    assert store.exists(f"{root}/model")
+    assert not store.exists(f"{root}/missing")
+    assert not store.exists(f"{root}/../../..")
+    assert not store.exists("s3://bucket/model")
+
+
+def test_make_store_takes_a_path_or_a_file_uri(tmp_path):
+    assert make_store(str(tmp_path / "a")).root == (tmp_path / "a").resolve()
+    assert make_store((tmp_path / "b").as_uri()).root == (tmp_path / "b").resolve()
+    assert (tmp_path / "b").is_dir()
+    for setting in ("s3://bucket/artifacts", ""):
+        with pytest.raises(InvalidArgument) as error:
+            make_store(setting)
+        assert error.value.field == "artifacts"
+    with pytest.raises(InvalidArgument, match="file://"):
+        make_store("gs://bucket")

@@ -1,0 +1,117 @@
+"""Proto <-> domain conversions for the tracking API. No rules here beyond the mapping."""
+
+from __future__ import annotations
+
+from google.protobuf import timestamp_pb2
+
+from tracking_service.artifacts import FileInfo
+from tracking_service.domain.model import (
+    Dataset,
+    DatasetInput,
+    Experiment,
+    LifecycleStage,
+    Metric,
+    Run,
+    RunStatus,
+    TrialLink,
+    ViewType,
+)
+from tuning.tracking.v1 import tracking_pb2 as pb
+from tuning_common.errors import InvalidArgument
+
+_STAGES = {LifecycleStage.ACTIVE: pb.LIFECYCLE_STAGE_ACTIVE, LifecycleStage.DELETED: pb.LIFECYCLE_STAGE_DELETED}
+_STATUSES = {status: getattr(pb, f"RUN_STATUS_{status.name}") for status in RunStatus}
+_STATUS_FROM = {v: k for k, v in _STATUSES.items()}
+_VIEWS = {
+    pb.VIEW_TYPE_UNSPECIFIED: ViewType.ACTIVE_ONLY, pb.VIEW_TYPE_ACTIVE_ONLY: ViewType.ACTIVE_ONLY,
+    pb.VIEW_TYPE_DELETED_ONLY: ViewType.DELETED_ONLY, pb.VIEW_TYPE_ALL: ViewType.ALL,
+}
+
+
+def timestamp(ms: int) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromMilliseconds(ms)
+    return stamp
+
+
+def ms_or_none(message, name: str) -> int | None:
+    return getattr(message, name).ToMilliseconds() if message.HasField(name) else None
+
+
+def view_from_proto(value: int, field: str = "view_type") -> ViewType:
+    if value not in _VIEWS:
+        raise InvalidArgument(field, f"unknown view type {value}")
+    return _VIEWS[value]
+
+
+def status_from_proto(value: int, field: str = "status") -> RunStatus | None:
+    if value == pb.RUN_STATUS_UNSPECIFIED:
+        return None
+    if value not in _STATUS_FROM:
+        raise InvalidArgument(field, f"unknown run status {value}")
+    return _STATUS_FROM[value]
+
+
+def tags_from_proto(items) -> list[tuple[str, str]]:
+    return [(t.key, t.value) for t in items]
+
+
+def tags_to_proto(items: dict[str, str]) -> list[pb.Tag]:
+    return [pb.Tag(key=k, value=v) for k, v in sorted(items.items())]
+
+
+def experiment_to_proto(e: Experiment) -> pb.Experiment:
+    return pb.Experiment(id=e.id, name=e.name, artifact_location=e.artifact_location,
+                         lifecycle_stage=_STAGES[e.lifecycle_stage], tags=tags_to_proto(e.tags),
+                         create_time=timestamp(e.create_ms), update_time=timestamp(e.update_ms))
+
+
+def metric_from_proto(m: pb.Metric, received_ms: int) -> Metric:
+    return Metric(m.key, m.value, m.timestamp.ToMilliseconds() if m.HasField("timestamp") else received_ms, m.step)
+
+
+def metric_to_proto(m: Metric) -> pb.Metric:
+    return pb.Metric(key=m.key, value=m.value, timestamp=timestamp(m.timestamp_ms), step=m.step)
+
+
+def trial_from_proto(message) -> TrialLink | None:
+    if not message.HasField("trial"):
+        return None
+    t = message.trial
+    return TrialLink(t.study, t.trial_id, t.trial_number)
+
+
+def trial_to_proto(t: TrialLink | None) -> pb.TrialLink | None:
+    return None if t is None else pb.TrialLink(study=t.study, trial_id=t.trial_id, trial_number=t.trial_number)
+
+
+def input_from_proto(i: pb.DatasetInput) -> DatasetInput:
+    d = i.dataset
+    return DatasetInput(Dataset(d.name, d.digest, d.source_type, d.source, d.schema, d.profile), i.context,
+                        dict(tags_from_proto(i.tags)))
+
+
+def input_to_proto(i: DatasetInput) -> pb.DatasetInput:
+    d = i.dataset
+    return pb.DatasetInput(
+        dataset=pb.Dataset(name=d.name, digest=d.digest, source_type=d.source_type, source=d.source,
+                           schema=d.schema, profile=d.profile),
+        context=i.context, tags=tags_to_proto(i.tags))
+
+
+def run_to_proto(r: Run) -> pb.Run:
+    run = pb.Run(
+        id=r.id, experiment_id=r.experiment_id, name=r.name, status=_STATUSES[r.status],
+        start_time=timestamp(r.start_ms), lifecycle_stage=_STAGES[r.lifecycle_stage],
+        parent_run_id=r.parent_run_id or "", run_group=r.run_group, artifact_uri=r.artifact_uri, user=r.user,
+        params=[pb.Param(key=k, value=v) for k, v in sorted(r.params.items())], tags=tags_to_proto(r.tags),
+        latest_metrics=[metric_to_proto(m) for _, m in sorted(r.latest_metrics.items())],
+        inputs=[input_to_proto(i) for i in r.inputs], trial=trial_to_proto(r.trial),
+    )
+    if r.end_ms is not None:
+        run.end_time.CopyFrom(timestamp(r.end_ms))
+    return run
+
+
+def file_to_proto(f: FileInfo) -> pb.FileInfo:
+    return pb.FileInfo(path=f.path, is_dir=f.is_dir, size=f.size, sha256=f.sha256)

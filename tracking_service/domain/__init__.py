@@ -1,0 +1,1 @@
+"""Plain values and rules of the tracking service: no gRPC, no SQL."""

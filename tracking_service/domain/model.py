@@ -1,0 +1,262 @@
+"""Plain values of the tracking service: what the API and the storage exchange.
+
+Validation lives here too, so every entry point (gRPC now, the MLflow dialect of the
+gateway later) enforces the same documented limits: a request over a limit is refused
+with a message naming the field, and nothing is ever truncated.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from tuning_common.errors import InvalidArgument
+
+MAX_KEY = 250
+MAX_PARAM_VALUE = 6_000
+MAX_TAG_VALUE = 8_000
+MAX_BATCH_METRICS = 1_000
+MAX_BATCH_PARAMS = 100
+MAX_BATCH_TAGS = 100
+MAX_DESCRIPTION = 5_000
+MAX_REASON = 1_000
+MAX_DATASET_TEXT = 65_536
+MAX_INPUTS = 100
+
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class LifecycleStage(enum.Enum):
+    ACTIVE = "active"
+    DELETED = "deleted"
+
+
+class RunStatus(enum.Enum):
+    RUNNING = "RUNNING"
+    SCHEDULED = "SCHEDULED"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
+
+
+class ViewType(enum.Enum):
+    ACTIVE_ONLY = "active_only"
+    DELETED_ONLY = "deleted_only"
+    ALL = "all"
+
+    def stages(self) -> tuple[str, ...]:
+        return {
+            ViewType.ACTIVE_ONLY: (LifecycleStage.ACTIVE.value,),
+            ViewType.DELETED_ONLY: (LifecycleStage.DELETED.value,),
+            ViewType.ALL: (LifecycleStage.ACTIVE.value, LifecycleStage.DELETED.value),
+        }[self]
+
+
+class Stage(enum.Enum):
+    NONE = "None"
+    STAGING = "Staging"
+    PRODUCTION = "Production"
+    ARCHIVED = "Archived"
+
+
+class RegistryAction(enum.Enum):
+    CREATE_VERSION = "CREATE_VERSION"
+    TRANSITION_STAGE = "TRANSITION_STAGE"
+    SET_ALIAS = "SET_ALIAS"
+    DELETE_ALIAS = "DELETE_ALIAS"
+    DELETE_VERSION = "DELETE_VERSION"
+    RENAME_MODEL = "RENAME_MODEL"
+    DELETE_MODEL = "DELETE_MODEL"
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    value: float
+    timestamp_ms: int
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: int
+    name: str
+    artifact_location: str
+    lifecycle_stage: LifecycleStage
+    tags: dict[str, str]
+    create_ms: int
+    update_ms: int
+
+
+@dataclass(frozen=True)
+class TrialLink:
+    study: str
+    trial_id: int
+    trial_number: int
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    digest: str
+    source_type: str = ""
+    source: str = ""
+    schema: str = ""
+    profile: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    dataset: Dataset
+    context: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    experiment_id: int
+    name: str
+    status: RunStatus
+    lifecycle_stage: LifecycleStage
+    start_ms: int
+    end_ms: int | None
+    parent_run_id: str | None
+    run_group: str
+    user: str
+    artifact_uri: str
+    params: dict[str, str]
+    tags: dict[str, str]
+    latest_metrics: dict[str, Metric]
+    inputs: tuple[DatasetInput, ...]
+    trial: TrialLink | None
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    source: str
+    storage_uri: str
+    run_id: str | None
+    status: str
+    stage: Stage
+    description: str
+    user: str
+    tags: dict[str, str]
+    aliases: tuple[str, ...]
+    create_ms: int
+    update_ms: int
+    # Provenance through the run (None when registered from a plain URI).
+    experiment_id: int | None = None
+    trial: TrialLink | None = None
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    description: str
+    tags: dict[str, str]
+    aliases: dict[str, int]
+    latest_versions: tuple[ModelVersion, ...]
+    create_ms: int
+    update_ms: int
+
+
+@dataclass(frozen=True)
+class RegistryEvent:
+    id: int
+    model_name: str
+    version: int
+    action: RegistryAction
+    from_value: str
+    to_value: str
+    alias: str
+    actor: str
+    reason: str
+    time_ms: int
+
+
+# -- validation ------------------------------------------------------------------------------
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def check_run_id(run_id: str, field: str = "run_id") -> str:
+    if not _RUN_ID.fullmatch(run_id or ""):
+        raise InvalidArgument(field, f"must be 32 lowercase hex characters, got {run_id!r:.80}")
+    return run_id
+
+
+def check_text(value: str, field: str, limit: int, *, required: bool = False) -> str:
+    if required and not value.strip():
+        raise InvalidArgument(field, "must not be empty")
+    if len(value) > limit:
+        raise InvalidArgument(field, f"is {len(value)} characters long; the limit is {limit}")
+    if "\x00" in value:
+        raise InvalidArgument(field, "must not contain NUL characters")
+    return value
+
+
+def check_key(key: str, field: str) -> str:
+    """Names and keys: 1-250 characters, no control characters, no leading/trailing blanks."""
+    check_text(key, field, MAX_KEY, required=True)
+    if key != key.strip():
+        raise InvalidArgument(field, "must not start or end with whitespace")
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise InvalidArgument(field, "must not contain control characters")
+    return key
+
+
+def check_tags(tags: dict[str, str] | list[tuple[str, str]], field: str) -> dict[str, str]:
+    items = list(tags.items()) if isinstance(tags, dict) else list(tags)
+    for i, (key, value) in enumerate(items):
+        check_key(key, f"{field}[{i}].key")
+        check_text(value, f"{field}[{i}].value", MAX_TAG_VALUE)
+    return dict(items)
+
+
+def check_metric(metric: Metric, field: str) -> Metric:
+    check_key(metric.key, f"{field}.key")
+    # NaN and +/-Inf are legitimate measurements (a diverged loss) and are kept as they are.
+    if metric.timestamp_ms < 0:
+        raise InvalidArgument(f"{field}.timestamp", "must not be before 1970")
+    return metric
+
+
+def check_batch(metrics: list[Metric], params: list[tuple[str, str]], tags: list[tuple[str, str]]) -> None:
+    for name, items, limit in (("metrics", metrics, MAX_BATCH_METRICS), ("params", params, MAX_BATCH_PARAMS),
+                               ("tags", tags, MAX_BATCH_TAGS)):
+        if len(items) > limit:
+            raise InvalidArgument(name, f"a batch holds at most {limit} {name}, got {len(items)}")
+    for i, metric in enumerate(metrics):
+        check_metric(metric, f"metrics[{i}]")
+    seen: dict[str, str] = {}
+    for i, (key, value) in enumerate(params):
+        check_key(key, f"params[{i}].key")
+        check_text(value, f"params[{i}].value", MAX_PARAM_VALUE)
+        if seen.setdefault(key, value) != value:
+            raise InvalidArgument(f"params[{i}]", f"param {key!r} appears twice in the batch with different values")
+    check_tags(tags, "tags")
+
+
+def check_dataset_input(item: DatasetInput, field: str) -> DatasetInput:
+    d = item.dataset
+    check_key(d.name, f"{field}.dataset.name")
+    check_key(d.digest, f"{field}.dataset.digest")
+    if len(d.digest) > 128:
+        raise InvalidArgument(f"{field}.dataset.digest", "is longer than 128 characters")
+    check_text(d.source_type, f"{field}.dataset.source_type", 64)
+    for name in ("source", "schema", "profile"):
+        check_text(getattr(d, name), f"{field}.dataset.{name}", MAX_DATASET_TEXT)
+    check_text(item.context, f"{field}.context", MAX_KEY)
+    check_tags(item.tags, f"{field}.tags")
+    return item

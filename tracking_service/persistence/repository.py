@@ -1,0 +1,280 @@
+"""Reads and writes of experiments, runs and what is logged to them. Rows never leave this
+module: callers get domain objects. Every function takes the connection of the caller's
+transaction (see :meth:`tuning_common.database.Database.run`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from tracking_service.domain.model import (
+    Dataset,
+    DatasetInput,
+    Experiment,
+    LifecycleStage,
+    Metric,
+    Run,
+    RunStatus,
+    TrialLink,
+)
+from tracking_service.persistence.tables import (
+    datasets,
+    experiment_tags,
+    experiments,
+    latest_metrics,
+    metrics,
+    params,
+    run_inputs,
+    runs,
+    tags,
+)
+from tuning_common.errors import FailedPrecondition
+
+ACTIVE = LifecycleStage.ACTIVE.value
+DELETED = LifecycleStage.DELETED.value
+
+
+def upsert(conn: Connection, table: sa.Table):
+    """INSERT ... ON CONFLICT for the connection's dialect (both speak it)."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+# -- experiments ----------------------------------------------------------------------------
+
+
+def insert_experiment(conn: Connection, name: str, location: str | None, now: int) -> int:
+    result = conn.execute(experiments.insert().values(
+        name=name, artifact_location=location or "", lifecycle_stage=ACTIVE, create_ms=now, update_ms=now))
+    return int(result.inserted_primary_key[0])
+
+
+def set_experiment_location(conn: Connection, experiment_id: int, location: str) -> None:
+    conn.execute(experiments.update().where(experiments.c.id == experiment_id).values(artifact_location=location))
+
+
+def experiment_exists_named(conn: Connection, name: str) -> bool:
+    return conn.execute(sa.select(experiments.c.id).where(experiments.c.name == name)).first() is not None
+
+
+def find_experiment(conn: Connection, *, experiment_id: int | None = None, name: str | None = None,
+                    for_update: bool = False) -> Experiment | None:
+    query = sa.select(experiments)
+    query = query.where(experiments.c.id == experiment_id) if name is None else query.where(experiments.c.name == name)
+    if for_update:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return None if row is None else _experiments(conn, [row])[0]
+
+
+def select_experiments(conn: Connection, where, order_by: Sequence, offset: int, limit: int) -> list[Experiment]:
+    query = sa.select(experiments).where(where).order_by(*order_by).offset(offset).limit(limit)
+    return _experiments(conn, conn.execute(query).all())
+
+
+def _experiments(conn: Connection, rows) -> list[Experiment]:
+    ids = [row.id for row in rows]
+    tag_map: dict[int, dict[str, str]] = defaultdict(dict)
+    if ids:
+        for tag in conn.execute(sa.select(experiment_tags).where(experiment_tags.c.experiment_id.in_(ids))):
+            tag_map[tag.experiment_id][tag.key] = tag.value
+    return [Experiment(row.id, row.name, row.artifact_location, LifecycleStage(row.lifecycle_stage),
+                       tag_map[row.id], row.create_ms, row.update_ms) for row in rows]
+
+
+def update_experiment(conn: Connection, experiment_id: int, now: int, **values) -> None:
+    conn.execute(experiments.update().where(experiments.c.id == experiment_id).values(update_ms=now, **values))
+
+
+def set_experiment_tags(conn: Connection, experiment_id: int, items: dict[str, str]) -> None:
+    for key, value in items.items():
+        statement = upsert(conn, experiment_tags).values(experiment_id=experiment_id, key=key, value=value)
+        conn.execute(statement.on_conflict_do_update(index_elements=["experiment_id", "key"], set_={"value": value}))
+
+
+def set_experiment_runs_stage(conn: Connection, experiment_id: int, stage: str, now: int) -> None:
+    conn.execute(runs.update().where(runs.c.experiment_id == experiment_id)
+                 .values(lifecycle_stage=stage, update_ms=now))
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+def insert_run(conn: Connection, run: Run, request_id: str | None, now: int) -> None:
+    trial = run.trial
+    conn.execute(runs.insert().values(
+        id=run.id, experiment_id=run.experiment_id, name=run.name, status=run.status.value,
+        lifecycle_stage=ACTIVE, start_ms=run.start_ms, end_ms=run.end_ms, parent_run_id=run.parent_run_id,
+        run_group=run.run_group, user=run.user, artifact_uri=run.artifact_uri,
+        trial_study=trial.study if trial else None, trial_id=trial.trial_id if trial else None,
+        trial_number=trial.trial_number if trial else None, request_id=request_id, create_ms=now, update_ms=now,
+    ))
+
+
+def run_id_for_request(conn: Connection, experiment_id: int, request_id: str) -> str | None:
+    return conn.execute(sa.select(runs.c.id).where(
+        runs.c.experiment_id == experiment_id, runs.c.request_id == request_id)).scalar()
+
+
+def run_state(conn: Connection, run_id: str) -> tuple[str, int] | None:
+    """(lifecycle stage, experiment id) of a run: the cheap check before every write."""
+    row = conn.execute(sa.select(runs.c.lifecycle_stage, runs.c.experiment_id).where(runs.c.id == run_id)).first()
+    return None if row is None else (row.lifecycle_stage, row.experiment_id)
+
+
+def update_run(conn: Connection, run_id: str, now: int, **values) -> None:
+    conn.execute(runs.update().where(runs.c.id == run_id).values(update_ms=now, **values))
+
+
+def get_runs(conn: Connection, run_ids: Sequence[str]) -> list[Run]:
+    """Whole runs (params, tags, latest metrics, inputs) in the order of ``run_ids``."""
+    if not run_ids:
+        return []
+    rows = {row.id: row for row in conn.execute(sa.select(runs).where(runs.c.id.in_(run_ids)))}
+    param_map: dict[str, dict[str, str]] = defaultdict(dict)
+    for row in conn.execute(sa.select(params).where(params.c.run_id.in_(run_ids))):
+        param_map[row.run_id][row.key] = row.value
+    tag_map: dict[str, dict[str, str]] = defaultdict(dict)
+    for row in conn.execute(sa.select(tags).where(tags.c.run_id.in_(run_ids))):
+        tag_map[row.run_id][row.key] = row.value
+    metric_map: dict[str, dict[str, Metric]] = defaultdict(dict)
+    for row in conn.execute(sa.select(latest_metrics).where(latest_metrics.c.run_id.in_(run_ids))):
+        metric_map[row.run_id][row.key] = _metric(row)
+    input_map: dict[str, list[DatasetInput]] = defaultdict(list)
+    query = (sa.select(run_inputs.c.run_id, run_inputs.c.context, run_inputs.c.tags, datasets)
+             .join(datasets, datasets.c.id == run_inputs.c.dataset_id)
+             .where(run_inputs.c.run_id.in_(run_ids)).order_by(datasets.c.id, run_inputs.c.context))
+    for row in conn.execute(query):
+        dataset = Dataset(row.name, row.digest, row.source_type, row.source, row.schema, row.profile)
+        input_map[row.run_id].append(DatasetInput(dataset, row.context, dict(row.tags)))
+    out = []
+    for run_id in run_ids:
+        row = rows.get(run_id)
+        if row is None:
+            continue
+        trial = (TrialLink(row.trial_study, row.trial_id or 0, row.trial_number or 0)
+                 if row.trial_study is not None else None)
+        out.append(Run(row.id, row.experiment_id, row.name, RunStatus(row.status), LifecycleStage(row.lifecycle_stage),
+                       row.start_ms, row.end_ms, row.parent_run_id, row.run_group, row.user, row.artifact_uri,
+                       param_map[run_id], tag_map[run_id], metric_map[run_id], tuple(input_map[run_id]), trial))
+    return out
+
+
+def select_run_ids(conn: Connection, where, order_by: Sequence, offset: int, limit: int) -> list[str]:
+    query = sa.select(runs.c.id).where(where).order_by(*order_by).offset(offset).limit(limit)
+    return list(conn.execute(query).scalars())
+
+
+# -- logging ----------------------------------------------------------------------------------
+
+
+def log_params(conn: Connection, run_id: str, items: Sequence[tuple[str, str]]) -> None:
+    """Params are write-once: the same value again is a no-op, another value is refused."""
+    if not items:
+        return
+    keys = [key for key, _ in items]
+    existing = dict(conn.execute(sa.select(params.c.key, params.c.value)
+                                 .where(params.c.run_id == run_id, params.c.key.in_(keys))).all())
+    for key, value in items:
+        if key in existing and existing[key] != value:
+            raise FailedPrecondition(
+                f"param {key!r} of run {run_id} was logged as {existing[key]!r:.200}; params cannot change "
+                f"(got {value!r:.200})", reason="PARAM_CHANGED")
+    new = [{"run_id": run_id, "key": k, "value": v} for k, v in dict(items).items() if k not in existing]
+    if new:
+        conn.execute(upsert(conn, params).on_conflict_do_nothing(), new)
+
+
+def set_tags(conn: Connection, run_id: str, items: Sequence[tuple[str, str]]) -> None:
+    for key, value in dict(items).items():
+        statement = upsert(conn, tags).values(run_id=run_id, key=key, value=value)
+        conn.execute(statement.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": value}))
+
+
+def delete_tag(conn: Connection, run_id: str, key: str) -> bool:
+    return conn.execute(tags.delete().where(tags.c.run_id == run_id, tags.c.key == key)).rowcount > 0
+
+
+def _row_value(value: float) -> tuple[float, bool]:
+    return (0.0, True) if math.isnan(value) else (value, False)
+
+
+def _order(point: dict) -> tuple:
+    # MLflow's "latest" rule: highest step, then latest timestamp, then largest value (NaN lowest).
+    return point["step"], point["timestamp_ms"], -math.inf if point["is_nan"] else point["value"]
+
+
+def log_metrics(conn: Connection, run_id: str, items: Iterable[Metric]) -> None:
+    """Stores metric points (each at most once) and moves each key's latest point forward."""
+    rows = []
+    for metric in items:
+        value, is_nan = _row_value(metric.value)
+        rows.append({"run_id": run_id, "key": metric.key, "step": metric.step, "timestamp_ms": metric.timestamp_ms,
+                     "value": value, "is_nan": is_nan})
+    if not rows:
+        return
+    conn.execute(upsert(conn, metrics).on_conflict_do_nothing(), rows)
+    newest: dict[str, dict] = {}
+    for row in rows:
+        if row["key"] not in newest or _order(row) > _order(newest[row["key"]]):
+            newest[row["key"]] = row
+    for row in newest.values():
+        statement = upsert(conn, latest_metrics).values(**row)
+        new, old = statement.excluded, latest_metrics.c
+        later = sa.or_(
+            new.step > old.step,
+            sa.and_(new.step == old.step, new.timestamp_ms > old.timestamp_ms),
+            sa.and_(new.step == old.step, new.timestamp_ms == old.timestamp_ms, old.is_nan, sa.not_(new.is_nan)),
+            sa.and_(new.step == old.step, new.timestamp_ms == old.timestamp_ms, sa.not_(new.is_nan),
+                    new.value > old.value),
+        )
+        conn.execute(statement.on_conflict_do_update(
+            index_elements=["run_id", "key"],
+            set_={"step": new.step, "timestamp_ms": new.timestamp_ms, "value": new.value, "is_nan": new.is_nan},
+            where=later,
+        ))
+
+
+def _metric(row) -> Metric:
+    return Metric(row.key, math.nan if row.is_nan else float(row.value), row.timestamp_ms, row.step)
+
+
+def metric_history(conn: Connection, run_id: str, key: str, after: tuple | None, limit: int) -> list[Metric]:
+    """Points by (step, timestamp, value), after the keyset ``after`` (from the previous page)."""
+    c = metrics.c
+    query = sa.select(metrics).where(c.run_id == run_id, c.key == key)
+    if after is not None:
+        query = query.where(sa.tuple_(c.step, c.timestamp_ms, c.value, c.is_nan) > sa.tuple_(*after))
+    query = query.order_by(c.step, c.timestamp_ms, c.value, c.is_nan).limit(limit)
+    return [_metric(row) for row in conn.execute(query)]
+
+
+def metric_columns(conn: Connection, run_id: str, key: str) -> list[tuple]:
+    """Every point of a series as plain tuples (step, timestamp_ms, value, is_nan), in order."""
+    c = metrics.c
+    query = (sa.select(c.step, c.timestamp_ms, c.value, c.is_nan).where(c.run_id == run_id, c.key == key)
+             .order_by(c.step, c.timestamp_ms, c.value, c.is_nan))
+    return [tuple(row) for row in conn.execute(query)]
+
+
+# -- dataset inputs ---------------------------------------------------------------------------
+
+
+def log_inputs(conn: Connection, run_id: str, experiment_id: int, items: Sequence[DatasetInput]) -> None:
+    for item in items:
+        d = item.dataset
+        conn.execute(upsert(conn, datasets).values(
+            experiment_id=experiment_id, name=d.name, digest=d.digest, source_type=d.source_type, source=d.source,
+            schema=d.schema, profile=d.profile).on_conflict_do_nothing())
+        dataset_id = conn.execute(sa.select(datasets.c.id).where(
+            datasets.c.experiment_id == experiment_id, datasets.c.name == d.name, datasets.c.digest == d.digest)
+        ).scalar_one()
+        statement = upsert(conn, run_inputs).values(run_id=run_id, dataset_id=dataset_id, context=item.context,
+                                                    tags=item.tags)
+        conn.execute(statement.on_conflict_do_update(index_elements=["run_id", "dataset_id", "context"],
+                                                     set_={"tags": item.tags}))

@@ -1,0 +1,214 @@
+"""The tracking service's schema (SQLAlchemy Core). Times are epoch milliseconds (UTC).
+
+Changing anything here needs a new migration in ``migrations/versions``; a test compares
+this metadata with the migrated database.
+
+Searching many runs stays fast because what search filters and orders by has its own
+narrow, indexed rows: ``latest_metrics`` (one row per run and metric key) beside the full
+``metrics`` history, and params and tags keyed by (key, run).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# Ids are int64 in the API. SQLite only autoincrements an INTEGER primary key (64-bit there).
+ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+RUN_ID = sa.String(32)
+KEY = sa.String(250)
+
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("name", KEY, nullable=False, unique=True),
+    sa.Column("artifact_location", sa.Text, nullable=False),
+    sa.Column("lifecycle_stage", sa.String(16), nullable=False),
+    sa.Column("create_ms", sa.BigInteger, nullable=False),
+    sa.Column("update_ms", sa.BigInteger, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+experiment_tags = sa.Table(
+    "experiment_tags",
+    metadata,
+    sa.Column("experiment_id", ID, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", KEY, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", RUN_ID, primary_key=True),
+    sa.Column("experiment_id", ID, sa.ForeignKey("experiments.id"), nullable=False),
+    sa.Column("name", KEY, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("lifecycle_stage", sa.String(16), nullable=False),
+    sa.Column("start_ms", sa.BigInteger, nullable=False),
+    sa.Column("end_ms", sa.BigInteger, nullable=True),
+    sa.Column("parent_run_id", RUN_ID, nullable=True),
+    sa.Column("run_group", KEY, nullable=False, server_default=""),
+    sa.Column("user", KEY, nullable=False, server_default=""),
+    sa.Column("artifact_uri", sa.Text, nullable=False),
+    # The suggestion-service trial this run records (the link is stored here only).
+    sa.Column("trial_study", sa.String(128), nullable=True),
+    sa.Column("trial_id", sa.BigInteger, nullable=True),
+    sa.Column("trial_number", sa.BigInteger, nullable=True),
+    # Idempotency key of CreateRun, unique per experiment when given.
+    sa.Column("request_id", sa.String(256), nullable=True),
+    sa.Column("create_ms", sa.BigInteger, nullable=False),
+    sa.Column("update_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_runs_experiment_stage_start", "experiment_id", "lifecycle_stage", "start_ms"),
+    sa.Index("ix_runs_parent", "parent_run_id"),
+    sa.Index("ix_runs_trial", "trial_study", "trial_id"),
+    sa.UniqueConstraint("experiment_id", "request_id", name="uq_runs_experiment_request"),
+)
+
+params = sa.Table(
+    "params",
+    metadata,
+    sa.Column("run_id", RUN_ID, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", KEY, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Index("ix_params_key_run", "key", "run_id"),
+)
+
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column("run_id", RUN_ID, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", KEY, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Index("ix_tags_key_run", "key", "run_id"),
+)
+
+# Every point of every metric. The whole row is the key, so a retried batch (the client
+# resends after a timeout or from its offline spool) stores each point once. NaN is stored
+# as value 0 with is_nan set, because NaN never equals itself in a key; +/-Inf are stored as is.
+metrics = sa.Table(
+    "metrics",
+    metadata,
+    sa.Column("run_id", RUN_ID, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", KEY, primary_key=True),
+    sa.Column("step", sa.BigInteger, primary_key=True),
+    sa.Column("timestamp_ms", sa.BigInteger, primary_key=True),
+    sa.Column("value", sa.Float(precision=53), primary_key=True),
+    sa.Column("is_nan", sa.Boolean, primary_key=True),
+)
+
+# The latest point of each (run, metric): the highest step, then the latest timestamp,
+# then the largest value (MLflow's rule), maintained on every write.
+latest_metrics = sa.Table(
+    "latest_metrics",
+    metadata,
+    sa.Column("run_id", RUN_ID, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", KEY, primary_key=True),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("timestamp_ms", sa.BigInteger, nullable=False),
+    sa.Column("value", sa.Float(precision=53), nullable=False),
+    sa.Column("is_nan", sa.Boolean, nullable=False),
+    sa.Index("ix_latest_metrics_key_value", "key", "value"),
+)
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("experiment_id", ID, sa.ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", KEY, nullable=False),
+    sa.Column("digest", sa.String(128), nullable=False),
+    sa.Column("source_type", sa.String(64), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("schema", sa.Text, nullable=False),
+    sa.Column("profile", sa.Text, nullable=False),
+    sa.UniqueConstraint("experiment_id", "name", "digest", name="uq_datasets_experiment_name_digest"),
+    sqlite_autoincrement=True,
+)
+
+run_inputs = sa.Table(
+    "run_inputs",
+    metadata,
+    sa.Column("run_id", RUN_ID, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("dataset_id", ID, sa.ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("context", KEY, primary_key=True),
+    sa.Column("tags", sa.JSON, nullable=False),
+)
+
+registered_models = sa.Table(
+    "registered_models",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("name", KEY, nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    # Version numbers are never reused, even after a deletion (the audit log refers to them).
+    sa.Column("last_version", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("create_ms", sa.BigInteger, nullable=False),
+    sa.Column("update_ms", sa.BigInteger, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+registered_model_tags = sa.Table(
+    "registered_model_tags",
+    metadata,
+    sa.Column("model_id", ID, sa.ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", KEY, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("model_id", ID, sa.ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    # Resolved location of the files in the artifact store.
+    sa.Column("storage_uri", sa.Text, nullable=False),
+    sa.Column("run_id", RUN_ID, nullable=True),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("user", KEY, nullable=False, server_default=""),
+    sa.Column("create_ms", sa.BigInteger, nullable=False),
+    sa.Column("update_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_model_versions_run", "run_id"),
+)
+
+model_version_tags = sa.Table(
+    "model_version_tags",
+    metadata,
+    sa.Column("model_id", ID, primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True),
+    sa.Column("key", KEY, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.ForeignKeyConstraint(["model_id", "version"], ["model_versions.model_id", "model_versions.version"],
+                            ondelete="CASCADE"),
+)
+
+model_aliases = sa.Table(
+    "model_aliases",
+    metadata,
+    sa.Column("model_id", ID, sa.ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("alias", KEY, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
+# The audit log: by model name (not id) so that it outlives deletions and reads plainly.
+registry_events = sa.Table(
+    "registry_events",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("model_name", KEY, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("from_value", sa.Text, nullable=False, server_default=""),
+    sa.Column("to_value", sa.Text, nullable=False, server_default=""),
+    sa.Column("alias", KEY, nullable=False, server_default=""),
+    sa.Column("actor", KEY, nullable=False, server_default=""),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("time_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_registry_events_model", "model_name", "version"),
+    sqlite_autoincrement=True,
+)

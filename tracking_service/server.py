@@ -1,0 +1,97 @@
+"""Composition root: settings -> database + artifact store -> service -> gRPC server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import replace
+
+from tracking_service.api.servicer import TrackingServicer
+from tracking_service.artifacts import make_store
+from tracking_service.persistence import MIGRATIONS
+from tracking_service.service import MAX_ARTIFACT_BYTES, TrackingService
+from tuning.tracking.v1 import tracking_service_pb2, tracking_service_pb2_grpc
+from tuning_common.database import Database
+from tuning_common.errors import TuningError
+from tuning_common.grpc_server import DEFAULT_MAX_MESSAGE_BYTES, RunningServer, ServerOptions, start_server
+from tuning_common.settings import add_option, data_dir
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = [tracking_service_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name]
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{os.path.join(data_dir(), 'tracking.db')}"
+
+
+def default_artifacts() -> str:
+    return os.path.join(data_dir(), "artifacts")
+
+
+def serve(database_url: str, artifacts: str, options: ServerOptions, *, migrate: bool = False,
+          max_artifact_bytes: int = MAX_ARTIFACT_BYTES) -> RunningServer:
+    """Starts a tracking server (tests call this directly with port 0)."""
+    store = make_store(artifacts)
+    db = Database.connect(database_url, pool_size=options.max_workers)
+    MIGRATIONS.ensure(db, upgrade=migrate)
+    service = TrackingService(db, store, max_artifact_bytes=max_artifact_bytes)
+    service.ensure_default_experiment()
+    # As in the suggestion service: SQLite handlers run on the event loop thread (one writer
+    # at a time anyway); artifact streams always run on threads.
+    options = replace(options, inline=db.single_writer)
+    running = start_server(
+        [(tracking_service_pb2_grpc.add_TrackingServiceServicer_to_server, TrackingServicer(service))],
+        SERVICE_NAMES,
+        options,
+    )
+    running.on_stop.append(db.dispose)
+    return running
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="tuning serve tracking", description=__doc__)
+    add_option(parser, "--host", env="TUNING_TRACKING_HOST", default="127.0.0.1", help="address to bind")
+    add_option(parser, "--port", env="TUNING_TRACKING_PORT", default=50052, type=int,
+               help="port to bind; 0 picks a free one (printed on start)")
+    add_option(parser, "--database-url", env="TUNING_TRACKING_DATABASE_URL", default=default_database_url(),
+               help="SQLAlchemy URL: sqlite:///path.db or postgresql://user@host/db")
+    add_option(parser, "--artifacts", env="TUNING_ARTIFACTS", default=default_artifacts(),
+               help="artifact store: a folder path or file:// URI")
+    add_option(parser, "--migrate", env="TUNING_MIGRATE", default=False, type=bool,
+               help="upgrade an older database schema at start instead of refusing to start")
+    add_option(parser, "--max-workers", env="TUNING_TRACKING_MAX_WORKERS", default=16, type=int,
+               help="threads serving RPCs (and database connections)")
+    add_option(parser, "--max-message-bytes", env="TUNING_MAX_MESSAGE_BYTES", default=DEFAULT_MAX_MESSAGE_BYTES,
+               type=int, help="largest request or response accepted (artifacts stream in chunks below it)")
+    add_option(parser, "--max-artifact-bytes", env="TUNING_MAX_ARTIFACT_BYTES", default=MAX_ARTIFACT_BYTES,
+               type=int, help="largest artifact file accepted")
+    add_option(parser, "--grace-seconds", env="TUNING_GRACE_SECONDS", default=10.0, type=float,
+               help="how long in-flight calls may finish after SIGTERM")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    options = ServerOptions(args.host, args.port, args.max_workers, args.max_message_bytes, args.grace_seconds)
+    try:
+        running = serve(args.database_url, args.artifacts, options, migrate=args.migrate,
+                        max_artifact_bytes=args.max_artifact_bytes)
+    except TuningError as error:
+        print(f"tracking-service cannot start: {error}", file=sys.stderr)
+        return 2
+    print(f"tracking-service listening on {running.address}", flush=True)
+    running.wait_for_termination()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("TUNING_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,430 @@
+"""Use cases of the tracking service: experiments, runs, logging, search and artifacts.
+
+Each use case is one short transaction through :class:`tuning_common.database.Database`;
+validation happens before it starts, so a refused request changes nothing. Artifact bytes
+go to the artifact store outside any transaction (the run is checked first).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from tracking_service.artifacts import ArtifactStore, FileInfo, clean_relative_path
+from tracking_service.domain import paging, search
+from tracking_service.domain.model import (
+    MAX_INPUTS,
+    MAX_KEY,
+    DatasetInput,
+    Experiment,
+    LifecycleStage,
+    Metric,
+    Run,
+    RunStatus,
+    TrialLink,
+    ViewType,
+    check_batch,
+    check_dataset_input,
+    check_key,
+    check_run_id,
+    check_tags,
+    check_text,
+    new_run_id,
+)
+from tracking_service.persistence import repository as repo
+from tracking_service.persistence import search_sql
+from tracking_service.persistence.tables import experiments, runs
+from tuning_common.database import Database
+from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+
+DEFAULT_EXPERIMENT_ID = 0
+DEFAULT_EXPERIMENT_NAME = "Default"
+MAX_ARTIFACT_BYTES = 5 * 1024**3
+
+_ADJECTIVES = ("amber", "bold", "brisk", "calm", "clever", "crisp", "eager", "fair", "gentle", "keen", "lucid",
+               "merry", "nimble", "quiet", "rapid", "sly", "steady", "swift", "vivid", "witty")
+_NOUNS = ("badger", "crane", "falcon", "fox", "heron", "ibis", "lynx", "marten", "newt", "otter", "owl", "panda",
+          "puffin", "raven", "seal", "stoat", "swan", "tern", "vole", "wren")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def page_size(value: int, default: int, limit: int, field: str = "page_size") -> int:
+    if value < 0 or value > limit:
+        raise InvalidArgument(field, f"must be between 0 (the default, {default}) and {limit}, got {value}")
+    return value or default
+
+
+class TrackingService:
+    def __init__(self, db: Database, store: ArtifactStore, *, max_artifact_bytes: int = MAX_ARTIFACT_BYTES):
+        self.db, self.store, self.max_artifact_bytes = db, store, max_artifact_bytes
+
+    # -- experiments --------------------------------------------------------------------------
+
+    def ensure_default_experiment(self) -> None:
+        """Experiment 0, "Default", where runs go when no experiment is named (as in MLflow)."""
+        def work(conn: Connection) -> None:
+            if repo.find_experiment(conn, experiment_id=DEFAULT_EXPERIMENT_ID) is not None:
+                return
+            now = now_ms()
+            conn.execute(experiments.insert().values(
+                id=DEFAULT_EXPERIMENT_ID, name=DEFAULT_EXPERIMENT_NAME,
+                artifact_location=self.store.default_experiment_location(DEFAULT_EXPERIMENT_ID),
+                lifecycle_stage=repo.ACTIVE, create_ms=now, update_ms=now))
+        try:
+            self.db.run(work, write=True)
+        except IntegrityError:
+            pass  # another replica created it first
+
+    def create_experiment(self, name: str, artifact_location: str = "", tags: dict[str, str] | None = None
+                          ) -> Experiment:
+        check_key(name, "name")
+        tags = check_tags(tags or {}, "tags")
+        location = self.store.check_location(artifact_location, "artifact_location") if artifact_location else None
+
+        def work(conn: Connection) -> Experiment:
+            if repo.experiment_exists_named(conn, name):
+                raise AlreadyExists(f"an experiment named {name!r} exists (it may be deleted: restore or rename it)")
+            experiment_id = repo.insert_experiment(conn, name, location, now_ms())
+            if location is None:
+                repo.set_experiment_location(conn, experiment_id, self.store.default_experiment_location(experiment_id))
+            repo.set_experiment_tags(conn, experiment_id, tags)
+            return repo.find_experiment(conn, experiment_id=experiment_id)
+
+        try:
+            return self.db.run(work, write=True)
+        except IntegrityError as error:
+            raise AlreadyExists(f"an experiment named {name!r} exists") from error
+
+    def get_experiment(self, experiment_id: int) -> Experiment:
+        return self.db.run(lambda conn: self._experiment(conn, experiment_id), write=False)
+
+    def get_experiment_by_name(self, name: str) -> Experiment:
+        check_key(name, "name")
+        experiment = self.db.run(lambda conn: repo.find_experiment(conn, name=name), write=False)
+        if experiment is None:
+            raise NotFound(f"no experiment named {name!r}")
+        return experiment
+
+    @staticmethod
+    def _experiment(conn: Connection, experiment_id: int, *, for_update: bool = False) -> Experiment:
+        experiment = repo.find_experiment(conn, experiment_id=experiment_id, for_update=for_update)
+        if experiment is None:
+            raise NotFound(f"no experiment with id {experiment_id}")
+        return experiment
+
+    def search_experiments(self, filter_text: str = "", order_by: Sequence[str] = (),
+                           view: ViewType = ViewType.ACTIVE_ONLY, size: int = 0, token: str = ""
+                           ) -> tuple[list[Experiment], str]:
+        size = page_size(size, 100, 1_000)
+        node = search.parse_filter(filter_text, search.EXPERIMENTS)
+        keys = search.parse_order_by(list(order_by), search.EXPERIMENTS)
+        fingerprint = paging.fingerprint("experiments", filter_text, list(order_by), view.value)
+        offset = paging.decode_page_token(token, fingerprint)
+        where = search_sql.experiment_condition(node, self.db.engine.dialect.name)
+        where = where & experiments.c.lifecycle_stage.in_(view.stages())
+        ordering = search_sql.experiment_ordering(keys, self.db.engine.dialect.name)
+
+        def work(conn: Connection) -> list[Experiment]:
+            return repo.select_experiments(conn, where, ordering, offset, size + 1)
+
+        found = self.db.run(work, write=False)
+        more = len(found) > size
+        return found[:size], paging.encode_page_token(offset + size, fingerprint) if more else ""
+
+    def rename_experiment(self, experiment_id: int, new_name: str) -> Experiment:
+        check_key(new_name, "new_name")
+
+        def work(conn: Connection) -> Experiment:
+            experiment = self._experiment(conn, experiment_id, for_update=True)
+            if experiment.name != new_name and repo.experiment_exists_named(conn, new_name):
+                raise AlreadyExists(f"an experiment named {new_name!r} exists")
+            repo.update_experiment(conn, experiment_id, now_ms(), name=new_name)
+            return self._experiment(conn, experiment_id)
+
+        try:
+            return self.db.run(work, write=True)
+        except IntegrityError as error:
+            raise AlreadyExists(f"an experiment named {new_name!r} exists") from error
+
+    def set_experiment_tag(self, experiment_id: int, key: str, value: str) -> None:
+        items = check_tags([(key, value)], "tag")
+
+        def work(conn: Connection) -> None:
+            self._experiment(conn, experiment_id)
+            repo.set_experiment_tags(conn, experiment_id, items)
+            repo.update_experiment(conn, experiment_id, now_ms())
+
+        self.db.run(work, write=True)
+
+    def set_experiment_stage(self, experiment_id: int, stage: LifecycleStage) -> None:
+        """Delete or restore an experiment with its runs (MLflow's semantics)."""
+        if stage is LifecycleStage.DELETED and experiment_id == DEFAULT_EXPERIMENT_ID:
+            raise FailedPrecondition("the Default experiment (id 0) cannot be deleted")
+
+        def work(conn: Connection) -> None:
+            experiment = self._experiment(conn, experiment_id, for_update=True)
+            if experiment.lifecycle_stage is stage:
+                return
+            now = now_ms()
+            repo.update_experiment(conn, experiment_id, now, lifecycle_stage=stage.value)
+            repo.set_experiment_runs_stage(conn, experiment_id, stage.value, now)
+
+        self.db.run(work, write=True)
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def create_run(self, experiment_id: int, *, name: str = "", start_ms: int | None = None,
+                   tags: dict[str, str] | None = None, parent_run_id: str = "", run_group: str = "", user: str = "",
+                   trial: TrialLink | None = None, status: RunStatus = RunStatus.RUNNING, request_id: str = "") -> Run:
+        if name:
+            check_key(name, "name")
+        tags = check_tags(tags or {}, "tags")
+        if parent_run_id:
+            check_run_id(parent_run_id, "parent_run_id")
+        if run_group:
+            check_key(run_group, "run_group")
+        check_text(user, "user", MAX_KEY)
+        check_text(request_id, "request_id", 256)
+        if status not in (RunStatus.RUNNING, RunStatus.SCHEDULED):
+            raise InvalidArgument("status", f"a new run is RUNNING or SCHEDULED, got {status.name}")
+        if trial is not None:
+            check_key(trial.study, "trial.study")
+        if start_ms is not None and start_ms < 0:
+            raise InvalidArgument("start_time", "must not be before 1970")
+
+        def work(conn: Connection) -> Run:
+            if request_id:
+                existing = repo.run_id_for_request(conn, experiment_id, request_id)
+                if existing is not None:
+                    return repo.get_runs(conn, [existing])[0]
+            experiment = self._experiment(conn, experiment_id)
+            if experiment.lifecycle_stage is LifecycleStage.DELETED:
+                raise FailedPrecondition(f"experiment {experiment_id} is deleted; restore it first")
+            if parent_run_id:
+                parent = repo.run_state(conn, parent_run_id)
+                if parent is None:
+                    raise NotFound(f"no parent run {parent_run_id}")
+            run_id = new_run_id()
+            now = now_ms()
+            run = Run(run_id, experiment_id, name or _run_name(), status, LifecycleStage.ACTIVE,
+                      now if start_ms is None else start_ms, None, parent_run_id or None, run_group, user,
+                      self.store.run_root(experiment_id, run_id, experiment.artifact_location), {}, tags, {}, (),
+                      trial)
+            repo.insert_run(conn, run, request_id or None, now)
+            repo.set_tags(conn, run_id, list(tags.items()))
+            return run
+
+        try:
+            return self.db.run(work, write=True)
+        except IntegrityError:
+            if not request_id:
+                raise
+            # A concurrent retry of the same request created it: return that one.
+            return self.db.run(lambda conn: repo.get_runs(conn, [repo.run_id_for_request(
+                conn, experiment_id, request_id)])[0], write=False)
+
+    def get_run(self, run_id: str) -> Run:
+        check_run_id(run_id)
+        found = self.db.run(lambda conn: repo.get_runs(conn, [run_id]), write=False)
+        if not found:
+            raise NotFound(f"no run {run_id}")
+        return found[0]
+
+    def update_run(self, run_id: str, *, status: RunStatus | None = None, end_ms: int | None = None,
+                   name: str = "") -> Run:
+        check_run_id(run_id)
+        if name:
+            check_key(name, "name")
+        if end_ms is not None and end_ms < 0:
+            raise InvalidArgument("end_time", "must not be before 1970")
+        values: dict = {}
+        if status is not None:
+            values["status"] = status.value
+            if status.terminal and end_ms is None:
+                end_ms = now_ms()
+        if end_ms is not None:
+            values["end_ms"] = end_ms
+        if name:
+            values["name"] = name
+
+        def work(conn: Connection) -> Run:
+            self._writable_run(conn, run_id, allow_deleted=True)
+            if values:
+                repo.update_run(conn, run_id, now_ms(), **values)
+            return repo.get_runs(conn, [run_id])[0]
+
+        return self.db.run(work, write=True)
+
+    def set_run_stage(self, run_id: str, stage: LifecycleStage) -> None:
+        check_run_id(run_id)
+
+        def work(conn: Connection) -> None:
+            state = repo.run_state(conn, run_id)
+            if state is None:
+                raise NotFound(f"no run {run_id}")
+            if stage is LifecycleStage.ACTIVE:
+                experiment = self._experiment(conn, state[1])
+                if experiment.lifecycle_stage is LifecycleStage.DELETED:
+                    raise FailedPrecondition(f"run {run_id}'s experiment {state[1]} is deleted; restore it first")
+            if state[0] != stage.value:
+                repo.update_run(conn, run_id, now_ms(), lifecycle_stage=stage.value)
+
+        self.db.run(work, write=True)
+
+    def search_runs(self, experiment_ids: Sequence[int], filter_text: str = "", order_by: Sequence[str] = (),
+                    view: ViewType = ViewType.ACTIVE_ONLY, size: int = 0, token: str = "") -> tuple[list[Run], str]:
+        if not experiment_ids:
+            raise InvalidArgument("experiment_ids", "name at least one experiment")
+        if len(experiment_ids) > 1_000:
+            raise InvalidArgument("experiment_ids", f"at most 1000 experiments, got {len(experiment_ids)}")
+        size = page_size(size, 1_000, 50_000)
+        node = search.parse_filter(filter_text, search.RUNS)
+        keys = search.parse_order_by(list(order_by), search.RUNS)
+        fingerprint = paging.fingerprint("runs", sorted(experiment_ids), filter_text, list(order_by), view.value)
+        offset = paging.decode_page_token(token, fingerprint)
+        where = search_sql.run_condition(node, self.db.engine.dialect.name)
+        where = where & runs.c.experiment_id.in_(list(experiment_ids)) & runs.c.lifecycle_stage.in_(view.stages())
+        ordering = search_sql.run_ordering(keys, self.db.engine.dialect.name)
+
+        def work(conn: Connection) -> list[Run]:
+            ids = repo.select_run_ids(conn, where, ordering, offset, size + 1)
+            return repo.get_runs(conn, ids)
+
+        found = self.db.run(work, write=False)
+        more = len(found) > size
+        return found[:size], paging.encode_page_token(offset + size, fingerprint) if more else ""
+
+    # -- logging ------------------------------------------------------------------------------
+
+    def _writable_run(self, conn: Connection, run_id: str, *, allow_deleted: bool = False) -> int:
+        state = repo.run_state(conn, run_id)
+        if state is None:
+            raise NotFound(f"no run {run_id}")
+        if state[0] == repo.DELETED and not allow_deleted:
+            raise FailedPrecondition(f"run {run_id} is deleted; restore it to log to it", reason="RUN_DELETED")
+        return state[1]
+
+    def log_batch(self, run_id: str, metrics: Sequence[Metric] = (), params: Sequence[tuple[str, str]] = (),
+                  tags: Sequence[tuple[str, str]] = ()) -> None:
+        check_run_id(run_id)
+        check_batch(list(metrics), list(params), list(tags))
+
+        def work(conn: Connection) -> None:
+            self._writable_run(conn, run_id)
+            repo.log_params(conn, run_id, params)
+            repo.set_tags(conn, run_id, tags)
+            repo.log_metrics(conn, run_id, metrics)
+
+        self.db.run(work, write=True)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        check_run_id(run_id)
+        check_key(key, "key")
+
+        def work(conn: Connection) -> None:
+            self._writable_run(conn, run_id)
+            if not repo.delete_tag(conn, run_id, key):
+                raise NotFound(f"run {run_id} has no tag {key!r}")
+
+        self.db.run(work, write=True)
+
+    def log_inputs(self, run_id: str, inputs: Sequence[DatasetInput]) -> None:
+        check_run_id(run_id)
+        if len(inputs) > MAX_INPUTS:
+            raise InvalidArgument("inputs", f"at most {MAX_INPUTS} inputs per call, got {len(inputs)}")
+        for i, item in enumerate(inputs):
+            check_dataset_input(item, f"inputs[{i}]")
+
+        def work(conn: Connection) -> None:
+            experiment_id = self._writable_run(conn, run_id)
+            repo.log_inputs(conn, run_id, experiment_id, inputs)
+
+        self.db.run(work, write=True)
+
+    def metric_history(self, run_id: str, key: str, size: int = 0, token: str = "", max_points: int = 0
+                       ) -> tuple[list[Metric], str]:
+        check_run_id(run_id)
+        check_key(key, "key")
+        size = page_size(size, 10_000, 100_000)
+        if max_points and not 2 <= max_points <= 100_000:
+            raise InvalidArgument("max_points", f"must be 0 (every point) or between 2 and 100000, got {max_points}")
+        fingerprint = paging.fingerprint("history", run_id, key)
+        # (step, timestamp_ms, value, is_nan) of the previous page's last point.
+        after = paging.decode_keyset_token(token, fingerprint, (int, int, (int, float), bool)) if token else None
+
+        def work(conn: Connection):
+            if repo.run_state(conn, run_id) is None:
+                raise NotFound(f"no run {run_id}")
+            if max_points:
+                return repo.metric_columns(conn, run_id, key)
+            return repo.metric_history(conn, run_id, key, after, size + 1)
+
+        found = self.db.run(work, write=False)
+        if max_points:
+            return downsample(key, found, max_points), ""
+        more = len(found) > size
+        page = found[:size]
+        if not more:
+            return page, ""
+        last = page[-1]
+        value, is_nan = repo._row_value(last.value)
+        return page, paging.encode_keyset_token([last.step, last.timestamp_ms, value, is_nan], fingerprint)
+
+    # -- artifacts ----------------------------------------------------------------------------
+
+    def _artifact_root(self, run_id: str, *, write: bool) -> str:
+        check_run_id(run_id, "run_id")
+
+        def work(conn: Connection) -> str:
+            self._writable_run(conn, run_id, allow_deleted=not write)
+            return repo.get_runs(conn, [run_id])[0].artifact_uri
+
+        return self.db.run(work, write=False)
+
+    def upload_artifact(self, run_id: str, path: str, size: int, sha256: str, chunks: Iterable[bytes]) -> FileInfo:
+        path = clean_relative_path(path, "header.path")
+        if size < 0:
+            raise InvalidArgument("header.size", f"must not be negative, got {size}")
+        root = self._artifact_root(run_id, write=True)
+        return self.store.upload(root, path, chunks, size=size, sha256=sha256, max_bytes=self.max_artifact_bytes)
+
+    def open_artifact(self, run_id: str, path: str) -> tuple[FileInfo, Iterator[bytes]]:
+        path = clean_relative_path(path, "path")
+        return self.store.open(self._artifact_root(run_id, write=False), path)
+
+    def list_artifacts(self, run_id: str, path: str = "") -> list[FileInfo]:
+        path = clean_relative_path(path, "path", allow_empty=True)
+        return self.store.list(self._artifact_root(run_id, write=False), path)
+
+
+def _run_name() -> str:
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"
+
+
+def downsample(key: str, points: list[tuple], max_points: int) -> list[Metric]:
+    """At most about ``max_points`` points: per bucket of consecutive points, its first, last,
+    lowest and highest (so spikes and the series' ends survive, unlike plain striding)."""
+    if len(points) <= max_points:
+        keep = range(len(points))
+    else:
+        values = np.array([float("nan") if p[3] else p[2] for p in points])
+        buckets = max(1, max_points // 4)
+        edges = np.linspace(0, len(points), buckets + 1).astype(int)
+        chosen: set[int] = set()
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            if hi <= lo:
+                continue
+            chunk = values[lo:hi]
+            chosen.update((lo, hi - 1))
+            if not np.all(np.isnan(chunk)):
+                chosen.update((lo + int(np.nanargmin(chunk)), lo + int(np.nanargmax(chunk))))
+        keep = sorted(chosen)
+    return [Metric(key, float("nan") if points[i][3] else points[i][2], points[i][1], points[i][0]) for i in keep]
