@@ -8,11 +8,18 @@ import os
 import sys
 from dataclasses import replace
 
+from tracking_service.api.registry_servicer import ModelRegistryServicer
 from tracking_service.api.servicer import TrackingServicer
 from tracking_service.artifacts import make_store
 from tracking_service.persistence import MIGRATIONS
+from tracking_service.registry import RegistryService
 from tracking_service.service import MAX_ARTIFACT_BYTES, TrackingService
-from tuning.tracking.v1 import tracking_service_pb2, tracking_service_pb2_grpc
+from tuning.tracking.v1 import (
+    registry_service_pb2,
+    registry_service_pb2_grpc,
+    tracking_service_pb2,
+    tracking_service_pb2_grpc,
+)
 from tuning_common.database import Database
 from tuning_common.errors import TuningError
 from tuning_common.grpc_server import DEFAULT_MAX_MESSAGE_BYTES, RunningServer, ServerOptions, start_server
@@ -20,7 +27,10 @@ from tuning_common.settings import add_option, data_dir
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = [tracking_service_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name]
+SERVICE_NAMES = [
+    tracking_service_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name,
+    registry_service_pb2.DESCRIPTOR.services_by_name["ModelRegistryService"].full_name,
+]
 
 
 def default_database_url() -> str:
@@ -39,11 +49,15 @@ def serve(database_url: str, artifacts: str, options: ServerOptions, *, migrate:
     MIGRATIONS.ensure(db, upgrade=migrate)
     service = TrackingService(db, store, max_artifact_bytes=max_artifact_bytes)
     service.ensure_default_experiment()
+    registry = RegistryService(db, store)
     # As in the suggestion service: SQLite handlers run on the event loop thread (one writer
     # at a time anyway); artifact streams always run on threads.
     options = replace(options, inline=db.single_writer)
     running = start_server(
-        [(tracking_service_pb2_grpc.add_TrackingServiceServicer_to_server, TrackingServicer(service))],
+        [
+            (tracking_service_pb2_grpc.add_TrackingServiceServicer_to_server, TrackingServicer(service)),
+            (registry_service_pb2_grpc.add_ModelRegistryServiceServicer_to_server, ModelRegistryServicer(registry)),
+        ],
         SERVICE_NAMES,
         options,
     )

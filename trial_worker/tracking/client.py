@@ -1,0 +1,541 @@
+"""A typed client for the tracking service: one method per RPC of TrackingService and ModelRegistryService.
+
+    from trial_worker.tracking import TrackingClient
+
+    with TrackingClient("127.0.0.1:50052") as client:
+        experiment = client.create_experiment("wine")
+        run = client.create_run(experiment.id, name="baseline")
+        client.log_batch(run.id, params={"max_depth": "6"}, metrics=[metric("loss", 0.3, step=1)])
+        client.upload_file(run.id, "model.json", "model")
+
+Methods return the proto messages of ``tuning.tracking.v1``; searches and histories are
+iterators that fetch one page at a time. Errors come back as :mod:`tuning_common.errors`
+exceptions. UNAVAILABLE (and CANCELLED, a server going away mid-call) is retried with
+jittered exponential backoff: every RPC is safe to repeat (``create_run`` sends a request id
+so a retry returns the same run) except ``CreateModelVersion``, which is never retried since
+a repeat would register a second version.
+
+For logging from training code use :class:`trial_worker.tracking.RunLogger` (batched, off
+the caller's thread, spooled to disk while the service is down) or the module-level API of
+:mod:`trial_worker.tracking.fluent`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from tuning.tracking.v1 import registry_pb2 as rpb
+from tuning.tracking.v1 import registry_service_pb2 as rapi
+from tuning.tracking.v1 import registry_service_pb2_grpc as rapi_grpc
+from tuning.tracking.v1 import tracking_pb2 as pb
+from tuning.tracking.v1 import tracking_service_pb2 as api
+from tuning.tracking.v1 import tracking_service_pb2_grpc as api_grpc
+from tuning_common.errors import FailedPrecondition, InvalidArgument, TuningError
+from tuning_common.grpc_errors import error_from_rpc
+
+DEFAULT_ADDRESS = "127.0.0.1:50052"
+CHUNK_BYTES = 1024 * 1024
+
+# CANCELLED: see tuning_common.grpc_errors.error_from_rpc.
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
+# A second CreateModelVersion registers a second version: never repeated behind the caller's back.
+_NOT_REPEATABLE = {"CreateModelVersion"}
+# grpc backs off reconnecting to a peer that went away for up to two minutes by default; a logger
+# spooling while the service restarts should notice it is back within seconds.
+_CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 250), ("grpc.max_reconnect_backoff_ms", 5_000)]
+
+_STATUS_NAMES = {name.removeprefix("RUN_STATUS_"): value for name, value in pb.RunStatus.items()
+                 if value != pb.RUN_STATUS_UNSPECIFIED}
+_STAGE_NAMES = {"none": rpb.STAGE_NONE, "staging": rpb.STAGE_STAGING, "production": rpb.STAGE_PRODUCTION,
+                "archived": rpb.STAGE_ARCHIVED}
+
+T = TypeVar("T")
+
+
+def tracking_address() -> str:
+    """``$TUNING_TRACKING_ADDRESS``, or the local default ``127.0.0.1:50052``."""
+    return os.environ.get("TUNING_TRACKING_ADDRESS", DEFAULT_ADDRESS)
+
+
+class ChecksumMismatch(TuningError):
+    """A downloaded file's bytes do not match the size or SHA-256 the service announced."""
+
+    code = "DATA_LOSS"
+    default_reason = "CHECKSUM_MISMATCH"
+
+
+def timestamp(ms: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def metric(key: str, value: float, *, step: int = 0, timestamp_ms: int | None = None) -> pb.Metric:
+    """A metric point, stamped now unless ``timestamp_ms`` is given."""
+    return pb.Metric(key=key, value=float(value), step=step,
+                     timestamp=timestamp(now_ms() if timestamp_ms is None else timestamp_ms))
+
+
+def run_status(status: int | str) -> int:
+    """A ``RunStatus`` value from itself or its name ("FINISHED", "failed", ...)."""
+    if isinstance(status, str):
+        try:
+            return _STATUS_NAMES[status.upper().removeprefix("RUN_STATUS_")]
+        except KeyError:
+            raise InvalidArgument("status", f"expected one of {sorted(_STATUS_NAMES)}, got {status!r}") from None
+    return status
+
+
+def model_stage(value: int | str) -> int:
+    """A registry ``Stage`` value from itself or its name ("Staging", "production", ...)."""
+    if isinstance(value, str):
+        try:
+            return _STAGE_NAMES[value.lower().removeprefix("stage_")]
+        except KeyError:
+            raise InvalidArgument("stage", f"expected one of None, Staging, Production, Archived, got {value!r}"
+                                  ) from None
+    return value
+
+
+def _tags(tags: Mapping[str, str] | Sequence[pb.Tag] | None) -> list[pb.Tag]:
+    if tags is None:
+        return []
+    if isinstance(tags, Mapping):
+        return [pb.Tag(key=k, value=str(v)) for k, v in tags.items()]
+    return list(tags)
+
+
+def _params(params: Mapping[str, Any] | Sequence[pb.Param]) -> list[pb.Param]:
+    if isinstance(params, Mapping):
+        return [pb.Param(key=k, value=str(v)) for k, v in params.items()]
+    return list(params)
+
+
+def _pages(fetch: Callable[[str], Any], field: str) -> Iterator[Any]:
+    token = ""
+    while True:
+        page = fetch(token)
+        yield from getattr(page, field)
+        if not (token := page.next_page_token):
+            return
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _join(*parts: str | None) -> str:
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+def _local_target(root: Path, relative: str) -> Path:
+    """``root/relative`` for a path the service sent, refused if it would leave ``root``."""
+    parts = relative.split("/") if relative else []
+    for part in parts:
+        if part in ("", ".", "..") or "\\" in part or (os.altsep and os.altsep in part) or ":" in part:
+            raise InvalidArgument("path", f"the service sent an unsafe artifact path {relative!r:.200}")
+    return root.joinpath(*parts)
+
+
+class TrackingClient:
+    """One channel to a tracking service (and its model registry). Thread-safe; close it (or use ``with``).
+
+    ``timeout`` bounds each unary call; ``artifact_timeout`` each artifact stream (None: no
+    deadline, since a large file may take long). ``retries``, ``backoff`` and ``max_backoff``
+    shape the retrying of UNAVAILABLE.
+    """
+
+    def __init__(self, address: str | None = None, *, timeout: float = 30.0, retries: int = 6, backoff: float = 0.1,
+                 max_backoff: float = 5.0, artifact_timeout: float | None = None,
+                 channel: grpc.Channel | None = None):
+        self.address = address or tracking_address()
+        self.timeout, self.retries, self.backoff, self.max_backoff = timeout, retries, backoff, max_backoff
+        self.artifact_timeout = artifact_timeout
+        self._channel = channel or grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+        tracking = api_grpc.TrackingServiceStub(self._channel)
+        registry = rapi_grpc.ModelRegistryServiceStub(self._channel)
+        self._rpcs: dict[str, Any] = {}
+        for stub, service in ((tracking, api.DESCRIPTOR.services_by_name["TrackingService"]),
+                              (registry, rapi.DESCRIPTOR.services_by_name["ModelRegistryService"])):
+            for method in service.methods:
+                self._rpcs[method.name] = getattr(stub, method.name)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> TrackingClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _retrying(self, attempt: Callable[[], T], retries: int | None) -> T:
+        retries = self.retries if retries is None else retries
+        delay = self.backoff
+        for number in range(retries + 1):
+            try:
+                return attempt()
+            except grpc.RpcError as error:
+                code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
+                if code not in _RETRYABLE or number == retries:
+                    raise error_from_rpc(error) from None
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, self.max_backoff)
+        raise AssertionError("unreachable")
+
+    def call(self, method: str, request: Any, *, retries: int | None = None) -> Any:
+        """Calls a unary RPC by name, retrying UNAVAILABLE ``retries`` times (default: the client's)."""
+        rpc = self._rpcs[method]
+        if method in _NOT_REPEATABLE:
+            retries = 0
+        return self._retrying(lambda: rpc(request, timeout=self.timeout), retries)
+
+    # --- experiments --------------------------------------------------------------------------
+
+    def create_experiment(self, name: str, *, artifact_location: str = "",
+                          tags: Mapping[str, str] | None = None) -> pb.Experiment:
+        request = api.CreateExperimentRequest(name=name, artifact_location=artifact_location, tags=_tags(tags))
+        return self.call("CreateExperiment", request).experiment
+
+    def get_experiment(self, experiment_id: int) -> pb.Experiment:
+        return self.call("GetExperiment", api.GetExperimentRequest(experiment_id=experiment_id)).experiment
+
+    def get_experiment_by_name(self, name: str) -> pb.Experiment:
+        return self.call("GetExperimentByName", api.GetExperimentByNameRequest(name=name)).experiment
+
+    def search_experiments(self, filter: str = "", *, order_by: Sequence[str] = (),
+                           view_type: int = pb.VIEW_TYPE_ACTIVE_ONLY, page_size: int = 100
+                           ) -> Iterator[pb.Experiment]:
+        def fetch(token: str) -> api.SearchExperimentsResponse:
+            return self.call("SearchExperiments", api.SearchExperimentsRequest(
+                filter=filter, order_by=order_by, view_type=view_type, page_size=page_size, page_token=token))
+
+        return _pages(fetch, "experiments")
+
+    def rename_experiment(self, experiment_id: int, new_name: str) -> pb.Experiment:
+        request = api.RenameExperimentRequest(experiment_id=experiment_id, new_name=new_name)
+        return self.call("RenameExperiment", request).experiment
+
+    def set_experiment_tag(self, experiment_id: int, key: str, value: str) -> None:
+        self.call("SetExperimentTag", api.SetExperimentTagRequest(experiment_id=experiment_id, key=key, value=value))
+
+    def delete_experiment(self, experiment_id: int) -> None:
+        self.call("DeleteExperiment", api.DeleteExperimentRequest(experiment_id=experiment_id))
+
+    def restore_experiment(self, experiment_id: int) -> None:
+        self.call("RestoreExperiment", api.RestoreExperimentRequest(experiment_id=experiment_id))
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    def create_run(self, experiment_id: int = 0, *, name: str = "", start_time_ms: int | None = None,
+                   tags: Mapping[str, str] | None = None, parent_run_id: str = "", run_group: str = "",
+                   user: str = "", trial: pb.TrialLink | None = None, status: int | str = pb.RUN_STATUS_RUNNING,
+                   request_id: str | None = None) -> pb.Run:
+        """Starts a run. A request id (generated unless given) makes the retries return the same run."""
+        request = api.CreateRunRequest(
+            experiment_id=experiment_id, name=name, tags=_tags(tags), parent_run_id=parent_run_id,
+            run_group=run_group, user=user, trial=trial, status=run_status(status),
+            request_id=request_id or uuid.uuid4().hex,
+        )
+        if start_time_ms is not None:
+            request.start_time.CopyFrom(timestamp(start_time_ms))
+        return self.call("CreateRun", request).run
+
+    def get_run(self, run_id: str) -> pb.Run:
+        return self.call("GetRun", api.GetRunRequest(run_id=run_id)).run
+
+    def update_run(self, run_id: str, *, status: int | str = pb.RUN_STATUS_UNSPECIFIED,
+                   end_time_ms: int | None = None, name: str = "") -> pb.Run:
+        """Changes status, end time or name; a terminal status without an end time ends the run now."""
+        request = api.UpdateRunRequest(run_id=run_id, status=run_status(status), name=name)
+        if end_time_ms is not None:
+            request.end_time.CopyFrom(timestamp(end_time_ms))
+        return self.call("UpdateRun", request).run
+
+    def search_runs(self, experiment_ids: Sequence[int], filter: str = "", *, order_by: Sequence[str] = (),
+                    view_type: int = pb.VIEW_TYPE_ACTIVE_ONLY, max_results: int | None = None,
+                    page_size: int = 1_000) -> Iterator[pb.Run]:
+        """Runs matching ``filter`` (the language of docs/TRACKING.md), at most ``max_results`` of them."""
+        if max_results is not None:
+            page_size = max(1, min(page_size, max_results))
+
+        def fetch(token: str) -> api.SearchRunsResponse:
+            return self.call("SearchRuns", api.SearchRunsRequest(
+                experiment_ids=experiment_ids, filter=filter, order_by=order_by, view_type=view_type,
+                page_size=page_size, page_token=token))
+
+        for count, run in enumerate(_pages(fetch, "runs")):
+            if max_results is not None and count >= max_results:
+                return
+            yield run
+
+    def delete_run(self, run_id: str) -> None:
+        self.call("DeleteRun", api.DeleteRunRequest(run_id=run_id))
+
+    def restore_run(self, run_id: str) -> None:
+        self.call("RestoreRun", api.RestoreRunRequest(run_id=run_id))
+
+    # --- logging ------------------------------------------------------------------------------
+
+    def log_batch(self, run_id: str, *, metrics: Sequence[pb.Metric] = (),
+                  params: Mapping[str, Any] | Sequence[pb.Param] = (),
+                  tags: Mapping[str, str] | Sequence[pb.Tag] = ()) -> None:
+        """At most 1,000 metrics, 100 params and 100 tags, stored atomically (see RunLogger for more)."""
+        request = api.LogBatchRequest(run_id=run_id, metrics=metrics, params=_params(params), tags=_tags(tags))
+        self.call("LogBatch", request)
+
+    def log_metric(self, run_id: str, key: str, value: float, *, step: int = 0,
+                   timestamp_ms: int | None = None) -> None:
+        request = api.LogMetricRequest(run_id=run_id, metric=metric(key, value, step=step, timestamp_ms=timestamp_ms))
+        self.call("LogMetric", request)
+
+    def log_param(self, run_id: str, key: str, value: Any) -> None:
+        self.call("LogParam", api.LogParamRequest(run_id=run_id, param=pb.Param(key=key, value=str(value))))
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.call("SetTag", api.SetTagRequest(run_id=run_id, tag=pb.Tag(key=key, value=str(value))))
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self.call("DeleteTag", api.DeleteTagRequest(run_id=run_id, key=key))
+
+    def log_inputs(self, run_id: str, inputs: Sequence[pb.DatasetInput]) -> None:
+        self.call("LogInputs", api.LogInputsRequest(run_id=run_id, inputs=inputs))
+
+    def get_metric_history(self, run_id: str, key: str, *, max_points: int = 0,
+                           page_size: int = 10_000) -> Iterator[pb.Metric]:
+        """Every point of a metric by step, then timestamp (or about ``max_points`` of them, down-sampled)."""
+        def fetch(token: str) -> api.GetMetricHistoryResponse:
+            return self.call("GetMetricHistory", api.GetMetricHistoryRequest(
+                run_id=run_id, key=key, page_size=page_size, page_token=token, max_points=max_points))
+
+        return _pages(fetch, "metrics")
+
+    # --- artifacts ----------------------------------------------------------------------------
+
+    def upload_file(self, run_id: str, local_path: str | os.PathLike, artifact_path: str | None = None
+                    ) -> pb.FileInfo:
+        """Uploads one file into the folder ``artifact_path`` of the run's artifacts (None: the root).
+
+        The file keeps its name; it is streamed in 1 MiB chunks after a header carrying its size
+        and SHA-256, which the service checks before storing anything.
+        """
+        local = Path(local_path)
+        sha256, size = _sha256(local)
+        header = api.ArtifactHeader(run_id=run_id, path=_join(artifact_path, local.name), size=size, sha256=sha256)
+
+        def messages() -> Iterator[api.UploadArtifactRequest]:
+            yield api.UploadArtifactRequest(header=header)
+            with local.open("rb") as file:
+                while chunk := file.read(CHUNK_BYTES):
+                    yield api.UploadArtifactRequest(chunk=chunk)
+
+        rpc = self._rpcs["UploadArtifact"]
+        return self._retrying(lambda: rpc(messages(), timeout=self.artifact_timeout), None).file
+
+    def upload_dir(self, run_id: str, local_dir: str | os.PathLike, artifact_path: str | None = None
+                   ) -> list[pb.FileInfo]:
+        """Uploads the files under ``local_dir`` (recursively) into ``artifact_path``."""
+        root = Path(local_dir)
+        if not root.is_dir():
+            raise InvalidArgument("local_dir", f"{root} is not a folder")
+        uploaded = []
+        for folder, dirs, files in os.walk(root):
+            dirs.sort()
+            relative = Path(folder).relative_to(root).as_posix()
+            for name in sorted(files):
+                target = _join(artifact_path, "" if relative == "." else relative)
+                uploaded.append(self.upload_file(run_id, Path(folder) / name, target))
+        return uploaded
+
+    def list_artifacts(self, run_id: str, path: str = "") -> list[pb.FileInfo]:
+        """One level of the run's artifacts; paths are relative to the run's artifact root."""
+        return list(self.call("ListArtifacts", api.ListArtifactsRequest(run_id=run_id, path=path)).files)
+
+    def download(self, run_id: str, path: str = "", local_dir: str | os.PathLike = ".") -> Path:
+        """Downloads a file or folder of the run's artifacts to ``local_dir/path`` and returns that path.
+
+        Each file's size and SHA-256 are checked against what the service announced
+        (:class:`ChecksumMismatch` otherwise); a file is renamed into place only once complete.
+        """
+        root, path = Path(local_dir), path.strip("/")
+        target = _local_target(root, path)
+        if path:
+            try:
+                return self._download_file(run_id, path, target)
+            except FailedPrecondition:
+                pass  # a folder
+        self._download_folder(run_id, path, root)
+        return target
+
+    def _download_folder(self, run_id: str, path: str, root: Path) -> None:
+        _local_target(root, path).mkdir(parents=True, exist_ok=True)
+        for info in self.list_artifacts(run_id, path):
+            if info.is_dir:
+                self._download_folder(run_id, info.path, root)
+            else:
+                self._download_file(run_id, info.path, _local_target(root, info.path))
+
+    def _download_file(self, run_id: str, path: str, target: Path) -> Path:
+        rpc = self._rpcs["DownloadArtifact"]
+        request = api.DownloadArtifactRequest(run_id=run_id, path=path)
+
+        def attempt() -> Path:
+            responses = rpc(request, timeout=self.artifact_timeout)
+            info = next(responses).file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+            digest, size = hashlib.sha256(), 0
+            try:
+                with partial.open("wb") as file:
+                    for response in responses:
+                        digest.update(response.chunk)
+                        size += len(response.chunk)
+                        file.write(response.chunk)
+                if size != info.size or digest.hexdigest() != info.sha256:
+                    raise ChecksumMismatch(
+                        f"artifact {path!r} of run {run_id}: received {size} bytes with SHA-256 {digest.hexdigest()}, "
+                        f"the service announced {info.size} bytes with SHA-256 {info.sha256}")
+                partial.replace(target)
+            finally:
+                partial.unlink(missing_ok=True)
+            return target
+
+        return self._retrying(attempt, None)
+
+    # --- registered models --------------------------------------------------------------------
+
+    def create_registered_model(self, name: str, *, description: str = "",
+                                tags: Mapping[str, str] | None = None) -> rpb.RegisteredModel:
+        request = rapi.CreateRegisteredModelRequest(name=name, description=description, tags=_tags(tags))
+        return self.call("CreateRegisteredModel", request).registered_model
+
+    def get_registered_model(self, name: str) -> rpb.RegisteredModel:
+        return self.call("GetRegisteredModel", rapi.GetRegisteredModelRequest(name=name)).registered_model
+
+    def search_registered_models(self, filter: str = "", *, order_by: Sequence[str] = (),
+                                 page_size: int = 100) -> Iterator[rpb.RegisteredModel]:
+        def fetch(token: str) -> rapi.SearchRegisteredModelsResponse:
+            return self.call("SearchRegisteredModels", rapi.SearchRegisteredModelsRequest(
+                filter=filter, order_by=order_by, page_size=page_size, page_token=token))
+
+        return _pages(fetch, "registered_models")
+
+    def rename_registered_model(self, name: str, new_name: str, *, actor: str = "") -> rpb.RegisteredModel:
+        request = rapi.RenameRegisteredModelRequest(name=name, new_name=new_name, actor=actor)
+        return self.call("RenameRegisteredModel", request).registered_model
+
+    def update_registered_model(self, name: str, description: str) -> rpb.RegisteredModel:
+        request = rapi.UpdateRegisteredModelRequest(name=name, description=description)
+        return self.call("UpdateRegisteredModel", request).registered_model
+
+    def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        self.call("SetRegisteredModelTag", rapi.SetRegisteredModelTagRequest(name=name, key=key, value=value))
+
+    def delete_registered_model_tag(self, name: str, key: str) -> None:
+        self.call("DeleteRegisteredModelTag", rapi.DeleteRegisteredModelTagRequest(name=name, key=key))
+
+    def delete_registered_model(self, name: str, *, actor: str = "") -> None:
+        self.call("DeleteRegisteredModel", rapi.DeleteRegisteredModelRequest(name=name, actor=actor))
+
+    # --- model versions -----------------------------------------------------------------------
+
+    def create_model_version(self, name: str, source: str, *, run_id: str = "", description: str = "",
+                             tags: Mapping[str, str] | None = None, actor: str = "") -> rpb.ModelVersion:
+        """Registers the next version of ``name`` (created if needed) from ``runs:/<run_id>/<path>``.
+
+        Not retried on UNAVAILABLE: a retry after a lost answer would register a second version.
+        """
+        request = rapi.CreateModelVersionRequest(name=name, source=source, run_id=run_id, description=description,
+                                                 tags=_tags(tags), actor=actor)
+        return self.call("CreateModelVersion", request).model_version
+
+    def get_model_version(self, name: str, version: int) -> rpb.ModelVersion:
+        return self.call("GetModelVersion", rapi.GetModelVersionRequest(name=name, version=version)).model_version
+
+    def search_model_versions(self, filter: str = "", *, order_by: Sequence[str] = (),
+                              page_size: int = 1_000) -> Iterator[rpb.ModelVersion]:
+        def fetch(token: str) -> rapi.SearchModelVersionsResponse:
+            return self.call("SearchModelVersions", rapi.SearchModelVersionsRequest(
+                filter=filter, order_by=order_by, page_size=page_size, page_token=token))
+
+        return _pages(fetch, "model_versions")
+
+    def update_model_version(self, name: str, version: int, description: str) -> rpb.ModelVersion:
+        request = rapi.UpdateModelVersionRequest(name=name, version=version, description=description)
+        return self.call("UpdateModelVersion", request).model_version
+
+    def set_model_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        self.call("SetModelVersionTag",
+                  rapi.SetModelVersionTagRequest(name=name, version=version, key=key, value=value))
+
+    def delete_model_version_tag(self, name: str, version: int, key: str) -> None:
+        self.call("DeleteModelVersionTag", rapi.DeleteModelVersionTagRequest(name=name, version=version, key=key))
+
+    def delete_model_version(self, name: str, version: int, *, actor: str = "") -> None:
+        self.call("DeleteModelVersion", rapi.DeleteModelVersionRequest(name=name, version=version, actor=actor))
+
+    def transition_model_version_stage(self, name: str, version: int, stage: int | str, *,
+                                       archive_existing_versions: bool = False, actor: str = "",
+                                       reason: str = "") -> rpb.ModelVersion:
+        """Moves a version to a stage ("None", "Staging", "Production", "Archived" or a ``Stage`` value)."""
+        request = rapi.TransitionModelVersionStageRequest(
+            name=name, version=version, stage=model_stage(stage), archive_existing_versions=archive_existing_versions,
+            actor=actor, reason=reason)
+        return self.call("TransitionModelVersionStage", request).model_version
+
+    def get_model_version_download_uri(self, name: str, version: int) -> str:
+        request = rapi.GetModelVersionDownloadUriRequest(name=name, version=version)
+        return self.call("GetModelVersionDownloadUri", request).artifact_uri
+
+    # --- aliases and audit log ----------------------------------------------------------------
+
+    def set_registered_model_alias(self, name: str, alias: str, version: int, *, actor: str = "",
+                                   reason: str = "") -> None:
+        self.call("SetRegisteredModelAlias", rapi.SetRegisteredModelAliasRequest(
+            name=name, alias=alias, version=version, actor=actor, reason=reason))
+
+    def delete_registered_model_alias(self, name: str, alias: str, *, actor: str = "", reason: str = "") -> None:
+        self.call("DeleteRegisteredModelAlias", rapi.DeleteRegisteredModelAliasRequest(
+            name=name, alias=alias, actor=actor, reason=reason))
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> rpb.ModelVersion:
+        request = rapi.GetModelVersionByAliasRequest(name=name, alias=alias)
+        return self.call("GetModelVersionByAlias", request).model_version
+
+    def list_registry_events(self, name: str, version: int = 0, *, page_size: int = 100
+                             ) -> Iterator[rpb.RegistryEvent]:
+        """The audit log of a model (or of one version), newest first."""
+        def fetch(token: str) -> rapi.ListRegistryEventsResponse:
+            return self.call("ListRegistryEvents", rapi.ListRegistryEventsRequest(
+                name=name, version=version, page_size=page_size, page_token=token))
+
+        return _pages(fetch, "events")
+
+
+def dataset_input(name: str, digest: str, source: str = "", context: str = "", *, source_type: str = "",
+                  schema: str = "", profile: str = "", tags: Mapping[str, str] | None = None) -> pb.DatasetInput:
+    """A ``DatasetInput`` for :meth:`TrackingClient.log_inputs`."""
+    dataset = pb.Dataset(name=name, digest=digest, source_type=source_type, source=source, schema=schema,
+                         profile=profile)
+    return pb.DatasetInput(dataset=dataset, context=context, tags=_tags(tags))
+
+
+__all__ = ["CHUNK_BYTES", "ChecksumMismatch", "TrackingClient", "dataset_input", "metric", "model_stage", "run_status",
+           "tracking_address"]
