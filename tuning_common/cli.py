@@ -5,7 +5,7 @@
     tuning serve tracking --port 0     # experiments, runs, metrics, artifacts
     tuning study create study.yaml     # get-or-create from a YAML/JSON file
     tuning study list | show NAME | stop NAME | resume NAME | complete NAME | delete NAME
-    tuning db upgrade | check          # schema migrations
+    tuning db upgrade | check [--service tracking]   # schema migrations
     tuning demo                        # the end-to-end example
 
 Every option has a TUNING_* environment variable; `--help` on each command lists them.
@@ -124,21 +124,36 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
 
 
 def _db(args: argparse.Namespace) -> int:
-    from suggestion_service.persistence import MIGRATIONS
     from tuning_common.database import Database
 
-    db = Database.connect(args.database_url)
+    if args.service == "tracking":
+        from tracking_service.persistence import MIGRATIONS
+    else:
+        from suggestion_service.persistence import MIGRATIONS
+    url = args.database_url or _default_database_url(args.service)
+    db = Database.connect(url)
     try:
         if args.db_command == "upgrade":
-            print(f"suggestion schema at {MIGRATIONS.ensure(db, upgrade=True)}")
+            print(f"{args.service} schema at {MIGRATIONS.ensure(db, upgrade=True)}")
         else:
             current = db.run(MIGRATIONS.current, write=False)
             head = MIGRATIONS.head()
-            print(f"suggestion schema: database {current or 'empty'}, this version {head}")
+            print(f"{args.service} schema: database {current or 'empty'}, this version {head}")
             return 0 if current == head else 1
     finally:
         db.dispose()
     return 0
+
+
+def _default_database_url(service: str) -> str:
+    variable = f"TUNING_{service.upper()}_DATABASE_URL"
+    if os.environ.get(variable):
+        return os.environ[variable]
+    if service == "tracking":
+        from tracking_service.server import default_database_url
+    else:
+        from suggestion_service.server import default_database_url
+    return default_database_url()
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -161,7 +176,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from suggestion_service import server
-    from suggestion_service.server import default_database_url
     from tracking_service import server as tracking_server
 
     parser = argparse.ArgumentParser(prog="tuning", description=__doc__,
@@ -210,8 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="database schema")
     database = argparse.ArgumentParser(add_help=False)
-    add_option(database, "--database-url", env="TUNING_SUGGESTION_DATABASE_URL", default=default_database_url(),
-               help="the suggestion service's database")
+    database.add_argument("--service", choices=("suggestion", "tracking"), default="suggestion",
+                          help="whose schema (default: suggestion)")
+    database.add_argument("--database-url", default="",
+                          help="default: $TUNING_<SERVICE>_DATABASE_URL, else the service's own default")
     db_actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     for verb, text in (("upgrade", "create or migrate the schema"), ("check", "exit 1 unless the schema is current")):
         db_actions.add_parser(verb, parents=[database], help=text).set_defaults(run=_db)

@@ -8,6 +8,7 @@ import sys
 
 from suggestion_service.persistence import MIGRATIONS
 from tests.conftest import ROOT
+from tracking_service.persistence import MIGRATIONS as TRACKING_MIGRATIONS
 
 
 def tuning(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -41,6 +42,11 @@ def test_db_commands(tmp_path):
     upgraded = tuning("db", "upgrade", "--database-url", url)
     assert upgraded.returncode == 0 and MIGRATIONS.head() in upgraded.stdout
     assert tuning("db", "check", "--database-url", url).returncode == 0
+    # Each service has its own schema and version table, even in one database file.
+    assert tuning("db", "check", "--service", "tracking", "--database-url", url).returncode == 1
+    upgraded = tuning("db", "upgrade", "--service", "tracking", "--database-url", url)
+    assert upgraded.returncode == 0 and TRACKING_MIGRATIONS.head() in upgraded.stdout
+    assert tuning("db", "check", "--service", "tracking", "--database-url", url).returncode == 0
 
 
 def test_demo_runs_end_to_end(tmp_path):
