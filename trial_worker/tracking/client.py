@@ -1,6 +1,6 @@
 """A typed client for the tracking service: one method per RPC of TrackingService and ModelRegistryService.
 
-    from trial_worker.tracking import TrackingClient
+    from trial_worker.tracking import TrackingClient, metric
 
     with TrackingClient("127.0.0.1:50052") as client:
         experiment = client.create_experiment("wine")
@@ -52,7 +52,7 @@ _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 _NOT_REPEATABLE = {"CreateModelVersion"}
 # grpc backs off reconnecting to a peer that went away for up to two minutes by default; a logger
 # spooling while the service restarts should notice it is back within seconds.
-_CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 250), ("grpc.max_reconnect_backoff_ms", 5_000)]
+_CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 250), ("grpc.max_reconnect_backoff_ms", 2_000)]
 
 _STATUS_NAMES = {name.removeprefix("RUN_STATUS_"): value for name, value in pb.RunStatus.items()
                  if value != pb.RUN_STATUS_UNSPECIFIED}
@@ -149,8 +149,8 @@ def _local_target(root: Path, relative: str) -> Path:
     """``root/relative`` for a path the service sent, refused if it would leave ``root``."""
     parts = relative.split("/") if relative else []
     for part in parts:
-        if part in ("", ".", "..") or "\\" in part or (os.altsep and os.altsep in part) or ":" in part:
-            raise InvalidArgument("path", f"the service sent an unsafe artifact path {relative!r:.200}")
+        if part in ("", ".", "..") or "\\" in part or "\x00" in part:
+            raise InvalidArgument("path", f"unsafe artifact path {relative!r:.200}: it would leave the download folder")
     return root.joinpath(*parts)
 
 
