@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from wine import Split, split  # noqa: E402
 
@@ -38,16 +37,10 @@ RANDOM_TRIALS = 50
 
 
 def space():
-    from trial_worker import Float, Int
+    """The seed's XGBoost space without n_estimators: boosting rounds are the fidelity here."""
+    from problems import XGBOOST_SPACE
 
-    return [
-        Int("max_depth", 3, 14),
-        Float("learning_rate", 0.01, 0.3, log=True),
-        Float("subsample", 0.5, 1.0),
-        Float("colsample_bytree", 0.5, 1.0),
-        Float("gamma", 0.0, 0.5),
-        Int("min_child_weight", 1, 9),
-    ]
+    return [p for p in XGBOOST_SPACE if p.name != "n_estimators"]
 
 
 class Trainer:

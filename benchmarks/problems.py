@@ -128,7 +128,6 @@ XGBOOST_SPACE = SearchSpace((
 @functools.cache
 def _wine_data():
     import xgboost as xgb
-
     from wine import split
 
     data = split(5000)

@@ -15,7 +15,7 @@ from suggestion_service.service import SuggestionService
 from tuning.suggestion.v1 import suggestion_service_pb2, suggestion_service_pb2_grpc
 from tuning_common.database import Database
 from tuning_common.errors import TuningError
-from tuning_common.grpc_server import DEFAULT_MAX_MESSAGE_BYTES, RunningServer, ServerOptions, start_server
+from tuning_common.grpc_server import RunningServer, ServerOptions, add_server_options, server_options, start_server
 from tuning_common.settings import add_option, data_dir
 
 log = logging.getLogger(__name__)
@@ -78,26 +78,14 @@ def serve(
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="tuning serve suggestion", description=__doc__)
-    add_option(parser, "--host", env="TUNING_SUGGESTION_HOST", default="127.0.0.1", help="address to bind")
-    add_option(parser, "--port", env="TUNING_SUGGESTION_PORT", default=50051, type=int,
-               help="port to bind; 0 picks a free one (printed on start)")
-    add_option(parser, "--database-url", env="TUNING_SUGGESTION_DATABASE_URL", default=default_database_url(),
-               help="SQLAlchemy URL: sqlite:///path.db or postgresql://user@host/db")
-    add_option(parser, "--migrate", env="TUNING_MIGRATE", default=False, type=bool,
-               help="upgrade an older database schema at start instead of refusing to start")
-    add_option(parser, "--max-workers", env="TUNING_SUGGESTION_MAX_WORKERS", default=16, type=int,
-               help="threads serving RPCs (and database connections)")
-    add_option(parser, "--max-message-bytes", env="TUNING_MAX_MESSAGE_BYTES", default=DEFAULT_MAX_MESSAGE_BYTES,
-               type=int, help="largest request or response accepted")
-    add_option(parser, "--grace-seconds", env="TUNING_GRACE_SECONDS", default=10.0, type=float,
-               help="how long in-flight calls may finish after SIGTERM")
+    add_server_options(parser, "suggestion", 50051, default_database_url())
     add_option(parser, "--lease-check-seconds", env="TUNING_LEASE_CHECK_SECONDS", default=5.0, type=float,
                help="how often this replica reclaims expired leases")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    options = ServerOptions(args.host, args.port, args.max_workers, args.max_message_bytes, args.grace_seconds)
+    options = server_options(args)
     try:
         running = serve(args.database_url, options, migrate=args.migrate, lease_check_seconds=args.lease_check_seconds)
     except TuningError as error:

@@ -35,7 +35,7 @@ from tracking_service.domain.model import (
 from tracking_service.persistence import registry_repository as repo
 from tracking_service.persistence import search_sql
 from tracking_service.persistence.repository import DELETED
-from tracking_service.service import now_ms, page_size
+from tracking_service.service import now_ms, page_size, paged_search
 from tuning_common.database import Database
 from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
@@ -110,21 +110,12 @@ class RegistryService:
 
     def search_models(self, filter_text: str = "", order_by: Sequence[str] = (), size: int = 0, token: str = ""
                       ) -> tuple[list[RegisteredModel], str]:
-        size = page_size(size, 100, 1_000)
-        node = search.parse_filter(filter_text, search.REGISTERED_MODELS)
-        keys = search.parse_order_by(list(order_by), search.REGISTERED_MODELS)
-        fingerprint = paging.fingerprint("registered_models", filter_text, list(order_by))
-        offset = paging.decode_page_token(token, fingerprint)
-        dialect = self.db.engine.dialect.name
-        where = search_sql.registered_model_condition(node, dialect)
-        ordering = search_sql.registered_model_ordering(keys, dialect)
+        def fetch(conn: Connection, where, ordering, offset: int, limit: int) -> list[RegisteredModel]:
+            return repo.get_models(conn, repo.select_model_ids(conn, where, ordering, offset, limit))
 
-        def work(conn: Connection) -> list[RegisteredModel]:
-            return repo.get_models(conn, repo.select_model_ids(conn, where, ordering, offset, size + 1))
-
-        found = self.db.run(work, write=False)
-        more = len(found) > size
-        return found[:size], paging.encode_page_token(offset + size, fingerprint) if more else ""
+        return paged_search(self.db, search.REGISTERED_MODELS, search_sql.registered_model_condition,
+                            search_sql.registered_model_ordering, fetch, filter_text=filter_text, order_by=order_by,
+                            size=size, token=token, default_size=100, max_size=1_000)
 
     def rename_model(self, name: str, new_name: str, actor: str = "") -> RegisteredModel:
         check_key(name, "name")
@@ -265,21 +256,12 @@ class RegistryService:
 
     def search_versions(self, filter_text: str = "", order_by: Sequence[str] = (), size: int = 0, token: str = ""
                         ) -> tuple[list[ModelVersion], str]:
-        size = page_size(size, 1_000, 10_000)
-        node = search.parse_filter(filter_text, search.MODEL_VERSIONS)
-        keys = search.parse_order_by(list(order_by), search.MODEL_VERSIONS)
-        fingerprint = paging.fingerprint("model_versions", filter_text, list(order_by))
-        offset = paging.decode_page_token(token, fingerprint)
-        dialect = self.db.engine.dialect.name
-        where = search_sql.model_version_condition(node, dialect)
-        ordering = search_sql.model_version_ordering(keys, dialect)
+        def fetch(conn: Connection, where, ordering, offset: int, limit: int) -> list[ModelVersion]:
+            return repo.get_versions(conn, repo.select_version_keys(conn, where, ordering, offset, limit))
 
-        def work(conn: Connection) -> list[ModelVersion]:
-            return repo.get_versions(conn, repo.select_version_keys(conn, where, ordering, offset, size + 1))
-
-        found = self.db.run(work, write=False)
-        more = len(found) > size
-        return found[:size], paging.encode_page_token(offset + size, fingerprint) if more else ""
+        return paged_search(self.db, search.MODEL_VERSIONS, search_sql.model_version_condition,
+                            search_sql.model_version_ordering, fetch, filter_text=filter_text, order_by=order_by,
+                            size=size, token=token, default_size=1_000, max_size=10_000)
 
     def update_version(self, name: str, version: int, description: str) -> ModelVersion:
         check_key(name, "name")

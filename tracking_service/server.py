@@ -22,7 +22,7 @@ from tuning.tracking.v1 import (
 )
 from tuning_common.database import Database
 from tuning_common.errors import TuningError
-from tuning_common.grpc_server import DEFAULT_MAX_MESSAGE_BYTES, RunningServer, ServerOptions, start_server
+from tuning_common.grpc_server import RunningServer, ServerOptions, add_server_options, server_options, start_server
 from tuning_common.settings import add_option, data_dir
 
 log = logging.getLogger(__name__)
@@ -67,28 +67,16 @@ def serve(database_url: str, artifacts: str, options: ServerOptions, *, migrate:
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="tuning serve tracking", description=__doc__)
-    add_option(parser, "--host", env="TUNING_TRACKING_HOST", default="127.0.0.1", help="address to bind")
-    add_option(parser, "--port", env="TUNING_TRACKING_PORT", default=50052, type=int,
-               help="port to bind; 0 picks a free one (printed on start)")
-    add_option(parser, "--database-url", env="TUNING_TRACKING_DATABASE_URL", default=default_database_url(),
-               help="SQLAlchemy URL: sqlite:///path.db or postgresql://user@host/db")
+    add_server_options(parser, "tracking", 50052, default_database_url())
     add_option(parser, "--artifacts", env="TUNING_ARTIFACTS", default=default_artifacts(),
                help="artifact store: a folder path or file:// URI")
-    add_option(parser, "--migrate", env="TUNING_MIGRATE", default=False, type=bool,
-               help="upgrade an older database schema at start instead of refusing to start")
-    add_option(parser, "--max-workers", env="TUNING_TRACKING_MAX_WORKERS", default=16, type=int,
-               help="threads serving RPCs (and database connections)")
-    add_option(parser, "--max-message-bytes", env="TUNING_MAX_MESSAGE_BYTES", default=DEFAULT_MAX_MESSAGE_BYTES,
-               type=int, help="largest request or response accepted (artifacts stream in chunks below it)")
     add_option(parser, "--max-artifact-bytes", env="TUNING_MAX_ARTIFACT_BYTES", default=MAX_ARTIFACT_BYTES,
                type=int, help="largest artifact file accepted")
-    add_option(parser, "--grace-seconds", env="TUNING_GRACE_SECONDS", default=10.0, type=float,
-               help="how long in-flight calls may finish after SIGTERM")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    options = ServerOptions(args.host, args.port, args.max_workers, args.max_message_bytes, args.grace_seconds)
+    options = server_options(args)
     try:
         running = serve(args.database_url, args.artifacts, options, migrate=args.migrate,
                         max_artifact_bytes=args.max_artifact_bytes)

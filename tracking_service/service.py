@@ -62,6 +62,31 @@ def page_size(value: int, default: int, limit: int, field: str = "page_size") ->
     return value or default
 
 
+def paged_search(db: Database, schema: search.EntitySchema, condition, ordering, fetch, *, filter_text: str,
+                 order_by: Sequence[str], size: int, token: str, default_size: int, max_size: int,
+                 scope: tuple = (), where=None) -> tuple[list, str]:
+    """One page of a search: parse the filter and order, check the page token against this
+    query, compile to SQL, and fetch one more than a page to know whether another follows.
+
+    ``condition(node, dialect)`` and ``ordering(keys, dialect)`` come from search_sql;
+    ``fetch(conn, where, order_by, offset, limit)`` reads the entities; ``scope`` is whatever
+    else shapes the result (experiment ids, view type) and ``where`` the clause it adds.
+    """
+    size = page_size(size, default_size, max_size)
+    node = search.parse_filter(filter_text, schema)
+    keys = search.parse_order_by(list(order_by), schema)
+    fingerprint = paging.fingerprint(schema.entity, filter_text, list(order_by), *scope)
+    offset = paging.decode_page_token(token, fingerprint)
+    dialect = db.engine.dialect.name
+    clause = condition(node, dialect)
+    if where is not None:
+        clause = clause & where
+    sort = ordering(keys, dialect)
+    found = db.run(lambda conn: fetch(conn, clause, sort, offset, size + 1), write=False)
+    more = len(found) > size
+    return found[:size], paging.encode_page_token(offset + size, fingerprint) if more else ""
+
+
 class TrackingService:
     def __init__(self, db: Database, store: ArtifactStore, *, max_artifact_bytes: int = MAX_ARTIFACT_BYTES):
         self.db, self.store, self.max_artifact_bytes = db, store, max_artifact_bytes
@@ -123,21 +148,11 @@ class TrackingService:
     def search_experiments(self, filter_text: str = "", order_by: Sequence[str] = (),
                            view: ViewType = ViewType.ACTIVE_ONLY, size: int = 0, token: str = ""
                            ) -> tuple[list[Experiment], str]:
-        size = page_size(size, 100, 1_000)
-        node = search.parse_filter(filter_text, search.EXPERIMENTS)
-        keys = search.parse_order_by(list(order_by), search.EXPERIMENTS)
-        fingerprint = paging.fingerprint("experiments", filter_text, list(order_by), view.value)
-        offset = paging.decode_page_token(token, fingerprint)
-        where = search_sql.experiment_condition(node, self.db.engine.dialect.name)
-        where = where & experiments.c.lifecycle_stage.in_(view.stages())
-        ordering = search_sql.experiment_ordering(keys, self.db.engine.dialect.name)
-
-        def work(conn: Connection) -> list[Experiment]:
-            return repo.select_experiments(conn, where, ordering, offset, size + 1)
-
-        found = self.db.run(work, write=False)
-        more = len(found) > size
-        return found[:size], paging.encode_page_token(offset + size, fingerprint) if more else ""
+        return paged_search(
+            self.db, search.EXPERIMENTS, search_sql.experiment_condition, search_sql.experiment_ordering,
+            repo.select_experiments, filter_text=filter_text, order_by=order_by, size=size, token=token,
+            default_size=100, max_size=1_000, scope=(view.value,),
+            where=experiments.c.lifecycle_stage.in_(view.stages()))
 
     def rename_experiment(self, experiment_id: int, new_name: str) -> Experiment:
         check_key(new_name, "new_name")
@@ -285,22 +300,15 @@ class TrackingService:
             raise InvalidArgument("experiment_ids", "name at least one experiment")
         if len(experiment_ids) > 1_000:
             raise InvalidArgument("experiment_ids", f"at most 1000 experiments, got {len(experiment_ids)}")
-        size = page_size(size, 1_000, 50_000)
-        node = search.parse_filter(filter_text, search.RUNS)
-        keys = search.parse_order_by(list(order_by), search.RUNS)
-        fingerprint = paging.fingerprint("runs", sorted(experiment_ids), filter_text, list(order_by), view.value)
-        offset = paging.decode_page_token(token, fingerprint)
-        where = search_sql.run_condition(node, self.db.engine.dialect.name)
-        where = where & runs.c.experiment_id.in_(list(experiment_ids)) & runs.c.lifecycle_stage.in_(view.stages())
-        ordering = search_sql.run_ordering(keys, self.db.engine.dialect.name)
 
-        def work(conn: Connection) -> list[Run]:
-            ids = repo.select_run_ids(conn, where, ordering, offset, size + 1)
-            return repo.get_runs(conn, ids)
+        def fetch(conn: Connection, where, ordering, offset: int, limit: int) -> list[Run]:
+            return repo.get_runs(conn, repo.select_run_ids(conn, where, ordering, offset, limit))
 
-        found = self.db.run(work, write=False)
-        more = len(found) > size
-        return found[:size], paging.encode_page_token(offset + size, fingerprint) if more else ""
+        return paged_search(
+            self.db, search.RUNS, search_sql.run_condition, search_sql.run_ordering, fetch,
+            filter_text=filter_text, order_by=order_by, size=size, token=token, default_size=1_000,
+            max_size=50_000, scope=(sorted(experiment_ids), view.value),
+            where=runs.c.experiment_id.in_(list(experiment_ids)) & runs.c.lifecycle_stage.in_(view.stages()))
 
     # -- logging ------------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ exponential backoff; asks carry a request id so a retried ask never leases twice
 from __future__ import annotations
 
 import os
-import random
 import socket
 import time
 import uuid
@@ -45,11 +44,8 @@ from tuning.suggestion.v1 import study_pb2 as pb
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc as api_grpc
 from tuning_common.errors import DeadlineExceeded
-from tuning_common.grpc_errors import error_from_rpc
+from tuning_common.grpc_errors import call_with_retries
 from tuning_common.settings import suggestion_address
-
-# CANCELLED: see tuning_common.grpc_errors.error_from_rpc. Every RPC is safe to repeat.
-_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 
 
 def default_worker_id() -> str:
@@ -86,16 +82,8 @@ class SuggestionClient:
     def call(self, method: str, request: Any) -> Any:
         """Calls an RPC by name, retrying UNAVAILABLE with jittered exponential backoff."""
         rpc = getattr(self._stub, method)
-        delay = self.backoff
-        for attempt in range(self.retries + 1):
-            try:
-                return rpc(request, timeout=self.timeout)
-            except grpc.RpcError as error:
-                if error.code() not in _RETRYABLE or attempt == self.retries:
-                    raise error_from_rpc(error) from None
-            time.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, self.max_backoff)
-        raise AssertionError("unreachable")
+        return call_with_retries(lambda: rpc(request, timeout=self.timeout), retries=self.retries,
+                                 backoff=self.backoff, max_backoff=self.max_backoff)
 
     # --- studies ---------------------------------------------------------------------
 

@@ -185,3 +185,19 @@ class Migrations:
             return head
 
         return db.run(migrate, write=True, attempts=1)
+
+
+def run_migrations(metadata: sa.MetaData) -> None:
+    """The body of every service's Alembic ``env.py``: migrate on the connection that
+    :meth:`Migrations.ensure` hands in (never one of Alembic's own)."""
+    from alembic import context
+
+    config = context.config
+    context.configure(
+        connection=config.attributes["connection"],
+        target_metadata=metadata,
+        version_table=config.get_main_option("version_table"),
+        render_as_batch=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()

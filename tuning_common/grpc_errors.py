@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import random
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -22,6 +24,7 @@ from grpc_status import rpc_status
 
 from tuning_common.errors import BY_CODE, InvalidArgument, TuningError
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "tuning.dev"
@@ -170,3 +173,23 @@ def error_from_rpc(error: grpc.RpcError) -> TuningError:
             return InvalidArgument("request", message, reason=reason, metadata=metadata)
         return InvalidArgument(violation.field, violation.description, reason=reason, metadata=metadata)
     return cls(message, reason=reason, metadata=metadata)
+
+
+# CANCELLED: see error_from_rpc (a server shutting down cancels in-flight calls).
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+
+
+def call_with_retries(attempt: Callable[[], T], *, retries: int, backoff: float, max_backoff: float) -> T:
+    """``attempt()``, again after RETRYABLE failures with jittered exponential backoff (at most
+    ``retries`` more times); any other failure, or the last, raises the rebuilt TuningError."""
+    delay = backoff
+    for number in range(retries + 1):
+        try:
+            return attempt()
+        except grpc.RpcError as error:
+            code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
+            if code not in RETRYABLE or number == retries:
+                raise error_from_rpc(error) from None
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(delay * 2, max_backoff)
+    raise AssertionError("unreachable")

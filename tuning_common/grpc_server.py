@@ -14,6 +14,7 @@ concurrently and may wait on row locks). See docs/BENCHMARKS.md for the differen
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
@@ -28,6 +29,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from tuning_common.grpc_errors import ErrorMappingInterceptor
+from tuning_common.settings import add_option
 
 log = logging.getLogger(__name__)
 
@@ -130,3 +132,26 @@ def start_server(
         raise
     host = f"[{options.host}]" if ":" in options.host else options.host
     return RunningServer(server, f"{host}:{port}", health_servicer, options.grace_seconds, loop, thread, executor)
+
+
+def add_server_options(parser: argparse.ArgumentParser, service: str, port: int, default_database_url: str) -> None:
+    """The flags every gRPC service takes, with TUNING_<SERVICE>_* variables (and the shared
+    TUNING_MIGRATE, TUNING_MAX_MESSAGE_BYTES, TUNING_GRACE_SECONDS)."""
+    prefix = f"TUNING_{service.upper()}"
+    add_option(parser, "--host", env=f"{prefix}_HOST", default="127.0.0.1", help="address to bind")
+    add_option(parser, "--port", env=f"{prefix}_PORT", default=port, type=int,
+               help="port to bind; 0 picks a free one (printed on start)")
+    add_option(parser, "--database-url", env=f"{prefix}_DATABASE_URL", default=default_database_url,
+               help="SQLAlchemy URL: sqlite:///path.db or postgresql://user@host/db")
+    add_option(parser, "--migrate", env="TUNING_MIGRATE", default=False, type=bool,
+               help="upgrade an older database schema at start instead of refusing to start")
+    add_option(parser, "--max-workers", env=f"{prefix}_MAX_WORKERS", default=16, type=int,
+               help="threads serving RPCs (and database connections)")
+    add_option(parser, "--max-message-bytes", env="TUNING_MAX_MESSAGE_BYTES", default=DEFAULT_MAX_MESSAGE_BYTES,
+               type=int, help="largest request or response accepted")
+    add_option(parser, "--grace-seconds", env="TUNING_GRACE_SECONDS", default=10.0, type=float,
+               help="how long in-flight calls may finish after SIGTERM")
+
+
+def server_options(args: argparse.Namespace) -> ServerOptions:
+    return ServerOptions(args.host, args.port, args.max_workers, args.max_message_bytes, args.grace_seconds)

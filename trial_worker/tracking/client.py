@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,13 +40,12 @@ from tuning.tracking.v1 import tracking_pb2 as pb
 from tuning.tracking.v1 import tracking_service_pb2 as api
 from tuning.tracking.v1 import tracking_service_pb2_grpc as api_grpc
 from tuning_common.errors import FailedPrecondition, InvalidArgument, TuningError
-from tuning_common.grpc_errors import error_from_rpc
+from tuning_common.grpc_errors import call_with_retries
 
 DEFAULT_ADDRESS = "127.0.0.1:50052"
 CHUNK_BYTES = 1024 * 1024
 
 # CANCELLED: see tuning_common.grpc_errors.error_from_rpc.
-_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 # A second CreateModelVersion registers a second version: never repeated behind the caller's back.
 _NOT_REPEATABLE = {"CreateModelVersion"}
 # grpc backs off reconnecting to a peer that went away for up to two minutes by default; a logger
@@ -187,18 +185,8 @@ class TrackingClient:
         self.close()
 
     def _retrying(self, attempt: Callable[[], T], retries: int | None) -> T:
-        retries = self.retries if retries is None else retries
-        delay = self.backoff
-        for number in range(retries + 1):
-            try:
-                return attempt()
-            except grpc.RpcError as error:
-                code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
-                if code not in _RETRYABLE or number == retries:
-                    raise error_from_rpc(error) from None
-            time.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, self.max_backoff)
-        raise AssertionError("unreachable")
+        return call_with_retries(attempt, retries=self.retries if retries is None else retries,
+                                 backoff=self.backoff, max_backoff=self.max_backoff)
 
     def call(self, method: str, request: Any, *, retries: int | None = None) -> Any:
         """Calls a unary RPC by name, retrying UNAVAILABLE ``retries`` times (default: the client's)."""

@@ -1,15 +1,6 @@
-"""Alembic environment: always run on a connection handed in by tuning_common.database."""
-
-from alembic import context
+"""Alembic environment (see tuning_common.database.run_migrations)."""
 
 from suggestion_service.persistence.tables import metadata
+from tuning_common.database import run_migrations
 
-config = context.config
-context.configure(
-    connection=config.attributes["connection"],
-    target_metadata=metadata,
-    version_table=config.get_main_option("version_table"),
-    render_as_batch=True,
-)
-with context.begin_transaction():
-    context.run_migrations()
+run_migrations(metadata)
