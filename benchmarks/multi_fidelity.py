@@ -149,6 +149,29 @@ def pruned_search(data: Split, seed: int, pruner: str, algorithm: str, budget_ro
     return ledger
 
 
+def rank_correlation(data: Split, configs: int, seed: int) -> list[tuple[int, float]]:
+    """Spearman correlation between F1 after each rung's rounds and F1 after the full budget,
+    over random configurations: how well a rung predicts the final ranking that early
+    stopping bets on."""
+    from scipy.stats import spearmanr
+
+    from suggestion_service.algorithms import make_algorithm
+    from suggestion_service.algorithms.base import SuggestContext
+    from suggestion_service.domain.space import SearchSpace
+    from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, StudySpec
+
+    objectives = (Objective("val_f1", Direction.MAXIMIZE),)
+    spec = StudySpec(SearchSpace(tuple(space())), objectives, AlgorithmSpec("random"), seed=seed)
+    proposals = make_algorithm(spec).suggest(SuggestContext(spec.space, objectives, sequence=0), configs)
+    rungs = [round(MAX_ROUNDS / ETA**k) for k in (3, 2, 1)]
+    scores = []
+    for proposal in proposals:
+        trainer = Trainer(data, proposal.params, seed)
+        scores.append([trainer.boost_to(r) for r in (*rungs, MAX_ROUNDS)])
+    final = [row[-1] for row in scores]
+    return [(rung, float(spearmanr([row[i] for row in scores], final).statistic)) for i, rung in enumerate(rungs)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -158,8 +181,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rungs", type=int, default=3,
                         help="rungs below the full budget: the lowest is 300 / 3^rungs rounds")
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--rank-correlation", type=int, default=0, metavar="N",
+                        help="instead: how F1 at each rung ranks N random configurations vs F1 at full budget")
     args = parser.parse_args(argv)
     data = split(args.samples)
+    if args.rank_correlation:
+        for rung, rho in rank_correlation(data, args.rank_correlation, seed=0):
+            print(f"| {rung} rounds | {rho:+.2f} |")
+        return 0
     rows = []
     for seed in range(args.seeds):
         target, random_rounds = random_search(data, seed)
