@@ -95,11 +95,12 @@ def client(server: RunningServer) -> Iterator[SuggestionClient]:
 
 
 class ServerProcess:
-    """A suggestion service in its own process, on a free port."""
+    """A service (the suggestion service unless ``module`` says otherwise) in its own process, on a free port."""
 
-    def __init__(self, database_url: str, *args: str, env: dict[str, str] | None = None):
+    def __init__(self, database_url: str, *args: str, env: dict[str, str] | None = None,
+                 module: str = "suggestion_service"):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "suggestion_service", "--port", "0", "--database-url", database_url, *args],
+            [sys.executable, "-m", module, "--port", "0", "--database-url", database_url, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -135,8 +136,9 @@ class ServerProcess:
 def spawn_server() -> Iterator:
     started: list[ServerProcess] = []
 
-    def spawn(database_url: str, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
-        started.append(ServerProcess(database_url, *args, env=env))
+    def spawn(database_url: str, *args: str, env: dict[str, str] | None = None,
+              module: str = "suggestion_service") -> ServerProcess:
+        started.append(ServerProcess(database_url, *args, env=env, module=module))
         return started[-1]
 
     yield spawn
