@@ -498,7 +498,7 @@ def _checkpoint(engine) -> None:
 
 
 def populate_ours_runs(bench: Bench, experiment_name: str) -> dict:
-    from tracking_service.persistence.tables import latest_metrics, metrics, params, runs
+    from tracking_service.persistence.tables import VALUE_HEAD, latest_metrics, metrics, params, runs
 
     args = bench.args
     with bench.ours_client() as client:
@@ -517,7 +517,7 @@ def populate_ours_runs(bench: Bench, experiment_name: str) -> dict:
                 "create_ms": start, "update_ms": start + 500,
             } for i, (run_id, start, *_) in enumerate(rows)))
             _insert_chunks(conn, params, (
-                {"run_id": run_id, "key": key, "value": value}
+                {"run_id": run_id, "key": key, "value": value, "value_head": value[:VALUE_HEAD]}
                 for run_id, _, depth, rate, _, _ in rows
                 for key, value in (("max_depth", depth), ("learning_rate", rate))))
             for table in (metrics, latest_metrics):

@@ -118,3 +118,27 @@ def test_an_older_schema_is_refused_then_upgraded_with_its_data(database_url: st
     assert kept.id == trial.id and kept.metrics[0].value == 0.25
     assert db.run(MIGRATIONS.current, write=False) == MIGRATIONS.head()
     db.dispose()
+
+
+def test_tracking_upgrade_backfills_search_heads(database_url: str, spawn_server, tmp_path):
+    """0001 -> 0002 adds the indexed value heads of params and tags, filled in for existing rows."""
+    from alembic import command
+
+    from trial_worker.tracking import TrackingClient
+
+    artifacts = str(tmp_path / "artifacts")
+    first = spawn_server(database_url, "--artifacts", artifacts, module="tracking_service")
+    with TrackingClient(first.address) as client:
+        run = client.create_run(0)
+        client.log_batch(run.id, params={"max_depth": "6", "long": "x" * 500}, tags={"team": "ml"})
+    first.stop()
+    db = Database.connect(database_url)
+    db.run(lambda conn: command.downgrade(TRACKING_MIGRATIONS._config(conn), "0001"), write=True)
+
+    upgraded = spawn_server(database_url, "--artifacts", artifacts, "--migrate", module="tracking_service")
+    with TrackingClient(upgraded.address) as client:
+        for query in ("params.max_depth = '6'", f"params.long = '{'x' * 500}'", "tags.team IN ('ml', 'data')"):
+            assert [r.id for r in client.search_runs([0], query)] == [run.id], query
+        assert list(client.search_runs([0], "params.long = 'x'")) == []
+    assert db.run(TRACKING_MIGRATIONS.current, write=False) == TRACKING_MIGRATIONS.head()
+    db.dispose()

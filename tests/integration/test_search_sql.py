@@ -109,8 +109,11 @@ def _insert_all(conn: sa.Connection) -> None:
     conn.execute(t.latest_metrics.insert(), [
         {"run_id": rid(i), "key": key, "step": 0, "timestamp_ms": 0, "value": 0.0 if value != value else value,
          "is_nan": value != value} for i, key, value in _metrics()])
-    conn.execute(t.params.insert(), [{"run_id": rid(i), "key": key, "value": value} for i, key, value in _params()])
-    conn.execute(t.tags.insert(), [{"run_id": rid(i), "key": key, "value": value} for i, key, value in _tags()])
+    # value_head as the repository writes it (the first VALUE_HEAD characters).
+    conn.execute(t.params.insert(), [{"run_id": rid(i), "key": key, "value": value, "value_head": value[:t.VALUE_HEAD]}
+                                     for i, key, value in _params()])
+    conn.execute(t.tags.insert(), [{"run_id": rid(i), "key": key, "value": value, "value_head": value[:t.VALUE_HEAD]}
+                                   for i, key, value in _tags()])
     conn.execute(t.registered_models.insert(), [
         {"id": i, "name": name, "create_ms": create, "update_ms": update} for i, name, create, update in MODEL_ROWS])
     conn.execute(t.registered_model_tags.insert(), [

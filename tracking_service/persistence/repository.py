@@ -24,6 +24,7 @@ from tracking_service.domain.model import (
     TrialLink,
 )
 from tracking_service.persistence.tables import (
+    VALUE_HEAD,
     datasets,
     experiment_tags,
     experiments,
@@ -185,15 +186,18 @@ def log_params(conn: Connection, run_id: str, items: Sequence[tuple[str, str]]) 
             raise FailedPrecondition(
                 f"param {key!r} of run {run_id} was logged as {existing[key]!r:.200}; params cannot change "
                 f"(got {value!r:.200})", reason="PARAM_CHANGED")
-    new = [{"run_id": run_id, "key": k, "value": v} for k, v in dict(items).items() if k not in existing]
+    new = [{"run_id": run_id, "key": k, "value": v, "value_head": v[:VALUE_HEAD]}
+           for k, v in dict(items).items() if k not in existing]
     if new:
         conn.execute(upsert(conn, params).on_conflict_do_nothing(), new)
 
 
 def set_tags(conn: Connection, run_id: str, items: Sequence[tuple[str, str]]) -> None:
     for key, value in dict(items).items():
-        statement = upsert(conn, tags).values(run_id=run_id, key=key, value=value)
-        conn.execute(statement.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": value}))
+        head = value[:VALUE_HEAD]
+        statement = upsert(conn, tags).values(run_id=run_id, key=key, value=value, value_head=head)
+        conn.execute(statement.on_conflict_do_update(index_elements=["run_id", "key"],
+                                                     set_={"value": value, "value_head": head}))
 
 
 def delete_tag(conn: Connection, run_id: str, key: str) -> bool:

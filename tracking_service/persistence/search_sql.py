@@ -43,6 +43,8 @@ class _KeyValues:
     table: sa.Table
     links: tuple[tuple[sa.Column, sa.Column], ...]
     is_nan: sa.Column | None = None
+    # An indexed prefix of ``value`` (t.VALUE_HEAD characters) that equality filters narrow by first.
+    head: sa.Column | None = None
 
     def rows(self, key: str) -> list[Condition]:
         return [mine == owner for mine, owner in self.links] + [self.table.c.key == key]
@@ -78,8 +80,8 @@ _RUNS = _Entity(
     },
     namespaces={
         "metrics": _KeyValues(t.latest_metrics, ((t.latest_metrics.c.run_id, t.runs.c.id),), t.latest_metrics.c.is_nan),
-        "params": _KeyValues(t.params, ((t.params.c.run_id, t.runs.c.id),)),
-        "tags": _KeyValues(t.tags, ((t.tags.c.run_id, t.runs.c.id),)),
+        "params": _KeyValues(t.params, ((t.params.c.run_id, t.runs.c.id),), head=t.params.c.value_head),
+        "tags": _KeyValues(t.tags, ((t.tags.c.run_id, t.runs.c.id),), head=t.tags.c.value_head),
     },
     default_order=(OrderKey(ATTRIBUTES, "start_time", descending=True),),
     tie_breakers=(t.runs.c.id,),
@@ -198,14 +200,27 @@ def _compare(column: ColumnElement, op: Op, value: Value, dialect_name: str) -> 
 
 
 def _key_condition(values: _KeyValues, comparison: Comparison, dialect_name: str) -> Condition:
-    rows = values.rows(comparison.key)
-    if comparison.op is Op.IS_NULL:
-        return ~sa.exists().where(*rows)
-    if comparison.op is Op.IS_NOT_NULL:
-        return sa.exists().where(*rows)
-    if values.is_nan is not None:
-        rows.append(sa.not_(values.is_nan))
-    return sa.exists().where(*rows, _compare(values.table.c.value, comparison.op, comparison.value, dialect_name))
+    """Owners that have the key (with a matching value).
+
+    With a single owner column this is ``owner IN (SELECT ... WHERE key = ? AND value op ?)``
+    rather than a correlated EXISTS: the database can then start from the key's rows (for
+    metrics, a range of the (key, value) index) instead of probing every owner in scope,
+    which on 100,000 runs was the difference between ~300 ms and a few tens.
+    """
+    conditions = [values.table.c.key == comparison.key]
+    if comparison.op not in (Op.IS_NULL, Op.IS_NOT_NULL):
+        if values.is_nan is not None:
+            conditions.append(sa.not_(values.is_nan))
+        conditions.append(_compare(values.table.c.value, comparison.op, comparison.value, dialect_name))
+        if values.head is not None and comparison.op in (Op.EQ, Op.IN):
+            heads = comparison.value if comparison.op is Op.IN else (comparison.value,)
+            conditions.append(values.head.in_(sorted({str(v)[:t.VALUE_HEAD] for v in heads})))
+    if len(values.links) == 1:
+        [(mine, owner)] = values.links
+        found = owner.in_(sa.select(mine).where(*conditions))
+    else:
+        found = sa.exists().where(*(mine == owner for mine, owner in values.links), *conditions)
+    return sa.not_(found) if comparison.op is Op.IS_NULL else found
 
 
 def _condition(node: Node | None, entity: _Entity, dialect_name: str) -> Condition:

@@ -67,13 +67,20 @@ runs = sa.Table(
     sa.UniqueConstraint("experiment_id", "request_id", name="uq_runs_experiment_request"),
 )
 
+# Values can be long (6,000 characters), too long for a PostgreSQL index entry, so what
+# search filters on is ``value_head``, the first VALUE_HEAD characters, indexed with the key
+# and the run: an equality or IN filter narrows by the head in the index and then checks the
+# whole value on the few rows left (migration 0002).
+VALUE_HEAD = 100
+
 params = sa.Table(
     "params",
     metadata,
     sa.Column("run_id", RUN_ID, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("key", KEY, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
-    sa.Index("ix_params_key_run", "key", "run_id"),
+    sa.Column("value_head", sa.String(VALUE_HEAD), nullable=False, server_default=""),
+    sa.Index("ix_params_key_head_run", "key", "value_head", "run_id"),
 )
 
 tags = sa.Table(
@@ -82,7 +89,8 @@ tags = sa.Table(
     sa.Column("run_id", RUN_ID, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("key", KEY, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
-    sa.Index("ix_tags_key_run", "key", "run_id"),
+    sa.Column("value_head", sa.String(VALUE_HEAD), nullable=False, server_default=""),
+    sa.Index("ix_tags_key_head_run", "key", "value_head", "run_id"),
 )
 
 # Every point of every metric. The whole row is the key, so a retried batch (the client
@@ -110,7 +118,8 @@ latest_metrics = sa.Table(
     sa.Column("timestamp_ms", sa.BigInteger, nullable=False),
     sa.Column("value", sa.Float(precision=53), nullable=False),
     sa.Column("is_nan", sa.Boolean, nullable=False),
-    sa.Index("ix_latest_metrics_key_value", "key", "value"),
+    # Covering for metric filters: key, value range and NaN flag to run ids without a table read.
+    sa.Index("ix_latest_metrics_key_value_run", "key", "value", "is_nan", "run_id"),
 )
 
 datasets = sa.Table(

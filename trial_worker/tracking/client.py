@@ -23,6 +23,7 @@ the caller's thread, spooled to disk while the service is down) or the module-le
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 import uuid
@@ -269,10 +270,8 @@ class TrackingClient:
                 experiment_ids=experiment_ids, filter=filter, order_by=order_by, view_type=view_type,
                 page_size=page_size, page_token=token))
 
-        for count, run in enumerate(_pages(fetch, "runs")):
-            if max_results is not None and count >= max_results:
-                return
-            yield run
+        # islice stops at max_results without asking for a page beyond it.
+        return itertools.islice(_pages(fetch, "runs"), max_results)
 
     def delete_run(self, run_id: str) -> None:
         self.call("DeleteRun", api.DeleteRunRequest(run_id=run_id))
