@@ -67,7 +67,11 @@ def experiment_to_proto(e: Experiment) -> pb.Experiment:
 
 
 def metric_from_proto(m: pb.Metric, received_ms: int) -> Metric:
-    return Metric(m.key, m.value, m.timestamp.ToMilliseconds() if m.HasField("timestamp") else received_ms, m.step)
+    # Plain field arithmetic: Timestamp.ToMilliseconds is Python code, and this runs per point.
+    if m.HasField("timestamp"):
+        stamp = m.timestamp
+        return Metric(m.key, m.value, stamp.seconds * 1000 + stamp.nanos // 1_000_000, m.step)
+    return Metric(m.key, m.value, received_ms, m.step)
 
 
 def metric_to_proto(m: Metric) -> pb.Metric:
