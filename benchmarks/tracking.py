@@ -19,7 +19,8 @@ Sections (``--sections``):
 
 * ``throughput``: W writer processes (W in ``--writers``), each logging to its own run for
   ``--seconds`` after ``--warmup``: single calls (``TrackingClient.log_metric`` against
-  ``MlflowClient.log_metric``) and batches of 1,000 (``log_batch`` on both). Only points of
+  ``MlflowClient.log_metric``) and batches of 1,000 (``log_batch`` on both: ours sends one column
+  series, ``MetricSeries``, as its RunLogger does; MLflow a list of ``Metric``). Only points of
   calls the server acknowledged count; afterwards the points stored per run are counted
   (ours in its SQLite file, MLflow through ``get_metric_history``) and compared.
 * ``latency``: caller time of the fluent ``log_metric`` (ours queues; MLflow's default is a
@@ -314,7 +315,7 @@ def our_writer_main(argv: Sequence[str]) -> int:
     def open_sender() -> tuple[Callable[[int], None], Callable[[], None]]:
         import random
 
-        from trial_worker.tracking import TrackingClient, metric
+        from trial_worker.tracking import TrackingClient, metric_series
 
         client = TrackingClient(args.address, timeout=60.0)
         client.get_run(args.run_id)  # connect and fail here, not inside the window
@@ -326,9 +327,10 @@ def our_writer_main(argv: Sequence[str]) -> int:
                 client.log_metric(run_id, key, rng.random(), step=step)
         else:
             def send(step: int) -> None:
+                # Our client's batch form: one column series (what RunLogger sends too).
                 stamp = time.time_ns() // 1_000_000
-                client.log_batch(run_id, metrics=[metric(key, rng.random(), step=step + j, timestamp_ms=stamp)
-                                                  for j in range(size)])
+                client.log_batch(run_id, series=[metric_series(
+                    key, [rng.random() for _ in range(size)], list(range(step, step + size)), [stamp] * size)])
         return send, client.close
 
     side.serve_writer(open_sender, 1 if args.mode == "single" else args.batch_size)

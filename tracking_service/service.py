@@ -24,6 +24,7 @@ from tracking_service.domain.model import (
     Experiment,
     LifecycleStage,
     Metric,
+    MetricSeries,
     Run,
     RunStatus,
     TrialLink,
@@ -32,6 +33,7 @@ from tracking_service.domain.model import (
     check_dataset_input,
     check_key,
     check_run_id,
+    check_series,
     check_tags,
     check_text,
     new_run_id,
@@ -321,15 +323,16 @@ class TrackingService:
         return state[1]
 
     def log_batch(self, run_id: str, metrics: Sequence[Metric] = (), params: Sequence[tuple[str, str]] = (),
-                  tags: Sequence[tuple[str, str]] = ()) -> None:
+                  tags: Sequence[tuple[str, str]] = (), series: Sequence[MetricSeries] = ()) -> None:
         check_run_id(run_id)
         check_batch(list(metrics), list(params), list(tags))
+        check_series(series)
 
         def work(conn: Connection) -> None:
             self._writable_run(conn, run_id)
             repo.log_params(conn, run_id, params)
             repo.set_tags(conn, run_id, tags)
-            repo.log_metrics(conn, run_id, metrics)
+            repo.log_metrics(conn, run_id, metrics, series)
 
         self.db.run(work, write=True)
 

@@ -271,3 +271,32 @@ def test_artifact_traversal_is_refused(tracking, path):
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "path" in message
     code, _ = code_of(tracking.DownloadArtifact, api.DownloadArtifactRequest(run_id=run.id, path=path))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_metric_series_store_the_same_points_as_metrics(tracking):
+    run = new_run(tracking, 0)
+    values = [1.0 / (i + 1) for i in range(1_000)]
+    values[7] = math.nan
+    series = pb.MetricSeries(key="loss", values=values, steps=list(range(1_000)),
+                             timestamps_ms=[5_000 + i for i in range(1_000)])
+    batch = api.LogBatchRequest(run_id=run.id, series=[series])
+    tracking.LogBatch(batch)
+    tracking.LogBatch(batch)  # a resent batch stores nothing twice
+    # Without steps and timestamps: step 0, stamped on arrival (so a resend would be new points).
+    tracking.LogBatch(api.LogBatchRequest(run_id=run.id, series=[pb.MetricSeries(key="lr", values=[0.1, 0.2])]))
+    history = tracking.GetMetricHistory(api.GetMetricHistoryRequest(run_id=run.id, key="loss")).metrics
+    assert [m.step for m in history] == list(range(1_000))
+    assert math.isnan(history[7].value) and history[8].value == values[8]
+    assert history[3].timestamp.ToMilliseconds() == 5_003
+    lr = tracking.GetMetricHistory(api.GetMetricHistoryRequest(run_id=run.id, key="lr")).metrics
+    assert sorted(m.value for m in lr) == [0.1, 0.2] and {m.step for m in lr} == {0}
+    latest = {m.key: m for m in tracking.GetRun(api.GetRunRequest(run_id=run.id)).run.latest_metrics}
+    assert latest["loss"].step == 999 and latest["lr"].value == 0.2
+
+    uneven = pb.MetricSeries(key="x", values=[1.0, 2.0], steps=[0])
+    code, message = code_of(tracking.LogBatch, api.LogBatchRequest(run_id=run.id, series=[uneven]))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("series[0].steps")
+    too_many = [pb.MetricSeries(key=f"k{i}", values=[0.0] * 5_001) for i in range(2)]
+    code, message = code_of(tracking.LogBatch, api.LogBatchRequest(run_id=run.id, series=too_many))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("series") and "10000" in message
+    assert "x" not in {m.key for m in tracking.GetRun(api.GetRunRequest(run_id=run.id)).run.latest_metrics}

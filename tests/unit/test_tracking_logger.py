@@ -43,13 +43,14 @@ class FakeClient:
             raise Unavailable("the fake service is down")
         time.sleep(self.delay)
         with self.lock:
+            copy = type(request)()
+            copy.CopyFrom(request)
             if method == "LogBatch":
-                self._log_batch(request)
+                copy = _as_metrics(copy)
+                self._log_batch(copy)
             else:
                 assert method == "UpdateRun"
                 self.ended[request.run_id] = request.status
-            copy = type(request)()
-            copy.CopyFrom(request)
             self.calls.append((method, copy, threading.current_thread().name))
         return None
 
@@ -74,6 +75,16 @@ class FakeClient:
 
     def batches(self, run_id: str | None = None) -> list[api.LogBatchRequest]:
         return [r for method, r, _ in self.calls if method == "LogBatch" and run_id in (None, r.run_id)]
+
+
+def _as_metrics(request: api.LogBatchRequest) -> api.LogBatchRequest:
+    """The batch with its column series spelled out as Metric messages, so checks read one form."""
+    for series in request.series:
+        for value, step, stamp in zip(series.values, series.steps, series.timestamps_ms):
+            point = request.metrics.add(key=series.key, value=value, step=step)
+            point.timestamp.FromMilliseconds(stamp)
+    del request.series[:]
+    return request
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from tracking_service.domain.model import (
     Experiment,
     LifecycleStage,
     Metric,
+    MetricSeries,
     Run,
     RunStatus,
     TrialLink,
@@ -72,6 +73,13 @@ def metric_from_proto(m: pb.Metric, received_ms: int) -> Metric:
         stamp = m.timestamp
         return Metric(m.key, m.value, stamp.seconds * 1000 + stamp.nanos // 1_000_000, m.step)
     return Metric(m.key, m.value, received_ms, m.step)
+
+
+def series_from_proto(s: pb.MetricSeries, received_ms: int) -> MetricSeries:
+    n = len(s.values)
+    # Empty steps or timestamps mean "0" and "now" for every point (documented in the proto).
+    return MetricSeries(s.key, list(s.values), list(s.steps) if s.steps else [0] * n,
+                        list(s.timestamps_ms) if s.timestamps_ms else [received_ms] * n)
 
 
 def metric_to_proto(m: Metric) -> pb.Metric:

@@ -95,7 +95,8 @@ class TrackingServicer(api_grpc.TrackingServiceServicer):
     def LogBatch(self, request, context):
         received = now_ms()
         self.service.log_batch(request.run_id, [convert.metric_from_proto(m, received) for m in request.metrics],
-                               [(p.key, p.value) for p in request.params], convert.tags_from_proto(request.tags))
+                               [(p.key, p.value) for p in request.params], convert.tags_from_proto(request.tags),
+                               [convert.series_from_proto(s, received) for s in request.series])
         return api.LogBatchResponse()
 
     def LogMetric(self, request, context):

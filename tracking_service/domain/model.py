@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -19,6 +20,7 @@ MAX_KEY = 250
 MAX_PARAM_VALUE = 6_000
 MAX_TAG_VALUE = 8_000
 MAX_BATCH_METRICS = 1_000
+MAX_BATCH_SERIES_POINTS = 10_000
 MAX_BATCH_PARAMS = 100
 MAX_BATCH_TAGS = 100
 MAX_DESCRIPTION = 5_000
@@ -83,6 +85,15 @@ class Metric(NamedTuple):
     value: float
     timestamp_ms: int
     step: int = 0
+
+
+class MetricSeries(NamedTuple):
+    """Points of one metric in columns (the wire's compact form), arrays of equal length."""
+
+    key: str
+    values: Sequence[float]
+    steps: Sequence[int]
+    timestamps_ms: Sequence[int]
 
 
 @dataclass(frozen=True)
@@ -224,6 +235,23 @@ def check_tags(tags: dict[str, str] | list[tuple[str, str]], field: str) -> dict
         check_key(key, f"{field}[{i}].key")
         check_text(value, f"{field}[{i}].value", MAX_TAG_VALUE)
     return dict(items)
+
+
+def check_series(series: Sequence[MetricSeries]) -> None:
+    total = 0
+    for i, item in enumerate(series):
+        check_key(item.key, f"series[{i}].key")
+        n = len(item.values)
+        for name in ("steps", "timestamps_ms"):
+            if len(getattr(item, name)) != n:
+                raise InvalidArgument(f"series[{i}].{name}",
+                                      f"has {len(getattr(item, name))} entries for {n} values")
+        if n and min(item.timestamps_ms) < 0:
+            raise InvalidArgument(f"series[{i}].timestamps_ms", "must not be before 1970")
+        total += n
+    if total > MAX_BATCH_SERIES_POINTS:
+        raise InvalidArgument("series", f"a batch holds at most {MAX_BATCH_SERIES_POINTS} points in series, "
+                                        f"got {total}")
 
 
 def check_batch(metrics: list[Metric], params: list[tuple[str, str]], tags: list[tuple[str, str]]) -> None:

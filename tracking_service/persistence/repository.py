@@ -20,6 +20,7 @@ from tracking_service.domain.model import (
     Experiment,
     LifecycleStage,
     Metric,
+    MetricSeries,
     Run,
     RunStatus,
     TrialLink,
@@ -225,9 +226,14 @@ def _insert_points_sql(dialect_name: str) -> str:
             " ON CONFLICT DO NOTHING")
 
 
-def log_metrics(conn: Connection, run_id: str, items: Iterable[Metric]) -> None:
+def log_metrics(conn: Connection, run_id: str, items: Iterable[Metric], series: Iterable[MetricSeries] = ()) -> None:
     """Stores metric points (each at most once) and moves each key's latest point forward."""
     rows = [(run_id, m.key, m.step, m.timestamp_ms, *_row_value(m.value)) for m in items]
+    for s in series:
+        key = s.key
+        # NaN is the only value that differs from itself.
+        rows.extend((run_id, key, step, stamp, 0.0 if value != value else value, value != value)
+                    for step, stamp, value in zip(s.steps, s.timestamps_ms, s.values))
     if not rows:
         return
     # The DB-API directly, with a statement rendered once per dialect: SQLAlchemy's per-row

@@ -19,6 +19,7 @@ from trial_worker.tracking.client import (
     TrackingClient,
     dataset_input,
     metric,
+    metric_series,
     model_stage,
     run_status,
     tracking_address,
@@ -55,7 +56,7 @@ from trial_worker.tracking.logger import RunLogger, default_spool_dir
 __all__ = [
     "ActiveRun", "ChecksumMismatch", "ModelInfo", "RunLogger", "TrackingClient", "active_run", "dataset_input",
     "default_spool_dir", "end_run", "flush", "load_model", "log_artifact", "log_artifacts", "log_input",
-    "log_metric", "log_metrics", "log_model", "log_param", "log_params", "metric", "model_stage", "register_model",
-    "run_logger", "run_status", "search_runs", "set_alias", "set_experiment", "set_tag", "set_tags",
-    "set_tracking_address", "start_run", "tracking_address", "tracking_client", "transition_stage",
+    "log_metric", "log_metrics", "log_model", "log_param", "log_params", "metric", "metric_series", "model_stage",
+    "register_model", "run_logger", "run_status", "search_runs", "set_alias", "set_experiment", "set_tag",
+    "set_tags", "set_tracking_address", "start_run", "tracking_address", "tracking_client", "transition_stage",
 ]

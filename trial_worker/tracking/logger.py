@@ -121,7 +121,7 @@ class _Batch:
     def request(self) -> api.LogBatchRequest:
         return api.LogBatchRequest(
             run_id=self.run_id,
-            metrics=[pb.Metric(key=k, value=v, timestamp=timestamp(t), step=s) for k, v, t, s in self.metrics],
+            series=_series(self.metrics),
             params=[pb.Param(key=k, value=v) for k, v in self.params.items()],
             tags=[pb.Tag(key=k, value=v) for k, v in self.tags],
         )
@@ -589,6 +589,17 @@ def _item_error(error: TuningError) -> bool:
     if isinstance(error, InvalidArgument):
         return error.field != "run_id"
     return isinstance(error, FailedPrecondition) and error.reason == "PARAM_CHANGED"
+
+
+def _series(metrics: list[tuple[str, float, int, int]]) -> list[pb.MetricSeries]:
+    """Queued (key, value, timestamp ms, step) points as one column series per key, in order."""
+    columns: dict[str, tuple[list, list, list]] = {}
+    for key, value, stamp, step in metrics:
+        values, steps, stamps = columns.setdefault(key, ([], [], []))
+        values.append(value)
+        steps.append(step)
+        stamps.append(stamp)
+    return [pb.MetricSeries(key=key, values=v, steps=s, timestamps_ms=t) for key, (v, s, t) in columns.items()]
 
 
 __all__ = ["RunLogger", "Spool", "default_spool_dir"]

@@ -73,6 +73,18 @@ class Metric(_message.Message):
     step: int
     def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., step: _Optional[int] = ...) -> None: ...
 
+class MetricSeries(_message.Message):
+    __slots__ = ("key", "values", "steps", "timestamps_ms")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_MS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    values: _containers.RepeatedScalarFieldContainer[float]
+    steps: _containers.RepeatedScalarFieldContainer[int]
+    timestamps_ms: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, key: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ..., steps: _Optional[_Iterable[int]] = ..., timestamps_ms: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class Experiment(_message.Message):
     __slots__ = ("id", "name", "artifact_location", "lifecycle_stage", "tags", "create_time", "update_time")
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -225,16 +225,18 @@ class RestoreRunResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class LogBatchRequest(_message.Message):
-    __slots__ = ("run_id", "metrics", "params", "tags")
+    __slots__ = ("run_id", "metrics", "params", "tags", "series")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     metrics: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Metric]
     params: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Param]
     tags: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Tag]
-    def __init__(self, run_id: _Optional[str] = ..., metrics: _Optional[_Iterable[_Union[_tracking_pb2.Metric, _Mapping]]] = ..., params: _Optional[_Iterable[_Union[_tracking_pb2.Param, _Mapping]]] = ..., tags: _Optional[_Iterable[_Union[_tracking_pb2.Tag, _Mapping]]] = ...) -> None: ...
+    series: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.MetricSeries]
+    def __init__(self, run_id: _Optional[str] = ..., metrics: _Optional[_Iterable[_Union[_tracking_pb2.Metric, _Mapping]]] = ..., params: _Optional[_Iterable[_Union[_tracking_pb2.Param, _Mapping]]] = ..., tags: _Optional[_Iterable[_Union[_tracking_pb2.Tag, _Mapping]]] = ..., series: _Optional[_Iterable[_Union[_tracking_pb2.MetricSeries, _Mapping]]] = ...) -> None: ...
 
 class LogBatchResponse(_message.Message):
     __slots__ = ()

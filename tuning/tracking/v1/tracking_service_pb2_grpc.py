@@ -31,8 +31,8 @@ class TrackingServiceStub:
     Limits (INVALID_ARGUMENT naming the field when exceeded; nothing is ever
     truncated): names and keys 1-250 characters; param values up to 6,000
     characters; tag values up to 8,000; a LogBatch holds at most 1,000
-    metrics, 100 params and 100 tags; an artifact path at most 1,024
-    characters.
+    metrics, 10,000 points in series, 100 params and 100 tags; an artifact
+    path at most 1,024 characters.
 
     Every RPC may also fail with UNAVAILABLE (retry with backoff; every
     mutating RPC is safe to retry as documented) and INTERNAL (logged
@@ -175,8 +175,8 @@ class TrackingServiceServicer:
     Limits (INVALID_ARGUMENT naming the field when exceeded; nothing is ever
     truncated): names and keys 1-250 characters; param values up to 6,000
     characters; tag values up to 8,000; a LogBatch holds at most 1,000
-    metrics, 100 params and 100 tags; an artifact path at most 1,024
-    characters.
+    metrics, 10,000 points in series, 100 params and 100 tags; an artifact
+    path at most 1,024 characters.
 
     Every RPC may also fail with UNAVAILABLE (retry with backoff; every
     mutating RPC is safe to retry as documented) and INTERNAL (logged
@@ -304,7 +304,8 @@ class TrackingServiceServicer:
         """Logs metrics, params and tags at once, atomically. Retrying a batch is
         safe: a metric point already stored is not stored twice, a param logged
         again with the same value is a no-op.
-        Errors: INVALID_ARGUMENT (a limit, an empty key), NOT_FOUND (run),
+        Errors: INVALID_ARGUMENT (a limit, an empty key, series arrays of
+        different lengths), NOT_FOUND (run),
         FAILED_PRECONDITION (the run is deleted; a param logged before with
         another value).
         """
@@ -530,8 +531,8 @@ class TrackingService:
     Limits (INVALID_ARGUMENT naming the field when exceeded; nothing is ever
     truncated): names and keys 1-250 characters; param values up to 6,000
     characters; tag values up to 8,000; a LogBatch holds at most 1,000
-    metrics, 100 params and 100 tags; an artifact path at most 1,024
-    characters.
+    metrics, 10,000 points in series, 100 params and 100 tags; an artifact
+    path at most 1,024 characters.
 
     Every RPC may also fail with UNAVAILABLE (retry with backoff; every
     mutating RPC is safe to retry as documented) and INTERNAL (logged
