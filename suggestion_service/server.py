@@ -14,8 +14,15 @@ from suggestion_service.persistence import MIGRATIONS
 from suggestion_service.service import SuggestionService
 from tuning.suggestion.v1 import suggestion_service_pb2, suggestion_service_pb2_grpc
 from tuning_common.database import Database
-from tuning_common.errors import TuningError
-from tuning_common.grpc_server import RunningServer, ServerOptions, add_server_options, server_options, start_server
+from tuning_common.grpc_server import (
+    RunningServer,
+    ServerOptions,
+    add_server_options,
+    configure_logging,
+    serve_until_terminated,
+    server_options,
+    start_server,
+)
 from tuning_common.settings import add_option, data_dir
 
 log = logging.getLogger(__name__)
@@ -86,20 +93,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def run(args: argparse.Namespace) -> int:
     options = server_options(args)
-    try:
-        running = serve(args.database_url, options, migrate=args.migrate, lease_check_seconds=args.lease_check_seconds)
-    except TuningError as error:
-        print(f"suggestion-service cannot start: {error}", file=sys.stderr)
-        return 2
-    print(f"suggestion-service listening on {running.address}", flush=True)
-    running.wait_for_termination()
-    return 0
+    return serve_until_terminated("suggestion-service", lambda: serve(
+        args.database_url, options, migrate=args.migrate, lease_check_seconds=args.lease_check_seconds))
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("TUNING_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging()
     return run(build_parser().parse_args(argv))
 
 

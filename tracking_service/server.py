@@ -21,8 +21,15 @@ from tuning.tracking.v1 import (
     tracking_service_pb2_grpc,
 )
 from tuning_common.database import Database
-from tuning_common.errors import TuningError
-from tuning_common.grpc_server import RunningServer, ServerOptions, add_server_options, server_options, start_server
+from tuning_common.grpc_server import (
+    RunningServer,
+    ServerOptions,
+    add_server_options,
+    configure_logging,
+    serve_until_terminated,
+    server_options,
+    start_server,
+)
 from tuning_common.settings import add_option, data_dir
 
 log = logging.getLogger(__name__)
@@ -77,21 +84,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def run(args: argparse.Namespace) -> int:
     options = server_options(args)
-    try:
-        running = serve(args.database_url, args.artifacts, options, migrate=args.migrate,
-                        max_artifact_bytes=args.max_artifact_bytes)
-    except TuningError as error:
-        print(f"tracking-service cannot start: {error}", file=sys.stderr)
-        return 2
-    print(f"tracking-service listening on {running.address}", flush=True)
-    running.wait_for_termination()
-    return 0
+    return serve_until_terminated("tracking-service", lambda: serve(
+        args.database_url, args.artifacts, options, migrate=args.migrate, max_artifact_bytes=args.max_artifact_bytes))
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("TUNING_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging()
     return run(build_parser().parse_args(argv))
 
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
@@ -28,6 +30,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from tuning_common.errors import TuningError
 from tuning_common.grpc_errors import ErrorMappingInterceptor
 from tuning_common.settings import add_option
 
@@ -155,3 +158,23 @@ def add_server_options(parser: argparse.ArgumentParser, service: str, port: int,
 
 def server_options(args: argparse.Namespace) -> ServerOptions:
     return ServerOptions(args.host, args.port, args.max_workers, args.max_message_bytes, args.grace_seconds)
+
+
+def configure_logging() -> None:
+    """Log lines to stderr at $TUNING_LOG_LEVEL (default INFO); Alembic only when it has a problem."""
+    logging.basicConfig(level=os.environ.get("TUNING_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def serve_until_terminated(name: str, start: Callable[[], RunningServer]) -> int:
+    """Starts a service, prints its address (the line tests and `tuning up` wait for) and runs
+    until SIGTERM or SIGINT: exit 0, or 2 when it cannot start (the reason on stderr)."""
+    try:
+        running = start()
+    except TuningError as error:
+        print(f"{name} cannot start: {error}", file=sys.stderr)
+        return 2
+    print(f"{name} listening on {running.address}", flush=True)
+    running.wait_for_termination()
+    return 0
