@@ -15,6 +15,7 @@ import binascii
 import enum
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -41,7 +42,14 @@ from suggestion_service.domain.trial import (
 )
 from suggestion_service.persistence.repository import Repository
 from tuning_common.database import Database
-from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from tuning_common.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,8 @@ MAX_SUGGEST_COUNT = 1000
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 MAX_ID_CHARS = 256
+# Tracking run ids (tracking_service.domain.model.new_run_id: uuid4 hex).
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
 WAIT_SECONDS = 0.5
 
 
@@ -395,6 +405,25 @@ class SuggestionService:
             expires = self.clock() + self._lease_ms(conn, trial)
             self.repo.update_trial_if(conn, trial.id, TrialState.ACTIVE, lease_expires_ms=expires)
             return expires
+
+        return self.db.run(work, write=True)
+
+    def link_run(self, trial_id: int, worker_id: str, run_id: str) -> Trial:
+        """Records the tracking run of a trial; the same run again is a no-op, another is refused."""
+        if not _RUN_ID.fullmatch(run_id):
+            raise InvalidArgument("run_id", f"must be 32 lowercase hex characters, got {run_id!r:.80}")
+
+        def work(conn: Connection) -> Trial:
+            trial = self._trial(conn, trial_id)
+            if trial.run_id == run_id:
+                return trial
+            if trial.run_id is not None:
+                raise FailedPrecondition(f"trial {trial_id} is recorded by run {trial.run_id} already",
+                                         reason="RUN_ALREADY_LINKED")
+            self._leased_trial(conn, trial, worker_id)
+            if not self.repo.update_trial_if(conn, trial.id, TrialState.ACTIVE, run_id=run_id):
+                raise Aborted(f"trial {trial_id} changed state while its run was being linked; retry")
+            return self._trial(conn, trial_id)
 
         return self.db.run(work, write=True)
 

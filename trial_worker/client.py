@@ -273,6 +273,12 @@ class Trial:
         )
         return self.study.client.call("ReportIntermediate", request).should_stop
 
+    def link_run(self, run_id: str) -> pb.Trial:
+        """Records the tracking run that holds this trial's params, metrics and model."""
+        request = api.LinkRunRequest(trial_id=self.id, worker_id=self.study.worker_id, run_id=run_id)
+        self.info = self.study.client.call("LinkRun", request).trial
+        return self.info
+
     def heartbeat(self) -> None:
         self.study.client.call("Heartbeat", api.HeartbeatRequest(trial_id=self.id, worker_id=self.study.worker_id))
 

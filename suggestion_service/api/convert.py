@@ -270,6 +270,7 @@ def trial_to_proto(trial: Trial) -> pb.Trial:
         start_time=timestamp(trial.start_ms),
         end_time=timestamp(trial.end_ms),
         suggestion_metadata=_struct(trial.suggestion_metadata) if trial.suggestion_metadata else None,
+        run_id=trial.run_id or "",
     )
 
 

@@ -60,6 +60,10 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
             should_stop=result.should_stop, lease_expire_time=convert.timestamp(result.lease_expires_ms)
         )
 
+    def LinkRun(self, request, context):
+        trial = self.service.link_run(request.trial_id, request.worker_id, request.run_id)
+        return api.LinkRunResponse(trial=convert.trial_to_proto(trial))
+
     def Heartbeat(self, request, context):
         expires = self.service.heartbeat(request.trial_id, request.worker_id)
         return api.HeartbeatResponse(lease_expire_time=convert.timestamp(expires))

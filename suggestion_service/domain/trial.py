@@ -94,6 +94,8 @@ class Trial:
     end_ms: int | None
     # How the configuration was suggested (algorithm, seed, prediction...); empty for user trials.
     suggestion_metadata: dict = field(default_factory=dict)
+    # The tracking run that records this trial, once a worker links it.
+    run_id: str | None = None
 
     def metric(self, name: str) -> float | None:
         return dict(self.metrics).get(name)

@@ -112,7 +112,7 @@ _GET_MEASUREMENT = sa.select(measurements).where(
 _TRIAL_DEFAULTS = {
     "budget": None, "worker_id": "", "request_id": None, "lease_expires_ms": None, "attempt": 0, "retry_of": None,
     "metrics": None, "reason": "", "last_step": None, "last_metrics": None, "last_measurement_ms": None,
-    "start_ms": None, "end_ms": None, "suggestion_metadata": None,
+    "start_ms": None, "end_ms": None, "suggestion_metadata": None, "run_id": None,
 }
 
 
@@ -165,6 +165,7 @@ def _trial(row: Any, study_name: str | None = None) -> Trial:
         start_ms=row.start_ms,
         end_ms=row.end_ms,
         suggestion_metadata=row.suggestion_metadata or {},
+        run_id=row.run_id,
     )
 
 

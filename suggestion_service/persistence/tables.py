@@ -55,6 +55,8 @@ trials = sa.Table(
     sa.Column("end_ms", sa.BigInteger, nullable=True),
     # How the configuration was suggested: algorithm, seed, prediction, fallback (migration 0002).
     sa.Column("suggestion_metadata", sa.JSON, nullable=True),
+    # The tracking run recording this trial (migration 0003).
+    sa.Column("run_id", sa.String(32), nullable=True),
     sa.UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
     sa.Index("ix_trials_study_state", "study_id", "state"),
     sa.Index("ix_trials_study_request", "study_id", "request_id"),

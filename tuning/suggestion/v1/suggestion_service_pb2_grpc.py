@@ -76,6 +76,11 @@ class SuggestionServiceStub:
                 request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ReportIntermediateRequest.SerializeToString,
                 response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ReportIntermediateResponse.FromString,
                 _registered_method=True)
+        self.LinkRun = channel.unary_unary(
+                '/tuning.suggestion.v1.SuggestionService/LinkRun',
+                request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.LinkRunRequest.SerializeToString,
+                response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.LinkRunResponse.FromString,
+                _registered_method=True)
         self.Heartbeat = channel.unary_unary(
                 '/tuning.suggestion.v1.SuggestionService/Heartbeat',
                 request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.HeartbeatRequest.SerializeToString,
@@ -186,6 +191,17 @@ class SuggestionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LinkRun(self, request, context):
+        """Records which tracking run holds this trial's params, metrics and model.
+        Linking the same run again is a no-op.
+        Errors: INVALID_ARGUMENT (run_id not 32 lowercase hex characters),
+        NOT_FOUND (trial), FAILED_PRECONDITION (another run is already linked,
+        reason RUN_ALREADY_LINKED; or the trial is not leased to this worker).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Heartbeat(self, request, context):
         """Renews a trial's lease without a value.
         Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (trial not
@@ -285,6 +301,11 @@ def add_SuggestionServiceServicer_to_server(servicer, server):
                     servicer.ReportIntermediate,
                     request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ReportIntermediateRequest.FromString,
                     response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ReportIntermediateResponse.SerializeToString,
+            ),
+            'LinkRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkRun,
+                    request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.LinkRunRequest.FromString,
+                    response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.LinkRunResponse.SerializeToString,
             ),
             'Heartbeat': grpc.unary_unary_rpc_method_handler(
                     servicer.Heartbeat,
@@ -518,6 +539,33 @@ class SuggestionService:
             '/tuning.suggestion.v1.SuggestionService/ReportIntermediate',
             tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ReportIntermediateRequest.SerializeToString,
             tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ReportIntermediateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.suggestion.v1.SuggestionService/LinkRun',
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.LinkRunRequest.SerializeToString,
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.LinkRunResponse.FromString,
             options,
             channel_credentials,
             insecure,
