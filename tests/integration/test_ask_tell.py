@@ -167,8 +167,12 @@ def test_an_expired_lease_is_retried_and_the_zombie_is_refused(client: Suggestio
     study = client.create_study("lease", [Float("x", 0, 1)], objectives={"loss": "minimize"},
                                 lease_seconds=1, max_retries=1)
     zombie = study.ask()
-    time.sleep(1.3)  # the server's reaper runs every 0.2 s in this fixture
-    stale = client.call("GetTrial", api.GetTrialRequest(trial_id=zombie.id)).trial
+    # The lease ends after 1 s and the fixture's reaper runs every 0.2 s; on a loaded machine
+    # that takes longer, so wait for the event rather than a fixed time.
+    deadline = time.monotonic() + 30
+    while (stale := client.call("GetTrial", api.GetTrialRequest(trial_id=zombie.id)).trial).state \
+            == pb.TRIAL_STATE_ACTIVE and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert stale.state == pb.TRIAL_STATE_STALE and "expired" in stale.reason
     retry = study.ask()
     assert retry.id != zombie.id and retry.params == zombie.params
