@@ -251,8 +251,9 @@ def _tables():
             models.SqlMetric.__table__, models.SqlLatestMetric.__table__)
 
 
-def _bulk_engine(db_path: str):
-    """A SQLAlchemy engine on MLflow's file for bulk loading: synchronous=OFF for this connection only."""
+def bulk_engine(db_path: str):
+    """A SQLAlchemy engine on a SQLite file for bulk loading (both sides use it): synchronous=OFF on its
+    own connections only, the servers keep theirs."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(f"sqlite:///{db_path}")
@@ -265,7 +266,7 @@ def _bulk_engine(db_path: str):
     return engine
 
 
-def _insert_chunks(conn, table, rows: Iterator[dict]) -> int:
+def insert_chunks(conn, table, rows: Iterator[dict]) -> int:
     total, chunk = 0, []
     for row in rows:
         chunk.append(row)
@@ -289,22 +290,22 @@ def cmd_populate_runs(args: argparse.Namespace) -> Any:
     runs, params, tags, metrics, latest = _tables()
     rows = list(search_rows(args.runs, args.seed))
     began = time.perf_counter()
-    engine = _bulk_engine(args.db)
+    engine = bulk_engine(args.db)
     with engine.begin() as conn:
-        _insert_chunks(conn, runs, ({
+        insert_chunks(conn, runs, ({
             "run_uuid": run_id, "name": f"run-{i}", "source_type": "UNKNOWN", "source_name": "",
             "entry_point_name": "", "user_id": "bench", "status": "FINISHED", "start_time": start,
             "end_time": start + 500, "deleted_time": None, "source_version": "", "lifecycle_stage": "active",
             "artifact_uri": append_to_uri_path(location, run_id, "artifacts"), "experiment_id": int(experiment_id),
         } for i, (run_id, start, *_) in enumerate(rows)))
         # What MLflow's own create_run stores for a plain client: the run name as a tag too.
-        _insert_chunks(conn, tags, ({"key": "mlflow.runName", "value": f"run-{i}", "run_uuid": row[0]}
+        insert_chunks(conn, tags, ({"key": "mlflow.runName", "value": f"run-{i}", "run_uuid": row[0]}
                                     for i, row in enumerate(rows)))
-        _insert_chunks(conn, params, (
+        insert_chunks(conn, params, (
             {"key": key, "value": value, "run_uuid": run_id}
             for run_id, _, depth, rate, _, _ in rows for key, value in (("max_depth", depth), ("learning_rate", rate))))
         for table in (metrics, latest):
-            _insert_chunks(conn, table, (
+            insert_chunks(conn, table, (
                 {"key": key, "value": value, "timestamp": start + 400, "step": 0, "is_nan": False, "run_uuid": run_id}
                 for run_id, start, _, _, f1, loss in rows for key, value in (("val_f1", f1), ("val_loss", loss))))
     with engine.connect() as conn:
@@ -323,7 +324,7 @@ def cmd_populate_history(args: argparse.Namespace) -> Any:
     run_id = client.create_run(experiment_id, run_name="history").info.run_id
     _, _, _, metrics, latest = _tables()
     began = time.perf_counter()
-    engine = _bulk_engine(args.db)
+    engine = bulk_engine(args.db)
     last = None
     with engine.begin() as conn:
         def points() -> Iterator[dict]:
@@ -333,7 +334,7 @@ def cmd_populate_history(args: argparse.Namespace) -> Any:
                         "run_uuid": run_id}
                 yield last
 
-        _insert_chunks(conn, metrics, points())
+        insert_chunks(conn, metrics, points())
         conn.execute(latest.insert(), [last])
     with engine.connect() as conn:
         stored = conn.execute(sa.select(sa.func.count()).select_from(metrics)

@@ -466,33 +466,6 @@ def section_latency(bench: Bench) -> dict:
 # --- section 3: search over many runs --------------------------------------------------------------
 
 
-def _bulk_engine(url: str):
-    """An engine for bulk loading: synchronous=OFF on its own connection only (the server's keep theirs)."""
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url)
-
-    @sa.event.listens_for(engine, "connect")
-    def _configure(dbapi_connection, _record):
-        dbapi_connection.execute("PRAGMA synchronous=OFF")
-        dbapi_connection.execute("PRAGMA busy_timeout=60000")
-
-    return engine
-
-
-def _insert_chunks(conn, table, rows: Iterator[dict]) -> int:
-    total, chunk = 0, []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == side.CHUNK:
-            conn.execute(table.insert(), chunk)
-            total, chunk = total + len(chunk), []
-    if chunk:
-        conn.execute(table.insert(), chunk)
-        total += len(chunk)
-    return total
-
-
 def _checkpoint(engine) -> None:
     """Folds the WAL back into the file, so that reads do not wade through a WAL of the whole load."""
     with engine.connect() as conn:
@@ -508,22 +481,22 @@ def populate_ours_runs(bench: Bench, experiment_name: str) -> dict:
     location = experiment.artifact_location.rstrip("/")
     rows = list(side.search_rows(args.runs, args.seed))
     began = time.perf_counter()
-    engine = _bulk_engine(f"sqlite:///{bench.ours_db}")
+    engine = side.bulk_engine(bench.ours_db)
     try:
         with engine.begin() as conn:
-            _insert_chunks(conn, runs, ({
+            side.insert_chunks(conn, runs, ({
                 "id": run_id, "experiment_id": experiment.id, "name": f"run-{i}", "status": "FINISHED",
                 "lifecycle_stage": "active", "start_ms": start, "end_ms": start + 500, "parent_run_id": None,
                 "run_group": "", "user": "bench", "artifact_uri": f"{location}/{run_id}/artifacts",
                 "trial_study": None, "trial_id": None, "trial_number": None, "request_id": None,
                 "create_ms": start, "update_ms": start + 500,
             } for i, (run_id, start, *_) in enumerate(rows)))
-            _insert_chunks(conn, params, (
+            side.insert_chunks(conn, params, (
                 {"run_id": run_id, "key": key, "value": value, "value_head": value[:VALUE_HEAD]}
                 for run_id, _, depth, rate, _, _ in rows
                 for key, value in (("max_depth", depth), ("learning_rate", rate))))
             for table in (metrics, latest_metrics):
-                _insert_chunks(conn, table, (
+                side.insert_chunks(conn, table, (
                     {"run_id": run_id, "key": key, "step": 0, "timestamp_ms": start + 400, "value": value,
                      "is_nan": False}
                     for run_id, start, _, _, f1, loss in rows for key, value in (("val_f1", f1), ("val_loss", loss))))
@@ -580,7 +553,7 @@ def populate_ours_history(bench: Bench) -> dict:
         experiment = client.create_experiment("history")
         run_id = client.create_run(experiment.id, name="history").id
     began = time.perf_counter()
-    engine = _bulk_engine(f"sqlite:///{bench.ours_db}")
+    engine = side.bulk_engine(bench.ours_db)
     last: dict = {}
     try:
         with engine.begin() as conn:
@@ -591,7 +564,7 @@ def populate_ours_history(bench: Bench) -> dict:
                             "value": value, "is_nan": False}
                     yield last
 
-            _insert_chunks(conn, metrics, points())
+            side.insert_chunks(conn, metrics, points())
             conn.execute(latest_metrics.insert(), [last])
         _checkpoint(engine)
     finally:

@@ -34,15 +34,13 @@ from tracking_service.domain.model import (
 )
 from tracking_service.persistence import registry_repository as repo
 from tracking_service.persistence import search_sql
-from tracking_service.persistence.repository import DELETED
-from tracking_service.service import now_ms, page_size, paged_search
+from tracking_service.service import live_run, now_ms, page_size, paged_search
 from tuning_common.database import Database
-from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from tuning_common.errors import AlreadyExists, InvalidArgument, NotFound
 
 RUNS_SCHEME = "runs:/"
 READY = "READY"
 
-_RUN_ID = re.compile(r"[0-9a-f]{32}")
 _ALIAS = re.compile(r"[A-Za-z0-9_-]{1,250}")
 # "latest" and "v<digits>" name versions where a model URI takes an alias (models:/wine@champion).
 _RESERVED_ALIAS = re.compile(r"latest|v\d+.*", re.IGNORECASE)
@@ -210,7 +208,7 @@ class RegistryService:
         def work(conn: Connection) -> ModelVersion:
             storage_uri = location
             if run_id:
-                artifact_uri = self._live_run(conn, run_id)
+                artifact_uri = live_run(conn, run_id).artifact_uri
                 if path is not None:
                     storage_uri = f"{artifact_uri}/{path}"
             # A file-system check inside the transaction: the run cannot be deleted in between.
@@ -228,17 +226,6 @@ class RegistryService:
             return repo.get_versions(conn, [(model_id, version)])[0]
 
         return self.db.run(work, write=True)
-
-    @staticmethod
-    def _live_run(conn: Connection, run_id: str) -> str:
-        """The artifact root of a run that exists and is not deleted."""
-        found = repo.run_location(conn, run_id)
-        if found is None:
-            raise NotFound(f"no run {run_id}")
-        if found[0] == DELETED:
-            raise FailedPrecondition(f"run {run_id} is deleted; restore it to register its files",
-                                     reason="RUN_DELETED")
-        return found[1]
 
     def get_version(self, name: str, version: int) -> ModelVersion:
         check_key(name, "name")
@@ -430,6 +417,5 @@ class RegistryService:
 def _run_source(source: str) -> tuple[str, str]:
     """(run id, cleaned path) of a ``runs:/<run_id>/<path>`` source."""
     run_id, _, path = source.removeprefix(RUNS_SCHEME).partition("/")
-    if not _RUN_ID.fullmatch(run_id):
-        raise InvalidArgument("source", f"must be runs:/<run_id>/<path> with a 32-hex run id, got {source!r:.120}")
+    check_run_id(run_id, "source")
     return run_id, clean_relative_path(path, "source")

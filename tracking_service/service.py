@@ -89,6 +89,16 @@ def paged_search(db: Database, schema: search.EntitySchema, condition, ordering,
     return found[:size], paging.encode_page_token(offset + size, fingerprint) if more else ""
 
 
+def live_run(conn: Connection, run_id: str, *, allow_deleted: bool = False) -> repo.RunState:
+    """The run, which must exist and (unless ``allow_deleted``) not be in the trash."""
+    state = repo.run_state(conn, run_id)
+    if state is None:
+        raise NotFound(f"no run {run_id}")
+    if state.lifecycle_stage == repo.DELETED and not allow_deleted:
+        raise FailedPrecondition(f"run {run_id} is deleted; restore it first", reason="RUN_DELETED")
+    return state
+
+
 class TrackingService:
     def __init__(self, db: Database, store: ArtifactStore, *, max_artifact_bytes: int = MAX_ARTIFACT_BYTES):
         self.db, self.store, self.max_artifact_bytes = db, store, max_artifact_bytes
@@ -273,7 +283,7 @@ class TrackingService:
             values["name"] = name
 
         def work(conn: Connection) -> Run:
-            self._writable_run(conn, run_id, allow_deleted=True)
+            live_run(conn, run_id, allow_deleted=True)
             if values:
                 repo.update_run(conn, run_id, now_ms(), **values)
             return repo.get_runs(conn, [run_id])[0]
@@ -284,14 +294,13 @@ class TrackingService:
         check_run_id(run_id)
 
         def work(conn: Connection) -> None:
-            state = repo.run_state(conn, run_id)
-            if state is None:
-                raise NotFound(f"no run {run_id}")
+            state = live_run(conn, run_id, allow_deleted=True)
             if stage is LifecycleStage.ACTIVE:
-                experiment = self._experiment(conn, state[1])
+                experiment = self._experiment(conn, state.experiment_id)
                 if experiment.lifecycle_stage is LifecycleStage.DELETED:
-                    raise FailedPrecondition(f"run {run_id}'s experiment {state[1]} is deleted; restore it first")
-            if state[0] != stage.value:
+                    raise FailedPrecondition(
+                        f"run {run_id}'s experiment {state.experiment_id} is deleted; restore it first")
+            if state.lifecycle_stage != stage.value:
                 repo.update_run(conn, run_id, now_ms(), lifecycle_stage=stage.value)
 
         self.db.run(work, write=True)
@@ -314,14 +323,6 @@ class TrackingService:
 
     # -- logging ------------------------------------------------------------------------------
 
-    def _writable_run(self, conn: Connection, run_id: str, *, allow_deleted: bool = False) -> int:
-        state = repo.run_state(conn, run_id)
-        if state is None:
-            raise NotFound(f"no run {run_id}")
-        if state[0] == repo.DELETED and not allow_deleted:
-            raise FailedPrecondition(f"run {run_id} is deleted; restore it to log to it", reason="RUN_DELETED")
-        return state[1]
-
     def log_batch(self, run_id: str, metrics: Sequence[Metric] = (), params: Sequence[tuple[str, str]] = (),
                   tags: Sequence[tuple[str, str]] = (), series: Sequence[MetricSeries] = ()) -> None:
         check_run_id(run_id)
@@ -329,7 +330,7 @@ class TrackingService:
         check_series(series)
 
         def work(conn: Connection) -> None:
-            self._writable_run(conn, run_id)
+            live_run(conn, run_id)
             repo.log_params(conn, run_id, params)
             repo.set_tags(conn, run_id, tags)
             repo.log_metrics(conn, run_id, metrics, series)
@@ -341,8 +342,8 @@ class TrackingService:
         check_key(key, "key")
 
         def work(conn: Connection) -> None:
-            self._writable_run(conn, run_id)
-            if not repo.delete_tag(conn, run_id, key):
+            live_run(conn, run_id)
+            if not repo.delete_run_tag(conn, run_id, key):
                 raise NotFound(f"run {run_id} has no tag {key!r}")
 
         self.db.run(work, write=True)
@@ -355,8 +356,7 @@ class TrackingService:
             check_dataset_input(item, f"inputs[{i}]")
 
         def work(conn: Connection) -> None:
-            experiment_id = self._writable_run(conn, run_id)
-            repo.log_inputs(conn, run_id, experiment_id, inputs)
+            repo.log_inputs(conn, run_id, live_run(conn, run_id).experiment_id, inputs)
 
         self.db.run(work, write=True)
 
@@ -372,8 +372,7 @@ class TrackingService:
         after = paging.decode_keyset_token(token, fingerprint, (int, int, (int, float), bool)) if token else None
 
         def work(conn: Connection):
-            if repo.run_state(conn, run_id) is None:
-                raise NotFound(f"no run {run_id}")
+            live_run(conn, run_id, allow_deleted=True)
             if max_points:
                 return repo.metric_columns(conn, run_id, key)
             return repo.metric_history(conn, run_id, key, after, size + 1)
@@ -386,7 +385,7 @@ class TrackingService:
         if not more:
             return page, ""
         last = page[-1]
-        value, is_nan = repo._row_value(last.value)
+        value, is_nan = repo.stored_value(last.value)
         return page, paging.encode_keyset_token([last.step, last.timestamp_ms, value, is_nan], fingerprint)
 
     # -- artifacts ----------------------------------------------------------------------------
@@ -395,8 +394,7 @@ class TrackingService:
         check_run_id(run_id, "run_id")
 
         def work(conn: Connection) -> str:
-            self._writable_run(conn, run_id, allow_deleted=not write)
-            return repo.get_runs(conn, [run_id])[0].artifact_uri
+            return live_run(conn, run_id, allow_deleted=not write).artifact_uri
 
         return self.db.run(work, write=False)
 

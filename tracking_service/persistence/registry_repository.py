@@ -22,7 +22,7 @@ from tracking_service.domain.model import (
     Stage,
     TrialLink,
 )
-from tracking_service.persistence.repository import upsert
+from tracking_service.persistence.repository import delete_tag, upsert, upsert_tags
 from tracking_service.persistence.tables import (
     model_aliases,
     model_version_tags,
@@ -117,14 +117,11 @@ def select_model_ids(conn: Connection, where, order_by: Sequence, offset: int, l
 
 
 def set_model_tags(conn: Connection, model_id: int, items: dict[str, str]) -> None:
-    for key, value in items.items():
-        statement = upsert(conn, registered_model_tags).values(model_id=model_id, key=key, value=value)
-        conn.execute(statement.on_conflict_do_update(index_elements=["model_id", "key"], set_={"value": value}))
+    upsert_tags(conn, registered_model_tags, {"model_id": model_id}, items.items())
 
 
 def delete_model_tag(conn: Connection, model_id: int, key: str) -> bool:
-    return conn.execute(registered_model_tags.delete().where(
-        registered_model_tags.c.model_id == model_id, registered_model_tags.c.key == key)).rowcount > 0
+    return delete_tag(conn, registered_model_tags, {"model_id": model_id}, key)
 
 
 # -- model versions -------------------------------------------------------------------------
@@ -205,16 +202,11 @@ def delete_version(conn: Connection, model_id: int, version: int) -> list[str]:
 
 
 def set_version_tags(conn: Connection, model_id: int, version: int, items: dict[str, str]) -> None:
-    for key, value in items.items():
-        statement = upsert(conn, model_version_tags).values(model_id=model_id, version=version, key=key, value=value)
-        conn.execute(statement.on_conflict_do_update(index_elements=["model_id", "version", "key"],
-                                                     set_={"value": value}))
+    upsert_tags(conn, model_version_tags, {"model_id": model_id, "version": version}, items.items())
 
 
 def delete_version_tag(conn: Connection, model_id: int, version: int, key: str) -> bool:
-    c = model_version_tags.c
-    return conn.execute(model_version_tags.delete().where(
-        c.model_id == model_id, c.version == version, c.key == key)).rowcount > 0
+    return delete_tag(conn, model_version_tags, {"model_id": model_id, "version": version}, key)
 
 
 # -- aliases --------------------------------------------------------------------------------
@@ -238,15 +230,6 @@ def set_alias(conn: Connection, model_id: int, alias: str, version: int) -> None
 
 def delete_alias(conn: Connection, model_id: int, alias: str) -> None:
     conn.execute(model_aliases.delete().where(model_aliases.c.model_id == model_id, model_aliases.c.alias == alias))
-
-
-# -- runs (what a version needs of its run) -------------------------------------------------
-
-
-def run_location(conn: Connection, run_id: str) -> tuple[str, str] | None:
-    """(lifecycle stage, artifact root URI) of a run."""
-    row = conn.execute(sa.select(runs.c.lifecycle_stage, runs.c.artifact_uri).where(runs.c.id == run_id)).first()
-    return None if row is None else (row.lifecycle_stage, row.artifact_uri)
 
 
 # -- audit log ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import functools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -94,10 +95,25 @@ def update_experiment(conn: Connection, experiment_id: int, now: int, **values) 
     conn.execute(experiments.update().where(experiments.c.id == experiment_id).values(update_ms=now, **values))
 
 
+def upsert_tags(conn: Connection, table: sa.Table, owner: dict, items: Iterable[tuple[str, str]]) -> None:
+    """Sets the tags of one owner (``owner``: its key columns and values), overwriting existing keys.
+    Tables with a ``value_head`` column (run tags) get it filled in too."""
+    for key, value in dict(items).items():
+        values = {"value": value}
+        if "value_head" in table.c:
+            values["value_head"] = value[:VALUE_HEAD]
+        statement = upsert(conn, table).values(**owner, key=key, **values)
+        conn.execute(statement.on_conflict_do_update(index_elements=[*owner, "key"], set_=values))
+
+
+def delete_tag(conn: Connection, table: sa.Table, owner: dict, key: str) -> bool:
+    """Deletes one tag of one owner; whether there was one."""
+    where = [table.c[column] == value for column, value in owner.items()]
+    return conn.execute(table.delete().where(*where, table.c.key == key)).rowcount > 0
+
+
 def set_experiment_tags(conn: Connection, experiment_id: int, items: dict[str, str]) -> None:
-    for key, value in items.items():
-        statement = upsert(conn, experiment_tags).values(experiment_id=experiment_id, key=key, value=value)
-        conn.execute(statement.on_conflict_do_update(index_elements=["experiment_id", "key"], set_={"value": value}))
+    upsert_tags(conn, experiment_tags, {"experiment_id": experiment_id}, items.items())
 
 
 def set_experiment_runs_stage(conn: Connection, experiment_id: int, stage: str, now: int) -> None:
@@ -124,10 +140,17 @@ def run_id_for_request(conn: Connection, experiment_id: int, request_id: str) ->
         runs.c.experiment_id == experiment_id, runs.c.request_id == request_id)).scalar()
 
 
-def run_state(conn: Connection, run_id: str) -> tuple[str, int] | None:
-    """(lifecycle stage, experiment id) of a run: the cheap check before every write."""
-    row = conn.execute(sa.select(runs.c.lifecycle_stage, runs.c.experiment_id).where(runs.c.id == run_id)).first()
-    return None if row is None else (row.lifecycle_stage, row.experiment_id)
+class RunState(NamedTuple):
+    lifecycle_stage: str
+    experiment_id: int
+    artifact_uri: str
+
+
+def run_state(conn: Connection, run_id: str) -> RunState | None:
+    """What writes, artifacts and the registry need of a run, in one narrow read."""
+    row = conn.execute(sa.select(runs.c.lifecycle_stage, runs.c.experiment_id, runs.c.artifact_uri)
+                       .where(runs.c.id == run_id)).first()
+    return None if row is None else RunState(*row)
 
 
 def update_run(conn: Connection, run_id: str, now: int, **values) -> None:
@@ -195,18 +218,14 @@ def log_params(conn: Connection, run_id: str, items: Sequence[tuple[str, str]]) 
 
 
 def set_tags(conn: Connection, run_id: str, items: Sequence[tuple[str, str]]) -> None:
-    for key, value in dict(items).items():
-        head = value[:VALUE_HEAD]
-        statement = upsert(conn, tags).values(run_id=run_id, key=key, value=value, value_head=head)
-        conn.execute(statement.on_conflict_do_update(index_elements=["run_id", "key"],
-                                                     set_={"value": value, "value_head": head}))
+    upsert_tags(conn, tags, {"run_id": run_id}, items)
 
 
-def delete_tag(conn: Connection, run_id: str, key: str) -> bool:
-    return conn.execute(tags.delete().where(tags.c.run_id == run_id, tags.c.key == key)).rowcount > 0
+def delete_run_tag(conn: Connection, run_id: str, key: str) -> bool:
+    return delete_tag(conn, tags, {"run_id": run_id}, key)
 
 
-def _row_value(value: float) -> tuple[float, bool]:
+def stored_value(value: float) -> tuple[float, bool]:
     return (0.0, True) if math.isnan(value) else (value, False)
 
 
@@ -228,7 +247,7 @@ def _insert_points_sql(dialect_name: str) -> str:
 
 def log_metrics(conn: Connection, run_id: str, items: Iterable[Metric], series: Iterable[MetricSeries] = ()) -> None:
     """Stores metric points (each at most once) and moves each key's latest point forward."""
-    rows = [(run_id, m.key, m.step, m.timestamp_ms, *_row_value(m.value)) for m in items]
+    rows = [(run_id, m.key, m.step, m.timestamp_ms, *stored_value(m.value)) for m in items]
     for s in series:
         key = s.key
         # NaN is the only value that differs from itself.

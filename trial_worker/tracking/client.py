@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import timestamp_pb2
 
+from tracking_service.api.convert import timestamp
 from tuning.tracking.v1 import registry_pb2 as rpb
 from tuning.tracking.v1 import registry_service_pb2 as rapi
 from tuning.tracking.v1 import registry_service_pb2_grpc as rapi_grpc
@@ -71,10 +71,6 @@ class ChecksumMismatch(TuningError):
 
     code = "DATA_LOSS"
     default_reason = "CHECKSUM_MISMATCH"
-
-
-def timestamp(ms: int) -> timestamp_pb2.Timestamp:
-    return timestamp_pb2.Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
 
 
 def now_ms() -> int:
