@@ -60,6 +60,8 @@ MAX_ID_CHARS = 256
 # Tracking run ids (tracking_service.domain.model.new_run_id: uuid4 hex).
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 WAIT_SECONDS = 0.5
+# A released trial's reason (ReleaseTrial); also how a repeated release recognises it.
+_HANDED_BACK = "handed back by worker {worker!r}"
 
 
 class SuggestStatus(enum.Enum):
@@ -408,6 +410,46 @@ class SuggestionService:
 
         return self.db.run(work, write=True)
 
+    def release_trial(self, trial_id: int, worker_id: str, reason: str) -> Trial:
+        """Hands a leased trial back now: STALE as on lease expiry, and retried within the policy.
+
+        Releasing again a trial that its worker already handed back returns it unchanged.
+        """
+        if len(reason) > MAX_REASON_CHARS:
+            raise InvalidArgument("reason", f"at most {MAX_REASON_CHARS} characters, got {len(reason)}")
+
+        def work(conn: Connection) -> Trial:
+            trial = self._trial(conn, trial_id)
+            if self._handed_back(trial, worker_id):
+                return trial
+            # Lock order is always study, then trial (the ask path does the same).
+            study = self.repo.find_study(conn, study_id=trial.study_id, lock=True)
+            trial = self._trial(conn, trial_id)
+            if self._handed_back(trial, worker_id):
+                return trial
+            trial = self._leased_trial(conn, trial, worker_id)
+            why = _HANDED_BACK.format(worker=trial.worker_id) + (f": {reason}" if reason else "")
+            ending = {"state": TrialState.STALE, "reason": why, "end_ms": self.clock(), "lease_expires_ms": None}
+            if not self.repo.update_trial_if(conn, trial.id, TrialState.ACTIVE, **ending):
+                # Lost a race (a tell, which needs no study lock): answer as a repeated call would.
+                trial = self._trial(conn, trial_id)
+                if self._handed_back(trial, worker_id):
+                    return trial
+                self._leased_trial(conn, trial, worker_id)  # raises: the trial is no longer ACTIVE
+                raise Aborted(f"trial {trial_id} changed state while it was being released; retry")
+            self._maybe_retry(conn, study, trial, ending["end_ms"])
+            return replace(trial, **ending)
+
+        return self.db.run(work, write=True)
+
+    @staticmethod
+    def _handed_back(trial: Trial, worker_id: str) -> bool:
+        """Whether ``trial`` is STALE because its lease holder (``worker_id``, when given) released it."""
+        if trial.state is not TrialState.STALE or (worker_id and worker_id != trial.worker_id):
+            return False
+        prefix = _HANDED_BACK.format(worker=trial.worker_id)
+        return trial.reason == prefix or trial.reason.startswith(prefix + ": ")
+
     def link_run(self, trial_id: int, worker_id: str, run_id: str) -> Trial:
         """Records the tracking run of a trial; the same run again is a no-op, another is refused."""
         if not _RUN_ID.fullmatch(run_id):
@@ -472,8 +514,9 @@ class SuggestionService:
         if trial.state is TrialState.STALE:
             retry = self.repo.retry_of(conn, trial.id)
             then = f"; its configuration was queued again as trial {retry}" if retry else ""
+            how = "its worker handed it back" if trial.reason.startswith("handed back by worker ") else "it expired"
             raise FailedPrecondition(
-                f"trial {trial.id} lost its lease (it expired and the trial went stale){then}", reason="LEASE_LOST"
+                f"trial {trial.id} lost its lease ({how} and the trial went stale){then}", reason="LEASE_LOST"
             )
         raise FailedPrecondition(
             f"trial {trial.id} already finished as {trial.state.value}", reason="TRIAL_ALREADY_FINISHED"

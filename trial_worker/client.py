@@ -282,6 +282,15 @@ class Trial:
     def heartbeat(self) -> None:
         self.study.client.call("Heartbeat", api.HeartbeatRequest(trial_id=self.id, worker_id=self.study.worker_id))
 
+    def release(self, reason: str = "") -> pb.Trial:
+        """Hands the trial back now (e.g. on SIGTERM): it goes STALE and is retried within the policy.
+
+        Releasing it again is a no-op; afterwards report and tell are refused (``LEASE_LOST``).
+        """
+        request = api.ReleaseTrialRequest(trial_id=self.id, worker_id=self.study.worker_id, reason=reason)
+        self.info = self.study.client.call("ReleaseTrial", request).trial
+        return self.info
+
     def prune(self, value: float | Mapping[str, float] | None = None) -> pb.Trial:
         return self.study.prune(self, value)
 

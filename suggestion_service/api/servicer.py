@@ -68,6 +68,10 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
         expires = self.service.heartbeat(request.trial_id, request.worker_id)
         return api.HeartbeatResponse(lease_expire_time=convert.timestamp(expires))
 
+    def ReleaseTrial(self, request, context):
+        trial = self.service.release_trial(request.trial_id, request.worker_id, request.reason)
+        return api.ReleaseTrialResponse(trial=convert.trial_to_proto(trial))
+
     def CompleteTrial(self, request, context):
         trial = self.service.complete_trial(
             request.trial_id,

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tuning.suggestion.v1 import study_pb2 as tuning_dot_suggestion_dot_v1_dot_study__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-tuning/suggestion/v1/suggestion_service.proto\x12\x14tuning.suggestion.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a tuning/suggestion/v1/study.proto\"Q\n\x12\x43reateStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04spec\x18\x02 \x01(\x0b\x32\x1f.tuning.suggestion.v1.StudySpec\"R\n\x13\x43reateStudyResponse\x12*\n\x05study\x18\x01 \x01(\x0b\x32\x1b.tuning.suggestion.v1.Study\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1f\n\x0fGetStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\">\n\x10GetStudyResponse\x12*\n\x05study\x18\x01 \x01(\x0b\x32\x1b.tuning.suggestion.v1.Study\";\n\x12ListStudiesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x13ListStudiesResponse\x12,\n\x07studies\x18\x01 \x03(\x0b\x32\x1b.tuning.suggestion.v1.Study\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"U\n\x14SetStudyStateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .tuning.suggestion.v1.StudyState\"C\n\x15SetStudyStateResponse\x12*\n\x05study\x18\x01 \x01(\x0b\x32\x1b.tuning.suggestion.v1.Study\"\"\n\x12\x44\x65leteStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteStudyResponse\"[\n\x14SuggestTrialsRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\xf1\x01\n\x15SuggestTrialsResponse\x12+\n\x06trials\x18\x01 \x03(\x0b\x32\x1b.tuning.suggestion.v1.Trial\x12\x33\n\x06status\x18\x02 \x01(\x0e\x32#.tuning.suggestion.v1.SuggestStatus\x12\x35\n\x0b\x64one_reason\x18\x03 \x01(\x0e\x32 .tuning.suggestion.v1.DoneReason\x12\x0f\n\x07message\x18\x04 \x01(\t\x12.\n\x0bretry_after\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"}\n\x19ReportIntermediateRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12-\n\x07metrics\x18\x04 \x03(\x0b\x32\x1c.tuning.suggestion.v1.Metric\"h\n\x1aReportIntermediateResponse\x12\x13\n\x0bshould_stop\x18\x01 \x01(\x08\x12\x35\n\x11lease_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x10HeartbeatRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\t\"J\n\x11HeartbeatResponse\x12\x35\n\x11lease_expire_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x0eLinkRunRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\"=\n\x0fLinkRunResponse\x12*\n\x05trial\x18\x01 \x01(\x0b\x32\x1b.tuning.suggestion.v1.Trial\"\xaa\x01\n\x14\x43ompleteTrialRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12.\n\x07outcome\x18\x03 \x01(\x0e\x32\x1d.tuning.suggestion.v1.Outcome\x12-\n\x07metrics\x18\x04 \x03(\x0b\x32\x1c.tuning.suggestion.v1.Metric\x12\x0e\n\x06reason\x18\x05 \x01(\t\"C\n\x15\x43ompleteTrialResponse\x12*\n\x05trial\x18\x01 \x01(\x0b\x32\x1b.tuning.suggestion.v1.Trial\"\xca\x01\n\x12\x43reateTrialRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12L\n\nparameters\x18\x02 \x03(\x0b\x32\x38.tuning.suggestion.v1.CreateTrialRequest.ParametersEntry\x1aW\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x33\n\x05value\x18\x02 \x01(\x0b\x32$.tuning.suggestion.v1.ParameterValue:\x02\x38\x01\"A\n\x13\x43reateTrialResponse\x12*\n\x05trial\x18\x01 \x01(\x0b\x32\x1b.tuning.suggestion.v1.Trial\"#\n\x0fGetTrialRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\">\n\x10GetTrialResponse\x12*\n\x05trial\x18\x01 \x01(\x0b\x32\x1b.tuning.suggestion.v1.Trial\"{\n\x11ListTrialsRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\x30\n\x06states\x18\x02 \x03(\x0e\x32 .tuning.suggestion.v1.TrialState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Z\n\x12ListTrialsResponse\x12+\n\x06trials\x18\x01 \x03(\x0b\x32\x1b.tuning.suggestion.v1.Trial\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x17ListMeasurementsRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\"S\n\x18ListMeasurementsResponse\x12\x37\n\x0cmeasurements\x18\x01 \x03(\x0b\x32!.tuning.suggestion.v1.Measurement\"%\n\x14GetBestTrialsRequest\x12\r\n\x05study\x18\x01 \x01(\t\"D\n\x15GetBestTrialsResponse\x12+\n\x06trials\x18\x01 \x03(\x0b\x32\x1b.tuning.suggestion.v1.Trial*x\n\rSuggestStatus\x12\x1e\n\x1aSUGGEST_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11SUGGEST_STATUS_OK\x10\x01\x12\x17\n\x13SUGGEST_STATUS_WAIT\x10\x02\x12\x17\n\x13SUGGEST_STATUS_DONE\x10\x03*\xa8\x01\n\nDoneReason\x12\x1b\n\x17\x44ONE_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44ONE_REASON_BUDGET_SPENT\x10\x01\x12\x1f\n\x1b\x44ONE_REASON_SPACE_EXHAUSTED\x10\x02\x12\x1d\n\x19\x44ONE_REASON_STUDY_STOPPED\x10\x03\x12\x1f\n\x1b\x44ONE_REASON_STUDY_COMPLETED\x10\x04*y\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_SUCCEEDED\x10\x01\x12\x12\n\x0eOUTCOME_PRUNED\x10\x02\x12\x12\n\x0eOUTCOME_FAILED\x10\x03\x12\x16\n\x12OUTCOME_INFEASIBLE\x10\x04\x32\x84\x0c\n\x11SuggestionService\x12\x62\n\x0b\x43reateStudy\x12(.tuning.suggestion.v1.CreateStudyRequest\x1a).tuning.suggestion.v1.CreateStudyResponse\x12Y\n\x08GetStudy\x12%.tuning.suggestion.v1.GetStudyRequest\x1a&.tuning.suggestion.v1.GetStudyResponse\x12\x62\n\x0bListStudies\x12(.tuning.suggestion.v1.ListStudiesRequest\x1a).tuning.suggestion.v1.ListStudiesResponse\x12h\n\rSetStudyState\x12*.tuning.suggestion.v1.SetStudyStateRequest\x1a+.tuning.suggestion.v1.SetStudyStateResponse\x12\x62\n\x0b\x44\x65leteStudy\x12(.tuning.suggestion.v1.DeleteStudyRequest\x1a).tuning.suggestion.v1.DeleteStudyResponse\x12h\n\rSuggestTrials\x12*.tuning.suggestion.v1.SuggestTrialsRequest\x1a+.tuning.suggestion.v1.SuggestTrialsResponse\x12w\n\x12ReportIntermediate\x12/.tuning.suggestion.v1.ReportIntermediateRequest\x1a\x30.tuning.suggestion.v1.ReportIntermediateResponse\x12V\n\x07LinkRun\x12$.tuning.suggestion.v1.LinkRunRequest\x1a%.tuning.suggestion.v1.LinkRunResponse\x12\\\n\tHeartbeat\x12&.tuning.suggestion.v1.HeartbeatRequest\x1a\'.tuning.suggestion.v1.HeartbeatResponse\x12h\n\rCompleteTrial\x12*.tuning.suggestion.v1.CompleteTrialRequest\x1a+.tuning.suggestion.v1.CompleteTrialResponse\x12\x62\n\x0b\x43reateTrial\x12(.tuning.suggestion.v1.CreateTrialRequest\x1a).tuning.suggestion.v1.CreateTrialResponse\x12Y\n\x08GetTrial\x12%.tuning.suggestion.v1.GetTrialRequest\x1a&.tuning.suggestion.v1.GetTrialResponse\x12_\n\nListTrials\x12\'.tuning.suggestion.v1.ListTrialsRequest\x1a(.tuning.suggestion.v1.ListTrialsResponse\x12q\n\x10ListMeasurements\x12-.tuning.suggestion.v1.ListMeasurementsRequest\x1a..tuning.suggestion.v1.ListMeasurementsResponse\x12h\n\rGetBestTrials\x12*.tuning.suggestion.v1.GetBestTrialsRequest\x1a+.tuning.suggestion.v1.GetBestTrialsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-tuning/suggestion/v1/suggestion_service.proto\x12\x14tuning.suggestion.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a tuning/suggestion/v1/study.proto\"Q\n\x12\x43reateStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04spec\x18\x02 \x01(\x0b\x32\x1f.tuning.suggestion.v1.StudySpec\"R\n\x13\x43reateStudyResponse\x12*\n\x05study\x18\x01 \x01(\x0b\x32\x1b.tuning.suggestion.v1.Study\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1f\n\x0fGetStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\">\n\x10GetStudyResponse\x12*\n\x05study\x18\x01 \x01(\x0b\x32\x1b.tuning.suggestion.v1.Study\";\n\x12ListStudiesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x13ListStudiesResponse\x12,\n\x07studies\x18\x01 \x03(\x0b\x32\x1b.tuning.suggestion.v1.Study\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"U\n\x14SetStudyStateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .tuning.suggestion.v1.StudyState\"C\n\x15SetStudyStateResponse\x12*\n\x05study\x18\x01 \x01(\x0b\x32\x1b.tuning.suggestion.v1.Study\"\"\n\x12\x44\x65leteStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteStudyResponse\"[\n\x14SuggestTrialsRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\xf1\x01\n\x15SuggestTrialsResponse\x12+\n\x06trials\x18\x01 \x03(\x0b\x32\x1b.tuning.suggestion.v1.Trial\x12\x33\n\x06status\x18\x02 \x01(\x0e\x32#.tuning.suggestion.v1.SuggestStatus\x12\x35\n\x0b\x64one_reason\x18\x03 \x01(\x0e\x32 .tuning.suggestion.v1.DoneReason\x12\x0f\n\x07message\x18\x04 \x01(\t\x12.\n\x0bretry_after\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"}\n\x19ReportIntermediateRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12-\n\x07metrics\x18\x04 \x03(\x0b\x32\x1c.tuning.suggestion.v1.Metric\"h\n\x1aReportIntermediateResponse\x12\x13\n\x0bshould_stop\x18\x01 \x01(\x08\x12\x35\n\x11lease_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x10HeartbeatRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\t\"J\n\x11HeartbeatResponse\x12\x35\n\x11lease_expire_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x13ReleaseTrialRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"B\n\x14ReleaseTrialResponse\x12*\n\x05trial\x18\x01 \x01(\x0b\x32\x1b.tuning.suggestion.v1.Trial\"E\n\x0eLinkRunRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\"=\n\x0fLinkRunResponse\x12*\n\x05trial\x18\x01 \x01(\x0b\x32\x1b.tuning.suggestion.v1.Trial\"\xaa\x01\n\x14\x43ompleteTrialRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12.\n\x07outcome\x18\x03 \x01(\x0e\x32\x1d.tuning.suggestion.v1.Outcome\x12-\n\x07metrics\x18\x04 \x03(\x0b\x32\x1c.tuning.suggestion.v1.Metric\x12\x0e\n\x06reason\x18\x05 \x01(\t\"C\n\x15\x43ompleteTrialResponse\x12*\n\x05trial\x18\x01 \x01(\x0b\x32\x1b.tuning.suggestion.v1.Trial\"\xca\x01\n\x12\x43reateTrialRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12L\n\nparameters\x18\x02 \x03(\x0b\x32\x38.tuning.suggestion.v1.CreateTrialRequest.ParametersEntry\x1aW\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x33\n\x05value\x18\x02 \x01(\x0b\x32$.tuning.suggestion.v1.ParameterValue:\x02\x38\x01\"A\n\x13\x43reateTrialResponse\x12*\n\x05trial\x18\x01 \x01(\x0b\x32\x1b.tuning.suggestion.v1.Trial\"#\n\x0fGetTrialRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\">\n\x10GetTrialResponse\x12*\n\x05trial\x18\x01 \x01(\x0b\x32\x1b.tuning.suggestion.v1.Trial\"{\n\x11ListTrialsRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\x30\n\x06states\x18\x02 \x03(\x0e\x32 .tuning.suggestion.v1.TrialState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Z\n\x12ListTrialsResponse\x12+\n\x06trials\x18\x01 \x03(\x0b\x32\x1b.tuning.suggestion.v1.Trial\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x17ListMeasurementsRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\"S\n\x18ListMeasurementsResponse\x12\x37\n\x0cmeasurements\x18\x01 \x03(\x0b\x32!.tuning.suggestion.v1.Measurement\"%\n\x14GetBestTrialsRequest\x12\r\n\x05study\x18\x01 \x01(\t\"D\n\x15GetBestTrialsResponse\x12+\n\x06trials\x18\x01 \x03(\x0b\x32\x1b.tuning.suggestion.v1.Trial*x\n\rSuggestStatus\x12\x1e\n\x1aSUGGEST_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11SUGGEST_STATUS_OK\x10\x01\x12\x17\n\x13SUGGEST_STATUS_WAIT\x10\x02\x12\x17\n\x13SUGGEST_STATUS_DONE\x10\x03*\xa8\x01\n\nDoneReason\x12\x1b\n\x17\x44ONE_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44ONE_REASON_BUDGET_SPENT\x10\x01\x12\x1f\n\x1b\x44ONE_REASON_SPACE_EXHAUSTED\x10\x02\x12\x1d\n\x19\x44ONE_REASON_STUDY_STOPPED\x10\x03\x12\x1f\n\x1b\x44ONE_REASON_STUDY_COMPLETED\x10\x04*y\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_SUCCEEDED\x10\x01\x12\x12\n\x0eOUTCOME_PRUNED\x10\x02\x12\x12\n\x0eOUTCOME_FAILED\x10\x03\x12\x16\n\x12OUTCOME_INFEASIBLE\x10\x04\x32\xeb\x0c\n\x11SuggestionService\x12\x62\n\x0b\x43reateStudy\x12(.tuning.suggestion.v1.CreateStudyRequest\x1a).tuning.suggestion.v1.CreateStudyResponse\x12Y\n\x08GetStudy\x12%.tuning.suggestion.v1.GetStudyRequest\x1a&.tuning.suggestion.v1.GetStudyResponse\x12\x62\n\x0bListStudies\x12(.tuning.suggestion.v1.ListStudiesRequest\x1a).tuning.suggestion.v1.ListStudiesResponse\x12h\n\rSetStudyState\x12*.tuning.suggestion.v1.SetStudyStateRequest\x1a+.tuning.suggestion.v1.SetStudyStateResponse\x12\x62\n\x0b\x44\x65leteStudy\x12(.tuning.suggestion.v1.DeleteStudyRequest\x1a).tuning.suggestion.v1.DeleteStudyResponse\x12h\n\rSuggestTrials\x12*.tuning.suggestion.v1.SuggestTrialsRequest\x1a+.tuning.suggestion.v1.SuggestTrialsResponse\x12w\n\x12ReportIntermediate\x12/.tuning.suggestion.v1.ReportIntermediateRequest\x1a\x30.tuning.suggestion.v1.ReportIntermediateResponse\x12V\n\x07LinkRun\x12$.tuning.suggestion.v1.LinkRunRequest\x1a%.tuning.suggestion.v1.LinkRunResponse\x12\\\n\tHeartbeat\x12&.tuning.suggestion.v1.HeartbeatRequest\x1a\'.tuning.suggestion.v1.HeartbeatResponse\x12\x65\n\x0cReleaseTrial\x12).tuning.suggestion.v1.ReleaseTrialRequest\x1a*.tuning.suggestion.v1.ReleaseTrialResponse\x12h\n\rCompleteTrial\x12*.tuning.suggestion.v1.CompleteTrialRequest\x1a+.tuning.suggestion.v1.CompleteTrialResponse\x12\x62\n\x0b\x43reateTrial\x12(.tuning.suggestion.v1.CreateTrialRequest\x1a).tuning.suggestion.v1.CreateTrialResponse\x12Y\n\x08GetTrial\x12%.tuning.suggestion.v1.GetTrialRequest\x1a&.tuning.suggestion.v1.GetTrialResponse\x12_\n\nListTrials\x12\'.tuning.suggestion.v1.ListTrialsRequest\x1a(.tuning.suggestion.v1.ListTrialsResponse\x12q\n\x10ListMeasurements\x12-.tuning.suggestion.v1.ListMeasurementsRequest\x1a..tuning.suggestion.v1.ListMeasurementsResponse\x12h\n\rGetBestTrials\x12*.tuning.suggestion.v1.GetBestTrialsRequest\x1a+.tuning.suggestion.v1.GetBestTrialsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,12 +36,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CREATETRIALREQUEST_PARAMETERSENTRY']._loaded_options = None
   _globals['_CREATETRIALREQUEST_PARAMETERSENTRY']._serialized_options = b'8\001'
-  _globals['_SUGGESTSTATUS']._serialized_start=2712
-  _globals['_SUGGESTSTATUS']._serialized_end=2832
-  _globals['_DONEREASON']._serialized_start=2835
-  _globals['_DONEREASON']._serialized_end=3003
-  _globals['_OUTCOME']._serialized_start=3005
-  _globals['_OUTCOME']._serialized_end=3126
+  _globals['_SUGGESTSTATUS']._serialized_start=2856
+  _globals['_SUGGESTSTATUS']._serialized_end=2976
+  _globals['_DONEREASON']._serialized_start=2979
+  _globals['_DONEREASON']._serialized_end=3147
+  _globals['_OUTCOME']._serialized_start=3149
+  _globals['_OUTCOME']._serialized_end=3270
   _globals['_CREATESTUDYREQUEST']._serialized_start=170
   _globals['_CREATESTUDYREQUEST']._serialized_end=251
   _globals['_CREATESTUDYRESPONSE']._serialized_start=253
@@ -74,36 +74,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATREQUEST']._serialized_end=1429
   _globals['_HEARTBEATRESPONSE']._serialized_start=1431
   _globals['_HEARTBEATRESPONSE']._serialized_end=1505
-  _globals['_LINKRUNREQUEST']._serialized_start=1507
-  _globals['_LINKRUNREQUEST']._serialized_end=1576
-  _globals['_LINKRUNRESPONSE']._serialized_start=1578
-  _globals['_LINKRUNRESPONSE']._serialized_end=1639
-  _globals['_COMPLETETRIALREQUEST']._serialized_start=1642
-  _globals['_COMPLETETRIALREQUEST']._serialized_end=1812
-  _globals['_COMPLETETRIALRESPONSE']._serialized_start=1814
-  _globals['_COMPLETETRIALRESPONSE']._serialized_end=1881
-  _globals['_CREATETRIALREQUEST']._serialized_start=1884
-  _globals['_CREATETRIALREQUEST']._serialized_end=2086
-  _globals['_CREATETRIALREQUEST_PARAMETERSENTRY']._serialized_start=1999
-  _globals['_CREATETRIALREQUEST_PARAMETERSENTRY']._serialized_end=2086
-  _globals['_CREATETRIALRESPONSE']._serialized_start=2088
-  _globals['_CREATETRIALRESPONSE']._serialized_end=2153
-  _globals['_GETTRIALREQUEST']._serialized_start=2155
-  _globals['_GETTRIALREQUEST']._serialized_end=2190
-  _globals['_GETTRIALRESPONSE']._serialized_start=2192
-  _globals['_GETTRIALRESPONSE']._serialized_end=2254
-  _globals['_LISTTRIALSREQUEST']._serialized_start=2256
-  _globals['_LISTTRIALSREQUEST']._serialized_end=2379
-  _globals['_LISTTRIALSRESPONSE']._serialized_start=2381
-  _globals['_LISTTRIALSRESPONSE']._serialized_end=2471
-  _globals['_LISTMEASUREMENTSREQUEST']._serialized_start=2473
-  _globals['_LISTMEASUREMENTSREQUEST']._serialized_end=2516
-  _globals['_LISTMEASUREMENTSRESPONSE']._serialized_start=2518
-  _globals['_LISTMEASUREMENTSRESPONSE']._serialized_end=2601
-  _globals['_GETBESTTRIALSREQUEST']._serialized_start=2603
-  _globals['_GETBESTTRIALSREQUEST']._serialized_end=2640
-  _globals['_GETBESTTRIALSRESPONSE']._serialized_start=2642
-  _globals['_GETBESTTRIALSRESPONSE']._serialized_end=2710
-  _globals['_SUGGESTIONSERVICE']._serialized_start=3129
-  _globals['_SUGGESTIONSERVICE']._serialized_end=4669
+  _globals['_RELEASETRIALREQUEST']._serialized_start=1507
+  _globals['_RELEASETRIALREQUEST']._serialized_end=1581
+  _globals['_RELEASETRIALRESPONSE']._serialized_start=1583
+  _globals['_RELEASETRIALRESPONSE']._serialized_end=1649
+  _globals['_LINKRUNREQUEST']._serialized_start=1651
+  _globals['_LINKRUNREQUEST']._serialized_end=1720
+  _globals['_LINKRUNRESPONSE']._serialized_start=1722
+  _globals['_LINKRUNRESPONSE']._serialized_end=1783
+  _globals['_COMPLETETRIALREQUEST']._serialized_start=1786
+  _globals['_COMPLETETRIALREQUEST']._serialized_end=1956
+  _globals['_COMPLETETRIALRESPONSE']._serialized_start=1958
+  _globals['_COMPLETETRIALRESPONSE']._serialized_end=2025
+  _globals['_CREATETRIALREQUEST']._serialized_start=2028
+  _globals['_CREATETRIALREQUEST']._serialized_end=2230
+  _globals['_CREATETRIALREQUEST_PARAMETERSENTRY']._serialized_start=2143
+  _globals['_CREATETRIALREQUEST_PARAMETERSENTRY']._serialized_end=2230
+  _globals['_CREATETRIALRESPONSE']._serialized_start=2232
+  _globals['_CREATETRIALRESPONSE']._serialized_end=2297
+  _globals['_GETTRIALREQUEST']._serialized_start=2299
+  _globals['_GETTRIALREQUEST']._serialized_end=2334
+  _globals['_GETTRIALRESPONSE']._serialized_start=2336
+  _globals['_GETTRIALRESPONSE']._serialized_end=2398
+  _globals['_LISTTRIALSREQUEST']._serialized_start=2400
+  _globals['_LISTTRIALSREQUEST']._serialized_end=2523
+  _globals['_LISTTRIALSRESPONSE']._serialized_start=2525
+  _globals['_LISTTRIALSRESPONSE']._serialized_end=2615
+  _globals['_LISTMEASUREMENTSREQUEST']._serialized_start=2617
+  _globals['_LISTMEASUREMENTSREQUEST']._serialized_end=2660
+  _globals['_LISTMEASUREMENTSRESPONSE']._serialized_start=2662
+  _globals['_LISTMEASUREMENTSRESPONSE']._serialized_end=2745
+  _globals['_GETBESTTRIALSREQUEST']._serialized_start=2747
+  _globals['_GETBESTTRIALSREQUEST']._serialized_end=2784
+  _globals['_GETBESTTRIALSRESPONSE']._serialized_start=2786
+  _globals['_GETBESTTRIALSRESPONSE']._serialized_end=2854
+  _globals['_SUGGESTIONSERVICE']._serialized_start=3273
+  _globals['_SUGGESTIONSERVICE']._serialized_end=4916
 # @@protoc_insertion_point(module_scope)

@@ -177,6 +177,22 @@ class HeartbeatResponse(_message.Message):
     lease_expire_time: _timestamp_pb2.Timestamp
     def __init__(self, lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class ReleaseTrialRequest(_message.Message):
+    __slots__ = ("trial_id", "worker_id", "reason")
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    trial_id: int
+    worker_id: str
+    reason: str
+    def __init__(self, trial_id: _Optional[int] = ..., worker_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReleaseTrialResponse(_message.Message):
+    __slots__ = ("trial",)
+    TRIAL_FIELD_NUMBER: _ClassVar[int]
+    trial: _study_pb2.Trial
+    def __init__(self, trial: _Optional[_Union[_study_pb2.Trial, _Mapping]] = ...) -> None: ...
+
 class LinkRunRequest(_message.Message):
     __slots__ = ("trial_id", "worker_id", "run_id")
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]

@@ -86,6 +86,11 @@ class SuggestionServiceStub:
                 request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.ReleaseTrial = channel.unary_unary(
+                '/tuning.suggestion.v1.SuggestionService/ReleaseTrial',
+                request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ReleaseTrialRequest.SerializeToString,
+                response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ReleaseTrialResponse.FromString,
+                _registered_method=True)
         self.CompleteTrial = channel.unary_unary(
                 '/tuning.suggestion.v1.SuggestionService/CompleteTrial',
                 request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.CompleteTrialRequest.SerializeToString,
@@ -211,6 +216,20 @@ class SuggestionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseTrial(self, request, context):
+        """Hands a leased trial back at once (a worker shutting down, e.g. on
+        SIGTERM) instead of letting its lease expire: the trial goes STALE now,
+        exactly as on lease expiry, and its configuration is queued again if the
+        retry policy allows (attempt + 1). Releasing again a trial this worker
+        already handed back returns it unchanged.
+        Errors: INVALID_ARGUMENT (reason above 4096 characters), NOT_FOUND
+        (trial), FAILED_PRECONDITION (trial not active or leased to another
+        worker: the lease was lost).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CompleteTrial(self, request, context):
         """Tell: finishes a trial. Repeating the same call returns the same trial.
         Errors: INVALID_ARGUMENT (missing objective value, non-finite value,
@@ -311,6 +330,11 @@ def add_SuggestionServiceServicer_to_server(servicer, server):
                     servicer.Heartbeat,
                     request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.HeartbeatRequest.FromString,
                     response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'ReleaseTrial': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseTrial,
+                    request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ReleaseTrialRequest.FromString,
+                    response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ReleaseTrialResponse.SerializeToString,
             ),
             'CompleteTrial': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteTrial,
@@ -593,6 +617,33 @@ class SuggestionService:
             '/tuning.suggestion.v1.SuggestionService/Heartbeat',
             tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.HeartbeatRequest.SerializeToString,
             tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseTrial(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.suggestion.v1.SuggestionService/ReleaseTrial',
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ReleaseTrialRequest.SerializeToString,
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ReleaseTrialResponse.FromString,
             options,
             channel_credentials,
             insecure,
