@@ -392,9 +392,10 @@ class SuggestionService:
         """
         spec = self.repo.study_spec(conn, trial.study_id)
         _, pruner = self._components(trial.study_id, spec)
-        metric = spec.objectives[0].metric
-        if pruner is None or metric not in metrics:
+        # The pruner's metric: the objective unless its settings name another one.
+        if pruner is None or pruner.metric not in metrics:
             return False
+        metric = pruner.metric
         checkpoint = pruner.checkpoint(trial.number, self.repo.previous_step(conn, trial.id, step), step)
         if checkpoint is None:
             return False

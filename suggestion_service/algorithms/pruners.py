@@ -6,12 +6,18 @@ only, so that every replica and a restarted service decide alike:
 1. ``checkpoint(trial_number, last_step, step)``: does the report that moved a trial from
    ``last_step`` to ``step`` reach a decision point, and which? (ASHA: a rung
    ``r_k = min * eta**k`` it just crossed; median: any step past the warm-up.)
-2. ``should_stop(trial_number, value, peers)``: given the trial's objective value at that
+2. ``should_stop(trial_number, value, peers)``: given the trial's value at that
    point and each peer's value there (a peer's value at a checkpoint is its first report at
    or beyond the checkpoint's step), should the trial stop?
 
-Notation: ``eta`` is the fidelity's reduction factor; "loss" is the objective value signed
-so that lower is better.
+Which value: by default the study's (single) objective, in its direction. Every pruner
+also takes the settings ``metric`` (another intermediate metric to judge on, e.g.
+``val_logloss`` while the objective is a thresholded ``val_f1``) and ``direction``
+("minimize" or "maximize"; required when ``metric`` is not the objective). A report without
+the pruner's metric gets no decision, and peers without it at a checkpoint are left out.
+
+Notation: ``eta`` is the fidelity's reduction factor; "loss" is the judged value signed so
+that lower is better.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import ClassVar
 import numpy as np
 
 from suggestion_service.algorithms.base import Configurable, lookup
+from suggestion_service.domain.space import check_name
 from suggestion_service.domain.study import Direction, Fidelity, Objective, StudySpec
 from suggestion_service.domain.trial import TrialState
 from tuning_common.errors import InvalidArgument
@@ -45,11 +52,57 @@ class PeerValue:
     value: float
 
 
+_DIRECTIONS = tuple(d.value for d in Direction)
+
+
 class Pruner(Configurable, abc.ABC):
     needs_fidelity: ClassVar[bool] = False
 
+    @dataclass(frozen=True)
+    class Settings:
+        """What every pruner takes; each pruner's Settings extends it."""
+
+        # The intermediate metric to judge trials on. Empty: the study's objective.
+        metric: str = ""
+        # "minimize" or "maximize". Empty: the objective's direction, which is only allowed
+        # when ``metric`` is the objective.
+        direction: str = ""
+
+    @classmethod
+    def check_settings(cls, settings, field):
+        if settings.metric:
+            check_name(f"{field}.metric", settings.metric, "metric name")
+        if settings.direction and settings.direction not in _DIRECTIONS:
+            raise InvalidArgument(
+                f"{field}.direction", f"must be 'minimize' or 'maximize', got {settings.direction!r}"
+            )
+
+    @classmethod
+    def judged(cls, settings, objective: Objective, field: str = "spec.pruner.settings") -> Objective:
+        """The metric the pruner compares and its direction (InvalidArgument if undecidable)."""
+        metric = settings.metric or objective.metric
+        if not settings.direction:
+            if metric != objective.metric:
+                raise InvalidArgument(
+                    f"{field}.direction",
+                    f"is required ('minimize' or 'maximize') when metric {metric!r} is not the objective "
+                    f"{objective.metric!r}",
+                )
+            return objective
+        direction = Direction(settings.direction)
+        if metric == objective.metric and direction is not objective.direction:
+            raise InvalidArgument(
+                f"{field}.direction",
+                f"{settings.direction!r} contradicts the objective {metric!r}, which is to "
+                f"{objective.direction.value}",
+            )
+        return Objective(metric, direction)
+
     def __init__(self, objective: Objective, fidelity: Fidelity | None, settings, seed: int):
-        self.sign = 1.0 if objective.direction is Direction.MINIMIZE else -1.0
+        judged = self.judged(settings, objective)
+        # The measurement metric compared at checkpoints, and the sign that makes lower better.
+        self.metric = judged.metric
+        self.sign = 1.0 if judged.direction is Direction.MINIMIZE else -1.0
         self.fidelity = fidelity
         self.settings = settings
         self.seed = seed
@@ -69,7 +122,7 @@ class MedianPruner(Pruner):
     name = "median"
 
     @dataclass(frozen=True)
-    class Settings:
+    class Settings(Pruner.Settings):
         # No stopping until this many completed trials have a value at the step.
         n_startup_trials: int = 5
         # No stopping before this step, nor between multiples of interval_steps after it.
@@ -78,6 +131,7 @@ class MedianPruner(Pruner):
 
     @classmethod
     def check_settings(cls, settings, field):
+        super().check_settings(settings, field)
         if settings.n_startup_trials < 1:
             raise InvalidArgument(f"{field}.n_startup_trials", "must be 1 or more")
         if settings.n_warmup_steps < 0:
@@ -125,12 +179,13 @@ class AshaPruner(Pruner):
     needs_fidelity = True
 
     @dataclass(frozen=True)
-    class Settings:
+    class Settings(Pruner.Settings):
         # No decision at a rung until this many trials (this one included) reached it.
         bootstrap_count: int = 0
 
     @classmethod
     def check_settings(cls, settings, field):
+        super().check_settings(settings, field)
         if settings.bootstrap_count < 0:
             raise InvalidArgument(f"{field}.bootstrap_count", "must be 0 or more")
 
@@ -195,7 +250,8 @@ def validate_pruner(spec: StudySpec) -> None:
     if spec.pruner is None:
         return
     cls = pruner_class(spec.pruner.name)
-    cls.parse_settings(spec.pruner.settings, "spec.pruner.settings")
+    settings = cls.parse_settings(spec.pruner.settings, "spec.pruner.settings")
+    cls.judged(settings, spec.objectives[0], "spec.pruner.settings")
     if cls.needs_fidelity and spec.fidelity is None:
         raise InvalidArgument("spec.fidelity", f"pruner {cls.name!r} needs a fidelity (its rungs are budgets)")
 

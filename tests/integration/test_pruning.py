@@ -98,6 +98,29 @@ def test_bohb_with_hyperband_end_to_end(client: SuggestionClient):
     assert all(m["algorithm"] == "bohb" for m in later) and any("model_budget" in m for m in later)
 
 
+def test_asha_judges_on_the_metric_its_settings_name(client: SuggestionClient):
+    # Maximise F1 but prune on validation logloss: early F1 is a poor signal.
+    study = client.create_study("f1", [Float("x", 0, 1)], objectives={"val_f1": "maximize"}, seed=3,
+                                fidelity=ROUNDS, pruner="asha",
+                                pruner_settings={"metric": "val_logloss", "direction": "minimize"})
+    assert dict(study.info.spec.pruner.settings) == {"metric": "val_logloss", "direction": "minimize"}
+    first, best_f1, no_logloss, best_logloss = (study.ask() for _ in range(4))
+    assert not first.report(1, {"val_f1": 0.0, "val_logloss": 0.3})  # the first at a rung goes on
+    # The best F1 at rung 1 but the worst logloss: stopped (2 at the rung keep 1), and a
+    # repeated report gets the same verdict.
+    assert best_f1.report(1, {"val_f1": 0.9, "val_logloss": 0.7})
+    assert best_f1.report(1, {"val_f1": 0.9, "val_logloss": 0.7})
+    best_f1.prune()
+    # Without val_logloss there is no decision, at any rung, however bad the F1 is.
+    assert not any(no_logloss.report(step, {"val_f1": 0.0}) for step in range(1, 27))
+    study.tell(no_logloss, {"val_f1": 0.0})
+    # The worst F1 but the best logloss among the 3 with a logloss at rung 1: goes on.
+    assert not best_logloss.report(1, {"val_f1": 0.0, "val_logloss": 0.1})
+    states = {t.number: t.state for t in study.trials()}
+    assert states[best_f1.number] == pb.TRIAL_STATE_PRUNED
+    assert states[no_logloss.number] == pb.TRIAL_STATE_COMPLETED
+
+
 def test_pruning_validation_through_the_api(client: SuggestionClient):
     with pytest.raises(InvalidArgument) as error:
         client.create_study("bad", [Float("x", 0, 1)], objectives={"loss": "minimize"}, pruner="asha")
@@ -106,3 +129,11 @@ def test_pruning_validation_through_the_api(client: SuggestionClient):
         client.create_study("bad", [Float("x", 0, 1)], objectives={"loss": "minimize", "t": "minimize"},
                             pruner="median")
     assert error.value.field == "spec.pruner"
+    with pytest.raises(InvalidArgument) as error:  # another metric than the objective needs a direction
+        client.create_study("bad", [Float("x", 0, 1)], objectives={"val_f1": "maximize"}, fidelity=ROUNDS,
+                            pruner="asha", pruner_settings={"metric": "val_logloss"})
+    assert error.value.field == "spec.pruner.settings.direction"
+    with pytest.raises(InvalidArgument) as error:
+        client.create_study("bad", [Float("x", 0, 1)], objectives={"val_f1": "maximize"}, pruner="median",
+                            pruner_settings={"metric": "val_logloss", "direction": "lower"})
+    assert error.value.field == "spec.pruner.settings.direction"

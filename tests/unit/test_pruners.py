@@ -104,3 +104,57 @@ def test_pruning_needs_one_objective_and_a_sane_fidelity():
     with pytest.raises(InvalidArgument) as error:
         _spec(None, fidelity=Fidelity("rounds", 1, 5, 1.0)).validate()
     assert error.value.field == "spec.fidelity.reduction_factor"
+
+
+F1 = Objective("val_f1", Direction.MAXIMIZE)
+
+
+@pytest.mark.parametrize("name", ["median", "asha", "hyperband"])
+@pytest.mark.parametrize("settings, field", [
+    ({"direction": "down"}, "spec.pruner.settings.direction"),
+    ({"direction": "MINIMIZE"}, "spec.pruner.settings.direction"),
+    ({"metric": "val_logloss"}, "spec.pruner.settings.direction"),  # another metric needs a direction
+    ({"metric": "val logloss", "direction": "minimize"}, "spec.pruner.settings.metric"),
+    ({"metric": ".hidden", "direction": "minimize"}, "spec.pruner.settings.metric"),
+    ({"metric": 3, "direction": "minimize"}, "spec.pruner.settings.metric"),
+    ({"direction": "minimize"}, "spec.pruner.settings.direction"),  # contradicts the maximised objective
+    ({"metric": "val_f1", "direction": "minimize"}, "spec.pruner.settings.direction"),
+])
+def test_metric_and_direction_settings_are_validated(name, settings, field):
+    spec = _spec(PrunerSpec(name, settings), objectives=(F1,))
+    with pytest.raises(InvalidArgument) as error:
+        spec.validate()
+        validate_algorithm(spec)
+    assert error.value.field == field
+
+
+@pytest.mark.parametrize("settings", [
+    {},
+    {"metric": "val_f1"},
+    {"direction": "maximize"},
+    {"metric": "val_f1", "direction": "maximize"},
+    {"metric": "val_logloss", "direction": "minimize"},
+    {"metric": "val_auc", "direction": "maximize", "bootstrap_count": 2},
+])
+def test_valid_metric_and_direction_settings(settings):
+    spec = _spec(PrunerSpec("asha", settings), objectives=(F1,))
+    spec.validate()
+    validate_algorithm(spec)
+
+
+def test_the_judged_metric_and_sign_follow_the_settings():
+    default = AshaPruner(F1, ROUNDS, AshaPruner.Settings(), seed=0)
+    assert (default.metric, default.sign) == ("val_f1", -1.0)
+    logloss = AshaPruner(F1, ROUNDS, AshaPruner.parse_settings(
+        {"metric": "val_logloss", "direction": "minimize"}, "spec.pruner.settings"), seed=0)
+    assert (logloss.metric, logloss.sign) == ("val_logloss", 1.0)
+    # With F1 (maximised) a high value survives; with logloss (minimised) it is the worst.
+    assert not default.should_stop(0, 0.9, peers(0.1))
+    assert logloss.should_stop(0, 0.9, peers(0.1))
+    auc = MedianPruner(LOSS, None, MedianPruner.Settings(metric="val_auc", direction="maximize",
+                                                         n_startup_trials=3), seed=0)
+    assert (auc.metric, auc.sign) == ("val_auc", -1.0)
+    assert auc.should_stop(0, 1.5, peers(1.0, 2.0, 3.0)) and not auc.should_stop(0, 2.5, peers(1.0, 2.0, 3.0))
+    with pytest.raises(InvalidArgument) as error:
+        HyperbandPruner(F1, ROUNDS, HyperbandPruner.Settings(metric="val_logloss"), seed=0)
+    assert error.value.field == "spec.pruner.settings.direction"
