@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from wine import Split, split  # noqa: E402
+from trial_worker.examples.wine import Split, split  # noqa: E402
 
 MAX_ROUNDS = 300
 ETA = 3.0

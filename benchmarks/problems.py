@@ -128,7 +128,8 @@ XGBOOST_SPACE = SearchSpace((
 @functools.cache
 def _wine_data():
     import xgboost as xgb
-    from wine import split
+
+    from trial_worker.examples.wine import split
 
     data = split(5000)
     return xgb.DMatrix(data.x_train, label=data.y_train), xgb.DMatrix(data.x_val), data.y_val

@@ -79,10 +79,12 @@ class SuggestionClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def call(self, method: str, request: Any) -> Any:
-        """Calls an RPC by name, retrying UNAVAILABLE with jittered exponential backoff."""
+    def call(self, method: str, request: Any, *, retries: int | None = None) -> Any:
+        """Calls an RPC by name, retrying UNAVAILABLE with jittered exponential backoff
+        ``retries`` times (default: the client's)."""
         rpc = getattr(self._stub, method)
-        return call_with_retries(lambda: rpc(request, timeout=self.timeout), retries=self.retries,
+        return call_with_retries(lambda: rpc(request, timeout=self.timeout),
+                                 retries=self.retries if retries is None else retries,
                                  backoff=self.backoff, max_backoff=self.max_backoff)
 
     # --- studies ---------------------------------------------------------------------
@@ -265,13 +267,13 @@ class Trial:
     def budget(self) -> float | None:
         return self.info.budget if self.info.HasField("budget") else None
 
-    def report(self, step: int, value: float | Mapping[str, float]) -> bool:
+    def report(self, step: int, value: float | Mapping[str, float], *, retries: int | None = None) -> bool:
         """Reports intermediate value(s) at ``step`` and renews the lease; True means stop now."""
         request = api.ReportIntermediateRequest(
             trial_id=self.id, worker_id=self.study.worker_id, step=step,
             metrics=_metrics(value, self.study.objectives),
         )
-        return self.study.client.call("ReportIntermediate", request).should_stop
+        return self.study.client.call("ReportIntermediate", request, retries=retries).should_stop
 
     def link_run(self, run_id: str) -> pb.Trial:
         """Records the tracking run that holds this trial's params, metrics and model."""

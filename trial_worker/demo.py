@@ -1,122 +1,119 @@
-"""`tuning demo`: start the suggestion service, run a study with several workers, report.
+"""`tuning demo`: the reference workflow (shared/seeds/000_*) end to end on this machine.
 
-The objective is a simulated training run (a validation-loss curve shaped by the
-hyperparameters), so the demo needs no dataset and finishes in seconds. It shows:
-parallel workers asking and telling, intermediate reports, a conditional parameter,
-a warm-start configuration, and a worker that dies mid-trial: its lease expires and the
-trial is retried by another worker.
+It starts the suite on embedded defaults (SQLite and an artifact folder under
+``$TUNING_HOME``, default ``.tuning``), generates the seed's synthetic wine-quality data,
+trains and logs a baseline XGBoost run, tunes the seed's seven hyperparameters (TPE with
+ASHA stopping weak trials inside ``fit``, several trials at once, every trial a tracked run
+linked to its trial), compares the best with the baseline on validation F1, evaluates the
+winner once on the held-out test set, registers it, points the alias ``champion`` at it,
+moves it to Production and prints a summary.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import os
-import subprocess
-import sys
-import threading
 import time
 from datetime import datetime, timezone
 
-from trial_worker import Categorical, Fixed, Float, Int, SuggestionClient
-from tuning.suggestion.v1 import study_pb2 as pb
+from trial_worker import tracking, tune
+from trial_worker.examples import wine
+from trial_worker.integrations.sklearn import classification_metrics
+from tuning.suggestion.v1 import study_pb2 as spb
+from tuning.tracking.v1 import registry_pb2 as rpb
+from tuning_common.local_suite import LocalSuite
 from tuning_common.settings import data_dir
 
-SPACE = [
-    Float("learning_rate", 1e-3, 0.5, log=True),
-    Int("max_depth", 2, 12),
-    Float("subsample", 0.5, 1.0),
-    Categorical("booster", ["gbtree", "dart"]),
-    Float("rate_drop", 0.0, 0.3, when={"booster": "dart"}),
-    Fixed("random_state", 42),
-]
-STEPS = 10
-LEASE_SECONDS = 2.0
+MODEL_NAME = "wine-quality-xgb"
+# ASHA's rungs: 33, 100 and 300 boosting rounds (a lower first rung prunes slow learners
+# whose F1 is still 0 after a few rounds).
+FIDELITY = tune.Fidelity("boosting_rounds", wine.MAX_ROUNDS / 9, wine.MAX_ROUNDS, 3)
 
 
-def validation_loss(params: dict, step: int) -> float:
-    """A made-up but well-behaved learning curve: best near lr=0.08, depth=6, subsample=0.8."""
-    lr, depth, subsample = params["learning_rate"], params["max_depth"], params["subsample"]
-    floor = 0.30 + 0.05 * math.log(lr / 0.08) ** 2 + 0.004 * (depth - 6) ** 2 + 0.2 * (subsample - 0.8) ** 2
-    if params["booster"] == "dart":
-        floor += 0.05 * (params["rate_drop"] - 0.1) ** 2 - 0.005
-    return floor + 0.6 * math.exp(-lr * 40 * (step + 1) / STEPS)
+def _baseline(data: wine.Dataset) -> tuple[str, dict[str, float]]:
+    with tracking.start_run("baseline_xgboost", seed=wine.BASELINE_PARAMS["random_state"]) as run:
+        tracking.log_params(wine.BASELINE_PARAMS)
+        tracking.log_input("wine-quality-synthetic", data.digest, source="trial_worker.examples.wine",
+                           context="training")
+        model = wine.classifier(wine.BASELINE_PARAMS)
+        model.fit(data.x_train, data.y_train)
+        metrics = classification_metrics(data.y_val, model.predict(data.x_val), model.predict_proba(data.x_val)[:, 1])
+        tracking.log_metrics(metrics)
+        tracking.log_model(model)
+    return run.run_id, metrics
 
 
-def _worker(address: str, study_name: str, index: int, crash_on: int | None, log: list[str]) -> None:
-    with SuggestionClient(address) as client:
-        study = client.get_study(study_name)
-        done = 0
-        while (trial := study.ask()) is not None:
-            for step in range(STEPS):
-                if done == crash_on and step == 3:
-                    # Simulate a machine dying mid-trial: walk away without telling.
-                    log.append(f"worker {index} dies during trial {trial.number}; its lease will expire")
-                    return
-                if trial.report(step, validation_loss(trial.params, step)):
-                    trial.prune()
-                    break
-                time.sleep(0.005)
-            else:
-                study.tell(trial, {"val_loss": validation_loss(trial.params, STEPS - 1)})
-            done += 1
-
-
-def _start_service(db_url: str) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "suggestion_service", "--port", "0", "--database-url", db_url,
-         "--lease-check-seconds", "0.5"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "TUNING_LOG_LEVEL": "WARNING"},
-    )
-    line = process.stdout.readline()
-    if "listening on" not in line:
-        process.kill()
-        raise SystemExit(f"the suggestion service did not start: {line}")
-    return process, line.rsplit(" ", 1)[1].strip()
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 def main(args: argparse.Namespace) -> int:
-    db_url = f"sqlite:///{os.path.join(data_dir(), 'suggestion.db')}"
-    print(f"starting the suggestion service (database {db_url}) ...")
-    process, address = _start_service(db_url)
-    try:
-        return _run(address, args.workers, args.trials)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    started = time.perf_counter()
+    home = data_dir()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    experiment = f"Wine_Quality_Classification_{stamp[:8]}"
+    print(f"starting the suite (SQLite and artifacts in {home}/) ...", flush=True)
+    with LocalSuite(home) as suite:
+        print(f"  suggestion service {suite.suggestion_address}, tracking service {suite.tracking_address}")
+        tracking.set_tracking_address(suite.tracking_address)
+        try:
+            return _run(args, suite, experiment, stamp, started)
+        finally:
+            tracking.set_tracking_address(None)
 
 
-def _run(address: str, workers: int, trials: int) -> int:
-    name = "demo-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    with SuggestionClient(address) as client:
-        study = client.create_study(
-            name, SPACE, objectives={"val_loss": "minimize"}, algorithm="quasi_random",
-            max_trials=trials, max_parallel_trials=workers, lease_seconds=LEASE_SECONDS,
-        )
-        study.enqueue({"learning_rate": 0.3, "max_depth": 6, "subsample": 1.0, "booster": "gbtree"})
-        print(f"study {name}: {trials} trials, {workers} workers, service at {address}")
-        started, log = time.perf_counter(), []
-        threads = [
-            threading.Thread(target=_worker, args=(address, name, i, 2 if i == 0 else None, log))
-            for i in range(workers)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
-        info = study.refresh()
-        [best] = study.best_trials()
-    for line in log:
-        print(line)
-    counts = info.trial_counts
-    print(f"finished in {elapsed:.1f} s: {counts.completed} completed, {counts.stale} stale (retried), "
-          f"state {pb.StudyState.Name(info.state).removeprefix('STUDY_STATE_')}")
-    params = {k: getattr(v, v.WhichOneof("kind")) for k, v in best.parameters.items()}
-    print(f"best trial #{best.number}: val_loss={best.metrics[0].value:.4f}")
-    for key in sorted(params):
-        value = params[key]
-        print(f"  {key:14} {value:.4g}" if isinstance(value, float) else f"  {key:14} {value}")
-    print(f"to look at it later: `tuning up` in one terminal, `tuning study show {name}` in another")
-    ok = counts.completed == trials and info.state == pb.STUDY_STATE_COMPLETED
-    return 0 if ok else 1
+def _run(args: argparse.Namespace, suite: LocalSuite, experiment: str, stamp: str, started: float) -> int:
+    data = wine.dataset()
+    print(f"wine-quality data: {len(data.y_train)} train, {len(data.y_val)} validation, {len(data.y_test)} test "
+          f"samples, {data.y_train.mean():.0%} high quality")
+    tracking.set_experiment(experiment)
+    baseline_run, baseline = _baseline(data)
+    print(f"baseline run {baseline_run}: val_f1 {baseline['val_f1']:.4f}")
+
+    print(f"tuning {len(wine.SEARCH_SPACE) - 1} hyperparameters: {args.trials} trials, {args.workers} at a time, "
+          f"{args.algorithm} with ASHA (rungs at {FIDELITY.min:.0f}, {FIDELITY.min * 3:.0f}, "
+          f"{FIDELITY.max:.0f} rounds)", flush=True)
+    config = tune.TunerConfig(
+        metric="val_f1", mode="max", algorithm=args.algorithm, num_trials=args.trials,
+        max_concurrent_trials=args.workers, pruner="asha", fidelity=FIDELITY, seed=args.seed,
+        study_name=f"wine-xgb-{stamp}", experiment=experiment,
+        suggestion_address=suite.suggestion_address, tracking_address=suite.tracking_address,
+    )
+    results = tune.Tuner(wine.train, wine.SEARCH_SPACE, config).run()
+    best_f1 = results.best_result["val_f1"]
+    best_run = results.best_run_id
+
+    model = results.best_model
+    test = classification_metrics(data.y_test, model.predict(data.x_test), model.predict_proba(data.x_test)[:, 1],
+                                  prefix="test")
+    client = tracking.tracking_client()
+    client.log_batch(best_run, metrics=[tracking.metric(k, v) for k, v in test.items()])
+    version = tracking.register_model(f"runs:/{best_run}/model", MODEL_NAME)
+    tracking.set_alias(MODEL_NAME, "champion", version.version)
+    tracking.transition_stage(MODEL_NAME, version.version, "Production", archive_existing=True,
+                              reason=f"best of study {results.study_name}")
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    trial = results.best_trial
+
+    print()
+    print(f"study {results.study_name}: {results.count(spb.TRIAL_STATE_COMPLETED)} completed, "
+          f"{results.count(spb.TRIAL_STATE_PRUNED)} pruned by ASHA, {results.count(spb.TRIAL_STATE_FAILED)} failed")
+    _table([
+        ("", "val_f1", "test_f1", "run"),
+        ("baseline", f"{baseline['val_f1']:.4f}", "-", baseline_run),
+        (f"best (trial {trial.number})", f"{best_f1:.4f}", f"{test['test_f1']:.4f}", best_run),
+    ])
+    print(f"improvement over the baseline: {(best_f1 - baseline['val_f1']) / baseline['val_f1']:+.2%} "
+          "validation F1")
+    print("best hyperparameters:")
+    for key, value in sorted(results.best_params.items()):
+        print(f"  {key:18} {value:.4g}" if isinstance(value, float) else f"  {key:18} {value}")
+    stage = rpb.Stage.Name(champion.stage).removeprefix("STAGE_").title()
+    print(f"registered {MODEL_NAME} version {champion.version} (alias champion, stage {stage}) "
+          f"from run {champion.run_id}")
+    print(f"finished in {time.perf_counter() - started:.0f} s. Everything is kept in {suite.home}/: "
+          f"experiment {experiment!r} holds the baseline and one run per trial;")
+    print(f"  load the champion with tracking.load_model('models:/{MODEL_NAME}@champion').")
+    completed = results.count(spb.TRIAL_STATE_COMPLETED) + results.count(spb.TRIAL_STATE_PRUNED)
+    return 0 if completed == args.trials else 1

@@ -5,6 +5,7 @@
     tuning serve tracking --port 0     # experiments, runs, metrics, artifacts
     tuning study create study.yaml     # get-or-create from a YAML/JSON file
     tuning study list | show NAME | stop NAME | resume NAME | complete NAME | delete NAME
+    tuning worker --study NAME --train pkg.mod:train   # run trials (or: -- any command)
     tuning db upgrade | check [--service tracking]   # schema migrations
     tuning demo                        # the end-to-end example
 
@@ -36,14 +37,13 @@ def _format_value(value) -> str:
 
 
 def _study_create(args: argparse.Namespace) -> int:
-    import yaml
-    from google.protobuf import json_format
+    from trial_worker.cli import load_study_file
 
-    from tuning.suggestion.v1 import suggestion_service_pb2 as api
-
-    with open(args.file, encoding="utf-8") as handle:
-        document = yaml.safe_load(handle)
-    request = json_format.ParseDict(document, api.CreateStudyRequest())
+    try:
+        request = load_study_file(args.file)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     with _client(args) as client:
         study = client.create_study_from_proto(request.name, request.spec)
     print(f"{'created' if study.created else 'exists, same spec:'} {study.name}")
@@ -168,6 +168,12 @@ def _serve_tracking(args: argparse.Namespace) -> int:
     return server.run(args)
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from trial_worker import cli
+
+    return cli.run(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from trial_worker import demo
 
@@ -194,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     tracking = services.add_parser("tracking", help="the tracking service (gRPC): experiments, runs, artifacts")
     tracking_server.build_parser(tracking)
     tracking.set_defaults(run=_serve_tracking)
+
+    from trial_worker import cli as worker_cli
+
+    worker = commands.add_parser("worker", help="run trials of a study: a Python train function or any command",
+                                 description=worker_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    worker_cli.build_parser(worker)
+    worker.set_defaults(run=_worker)
 
     study = commands.add_parser("study", help="create, list, show and manage studies")
     connection = argparse.ArgumentParser(add_help=False)
@@ -232,9 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, text in (("upgrade", "create or migrate the schema"), ("check", "exit 1 unless the schema is current")):
         db_actions.add_parser(verb, parents=[database], help=text).set_defaults(run=_db)
 
-    demo = commands.add_parser("demo", help="start the suite and run an example study end to end")
-    demo.add_argument("--workers", type=int, default=4, help="worker threads")
-    demo.add_argument("--trials", type=int, default=40, help="trial budget")
+    demo = commands.add_parser("demo", help="the wine-quality XGBoost workflow end to end on embedded defaults")
+    demo.add_argument("--workers", type=int, default=4, help="trials run at once")
+    demo.add_argument("--trials", type=int, default=50, help="trial budget")
+    demo.add_argument("--algorithm", default="tpe", choices=("tpe", "gp", "random", "quasi_random"),
+                      help="search algorithm (ASHA stops weak trials whichever is chosen)")
+    demo.add_argument("--seed", type=int, default=0, help="the study's seed")
     demo.set_defaults(run=_demo)
     return parser
 

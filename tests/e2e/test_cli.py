@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+
+import pytest
 
 from suggestion_service.persistence import MIGRATIONS
 from tests.conftest import ROOT
 from tracking_service.persistence import MIGRATIONS as TRACKING_MIGRATIONS
+from trial_worker.tracking import TrackingClient
+from tuning.tracking.v1 import registry_pb2 as rpb
 
 
-def tuning(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def tuning(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tuning_common.cli", *args], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT, env={**os.environ, **(env or {})})
+                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
 
 
 def test_study_commands(sqlite_url: str, spawn_server):
@@ -49,8 +54,27 @@ def test_db_commands(tmp_path):
     assert tuning("db", "check", "--service", "tracking", "--database-url", url).returncode == 0
 
 
-def test_demo_runs_end_to_end(tmp_path):
-    result = tuning("demo", "--workers", "3", "--trials", "12", env={"TUNING_HOME": str(tmp_path)})
+def test_demo_replays_the_reference_workflow(tmp_path, spawn_server):
+    result = tuning("demo", env={"TUNING_HOME": str(tmp_path)}, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "12 completed, 1 stale (retried), state COMPLETED" in result.stdout
-    assert "best trial #" in result.stdout
+    out = result.stdout
+    assert "wine-quality data: 13940 train, 3060 validation, 3000 test samples" in out
+    assert "tuning 7 hyperparameters: 50 trials, 4 at a time, tpe with ASHA" in out
+    match = re.search(r"study (\S+): (\d+) completed, (\d+) pruned by ASHA, 0 failed", out)
+    assert match and int(match[2]) + int(match[3]) == 50 and int(match[2]) >= 1, out
+    assert "registered wine-quality-xgb version 1 (alias champion, stage Production)" in out
+    best_run = re.search(r"best \(trial \d+\)\s+\S+\s+(\S+)\s+([0-9a-f]{32})", out)
+    assert best_run, out
+
+    # What the demo stored outlives it: the champion, its run, and the run's trial.
+    tracking = spawn_server(f"sqlite:///{tmp_path / 'tracking.db'}", "--artifacts", str(tmp_path / "artifacts"),
+                            module="tracking_service")
+    with TrackingClient(tracking.address) as client:
+        champion = client.get_model_version_by_alias("wine-quality-xgb", "champion")
+        assert champion.run_id == best_run[2] and champion.stage == rpb.STAGE_PRODUCTION
+        run = client.get_run(champion.run_id)
+        assert run.trial.study == match[1]
+        latest = {m.key: m.value for m in run.latest_metrics}
+        assert latest["test_f1"] == pytest.approx(float(best_run[1]), abs=1e-4)
+        runs = list(client.search_runs([run.experiment_id]))
+        assert len(runs) == 51  # the baseline and one run per trial

@@ -40,7 +40,7 @@ from tuning.tracking.v1 import registry_service_pb2_grpc as rapi_grpc
 from tuning.tracking.v1 import tracking_pb2 as pb
 from tuning.tracking.v1 import tracking_service_pb2 as api
 from tuning.tracking.v1 import tracking_service_pb2_grpc as api_grpc
-from tuning_common.errors import FailedPrecondition, InvalidArgument, TuningError
+from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, TuningError
 from tuning_common.grpc_errors import call_with_retries
 
 DEFAULT_ADDRESS = "127.0.0.1:50052"
@@ -211,6 +211,20 @@ class TrackingClient:
 
     def get_experiment_by_name(self, name: str) -> pb.Experiment:
         return self.call("GetExperimentByName", api.GetExperimentByNameRequest(name=name)).experiment
+
+    def get_or_create_experiment(self, name: str) -> pb.Experiment:
+        """The active experiment ``name``, created if there is none (FAILED_PRECONDITION if it is deleted)."""
+        try:
+            experiment = self.get_experiment_by_name(name)
+        except NotFound:
+            try:
+                return self.create_experiment(name)
+            except AlreadyExists:  # created by another process meanwhile
+                experiment = self.get_experiment_by_name(name)
+        if experiment.lifecycle_stage == pb.LIFECYCLE_STAGE_DELETED:
+            raise FailedPrecondition(f"experiment {name!r} is deleted: restore or rename it",
+                                     reason="EXPERIMENT_DELETED")
+        return experiment
 
     def search_experiments(self, filter: str = "", *, order_by: Sequence[str] = (),
                            view_type: int = pb.VIEW_TYPE_ACTIVE_ONLY, page_size: int = 100

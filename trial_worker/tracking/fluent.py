@@ -41,7 +41,6 @@ from trial_worker.tracking.logger import RunLogger
 from tuning.tracking.v1 import registry_pb2 as rpb
 from tuning.tracking.v1 import tracking_pb2 as pb
 from tuning_common.errors import (
-    AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
@@ -108,24 +107,10 @@ def run_logger() -> RunLogger:
         return _logger
 
 
-def _get_or_create_experiment(name: str) -> pb.Experiment:
-    client = tracking_client()
-    try:
-        experiment = client.get_experiment_by_name(name)
-    except NotFound:
-        try:
-            return client.create_experiment(name)
-        except AlreadyExists:  # created by another process meanwhile
-            experiment = client.get_experiment_by_name(name)
-    if experiment.lifecycle_stage == pb.LIFECYCLE_STAGE_DELETED:
-        raise FailedPrecondition(f"experiment {name!r} is deleted: restore or rename it", reason="EXPERIMENT_DELETED")
-    return experiment
-
-
 def set_experiment(name: str) -> pb.Experiment:
     """Makes ``name`` (created if needed) the experiment of the runs started from now on."""
     global _experiment_id
-    experiment = _get_or_create_experiment(name)
+    experiment = tracking_client().get_or_create_experiment(name)
     with _lock:
         _experiment_id = experiment.id
     return experiment
@@ -136,7 +121,7 @@ def _experiment_id_of(experiment: str | int | None) -> int:
         return 0 if _experiment_id is None else _experiment_id
     if isinstance(experiment, int):
         return experiment
-    return _get_or_create_experiment(experiment).id
+    return tracking_client().get_or_create_experiment(experiment).id
 
 
 # --- runs --------------------------------------------------------------------------------------
@@ -329,8 +314,13 @@ class ModelInfo:
 
 def log_model(model: Any, artifact_path: str = "model", *, registered_model_name: str | None = None) -> ModelInfo:
     """Saves an XGBoost or scikit-learn model into the active run's artifacts, and registers it if asked."""
-    run_id = _current().run_id
-    client = tracking_client()
+    return save_run_model(tracking_client(), _current().run_id, model, artifact_path,
+                          registered_model_name=registered_model_name)
+
+
+def save_run_model(client: TrackingClient, run_id: str, model: Any, artifact_path: str = "model", *,
+                   registered_model_name: str | None = None) -> ModelInfo:
+    """Saves ``model`` into the artifacts of run ``run_id`` (any run, not only an active one)."""
     with tempfile.TemporaryDirectory(prefix="tuning-model-") as folder:
         meta = models.save_model(model, folder)
         client.upload_dir(run_id, folder, artifact_path)

@@ -1,0 +1,29 @@
+"""Train functions the worker tests import by path (``tests.e2e.worker_functions:NAME``)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+# Per-step pause, so that tests can catch a trial mid-training.
+STEP_SECONDS = float(os.environ.get("TEST_STEP_SECONDS", "0"))
+STEPS = int(os.environ.get("TEST_STEPS", "5"))
+
+
+def loss_at(params: dict, step: int) -> float:
+    return (params["x"] - 1.0) ** 2 + 1.0 / (step + 1)
+
+
+def quadratic(ctx) -> dict[str, float]:
+    """Reports ``loss`` at steps 1..STEPS, logs a param and an artifact-free metric, returns the final loss."""
+    ctx.log_params({"steps": STEPS})
+    for step in range(1, STEPS + 1):
+        time.sleep(STEP_SECONDS)
+        if ctx.report(step, loss=loss_at(ctx.params, step)):
+            return None
+    ctx.log_metrics({"extra": 1.0})
+    return {"loss": loss_at(ctx.params, STEPS), "x_abs": abs(ctx.params["x"])}
+
+
+def broken(ctx) -> dict[str, float]:
+    raise RuntimeError(f"no data for x={ctx.params['x']:.3f}")

@@ -1,0 +1,202 @@
+"""`tuning worker` / `python -m trial_worker`: run trials of a study until it is done.
+
+    tuning worker --study wine --train trial_worker.examples.wine:train --parallel 2
+    tuning worker --study-file study.yaml -- Rscript train.R
+
+SIGTERM (or Ctrl-C) stops asking for trials and lets the running ones finish for
+``--grace-seconds``; then, or at a second signal, they are handed back to the study and the
+worker exits. Exit status: 0 when the study is done or --max-trials ran, 1 on an error,
+130/143 when stopped by a signal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tuning_common.settings import add_option, suggestion_address
+
+log = logging.getLogger(__name__)
+
+
+def load_callable(spec: str) -> Callable[..., Any]:
+    """``package.module:function`` or ``path/to/file.py:function``."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"--train must look like package.module:function or file.py:function, got {spec!r}")
+    if module_name.endswith(".py"):
+        path = Path(module_name).resolve()
+        if not path.is_file():
+            raise ValueError(f"--train: no file {module_name}")
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[path.stem] = module
+        module_spec.loader.exec_module(module)
+    else:
+        # Like `python -m`: modules next to where the worker was started are importable.
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        module = importlib.import_module(module_name)
+    target: Any = module
+    for part in attribute.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise ValueError(f"--train: {module_name} has no {attribute}")
+    if not callable(target):
+        raise ValueError(f"--train: {spec} is not callable")
+    return target
+
+
+def load_study_file(path: str | os.PathLike):
+    """A CreateStudyRequest from a YAML or JSON file ({name, spec} in proto JSON form)."""
+    import yaml
+    from google.protobuf import json_format
+
+    from tuning.suggestion.v1 import suggestion_service_pb2 as api
+
+    with open(path, encoding="utf-8") as handle:
+        document = yaml.safe_load(handle)
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a mapping with `name` and `spec`")
+    try:
+        return json_format.ParseDict(document, api.CreateStudyRequest())
+    except json_format.ParseError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    from trial_worker.tracking.client import tracking_address
+
+    parser = parser or argparse.ArgumentParser(prog="python -m trial_worker", description=__doc__,
+                                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--study", help="name of an existing study")
+    which.add_argument("--study-file", help="get-or-create the study from this YAML/JSON file (as `tuning study create`)")
+    add_option(parser, "--train", env="TUNING_TRAIN", default="",
+               help="the train function, package.module:function or file.py:function")
+    add_option(parser, "--suggestion-address", env="TUNING_SUGGESTION_ADDRESS", default=suggestion_address(),
+               help="suggestion service")
+    add_option(parser, "--tracking-address", env="TUNING_TRACKING_ADDRESS", default=tracking_address(),
+               help="tracking service")
+    add_option(parser, "--tracking", env="TUNING_WORKER_TRACKING", default=True, type=bool,
+               help="log every trial as a run in the tracking service")
+    add_option(parser, "--experiment", env="TUNING_EXPERIMENT", default="",
+               help="experiment of the trials' runs (default: the study's name)")
+    add_option(parser, "--parallel", env="TUNING_WORKER_PARALLEL", default=1, type=int,
+               help="trials run at once by this worker")
+    add_option(parser, "--max-trials", env="TUNING_WORKER_MAX_TRIALS", default=0, type=int,
+               help="stop after this many trials (0: when the study is done)")
+    add_option(parser, "--worker-id", env="TUNING_WORKER_ID", default="", help="default: host-pid-random")
+    add_option(parser, "--grace-seconds", env="TUNING_WORKER_GRACE_SECONDS", default=20.0, type=float,
+               help="after SIGTERM, how long running trials may finish before they are handed back")
+    add_option(parser, "--reconnect-seconds", env="TUNING_WORKER_RECONNECT_SECONDS", default=120.0, type=float,
+               help="how long to keep retrying an unreachable service")
+    add_option(parser, "--max-consecutive-failures", env="TUNING_WORKER_MAX_FAILURES", default=5, type=int,
+               help="stop after this many failed trials in a row (0: never)")
+    parser.add_argument("command", nargs=argparse.REMAINDER,
+                        help="instead of --train: a command to run per trial, after `--`")
+    return parser
+
+
+def _train_function(args: argparse.Namespace) -> Callable[..., Any]:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if args.train and command:
+        raise ValueError("give either --train or a command after --, not both")
+    if command:
+        from trial_worker.command import CommandTrain
+
+        return CommandTrain(command)
+    if not args.train:
+        raise ValueError("what should the worker run? --train package.module:function, or -- a command")
+    return load_callable(args.train)
+
+
+def _config(args: argparse.Namespace, study: str):
+    from trial_worker.worker import WorkerConfig
+
+    return WorkerConfig(
+        study=study, suggestion_address=args.suggestion_address, tracking_address=args.tracking_address,
+        tracking=args.tracking, experiment=args.experiment or None, parallel=args.parallel,
+        max_trials=args.max_trials, worker_id=args.worker_id or None, reconnect_seconds=args.reconnect_seconds,
+        max_consecutive_failures=args.max_consecutive_failures,
+    )
+
+
+def _study_name(args: argparse.Namespace) -> str:
+    if args.study:
+        return args.study
+    from trial_worker.client import SuggestionClient
+
+    request = load_study_file(args.study_file)
+    with SuggestionClient(args.suggestion_address) as client:
+        return client.create_study_from_proto(request.name, request.spec).name
+
+
+def run(args: argparse.Namespace) -> int:
+    from trial_worker.worker import COMPLETED, FAILED, LOST, PRUNED, Worker
+
+    try:
+        train = _train_function(args)
+        study = _study_name(args)
+        config = _config(args, study)
+        config.validate()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    worker = Worker(train, config, on_result=_print_result)
+    signalled = _install_signal_handlers(worker, args.grace_seconds)
+    with worker:
+        print(f"worker {worker.worker_id}: study {study}, {config.parallel} at a time", flush=True)
+        summary = worker.run()
+    counts = ", ".join(f"{summary.count(o)} {o.lower()}" for o in (COMPLETED, PRUNED, FAILED, LOST))
+    print(f"worker {worker.worker_id} stopped ({summary.reason}): {counts}", flush=True)
+    if signalled:
+        return 128 + signalled[0]
+    return 1 if summary.reason.startswith("error") else 0
+
+
+def _print_result(result) -> None:
+    metrics = " ".join(f"{k}={v:.6g}" for k, v in sorted(result.metrics.items()))
+    print(f"trial {result.number}: {result.outcome.lower()} in {result.seconds:.1f} s {metrics}".rstrip(), flush=True)
+
+
+def _install_signal_handlers(worker, grace_seconds: float) -> list[int]:
+    """First SIGTERM/SIGINT: finish running trials (for up to ``grace_seconds``); second: hand them back."""
+    received: list[int] = []
+
+    def hand_back() -> None:
+        handed = worker.hand_back()
+        if handed:
+            print(f"handed {handed} running trial(s) back to the study", flush=True)
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            print(f"{signal.Signals(signum).name}: finishing running trials (up to {grace_seconds:g} s; "
+                  "signal again to hand them back now)", flush=True)
+            worker.stop()
+            timer = threading.Timer(grace_seconds, hand_back)
+            timer.daemon = True
+            timer.start()
+        else:
+            threading.Thread(target=hand_back, daemon=True).start()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+    return received
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("TUNING_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(build_parser().parse_args(argv))

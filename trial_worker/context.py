@@ -1,0 +1,231 @@
+"""The train-function contract: ``def train(ctx: TrialContext) -> metrics``.
+
+    def train(ctx):
+        model = XGBClassifier(**ctx.params, callbacks=[ctx.xgboost_callback()])
+        model.fit(x_train, y_train, eval_set=[(x_val, y_val)], verbose=False)
+        ctx.log_model(model)
+        return {"val_f1": f1_score(y_val, model.predict(x_val))}
+
+The worker hands each trial's function a fresh context. ``report`` sends intermediate values
+(logged to the trial's run and shown to the study's pruner) and answers whether to stop;
+raising :class:`TrialPruned` (or returning after ``report`` said stop) ends the trial as
+pruned. The return value is the trial's final metrics: a mapping, a single number for a
+single-objective study, or None to use the last reported values.
+
+Inside a train function, :func:`get_context` returns the running trial's context, as
+Snowflake's ``tune.get_tuner_context()`` and Ray Tune's ``tune.get_context()`` do.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from tuning_common.errors import DeadlineExceeded, FailedPrecondition, TuningError, Unavailable
+
+if TYPE_CHECKING:
+    import os
+
+    from trial_worker.client import Trial
+    from trial_worker.tracking import ModelInfo
+    from trial_worker.tracking.client import TrackingClient
+    from trial_worker.tracking.logger import RunLogger
+    from tuning.tracking.v1 import tracking_pb2 as tpb
+
+
+log = logging.getLogger(__name__)
+
+# A report that cannot get through within about a second is skipped rather than blocking training.
+REPORT_RETRIES = 3
+
+
+class TrialPruned(Exception):  # noqa: N818 - the name users of Optuna know
+    """Raised inside a train function to end the trial as pruned (stopped early)."""
+
+
+class LeaseLost(Exception):  # noqa: N818
+    """The trial is no longer this worker's (its lease expired, or the worker handed it back)."""
+
+
+_local = threading.local()
+
+
+def get_context() -> TrialContext:
+    """The context of the trial this thread is training."""
+    ctx = getattr(_local, "context", None)
+    if ctx is None:
+        raise FailedPrecondition("no trial is running in this thread: get_context() works inside a train function",
+                                 reason="NO_TRIAL_CONTEXT")
+    return ctx
+
+
+class TrialContext:
+    """What a train function sees of its trial; created by the worker, one per trial."""
+
+    def __init__(self, trial: Trial, *, run_id: str | None, logger: RunLogger | None,
+                 tracking: TrackingClient | None, on_report: Callable[[TrialContext], None] | None = None):
+        self._trial = trial
+        self.run_id = run_id
+        self._logger = logger
+        self._tracking = tracking
+        self._on_report = on_report
+        self._lock = threading.Lock()
+        self._stop = False
+        self._lost: str | None = None
+        self.last_step: int | None = None
+        self.last_metrics: dict[str, float] = {}
+
+    # --- what the trial is -------------------------------------------------------------------
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The trial's active hyperparameters, with their Python types."""
+        return self._trial.params
+
+    @property
+    def budget(self) -> float | None:
+        """The training budget of a multi-fidelity study (e.g. boosting rounds), else None."""
+        return self._trial.budget
+
+    @property
+    def trial_id(self) -> int:
+        return self._trial.id
+
+    @property
+    def trial_number(self) -> int:
+        return self._trial.number
+
+    @property
+    def study(self) -> str:
+        return self._trial.study.name
+
+    @property
+    def objectives(self) -> list[str]:
+        return self._trial.study.objectives
+
+    @property
+    def should_stop(self) -> bool:
+        """True once the pruner said stop, the lease was lost or the worker is shutting down."""
+        return self._stop
+
+    @property
+    def pruned(self) -> bool:
+        return self._stop and self._lost is None
+
+    @property
+    def lost(self) -> str | None:
+        """Why the trial stopped being this worker's, if it did."""
+        return self._lost
+
+    # --- reporting ---------------------------------------------------------------------------
+
+    def report(self, step: int, **metrics: float) -> bool:
+        """Records intermediate values at ``step`` (in the run, and for the pruner); True means stop now.
+
+        Every value is logged to the trial's run. Finite ones are also sent to the study, whose
+        pruner looks at the first objective; a NaN loss is logged but not sent.
+        """
+        if not metrics:
+            raise ValueError("report() needs at least one metric, e.g. ctx.report(step, val_loss=0.3)")
+        values = {name: float(value) for name, value in metrics.items()}
+        if self._logger is not None and self.run_id is not None:
+            self._logger.log_metrics(self.run_id, values, step)
+        finite = {name: value for name, value in values.items() if math.isfinite(value)}
+        with self._lock:
+            self.last_step = step if self.last_step is None else max(self.last_step, step)
+            self.last_metrics.update(finite)
+        if self._stop or not finite:
+            return self._stop
+        try:
+            stop = self._trial.report(step, finite, retries=REPORT_RETRIES)
+        except FailedPrecondition as error:
+            self.lose(str(error))
+            return True
+        except (Unavailable, DeadlineExceeded) as error:
+            # Training goes on while the service restarts; the next report (or the tell) gets through.
+            log.warning("trial %d: report of step %d skipped: %s", self.trial_number, step, error)
+            return self._stop
+        if stop:
+            self._stop = True
+        if self._on_report is not None:
+            self._on_report(self)
+        return self._stop
+
+    def lose(self, why: str) -> None:
+        """Marks the trial as no longer this worker's; the next ``report`` says stop."""
+        with self._lock:
+            self._lost = self._lost or why
+            self._stop = True
+
+    # --- tracking ----------------------------------------------------------------------------
+
+    def _run(self, what: str) -> str:
+        if self.run_id is None:
+            raise FailedPrecondition(f"{what} needs a tracking service: this worker runs without one",
+                                     reason="NO_TRACKING")
+        return self.run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Logs extra params (the trial's hyperparameters are logged already)."""
+        self._logger.log_params(self._run("log_params"), params)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Logs metrics to the run without showing them to the pruner."""
+        self._logger.log_metrics(self._run("log_metrics"), {k: float(v) for k, v in metrics.items()}, step)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._logger.set_tags(self._run("set_tags"), tags)
+
+    def log_artifact(self, local_path: str | os.PathLike, artifact_path: str | None = None) -> tpb.FileInfo:
+        """Uploads a file into the run's artifacts (folder ``artifact_path``)."""
+        return self._tracking.upload_file(self._run("log_artifact"), local_path, artifact_path)
+
+    def log_artifacts(self, local_dir: str | os.PathLike, artifact_path: str | None = None) -> list[tpb.FileInfo]:
+        return self._tracking.upload_dir(self._run("log_artifacts"), local_dir, artifact_path)
+
+    def log_model(self, model: Any, artifact_path: str = "model") -> ModelInfo:
+        """Saves an XGBoost or scikit-learn model as the run's ``model`` artifact (what ``best_model`` loads)."""
+        from trial_worker.tracking.fluent import save_run_model
+
+        return save_run_model(self._tracking, self._run("log_model"), model, artifact_path)
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def xgboost_callback(self, *, names: Mapping[str, str] | None = None, report_every: int = 1) -> Any:
+        """An XGBoost callback that reports every boosting round and stops ``fit`` when pruned.
+
+        See :class:`trial_worker.integrations.xgboost.ReportCallback`.
+        """
+        from trial_worker.integrations.xgboost import ReportCallback
+
+        return ReportCallback(self, names=names, report_every=report_every)
+
+
+def bind(ctx: TrialContext | None) -> None:
+    """Makes ``ctx`` this thread's current trial context (None clears it)."""
+    _local.context = ctx
+
+
+def final_metrics(result: Any, ctx: TrialContext) -> dict[str, float]:
+    """The trial's final metrics from what the train function returned."""
+    if result is None:
+        if not ctx.last_metrics:
+            raise TuningError("the train function returned None and reported nothing: return its metrics")
+        return dict(ctx.last_metrics)
+    if isinstance(result, Mapping):
+        metrics = {}
+        for name, value in result.items():
+            try:
+                metrics[str(name)] = float(value)
+            except (TypeError, ValueError):
+                raise TuningError(f"the train function returned {name}={value!r:.60}: metrics must be numbers") from None
+        return metrics
+    if isinstance(result, (int, float)) and not isinstance(result, bool):
+        if len(ctx.objectives) != 1:
+            raise TuningError(f"the study has objectives {ctx.objectives}: return a dict with a value for each")
+        return {ctx.objectives[0]: float(result)}
+    raise TuningError(f"the train function returned a {type(result).__name__}: return a dict of metrics, "
+                      "a number (single objective) or None")

@@ -1,0 +1,327 @@
+"""``Tuner(train, search_space, TunerConfig(...)).run()``: a whole study from Python.
+
+    results = Tuner(train, search_space, TunerConfig(metric="val_f1", mode="max", algorithm="tpe",
+                                                     num_trials=50, max_concurrent_trials=4)).run()
+    results.best_params, results.best_result, results.best_run_id, results.best_model
+    results.to_dataframe()
+
+``run`` creates (or resumes: same name, same spec) the study, starts
+``max_concurrent_trials`` local worker slots and shows progress with the best value so far.
+With no suite configured (``suggestion_address`` unset and no ``$TUNING_SUGGESTION_ADDRESS``)
+it starts an embedded one for the duration of the run, keeping its data under ``home``.
+
+Local slots are threads of this process: libraries that release the GIL while they train
+(XGBoost, scikit-learn's native code, NumPy, PyTorch) run side by side. To spread trials over
+machines, run ``tuning worker`` there against the same study.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from suggestion_service.domain.study import Fidelity
+from trial_worker.client import Study, SuggestionClient
+from trial_worker.context import TrialContext, get_context
+from trial_worker.tune.space import to_parameters
+from trial_worker.worker import COMPLETED, FAILED, PRUNED, TrialResult, Worker, WorkerConfig
+from tuning.suggestion.v1 import study_pb2 as spb
+from tuning_common.errors import NotFound, TuningError
+from tuning_common.local_suite import LocalSuite
+from tuning_common.settings import data_dir
+
+if TYPE_CHECKING:
+    import pandas
+
+MODES = {"max": "maximize", "min": "minimize"}
+
+
+@dataclass(frozen=True)
+class TunerConfig:
+    metric: str
+    mode: str = "max"
+    algorithm: str = "tpe"
+    algorithm_settings: Mapping[str, Any] = field(default_factory=dict)
+    num_trials: int = 20
+    max_concurrent_trials: int = 1
+    # Early stopping: "asha", "hyperband" or "median", with the training resource as fidelity,
+    # e.g. Fidelity("boosting_rounds", 25, 300); train functions report steps in its unit.
+    pruner: str | None = None
+    pruner_settings: Mapping[str, Any] = field(default_factory=dict)
+    fidelity: Fidelity | None = None
+    seed: int | None = None
+    # Default: the train function's name and the time. An existing study of that name (same
+    # spec) is resumed.
+    study_name: str | None = None
+    # Experiment of the trials' runs; default: the study's name.
+    experiment: str | None = None
+    # Configurations to try first (a baseline, a known good one), as Ray's points_to_evaluate.
+    points_to_evaluate: Sequence[Mapping[str, Any]] = ()
+    lease_seconds: float = 120.0
+    max_retries: int = 2
+    max_consecutive_failures: int = 5
+    # A running suite; None: $TUNING_SUGGESTION_ADDRESS / $TUNING_TRACKING_ADDRESS, else an embedded one.
+    suggestion_address: str | None = None
+    tracking_address: str | None = None
+    # Where an embedded suite keeps its databases and artifacts (default: $TUNING_HOME or .tuning).
+    home: str | None = None
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be 'max' or 'min', got {self.mode!r}")
+        if self.num_trials < 1:
+            raise ValueError(f"num_trials must be 1 or more, got {self.num_trials}")
+        if self.max_concurrent_trials < 1:
+            raise ValueError(f"max_concurrent_trials must be 1 or more, got {self.max_concurrent_trials}")
+        if self.pruner is not None and self.fidelity is None:
+            raise ValueError(f"pruner {self.pruner!r} needs a fidelity: the resource reports count in, "
+                             "e.g. Fidelity('epochs', 1, 100)")
+
+
+@dataclass
+class TunerResults:
+    """What a run found. ``trials`` hold every trial of the study, in number order."""
+
+    study_name: str
+    metric: str
+    mode: str
+    trials: list[spb.Trial]
+    run_ids: dict[int, str]
+    suggestion_address: str
+    tracking_address: str | None
+    # A local copy of the best trial's model artifact (None: it logged no model).
+    best_model_path: Path | None = None
+    _model: Any = None
+
+    @property
+    def best_trial(self) -> spb.Trial | None:
+        completed = [t for t in self.trials if t.state == spb.TRIAL_STATE_COMPLETED and _value(t, self.metric) is not None]
+        if not completed:
+            return None
+        pick = max if self.mode == "max" else min
+        return pick(completed, key=lambda t: (_value(t, self.metric), -t.number))
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        best = self.best_trial
+        return {} if best is None else _params(best)
+
+    @property
+    def best_result(self) -> dict[str, float]:
+        """The best trial's final metrics (``best_result["val_f1"]``)."""
+        best = self.best_trial
+        return {} if best is None else {m.name: m.value for m in best.metrics}
+
+    @property
+    def best_run_id(self) -> str | None:
+        best = self.best_trial
+        return None if best is None else (best.run_id or self.run_ids.get(best.id))
+
+    @property
+    def best_model(self) -> Any:
+        """The model the best trial logged with ``ctx.log_model`` (None if it logged none)."""
+        if self._model is None and self.best_model_path is not None:
+            from trial_worker.tracking.models import load_model
+
+            self._model = load_model(self.best_model_path)
+        return self._model
+
+    def count(self, state: int) -> int:
+        return sum(t.state == state for t in self.trials)
+
+    def to_dataframe(self) -> pandas.DataFrame:
+        """One row per trial: number, state, ``params.*``, ``metrics.*``, run id, duration, worker."""
+        import pandas
+
+        rows = []
+        for trial in self.trials:
+            row: dict[str, Any] = {
+                "trial": trial.number, "state": spb.TrialState.Name(trial.state).removeprefix("TRIAL_STATE_"),
+                **{f"params.{k}": v for k, v in _params(trial).items()},
+                **{f"metrics.{m.name}": m.value for m in trial.metrics},
+                "run_id": trial.run_id or self.run_ids.get(trial.id) or None,
+                "seconds": _seconds(trial), "worker": trial.worker_id, "reason": trial.reason,
+            }
+            rows.append(row)
+        return pandas.DataFrame(rows)
+
+    def __repr__(self) -> str:
+        best = self.best_trial
+        summary = "no completed trial" if best is None else \
+            f"best {self.metric}={_value(best, self.metric):.6g} (trial {best.number})"
+        return f"TunerResults(study={self.study_name!r}, {len(self.trials)} trials, {summary})"
+
+
+def _value(trial: spb.Trial, metric: str) -> float | None:
+    for item in trial.metrics:
+        if item.name == metric and math.isfinite(item.value):
+            return item.value
+    return None
+
+
+def _params(trial: spb.Trial) -> dict[str, Any]:
+    from suggestion_service.api import convert
+
+    return {name: convert.value_from_proto(value, name) for name, value in trial.parameters.items()}
+
+
+def _seconds(trial: spb.Trial) -> float | None:
+    if not (trial.HasField("start_time") and trial.HasField("end_time")):
+        return None
+    return (trial.end_time.ToMilliseconds() - trial.start_time.ToMilliseconds()) / 1000
+
+
+class Progress:
+    """One line, redrawn in a terminal (a line per tenth of the trials elsewhere)."""
+
+    def __init__(self, total: int, metric: str, mode: str, *, stream=None, enabled: bool = True):
+        self.total, self.metric, self.mode = total, metric, mode
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = enabled and getattr(self.stream, "isatty", lambda: False)()
+        self.done = {COMPLETED: 0, PRUNED: 0, FAILED: 0}
+        self.best: tuple[float, int] | None = None
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._last_printed = 0
+
+    def update(self, result: TrialResult) -> None:
+        with self._lock:
+            if result.outcome in self.done:
+                self.done[result.outcome] += 1
+            value = result.metrics.get(self.metric)
+            if result.outcome == COMPLETED and value is not None and math.isfinite(value):
+                better = self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])
+                if better:
+                    self.best = (value, result.number)
+            self._draw()
+
+    def line(self) -> str:
+        finished = sum(self.done.values())
+        width = 24
+        filled = min(width, round(width * finished / self.total)) if self.total else width
+        best = "-" if self.best is None else f"{self.best[0]:.4f} (trial {self.best[1]})"
+        elapsed = time.monotonic() - self.started
+        return (f"[{'#' * filled}{'.' * (width - filled)}] {finished}/{self.total} trials  "
+                f"best {self.metric}={best}  pruned {self.done[PRUNED]}  failed {self.done[FAILED]}  "
+                f"{int(elapsed // 60)}:{int(elapsed % 60):02d}")
+
+    def _draw(self) -> None:
+        if not self.enabled:
+            return
+        finished = sum(self.done.values())
+        if self.tty:
+            self.stream.write("\r" + self.line())
+        elif finished - self._last_printed >= max(1, self.total // 10) or finished >= self.total:
+            self._last_printed = finished
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _accepts_context(train: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(train).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters)
+
+
+def _study_name(train: Callable[..., Any]) -> str:
+    base = re.sub(r"[^A-Za-z0-9_.-]", "-", getattr(train, "__name__", "study"))[:80] or "study"
+    return f"{base}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}"
+
+
+class Tuner:
+    def __init__(self, train: Callable[..., Any], search_space: Mapping[str, Any], config: TunerConfig):
+        config.validate()
+        self.parameters = to_parameters(search_space)
+        self.config = config
+        # Snowflake-style train functions take no argument and call get_context().
+        self.train = train if _accepts_context(train) else (lambda ctx: train())
+        self.name = config.study_name or _study_name(train)
+
+    def run(self) -> TunerResults:
+        config = self.config
+        suggestion = config.suggestion_address or os.environ.get("TUNING_SUGGESTION_ADDRESS")
+        tracking = config.tracking_address or os.environ.get("TUNING_TRACKING_ADDRESS")
+        if suggestion is not None:
+            return self._run(suggestion, tracking)
+        with LocalSuite(config.home or data_dir()) as suite:
+            return self._run(suite.suggestion_address, suite.tracking_address)
+
+    def _create_study(self, client: SuggestionClient) -> Study:
+        config = self.config
+        study = client.create_study(
+            self.name, self.parameters, objectives={config.metric: MODES[config.mode]}, algorithm=config.algorithm,
+            algorithm_settings=config.algorithm_settings, seed=config.seed, max_trials=config.num_trials,
+            max_parallel_trials=config.max_concurrent_trials, lease_seconds=config.lease_seconds,
+            max_retries=config.max_retries, fidelity=config.fidelity, pruner=config.pruner,
+            pruner_settings=config.pruner_settings,
+        )
+        if study.created:
+            for point in config.points_to_evaluate:
+                study.enqueue(point)
+        return study
+
+    def _run(self, suggestion_address: str, tracking_address: str | None) -> TunerResults:
+        config = self.config
+        with SuggestionClient(suggestion_address) as client:
+            study = self._create_study(client)
+            progress = Progress(config.num_trials, config.metric, config.mode, enabled=config.progress)
+            worker_config = WorkerConfig(
+                study=study.name, suggestion_address=suggestion_address, tracking_address=tracking_address,
+                tracking=tracking_address is not None, experiment=config.experiment,
+                parallel=config.max_concurrent_trials, max_consecutive_failures=config.max_consecutive_failures,
+            )
+            with Worker(self.train, worker_config, on_result=progress.update) as worker:
+                try:
+                    summary = worker.run()
+                finally:
+                    progress.close()
+            if summary.reason.startswith("error"):
+                raise TuningError(f"the tuner stopped: {summary.reason}")
+            trials = list(study.trials())
+        run_ids = {r.trial_id: r.run_id for r in summary.results if r.run_id}
+        results = TunerResults(study.name, config.metric, config.mode, trials, run_ids, suggestion_address,
+                               tracking_address)
+        if tracking_address is not None and results.best_run_id:
+            results.best_model_path = _download_model(tracking_address, results.best_run_id)
+        return results
+
+
+def _download_model(tracking_address: str, run_id: str) -> Path | None:
+    """A local copy of the run's ``model`` artifact, which outlives an embedded suite."""
+    from trial_worker.tracking.client import TrackingClient
+    from trial_worker.tracking.models import META_FILE
+
+    with TrackingClient(tracking_address) as client:
+        if not any(f.path == "model" and f.is_dir for f in client.list_artifacts(run_id)):
+            return None
+        target = Path(tempfile.mkdtemp(prefix="tuning-best-model-"))
+        try:
+            folder = client.download(run_id, "model", target)
+        except NotFound:
+            shutil.rmtree(target, ignore_errors=True)
+            return None
+    return folder if (folder / META_FILE).is_file() else None
+
+
+__all__ = ["Progress", "Tuner", "TunerConfig", "TunerResults", "TrialContext", "get_context"]

@@ -1,0 +1,392 @@
+"""The trial worker: ask -> train -> report -> tell, on as many machines as you like.
+
+    worker = Worker(train, WorkerConfig(study="wine-xgb", parallel=2))
+    summary = worker.run()        # until the study is done (or max_trials, or stop())
+
+Each of ``parallel`` slots (threads) loops: lease a trial, open its tracking run (linked both
+ways with the trial), call ``train(ctx)``, then tell the outcome and end the run. One
+background thread renews the leases of running trials between reports.
+
+Nothing here is durable: a worker killed at any moment loses at most its running trials,
+whose leases expire and whose retries go to other workers. :meth:`Worker.stop` asks no
+more trials and lets the running ones finish; :meth:`Worker.hand_back` gives the running
+ones back to the study at once (ReleaseTrial), which is what a second SIGTERM or the end of
+the grace period does.
+
+While a service restarts, calls are retried with backoff for ``reconnect_seconds``; a
+report that cannot get through is skipped (training goes on) and the tracking logger spools
+what it cannot send.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from trial_worker.client import Study, SuggestionClient, Trial, default_worker_id
+from trial_worker.context import LeaseLost, TrialContext, TrialPruned, bind, final_metrics
+from trial_worker.tracking import provenance
+from trial_worker.tracking.client import TrackingClient
+from trial_worker.tracking.logger import RunLogger
+from tuning.suggestion.v1 import suggestion_service_pb2 as api
+from tuning.tracking.v1 import tracking_pb2 as tpb
+from tuning_common.errors import DeadlineExceeded, FailedPrecondition, TuningError, Unavailable
+
+log = logging.getLogger(__name__)
+
+TrainFunction = Callable[[TrialContext], Any]
+
+# Outcomes of one trial, as the worker saw it.
+COMPLETED, PRUNED, FAILED, LOST = "COMPLETED", "PRUNED", "FAILED", "LOST"
+END_TIMEOUT = 30.0
+MAX_ERROR_CHARS = 4000
+ABANDON_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    study: str
+    suggestion_address: str | None = None
+    tracking_address: str | None = None
+    # False: no tracking runs (the suggestion service alone).
+    tracking: bool = True
+    # Experiment of the trials' runs; default: the study's name.
+    experiment: str | None = None
+    parallel: int = 1
+    # Trials this worker runs at most (0: until the study is done).
+    max_trials: int = 0
+    worker_id: str | None = None
+    # How long calls keep retrying while a service is unreachable.
+    reconnect_seconds: float = 120.0
+    # Stop with an error after this many train failures in a row (0: never); a broken train
+    # function should not burn the whole study.
+    max_consecutive_failures: int = 5
+    spool_dir: str | None = None
+
+    def validate(self) -> None:
+        if self.parallel < 1:
+            raise ValueError(f"parallel must be 1 or more, got {self.parallel}")
+        if self.max_trials < 0:
+            raise ValueError(f"max_trials must be 0 (no limit) or more, got {self.max_trials}")
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    number: int
+    trial_id: int
+    outcome: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    run_id: str | None
+    seconds: float
+    worker_id: str
+    error: str = ""
+
+
+@dataclass
+class WorkerSummary:
+    results: list[TrialResult] = field(default_factory=list)
+    # Why the worker stopped: "study done", "max_trials", "stopped", or an error.
+    reason: str = ""
+
+    def count(self, outcome: str) -> int:
+        return sum(r.outcome == outcome for r in self.results)
+
+
+def retries_for(seconds: float, backoff: float = 0.1, max_backoff: float = 5.0) -> int:
+    """How many retries of a doubling backoff (capped at ``max_backoff``) span ``seconds``."""
+    retries, delay, spent = 0, backoff, 0.0
+    while spent < seconds:
+        spent += delay
+        delay = min(delay * 2, max_backoff)
+        retries += 1
+    return retries
+
+
+class Worker:
+    def __init__(self, train: TrainFunction, config: WorkerConfig, *,
+                 on_result: Callable[[TrialResult], None] | None = None):
+        config.validate()
+        self.train = train
+        self.config = config
+        self.worker_id = config.worker_id or default_worker_id()
+        self.host = socket.gethostname()
+        self.on_result = on_result
+        retries = retries_for(config.reconnect_seconds)
+        self.suggestion = SuggestionClient(config.suggestion_address, retries=retries)
+        self.tracking = TrackingClient(config.tracking_address, retries=retries) if config.tracking else None
+        self.logger = RunLogger(self.tracking, spool_dir=config.spool_dir) if self.tracking else None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._active: dict[int, tuple[Trial, TrialContext]] = {}
+        self._started = 0
+        self._failures_in_a_row = 0
+        self._summary = WorkerSummary()
+        self._experiment_id: int | None = None
+        self._algorithm = ""
+        self._handed_back_at: float | None = None
+
+    # --- control -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask no more trials; the running ones finish."""
+        self._stopping.set()
+
+    def hand_back(self, reason: str = "the worker is shutting down") -> int:
+        """Gives every running trial back to the study now; returns how many were handed back."""
+        self._stopping.set()
+        self._handed_back_at = time.monotonic()
+        with self._lock:
+            running = list(self._active.values())
+        handed = 0
+        for trial, ctx in running:
+            ctx.lose(f"handed back: {reason}")
+            try:
+                trial.release(reason)
+                handed += 1
+            except TuningError as error:  # finished meanwhile, or the lease was already lost
+                log.info("trial %d not handed back: %s", trial.number, error)
+        return handed
+
+    def _abandoned(self) -> bool:
+        """After a hand-back, a train function that never reports cannot be interrupted: stop waiting."""
+        return self._handed_back_at is not None and time.monotonic() > self._handed_back_at + ABANDON_SECONDS
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._active)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> WorkerSummary:
+        study = self.suggestion.get_study(self.config.study)
+        self._algorithm = study.info.spec.algorithm.name
+        if self.tracking is not None:
+            self._experiment_id = self.tracking.get_or_create_experiment(self.config.experiment or study.name).id
+        spec = study.info.spec
+        lease_seconds = spec.lease_duration.ToTimedelta().total_seconds() if spec.HasField("lease_duration") else 120.0
+        beats = threading.Thread(target=self._heartbeats, args=(lease_seconds,),
+                                 name="heartbeats", daemon=True)
+        beats.start()
+        slots = [threading.Thread(target=self._slot, args=(index,), name=f"slot-{index}", daemon=True)
+                 for index in range(self.config.parallel)]
+        try:
+            for slot in slots:
+                slot.start()
+            for slot in slots:
+                while slot.is_alive() and not self._abandoned():
+                    slot.join(0.2)
+        finally:
+            self._stopping.set()
+            self._finish_logging()
+        if not self._summary.reason:
+            self._summary.reason = "stopped"
+        return self._summary
+
+    def close(self) -> None:
+        self.suggestion.close()
+        if self.tracking is not None:
+            self.tracking.close()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _finish_logging(self) -> None:
+        if self.logger is None:
+            return
+        try:
+            self.logger.close(0.0 if self.logger.spooled else END_TIMEOUT)
+        except TuningError as error:
+            log.warning("tracking data left in the spool: %s", error)
+
+    def _claim(self) -> bool:
+        with self._lock:
+            if self.config.max_trials and self._started >= self.config.max_trials:
+                self._summary.reason = self._summary.reason or "max_trials"
+                return False
+            self._started += 1
+            return True
+
+    def _unclaim(self) -> None:
+        with self._lock:
+            self._started -= 1
+
+    def _slot(self, index: int) -> None:
+        worker_id = self.worker_id if self.config.parallel == 1 else f"{self.worker_id}-{index}"
+        study = Study(self.suggestion, self.suggestion.get_study(self.config.study).info, worker_id=worker_id)
+        try:
+            while not self._stopping.is_set() and self._claim():
+                trial = self._ask(study)
+                if trial is None:
+                    self._unclaim()
+                    return
+                self._record(self._run_trial(trial))
+        except Exception as error:  # a slot must never die silently
+            log.exception("worker slot %d stopped", index)
+            self._summary.reason = f"error: {error}"
+            self._stopping.set()
+
+    def _ask(self, study: Study) -> Trial | None:
+        while not self._stopping.is_set():
+            trials = study.ask_batch(1, wait=False)
+            if trials:
+                return trials[0]
+            answer = study.last_suggest
+            if answer.status == api.SUGGEST_STATUS_DONE:
+                self._summary.reason = self._summary.reason or "study done"
+                self._stopping.set()
+                return None
+            self._stopping.wait(answer.retry_after.ToTimedelta().total_seconds() or 0.5)
+        return None
+
+    def _record(self, result: TrialResult) -> None:
+        with self._lock:
+            self._summary.results.append(result)
+            if result.outcome == FAILED:
+                self._failures_in_a_row += 1
+            elif result.outcome in (COMPLETED, PRUNED):
+                self._failures_in_a_row = 0
+            limit = self.config.max_consecutive_failures
+            if limit and self._failures_in_a_row >= limit:
+                self._summary.reason = (f"error: the train function failed {limit} times in a row; "
+                                        f"the last error: {result.error.splitlines()[-1] if result.error else '?'}")
+                self._stopping.set()
+        if self.on_result is not None:
+            self.on_result(result)
+
+    # --- one trial ---------------------------------------------------------------------------
+
+    def _open_run(self, trial: Trial) -> str | None:
+        if self.tracking is None:
+            return None
+        tags = {
+            "tuning.study": trial.study.name, "tuning.trial_number": str(trial.number),
+            "tuning.trial_id": str(trial.id), "tuning.worker": trial.study.worker_id, "tuning.host": self.host,
+            "tuning.algorithm": self._algorithm, **provenance.source_tags(),
+        }
+        if trial.budget is not None:
+            tags["tuning.budget"] = f"{trial.budget:g}"
+        link = tpb.TrialLink(study=trial.study.name, trial_id=trial.id, trial_number=trial.number)
+        run = self.tracking.create_run(self._experiment_id, name=f"{trial.study.name}-{trial.number}", tags=tags,
+                                       run_group=trial.study.name, trial=link)
+        trial.link_run(run.id)
+        self.logger.log_params(run.id, trial.params)
+        return run.id
+
+    def _run_trial(self, trial: Trial) -> TrialResult:
+        started = time.perf_counter()
+        try:
+            run_id = self._open_run(trial)
+        except FailedPrecondition as error:  # the lease was lost before training started
+            log.warning("trial %d of %s: %s", trial.number, trial.study.name, error)
+            return TrialResult(trial.number, trial.id, LOST, trial.params, {}, None, time.perf_counter() - started,
+                               trial.study.worker_id, str(error))
+        ctx = TrialContext(trial, run_id=run_id, logger=self.logger, tracking=self.tracking)
+        with self._lock:
+            self._active[trial.id] = (trial, ctx)
+        outcome, metrics, error = COMPLETED, {}, ""
+        bind(ctx)
+        try:
+            result = self.train(ctx)
+            if not ctx.should_stop:
+                metrics = final_metrics(result, ctx)
+        except TrialPruned:
+            pass
+        except LeaseLost as lost:
+            ctx.lose(str(lost))
+        except Exception as exc:  # the user's code failed: the trial fails, the worker goes on
+            outcome, error = FAILED, "".join(traceback.format_exception(exc))[-MAX_ERROR_CHARS:]
+            log.warning("trial %d of %s failed: %s", trial.number, trial.study.name, exc)
+        finally:
+            bind(None)
+            with self._lock:
+                self._active.pop(trial.id, None)
+        if ctx.lost:
+            outcome = LOST
+        elif outcome != FAILED and ctx.pruned:
+            outcome = PRUNED
+        outcome = self._finish(trial, ctx, outcome, metrics, error)
+        if ctx.lost:
+            outcome = LOST
+        return TrialResult(trial.number, trial.id, outcome, trial.params, metrics or dict(ctx.last_metrics),
+                           run_id, time.perf_counter() - started, trial.study.worker_id,
+                           error or (ctx.lost or ""))
+
+    def _finish(self, trial: Trial, ctx: TrialContext, outcome: str, metrics: dict[str, float], error: str) -> str:
+        """Stores the run's last data, tells the study, ends the run; returns the outcome."""
+        run_id = ctx.run_id
+        if run_id is not None:
+            tags = {"tuning.trial_state": outcome}
+            if error:
+                tags["tuning.error"] = error.strip().splitlines()[-1][:500]
+            self.logger.set_tags(run_id, tags)
+            if metrics:
+                self.logger.log_metrics(run_id, metrics, ctx.last_step or 0)
+            status = {COMPLETED: tpb.RUN_STATUS_FINISHED, PRUNED: tpb.RUN_STATUS_FINISHED,
+                      FAILED: tpb.RUN_STATUS_FAILED}.get(outcome, tpb.RUN_STATUS_KILLED)
+            self.logger.end_run(run_id, status)
+            # The run's metrics are stored before the trial shows as finished (unless the
+            # tracking service is down: then they wait in the spool).
+            try:
+                self.logger.flush(0.0 if self.logger.spooled else END_TIMEOUT)
+            except (Unavailable, DeadlineExceeded) as problem:
+                log.warning("run %s of trial %d is spooled: %s", run_id, trial.number, problem)
+            except TuningError as problem:
+                log.warning("run %s of trial %d: the tracking service refused some data: %s",
+                            run_id, trial.number, problem)
+        if outcome == LOST:
+            return LOST
+        try:
+            if outcome == COMPLETED:
+                trial.study.tell(trial, metrics)
+            elif outcome == PRUNED:
+                objective = ctx.objectives[0]
+                value = metrics.get(objective, ctx.last_metrics.get(objective))
+                trial.study.prune(trial, None if value is None or not math.isfinite(value) else {objective: value})
+            else:
+                trial.study.fail(trial, error.strip().splitlines()[-1][:1000] if error else "failed")
+        except FailedPrecondition as problem:
+            ctx.lose(str(problem))
+            log.warning("trial %d of %s: %s", trial.number, trial.study.name, problem)
+            return LOST
+        except TuningError as problem:
+            if outcome != COMPLETED:
+                raise
+            # E.g. a final metrics dict without the objective: the trial fails with the reason.
+            trial.study.fail(trial, str(problem)[:1000])
+            return FAILED
+        return outcome
+
+    # --- leases ------------------------------------------------------------------------------
+
+    def _heartbeats(self, lease_seconds: float) -> None:
+        interval = max(0.2, lease_seconds / 3)
+        while True:
+            if self._stopping.is_set():
+                if not self.running():
+                    return
+                time.sleep(interval)  # stopping, but trials still finish: keep their leases
+            else:
+                self._stopping.wait(interval)
+            with self._lock:
+                running = list(self._active.values())
+            for trial, ctx in running:
+                if ctx.should_stop:
+                    continue
+                request = api.HeartbeatRequest(trial_id=trial.id, worker_id=trial.study.worker_id)
+                try:
+                    self.suggestion.call("Heartbeat", request, retries=1)
+                except FailedPrecondition as error:
+                    ctx.lose(str(error))
+                except TuningError as error:
+                    log.info("heartbeat of trial %d: %s", trial.number, error)
