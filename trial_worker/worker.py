@@ -132,6 +132,8 @@ class Worker:
         self._experiment_id: int | None = None
         self._algorithm = ""
         self._handed_back_at: float | None = None
+        # Git and package versions cannot change under a running worker: look them up once.
+        self._source_tags = provenance.source_tags() if self.tracking else {}
 
     # --- control -----------------------------------------------------------------------------
 
@@ -272,7 +274,7 @@ class Worker:
         tags = {
             "tuning.study": trial.study.name, "tuning.trial_number": str(trial.number),
             "tuning.trial_id": str(trial.id), "tuning.worker": trial.study.worker_id, "tuning.host": self.host,
-            "tuning.algorithm": self._algorithm, **provenance.source_tags(),
+            "tuning.algorithm": self._algorithm, **self._source_tags,
         }
         if trial.budget is not None:
             tags["tuning.budget"] = f"{trial.budget:g}"

@@ -45,9 +45,9 @@ import numpy as np
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
 from suggestion_service.algorithms.gp import acquisition
 from suggestion_service.algorithms.gp.encoding import Encoder
-from suggestion_service.algorithms.quasi_random import low_discrepancy_points
 from suggestion_service.algorithms.gp.model import GaussianProcess, ModelError, fit_hyperparameters
 from suggestion_service.algorithms.gp.warping import OutputWarp
+from suggestion_service.algorithms.quasi_random import low_discrepancy_points
 from suggestion_service.domain.space import Value, config_key
 from suggestion_service.domain.study import Direction
 from suggestion_service.domain.trial import TrialState
