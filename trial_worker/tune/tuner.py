@@ -245,7 +245,8 @@ def _accepts_context(train: Callable[..., Any]) -> bool:
 
 
 def _study_name(train: Callable[..., Any]) -> str:
-    base = re.sub(r"[^A-Za-z0-9_.-]", "-", getattr(train, "__name__", "study"))[:80] or "study"
+    # "<lambda>" and other odd names become "study".
+    base = re.sub(r"[^A-Za-z0-9_.-]", "", getattr(train, "__name__", "")).lstrip(".-")[:80] or "study"
     return f"{base}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}"
 
 
