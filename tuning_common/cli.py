@@ -1,6 +1,6 @@
 """The `tuning` command: start services, manage studies and databases, run the demo.
 
-    tuning up                          # every service of the suite, embedded defaults
+    tuning up                          # the suite's services, embedded defaults (SQLite, ./.tuning)
     tuning serve suggestion --port 0   # one service, as a replica or a container would
     tuning serve tracking --port 0     # experiments, runs, metrics, artifacts
     tuning study create study.yaml     # get-or-create from a YAML/JSON file
@@ -156,6 +156,32 @@ def _default_database_url(service: str) -> str:
     return default_database_url()
 
 
+def _up(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from tuning_common.local_suite import LocalSuite
+    from tuning_common.settings import data_dir
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    suite = LocalSuite(data_dir(), host=args.host, suggestion_port=args.suggestion_port,
+                       tracking_port=args.tracking_port)
+    with suite:
+        print(f"suggestion service  {suite.suggestion_address}  (SQLite {suite.home / 'suggestion.db'})")
+        print(f"tracking service    {suite.tracking_address}  (SQLite {suite.home / 'tracking.db'}, "
+              f"artifacts {suite.home / 'artifacts'})")
+        print(f"logs in {suite.home / 'logs'}; Ctrl-C stops both", flush=True)
+        while not stop.wait(0.5):
+            for service in suite.services:
+                if service.process.poll() is not None:
+                    print(f"error: the {service.name} exited with status {service.process.returncode}; "
+                          f"see {suite.home / 'logs'}", file=sys.stderr)
+                    return 1
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from suggestion_service import server
 
@@ -188,9 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = commands.add_parser("up", help="start every service of the suite on this machine")
-    server.build_parser(up)
-    up.set_defaults(run=_serve)
+    up = commands.add_parser("up", help="start the suite's services on this machine (Ctrl-C stops them)")
+    add_option(up, "--host", env="TUNING_HOST", default="127.0.0.1", help="address the services bind")
+    add_option(up, "--suggestion-port", env="TUNING_SUGGESTION_PORT", default=50051, type=int,
+               help="suggestion service port (0: a free one)")
+    add_option(up, "--tracking-port", env="TUNING_TRACKING_PORT", default=50052, type=int,
+               help="tracking service port (0: a free one)")
+    up.set_defaults(run=_up)
 
     serve = commands.add_parser("serve", help="start one service")
     services = serve.add_subparsers(dest="service", required=True, metavar="SERVICE")
@@ -248,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the wine-quality XGBoost workflow end to end on embedded defaults")
     demo.add_argument("--workers", type=int, default=4, help="trials run at once")
     demo.add_argument("--trials", type=int, default=50, help="trial budget")
-    demo.add_argument("--algorithm", default="tpe", choices=("tpe", "gp", "random", "quasi_random"),
+    demo.add_argument("--algorithm", default="gp", choices=("gp", "tpe", "random", "quasi_random"),
                       help="search algorithm (ASHA stops weak trials whichever is chosen)")
     demo.add_argument("--seed", type=int, default=0, help="the study's seed")
     demo.set_defaults(run=_demo)

@@ -1,5 +1,5 @@
-"""The suite's services as child processes on free ports: what the Tuner API and the demo
-start when no running suite is configured.
+"""The suite's services as child processes (on free ports unless given): what `tuning up`
+starts, and what the Tuner API and the demo start when no running suite is configured.
 
     with LocalSuite(home=".tuning") as suite:
         print(suite.suggestion_address, suite.tracking_address)
@@ -40,13 +40,14 @@ class ServiceProcess:
             return self.process.wait()
 
 
-def start_service(name: str, module: str, args: Sequence[str], log_path: Path,
-                  env: dict[str, str] | None = None) -> ServiceProcess:
-    """Starts ``python -m module --port 0 ...`` and waits for the line that says where it listens."""
+def start_service(name: str, module: str, args: Sequence[str], log_path: Path, *, host: str = "127.0.0.1",
+                  port: int = 0, env: dict[str, str] | None = None) -> ServiceProcess:
+    """Starts ``python -m module --host HOST --port PORT ...`` and waits for the line that says where it listens."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", module, "--port", "0", *args], stdout=subprocess.PIPE, stderr=log_file,
+            [sys.executable, "-m", module, "--host", host, "--port", str(port), *args], stdout=subprocess.PIPE,
+            stderr=log_file,
             stdin=subprocess.DEVNULL, text=True,
             env={**os.environ, "TUNING_LOG_LEVEL": os.environ.get("TUNING_LOG_LEVEL", "WARNING"), **(env or {})},
         )
@@ -66,8 +67,11 @@ def start_service(name: str, module: str, args: Sequence[str], log_path: Path,
 class LocalSuite:
     """The suggestion and tracking services on this machine (SQLite, local artifacts)."""
 
-    def __init__(self, home: str | os.PathLike, *, lease_check_seconds: float = 1.0):
+    def __init__(self, home: str | os.PathLike, *, host: str = "127.0.0.1", suggestion_port: int = 0,
+                 tracking_port: int = 0, lease_check_seconds: float = 1.0):
         self.home = Path(home)
+        self.host = host
+        self.ports = (suggestion_port, tracking_port)
         self.lease_check_seconds = lease_check_seconds
         self.services: list[ServiceProcess] = []
 
@@ -95,7 +99,7 @@ class LocalSuite:
 
         def launch(index: int) -> None:
             try:
-                results[index] = start_service(*specs[index])
+                results[index] = start_service(*specs[index], host=self.host, port=self.ports[index])
             except BaseException as error:  # handed to the caller below
                 results[index] = error
 

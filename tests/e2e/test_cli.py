@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -59,7 +60,7 @@ def test_demo_replays_the_reference_workflow(tmp_path, spawn_server):
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "wine-quality data: 13940 train, 3060 validation, 3000 test samples" in out
-    assert "tuning 7 hyperparameters: 50 trials, 4 at a time, tpe with ASHA" in out
+    assert "tuning 7 hyperparameters: 50 trials, 4 at a time, gp with ASHA" in out
     match = re.search(r"study (\S+): (\d+) completed, (\d+) pruned by ASHA, 0 failed", out)
     assert match and int(match[2]) + int(match[3]) == 50 and int(match[2]) >= 1, out
     assert "registered wine-quality-xgb version 1 (alias champion, stage Production)" in out
@@ -78,3 +79,23 @@ def test_demo_replays_the_reference_workflow(tmp_path, spawn_server):
         assert latest["test_f1"] == pytest.approx(float(best_run[1]), abs=1e-4)
         runs = list(client.search_runs([run.experiment_id]))
         assert len(runs) == 51  # the baseline and one run per trial
+
+
+def test_up_starts_both_services_and_stops_them_on_ctrl_c(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tuning_common.cli", "up", "--suggestion-port", "0", "--tracking-port", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "TUNING_HOME": str(tmp_path)})
+    try:
+        suggestion = re.search(r"suggestion service\s+(\S+)", process.stdout.readline())[1]
+        tracking = re.search(r"tracking service\s+(\S+)", process.stdout.readline())[1]
+        assert "Ctrl-C stops both" in process.stdout.readline()
+        assert tuning("study", "create", "examples/study.yaml", "--address", suggestion).returncode == 0
+        with TrackingClient(tracking) as client:
+            assert client.get_or_create_experiment("from-up").name == "from-up"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert (tmp_path / "suggestion.db").is_file() and (tmp_path / "tracking.db").is_file()
