@@ -12,6 +12,7 @@ moves it to Production and prints a summary.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from datetime import datetime, timezone
 
@@ -51,6 +52,13 @@ def _table(rows: list[tuple[str, ...]]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    try:
+        import sklearn  # noqa: F401
+        import xgboost  # noqa: F401
+    except ImportError as error:
+        print(f"error: the demo trains XGBoost with scikit-learn's metrics ({error}): "
+              "pip install -c constraints.txt -e '.[examples]'", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     home = data_dir()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")

@@ -301,3 +301,13 @@ def test_workers_ride_out_service_restarts(suite: Suite, tmp_path: Path):
     assert sum(t.state == pb.TRIAL_STATE_COMPLETED for t in trials) == 16
     assert all(t.state in (pb.TRIAL_STATE_COMPLETED, pb.TRIAL_STATE_STALE) for t in trials)
     assert_every_completed_trial_has_its_run(suite, trials)
+
+
+def test_heartbeats_keep_a_silent_trial_past_its_lease(suite: Suite):
+    make_study(suite, "silent", 2, lease_seconds=1.0)
+    code, output = finish(start_worker(suite, "silent", "--train", "tests.e2e.worker_functions:silent",
+                                       env={"TEST_SILENT_SECONDS": "2.5"}))
+    assert code == 0, output
+    trials = trials_of(suite, "silent")
+    # 2.5 s of silence against a 1 s lease: without heartbeats both would have gone stale.
+    assert [t.state for t in trials] == [pb.TRIAL_STATE_COMPLETED] * 2

@@ -27,3 +27,9 @@ def quadratic(ctx) -> dict[str, float]:
 
 def broken(ctx) -> dict[str, float]:
     raise RuntimeError(f"no data for x={ctx.params['x']:.3f}")
+
+
+def silent(ctx) -> float:
+    """Trains longer than the lease without a single report: only heartbeats keep the lease."""
+    time.sleep(float(os.environ.get("TEST_SILENT_SECONDS", "2.5")))
+    return (ctx.params["x"] - 1.0) ** 2
