@@ -252,14 +252,20 @@ def test_a_worker_killed_mid_trial_loses_nothing(suite: Suite):
     assert_every_completed_trial_has_its_run(suite, trials)
 
 
-def test_sigterm_finishes_the_running_trial_then_exits(suite: Suite):
-    make_study(suite, "term", 5)
-    worker = start_worker(suite, "term", "--train", "tests.e2e.worker_functions:quadratic",
-                          "--worker-id", "t", env={"TEST_STEP_SECONDS": "0.2", "TEST_STEPS": "5"})
-    [running] = wait_for(lambda: active_trials_of(suite, "term", "t"), what="a running trial")
+def sigterm_mid_trial(suite: Suite, study: str, step_seconds: float, *args: str) -> tuple[pb.Trial, str]:
+    """Starts a worker, SIGTERMs it while it trains; returns the trial it was running and its output."""
+    worker = start_worker(suite, study, "--train", "tests.e2e.worker_functions:quadratic", "--worker-id", study,
+                          *args, env={"TEST_STEP_SECONDS": str(step_seconds), "TEST_STEPS": "5"})
+    [running] = wait_for(lambda: active_trials_of(suite, study, study), what="a running trial")
     worker.send_signal(signal.SIGTERM)
     code, output = finish(worker, 30)
     assert code == 128 + signal.SIGTERM, output
+    return running, output
+
+
+def test_sigterm_finishes_the_running_trial_then_exits(suite: Suite):
+    make_study(suite, "term", 5)
+    running, output = sigterm_mid_trial(suite, "term", 0.2)
     assert "finishing running trials" in output
     trial = next(t for t in trials_of(suite, "term") if t.id == running.id)
     assert trial.state == pb.TRIAL_STATE_COMPLETED
@@ -268,12 +274,7 @@ def test_sigterm_finishes_the_running_trial_then_exits(suite: Suite):
 
 def test_sigterm_past_the_grace_period_hands_the_trial_back(suite: Suite):
     make_study(suite, "handback", 3)
-    worker = start_worker(suite, "handback", "--train", "tests.e2e.worker_functions:quadratic", "--worker-id", "h",
-                          "--grace-seconds", "0.3", env={"TEST_STEP_SECONDS": "2", "TEST_STEPS": "5"})
-    [running] = wait_for(lambda: active_trials_of(suite, "handback", "h"), what="a running trial")
-    worker.send_signal(signal.SIGTERM)
-    code, output = finish(worker, 30)
-    assert code == 128 + signal.SIGTERM, output
+    running, output = sigterm_mid_trial(suite, "handback", 2.0, "--grace-seconds", "0.3")
     assert "handed 1 running trial(s) back" in output
     trials = trials_of(suite, "handback")
     handed = next(t for t in trials if t.id == running.id)
