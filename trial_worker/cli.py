@@ -2,11 +2,15 @@
 
     tuning worker --study wine --train trial_worker.examples.wine:train --parallel 2
     tuning worker --study-file study.yaml -- Rscript train.R
+    tuning worker --study wine --train trial_worker.examples.wine:train --ray-address auto --num-workers 8
 
 SIGTERM (or Ctrl-C) stops asking for trials and lets the running ones finish for
 ``--grace-seconds``; then, or at a second signal, they are handed back to the study and the
 worker exits. Exit status: 0 when the study is done or --max-trials ran, 1 on an error,
 130/143 when stopped by a signal.
+
+With ``--ray-address`` the command is a driver that runs ``--num-workers`` workers as tasks
+on a Ray cluster (see :mod:`trial_worker.ray_launcher`); the other options apply to each.
 """
 
 from __future__ import annotations
@@ -102,13 +106,27 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                help="how long to keep retrying an unreachable service")
     add_option(parser, "--max-consecutive-failures", env="TUNING_WORKER_MAX_FAILURES", default=5, type=int,
                help="stop after this many failed trials in a row (0: never)")
+    add_option(parser, "--ray-address", env="TUNING_RAY_ADDRESS", default="",
+               help="run the workers as tasks on this Ray cluster: auto, host:port, ray://host:port, "
+                    "or local (a Ray instance in this process); empty: not on Ray")
+    add_option(parser, "--num-workers", env="TUNING_RAY_NUM_WORKERS", default=1, type=int,
+               help="with --ray-address: how many worker tasks to run")
+    add_option(parser, "--ray-num-cpus", env="TUNING_RAY_NUM_CPUS", default=1.0, type=float,
+               help="with --ray-address: CPUs Ray reserves for each worker task")
+    add_option(parser, "--ray-working-dir", env="TUNING_RAY_WORKING_DIR", default=False, type=bool,
+               help="with --ray-address: upload the current directory to the tasks (for train functions "
+                    "and commands not installed on the cluster)")
     parser.add_argument("command", nargs=argparse.REMAINDER,
                         help="instead of --train: a command to run per trial, after `--`")
     return parser
 
 
+def _command(args: argparse.Namespace) -> list[str]:
+    return args.command[1:] if args.command[:1] == ["--"] else args.command
+
+
 def _train_function(args: argparse.Namespace) -> Callable[..., Any]:
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = _command(args)
     if args.train and command:
         raise ValueError("give either --train or a command after --, not both")
     if command:
@@ -152,6 +170,16 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.ray_address:
+        from trial_worker.ray_launcher import run_on_ray
+
+        try:
+            return run_on_ray(args.ray_address, args.num_workers, args.train, _command(args), config,
+                              num_cpus=args.ray_num_cpus, working_dir=args.ray_working_dir,
+                              grace_seconds=args.grace_seconds)
+        except (ValueError, ImportError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     worker = Worker(train, config, on_result=_print_result)
     signalled = _install_signal_handlers(worker, args.grace_seconds)
     with worker:
