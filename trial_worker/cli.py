@@ -82,8 +82,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
     parser = parser or argparse.ArgumentParser(prog="python -m trial_worker", description=__doc__,
                                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--study", help="name of an existing study")
+    # $TUNING_STUDY names the study when neither flag does (a Kubernetes ConfigMap, for one).
+    study = os.environ.get("TUNING_STUDY") or None
+    which = parser.add_mutually_exclusive_group(required=study is None)
+    which.add_argument("--study", default=study, help="name of an existing study [$TUNING_STUDY]")
     which.add_argument("--study-file", help="get-or-create the study from this YAML/JSON file (as `tuning study create`)")
     add_option(parser, "--train", env="TUNING_TRAIN", default="",
                help="the train function, package.module:function or file.py:function")
@@ -150,7 +152,7 @@ def _config(args: argparse.Namespace, study: str):
 
 
 def _study_name(args: argparse.Namespace) -> str:
-    if args.study:
+    if not args.study_file:
         return args.study
     from trial_worker.client import SuggestionClient
 

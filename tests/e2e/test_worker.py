@@ -312,3 +312,30 @@ def test_heartbeats_keep_a_silent_trial_past_its_lease(suite: Suite):
     trials = trials_of(suite, "silent")
     # 2.5 s of silence against a 1 s lease: without heartbeats both would have gone stale.
     assert [t.state for t in trials] == [pb.TRIAL_STATE_COMPLETED] * 2
+
+
+def test_a_study_file_creates_the_study_and_tuning_study_names_it(suite: Suite, tmp_path: Path):
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(textwrap.dedent("""\
+        name: from-file
+        spec:
+          parameters: [{name: x, float_range: {low: -3, high: 3}}]
+          objectives: [{metric: loss, direction: DIRECTION_MINIMIZE}]
+          algorithm: {name: random}
+          max_trials: 2
+        """))
+    train = ("--train", "tests.e2e.worker_functions:quadratic")
+    addresses = ("--suggestion-address", suite.suggestion, "--tracking-address", suite.tracking)
+
+    def worker(*args: str, study_env: str) -> tuple[int, str]:
+        return finish(subprocess.Popen(
+            [sys.executable, "-m", "trial_worker", *train, *addresses, *args], cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, env={**os.environ, "TUNING_STUDY": study_env}))
+
+    # $TUNING_STUDY names another study, but --study-file says which study it is.
+    code, output = worker("--study-file", str(study_file), study_env="from-env")
+    assert code == 0, output
+    assert [t.state for t in trials_of(suite, "from-file")] == [pb.TRIAL_STATE_COMPLETED] * 2
+    # A second worker finds the same study through $TUNING_STUDY alone.
+    code, output = worker(study_env="from-file")
+    assert code == 0 and "study from-file" in output and "study done" in output, output
