@@ -3,6 +3,7 @@
     tuning up                          # the suite's services, embedded defaults (SQLite, ./.tuning)
     tuning serve suggestion --port 0   # one service, as a replica or a container would
     tuning serve tracking --port 0     # experiments, runs, metrics, artifacts
+    tuning serve gateway --port 0      # HTTP/JSON for every RPC (OpenAPI at /v1/openapi.json)
     tuning study create study.yaml     # get-or-create from a YAML/JSON file
     tuning study list | show NAME | stop NAME | resume NAME | complete NAME | delete NAME
     tuning worker --study NAME --train pkg.mod:train   # run trials (or: -- any command)
@@ -200,6 +201,12 @@ def _worker(args: argparse.Namespace) -> int:
     return cli.run(args)
 
 
+def _serve_gateway(args: argparse.Namespace) -> int:
+    from gateway import server
+
+    return server.run(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from trial_worker import demo
 
@@ -230,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     tracking = services.add_parser("tracking", help="the tracking service (gRPC): experiments, runs, artifacts")
     tracking_server.build_parser(tracking)
     tracking.set_defaults(run=_serve_tracking)
+    from gateway import server as gateway_server
+
+    gateway = services.add_parser("gateway", help="the HTTP/JSON gateway in front of both services")
+    gateway_server.build_parser(gateway)
+    gateway.set_defaults(run=_serve_gateway)
 
     from trial_worker import cli as worker_cli
 

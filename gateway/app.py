@@ -1,0 +1,174 @@
+"""The gateway's ASGI application: the HTTP/JSON API, its OpenAPI document, and the checks
+every request passes first (:class:`Guard`).
+
+Guard, in order:
+1. **Host allow-list** (against DNS rebinding): the ``Host`` header must name an allowed host
+   (default: localhost, 127.0.0.1, ::1 and the address the gateway binds). 400 otherwise.
+2. **Bearer token** when tokens are configured: 401 without a valid one, 403 when a read-only
+   token writes. Messages never echo the token.
+3. **No cross-site form posts:** a write with a body must say ``Content-Type:
+   application/json`` (artifact uploads: ``application/octet-stream``); the types an HTML form
+   can send are refused with 415.
+4. **Size:** a declared ``Content-Length`` over the limit is refused with 413 before reading;
+   bodies are also counted while they are read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route as StarletteRoute
+
+from gateway import openapi
+from gateway.errors import error_body, internal_error_response
+from gateway.routes import ROUTES
+
+OPENAPI_PATH = "/v1/openapi.json"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# What an HTML form (or a "simple" cross-site request) can send without a CORS preflight.
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+
+@dataclass
+class GuardSettings:
+    allowed_hosts: frozenset[str]
+    max_json_bytes: int
+    max_artifact_bytes: int
+    # An object with check(authorization: str | None, read_only: bool), raising
+    # Unauthenticated or PermissionDenied; None: no authentication.
+    tokens: Any = None
+    # (method, path) -> read-only? for requests that are not reads by their HTTP method.
+    read_only_paths: list[Callable[[str, str], bool | None]] = field(default_factory=list)
+
+
+def default_allowed_hosts(bind_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
+    hosts = {"localhost", "127.0.0.1", "::1", *extra}
+    if bind_host not in ("0.0.0.0", "::", ""):
+        hosts.add(bind_host.strip("[]"))
+    return frozenset(h.lower() for h in hosts)
+
+
+def _host_name(host_header: str) -> str:
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [::1]:8080
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class Guard:
+    """ASGI middleware applying the checks of the module's docstring."""
+
+    def __init__(self, app: Callable, settings: GuardSettings):
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        allowed = self.settings.allowed_hosts
+        if "*" not in allowed and _host_name(headers.get("host", "")) not in allowed:
+            return _refuse(400, "INVALID_ARGUMENT", "this host name is not served here (Host header not allowed)",
+                           "HOST_NOT_ALLOWED")
+        method, path = scope["method"], scope["path"]
+        if self.settings.tokens is not None:
+            from tuning_common.errors import TuningError
+
+            try:
+                self.settings.tokens.check(headers.get("authorization"), self._read_only(method, path))
+            except TuningError as error:
+                status = 401 if error.code == "UNAUTHENTICATED" else 403
+                response = _refuse(status, error.code, error.message, error.reason)
+                if status == 401:
+                    response.headers["www-authenticate"] = 'Bearer realm="tuning"'
+                return response
+        if method in WRITE_METHODS:
+            media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            length = headers.get("content-length")
+            has_body = (length is not None and length != "0") or "transfer-encoding" in headers
+            artifact = _is_artifact_upload(method, path)
+            if has_body and (media_type in FORM_TYPES or not media_type or
+                             (not artifact and media_type != "application/json")):
+                wanted = "application/octet-stream" if artifact else "application/json"
+                return _refuse(415, "INVALID_ARGUMENT", f"writes need Content-Type: {wanted}",
+                               "UNSUPPORTED_MEDIA_TYPE")
+            limit = self.settings.max_artifact_bytes if artifact else self.settings.max_json_bytes
+            if length is not None and length.isdigit() and int(length) > limit:
+                return _refuse(413, "RESOURCE_EXHAUSTED", f"the request body is larger than the limit of {limit} bytes",
+                               "REQUEST_TOO_LARGE")
+        return None
+
+    def _read_only(self, method: str, path: str) -> bool:
+        for rule in self.settings.read_only_paths:
+            verdict = rule(method, path)
+            if verdict is not None:
+                return verdict
+        return method in ("GET", "HEAD", "OPTIONS")
+
+
+def _is_artifact_upload(method: str, path: str) -> bool:
+    return method == "PUT" and "/artifacts/" in path
+
+
+def _refuse(status: int, code: str, message: str, reason: str) -> JSONResponse:
+    return JSONResponse(error_body(status, code, message, reason), status_code=status)
+
+
+def rpc_read_only_rule(is_read_only: Callable[[str], bool]) -> Callable[[str, str], bool | None]:
+    """Classifies the HTTP/JSON API's requests by their RPC (a search is a read though it is a POST)."""
+    from starlette.routing import Match
+    from starlette.routing import Route as Matcher
+
+    matchers = [(Matcher(r.path, lambda request: None, methods=[r.method]), r) for r in ROUTES]
+
+    def rule(method: str, path: str) -> bool | None:
+        scope = {"type": "http", "method": method, "path": path}
+        for matcher, route in matchers:
+            if matcher.matches(scope)[0] is Match.FULL:
+                return is_read_only(route.full_method)
+        return None
+
+    return rule
+
+
+def create_app(api_routes: list[StarletteRoute], guard: GuardSettings, *, extra_routes: Iterable = (),
+               lifespan: Callable | None = None) -> Callable:
+    document = json.dumps(openapi.document()).encode()
+
+    async def openapi_document(request: Request) -> Response:
+        return Response(document, media_type="application/json")
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _refuse(404, "NOT_FOUND", f"no route {request.method} {request.url.path}", "NO_ROUTE")
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return _refuse(405, "UNIMPLEMENTED", f"{request.method} is not allowed on {request.url.path}",
+                       "METHOD_NOT_ALLOWED")
+
+    async def crashed(request: Request, exc: Exception) -> Response:
+        return internal_error_response(f"{request.method} {request.url.path}")
+
+    app = Starlette(
+        routes=[StarletteRoute(OPENAPI_PATH, openapi_document, methods=["GET"]), *api_routes, *extra_routes],
+        exception_handlers={404: not_found, 405: not_allowed, Exception: crashed},
+        lifespan=lifespan,
+    )
+    return Guard(app, guard)

@@ -1,0 +1,230 @@
+"""HTTP/JSON for every RPC: the handlers of :data:`gateway.routes.ROUTES`.
+
+A request message is merged from three places, later ones winning: the JSON body, the
+query string (``?page_size=10&states=TRIAL_STATE_COMPLETED&states=...``) and the path's
+variables. Values are proto3 JSON; in the query string they are converted by the field's
+type (numbers, booleans, enum names, repeated fields by repetition). The answer is the
+response message as proto3 JSON with every field present and the protos' field names.
+
+Artifacts stream both ways: ``PUT .../artifacts/{path}`` takes the file as the raw body
+(spooled to a temporary file to learn its SHA-256, or checked against an
+``X-Checksum-Sha256`` header), ``GET .../artifacts/{path}`` streams it back with its
+length and checksum in the headers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import tempfile
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route as StarletteRoute
+
+from gateway.errors import error_response
+from gateway.routes import ROUTES, Route
+from tuning.tracking.v1 import tracking_service_pb2 as tapi
+from tuning_common.errors import InvalidArgument, TuningError
+from tuning_common.grpc_errors import error_from_rpc
+
+CHUNK_BYTES = 1024 * 1024
+UNARY_TIMEOUT = 60.0
+
+_SCALARS: dict[int, Callable[[str], Any]] = {
+    FieldDescriptor.TYPE_INT32: int, FieldDescriptor.TYPE_INT64: int, FieldDescriptor.TYPE_UINT32: int,
+    FieldDescriptor.TYPE_UINT64: int, FieldDescriptor.TYPE_SINT32: int, FieldDescriptor.TYPE_SINT64: int,
+    FieldDescriptor.TYPE_FIXED32: int, FieldDescriptor.TYPE_FIXED64: int, FieldDescriptor.TYPE_SFIXED32: int,
+    FieldDescriptor.TYPE_SFIXED64: int, FieldDescriptor.TYPE_DOUBLE: float, FieldDescriptor.TYPE_FLOAT: float,
+    FieldDescriptor.TYPE_STRING: str, FieldDescriptor.TYPE_ENUM: str,
+}
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r:.40}")
+
+
+def _convert(descriptor: Descriptor, name: str, texts: list[str], where: str) -> Any:
+    field = descriptor.fields_by_name.get(name)
+    if field is None:
+        raise InvalidArgument(name, f"{descriptor.name} has no field {name!r} (given in the {where})")
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        parse: Callable[[str], Any] = _boolean
+    elif field.type in _SCALARS:
+        parse = _SCALARS[field.type]
+    else:
+        raise InvalidArgument(name, f"a {field.message_type.name if field.message_type else 'message'} cannot "
+                                    f"be given in the {where}: put it in the JSON body")
+    try:
+        values = [parse(text) for text in texts]
+    except ValueError as error:
+        raise InvalidArgument(name, f"{error}") from None
+    if field.is_repeated:
+        return values
+    if len(values) > 1:
+        raise InvalidArgument(name, f"given {len(values)} times in the {where}; it takes one value")
+    return values[0]
+
+
+async def build_request(route: Route, request: Request, body: Mapping[str, Any] | None) -> Message:
+    descriptor = route.descriptor.input_type
+    document: dict[str, Any] = dict(body or {})
+    for name in request.query_params:
+        document[name] = _convert(descriptor, name, request.query_params.getlist(name), "query string")
+    for name, text in request.path_params.items():
+        document[name] = _convert(descriptor, name, [text], "path")
+    message = _message_class(descriptor)()
+    try:
+        json_format.ParseDict(document, message)
+    except json_format.ParseError as error:
+        raise InvalidArgument("body", str(error)) from None
+    return message
+
+
+def _message_class(descriptor: Descriptor) -> type[Message]:
+    from google.protobuf import message_factory
+
+    return message_factory.GetMessageClass(descriptor)
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any] | None:
+    """The JSON object in the body (None when there is none), refusing more than ``limit`` bytes."""
+    data = bytearray()
+    async for chunk in request.stream():
+        data.extend(chunk)
+        if len(data) > limit:
+            raise RequestTooLarge(limit)
+    if not data.strip():
+        return None
+    try:
+        document = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidArgument("body", f"not valid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise InvalidArgument("body", "must be a JSON object")
+    return document
+
+
+class RequestTooLarge(TuningError):
+    code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, limit: int):
+        super().__init__(f"the request body is larger than the limit of {limit} bytes", reason="REQUEST_TOO_LARGE")
+
+
+class HttpApi:
+    """The handlers; ``stubs`` maps a service name to its grpc.aio stub."""
+
+    def __init__(self, stubs: Mapping[str, Any], *, max_json_bytes: int, max_artifact_bytes: int):
+        self.stubs = stubs
+        self.max_json_bytes = max_json_bytes
+        self.max_artifact_bytes = max_artifact_bytes
+
+    def routes(self) -> list[StarletteRoute]:
+        return [StarletteRoute(route.path, self._endpoint(route), methods=[route.method], name=route.rpc)
+                for route in ROUTES]
+
+    def _endpoint(self, route: Route):
+        if route.rpc == "UploadArtifact":
+            handler = self._upload
+        elif route.rpc == "DownloadArtifact":
+            handler = self._download
+        else:
+            handler = self._unary
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(route, request)
+            except TuningError as error:
+                return error_response(error)
+
+        return endpoint
+
+    def _rpc(self, route: Route):
+        return getattr(self.stubs[route.service], route.rpc)
+
+    async def _unary(self, route: Route, request: Request) -> Response:
+        body = None if route.method == "GET" else await read_json(request, self.max_json_bytes)
+        message = await build_request(route, request, body)
+        try:
+            answer = await self._rpc(route)(message, timeout=UNARY_TIMEOUT, metadata=forwarded(request))
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
+        return JSONResponse(to_json(answer))
+
+    async def _upload(self, route: Route, request: Request) -> Response:
+        run_id, path = request.path_params["run_id"], request.path_params["path"]
+        expected = request.headers.get("x-checksum-sha256", "").lower()
+        with tempfile.TemporaryFile(prefix="tuning-upload-") as spool:
+            digest, size = hashlib.sha256(), 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > self.max_artifact_bytes:
+                    raise RequestTooLarge(self.max_artifact_bytes)
+                digest.update(chunk)
+                spool.write(chunk)
+            sha256 = digest.hexdigest()
+            if expected and expected != sha256:
+                raise InvalidArgument("X-Checksum-Sha256", f"the body's SHA-256 is {sha256}, not {expected}")
+            spool.seek(0)
+            header = tapi.ArtifactHeader(run_id=run_id, path=path, size=size, sha256=sha256)
+
+            async def messages() -> AsyncIterator[tapi.UploadArtifactRequest]:
+                yield tapi.UploadArtifactRequest(header=header)
+                while chunk := spool.read(CHUNK_BYTES):
+                    yield tapi.UploadArtifactRequest(chunk=chunk)
+
+            try:
+                answer = await self._rpc(route)(messages(), metadata=forwarded(request))
+            except grpc.RpcError as error:
+                raise error_from_rpc(error) from None
+        return JSONResponse(to_json(answer))
+
+    async def _download(self, route: Route, request: Request) -> Response:
+        message = await build_request(route, request, None)
+        call = self._rpc(route)(message, metadata=forwarded(request))
+        try:
+            first = await call.read()
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
+        if first is grpc.aio.EOF or not first.HasField("file"):
+            raise TuningError("the tracking service sent no file header", reason="BAD_ARTIFACT_STREAM")
+        info = first.file
+
+        async def chunks() -> AsyncIterator[bytes]:
+            # Errors after the headers are sent can only cut the body short; the length header
+            # and the checksum let the client notice.
+            while (part := await call.read()) is not grpc.aio.EOF:
+                yield part.chunk
+
+        media_type = mimetypes.guess_type(info.path)[0] or "application/octet-stream"
+        headers = {"content-length": str(info.size), "x-checksum-sha256": info.sha256,
+                   "content-disposition": f'attachment; filename="{_quote(info.path.rsplit("/", 1)[-1])}"'}
+        return StreamingResponse(chunks(), media_type=media_type, headers=headers)
+
+
+def _quote(name: str) -> str:
+    return name.replace("\\", "_").replace('"', "_")
+
+
+def forwarded(request: Request) -> tuple[tuple[str, str], ...]:
+    """What the services must see of the caller: its bearer token (the services check it too)."""
+    authorization = request.headers.get("authorization")
+    return (("authorization", authorization),) if authorization else ()

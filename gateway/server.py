@@ -1,0 +1,179 @@
+"""The gateway's composition root: settings -> gRPC channels to the services -> the ASGI app
+-> uvicorn, on an event loop in a thread of its own (tests and the CLI drive it alike).
+
+    python -m gateway --port 8080 --suggestion-address 127.0.0.1:50051 --tracking-address 127.0.0.1:50052
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+import uvicorn
+
+from gateway.app import GuardSettings, create_app, default_allowed_hosts, rpc_read_only_rule
+from gateway.http_api import HttpApi
+from tuning.suggestion.v1 import suggestion_service_pb2_grpc
+from tuning.tracking.v1 import registry_service_pb2_grpc, tracking_service_pb2_grpc
+from tuning_common.grpc_server import configure_logging
+from tuning_common.settings import add_option, suggestion_address
+
+log = logging.getLogger(__name__)
+
+MAX_JSON_BYTES = 16 * 1024 * 1024
+MAX_ARTIFACT_BYTES = 1024 * 1024 * 1024
+START_TIMEOUT = 30.0
+
+
+@dataclass
+class GatewayOptions:
+    host: str = "127.0.0.1"
+    port: int = 0
+    suggestion_address: str = "127.0.0.1:50051"
+    tracking_address: str = "127.0.0.1:50052"
+    allowed_hosts: tuple[str, ...] = ()
+    max_json_bytes: int = MAX_JSON_BYTES
+    max_artifact_bytes: int = MAX_ARTIFACT_BYTES
+    grace_seconds: float = 10.0
+    tokens: object = None
+
+
+@dataclass
+class RunningGateway:
+    address: str
+    server: uvicorn.Server
+    thread: threading.Thread
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.server.should_exit = True
+        self.thread.join()
+
+    def wait_for_termination(self) -> None:
+        requested = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: requested.set())
+        requested.wait()
+        self.stop()
+
+
+def _stubs(suggestion: grpc.aio.Channel, tracking: grpc.aio.Channel) -> dict[str, object]:
+    return {
+        "SuggestionService": suggestion_service_pb2_grpc.SuggestionServiceStub(suggestion),
+        "TrackingService": tracking_service_pb2_grpc.TrackingServiceStub(tracking),
+        "ModelRegistryService": registry_service_pb2_grpc.ModelRegistryServiceStub(tracking),
+    }
+
+
+def build_app(options: GatewayOptions):
+    stubs: dict[str, object] = {}
+    api = HttpApi(stubs, max_json_bytes=options.max_json_bytes, max_artifact_bytes=options.max_artifact_bytes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app) -> AsyncIterator[None]:
+        # grpc.aio channels belong to the loop that serves the requests.
+        channel_options = [("grpc.max_receive_message_length", options.max_json_bytes + 1024 * 1024),
+                           ("grpc.max_send_message_length", options.max_json_bytes + 1024 * 1024)]
+        suggestion = grpc.aio.insecure_channel(options.suggestion_address, options=channel_options)
+        tracking = grpc.aio.insecure_channel(options.tracking_address, options=channel_options)
+        stubs.update(_stubs(suggestion, tracking))
+        try:
+            yield
+        finally:
+            await suggestion.close()
+            await tracking.close()
+
+    read_only_rules = []
+    if options.tokens is not None:
+        from tuning_common.auth import is_read_only
+
+        read_only_rules.append(rpc_read_only_rule(is_read_only))
+    guard = GuardSettings(
+        allowed_hosts=default_allowed_hosts(options.host, options.allowed_hosts),
+        max_json_bytes=options.max_json_bytes, max_artifact_bytes=options.max_artifact_bytes,
+        tokens=options.tokens, read_only_paths=read_only_rules,
+    )
+    return create_app(api.routes(), guard, lifespan=lifespan)
+
+
+def serve(options: GatewayOptions) -> RunningGateway:
+    """Starts the gateway; ``address`` has the real port when port 0 was asked for."""
+    config = uvicorn.Config(build_app(options), host=options.host, port=options.port, log_level="warning",
+                            access_log=False, lifespan="on", timeout_graceful_shutdown=options.grace_seconds,
+                            server_header=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), name="gateway-loop", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the gateway could not start on {options.host}:{options.port}")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    host = f"[{options.host}]" if ":" in options.host else options.host
+    return RunningGateway(f"{host}:{port}", server, thread)
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    from trial_worker.tracking.client import tracking_address
+
+    parser = parser or argparse.ArgumentParser(prog="tuning serve gateway", description=__doc__)
+    add_option(parser, "--host", env="TUNING_GATEWAY_HOST", default="127.0.0.1", help="address to bind")
+    add_option(parser, "--port", env="TUNING_GATEWAY_PORT", default=8080, type=int,
+               help="port to bind; 0 picks a free one (printed on start)")
+    add_option(parser, "--suggestion-address", env="TUNING_SUGGESTION_ADDRESS", default=suggestion_address(),
+               help="suggestion service")
+    add_option(parser, "--tracking-address", env="TUNING_TRACKING_ADDRESS", default=tracking_address(),
+               help="tracking service (and model registry)")
+    add_option(parser, "--allowed-hosts", env="TUNING_GATEWAY_ALLOWED_HOSTS", default="",
+               help="comma-separated host names the gateway answers to besides localhost ('*': any)")
+    add_option(parser, "--max-request-bytes", env="TUNING_GATEWAY_MAX_REQUEST_BYTES", default=MAX_JSON_BYTES,
+               type=int, help="largest JSON request body")
+    add_option(parser, "--max-artifact-bytes", env="TUNING_MAX_ARTIFACT_BYTES", default=MAX_ARTIFACT_BYTES,
+               type=int, help="largest artifact upload")
+    add_option(parser, "--grace-seconds", env="TUNING_GRACE_SECONDS", default=10.0, type=float,
+               help="how long in-flight requests may finish after SIGTERM")
+    return parser
+
+
+def options_from(args: argparse.Namespace) -> GatewayOptions:
+    return GatewayOptions(
+        host=args.host, port=args.port, suggestion_address=args.suggestion_address,
+        tracking_address=args.tracking_address,
+        allowed_hosts=tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip()),
+        max_json_bytes=args.max_request_bytes, max_artifact_bytes=args.max_artifact_bytes,
+        grace_seconds=args.grace_seconds,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        running = serve(options_from(args))
+    except RuntimeError as error:
+        print(f"gateway cannot start: {error}", file=sys.stderr)
+        return 2
+    print(f"gateway listening on {running.address}", flush=True)
+    running.wait_for_termination()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging()
+    return run(build_parser().parse_args(argv))

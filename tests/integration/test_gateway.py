@@ -1,0 +1,286 @@
+"""The gateway's HTTP/JSON API through real HTTP on port 0, against real services."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway import openapi
+from gateway.routes import ROUTES, SERVICES
+from gateway.server import GatewayOptions, RunningGateway, serve
+from tests.conftest import ServerProcess
+
+STUDY = {
+    "name": "gw",
+    "spec": {
+        "parameters": [{"name": "x", "float_range": {"low": 0, "high": 1}}],
+        "objectives": [{"metric": "loss", "direction": "DIRECTION_MINIMIZE"}],
+        "max_trials": 5, "seed": 3,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("gateway")
+
+
+@pytest.fixture(scope="module")
+def gateway(data_dir: Path) -> Iterator[RunningGateway]:
+    # One suite for the module: each test uses names of its own.
+    suggestion = ServerProcess(f"sqlite:///{data_dir / 's.db'}")
+    tracking = ServerProcess(f"sqlite:///{data_dir / 't.db'}", "--artifacts", str(data_dir / "artifacts"),
+                             module="tracking_service")
+    running = serve(GatewayOptions(suggestion_address=suggestion.address, tracking_address=tracking.address,
+                                   max_json_bytes=64 * 1024, max_artifact_bytes=1024 * 1024))
+    yield running
+    running.stop()
+    suggestion.stop()
+    tracking.stop()
+
+
+@pytest.fixture
+def http(gateway: RunningGateway) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.url, timeout=30) as client:
+        yield client
+
+
+def ok(response: httpx.Response) -> dict:
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def error(response: httpx.Response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()["error"]
+    assert body["code"] == status and body["status"] == code and body["message"]
+    return body
+
+
+def test_every_rpc_has_exactly_one_route_and_an_openapi_operation():
+    routed = sorted((r.service, r.rpc) for r in ROUTES)
+    declared = sorted((name, m.name) for name, service in SERVICES.items() for m in service.methods)
+    assert routed == declared
+    assert len({(r.method, r.path) for r in ROUTES}) == len(ROUTES)
+    document = openapi.document()
+    operations = [op["operationId"] for path in document["paths"].values() for op in path.values()]
+    assert sorted(operations) == sorted(rpc for _, rpc in declared)
+    # Every schema a reference points at exists.
+    text = json.dumps(document)
+    for name in {part.split('"')[0] for part in text.split("#/components/schemas/")[1:]}:
+        assert name in document["components"]["schemas"], name
+
+
+def test_the_openapi_document_is_served(http: httpx.Client):
+    document = ok(http.get("/v1/openapi.json"))
+    assert document["openapi"].startswith("3.") and "/v1/studies/{study}/trials:suggest" in document["paths"]
+
+
+def test_suggestion_routes(http: httpx.Client):
+    study = ok(http.post("/v1/studies", json=STUDY))
+    assert study["created"] is True and study["study"]["state"] == "STUDY_STATE_ACTIVE"
+    assert ok(http.post("/v1/studies", json=STUDY))["created"] is False
+    assert ok(http.get("/v1/studies/gw"))["study"]["name"] == "gw"
+    assert [s["name"] for s in ok(http.get("/v1/studies", params={"page_size": 10}))["studies"]] == ["gw"]
+    asked = ok(http.post("/v1/studies/gw/trials:suggest", json={"count": 2, "worker_id": "w", "request_id": "r1"}))
+    first, second = asked["trials"]
+    assert asked["status"] == "SUGGEST_STATUS_OK" and 0 <= first["parameters"]["x"]["float_value"] <= 1
+    tid = first["id"]
+    report = ok(http.post(f"/v1/trials/{tid}:report",
+                          json={"worker_id": "w", "step": 1, "metrics": [{"name": "loss", "value": 0.4}]}))
+    assert report["should_stop"] is False
+    ok(http.post(f"/v1/trials/{tid}:heartbeat", json={"worker_id": "w"}))
+    linked = ok(http.post(f"/v1/trials/{tid}:linkRun", json={"worker_id": "w", "run_id": "a" * 32}))
+    assert linked["trial"]["run_id"] == "a" * 32
+    done = ok(http.post(f"/v1/trials/{tid}:complete", json={
+        "worker_id": "w", "outcome": "OUTCOME_SUCCEEDED", "metrics": [{"name": "loss", "value": 0.3}]}))
+    assert done["trial"]["state"] == "TRIAL_STATE_COMPLETED"
+    released = ok(http.post(f"/v1/trials/{second['id']}:release", json={"worker_id": "w", "reason": "bye"}))
+    assert released["trial"]["state"] == "TRIAL_STATE_STALE"
+    queued = ok(http.post("/v1/studies/gw/trials", json={"parameters": {"x": {"float_value": 0.25}}}))
+    assert queued["trial"]["state"] == "TRIAL_STATE_QUEUED"
+    assert ok(http.get(f"/v1/trials/{tid}"))["trial"]["number"] == "0"
+    listed = ok(http.get("/v1/studies/gw/trials", params=[("states", "TRIAL_STATE_COMPLETED"),
+                                                          ("states", "TRIAL_STATE_STALE")]))
+    assert [t["state"] for t in listed["trials"]] == ["TRIAL_STATE_COMPLETED", "TRIAL_STATE_STALE"]
+    assert [m["step"] for m in ok(http.get(f"/v1/trials/{tid}/measurements"))["measurements"]] == ["1"]
+    assert [t["id"] for t in ok(http.get("/v1/studies/gw/trials:best"))["trials"]] == [tid]
+    stopped = ok(http.post("/v1/studies/gw:setState", json={"state": "STUDY_STATE_STOPPED"}))
+    assert stopped["study"]["state"] == "STUDY_STATE_STOPPED"
+    ok(http.delete("/v1/studies/gw"))
+    error(http.get("/v1/studies/gw"), 404, "NOT_FOUND")
+
+
+def test_tracking_routes(http: httpx.Client, tmp_path: Path):
+    experiment = ok(http.post("/v1/experiments", json={"name": "exp", "tags": [{"key": "team", "value": "ml"}]}))
+    eid = experiment["experiment"]["id"]
+    assert ok(http.get(f"/v1/experiments/{eid}"))["experiment"]["name"] == "exp"
+    assert ok(http.get("/v1/experiments:byName", params={"name": "exp"}))["experiment"]["id"] == eid
+    ok(http.post(f"/v1/experiments/{eid}:rename", json={"new_name": "exp2"}))
+    ok(http.post(f"/v1/experiments/{eid}/tags", json={"key": "owner", "value": "ana"}))
+    found = ok(http.get("/v1/experiments", params={"filter": "name = 'exp2'"}))["experiments"]
+    assert [e["id"] for e in found] == [eid] and {"key": "owner", "value": "ana"} in found[0]["tags"]
+    ok(http.delete(f"/v1/experiments/{eid}"))
+    ok(http.post(f"/v1/experiments/{eid}:restore"))
+
+    run = ok(http.post("/v1/runs", json={"experiment_id": eid, "name": "r1"}))["run"]
+    rid = run["id"]
+    ok(http.post(f"/v1/runs/{rid}:logBatch", json={
+        "metrics": [{"key": "loss", "value": 0.5, "step": 1}, {"key": "loss", "value": 0.4, "step": 2}],
+        "params": [{"key": "lr", "value": "0.1"}], "tags": [{"key": "stage", "value": "dev"}]}))
+    ok(http.post(f"/v1/runs/{rid}/metrics", json={"metric": {"key": "val/auc", "value": 0.9, "step": 3}}))
+    ok(http.post(f"/v1/runs/{rid}/params", json={"param": {"key": "depth", "value": "6"}}))
+    ok(http.post(f"/v1/runs/{rid}/tags", json={"tag": {"key": "team/name", "value": "x"}}))
+    ok(http.delete(f"/v1/runs/{rid}/tags/team/name"))
+    ok(http.post(f"/v1/runs/{rid}/inputs", json={"inputs": [
+        {"dataset": {"name": "wine", "digest": "abc123"}, "context": "training"}]}))
+    history = ok(http.get(f"/v1/runs/{rid}/metrics/loss"))["metrics"]
+    assert [(m["step"], m["value"]) for m in history] == [("1", 0.5), ("2", 0.4)]
+    assert [m["value"] for m in ok(http.get(f"/v1/runs/{rid}/metrics/val/auc"))["metrics"]] == [0.9]
+    got = ok(http.get(f"/v1/runs/{rid}"))["run"]
+    assert {"key": "depth", "value": "6"} in got["params"] and all(t["key"] != "team/name" for t in got["tags"])
+    ok(http.patch(f"/v1/runs/{rid}", json={"status": "RUN_STATUS_FINISHED"}))
+    searched = ok(http.post("/v1/runs:search", json={"experiment_ids": [eid], "filter": "metrics.loss < 0.45"}))
+    assert [r["id"] for r in searched["runs"]] == [rid] and searched["runs"][0]["status"] == "RUN_STATUS_FINISHED"
+
+    content = b"hello artifact\n" * 1000
+    uploaded = ok(http.put(f"/v1/runs/{rid}/artifacts/dir/notes.txt", content=content,
+                           headers={"content-type": "application/octet-stream"}))
+    assert uploaded["file"]["path"] == "dir/notes.txt" and uploaded["file"]["size"] == str(len(content))
+    listing = ok(http.get(f"/v1/runs/{rid}/artifacts", params={"path": "dir"}))["files"]
+    assert [f["path"] for f in listing] == ["dir/notes.txt"]
+    download = http.get(f"/v1/runs/{rid}/artifacts/dir/notes.txt")
+    assert download.status_code == 200 and download.content == content
+    assert download.headers["x-checksum-sha256"] == uploaded["file"]["sha256"]
+    assert download.headers["content-type"].startswith("text/plain")
+    error(http.get(f"/v1/runs/{rid}/artifacts/dir/missing.txt"), 404, "NOT_FOUND")
+    bad = http.put(f"/v1/runs/{rid}/artifacts/x.bin", content=b"abc",
+                   headers={"content-type": "application/octet-stream", "x-checksum-sha256": "0" * 64})
+    assert error(bad, 400, "INVALID_ARGUMENT")["field"] == "X-Checksum-Sha256"
+    ok(http.delete(f"/v1/runs/{rid}"))
+    ok(http.post(f"/v1/runs/{rid}:restore"))
+
+
+def test_registry_routes(http: httpx.Client):
+    eid = ok(http.post("/v1/experiments", json={"name": "reg"}))["experiment"]["id"]
+    rid = ok(http.post("/v1/runs", json={"experiment_id": eid}))["run"]["id"]
+    ok(http.put(f"/v1/runs/{rid}/artifacts/model/model.pkl", content=b"model bytes",
+                headers={"content-type": "application/octet-stream"}))
+    ok(http.post("/v1/registered-models", json={"name": "wine", "description": "first"}))
+    assert ok(http.get("/v1/registered-models/wine"))["registered_model"]["description"] == "first"
+    ok(http.patch("/v1/registered-models/wine", json={"description": "second"}))
+    ok(http.post("/v1/registered-models/wine/tags", json={"key": "team", "value": "ml"}))
+    ok(http.delete("/v1/registered-models/wine/tags/team"))
+    version = ok(http.post("/v1/registered-models/wine/versions",
+                           json={"source": f"runs:/{rid}/model", "run_id": rid}))["model_version"]
+    assert version["version"] == "1"
+    assert ok(http.get("/v1/registered-models/wine/versions/1"))["model_version"]["run_id"] == rid
+    ok(http.patch("/v1/registered-models/wine/versions/1", json={"description": "v1"}))
+    ok(http.post("/v1/registered-models/wine/versions/1/tags", json={"key": "ok", "value": "yes"}))
+    ok(http.delete("/v1/registered-models/wine/versions/1/tags/ok"))
+    moved = ok(http.post("/v1/registered-models/wine/versions/1:transitionStage",
+                         json={"stage": "STAGE_PRODUCTION", "actor": "ana", "reason": "best"}))
+    assert moved["model_version"]["stage"] == "STAGE_PRODUCTION"
+    ok(http.put("/v1/registered-models/wine/aliases/champion", json={"version": 1}))
+    assert ok(http.get("/v1/registered-models/wine/aliases/champion"))["model_version"]["version"] == "1"
+    assert ok(http.get("/v1/registered-models/wine/versions/1/download-uri"))["artifact_uri"]
+    assert [m["name"] for m in ok(http.get("/v1/registered-models", params={"filter": "name = 'wine'"}))[
+        "registered_models"]] == ["wine"]
+    assert len(ok(http.get("/v1/model-versions", params={"filter": "name = 'wine'"}))["model_versions"]) == 1
+    events = ok(http.get("/v1/registered-models/wine/events"))["events"]
+    assert [e["action"] for e in events] == ["REGISTRY_ACTION_SET_ALIAS", "REGISTRY_ACTION_TRANSITION_STAGE",
+                                             "REGISTRY_ACTION_CREATE_VERSION"]
+    ok(http.delete("/v1/registered-models/wine/aliases/champion"))
+    ok(http.post("/v1/registered-models/wine:rename", json={"new_name": "wine2"}))
+    ok(http.delete("/v1/registered-models/wine2/versions/1"))
+    ok(http.delete("/v1/registered-models/wine2"))
+    error(http.get("/v1/registered-models/wine2"), 404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize("method, path, kwargs, status, code, field", [
+    ("GET", "/v1/studies/nope", {}, 404, "NOT_FOUND", None),
+    ("GET", "/v1/studies/gw/trials?page_size=abc", {}, 400, "INVALID_ARGUMENT", "page_size"),
+    ("GET", "/v1/studies?page_size=1&page_size=2", {}, 400, "INVALID_ARGUMENT", "page_size"),
+    ("GET", "/v1/studies?colour=red", {}, 400, "INVALID_ARGUMENT", "colour"),
+    ("POST", "/v1/studies", {"content": b"{not json", "headers": {"content-type": "application/json"}},
+     400, "INVALID_ARGUMENT", "body"),
+    ("POST", "/v1/studies", {"json": [1, 2]}, 400, "INVALID_ARGUMENT", "body"),
+    ("POST", "/v1/studies", {"json": {"name": "x", "spec": {"colour": 1}}}, 400, "INVALID_ARGUMENT", "body"),
+    ("POST", "/v1/studies", {"json": {"name": "bad name!", "spec": STUDY["spec"]}}, 400, "INVALID_ARGUMENT", "name"),
+    ("GET", "/v1/trials/abc", {}, 400, "INVALID_ARGUMENT", "trial_id"),
+    ("POST", "/v1/trials/999:complete", {"json": {"outcome": "OUTCOME_SUCCEEDED",
+                                                  "metrics": [{"name": "loss", "value": 1}]}}, 404, "NOT_FOUND", None),
+    ("GET", "/v1/nothing-here", {}, 404, "NOT_FOUND", None),
+    ("PUT", "/v1/studies", {"json": {}}, 405, "UNIMPLEMENTED", None),
+])
+def test_errors_are_json_with_code_status_and_field(http, method, path, kwargs, status, code, field):
+    body = error(http.request(method, path, **kwargs), status, code)
+    assert body.get("field") == field
+
+
+def test_writes_refuse_form_content_types_and_oversized_bodies(http: httpx.Client):
+    for content_type in ("application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain"):
+        response = http.post("/v1/studies", content=b"name=x", headers={"content-type": content_type})
+        assert error(response, 415, "INVALID_ARGUMENT")["reason"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert error(http.post("/v1/studies", content=b"{}"), 415, "INVALID_ARGUMENT")  # no content type at all
+    big = {"name": "x", "padding": "y" * (64 * 1024)}
+    assert error(http.post("/v1/studies", json=big), 413, "RESOURCE_EXHAUSTED")["reason"] == "REQUEST_TOO_LARGE"
+    # A chunked body without a length is counted as it is read.
+    chunks = (b"y" * 8192 for _ in range(10))
+    response = http.post("/v1/studies", content=chunks, headers={"content-type": "application/json"})
+    assert error(response, 413, "RESOURCE_EXHAUSTED")
+    assert all(s["name"] != "x" for s in ok(http.get("/v1/studies"))["studies"])  # nothing was created
+
+
+def test_unknown_host_names_are_refused_against_dns_rebinding(gateway: RunningGateway):
+    with httpx.Client(base_url=gateway.url) as client:
+        response = client.get("/v1/studies", headers={"host": "evil.example:8080"})
+        assert error(response, 400, "INVALID_ARGUMENT")["reason"] == "HOST_NOT_ALLOWED"
+        for host in ("localhost", f"localhost:{gateway.address.rsplit(':', 1)[1]}", "127.0.0.1", "[::1]:80"):
+            assert client.get("/v1/studies", headers={"host": host}).status_code == 200, host
+
+
+@pytest.mark.parametrize("path", [
+    "../escape.txt", "..%2Fescape.txt", "..%252Fescape.txt", "dir/..%2F..%2Fescape.txt", "%2E%2E/escape.txt",
+    "dir/%2e%2e/%2e%2e/escape.txt", "..\\escape.txt", "/etc/passwd", "%2Fetc%2Fpasswd", "dir//x.txt",
+])
+def test_artifact_traversal_is_refused_in_every_encoding(http: httpx.Client, gateway, data_dir: Path, path: str):
+    eid = ok(http.post("/v1/experiments", json={"name": f"t-{uuid.uuid4().hex}"}))["experiment"]["id"]
+    rid = ok(http.post("/v1/runs", json={"experiment_id": eid}))["run"]["id"]
+    url = f"{gateway.url}/v1/runs/{rid}/artifacts/{path}"
+    response = http.put(httpx.URL(url), content=b"x", headers={"content-type": "application/octet-stream"})
+    # 415: the client resolved the dot segments, so the request is no longer an artifact upload.
+    assert response.status_code in (400, 404, 415), (path, response.status_code, response.text)
+    assert not any(p.name == "escape.txt" for p in data_dir.parent.rglob("*"))
+    download = http.get(httpx.URL(url))
+    assert download.status_code in (400, 404), (path, download.text)
+
+
+def test_tuning_serve_gateway_runs_until_sigterm(gateway: RunningGateway, tmp_path: Path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tuning_common.cli", "serve", "gateway", "--port", "0",
+         "--suggestion-address", "127.0.0.1:1", "--tracking-address", "127.0.0.1:1"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("gateway listening on 127.0.0.1:"), line
+        address = line.rsplit(" ", 1)[1].strip()
+        # The services are unreachable: the gateway says so as JSON rather than failing.
+        response = httpx.get(f"http://{address}/v1/studies", timeout=30)
+        assert error(response, 503, "UNAVAILABLE")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
