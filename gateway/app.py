@@ -7,8 +7,8 @@ Guard, in order:
 2. **Bearer token** when tokens are configured: 401 without a valid one, 403 when a read-only
    token writes. Messages never echo the token.
 3. **No cross-site form posts:** a write with a body must say ``Content-Type:
-   application/json`` (artifact uploads: ``application/octet-stream``); the types an HTML form
-   can send are refused with 415.
+   application/json``; artifact uploads (PUT) may carry any other type, or none, but not
+   the types an HTML form can send. 415 otherwise.
 4. **Size:** a declared ``Content-Length`` over the limit is refused with 413 before reading;
    bodies are also counted while they are read.
 """
@@ -105,8 +105,10 @@ class Guard:
             length = headers.get("content-length")
             has_body = (length is not None and length != "0") or "transfer-encoding" in headers
             artifact = _is_artifact_upload(method, path)
-            if has_body and (media_type in FORM_TYPES or not media_type or
-                             (not artifact and media_type != "application/json")):
+            # An artifact's bytes may come typed or untyped (MLflow's client sends none); only
+            # the types a form can send are refused, and a form cannot PUT anyway.
+            refused = media_type in FORM_TYPES if artifact else media_type != "application/json"
+            if has_body and refused:
                 wanted = "application/octet-stream" if artifact else "application/json"
                 return _refuse(415, "INVALID_ARGUMENT", f"writes need Content-Type: {wanted}",
                                "UNSUPPORTED_MEDIA_TYPE")

@@ -109,7 +109,9 @@ def build_app(options: GatewayOptions):
         max_json_bytes=options.max_json_bytes, max_artifact_bytes=options.max_artifact_bytes,
         tokens=options.tokens, read_only_paths=read_only_rules,
     )
-    return create_app(api.routes(), guard, lifespan=lifespan)
+    routes = api.routes()
+    # The other surfaces (the MLflow-compatible REST API, the dashboard) mount here, on the same stubs.
+    return create_app(routes, guard, lifespan=lifespan)
 
 
 def serve(options: GatewayOptions) -> RunningGateway:
