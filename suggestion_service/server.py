@@ -92,9 +92,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args: argparse.Namespace) -> int:
-    options = server_options(args)
+    # server_options reads the tokens: a bad tokens file is a "cannot start" (exit 2) like any other.
     return serve_until_terminated("suggestion-service", lambda: serve(
-        args.database_url, options, migrate=args.migrate, lease_check_seconds=args.lease_check_seconds))
+        args.database_url, server_options(args), migrate=args.migrate, lease_check_seconds=args.lease_check_seconds))
 
 
 def main(argv: list[str] | None = None) -> int:

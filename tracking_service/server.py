@@ -83,9 +83,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args: argparse.Namespace) -> int:
-    options = server_options(args)
+    # server_options reads the tokens: a bad tokens file is a "cannot start" (exit 2) like any other.
     return serve_until_terminated("tracking-service", lambda: serve(
-        args.database_url, args.artifacts, options, migrate=args.migrate, max_artifact_bytes=args.max_artifact_bytes))
+        args.database_url, args.artifacts, server_options(args), migrate=args.migrate,
+        max_artifact_bytes=args.max_artifact_bytes))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,7 @@ from suggestion_service.domain.study import (
 from tuning.suggestion.v1 import study_pb2 as pb
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc as api_grpc
+from tuning_common.auth import authorized_channel, client_token
 from tuning_common.errors import DeadlineExceeded
 from tuning_common.grpc_errors import call_with_retries
 from tuning_common.settings import suggestion_address
@@ -61,13 +62,18 @@ def _metrics(value: float | Mapping[str, float], objectives: Sequence[str]) -> l
 
 
 class SuggestionClient:
-    """One channel to a suggestion service. Thread-safe; close it (or use ``with``) when done."""
+    """One channel to a suggestion service. Thread-safe; close it (or use ``with``) when done.
+
+    ``token`` (default ``$TUNING_TOKEN``; "" for none) is sent as a bearer token with every
+    call, for a service with access control on.
+    """
 
     def __init__(self, address: str | None = None, *, timeout: float = 30.0, retries: int = 6,
-                 backoff: float = 0.1, max_backoff: float = 5.0, channel: grpc.Channel | None = None):
+                 backoff: float = 0.1, max_backoff: float = 5.0, channel: grpc.Channel | None = None,
+                 token: str | None = None):
         self.address = address or suggestion_address()
         self.timeout, self.retries, self.backoff, self.max_backoff = timeout, retries, backoff, max_backoff
-        self._channel = channel or grpc.insecure_channel(self.address)
+        self._channel = authorized_channel(channel or grpc.insecure_channel(self.address), client_token(token))
         self._stub = api_grpc.SuggestionServiceStub(self._channel)
 
     def close(self) -> None:

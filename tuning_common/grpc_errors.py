@@ -50,7 +50,8 @@ def _status_for(error: TuningError) -> status_pb2.Status:
     return status_pb2.Status(code=code_pb2.Code.Value(error.code), message=error.message, details=packed)
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: TuningError) -> None:
+async def abort_with_error(context: grpc.aio.ServicerContext, error: TuningError) -> None:
+    """Ends the call with ``error``'s status and details (also used by the auth interceptor)."""
     await context.abort_with_status(rpc_status.to_status(_status_for(error)))
 
 
@@ -108,7 +109,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             try:
                 return await loop.run_in_executor(executor, behaviour, requests(), context)
             except TuningError as error:
-                await _abort(context, error)
+                await abort_with_error(context, error)
             except Exception:
                 await _abort_internal(context, method)
 
@@ -125,7 +126,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 while (item := await loop.run_in_executor(executor, next, responses, done)) is not done:
                     yield item
             except TuningError as error:
-                await _abort(context, error)
+                await abort_with_error(context, error)
             except Exception:
                 await _abort_internal(context, method)
 
@@ -140,7 +141,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                     return behaviour(request, context)
                 return await asyncio.get_running_loop().run_in_executor(executor, behaviour, request, context)
             except TuningError as error:
-                await _abort(context, error)
+                await abort_with_error(context, error)
             except Exception:
                 await _abort_internal(context, method)
 

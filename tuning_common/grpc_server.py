@@ -6,6 +6,10 @@ standard health checking (``grpc.health.v1``), server reflection, message size l
 and a graceful stop: health turns NOT_SERVING, new calls are refused, in-flight calls
 get ``grace`` seconds.
 
+With tokens configured (``ServerOptions.tokens``, from ``--tokens-file`` and
+``$TUNING_TOKENS``), the auth interceptor of :mod:`tuning_common.auth` runs first and
+refuses calls without a valid bearer token (health and reflection stay open).
+
 Handlers are plain functions. ``ServerOptions.inline`` decides where they run: on the
 event loop thread (right for SQLite, one writer at a time: it saves a thread hand-off
 per call) or on a pool of ``max_workers`` threads (PostgreSQL, whose transactions run
@@ -30,6 +34,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from tuning_common.auth import TOKENS_ENV, AuthInterceptor, TokenStore, load_tokens
 from tuning_common.errors import TuningError
 from tuning_common.grpc_errors import ErrorMappingInterceptor
 from tuning_common.settings import add_option
@@ -48,6 +53,8 @@ class ServerOptions:
     grace_seconds: float = 10.0
     # Run handlers on the event loop thread instead of the thread pool.
     inline: bool = False
+    # Accepted bearer tokens; None: access control off (every call allowed).
+    tokens: TokenStore | None = None
 
 
 @dataclass
@@ -107,9 +114,14 @@ def start_server(
     thread = threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True)
     thread.start()
 
+    # The first interceptor runs first: a call is refused before its handler is even adapted.
+    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorMappingInterceptor(executor)]
+    if options.tokens is not None:
+        interceptors.insert(0, AuthInterceptor(options.tokens))
+
     async def build() -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
         server = grpc.aio.server(
-            interceptors=[ErrorMappingInterceptor(executor)],
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", options.max_message_bytes),
                 ("grpc.max_send_message_length", options.max_message_bytes),
@@ -133,13 +145,24 @@ def start_server(
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         raise
+    _log_access_control(options)
     host = f"[{options.host}]" if ":" in options.host else options.host
     return RunningServer(server, f"{host}:{port}", health_servicer, options.grace_seconds, loop, thread, executor)
 
 
+def _log_access_control(options: ServerOptions) -> None:
+    if options.tokens is not None:
+        log.info("access control on: %r", options.tokens)
+    elif options.host not in ("127.0.0.1", "localhost", "::1"):
+        # INFO, not WARNING: launchers that merge stderr into stdout at WARNING expect the
+        # "listening on" line first.
+        log.info("access control is off: anyone who reaches %s may call every RPC (see --tokens-file)",
+                 options.host)
+
+
 def add_server_options(parser: argparse.ArgumentParser, service: str, port: int, default_database_url: str) -> None:
     """The flags every gRPC service takes, with TUNING_<SERVICE>_* variables (and the shared
-    TUNING_MIGRATE, TUNING_MAX_MESSAGE_BYTES, TUNING_GRACE_SECONDS)."""
+    TUNING_MIGRATE, TUNING_MAX_MESSAGE_BYTES, TUNING_GRACE_SECONDS, TUNING_TOKENS_FILE)."""
     prefix = f"TUNING_{service.upper()}"
     add_option(parser, "--host", env=f"{prefix}_HOST", default="127.0.0.1", help="address to bind")
     add_option(parser, "--port", env=f"{prefix}_PORT", default=port, type=int,
@@ -154,10 +177,17 @@ def add_server_options(parser: argparse.ArgumentParser, service: str, port: int,
                type=int, help="largest request or response accepted")
     add_option(parser, "--grace-seconds", env="TUNING_GRACE_SECONDS", default=10.0, type=float,
                help="how long in-flight calls may finish after SIGTERM")
+    add_option(parser, "--tokens-file", env="TUNING_TOKENS_FILE", default=None,
+               help="bearer tokens, one '<role> <token> [name]' per line, role read or write; "
+                    f"${TOKENS_ENV} may hold more (comma-separated); with none, access control is off")
 
 
 def server_options(args: argparse.Namespace) -> ServerOptions:
-    return ServerOptions(args.host, args.port, args.max_workers, args.max_message_bytes, args.grace_seconds)
+    """The options of ``args``, with the tokens of ``--tokens-file`` and ``$TUNING_TOKENS`` loaded
+    (InvalidArgument, naming the line but never the token, if they are malformed)."""
+    tokens = load_tokens(args.tokens_file, os.environ.get(TOKENS_ENV))
+    return ServerOptions(args.host, args.port, args.max_workers, args.max_message_bytes, args.grace_seconds,
+                         tokens=tokens)
 
 
 def configure_logging() -> None:

@@ -40,6 +40,7 @@ from tuning.tracking.v1 import registry_service_pb2_grpc as rapi_grpc
 from tuning.tracking.v1 import tracking_pb2 as pb
 from tuning.tracking.v1 import tracking_service_pb2 as api
 from tuning.tracking.v1 import tracking_service_pb2_grpc as api_grpc
+from tuning_common.auth import authorized_channel, client_token
 from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, TuningError
 from tuning_common.grpc_errors import call_with_retries
 
@@ -161,16 +162,18 @@ class TrackingClient:
 
     ``timeout`` bounds each unary call; ``artifact_timeout`` each artifact stream (None: no
     deadline, since a large file may take long). ``retries``, ``backoff`` and ``max_backoff``
-    shape the retrying of UNAVAILABLE.
+    shape the retrying of UNAVAILABLE. ``token`` (default ``$TUNING_TOKEN``; "" for none) is
+    sent as a bearer token with every call, artifact streams included.
     """
 
     def __init__(self, address: str | None = None, *, timeout: float = 30.0, retries: int = 6, backoff: float = 0.1,
                  max_backoff: float = 5.0, artifact_timeout: float | None = None,
-                 channel: grpc.Channel | None = None):
+                 channel: grpc.Channel | None = None, token: str | None = None):
         self.address = address or tracking_address()
         self.timeout, self.retries, self.backoff, self.max_backoff = timeout, retries, backoff, max_backoff
         self.artifact_timeout = artifact_timeout
-        self._channel = channel or grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+        channel = channel or grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+        self._channel = authorized_channel(channel, client_token(token))
         tracking = api_grpc.TrackingServiceStub(self._channel)
         registry = rapi_grpc.ModelRegistryServiceStub(self._channel)
         self._rpcs: dict[str, Any] = {}

@@ -33,6 +33,11 @@ class SuggestionServiceStub:
     its trace id; no details are returned). INVALID_ARGUMENT errors carry a
     google.rpc.BadRequest detail naming each offending field; every error
     carries a google.rpc.ErrorInfo with a machine-readable reason.
+
+    With access control on (the server has tokens), every RPC may also fail
+    with UNAUTHENTICATED (no or an unknown `authorization: Bearer <token>`;
+    reasons TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED (a read token
+    on an RPC that writes; reason READ_ONLY_TOKEN).
     """
 
     def __init__(self, channel):
@@ -131,6 +136,11 @@ class SuggestionServiceServicer:
     its trace id; no details are returned). INVALID_ARGUMENT errors carry a
     google.rpc.BadRequest detail naming each offending field; every error
     carries a google.rpc.ErrorInfo with a machine-readable reason.
+
+    With access control on (the server has tokens), every RPC may also fail
+    with UNAUTHENTICATED (no or an unknown `authorization: Bearer <token>`;
+    reasons TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED (a read token
+    on an RPC that writes; reason READ_ONLY_TOKEN).
     """
 
     def CreateStudy(self, request, context):
@@ -382,6 +392,11 @@ class SuggestionService:
     its trace id; no details are returned). INVALID_ARGUMENT errors carry a
     google.rpc.BadRequest detail naming each offending field; every error
     carries a google.rpc.ErrorInfo with a machine-readable reason.
+
+    With access control on (the server has tokens), every RPC may also fail
+    with UNAUTHENTICATED (no or an unknown `authorization: Bearer <token>`;
+    reasons TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED (a read token
+    on an RPC that writes; reason READ_ONLY_TOKEN).
     """
 
     @staticmethod

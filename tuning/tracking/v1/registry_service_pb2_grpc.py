@@ -33,7 +33,8 @@ class ModelRegistryServiceStub:
     starting with "v<digits>" and not "latest" (those resolve to versions);
     descriptions up to 5,000 characters; reasons up to 1,000.
 
-    Every RPC may also fail with UNAVAILABLE and INTERNAL (see
+    Every RPC may also fail with UNAVAILABLE and INTERNAL, and with access
+    control on with UNAUTHENTICATED and PERMISSION_DENIED (see
     TrackingService). INVALID_ARGUMENT errors carry a google.rpc.BadRequest
     detail naming each offending field; every error carries a
     google.rpc.ErrorInfo with a machine-readable reason.
@@ -160,7 +161,8 @@ class ModelRegistryServiceServicer:
     starting with "v<digits>" and not "latest" (those resolve to versions);
     descriptions up to 5,000 characters; reasons up to 1,000.
 
-    Every RPC may also fail with UNAVAILABLE and INTERNAL (see
+    Every RPC may also fail with UNAVAILABLE and INTERNAL, and with access
+    control on with UNAUTHENTICATED and PERMISSION_DENIED (see
     TrackingService). INVALID_ARGUMENT errors carry a google.rpc.BadRequest
     detail naming each offending field; every error carries a
     google.rpc.ErrorInfo with a machine-readable reason.
@@ -457,7 +459,8 @@ class ModelRegistryService:
     starting with "v<digits>" and not "latest" (those resolve to versions);
     descriptions up to 5,000 characters; reasons up to 1,000.
 
-    Every RPC may also fail with UNAVAILABLE and INTERNAL (see
+    Every RPC may also fail with UNAVAILABLE and INTERNAL, and with access
+    control on with UNAUTHENTICATED and PERMISSION_DENIED (see
     TrackingService). INVALID_ARGUMENT errors carry a google.rpc.BadRequest
     detail naming each offending field; every error carries a
     google.rpc.ErrorInfo with a machine-readable reason.

@@ -39,6 +39,11 @@ class TrackingServiceStub:
     server-side with its trace id; no details are returned). INVALID_ARGUMENT
     errors carry a google.rpc.BadRequest detail naming each offending field;
     every error carries a google.rpc.ErrorInfo with a machine-readable reason.
+
+    With access control on (the server has tokens), every RPC may also fail
+    with UNAUTHENTICATED (no or an unknown `authorization: Bearer <token>`;
+    reasons TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED (a read token
+    on an RPC that writes; reason READ_ONLY_TOKEN).
     """
 
     def __init__(self, channel):
@@ -183,6 +188,11 @@ class TrackingServiceServicer:
     server-side with its trace id; no details are returned). INVALID_ARGUMENT
     errors carry a google.rpc.BadRequest detail naming each offending field;
     every error carries a google.rpc.ErrorInfo with a machine-readable reason.
+
+    With access control on (the server has tokens), every RPC may also fail
+    with UNAUTHENTICATED (no or an unknown `authorization: Bearer <token>`;
+    reasons TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED (a read token
+    on an RPC that writes; reason READ_ONLY_TOKEN).
     """
 
     def CreateExperiment(self, request, context):
@@ -539,6 +549,11 @@ class TrackingService:
     server-side with its trace id; no details are returned). INVALID_ARGUMENT
     errors carry a google.rpc.BadRequest detail naming each offending field;
     every error carries a google.rpc.ErrorInfo with a machine-readable reason.
+
+    With access control on (the server has tokens), every RPC may also fail
+    with UNAUTHENTICATED (no or an unknown `authorization: Bearer <token>`;
+    reasons TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED (a read token
+    on an RPC that writes; reason READ_ONLY_TOKEN).
     """
 
     @staticmethod
