@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ from gateway.app import GuardSettings, create_app, default_allowed_hosts, rpc_re
 from gateway.http_api import HttpApi
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc
 from tuning.tracking.v1 import registry_service_pb2_grpc, tracking_service_pb2_grpc
+from tuning_common.errors import TuningError
 from tuning_common.grpc_server import configure_logging
 from tuning_common.settings import add_option, suggestion_address
 
@@ -44,6 +46,7 @@ class GatewayOptions:
     max_json_bytes: int = MAX_JSON_BYTES
     max_artifact_bytes: int = MAX_ARTIFACT_BYTES
     grace_seconds: float = 10.0
+    # tuning_common.auth.TokenStore; None: no authentication.
     tokens: object = None
 
 
@@ -152,23 +155,28 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                type=int, help="largest artifact upload")
     add_option(parser, "--grace-seconds", env="TUNING_GRACE_SECONDS", default=10.0, type=float,
                help="how long in-flight requests may finish after SIGTERM")
+    add_option(parser, "--tokens-file", env="TUNING_TOKENS_FILE", default=None,
+               help="accepted bearer tokens, as the services take them (also $TUNING_TOKENS); none: no auth")
     return parser
 
 
 def options_from(args: argparse.Namespace) -> GatewayOptions:
+    """Raises InvalidArgument for a bad tokens file."""
+    from tuning_common.auth import TOKENS_ENV, load_tokens
+
     return GatewayOptions(
         host=args.host, port=args.port, suggestion_address=args.suggestion_address,
         tracking_address=args.tracking_address,
         allowed_hosts=tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip()),
         max_json_bytes=args.max_request_bytes, max_artifact_bytes=args.max_artifact_bytes,
-        grace_seconds=args.grace_seconds,
+        grace_seconds=args.grace_seconds, tokens=load_tokens(args.tokens_file, os.environ.get(TOKENS_ENV)),
     )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         running = serve(options_from(args))
-    except RuntimeError as error:
+    except (RuntimeError, TuningError) as error:
         print(f"gateway cannot start: {error}", file=sys.stderr)
         return 2
     print(f"gateway listening on {running.address}", flush=True)

@@ -150,10 +150,12 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
 def error_from_rpc(error: grpc.RpcError) -> TuningError:
     """The exception a server raised, rebuilt from the status it sent."""
-    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
-    message = (error.details() if isinstance(error, grpc.Call) else None) or str(error)
+    # grpc.aio's errors carry the same status but are not grpc.Call.
+    call = isinstance(error, (grpc.Call, grpc.aio.AioRpcError))
+    code = error.code() if call else grpc.StatusCode.UNKNOWN
+    message = (error.details() if call else None) or str(error)
     reason, metadata, violation = None, {}, None
-    status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
+    status = rpc_status.from_call(error) if call else None
     for detail in status.details if status else ():
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()

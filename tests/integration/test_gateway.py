@@ -284,3 +284,42 @@ def test_tuning_serve_gateway_runs_until_sigterm(gateway: RunningGateway, tmp_pa
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_tokens_guard_every_route(data_dir: Path, gateway: RunningGateway):
+    from tuning_common.auth import TokenStore
+
+    write, read = "w" * 24, "r" * 24
+    tokens = TokenStore.parse(f"write {write} ci\nread {read} viewer", "test", commas=False)
+    # The same services; they run without tokens here, so the gateway's check is what is tested.
+    options = GatewayOptions(suggestion_address="127.0.0.1:1", tracking_address="127.0.0.1:1", tokens=tokens)
+    guarded = serve(options)
+    try:
+        with httpx.Client(base_url=guarded.url, timeout=30) as client:
+            for route in ROUTES:
+                path = route.path.replace("{key:path}", "k").replace("{path:path}", "p.txt")
+                path = path.replace("{name}", "n").replace("{study}", "s").replace("{alias}", "a")
+                path = path.replace("{trial_id}", "1").replace("{run_id}", "a" * 32)
+                path = path.replace("{experiment_id}", "1").replace("{version}", "1")
+                kwargs = {} if route.method == "GET" else {"json": {}}
+                missing = client.request(route.method, path, **kwargs)
+                assert error(missing, 401, "UNAUTHENTICATED")["reason"] == "TOKEN_MISSING", route
+                assert missing.headers["www-authenticate"].startswith("Bearer")
+                wrong = client.request(route.method, path, headers={"authorization": "Bearer " + "x" * 24},
+                                       **kwargs)
+                assert error(wrong, 401, "UNAUTHENTICATED")["reason"] == "TOKEN_INVALID", route
+                assert "x" * 24 not in wrong.text
+                as_reader = client.request(route.method, path, headers={"authorization": f"Bearer {read}"},
+                                           **kwargs)
+                from tuning_common.auth import is_read_only
+
+                if is_read_only(route.full_method):
+                    assert as_reader.status_code == 503, (route, as_reader.text)  # past auth: no services
+                else:
+                    assert error(as_reader, 403, "PERMISSION_DENIED")["reason"] == "READ_ONLY_TOKEN", route
+                as_writer = client.request(route.method, path, headers={"authorization": f"Bearer {write}"},
+                                           **kwargs)
+                assert as_writer.status_code not in (401, 403), (route, as_writer.text)
+            assert error(client.get("/v1/openapi.json"), 401, "UNAUTHENTICATED")
+    finally:
+        guarded.stop()
