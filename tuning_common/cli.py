@@ -168,12 +168,13 @@ def _up(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     suite = LocalSuite(data_dir(), host=args.host, suggestion_port=args.suggestion_port,
-                       tracking_port=args.tracking_port)
+                       tracking_port=args.tracking_port, gateway_port=args.gateway_port)
     with suite:
         print(f"suggestion service  {suite.suggestion_address}  (SQLite {suite.home / 'suggestion.db'})")
         print(f"tracking service    {suite.tracking_address}  (SQLite {suite.home / 'tracking.db'}, "
               f"artifacts {suite.home / 'artifacts'})")
-        print(f"logs in {suite.home / 'logs'}; Ctrl-C stops both", flush=True)
+        print(f"gateway             {suite.gateway_url}  (HTTP/JSON API, OpenAPI at /v1/openapi.json)")
+        print(f"logs in {suite.home / 'logs'}; Ctrl-C stops them all", flush=True)
         while not stop.wait(0.5):
             for service in suite.services:
                 if service.process.poll() is not None:
@@ -221,12 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = commands.add_parser("up", help="start the suite's services on this machine (Ctrl-C stops them)")
+    up = commands.add_parser(
+        "up", help="start the suite on this machine: both services and the gateway (Ctrl-C stops them)")
     add_option(up, "--host", env="TUNING_HOST", default="127.0.0.1", help="address the services bind")
     add_option(up, "--suggestion-port", env="TUNING_SUGGESTION_PORT", default=50051, type=int,
                help="suggestion service port (0: a free one)")
     add_option(up, "--tracking-port", env="TUNING_TRACKING_PORT", default=50052, type=int,
                help="tracking service port (0: a free one)")
+    add_option(up, "--gateway-port", env="TUNING_GATEWAY_PORT", default=8080, type=int,
+               help="gateway port: HTTP/JSON API and dashboard (0: a free one)")
     up.set_defaults(run=_up)
 
     serve = commands.add_parser("serve", help="start one service")

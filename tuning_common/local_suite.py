@@ -65,15 +65,22 @@ def start_service(name: str, module: str, args: Sequence[str], log_path: Path, *
 
 
 class LocalSuite:
-    """The suggestion and tracking services on this machine (SQLite, local artifacts)."""
+    """The suggestion and tracking services on this machine (SQLite, local artifacts), and the
+    gateway in front of them when a ``gateway_port`` is given."""
 
     def __init__(self, home: str | os.PathLike, *, host: str = "127.0.0.1", suggestion_port: int = 0,
-                 tracking_port: int = 0, lease_check_seconds: float = 1.0):
+                 tracking_port: int = 0, gateway_port: int | None = None, lease_check_seconds: float = 1.0):
         self.home = Path(home)
         self.host = host
         self.ports = (suggestion_port, tracking_port)
+        # None: no gateway (the Tuner and the demo talk gRPC only).
+        self.gateway_port = gateway_port
         self.lease_check_seconds = lease_check_seconds
         self.services: list[ServiceProcess] = []
+
+    @property
+    def gateway_url(self) -> str | None:
+        return f"http://{self.services[2].address}" if len(self.services) > 2 else None
 
     @property
     def suggestion_address(self) -> str:
@@ -110,6 +117,14 @@ class LocalSuite:
             thread.join()
         self.services = [r for r in results if isinstance(r, ServiceProcess)]
         failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is None and self.gateway_port is not None:
+            try:
+                self.services.append(start_service(
+                    "gateway", "gateway", ["--suggestion-address", self.suggestion_address,
+                                           "--tracking-address", self.tracking_address],
+                    logs / "gateway.log", host=self.host, port=self.gateway_port))
+            except BaseException as error:  # stop what started, then report
+                failure = error
         if failure is not None:
             self.stop()
             raise failure

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+import httpx
 import pytest
 
 from suggestion_service.persistence import MIGRATIONS
@@ -81,16 +82,20 @@ def test_demo_replays_the_reference_workflow(tmp_path, spawn_server):
         assert len(runs) == 51  # the baseline and one run per trial
 
 
-def test_up_starts_both_services_and_stops_them_on_ctrl_c(tmp_path):
+def test_up_starts_the_suite_and_stops_it_on_ctrl_c(tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "tuning_common.cli", "up", "--suggestion-port", "0", "--tracking-port", "0"],
+        [sys.executable, "-m", "tuning_common.cli", "up", "--suggestion-port", "0", "--tracking-port", "0",
+         "--gateway-port", "0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "TUNING_HOME": str(tmp_path)})
     try:
         suggestion = re.search(r"suggestion service\s+(\S+)", process.stdout.readline())[1]
         tracking = re.search(r"tracking service\s+(\S+)", process.stdout.readline())[1]
-        assert "Ctrl-C stops both" in process.stdout.readline()
+        gateway = re.search(r"gateway\s+(\S+)", process.stdout.readline())[1]
+        assert "Ctrl-C stops them all" in process.stdout.readline()
         assert tuning("study", "create", "examples/study.yaml", "--address", suggestion).returncode == 0
+        # The gateway serves what the services hold.
+        assert httpx.get(f"{gateway}/v1/studies/xgb-wine", timeout=30).json()["study"]["name"] == "xgb-wine"
         with TrackingClient(tracking) as client:
             assert client.get_or_create_experiment("from-up").name == "from-up"
         process.send_signal(signal.SIGINT)
