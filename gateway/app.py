@@ -7,8 +7,8 @@ Guard, in order:
 2. **Bearer token** when tokens are configured: 401 without a valid one, 403 when a read-only
    token writes. Messages never echo the token.
 3. **No cross-site form posts:** a write with a body must say ``Content-Type:
-   application/json``; artifact uploads (PUT) may carry any other type, or none, but not
-   the types an HTML form can send. 415 otherwise.
+   application/json``; artifact uploads (PUT, which no form and no cross-site page without a
+   CORS preflight can send) may carry any type, or none. 415 otherwise.
 4. **Size:** a declared ``Content-Length`` over the limit is refused with 413 before reading;
    bodies are also counted while they are read.
 """
@@ -31,8 +31,6 @@ from gateway.routes import ROUTES
 
 OPENAPI_PATH = "/v1/openapi.json"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# What an HTML form (or a "simple" cross-site request) can send without a CORS preflight.
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -49,6 +47,10 @@ class GuardSettings:
     tokens: Any = None
     # (method, path) -> read-only? for requests that are not reads by their HTTP method.
     read_only_paths: list[Callable[[str, str], bool | None]] = field(default_factory=list)
+    # (path, status, code, message, reason) -> the JSON body of a refusal, for surfaces whose
+    # clients expect errors in another shape (MLflow's client reads {"error_code", "message"});
+    # None: the gateway's own shape.
+    refusal_bodies: list[Callable[[str, int, str, str, str], dict | None]] = field(default_factory=list)
 
 
 def default_allowed_hosts(bind_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
@@ -84,11 +86,11 @@ class Guard:
 
     def _refusal(self, scope: Scope) -> Response | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        method, path = scope["method"], scope["path"]
         allowed = self.settings.allowed_hosts
         if "*" not in allowed and _host_name(headers.get("host", "")) not in allowed:
-            return _refuse(400, "INVALID_ARGUMENT", "this host name is not served here (Host header not allowed)",
-                           "HOST_NOT_ALLOWED")
-        method, path = scope["method"], scope["path"]
+            return self._refuse(path, 400, "INVALID_ARGUMENT",
+                                "this host name is not served here (Host header not allowed)", "HOST_NOT_ALLOWED")
         if self.settings.tokens is not None:
             from tuning_common.errors import TuningError
 
@@ -96,7 +98,7 @@ class Guard:
                 self.settings.tokens.check(headers.get("authorization"), self._read_only(method, path))
             except TuningError as error:
                 status = 401 if error.code == "UNAUTHENTICATED" else 403
-                response = _refuse(status, error.code, error.message, error.reason)
+                response = self._refuse(path, status, error.code, error.message, error.reason)
                 if status == 401:
                     response.headers["www-authenticate"] = 'Bearer realm="tuning"'
                 return response
@@ -105,18 +107,26 @@ class Guard:
             length = headers.get("content-length")
             has_body = (length is not None and length != "0") or "transfer-encoding" in headers
             artifact = _is_artifact_upload(method, path)
-            # An artifact's bytes may come typed or untyped (MLflow's client sends none); only
-            # the types a form can send are refused, and a form cannot PUT anyway.
-            refused = media_type in FORM_TYPES if artifact else media_type != "application/json"
+            # An artifact's bytes may come with any type or none: MLflow's client sends the file's
+            # guessed type, text/plain for a .txt. Only POSTs can be cross-site form posts; a page
+            # on another site can only PUT through a CORS preflight, which the gateway never grants.
+            refused = False if artifact else media_type != "application/json"
             if has_body and refused:
                 wanted = "application/octet-stream" if artifact else "application/json"
-                return _refuse(415, "INVALID_ARGUMENT", f"writes need Content-Type: {wanted}",
-                               "UNSUPPORTED_MEDIA_TYPE")
+                return self._refuse(path, 415, "INVALID_ARGUMENT", f"writes need Content-Type: {wanted}",
+                                    "UNSUPPORTED_MEDIA_TYPE")
             limit = self.settings.max_artifact_bytes if artifact else self.settings.max_json_bytes
             if length is not None and length.isdigit() and int(length) > limit:
-                return _refuse(413, "RESOURCE_EXHAUSTED", f"the request body is larger than the limit of {limit} bytes",
-                               "REQUEST_TOO_LARGE")
+                return self._refuse(path, 413, "RESOURCE_EXHAUSTED",
+                                    f"the request body is larger than the limit of {limit} bytes", "REQUEST_TOO_LARGE")
         return None
+
+    def _refuse(self, path: str, status: int, code: str, message: str, reason: str) -> JSONResponse:
+        for shape in self.settings.refusal_bodies:
+            body = shape(path, status, code, message, reason)
+            if body is not None:
+                return JSONResponse(body, status_code=status)
+        return _refuse(status, code, message, reason)
 
     def _read_only(self, method: str, path: str) -> bool:
         for rule in self.settings.read_only_paths:

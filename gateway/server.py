@@ -23,6 +23,9 @@ import uvicorn
 
 from gateway.app import GuardSettings, create_app, default_allowed_hosts, rpc_read_only_rule
 from gateway.http_api import HttpApi
+from gateway.mlflow import read_only_rule as mlflow_read_only_rule
+from gateway.mlflow import refusal_body as mlflow_refusal_body
+from gateway.mlflow import routes as mlflow_routes
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc
 from tuning.tracking.v1 import registry_service_pb2_grpc, tracking_service_pb2_grpc
 from tuning_common.errors import TuningError
@@ -114,6 +117,9 @@ def build_app(options: GatewayOptions):
     )
     routes = api.routes()
     # The other surfaces (the MLflow-compatible REST API, the dashboard) mount here, on the same stubs.
+    routes += mlflow_routes(stubs, options)
+    read_only_rules.append(mlflow_read_only_rule)
+    guard.refusal_bodies.append(mlflow_refusal_body)
     return create_app(routes, guard, lifespan=lifespan)
 
 

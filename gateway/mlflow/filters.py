@@ -1,0 +1,265 @@
+"""MLflow's search filters and order_by keys, rewritten into the tracking service's language.
+
+Ours was modelled on MLflow's (docs/TRACKING.md), so a filter is parsed with the service's own
+parser against a schema that knows MLflow's names, the names that differ are mapped, and the tree
+is written back out with every key quoted and every value escaped. A malformed filter is refused
+here with the position of the offending token in the text the user wrote.
+
+What differs, for runs: ``attributes.user_id`` is our ``user``; ``created``/``Created`` are the
+start time; ``tags.mlflow.runName``, ``tags.mlflow.parentRunId`` and ``tags.mlflow.user`` are
+the run's name, parent and user (so runs created through either API match); ``parameter(s).``
+and ``run.`` prefixes are spelled ``params.`` and ``attributes.``. Not supported (refused as
+INVALID_PARAMETER_VALUE): ``datasets.*`` and ``attributes.artifact_uri``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from gateway.mlflow.errors import MlflowError
+from tracking_service.domain import search as s
+from tuning_common.errors import InvalidArgument
+
+_N, _S = s.ValueType.NUMBER, s.ValueType.STRING
+
+# Prefixes MLflow accepts that the service's tokenizer does not: rewritten before parsing.
+_PREFIXES = {"parameter": "params", "parameters": "params", "run": "attributes"}
+_UNSUPPORTED_PREFIXES = {"dataset", "datasets"}
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One entity's MLflow names: ``schema`` parses them, ``attributes`` maps an attribute to ours
+    (None: not supported), ``tags`` maps a tag key to one of our attributes."""
+
+    schema: s.EntitySchema
+    attributes: Mapping[str, str | None]
+    tags: Mapping[str, str]
+    # Tags whose absence satisfies != and NOT IN, as MLflow's registry treats the prompt marker
+    # its client filters by (``tags.`mlflow.prompt.is_prompt` != 'true'`` must keep plain models).
+    absent_unequal: frozenset[str] = frozenset()
+
+
+def _dialect(entity: str, namespaces: dict, attributes: dict[str, tuple[s.ValueType, str | None, tuple[str, ...]]],
+             tags: Mapping[str, str] | None = None, absent_unequal: frozenset[str] = frozenset()) -> Dialect:
+    schema = s._schema(entity, namespaces, *((name, kind, aliases) for name, (kind, _, aliases) in attributes.items()))
+    return Dialect(schema, {name: ours for name, (_, ours, _) in attributes.items()}, tags or {}, absent_unequal)
+
+
+PROMPT_TAG = frozenset({"mlflow.prompt.is_prompt"})
+
+
+RUNS = _dialect(
+    "runs", {"metrics": _N, "params": _S, "tags": _S},
+    {
+        "run_id": (_S, "run_id", ("run_uuid", "id")),
+        "run_name": (_S, "run_name", ()),
+        "status": (_S, "status", ()),
+        "user_id": (_S, "user", ("user",)),
+        "start_time": (_N, "start_time", ("created", "Created")),
+        "end_time": (_N, "end_time", ()),
+        "experiment_id": (_N, "experiment_id", ()),
+        "lifecycle_stage": (_S, "lifecycle_stage", ()),
+        "artifact_uri": (_S, None, ()),
+        # Ours, usable from MLflow too.
+        "parent_run_id": (_S, "parent_run_id", ()),
+        "run_group": (_S, "run_group", ()),
+        "trial_study": (_S, "trial_study", ()),
+        "trial_id": (_N, "trial_id", ()),
+        "trial_number": (_N, "trial_number", ()),
+    },
+    {"mlflow.runName": "run_name", "mlflow.parentRunId": "parent_run_id", "mlflow.user": "user"},
+)
+EXPERIMENTS = _dialect(
+    "experiments", {"tags": _S},
+    {
+        "name": (_S, "name", ()),
+        "experiment_id": (_N, "experiment_id", ("id",)),
+        "creation_time": (_N, "creation_time", ("create_time",)),
+        "last_update_time": (_N, "last_update_time", ("update_time",)),
+    },
+)
+REGISTERED_MODELS = _dialect(
+    "registered models", {"tags": _S},
+    {
+        "name": (_S, "name", ()),
+        "creation_timestamp": (_N, "creation_time", ("creation_time",)),
+        "last_updated_timestamp": (_N, "last_update_time", ("timestamp", "last_update_time")),
+    },
+    absent_unequal=PROMPT_TAG,
+)
+MODEL_VERSIONS = _dialect(
+    "model versions", {"tags": _S},
+    {
+        "name": (_S, "name", ()),
+        "version_number": (_N, "version", ("version",)),
+        "run_id": (_S, "run_id", ()),
+        "source_path": (_S, "source_path", ()),
+        "current_stage": (_S, "current_stage", ()),
+        "creation_timestamp": (_N, "creation_time", ("creation_time",)),
+        "last_updated_timestamp": (_N, "last_update_time", ("timestamp", "last_update_time")),
+    },
+    absent_unequal=PROMPT_TAG,
+)
+
+
+def _invalid(error: InvalidArgument, what: str) -> MlflowError:
+    return MlflowError.invalid(f"invalid {what}: {error.description}")
+
+
+def _respell_prefixes(text: str, field: str) -> str:
+    """``parameters.x`` -> ``params.x``, ``run.x`` -> ``attributes.x``; dataset keys are refused."""
+    out, last = [], 0
+    for token in s.tokenize(text, field):
+        if token.kind is not s.Kind.IDENTIFIER or token.value[0] is None:
+            continue
+        prefix = token.value[0]
+        if prefix.lower() in _UNSUPPORTED_PREFIXES:
+            raise MlflowError.invalid(f"invalid {field}: filtering or ordering by {token.text} is not supported "
+                                      "by this server (dataset keys)")
+        if prefix in _PREFIXES:
+            start = token.position - 1
+            out.append(text[last:start] + _PREFIXES[prefix])
+            last = start + len(prefix)
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _quote_key(key: str) -> str:
+    return "`" + key.replace("`", "``") + "`"
+
+
+def _literal(value: s.Scalar) -> str:
+    if isinstance(value, str):
+        # As the service's tokenizer reads quoted text back: \\ is one backslash, '' one quote.
+        return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MlflowError.invalid("filter values must be finite numbers")
+    return repr(value)
+
+
+def _identifier(dialect: Dialect, namespace: str, key: str, text: str) -> str:
+    if namespace == s.ATTRIBUTES:
+        ours = dialect.attributes.get(key)
+        if ours is None:
+            raise MlflowError.invalid(f"{text}: {dialect.schema.entity} cannot be searched or ordered by "
+                                      f"{key!r} on this server")
+        return f"attributes.{ours}"
+    if namespace == "tags" and key in dialect.tags:
+        return f"attributes.{dialect.tags[key]}"
+    return f"{namespace}.{_quote_key(key)}"
+
+
+def _write(dialect: Dialect, node: s.Node, text: str) -> str:
+    if isinstance(node, s.And):
+        return " AND ".join(f"({_write(dialect, item, text)})" for item in node.items)
+    if isinstance(node, s.Or):
+        return " OR ".join(f"({_write(dialect, item, text)})" for item in node.items)
+    name = _identifier(dialect, node.namespace, node.key, text)
+    if node.op in (s.Op.IS_NULL, s.Op.IS_NOT_NULL):
+        return f"{name} {node.op.value}"
+    if node.op in (s.Op.IN, s.Op.NOT_IN):
+        text = f"{name} {node.op.value} ({', '.join(_literal(v) for v in node.value)})"
+    else:
+        text = f"{name} {node.op.value} {_literal(node.value)}"
+    if node.namespace == "tags" and node.key in dialect.absent_unequal and node.op in (s.Op.NE, s.Op.NOT_IN):
+        return f"{name} IS NULL OR {text}"
+    return text
+
+
+def translate_filter(dialect: Dialect, text: str | None) -> str:
+    """Our filter for MLflow's ``text`` ('' for none)."""
+    if not text or not text.strip():
+        return ""
+    try:
+        node = s.parse_filter(_respell_prefixes(text, "filter"), dialect.schema)
+    except InvalidArgument as error:
+        raise _invalid(error, "filter") from None
+    return "" if node is None else _write(dialect, node, "filter")
+
+
+def translate_order_by(dialect: Dialect, items: list[str]) -> list[str]:
+    keys = []
+    for i, item in enumerate(items):
+        try:
+            key = s.parse_order_by([_respell_prefixes(item, "order_by")], dialect.schema)[0]
+        except InvalidArgument as error:
+            raise MlflowError.invalid(f"invalid order_by[{i}] {item!r}: {error.description}") from None
+        name = _identifier(dialect, key.namespace, key.key, "order_by")
+        keys.append(f"{name} DESC" if key.descending else name)
+    return keys
+
+
+# --- filters evaluated here (logged models, which the service does not know) --------------------
+
+LOGGED_MODELS = s._schema(
+    "logged models", {"metrics": _N, "params": _S, "tags": _S},
+    ("name", _S, ()), ("model_id", _S, ()), ("model_type", _S, ()), ("status", _S, ()),
+    ("source_run_id", _S, ()), ("creation_timestamp", _N, ("creation_time",)),
+    ("last_updated_timestamp", _N, ("last_update_time",)), ("experiment_id", _N, ()),
+)
+
+
+def _like(pattern: str, value: str, fold: bool) -> bool:
+    import re
+
+    parts, escaped = [], False
+    for char in pattern:
+        if escaped:
+            parts.append(re.escape(char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "%":
+            parts.append(".*")
+        elif char == "_":
+            parts.append(".")
+        else:
+            parts.append(re.escape(char))
+    return re.fullmatch("".join(parts), value, re.DOTALL | (re.IGNORECASE if fold else 0)) is not None
+
+
+def _compare(op: s.Op, have, want) -> bool:
+    if op is s.Op.IS_NULL:
+        return have is None
+    if op is s.Op.IS_NOT_NULL:
+        return have is not None
+    if have is None or (isinstance(have, float) and math.isnan(have)):
+        return False
+    if op in (s.Op.IN, s.Op.NOT_IN):
+        return (have in want) == (op is s.Op.IN)
+    if op in (s.Op.LIKE, s.Op.ILIKE, s.Op.NOT_LIKE, s.Op.NOT_ILIKE):
+        matched = _like(want, str(have), op in (s.Op.ILIKE, s.Op.NOT_ILIKE))
+        return matched == (op in (s.Op.LIKE, s.Op.ILIKE))
+    return {s.Op.EQ: have == want, s.Op.NE: have != want, s.Op.LT: have < want, s.Op.LE: have <= want,
+            s.Op.GT: have > want, s.Op.GE: have >= want}[op]
+
+
+def predicate(text: str | None, schema: s.EntitySchema = LOGGED_MODELS) -> Callable[[Callable], bool]:
+    """A test for ``text``, called with ``lookup(namespace, key)`` giving an entity's value (None: absent)."""
+    if not text or not text.strip():
+        return lambda lookup: True
+    try:
+        node = s.parse_filter(_respell_prefixes(text, "filter"), schema)
+    except InvalidArgument as error:
+        raise _invalid(error, "filter") from None
+
+    def test(lookup: Callable, item: s.Node = node) -> bool:
+        if isinstance(item, s.And):
+            return all(test(lookup, part) for part in item.items)
+        if isinstance(item, s.Or):
+            return any(test(lookup, part) for part in item.items)
+        return _compare(item.op, lookup(item.namespace, item.key), item.value)
+
+    return test
+
+
+def order_keys(items: list[tuple[str, bool]], allowed: set[str]) -> list[tuple[str, bool]]:
+    """(attribute, ascending) pairs, checked against ``allowed``."""
+    for name, _ in items:
+        if name not in allowed:
+            raise MlflowError.invalid(f"cannot order logged models by {name!r}; use one of "
+                                      f"{', '.join(sorted(allowed))}")
+    return items

@@ -1,0 +1,328 @@
+"""MLflow 3's logged models, kept on their source run.
+
+Our protos have no logged-model entity, and the gateway owns no data, so a logged model is a
+record on the run that produced it: JSON in the run's tag ``tuning.mlflow.model.<model id>``
+(split over ``...#1``, ``...#2`` when it outgrows a tag value; all parts are written in one
+atomic LogBatch), its files under ``models/<model id>/`` in the run's artifacts, and the run tag
+``tuning.mlflow.models`` marking runs that have any (what a search looks for). The model id is
+``m-`` + the run's id + 8 random hex digits, so a model is found from its id alone.
+
+Consequences: a logged model needs a source run (MLflow's run-less models, such as
+``mlflow.set_active_model``, are refused); a model's metrics are the run's (MLflow links metric
+points to a model id; we store the points once, on the run); searches see the models of live
+runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from typing import Any
+
+from gateway.mlflow import convert, filters
+from gateway.mlflow.context import Context
+from gateway.mlflow.errors import MlflowError
+from tuning.tracking.v1 import tracking_pb2 as pb
+from tuning.tracking.v1 import tracking_service_pb2 as api
+
+MODEL_ID = re.compile(r"m-([0-9a-f]{32})[0-9a-f]{8}")
+STATUSES = ("LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED")
+_PART = "#"
+_CHUNK = 7_900  # characters of a tag value (the service takes up to 8,000)
+_MAX_PARTS = 90  # a LogBatch takes 100 tags
+_ORDERABLE = {"name", "model_id", "creation_timestamp", "last_updated_timestamp", "status", "model_type"}
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def run_id_of(model_id: str) -> str:
+    match = MODEL_ID.fullmatch(model_id or "")
+    if not match:
+        raise MlflowError.missing(f"Logged model with ID '{model_id:.80}' not found.")
+    return match.group(1)
+
+
+# --- records on runs ----------------------------------------------------------------------------
+
+def records(run: pb.Run) -> dict[str, dict]:
+    """model id -> record, for the logged models stored on ``run``."""
+    tags = {t.key: t.value for t in run.tags if t.key.startswith(convert.MODEL_TAG)}
+    out = {}
+    for key, value in tags.items():
+        model_id = key[len(convert.MODEL_TAG):]
+        if _PART in model_id:
+            continue
+        count, _, text = value.partition("|")
+        if not count.isdigit():
+            continue
+        parts = [text] + [tags.get(f"{key}{_PART}{i}", "") for i in range(1, int(count))]
+        try:
+            record = json.loads("".join(parts))
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out[model_id] = record
+    return out
+
+
+def _encode(model_id: str, record: dict) -> list[pb.Tag]:
+    text = json.dumps(record, separators=(",", ":"), sort_keys=True)
+    chunks = [text[i:i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
+    if len(chunks) > _MAX_PARTS:
+        raise MlflowError.invalid(f"logged model {model_id}: its tags and params take {len(text)} characters, "
+                                  f"more than this server keeps for a model ({_CHUNK * _MAX_PARTS})")
+    key = convert.MODEL_TAG + model_id
+    tags = [pb.Tag(key=key, value=f"{len(chunks)}|{chunks[0]}")]
+    tags += [pb.Tag(key=f"{key}{_PART}{i}", value=chunk) for i, chunk in enumerate(chunks[1:], start=1)]
+    return tags
+
+
+async def _save(ctx: Context, run_id: str, model_id: str, record: dict) -> None:
+    record["updated"] = _now()
+    tags = _encode(model_id, record) + [pb.Tag(key=convert.MODELS_MARKER, value="1")]
+    await ctx.tracking("LogBatch", api.LogBatchRequest(run_id=run_id, tags=tags))
+
+
+async def load(ctx: Context, model_id: str) -> tuple[pb.Run, dict]:
+    run_id = run_id_of(model_id)
+    try:
+        run = (await ctx.tracking("GetRun", api.GetRunRequest(run_id=run_id))).run
+    except MlflowError as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise MlflowError.missing(f"Logged model with ID '{model_id}' not found.") from None
+        raise
+    record = records(run).get(model_id)
+    if record is None:
+        raise MlflowError.missing(f"Logged model with ID '{model_id}' not found.")
+    return run, record
+
+
+def artifact_uri(run: pb.Run, model_id: str) -> str:
+    return f"{convert.run_artifact_uri(run.experiment_id, run.id)}/{convert.model_folder(model_id)}"
+
+
+def model_json(run: pb.Run, model_id: str, record: dict) -> dict:
+    info = {
+        "model_id": model_id,
+        "experiment_id": str(run.experiment_id),
+        "name": record.get("name", ""),
+        "creation_timestamp_ms": record.get("created", 0),
+        "last_updated_timestamp_ms": record.get("updated", 0),
+        "artifact_uri": artifact_uri(run, model_id),
+        "status": record.get("status", "LOGGED_MODEL_PENDING"),
+        "model_type": record.get("model_type", ""),
+        "source_run_id": run.id,
+        "status_message": record.get("status_message", ""),
+        "tags": convert.tag_list(record.get("tags", {})),
+    }
+    return {"info": info, "data": {"params": convert.tag_list(record.get("params", {})), "metrics": []}}
+
+
+def outputs_of(run: pb.Run) -> list[dict]:
+    """The run's model outputs: its own logged models, and others it named with log-outputs."""
+    outputs = [{"model_id": model_id, "step": int(record.get("step", 0))}
+               for model_id, record in sorted(records(run).items(), key=lambda item: item[1].get("created", 0))]
+    own = {o["model_id"] for o in outputs}
+    tag = next((t.value for t in run.tags if t.key == convert.MODEL_OUTPUTS), None)
+    for item in convert.json_list(tag):
+        if isinstance(item, dict) and item.get("model_id") not in own:
+            outputs.append({"model_id": str(item.get("model_id")), "step": int(item.get("step", 0))})
+    return outputs
+
+
+# --- handlers -----------------------------------------------------------------------------------
+
+async def create(ctx: Context) -> dict:
+    run_id = ctx.text("source_run_id")
+    if not run_id:
+        raise MlflowError.invalid(
+            "this server keeps a logged model with the run that produced it: create logged models inside a run "
+            "(source_run_id); models without a run (e.g. mlflow.set_active_model) are not supported")
+    convert.check_run_id(run_id, "source_run_id")
+    run = (await ctx.tracking("GetRun", api.GetRunRequest(run_id=run_id))).run
+    wanted = ctx.text("experiment_id")
+    if wanted and convert.experiment_id(wanted) != run.experiment_id:
+        raise MlflowError.invalid(f"source run {run_id} belongs to experiment {run.experiment_id}, not {wanted}")
+    model_id = f"m-{run.id}{secrets.token_hex(4)}"
+    now = _now()
+    record = {
+        "name": ctx.text("name") or f"model-{secrets.token_hex(3)}",
+        "model_type": ctx.text("model_type"),
+        "status": "LOGGED_MODEL_PENDING",
+        "created": now,
+        "tags": dict(convert.pairs(ctx.items("tags"), "tags")),
+        "params": dict(convert.pairs(ctx.items("params"), "params")),
+    }
+    await _save(ctx, run.id, model_id, record)
+    return {"model": model_json(run, model_id, record)}
+
+
+async def get(ctx: Context) -> dict:
+    model_id = ctx.text("model_id", required=True)
+    run, record = await load(ctx, model_id)
+    return {"model": model_json(run, model_id, record)}
+
+
+async def finalize(ctx: Context) -> dict:
+    model_id = ctx.text("model_id", required=True)
+    status = ctx.text("status", required=True)
+    if status.isdigit() and 1 <= int(status) <= 3:
+        status = STATUSES[int(status) - 1]
+    if status not in STATUSES:
+        raise MlflowError.invalid(f"status must be one of {', '.join(STATUSES)}, got {status!r:.40}")
+    run, record = await load(ctx, model_id)
+    record["status"] = status
+    await _save(ctx, run.id, model_id, record)
+    return {"model": model_json(run, model_id, record)}
+
+
+async def delete(ctx: Context) -> dict:
+    model_id = ctx.text("model_id", required=True)
+    run, record = await load(ctx, model_id)
+    key = convert.MODEL_TAG + model_id
+    keys = [key] + [t.key for t in run.tags if t.key.startswith(key + _PART)]
+    for name in keys:
+        await ctx.tracking("DeleteTag", api.DeleteTagRequest(run_id=run.id, key=name))
+    return {}
+
+
+async def set_tags(ctx: Context) -> dict:
+    model_id = ctx.text("model_id", required=True)
+    run, record = await load(ctx, model_id)
+    record.setdefault("tags", {}).update(convert.pairs(ctx.items("tags"), "tags"))
+    await _save(ctx, run.id, model_id, record)
+    return {"model": model_json(run, model_id, record)}
+
+
+async def delete_tag(ctx: Context) -> dict:
+    model_id = ctx.text("model_id", required=True)
+    key = ctx.text("tag_key", required=True)
+    run, record = await load(ctx, model_id)
+    if key not in record.get("tags", {}):
+        raise MlflowError.missing(f"No tag with key {key!r:.250} on logged model {model_id}")
+    del record["tags"][key]
+    await _save(ctx, run.id, model_id, record)
+    return {}
+
+
+async def log_params(ctx: Context) -> dict:
+    model_id = ctx.text("model_id", required=True)
+    run, record = await load(ctx, model_id)
+    record.setdefault("params", {}).update(convert.pairs(ctx.items("params"), "params"))
+    await _save(ctx, run.id, model_id, record)
+    return {}
+
+
+async def record_outputs(ctx: Context, run: pb.Run, models: list[tuple[str, int]]) -> None:
+    """log-outputs: a step on the run's own models, a list in a tag for models of other runs."""
+    own = records(run)
+    foreign_tag = next((t.value for t in run.tags if t.key == convert.MODEL_OUTPUTS), None)
+    foreign = [o for o in convert.json_list(foreign_tag) if isinstance(o, dict)]
+    changed = False
+    for model_id, step in models:
+        if model_id in own:
+            if own[model_id].get("step", 0) != step:
+                own[model_id]["step"] = step
+                await _save(ctx, run.id, model_id, own[model_id])
+        else:
+            run_id_of(model_id)  # a model of this server
+            if {"model_id": model_id, "step": step} not in foreign:
+                foreign.append({"model_id": model_id, "step": step})
+                changed = True
+    if changed:
+        await ctx.tracking("SetTag", api.SetTagRequest(run_id=run.id, tag=pb.Tag(
+            key=convert.MODEL_OUTPUTS, value=json.dumps(foreign, separators=(",", ":")))))
+
+
+async def search(ctx: Context) -> dict:
+    experiment_ids = [convert.experiment_id(e, "experiment_ids") for e in ctx.strings("experiment_ids")]
+    if not experiment_ids:
+        raise MlflowError.invalid("experiment_ids must name at least one experiment")
+    if ctx.items("datasets"):
+        raise MlflowError.invalid("searching logged models by dataset is not supported by this server "
+                                  "(metrics are kept on runs, not per model and dataset)")
+    test = filters.predicate(ctx.text("filter"))
+    order = []
+    for item in ctx.items("order_by"):
+        if not isinstance(item, dict) or not item.get("field_name"):
+            raise MlflowError.invalid("order_by items need a field_name")
+        if item.get("dataset_name") or item.get("dataset_digest"):
+            raise MlflowError.invalid("ordering logged models by a dataset's metric is not supported")
+        name = str(item["field_name"]).removeprefix("attributes.")
+        name = {"creation_time": "creation_timestamp", "last_update_time": "last_updated_timestamp"}.get(name, name)
+        order.append((name, item.get("ascending", True) not in (False, "false")))
+    filters.order_keys(order, _ORDERABLE)
+    limit = ctx.integer("max_results", 100)
+    if not 1 <= limit <= 1000:
+        raise MlflowError.invalid(f"max_results must be between 1 and 1000, got {limit}")
+    offset = ctx.text("page_token")
+    if offset and not offset.isdigit():
+        raise MlflowError.invalid("invalid page_token")
+    offset_n = int(offset or 0)
+
+    found = []
+    token = ""
+    while True:
+        answer = await ctx.tracking("SearchRuns", api.SearchRunsRequest(
+            experiment_ids=experiment_ids, filter=f"tags.`{convert.MODELS_MARKER}` IS NOT NULL",
+            page_size=1000, page_token=token))
+        for run in answer.runs:
+            for model_id, record in records(run).items():
+                item = model_json(run, model_id, record)
+                if test(_lookup(item)):
+                    found.append(item)
+        token = answer.next_page_token
+        if not token:
+            break
+
+    def sort_key(item: dict, name: str):
+        value = _attribute(item["info"], name)
+        return (value is None, value)
+
+    found.sort(key=lambda item: (-item["info"]["creation_timestamp_ms"], item["info"]["model_id"]))
+    for name, ascending in reversed(order):
+        found.sort(key=lambda item, name=name: sort_key(item, name), reverse=not ascending)
+    page = found[offset_n:offset_n + limit]
+    more = offset_n + limit < len(found)
+    return {"models": page, **({"next_page_token": str(offset_n + limit)} if more else {})}
+
+
+def _lookup(item: dict):
+    info, data = item["info"], item["data"]
+    tags = {t["key"]: t["value"] for t in info["tags"]}
+    params = {p["key"]: p["value"] for p in data["params"]}
+
+    def lookup(namespace: str, key: str) -> Any:
+        if namespace == "tags":
+            return tags.get(key)
+        if namespace == "params":
+            return params.get(key)
+        if namespace == "metrics":
+            return None
+        return _attribute(info, key)
+
+    return lookup
+
+
+def _attribute(info: dict, name: str) -> Any:
+    if name == "experiment_id":
+        return int(info["experiment_id"])
+    if name in ("creation_timestamp", "last_updated_timestamp"):
+        return info[name + "_ms"]
+    return info.get(name)
+
+
+async def list_artifacts(ctx: Context) -> dict:
+    from gateway.mlflow import artifacts
+
+    model_id = ctx.text("model_id", required=True)
+    run, _ = await load(ctx, model_id)
+    folder = convert.model_folder(model_id)
+    path = ctx.text("artifact_directory_path").strip("/")
+    files = await artifacts.listing(ctx, run.id, f"{folder}/{path}" if path else folder)
+    return {"root_uri": artifact_uri(run, model_id),
+            "files": [artifacts.file_json(f, f.path[len(folder) + 1:]) for f in files]}

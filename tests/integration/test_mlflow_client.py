@@ -1,0 +1,445 @@
+"""The real MLflow client (mlflow-skinny 3.x, in a subprocess) against the gateway's MLflow-compatible
+REST API, with real services behind it; what it wrote is read back through our own client, and
+the other way round."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.mlflow.routes import read_only_rule
+from gateway.server import GatewayOptions, RunningGateway, serve
+from tests.conftest import ServerProcess
+from trial_worker.tracking import TrackingClient, dataset_input, metric
+from tuning.tracking.v1 import registry_pb2 as rpb
+from tuning.tracking.v1 import tracking_pb2 as pb
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
+                                reason="needs mlflow-skinny (the dev extra)")
+
+API = "/api/2.0/mlflow"
+
+
+class Suite:
+    def __init__(self, gateway: RunningGateway, tracking_address: str):
+        self.gateway = gateway
+        self.tracking_address = tracking_address
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+    data = tmp_path_factory.mktemp("mlflow")
+    suggestion = ServerProcess(f"sqlite:///{data / 's.db'}")
+    tracking = ServerProcess(f"sqlite:///{data / 't.db'}", "--artifacts", str(data / "artifacts"),
+                             module="tracking_service")
+    running = serve(GatewayOptions(suggestion_address=suggestion.address, tracking_address=tracking.address))
+    yield Suite(running, tracking.address)
+    running.stop()
+    suggestion.stop()
+    tracking.stop()
+
+
+@pytest.fixture
+def ours(suite: Suite) -> Iterator[TrackingClient]:
+    with TrackingClient(suite.tracking_address) as client:
+        yield client
+
+
+@pytest.fixture
+def http(suite: Suite) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=suite.gateway.url, timeout=30) as client:
+        yield client
+
+
+def run_mlflow(suite: Suite, tmp_path: Path, script: str, **variables: str) -> dict:
+    """Runs ``script`` with the real mlflow client pointed at the gateway; its last line is JSON."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    # Nothing of the machine's MLflow or Databricks setup (~/.mlflow, MLFLOW_* variables) leaks in.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DATABRICKS_"))}
+    env.update({
+        "HOME": str(home), "MLFLOW_TRACKING_URI": suite.gateway.url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+        "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "GIT_PYTHON_REFRESH": "quiet",
+        "PYTHONWARNINGS": "ignore", **variables,
+    })
+    path = tmp_path / "mlflow_script.py"
+    path.write_text(textwrap.dedent(script))
+    done = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+LOGGING_SCRIPT = """
+    import json, os, tempfile
+
+    import mlflow
+    import numpy as np
+    from mlflow import MlflowClient
+    from sklearn.linear_model import LinearRegression
+
+    experiment = os.environ["EXPERIMENT"]
+    model_name = os.environ["MODEL_NAME"]
+    mlflow.set_experiment(experiment)
+    client = MlflowClient()
+    out = {}
+    X = np.arange(20, dtype=float).reshape(10, 2)
+    y = X @ np.array([1.0, 2.0]) + 3.0
+    with mlflow.start_run(run_name="parent") as parent:
+        mlflow.log_param("lr", 0.1)
+        mlflow.log_params({"depth": 3, "booster": "gbtree"})
+        for step in range(5):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        mlflow.log_metrics({"acc": 0.9})
+        mlflow.set_tags({"team": "ml", "scratch": "x"})
+        client.delete_tag(parent.info.run_id, "scratch")
+        folder = tempfile.mkdtemp()
+        with open(os.path.join(folder, "notes.txt"), "w") as f:
+            f.write("hello\\n")
+        mlflow.log_artifact(os.path.join(folder, "notes.txt"))
+        os.makedirs(os.path.join(folder, "tree", "sub"))
+        with open(os.path.join(folder, "tree", "a.bin"), "wb") as f:
+            f.write(bytes(range(256)))
+        with open(os.path.join(folder, "tree", "sub", "b.json"), "w") as f:
+            f.write("{}")
+        mlflow.log_artifacts(os.path.join(folder, "tree"), artifact_path="folder")
+        mlflow.log_dict({"x": 1}, "cfg/config.json")
+        mlflow.log_text("some text", "texts/t.txt")
+        mlflow.log_input(mlflow.data.from_numpy(X, targets=y, name="toy"), context="training")
+        with mlflow.start_run(run_name="child", nested=True) as child:
+            mlflow.log_metric("loss", 0.5, step=1)
+            mlflow.log_metric("loss", 0.25, step=2)
+            model = LinearRegression().fit(X, y)
+            info = mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"],
+                                            serialization_format="cloudpickle")
+            loaded = mlflow.sklearn.load_model(info.model_uri)
+            assert np.allclose(loaded.predict(X), model.predict(X))
+            by_run = mlflow.sklearn.load_model(f"runs:/{child.info.run_id}/model")
+            assert np.allclose(by_run.predict(X), model.predict(X))
+
+    out["experiment_id"] = parent.info.experiment_id
+    out["parent"], out["child"], out["model_id"] = parent.info.run_id, child.info.run_id, info.model_id
+    out["artifact_uri"] = client.get_run(parent.info.run_id).info.artifact_uri
+    out["root"] = sorted(f.path for f in client.list_artifacts(parent.info.run_id))
+    out["folder"] = sorted(f.path for f in client.list_artifacts(parent.info.run_id, "folder"))
+    out["history"] = [(m.step, m.value) for m in client.get_metric_history(parent.info.run_id, "loss")]
+    local = mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="folder/a.bin")
+    assert open(local, "rb").read() == bytes(range(256))
+    assert mlflow.artifacts.load_dict(f"{out['artifact_uri']}/cfg/config.json") == {"x": 1}
+
+    found = mlflow.search_runs(filter_string="metrics.loss < 0.22 AND attributes.status = 'FINISHED'")
+    out["search"] = sorted(found["run_id"])
+    nested = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    out["nested"] = list(nested["run_id"])
+    out["by_param"] = list(mlflow.search_runs(filter_string="params.booster = 'gbtree'")["run_id"])
+    out["logged_model_status"] = client.get_logged_model(info.model_id).status.name
+    child_run = client.get_run(child.info.run_id)
+    out["child_outputs"] = [o.model_id for o in child_run.outputs.model_outputs]
+    inputs = client.get_run(parent.info.run_id).inputs.dataset_inputs
+    out["parent_inputs"] = [(i.dataset.name, i.dataset.digest) for i in inputs]
+
+    version = mlflow.register_model(info.model_uri, model_name)
+    out["version"] = version.version
+    client.set_registered_model_alias(model_name, "champion", version.version)
+    out["by_alias"] = client.get_model_version_by_alias(model_name, "champion").version
+    client.transition_model_version_stage(model_name, version.version, "Production")
+    out["stage"] = client.get_model_version(model_name, version.version).current_stage
+    out["download_uri"] = client.get_model_version_download_uri(model_name, version.version)
+    champion = mlflow.sklearn.load_model(f"models:/{model_name}@champion")
+    assert np.allclose(champion.predict(X), model.predict(X))
+    out["registered"] = [m.name for m in client.search_registered_models(filter_string=f"name = '{model_name}'")]
+    out["versions"] = [v.version for v in client.search_model_versions(f"name = '{model_name}'")]
+    print(json.dumps(out))
+"""
+
+
+def test_the_mlflow_client_logs_searches_stores_models_and_uses_the_registry(suite: Suite, tmp_path: Path,
+                                                                              ours: TrackingClient):
+    model_name = f"mlflow-model-{uuid.uuid4().hex[:8]}"
+    out = run_mlflow(suite, tmp_path, LOGGING_SCRIPT, EXPERIMENT=f"mlflow-{uuid.uuid4().hex[:8]}",
+                     MODEL_NAME=model_name)
+    parent_id, child_id, experiment_id = out["parent"], out["child"], int(out["experiment_id"])
+
+    # What the client saw.
+    assert out["artifact_uri"] == f"mlflow-artifacts:/{experiment_id}/{parent_id}/artifacts"
+    assert out["root"] == ["cfg", "folder", "notes.txt", "texts"]
+    assert out["folder"] == ["folder/a.bin", "folder/sub"]
+    assert out["history"] == [[0, 1.0], [1, 0.5], [2, 1 / 3], [3, 0.25], [4, 0.2]]
+    assert out["search"] == [parent_id]  # latest losses: the parent's 0.2 (step 4), the child's 0.25 (step 2)
+    assert out["nested"] == [child_id]
+    assert out["by_param"] == [parent_id]
+    assert out["logged_model_status"] == "READY"
+    assert out["child_outputs"] == [out["model_id"]]
+    assert [name for name, _ in out["parent_inputs"]] == ["toy"]
+    assert out["version"] == "1" and out["by_alias"] == "1" and out["stage"] == "Production"
+    assert out["download_uri"] == (f"mlflow-artifacts:/{experiment_id}/{child_id}/artifacts/models/"
+                                   f"{out['model_id']}")
+    assert out["registered"] == [model_name] and out["versions"] == ["1"]
+
+    # The same data through our API.
+    parent, child = ours.get_run(parent_id), ours.get_run(child_id)
+    assert parent.name == "parent" and child.name == "child" and child.parent_run_id == parent_id
+    assert parent.experiment_id == child.experiment_id == experiment_id
+    assert parent.status == child.status == pb.RUN_STATUS_FINISHED
+    assert {(p.key, p.value) for p in parent.params} == {("lr", "0.1"), ("depth", "3"), ("booster", "gbtree")}
+    tags = {t.key: t.value for t in parent.tags}
+    assert tags["team"] == "ml" and "scratch" not in tags
+    assert tags["mlflow.runName"] == "parent" and tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.user"]
+    assert {t.key: t.value for t in child.tags}["mlflow.parentRunId"] == parent_id
+    assert [(m.step, m.value) for m in ours.get_metric_history(parent_id, "loss")] == [
+        (0, 1.0), (1, 0.5), (2, 1 / 3), (3, 0.25), (4, 0.2)]
+    assert [(m.step, m.value) for m in ours.get_metric_history(child_id, "loss")] == [(1, 0.5), (2, 0.25)]
+    [used] = parent.inputs
+    assert used.dataset.name == "toy" and used.dataset.digest == out["parent_inputs"][0][1]
+    assert used.context == "training" and used.dataset.source_type
+    assert [(f.path, f.is_dir) for f in ours.list_artifacts(parent_id)] == [
+        ("cfg", True), ("folder", True), ("texts", True), ("notes.txt", False)]
+    assert [f.path for f in ours.list_artifacts(parent_id, "folder/sub")] == ["folder/sub/b.json"]
+    model_files = {f.path.rsplit("/", 1)[-1] for f in ours.list_artifacts(child_id, f"models/{out['model_id']}")}
+    assert {"MLmodel", "model.pkl", "requirements.txt"} <= model_files
+    version = ours.get_model_version(model_name, 1)
+    assert version.run_id == child_id and version.stage == rpb.STAGE_PRODUCTION
+    assert list(version.aliases) == ["champion"]
+    assert version.source == f"runs:/{child_id}/models/{out['model_id']}"
+    assert ours.get_model_version_by_alias(model_name, "champion").version == 1
+
+
+REVERSE_SCRIPT = """
+    import json, os
+
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    out = {}
+    run = client.get_run(os.environ["RUN_ID"])
+    out["name"], out["status"] = run.info.run_name, run.info.status
+    out["params"], out["metrics"], out["tags"] = run.data.params, run.data.metrics, run.data.tags
+    out["artifact_uri"] = run.info.artifact_uri
+    out["inputs"] = [(i.dataset.name, [(t.key, t.value) for t in i.tags]) for i in run.inputs.dataset_inputs]
+    out["history"] = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "auc")]
+    found = mlflow.search_runs(experiment_ids=[os.environ["EXPERIMENT_ID"]], filter_string="metrics.auc > 0.5")
+    out["found"] = list(found["run_id"])
+    out["by_name"] = [r.info.run_id for r in client.search_runs(
+        [os.environ["EXPERIMENT_ID"]], "tags.mlflow.runName = 'ours'")]
+    out["artifact"] = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/notes/hello.txt")
+    try:
+        client.get_run("0" * 32)
+    except MlflowException as error:
+        out["missing"] = [error.error_code, error.get_http_status_code()]
+    try:
+        client.search_runs([os.environ["EXPERIMENT_ID"]], "metrics.auc >")
+    except MlflowException as error:
+        out["bad_filter"] = error.error_code
+    print(json.dumps(out))
+"""
+
+
+def test_runs_logged_with_our_client_read_with_mlflow_and_its_errors(suite: Suite, tmp_path: Path,
+                                                                       ours: TrackingClient):
+    experiment = ours.create_experiment(f"ours-{uuid.uuid4().hex[:8]}")
+    run = ours.create_run(experiment.id, name="ours", tags={"team": "ml"}, user="ana")
+    ours.log_batch(run.id, metrics=[metric("auc", 0.7, step=1), metric("auc", 0.8, step=2)],
+                   params=[pb.Param(key="lr", value="0.1")])
+    ours.log_inputs(run.id, [dataset_input("wine", "abc123", context="training")])
+    notes = tmp_path / "hello.txt"
+    notes.write_text("hi there")
+    ours.upload_file(run.id, notes, "notes")
+    ours.update_run(run.id, status="FINISHED")
+
+    out = run_mlflow(suite, tmp_path, REVERSE_SCRIPT, RUN_ID=run.id, EXPERIMENT_ID=str(experiment.id))
+    assert out["name"] == "ours" and out["status"] == "FINISHED"
+    assert out["params"] == {"lr": "0.1"} and out["metrics"] == {"auc": 0.8}
+    assert out["tags"] == {"team": "ml", "mlflow.runName": "ours", "mlflow.user": "ana"}
+    assert out["artifact_uri"] == f"mlflow-artifacts:/{experiment.id}/{run.id}/artifacts"
+    assert out["inputs"] == [["wine", [["mlflow.data.context", "training"]]]]
+    assert out["history"] == [[1, 0.7], [2, 0.8]]
+    assert out["found"] == [run.id] and out["by_name"] == [run.id]
+    assert out["artifact"] == "hi there"
+    assert out["missing"] == ["RESOURCE_DOES_NOT_EXIST", 404]
+    assert out["bad_filter"] == "INVALID_PARAMETER_VALUE"
+
+
+def mlflow_error(response: httpx.Response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error_code", "message"} and body["error_code"] == code and body["message"], body
+    return body["message"]
+
+
+def test_errors_are_mlflow_json_with_mlflow_status_codes(http: httpx.Client):
+    mlflow_error(http.get(f"{API}/runs/get", params={"run_id": "0" * 32}), 404, "RESOURCE_DOES_NOT_EXIST")
+    mlflow_error(http.get(f"{API}/experiments/get-by-name", params={"experiment_name": "nope"}), 404,
+                 "RESOURCE_DOES_NOT_EXIST")
+    mlflow_error(http.get(f"{API}/runs/get"), 400, "INVALID_PARAMETER_VALUE")  # run_id missing
+    name = f"errors-{uuid.uuid4().hex[:8]}"
+    experiment_id = http.post(f"{API}/experiments/create", json={"name": name}).json()["experiment_id"]
+    mlflow_error(http.post(f"{API}/experiments/create", json={"name": name}), 400, "RESOURCE_ALREADY_EXISTS")
+    message = mlflow_error(http.post(f"{API}/runs/search", json={"experiment_ids": [experiment_id],
+                                                                 "filter": "metrics.x >"}), 400,
+                           "INVALID_PARAMETER_VALUE")
+    assert "position" in message
+    mlflow_error(http.post(f"{API}/runs/search", json={"experiment_ids": [experiment_id],
+                                                       "filter": "datasets.digest = 'x'"}),
+                 400, "INVALID_PARAMETER_VALUE")
+    mlflow_error(http.post(f"{API}/experiments/create", json={"name": "x", "artifact_location": "s3://b/x"}),
+                 400, "INVALID_PARAMETER_VALUE")
+    mlflow_error(http.post(f"{API}/experiments/delete-experiment-tag",
+                           json={"experiment_id": experiment_id, "key": "k"}), 501, "NOT_IMPLEMENTED")
+    mlflow_error(http.post(f"{API}/logged-models", json={"experiment_id": experiment_id, "name": "m"}), 400,
+                 "INVALID_PARAMETER_VALUE")  # a logged model needs its run here
+    mlflow_error(http.get(f"{API}/logged-models/m-{'0' * 40}"), 404, "RESOURCE_DOES_NOT_EXIST")
+    mlflow_error(http.get(f"{API}/no-such-endpoint"), 404, "ENDPOINT_NOT_FOUND")
+    mlflow_error(http.get(f"{API}/runs/create"), 404, "ENDPOINT_NOT_FOUND")
+    run = http.post(f"{API}/runs/create", json={"experiment_id": experiment_id}).json()["run"]["info"]
+    http.post(f"{API}/runs/log-parameter", json={"run_id": run["run_id"], "key": "p", "value": "1"})
+    mlflow_error(http.post(f"{API}/runs/log-parameter", json={"run_id": run["run_id"], "key": "p", "value": "2"}),
+                 400, "INVALID_PARAMETER_VALUE")
+    mlflow_error(http.post(f"{API}/runs/set-tag", json={"run_id": run["run_id"], "key": "tuning.mlflow.models",
+                                                        "value": "x"}), 400, "INVALID_PARAMETER_VALUE")
+    # Proxied artifact paths pass our path checks: no way out of the run's folder in any encoding.
+    base = str(http.base_url).rstrip("/")
+    root = f"{base}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run['run_id']}/artifacts"
+    for path in ("..%2F..%2Fescape.txt", "%2e%2e/%2e%2e/escape.txt", "dir/..%252F..%252Fescape.txt", "a%5C..%5Cb"):
+        response = http.put(httpx.URL(f"{root}/{path}"), content=b"x")
+        assert response.status_code in (400, 404) and response.json()["error_code"], (path, response.text)
+    mlflow_error(http.put(f"/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/x/artifacts/f.txt", content=b"x"),
+                 404, "RESOURCE_DOES_NOT_EXIST")
+    assert http.put(httpx.URL(f"{root}/ok.txt"), content=b"fine", headers={"content-type": "text/plain"}
+                    ).status_code == 200
+    assert http.get(httpx.URL(f"{root}/ok.txt")).content == b"fine"
+    mlflow_error(http.post(f"{API}/model-versions/transition-stage",
+                           json={"name": "nope", "version": "1", "stage": "Shipped"}), 400, "INVALID_PARAMETER_VALUE")
+    mlflow_error(http.get(f"{API}/registered-models/get", params={"name": "nope"}), 404, "RESOURCE_DOES_NOT_EXIST")
+    # The Guard's refusals are in MLflow's shape under MLflow's paths (a form post is still refused).
+    mlflow_error(http.post(f"{API}/runs/create", content=b"experiment_id=0",
+                           headers={"content-type": "application/x-www-form-urlencoded"}), 415, "BAD_REQUEST")
+    mlflow_error(http.get(f"{API}/runs/get", params={"run_id": "x"}, headers={"host": "evil.example"}), 400,
+                 "INVALID_PARAMETER_VALUE")
+    # ... and the gateway's own API keeps its shape.
+    assert http.get("/v1/runs/" + "0" * 32).json()["error"]["status"] == "NOT_FOUND"
+
+
+def test_retried_posts_are_harmless(http: httpx.Client, ours: TrackingClient):
+    experiment_id = http.post(f"{API}/experiments/create",
+                              json={"name": f"retry-{uuid.uuid4().hex[:8]}"}).json()["experiment_id"]
+    body = {"experiment_id": experiment_id, "start_time": 1_700_000_000_000, "user_id": "ana",
+            "tags": [{"key": "mlflow.runName", "value": "once"}]}
+    first = http.post(f"{API}/runs/create", json=body).json()["run"]
+    again = http.post(f"{API}/runs/create", json=body).json()["run"]  # the client's retry after a timeout
+    assert again["info"]["run_id"] == first["info"]["run_id"]
+    other = http.post(f"{API}/runs/create", json={**body, "start_time": 1_700_000_000_001}).json()["run"]
+    assert other["info"]["run_id"] != first["info"]["run_id"]
+    keyed = {**body, "start_time": 1_700_000_000_002}
+    one = http.post(f"{API}/runs/create", json=keyed, headers={"idempotency-key": "a"}).json()["run"]
+    two = http.post(f"{API}/runs/create", json=keyed, headers={"idempotency-key": "b"}).json()["run"]
+    assert one["info"]["run_id"] != two["info"]["run_id"]
+    assert len(list(ours.search_runs([int(experiment_id)], "attributes.run_name = 'once'"))) == 4
+    run_id = first["info"]["run_id"]
+    assert first["info"]["run_name"] == "once" and first["info"]["start_time"] == 1_700_000_000_000
+
+    batch = {"run_id": run_id, "metrics": [{"key": "loss", "value": 0.5, "timestamp": 1, "step": 1},
+                                           {"key": "loss", "value": "NaN", "timestamp": 2, "step": 2}],
+             "params": [{"key": "lr", "value": "0.1"}], "tags": [{"key": "t", "value": "v"}]}
+    for _ in range(3):
+        assert http.post(f"{API}/runs/log-batch", json=batch).status_code == 200
+    history = http.get(f"{API}/metrics/get-history", params={"run_id": run_id, "metric_key": "loss"}).json()
+    assert [(m["step"], m["value"]) for m in history["metrics"]] == [(1, 0.5), (2, "NaN")]
+    assert [m.step for m in ours.get_metric_history(run_id, "loss")] == [1, 2]
+    for _ in range(2):
+        assert http.post(f"{API}/runs/delete-tag", json={"run_id": run_id, "key": "t"}).status_code == 200
+    mlflow_error(http.post(f"{API}/runs/delete-tag", json={"run_id": "0" * 32, "key": "t"}), 404,
+                 "RESOURCE_DOES_NOT_EXIST")
+
+
+def test_history_pages_and_bulk_intervals(http: httpx.Client, ours: TrackingClient):
+    experiment = ours.create_experiment(f"bulk-{uuid.uuid4().hex[:8]}")
+    runs = [ours.create_run(experiment.id).id for _ in range(2)]
+    for i, run_id in enumerate(runs):
+        ours.log_batch(run_id, metrics=[metric("loss", step * 0.1 + i, step=step, timestamp_ms=1000 + step)
+                                        for step in range(0, 100)])
+    page = http.get(f"{API}/metrics/get-history", params={"run_id": runs[0], "metric_key": "loss",
+                                                          "max_results": 30}).json()
+    assert len(page["metrics"]) == 30 and page["next_page_token"]
+    rest = http.get(f"{API}/metrics/get-history", params={"run_id": runs[0], "metric_key": "loss",
+                                                          "max_results": 100,
+                                                          "page_token": page["next_page_token"]}).json()
+    assert [m["step"] for m in page["metrics"] + rest["metrics"]] == list(range(100))
+    bulk = http.get(f"{API}/metrics/get-history-bulk-interval",
+                    params=[("run_ids", runs[0]), ("run_ids", runs[1]), ("metric_key", "loss"),
+                            ("max_results", "10")]).json()["metrics"]
+    for run_id in runs:
+        steps = [m["step"] for m in bulk if m["run_id"] == run_id]
+        assert len(steps) == 10 and steps[0] == 0 and steps == sorted(steps)
+    ranged = http.get(f"{API}/metrics/get-history-bulk-interval",
+                      params={"run_ids": runs[0], "metric_key": "loss", "start_step": 10, "end_step": 12}).json()
+    assert [m["step"] for m in ranged["metrics"]] == [10, 11, 12]
+    mlflow_error(http.get(f"{API}/metrics/get-history-bulk-interval",
+                          params={"run_ids": runs[0], "metric_key": "loss", "start_step": 3}), 400,
+                 "INVALID_PARAMETER_VALUE")
+
+
+def test_searches_translate_mlflow_names(http: httpx.Client, ours: TrackingClient):
+    experiment = ours.create_experiment(f"names-{uuid.uuid4().hex[:8]}")
+    parent = ours.create_run(experiment.id, name="p", user="ana")
+    child = ours.create_run(experiment.id, name="c", parent_run_id=parent.id, user="bob")
+
+    def ids(filter: str, order_by: list[str] | None = None) -> list[str]:
+        answer = http.post(f"{API}/runs/search", json={"experiment_ids": [str(experiment.id)], "filter": filter,
+                                                       "order_by": order_by or []})
+        assert answer.status_code == 200, answer.text
+        return [r["info"]["run_id"] for r in answer.json().get("runs", [])]
+
+    assert ids(f"tags.mlflow.parentRunId = '{parent.id}'") == [child.id]
+    assert ids("tags.`mlflow.runName` = 'p'") == [parent.id]
+    assert ids("attributes.user_id = 'bob'") == [child.id]
+    assert ids("run.run_name IN ('p', 'c')", ["attributes.run_name ASC"]) == [child.id, parent.id]
+    assert ids("attributes.created > 0", ["run_name DESC"]) == [parent.id, child.id]
+    got = http.get(f"{API}/runs/get", params={"run_id": child.id}).json()["run"]
+    assert {"key": "mlflow.parentRunId", "value": parent.id} in got["data"]["tags"]
+    experiments = http.post(f"{API}/experiments/search", json={"filter": f"name = '{experiment.name}'",
+                                                               "order_by": ["creation_time DESC"]}).json()
+    assert [e["experiment_id"] for e in experiments["experiments"]] == [str(experiment.id)]
+    assert experiments["experiments"][0]["artifact_location"] == f"mlflow-artifacts:/{experiment.id}"
+
+
+def test_searches_are_reads_for_tokens():
+    assert read_only_rule("POST", f"{API}/runs/search") is True
+    assert read_only_rule("POST", f"{API}/logged-models/search") is True
+    assert read_only_rule("GET", f"{API}/runs/get") is True
+    assert read_only_rule("POST", f"{API}/runs/create") is False
+    assert read_only_rule("PUT", "/api/2.0/mlflow-artifacts/artifacts/1/x/artifacts/f") is False
+    assert read_only_rule("POST", "/v1/runs:search") is None
+
+
+def test_filters_are_rewritten_into_our_language():
+    from gateway.mlflow import filters
+    from gateway.mlflow.errors import MlflowError
+
+    assert filters.translate_filter(filters.RUNS, "tags.mlflow.runName = 'it''s' and parameters.lr IN ('1', \"2\")") \
+        == "(attributes.run_name = 'it''s') AND (params.`lr` IN ('1', '2'))"
+    assert filters.translate_filter(filters.RUNS, r"attributes.created > 5 OR metrics.`val loss` <= 1e-3") \
+        == "(attributes.start_time > 5) OR (metrics.`val loss` <= 0.001)"
+    assert filters.translate_filter(filters.RUNS, r"params.p LIKE 'a\%' AND tags.x = 'b\\'") \
+        == r"(params.`p` LIKE 'a\\%') AND (tags.`x` = 'b\\')"
+    # MLflow's client filters prompts out of model searches: plain models have no such tag.
+    assert filters.translate_filter(filters.REGISTERED_MODELS, "tag.`mlflow.prompt.is_prompt` != 'true'") \
+        == "tags.`mlflow.prompt.is_prompt` IS NULL OR tags.`mlflow.prompt.is_prompt` != 'true'"
+    assert filters.translate_order_by(filters.MODEL_VERSIONS, ["version_number DESC", "timestamp"]) == [
+        "attributes.version DESC", "attributes.last_update_time"]
+    for bad in ("datasets.name = 'x'", "attributes.artifact_uri = 'x'", "metrics.x >", "nonsense"):
+        with pytest.raises(MlflowError) as caught:
+            filters.translate_filter(filters.RUNS, bad)
+        assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
