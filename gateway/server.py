@@ -22,6 +22,7 @@ import grpc
 import uvicorn
 
 from gateway.app import GuardSettings, create_app, default_allowed_hosts, rpc_read_only_rule
+from gateway.dashboard import routes as dashboard_routes
 from gateway.http_api import HttpApi
 from gateway.mlflow import read_only_rule as mlflow_read_only_rule
 from gateway.mlflow import refusal_body as mlflow_refusal_body
@@ -117,6 +118,7 @@ def build_app(options: GatewayOptions):
     )
     routes = api.routes()
     # The other surfaces (the MLflow-compatible REST API, the dashboard) mount here, on the same stubs.
+    routes += dashboard_routes(stubs, options)
     routes += mlflow_routes(stubs, options)
     read_only_rules.append(mlflow_read_only_rule)
     guard.refusal_bodies.append(mlflow_refusal_body)

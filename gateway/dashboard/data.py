@@ -1,0 +1,488 @@
+"""What the dashboard shows, fetched from the services through the gateway's grpc.aio stubs and
+turned into plain dicts (for Jinja templates and the pages' JSON). The gateway owns no data;
+the one thing kept here is a cache of finished trials' intermediate values (they never change)
+so that a live study page does not ask for every trial's measurements every few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import grpc
+
+from tuning.suggestion.v1 import study_pb2 as spb
+from tuning.suggestion.v1 import suggestion_service_pb2 as sapi
+from tuning.tracking.v1 import registry_pb2 as rpb
+from tuning.tracking.v1 import registry_service_pb2 as rapi
+from tuning.tracking.v1 import tracking_pb2 as tpb
+from tuning.tracking.v1 import tracking_service_pb2 as tapi
+from tuning_common.grpc_errors import error_from_rpc
+
+TIMEOUT = 30.0
+# Fan-out of per-item RPCs (a trial's measurements, a run's metric history).
+CONCURRENCY = 16
+MAX_TRIALS = 20_000
+MAX_RUNS = 5_000
+MAX_EVENTS = 1_000
+MAX_POINTS = 1_000
+MAX_ARTIFACTS = 500
+MAX_COMPARE = 12
+FINISHED_TRIALS = {spb.TRIAL_STATE_COMPLETED, spb.TRIAL_STATE_PRUNED, spb.TRIAL_STATE_FAILED,
+                   spb.TRIAL_STATE_INFEASIBLE, spb.TRIAL_STATE_STALE}
+
+
+def enum_name(enum: Any, value: int, prefix: str) -> str:
+    try:
+        return enum.Name(value).removeprefix(prefix)
+    except ValueError:
+        return str(value)
+
+
+def iso(timestamp: Any, present: bool = True) -> str | None:
+    if not present or (timestamp.seconds == 0 and timestamp.nanos == 0):
+        return None
+    return timestamp.ToDatetime(tzinfo=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def seconds_between(start: Any, end: Any) -> float | None:
+    if start.seconds == 0 and start.nanos == 0:
+        return None
+    if end.seconds == 0 and end.nanos == 0:
+        return max(0.0, time.time() - start.ToNanoseconds() / 1e9)
+    return (end.ToNanoseconds() - start.ToNanoseconds()) / 1e9
+
+
+def number(value: float) -> float | None:
+    """JSON has no NaN or infinity: those become null."""
+    return value if math.isfinite(value) else None
+
+
+def param_value(value: spb.ParameterValue) -> Any:
+    kind = value.WhichOneof("kind")
+    return None if kind is None else getattr(value, kind)
+
+
+def filter_string(text: str) -> str:
+    """A quoted string of the services' filter language."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+class Services:
+    """The three stubs, with the caller's metadata (its bearer token) forwarded on every call."""
+
+    def __init__(self, stubs: Mapping[str, Any], metadata: tuple[tuple[str, str], ...] = ()):
+        self.stubs = stubs
+        self.metadata = metadata
+
+    async def call(self, service: str, rpc: str, request: Any) -> Any:
+        try:
+            return await getattr(self.stubs[service], rpc)(request, timeout=TIMEOUT, metadata=self.metadata)
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
+
+    def suggestion(self, rpc: str, request: Any) -> Awaitable[Any]:
+        return self.call("SuggestionService", rpc, request)
+
+    def tracking(self, rpc: str, request: Any) -> Awaitable[Any]:
+        return self.call("TrackingService", rpc, request)
+
+    def registry(self, rpc: str, request: Any) -> Awaitable[Any]:
+        return self.call("ModelRegistryService", rpc, request)
+
+    async def pages(self, fetch: Callable[[str], Awaitable[Any]], items: str, limit: int) -> tuple[list[Any], bool]:
+        """Every page's ``items`` up to ``limit``; the flag says whether there were more."""
+        found: list[Any] = []
+        token = ""
+        while True:
+            answer = await fetch(token)
+            found.extend(getattr(answer, items))
+            token = answer.next_page_token
+            if not token:
+                return found[:limit], len(found) > limit
+            if len(found) >= limit:
+                return found[:limit], True
+
+
+async def gather_limited(calls: Iterable[Awaitable[Any]], limit: int = CONCURRENCY) -> list[Any]:
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(call: Awaitable[Any]) -> Any:
+        async with semaphore:
+            return await call
+
+    return await asyncio.gather(*(one(call) for call in calls))
+
+
+# --- studies -------------------------------------------------------------------------------------
+
+
+def objectives(study: spb.Study) -> list[dict[str, str]]:
+    return [{"metric": o.metric, "direction": "maximize" if o.direction == spb.DIRECTION_MAXIMIZE else "minimize"}
+            for o in study.spec.objectives]
+
+
+def param_specs(spec: spb.StudySpec) -> list[dict[str, Any]]:
+    specs = []
+    for p in spec.parameters:
+        kind = p.WhichOneof("domain") or "unknown"
+        item: dict[str, Any] = {"name": p.name, "kind": kind.removesuffix("_range")}
+        if kind in ("float_range", "int_range"):
+            domain = getattr(p, kind)
+            item.update(low=domain.low, high=domain.high, log=domain.scale == spb.SCALE_LOG)
+        elif kind == "categorical":
+            item["choices"] = [param_value(c) for c in p.categorical.choices]
+        elif kind == "fixed":
+            item["choices"] = [param_value(p.fixed.value)]
+        if p.HasField("condition") and p.condition.parent:
+            item["condition"] = {"parent": p.condition.parent, "values": [param_value(v) for v in p.condition.values]}
+        specs.append(item)
+    return specs
+
+
+def counts(study: spb.Study) -> dict[str, int]:
+    c = study.trial_counts
+    return {"queued": c.queued, "active": c.active, "completed": c.completed, "pruned": c.pruned,
+            "failed": c.failed, "infeasible": c.infeasible, "stale": c.stale}
+
+
+def study_summary(study: spb.Study) -> dict[str, Any]:
+    spec = study.spec
+    tally = counts(study)
+    return {
+        "name": study.name,
+        "state": enum_name(spb.StudyState, study.state, "STUDY_STATE_"),
+        "algorithm": spec.algorithm.name or "default",
+        "pruner": spec.pruner.name if spec.HasField("pruner") else "",
+        "pruner_metric": _pruner_metric(spec),
+        "fidelity": spec.fidelity.name if spec.HasField("fidelity") else "",
+        "objectives": objectives(study),
+        "counts": tally,
+        "total": sum(tally.values()),
+        "max_trials": spec.max_trials,
+        "create_time": iso(study.create_time, study.HasField("create_time")),
+        "update_time": iso(study.update_time, study.HasField("update_time")),
+    }
+
+
+def _pruner_metric(spec: spb.StudySpec) -> str:
+    if not spec.HasField("pruner"):
+        return ""
+    settings = spec.pruner.settings
+    metric = settings.fields.get("metric")
+    return metric.string_value if metric is not None else ""
+
+
+def objective_value(metrics: Iterable[spb.Metric], metric: str) -> float | None:
+    for item in metrics:
+        if item.name == metric:
+            return number(item.value)
+    return None
+
+
+async def list_studies(services: Services) -> list[dict[str, Any]]:
+    studies, _ = await services.pages(
+        lambda token: services.suggestion("ListStudies", sapi.ListStudiesRequest(page_size=1000, page_token=token)),
+        "studies", 10_000)
+    bests = await gather_limited(services.suggestion("GetBestTrials", sapi.GetBestTrialsRequest(study=s.name))
+                                 for s in studies)
+    rows = []
+    for study, best in zip(studies, bests):
+        row = study_summary(study)
+        goals = row["objectives"]
+        row["best"] = None
+        if best.trials and goals:
+            if len(goals) == 1:
+                trial = best.trials[0]
+                row["best"] = {"value": objective_value(trial.metrics, goals[0]["metric"]), "number": trial.number}
+            else:
+                row["best"] = {"pareto": len(best.trials)}
+        rows.append(row)
+    return rows
+
+
+class MeasurementCache:
+    """Intermediate values by trial, refetched only when a trial's last measurement changed."""
+
+    def __init__(self, size: int = 50_000):
+        self.size = size
+        self.entries: OrderedDict[tuple, list[dict[str, Any]]] = OrderedDict()
+
+    @staticmethod
+    def key(trial: spb.Trial) -> tuple:
+        last = trial.last_measurement
+        return (trial.study, trial.id, trial.number, last.step, last.create_time.seconds, last.create_time.nanos,
+                trial.state in FINISHED_TRIALS)
+
+    def get(self, trial: spb.Trial) -> list[dict[str, Any]] | None:
+        key = self.key(trial)
+        found = self.entries.get(key)
+        if found is not None:
+            self.entries.move_to_end(key)
+        return found
+
+    def put(self, trial: spb.Trial, measurements: list[dict[str, Any]]) -> None:
+        self.entries[self.key(trial)] = measurements
+        self.entries.move_to_end(self.key(trial))
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+
+def _measurements(answer: sapi.ListMeasurementsResponse) -> list[dict[str, Any]]:
+    return [{"step": m.step, "values": {x.name: number(x.value) for x in m.metrics}} for m in answer.measurements]
+
+
+async def study_detail(services: Services, name: str, cache: MeasurementCache) -> dict[str, Any]:
+    study = (await services.suggestion("GetStudy", sapi.GetStudyRequest(name=name))).study
+    trials, truncated = await services.pages(
+        lambda token: services.suggestion("ListTrials", sapi.ListTrialsRequest(study=name, page_size=1000,
+                                                                               page_token=token)),
+        "trials", MAX_TRIALS)
+    measured = [t for t in trials if t.HasField("last_measurement") and cache.get(t) is None]
+    answers = await gather_limited(services.suggestion("ListMeasurements", sapi.ListMeasurementsRequest(trial_id=t.id))
+                                   for t in measured)
+    for trial, answer in zip(measured, answers):
+        cache.put(trial, _measurements(answer))
+    summary = study_summary(study)
+    goals = summary["objectives"]
+    rows = []
+    for trial in trials:
+        values = {m.name: number(m.value) for m in trial.metrics}
+        rows.append({
+            "number": trial.number,
+            "id": trial.id,
+            "state": enum_name(spb.TrialState, trial.state, "TRIAL_STATE_"),
+            "params": {k: param_value(v) for k, v in sorted(trial.parameters.items())},
+            "values": values,
+            "objectives": [values.get(g["metric"]) for g in goals],
+            "budget": trial.budget if trial.HasField("budget") else None,
+            "worker": trial.worker_id,
+            "run_id": trial.run_id,
+            "reason": trial.reason,
+            "start_time": iso(trial.start_time, trial.HasField("start_time")),
+            "end_time": iso(trial.end_time, trial.HasField("end_time")),
+            "duration": seconds_between(trial.start_time, trial.end_time) if trial.HasField("start_time") else None,
+            "intermediate": (cache.get(trial) or []) if trial.HasField("last_measurement") else [],
+        })
+    return {"study": summary, "params": param_specs(study.spec), "trials": rows, "truncated": truncated,
+            "generated_at": iso_now()}
+
+
+def iso_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def importance_inputs(services: Services, name: str, metric: str | None
+                            ) -> tuple[str, list[dict[str, Any]], list[float], list[str]]:
+    """The objective (``metric``, default the first), completed trials' parameters and values, and
+    the parameters to rank."""
+    study = (await services.suggestion("GetStudy", sapi.GetStudyRequest(name=name))).study
+    goals = [o.metric for o in study.spec.objectives]
+    if metric is None or metric not in goals:
+        metric = goals[0] if goals else ""
+    trials, _ = await services.pages(
+        lambda token: services.suggestion("ListTrials", sapi.ListTrialsRequest(
+            study=name, states=[spb.TRIAL_STATE_COMPLETED], page_size=1000, page_token=token)),
+        "trials", MAX_TRIALS)
+    params, values = [], []
+    for trial in trials:
+        value = objective_value(trial.metrics, metric)
+        if value is not None:
+            params.append({k: param_value(v) for k, v in trial.parameters.items()})
+            values.append(value)
+    names = [p.name for p in study.spec.parameters if p.WhichOneof("domain") != "fixed"]
+    return metric, params, values, names
+
+
+# --- experiments and runs ------------------------------------------------------------------------
+
+
+def tags(items: Iterable[tpb.Tag]) -> dict[str, str]:
+    return {t.key: t.value for t in items}
+
+
+def experiment_summary(experiment: tpb.Experiment) -> dict[str, Any]:
+    return {"id": experiment.id, "name": experiment.name, "artifact_location": experiment.artifact_location,
+            "lifecycle_stage": enum_name(tpb.LifecycleStage, experiment.lifecycle_stage, "LIFECYCLE_STAGE_"),
+            "tags": tags(experiment.tags),
+            "create_time": iso(experiment.create_time, experiment.HasField("create_time")),
+            "update_time": iso(experiment.update_time, experiment.HasField("update_time"))}
+
+
+async def list_experiments(services: Services) -> list[dict[str, Any]]:
+    experiments, _ = await services.pages(
+        lambda token: services.tracking("SearchExperiments", tapi.SearchExperimentsRequest(
+            page_size=1000, page_token=token, order_by=["create_time DESC"])),
+        "experiments", 10_000)
+    return [experiment_summary(e) for e in experiments]
+
+
+async def study_names(services: Services) -> set[str]:
+    try:
+        studies, _ = await services.pages(
+            lambda token: services.suggestion("ListStudies", sapi.ListStudiesRequest(page_size=1000,
+                                                                                     page_token=token)),
+            "studies", 10_000)
+    except Exception:  # the suggestion service is optional for the tracking pages
+        return set()
+    return {s.name for s in studies}
+
+
+def trial_link(link: tpb.TrialLink) -> dict[str, Any] | None:
+    if not link.study:
+        return None
+    return {"study": link.study, "trial_id": link.trial_id, "number": link.trial_number}
+
+
+def run_summary(run: tpb.Run) -> dict[str, Any]:
+    return {
+        "id": run.id, "experiment_id": run.experiment_id, "name": run.name,
+        "status": enum_name(tpb.RunStatus, run.status, "RUN_STATUS_"),
+        "start_time": iso(run.start_time, run.HasField("start_time")),
+        "end_time": iso(run.end_time, run.HasField("end_time")),
+        "duration": seconds_between(run.start_time, run.end_time) if run.HasField("start_time") else None,
+        "lifecycle_stage": enum_name(tpb.LifecycleStage, run.lifecycle_stage, "LIFECYCLE_STAGE_"),
+        "parent_run_id": run.parent_run_id, "run_group": run.run_group, "artifact_uri": run.artifact_uri,
+        "user": run.user,
+        "params": {p.key: p.value for p in sorted(run.params, key=lambda p: p.key)},
+        "tags": dict(sorted(tags(run.tags).items())),
+        "metrics": {m.key: {"value": number(m.value), "step": m.step, "timestamp": iso(m.timestamp)}
+                    for m in sorted(run.latest_metrics, key=lambda m: m.key)},
+        "inputs": [{"name": i.dataset.name, "digest": i.dataset.digest, "source_type": i.dataset.source_type,
+                    "source": i.dataset.source, "context": i.context, "tags": tags(i.tags)} for i in run.inputs],
+        "trial": trial_link(run.trial),
+    }
+
+
+async def experiment_runs(services: Services, experiment_id: int, filter: str = "",
+                          order_by: str = "") -> dict[str, Any]:
+    experiment = (await services.tracking("GetExperiment",
+                                          tapi.GetExperimentRequest(experiment_id=experiment_id))).experiment
+    runs, truncated = await services.pages(
+        lambda token: services.tracking("SearchRuns", tapi.SearchRunsRequest(
+            experiment_ids=[experiment_id], filter=filter, order_by=[order_by] if order_by else [],
+            page_size=1000, page_token=token)),
+        "runs", MAX_RUNS)
+    rows = [run_summary(r) for r in runs]
+    return {"experiment": experiment_summary(experiment), "runs": rows, "truncated": truncated,
+            "param_keys": sorted({k for r in rows for k in r["params"]}),
+            "metric_keys": sorted({k for r in rows for k in r["metrics"]})}
+
+
+async def metric_history(services: Services, run_id: str, key: str) -> list[list[float | None]]:
+    answer = await services.tracking("GetMetricHistory", tapi.GetMetricHistoryRequest(
+        run_id=run_id, key=key, max_points=MAX_POINTS))
+    return [[m.step, number(m.value), m.timestamp.ToMilliseconds()] for m in answer.metrics]
+
+
+async def artifacts(services: Services, run_id: str) -> tuple[list[dict[str, Any]], bool]:
+    """The run's artifact files, folders walked breadth first, up to MAX_ARTIFACTS entries."""
+    found: list[dict[str, Any]] = []
+    folders = [""]
+    while folders and len(found) < MAX_ARTIFACTS:
+        folder = folders.pop(0)
+        answer = await services.tracking("ListArtifacts", tapi.ListArtifactsRequest(run_id=run_id, path=folder))
+        for info in sorted(answer.files, key=lambda f: f.path):
+            found.append({"path": info.path, "is_dir": info.is_dir, "size": info.size})
+            if info.is_dir:
+                folders.append(info.path)
+    return found[:MAX_ARTIFACTS], bool(folders) or len(found) > MAX_ARTIFACTS
+
+
+async def run_detail(services: Services, run_id: str) -> dict[str, Any]:
+    run = (await services.tracking("GetRun", tapi.GetRunRequest(run_id=run_id))).run
+    summary = run_summary(run)
+    keys = list(summary["metrics"])
+    histories = await gather_limited(metric_history(services, run_id, key) for key in keys)
+    experiment, files, versions = await asyncio.gather(
+        services.tracking("GetExperiment", tapi.GetExperimentRequest(experiment_id=run.experiment_id)),
+        artifacts(services, run_id),
+        services.registry("SearchModelVersions", rapi.SearchModelVersionsRequest(
+            filter=f"run_id = {filter_string(run_id)}", page_size=100)),
+    )
+    return {"run": summary, "experiment": experiment_summary(experiment.experiment),
+            "histories": dict(zip(keys, histories)), "artifacts": files[0], "artifacts_truncated": files[1],
+            "model_versions": [version_summary(v) for v in versions.model_versions]}
+
+
+async def compare_runs(services: Services, run_ids: list[str]) -> dict[str, Any]:
+    answers = await gather_limited(services.tracking("GetRun", tapi.GetRunRequest(run_id=r)) for r in run_ids)
+    runs = [run_summary(a.run) for a in answers]
+    param_keys = sorted({k for r in runs for k in r["params"]})
+    metric_keys = sorted({k for r in runs for k in r["metrics"]})
+    wanted = [(r["id"], k) for r in runs for k in metric_keys if k in r["metrics"]]
+    histories = await gather_limited(metric_history(services, run_id, key) for run_id, key in wanted)
+    curves: dict[str, dict[str, list]] = {}
+    for (run_id, key), points in zip(wanted, histories):
+        curves.setdefault(key, {})[run_id] = points
+
+    def differs(values: list[Any]) -> bool:
+        return len({repr(v) for v in values}) > 1
+
+    return {
+        "runs": runs, "param_keys": param_keys, "metric_keys": metric_keys,
+        "param_differs": {k: differs([r["params"].get(k) for r in runs]) for k in param_keys},
+        "metric_differs": {k: differs([(r["metrics"].get(k) or {}).get("value") for r in runs])
+                           for k in metric_keys},
+        "tag_keys": sorted({k for r in runs for k in r["tags"]}),
+        "tag_differs": {k: differs([r["tags"].get(k) for r in runs]) for r in runs for k in r["tags"]},
+        "curves": curves,
+    }
+
+
+# --- registry ------------------------------------------------------------------------------------
+
+
+def version_summary(version: rpb.ModelVersion) -> dict[str, Any]:
+    return {
+        "name": version.name, "version": version.version, "source": version.source, "run_id": version.run_id,
+        "status": enum_name(rpb.ModelVersionStatus, version.status, "MODEL_VERSION_STATUS_"),
+        "stage": enum_name(rpb.Stage, version.stage, "STAGE_").title(),
+        "description": version.description, "tags": tags(version.tags), "aliases": list(version.aliases),
+        "user": version.user, "experiment_id": version.experiment_id, "trial": trial_link(version.trial),
+        "create_time": iso(version.create_time, version.HasField("create_time")),
+        "update_time": iso(version.update_time, version.HasField("update_time")),
+    }
+
+
+def model_summary(model: rpb.RegisteredModel) -> dict[str, Any]:
+    return {
+        "name": model.name, "description": model.description, "tags": tags(model.tags),
+        "aliases": dict(sorted(model.aliases.items())),
+        "latest_versions": [version_summary(v) for v in model.latest_versions],
+        "create_time": iso(model.create_time, model.HasField("create_time")),
+        "update_time": iso(model.update_time, model.HasField("update_time")),
+    }
+
+
+async def list_models(services: Services) -> list[dict[str, Any]]:
+    models, _ = await services.pages(
+        lambda token: services.registry("SearchRegisteredModels", rapi.SearchRegisteredModelsRequest(
+            page_size=1000, page_token=token)),
+        "registered_models", 10_000)
+    return [model_summary(m) for m in models]
+
+
+def event_summary(event: rpb.RegistryEvent) -> dict[str, Any]:
+    return {"id": event.id, "version": event.version,
+            "action": enum_name(rpb.RegistryAction, event.action, "REGISTRY_ACTION_").replace("_", " ").lower(),
+            "from": event.from_value, "to": event.to_value, "alias": event.alias, "actor": event.actor,
+            "reason": event.reason, "time": iso(event.time, event.HasField("time"))}
+
+
+async def model_detail(services: Services, name: str) -> dict[str, Any]:
+    model = (await services.registry("GetRegisteredModel", rapi.GetRegisteredModelRequest(name=name))).registered_model
+    versions, events = await asyncio.gather(
+        services.pages(lambda token: services.registry("SearchModelVersions", rapi.SearchModelVersionsRequest(
+            filter=f"name = {filter_string(name)}", page_size=1000, page_token=token)),
+            "model_versions", 10_000),
+        services.pages(lambda token: services.registry("ListRegistryEvents", rapi.ListRegistryEventsRequest(
+            name=name, page_size=1000, page_token=token)), "events", MAX_EVENTS),
+    )
+    return {"model": model_summary(model), "versions": [version_summary(v) for v in versions[0]],
+            "events": [event_summary(e) for e in events[0]], "events_truncated": events[1]}

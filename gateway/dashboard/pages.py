@@ -1,0 +1,386 @@
+"""The dashboard's routes: HTML pages rendered with Jinja2 (autoescaped), the JSON the pages
+poll, the static files (CSS, JS) and plotly.js from the installed ``plotly`` package, so the
+dashboard works offline.
+
+Every page gets a Content-Security-Policy that allows scripts only from this origin (no inline
+script: the pages' data travels in ``<script type="application/json">`` blocks, encoded so
+that ``<``, ``>`` and ``&`` cannot end them), ``X-Content-Type-Options: nosniff`` and
+``frame-ancestors 'none'``. The dashboard only reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import importlib.metadata
+import importlib.resources
+import importlib.util
+import math
+import mimetypes
+import threading
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from gateway.dashboard import data
+from gateway.dashboard.importance import MIN_TRIALS, parameter_importance
+from gateway.errors import error_response, http_status
+from gateway.http_api import forwarded
+from tuning_common.errors import InvalidArgument, TuningError
+
+# plotly.js styles its charts with inline style attributes and a <style> element it writes, so
+# styles may be inline; scripts may not.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+       "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+COMMON_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "same-origin"}
+PAGE_HEADERS = {**COMMON_HEADERS, "content-security-policy": CSP, "x-frame-options": "DENY",
+                "cache-control": "no-store"}
+JSON_HEADERS = {**COMMON_HEADERS, "cache-control": "no-store"}
+IMMUTABLE = "public, max-age=31536000, immutable"
+REFRESH_DEFAULT, REFRESH_MIN, REFRESH_MAX = 5, 1, 60
+IMPORTANCE_CACHE = 64
+
+IMPORTANCE_HELP = (
+    "How much of the objective's variation each parameter explains. A random forest (scikit-learn's "
+    "RandomForestRegressor, 64 trees) is fitted on the completed trials' parameters -> objective; a "
+    "parameter's importance is the mean decrease in impurity of the splits on it (categorical parameters "
+    "one-hot encoded, their columns summed), normalised to sum to 1. As Optuna's mean-decrease-impurity "
+    f"evaluator; it needs at least {MIN_TRIALS} completed trials and says nothing about interactions or "
+    "direction.")
+
+
+def _plotly_file() -> Path | None:
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "package_data" / "plotly.min.js"
+    return path if path.is_file() else None
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
+class Asset:
+    """One static file, in memory, with a gzip copy made on first demand."""
+
+    def __init__(self, body: bytes, media_type: str):
+        self.body = body
+        self.media_type = media_type
+        self.etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+        self._gzipped: bytes | None = None
+        self._lock = threading.Lock()
+
+    def gzipped(self) -> bytes:
+        with self._lock:
+            if self._gzipped is None:
+                self._gzipped = gzip.compress(self.body, 6, mtime=0)
+            return self._gzipped
+
+
+class StaticFiles:
+    """The package's static/ folder plus plotly.min.js (read lazily: it is 4-5 MB)."""
+
+    def __init__(self) -> None:
+        self.assets: dict[str, Asset] = {}
+        folder = importlib.resources.files("gateway.dashboard") / "static"
+        for item in folder.iterdir():
+            if item.is_file():
+                media_type = mimetypes.guess_type(item.name)[0] or "application/octet-stream"
+                if media_type.startswith("text/") or media_type.endswith("javascript"):
+                    media_type += "; charset=utf-8"
+                self.assets[item.name] = Asset(item.read_bytes(), media_type)
+        self.plotly_path = _plotly_file()
+        self.plotly_version = _version("plotly")
+        self._plotly: Asset | None = None
+        self._lock = threading.Lock()
+
+    def url(self, name: str) -> str:
+        if name == "plotly.min.js":
+            return f"/ui/static/plotly.min.js?v={self.plotly_version}"
+        asset = self.assets[name]
+        return f"/ui/static/{name}?v={asset.etag.strip(chr(34))[:12]}"
+
+    def get(self, name: str) -> Asset | None:
+        if name == "plotly.min.js":
+            with self._lock:
+                if self._plotly is None and self.plotly_path is not None:
+                    self._plotly = Asset(self.plotly_path.read_bytes(), "text/javascript; charset=utf-8")
+            return self._plotly
+        return self.assets.get(name)
+
+    async def respond(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        asset = await asyncio.to_thread(self.get, name)
+        if asset is None:
+            return Response(f"no static file {name}", status_code=404, media_type="text/plain",
+                            headers=COMMON_HEADERS)
+        gzipped = "gzip" in request.headers.get("accept-encoding", "") and len(asset.body) > 1024
+        # Each encoding is a representation of its own, with an ETag of its own.
+        etag = asset.etag[:-1] + '-gz"' if gzipped else asset.etag
+        headers = {**COMMON_HEADERS, "etag": etag, "vary": "accept-encoding",
+                   "cache-control": IMMUTABLE if request.query_params.get("v") else "no-cache"}
+        if etag in (tag.strip() for tag in request.headers.get("if-none-match", "").split(",")):
+            return Response(status_code=304, headers=headers)
+        body = asset.body
+        if gzipped:
+            body = await asyncio.to_thread(asset.gzipped)
+            headers["content-encoding"] = "gzip"
+        return Response(body, media_type=asset.media_type, headers=headers)
+
+
+# --- formatting for the templates ------------------------------------------------------------------
+
+
+def fmt_time(text: str | None) -> str:
+    if not text:
+        return ""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
+
+
+def fmt_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.6g}"
+    return str(value)
+
+
+def fmt_bytes(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def sort_key(value: Any) -> str:
+    """A ``data-sort`` attribute: numbers as numbers, the rest as text."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(float(value)) if math.isfinite(value) else ""
+    try:
+        return repr(float(value)) if math.isfinite(float(value)) else str(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def short_value(text: Any) -> str:
+    """A param value for a table cell: numbers to 6 significant digits, long text cut."""
+    text = str(text)
+    try:
+        number = float(text)
+    except ValueError:
+        return text if len(text) <= 80 else text[:79] + "…"
+    if not math.isfinite(number) or text.strip().lstrip("-").isdigit():
+        return text
+    return f"{number:.6g}"
+
+
+def path_url(text: str, safe: str = "") -> str:
+    return urllib.parse.quote(str(text), safe=safe)
+
+
+def best_value_text(best: Mapping[str, Any] | None) -> str:
+    if not best:
+        return ""
+    if "pareto" in best:
+        return f"{best['pareto']} on the Pareto front"
+    return fmt_value(best.get("value"))
+
+
+def _environment(static: StaticFiles) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("gateway.dashboard", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.globals.update(static=static.url, importance_help=IMPORTANCE_HELP, min_trials=MIN_TRIALS,
+                       plotly_available=static.plotly_path is not None)
+    env.filters.update(time=fmt_time, duration=fmt_duration, value=fmt_value, bytes=fmt_bytes, sortkey=sort_key,
+                       path=path_url, best=best_value_text, short=short_value)
+    return env
+
+
+# --- the routes ------------------------------------------------------------------------------------
+
+
+class Dashboard:
+    def __init__(self, stubs: Mapping[str, Any], options: Any = None):
+        self.stubs = stubs
+        self.options = options
+        self.static = StaticFiles()
+        self.env = _environment(self.static)
+        self.measurements = data.MeasurementCache()
+        self.importance_cache: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+        self.importance_slots = asyncio.Semaphore(2)
+
+    def services(self, request: Request) -> data.Services:
+        return data.Services(self.stubs, forwarded(request))
+
+    def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        html = self.env.get_template(name).render(**context)
+        return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+
+    def page(self, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except TuningError as error:
+                status = http_status(error)
+                return self.render("error.html", status=status, status_code=status, code=error.code,
+                                   message=error.message, section="")
+
+        return endpoint
+
+    def api(self, handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                document = await handler(request)
+            except TuningError as error:
+                response = error_response(error)
+                response.headers.update(JSON_HEADERS)
+                return response
+            return JSONResponse(document, headers=JSON_HEADERS)
+
+        return endpoint
+
+    def routes(self) -> list[BaseRoute]:
+        page, api = self.page, self.api
+        return [
+            Route("/", to_dashboard, methods=["GET"]),
+            Route("/ui", to_dashboard, methods=["GET"]),
+            Route("/ui/", page(self.studies_page), methods=["GET"], name="dashboard"),
+            Route("/ui/studies", page(self.studies_page), methods=["GET"]),
+            Route("/ui/studies/{name:path}", page(self.study_page), methods=["GET"]),
+            Route("/ui/experiments", page(self.experiments_page), methods=["GET"]),
+            Route("/ui/experiments/{experiment_id:int}", page(self.runs_page), methods=["GET"]),
+            Route("/ui/runs/{run_id}", page(self.run_page), methods=["GET"]),
+            Route("/ui/compare", page(self.compare_page), methods=["GET"]),
+            Route("/ui/models", page(self.models_page), methods=["GET"]),
+            Route("/ui/models/{name:path}", page(self.model_page), methods=["GET"]),
+            Route("/ui/api/studies/{name:path}", api(self.study_json), methods=["GET"]),
+            Route("/ui/api/importance/{name:path}", api(self.importance_json), methods=["GET"]),
+            Route("/ui/static/{name}", self.static.respond, methods=["GET"]),
+        ]
+
+    # --- studies ---
+
+    async def studies_page(self, request: Request) -> Response:
+        studies = await data.list_studies(self.services(request))
+        return self.render("studies.html", section="studies", studies=studies)
+
+    async def study_page(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        detail = await data.study_detail(self.services(request), name, self.measurements)
+        try:
+            refresh = int(request.query_params.get("refresh", REFRESH_DEFAULT))
+        except ValueError:
+            refresh = REFRESH_DEFAULT
+        refresh = min(max(refresh, REFRESH_MIN), REFRESH_MAX)
+        return self.render("study.html", section="studies", study=detail["study"], detail=detail, refresh=refresh)
+
+    async def study_json(self, request: Request) -> dict[str, Any]:
+        return await data.study_detail(self.services(request), request.path_params["name"], self.measurements)
+
+    async def importance_json(self, request: Request) -> dict[str, Any]:
+        name = request.path_params["name"]
+        metric, params, values, names = await data.importance_inputs(
+            self.services(request), name, request.query_params.get("objective"))
+        key = (name, metric, tuple(names), hashlib.sha256(repr((params, values)).encode()).hexdigest())
+        cached = self.importance_cache.get(key)
+        if cached is None:
+            async with self.importance_slots:
+                result = await asyncio.to_thread(parameter_importance, params, values, names=names)
+            cached = {"objective": metric, **result.to_json()}
+            self.importance_cache[key] = cached
+            while len(self.importance_cache) > IMPORTANCE_CACHE:
+                self.importance_cache.popitem(last=False)
+        self.importance_cache.move_to_end(key)
+        return cached
+
+    # --- experiments and runs ---
+
+    async def experiments_page(self, request: Request) -> Response:
+        services = self.services(request)
+        experiments, studies = await asyncio.gather(data.list_experiments(services), data.study_names(services))
+        return self.render("experiments.html", section="experiments", experiments=experiments, studies=studies)
+
+    async def runs_page(self, request: Request) -> Response:
+        experiment_id = request.path_params["experiment_id"]
+        query = request.query_params
+        filter_text, order_by = query.get("filter", ""), query.get("order_by", "")
+        services = self.services(request)
+        problem = ""
+        try:
+            runs = await data.experiment_runs(services, experiment_id, filter_text, order_by)
+        except InvalidArgument as error:
+            if not (filter_text or order_by):
+                raise
+            problem = error.message
+            runs = await data.experiment_runs(services, experiment_id)
+        studies = await data.study_names(services)
+        return self.render("runs.html", section="experiments", problem=problem, filter=filter_text,
+                           order_by=order_by, studies=studies, **runs)
+
+    async def run_page(self, request: Request) -> Response:
+        detail = await data.run_detail(self.services(request), request.path_params["run_id"])
+        return self.render("run.html", section="experiments", **detail)
+
+    async def compare_page(self, request: Request) -> Response:
+        run_ids = list(dict.fromkeys(r for value in request.query_params.getlist("runs")
+                                     for r in value.replace(",", " ").split()))
+        if not 2 <= len(run_ids) <= data.MAX_COMPARE:
+            message = ("pick at least two runs to compare (the checkboxes of an experiment's runs)"
+                       if len(run_ids) < 2 else f"at most {data.MAX_COMPARE} runs can be compared at once")
+            return self.render("error.html", status=400, status_code=400, code="INVALID_ARGUMENT",
+                               section="experiments", message=message)
+        comparison = await data.compare_runs(self.services(request), run_ids)
+        return self.render("compare.html", section="experiments", **comparison)
+
+    # --- registry ---
+
+    async def models_page(self, request: Request) -> Response:
+        models = await data.list_models(self.services(request))
+        return self.render("models.html", section="models", models=models)
+
+    async def model_page(self, request: Request) -> Response:
+        detail = await data.model_detail(self.services(request), request.path_params["name"])
+        return self.render("model.html", section="models", **detail)
+
+
+async def to_dashboard(request: Request) -> Response:
+    return RedirectResponse("/ui/", status_code=302, headers=COMMON_HEADERS)
+
+
+def routes(stubs: Mapping[str, Any], options: Any = None) -> list[BaseRoute]:
+    """The dashboard's routes, on the gateway's grpc.aio ``stubs`` (filled in by its lifespan)."""
+    return Dashboard(stubs, options).routes()

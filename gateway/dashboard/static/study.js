@@ -1,0 +1,466 @@
+/* The study page: optimisation history, parameter importance, parallel coordinates,
+   intermediate values, the trial table, and live updates while the study runs. */
+"use strict";
+
+(function () {
+  const TD = window.TD;
+  const el = TD.el;
+  const MAX_INTERMEDIATE_TRIALS = 300;
+  const STATE_COLORS = { COMPLETED: "#2456a6", PRUNED: "#98a2b3", FAILED: "#c62828", ACTIVE: "#e07b00",
+    INFEASIBLE: "#c62828", STALE: "#b35900", QUEUED: "#b35900" };
+
+  const live = document.getElementById("live-status");
+  const state = {
+    detail: TD.pageData(),
+    objective: 0,
+    metric: null,
+    lastText: null,
+    importanceKey: null,
+    refresh: Math.max(1, Number(live.dataset.refresh) || 5),
+    failures: 0,
+    scrolled: false,
+  };
+
+  function goal() {
+    return state.detail.study.objectives[state.objective] || null;
+  }
+
+  function objectiveOf(trial) {
+    const value = trial.objectives[state.objective];
+    return value === undefined ? null : value;
+  }
+
+  function better(a, b, direction) {
+    return direction === "maximize" ? a > b : a < b;
+  }
+
+  function completedWithValue(trials) {
+    return trials.filter((t) => t.state === "COMPLETED" && objectiveOf(t) !== null);
+  }
+
+  // --- optimisation history ---------------------------------------------------------------------
+
+  function drawHistory() {
+    const node = document.getElementById("history-plot");
+    const target = goal();
+    const done = completedWithValue(state.detail.trials).sort((a, b) => a.number - b.number);
+    if (!target || done.length === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
+    let best = null;
+    const bestX = [], bestY = [];
+    for (const t of done) {
+      const value = objectiveOf(t);
+      if (best === null || better(value, best, target.direction)) best = value;
+      bestX.push(t.number);
+      bestY.push(best);
+    }
+    const points = {
+      type: "scatter", mode: "markers", name: TD.plotText(target.metric),
+      x: done.map((t) => t.number), y: done.map(objectiveOf),
+      text: done.map((t) => "trial " + t.number), hovertemplate: "%{text}<br>%{y}<extra></extra>",
+      marker: { color: "#2456a6", size: 7, opacity: 0.8 },
+    };
+    const line = {
+      type: "scatter", mode: "lines", name: "best so far", x: bestX, y: bestY,
+      line: { color: "#c62828", width: 2, shape: "hv" }, hoverinfo: "skip",
+    };
+    return TD.plot(node, [points, line], {
+      xaxis: { title: { text: "trial" }, gridcolor: "#eef0f3", zeroline: false },
+      yaxis: { title: { text: TD.plotText(target.metric) }, gridcolor: "#eef0f3", zeroline: false, automargin: true },
+      legend: { orientation: "h", y: 1.08, x: 0 }, margin: { l: 60, r: 16, t: 24, b: 44 },
+    });
+  }
+
+  // --- Pareto front (two objectives or more) ----------------------------------------------------
+
+  function dominates(a, b, goals) {
+    let strictly = false;
+    for (let i = 0; i < goals.length; i++) {
+      const x = a.objectives[i], y = b.objectives[i];
+      if (better(y, x, goals[i].direction)) return false;
+      if (better(x, y, goals[i].direction)) strictly = true;
+    }
+    return strictly;
+  }
+
+  function drawPareto() {
+    const node = document.getElementById("pareto-plot");
+    if (!node) return Promise.resolve();
+    const goals = state.detail.study.objectives;
+    const done = state.detail.trials.filter((t) => t.state === "COMPLETED" && t.objectives.every((v) => v !== null));
+    if (done.length === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
+    const front = done.filter((t) => !done.some((u) => u !== t && dominates(u, t, goals)));
+    const rest = done.filter((t) => !front.includes(t));
+    const trace = (trials, name, color, size) => ({
+      type: "scatter", mode: "markers", name, x: trials.map((t) => t.objectives[0]), y: trials.map((t) => t.objectives[1]),
+      text: trials.map((t) => "trial " + t.number), hovertemplate: "%{text}<br>(%{x}, %{y})<extra></extra>",
+      marker: { color, size },
+    });
+    return TD.plot(node, [trace(rest, "dominated", "#98a2b3", 7), trace(front, "Pareto front", "#c62828", 9)], {
+      xaxis: { title: { text: TD.plotText(goals[0].metric + " (" + goals[0].direction + ")") }, gridcolor: "#eef0f3",
+        zeroline: false },
+      yaxis: { title: { text: TD.plotText(goals[1].metric + " (" + goals[1].direction + ")") }, gridcolor: "#eef0f3",
+        zeroline: false, automargin: true },
+      legend: { orientation: "h", y: 1.1, x: 0 }, margin: { l: 60, r: 16, t: 28, b: 44 },
+    });
+  }
+
+  // --- parallel coordinates (SVG lines: no WebGL, no eval) ---------------------------------------
+
+  function axisFor(spec, values) {
+    const present = values.filter((v) => v !== null && v !== undefined);
+    const numeric = present.length > 0 && present.every((v) => typeof v === "number");
+    if (numeric && spec.kind !== "categorical") {
+      let lo = Math.min(...present), hi = Math.max(...present);
+      const log = !!spec.log && lo > 0;
+      const f = log ? Math.log10 : (v) => v;
+      const a = f(lo), b = f(hi);
+      const scale = (v) => (v === null || v === undefined ? null : b === a ? 0.5 : (f(v) - a) / (b - a));
+      const ticks = [];
+      for (let i = 0; i <= 4; i++) {
+        const u = a + ((b - a) * i) / 4;
+        const value = log ? Math.pow(10, u) : u;
+        ticks.push({ y: b === a ? 0.5 : i / 4, label: TD.fmt(Number(value.toPrecision(4))) });
+        if (b === a) break;
+      }
+      return { scale, ticks };
+    }
+    const choices = (spec.choices || []).map((c) => JSON.stringify(c));
+    for (const v of present) {
+      const key = JSON.stringify(v);
+      if (!choices.includes(key)) choices.push(key);
+    }
+    const position = (i) => (choices.length === 1 ? 0.5 : i / (choices.length - 1));
+    const scale = (v) => (v === null || v === undefined ? null : position(choices.indexOf(JSON.stringify(v))));
+    const step = Math.max(1, Math.ceil(choices.length / 12));
+    const ticks = choices.filter((_, i) => i % step === 0)
+      .map((c) => ({ y: position(choices.indexOf(c)), label: TD.fmt(JSON.parse(c)) }));
+    return { scale, ticks };
+  }
+
+  function colorAt(u) {
+    // viridis-like, from dark blue (0) to yellow (1)
+    const stops = [[0, [68, 1, 84]], [0.25, [59, 82, 139]], [0.5, [33, 145, 140]], [0.75, [94, 201, 98]],
+      [1, [253, 231, 37]]];
+    for (let i = 1; i < stops.length; i++) {
+      if (u <= stops[i][0]) {
+        const [u0, c0] = stops[i - 1], [u1, c1] = stops[i];
+        const k = (u - u0) / (u1 - u0 || 1);
+        return "rgb(" + c0.map((c, j) => Math.round(c + (c1[j] - c) * k)).join(",") + ")";
+      }
+    }
+    return "rgb(253,231,37)";
+  }
+
+  function drawParallel() {
+    const node = document.getElementById("parallel-plot");
+    const target = goal();
+    const done = completedWithValue(state.detail.trials);
+    const specs = state.detail.params.filter((p) => p.kind !== "fixed");
+    if (!target || done.length === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
+    const dims = specs.map((spec) => ({ name: spec.name, axis: axisFor(spec, done.map((t) => t.params[spec.name])),
+      value: (t) => t.params[spec.name] }));
+    dims.push({ name: target.metric, axis: axisFor({ kind: "float" }, done.map(objectiveOf)), value: objectiveOf,
+      objective: true });
+    const values = done.map(objectiveOf);
+    const lo = Math.min(...values), hi = Math.max(...values);
+    const shade = (v) => (hi === lo ? 0.5 : (v - lo) / (hi - lo));
+    const bins = 8;
+    const traces = [];
+    for (let bin = 0; bin < bins; bin++) {
+      const x = [], y = [], text = [];
+      for (const t of done) {
+        const u = shade(objectiveOf(t));
+        if (Math.min(bins - 1, Math.floor(u * bins)) !== bin) continue;
+        dims.forEach((d, i) => {
+          const pos = d.axis.scale(d.value(t));
+          x.push(i);
+          y.push(pos);
+          text.push("trial " + t.number + "<br>" + TD.plotText(d.name) + " = " + TD.plotText(d.value(t)));
+        });
+        x.push(null); y.push(null); text.push(null);
+      }
+      if (x.length === 0) continue;
+      traces.push({
+        type: "scatter", mode: "lines+markers", x, y, text, hovertemplate: "%{text}<extra></extra>",
+        line: { color: colorAt((bin + 0.5) / bins), width: 1.6 }, marker: { size: 5, color: colorAt((bin + 0.5) / bins) },
+        opacity: 0.75, showlegend: false, connectgaps: false,
+      });
+    }
+    // The colour scale of the objective, as a colour bar.
+    traces.push({
+      type: "scatter", mode: "markers", x: [dims.length - 1, dims.length - 1], y: [0, 1], hoverinfo: "skip",
+      showlegend: false,
+      marker: { size: 0.1, opacity: 0, color: [lo, hi], cmin: lo, cmax: hi, showscale: true,
+        colorscale: [[0, colorAt(0)], [0.25, colorAt(0.25)], [0.5, colorAt(0.5)], [0.75, colorAt(0.75)], [1, colorAt(1)]],
+        colorbar: { title: { text: TD.plotText(target.metric), side: "right" }, thickness: 12, len: 0.9 } },
+    });
+    const annotations = [];
+    const shapes = [];
+    dims.forEach((d, i) => {
+      shapes.push({ type: "line", x0: i, x1: i, y0: 0, y1: 1, line: { color: "#98a2b3", width: 1 } });
+      for (const tick of d.axis.ticks) {
+        annotations.push({ x: i, y: tick.y, text: TD.plotText(tick.label), showarrow: false, xanchor: "right",
+          xshift: -4, font: { size: 10, color: "#475467" }, bgcolor: "rgba(255,255,255,0.7)" });
+      }
+    });
+    return TD.plot(node, traces, {
+      xaxis: { tickvals: dims.map((_, i) => i), ticktext: dims.map((d) => TD.plotText(d.name)), side: "top",
+        range: [-0.6, dims.length - 0.7], showgrid: false, zeroline: false, tickfont: { size: 12 } },
+      yaxis: { visible: false, range: [-0.06, 1.06] },
+      annotations, shapes, margin: { l: 70, r: 20, t: 40, b: 16 },
+    });
+  }
+
+  // --- parameter importance ---------------------------------------------------------------------
+
+  function importanceKey() {
+    const done = state.detail.trials.filter((t) => t.state === "COMPLETED").length;
+    return state.objective + ":" + done;
+  }
+
+  async function drawImportance(force) {
+    const key = importanceKey();
+    if (!force && key === state.importanceKey) return;
+    state.importanceKey = key;
+    const node = document.getElementById("importance-plot");
+    const note = document.getElementById("importance-note");
+    const target = goal();
+    let url = "/ui/api/importance/" + encodeURIComponent(state.detail.study.name);
+    if (target) url += "?objective=" + encodeURIComponent(target.metric);
+    let result;
+    try {
+      const response = await fetch(url, { headers: { accept: "application/json" }, cache: "no-store" });
+      result = await response.json();
+      if (!response.ok) throw new Error(result.error ? result.error.message : response.statusText);
+    } catch (error) {
+      note.textContent = "importance unavailable: " + error.message;
+      state.importanceKey = null;
+      return TD.plot(node, [], TD.emptyLayout("importance unavailable"));
+    }
+    const ranked = result.importances.slice().reverse();
+    note.textContent = result.message
+      ? result.message
+      : "Random-forest importance (mean decrease in impurity) for " + result.objective + ", from " +
+        result.trials + " completed trials; sums to 1.";
+    if (result.message && ranked.every((r) => r.importance === 0)) {
+      const short = result.trials < result.min_trials ? "not enough completed trials yet" : "nothing to rank";
+      return TD.plot(node, [], TD.emptyLayout(short));
+    }
+    return TD.plot(node, [{
+      type: "bar", orientation: "h", x: ranked.map((r) => r.importance), y: ranked.map((r) => TD.plotText(r.param)),
+      text: ranked.map((r) => (100 * r.importance).toFixed(1) + "%"), textposition: "outside", cliponaxis: false,
+      hovertemplate: "%{y}: %{x:.3f}<extra></extra>", marker: { color: "#2456a6" },
+    }], {
+      xaxis: { title: { text: "importance" }, range: [0, 1.08], gridcolor: "#eef0f3", zeroline: false },
+      yaxis: { automargin: true }, margin: { l: 100, r: 16, t: 30, b: 44 },
+    });
+  }
+
+  // --- intermediate values ----------------------------------------------------------------------
+
+  function metricNames() {
+    const names = new Set();
+    for (const t of state.detail.trials) for (const m of t.intermediate) for (const k of Object.keys(m.values)) names.add(k);
+    return Array.from(names).sort();
+  }
+
+  function updateMetricChoice() {
+    const select = document.getElementById("intermediate-metric");
+    const names = metricNames();
+    const study = state.detail.study;
+    if (state.metric === null || !names.includes(state.metric)) {
+      const preferred = [study.pruner_metric, (goal() || {}).metric].find((n) => n && names.includes(n));
+      state.metric = preferred || names[0] || null;
+    }
+    const current = Array.from(select.options).map((o) => o.value);
+    if (current.join("\n") !== names.join("\n")) {
+      select.replaceChildren(...names.map((n) => el("option", { value: n, text: n })));
+    }
+    if (state.metric !== null) select.value = state.metric;
+    select.disabled = names.length < 2;
+  }
+
+  function drawIntermediate() {
+    updateMetricChoice();
+    const node = document.getElementById("intermediate-plot");
+    const note = document.getElementById("intermediate-note");
+    const metric = state.metric;
+    let trials = state.detail.trials.filter((t) => t.intermediate.some((m) => m.values[metric] !== undefined));
+    if (metric === null || trials.length === 0) {
+      note.textContent = "";
+      return TD.plot(node, [], TD.emptyLayout("no intermediate values reported"));
+    }
+    const total = trials.length;
+    trials = trials.slice(-MAX_INTERMEDIATE_TRIALS);
+    const pruned = trials.filter((t) => t.state === "PRUNED").length;
+    note.textContent = (total > trials.length ? "The latest " + trials.length + " of " + total + " trials. " : "") +
+      (pruned ? pruned + " pruned trials: dashed grey, ✕ where they stopped." : "");
+    const seen = new Set();
+    const traces = [];
+    for (const t of trials) {
+      const points = t.intermediate.filter((m) => m.values[metric] !== undefined && m.values[metric] !== null);
+      const isPruned = t.state === "PRUNED";
+      const color = STATE_COLORS[t.state] || "#667085";
+      const first = !seen.has(t.state);
+      seen.add(t.state);
+      traces.push({
+        type: "scatter", mode: "lines+markers", x: points.map((m) => m.step), y: points.map((m) => m.values[metric]),
+        name: t.state.toLowerCase(), legendgroup: t.state, showlegend: first,
+        text: points.map(() => "trial " + t.number + " (" + t.state.toLowerCase() + ")"),
+        hovertemplate: "%{text}<br>step %{x}: %{y}<extra></extra>",
+        line: { color, width: isPruned ? 1.2 : 1.6, dash: isPruned ? "dash" : "solid" },
+        marker: { size: points.map((_, i) => (isPruned && i === points.length - 1 ? 10 : 4)),
+          symbol: points.map((_, i) => (isPruned && i === points.length - 1 ? "x" : "circle")), color },
+        opacity: isPruned ? 0.7 : 0.9,
+      });
+    }
+    return TD.plot(node, traces, {
+      xaxis: { title: { text: TD.plotText(state.detail.study.fidelity || "step") }, gridcolor: "#eef0f3", zeroline: false },
+      yaxis: { title: { text: TD.plotText(metric) }, gridcolor: "#eef0f3", zeroline: false, automargin: true },
+      legend: { orientation: "h", y: 1.1, x: 0 }, margin: { l: 60, r: 16, t: 28, b: 44 },
+    });
+  }
+
+  // --- trial table ------------------------------------------------------------------------------
+
+  function drawTable() {
+    const table = document.getElementById("trials");
+    const detail = state.detail;
+    const goals = detail.study.objectives;
+    const params = detail.params.map((p) => p.name);
+    const goalNames = new Set(goals.map((g) => g.metric));
+    const others = Array.from(new Set(detail.trials.flatMap((t) => Object.keys(t.values))))
+      .filter((k) => !goalNames.has(k)).sort();
+    const head = el("tr", {}, [
+      el("th", { class: "num", text: "#" }), el("th", { text: "state" }),
+      ...goals.map((g) => el("th", { class: "num metric", text: g.metric, title: "objective, " + g.direction })),
+      ...params.map((p) => el("th", { class: "param", text: p, title: "parameter" })),
+      ...others.map((k) => el("th", { class: "num metric", text: k, title: "final metric" })),
+      el("th", { class: "num", text: "duration" }), el("th", { text: "worker" }), el("th", { text: "run" }),
+      el("th", { text: "started" }), el("th", { text: "note" }),
+    ]);
+    const sortKey = (v) => (v === null || v === undefined ? "" : typeof v === "number" ? String(v) : TD.fmt(v));
+    const rows = detail.trials.map((t) => el("tr", { id: "trial-" + t.number }, [
+      el("td", { class: "num", text: t.number }),
+      el("td", {}, [el("span", { class: "badge state-" + t.state.toLowerCase(), text: t.state.toLowerCase() })]),
+      ...t.objectives.map((v) => el("td", { class: "num", text: TD.fmt(v), dataset: { sort: sortKey(v) } })),
+      ...params.map((p) => el("td", { text: TD.fmt(t.params[p]), dataset: { sort: sortKey(t.params[p]) } })),
+      ...others.map((k) => el("td", { class: "num", text: TD.fmt(t.values[k]), dataset: { sort: sortKey(t.values[k]) } })),
+      el("td", { class: "num", text: TD.fmtDuration(t.duration), dataset: { sort: sortKey(t.duration) } }),
+      el("td", { class: "small", text: t.worker }),
+      el("td", {}, t.run_id ? [el("a", { href: "/ui/runs/" + encodeURIComponent(t.run_id), class: "mono",
+        text: t.run_id.slice(0, 8) })] : []),
+      el("td", { text: TD.fmtTime(t.start_time), dataset: { sort: t.start_time || "" } }),
+      el("td", { class: "small wrap", text: t.reason ? t.reason.split("\n").slice(-1)[0].slice(0, 200) : "" }),
+    ]));
+    table.tHead.replaceChildren(head);
+    table.tBodies[0].replaceChildren(...rows);
+    TD.sortable(table);
+    TD.resort(table);
+    if (!state.scrolled && location.hash.startsWith("#trial-")) {
+      const row = document.getElementById(location.hash.slice(1));
+      if (row) {
+        row.classList.add("highlight");
+        row.scrollIntoView({ block: "center" });
+      }
+    }
+    state.scrolled = true;
+  }
+
+  // --- header, live updates ---------------------------------------------------------------------
+
+  function drawHeader() {
+    const study = state.detail.study;
+    const badge = document.getElementById("study-state");
+    badge.textContent = study.state.toLowerCase();
+    badge.className = "badge state-" + study.state.toLowerCase();
+    document.getElementById("count-total").textContent = study.total;
+    for (const [name, count] of Object.entries(study.counts)) {
+      const node = document.getElementById("count-" + name);
+      if (node) node.textContent = count;
+    }
+    const target = goal();
+    const done = completedWithValue(state.detail.trials);
+    let best = null;
+    for (const t of done) if (best === null || better(objectiveOf(t), objectiveOf(best), target.direction)) best = t;
+    document.getElementById("best-value").textContent = best ? TD.fmt(objectiveOf(best)) + " (trial " + best.number + ")" : "–";
+  }
+
+  function drawAll() {
+    drawHeader();
+    drawTable();
+    return Promise.all([drawHistory(), drawPareto(), drawParallel(), drawIntermediate(), drawImportance(false)]);
+  }
+
+  function finished() {
+    return state.detail.study.state === "COMPLETED";
+  }
+
+  function schedule() {
+    if (finished()) {
+      live.textContent = "study completed: live updates stopped";
+      live.classList.remove("error");
+      return;
+    }
+    const delay = state.refresh * 1000 * Math.min(8, Math.pow(2, state.failures));
+    setTimeout(poll, delay);
+  }
+
+  async function poll() {
+    if (document.hidden) {
+      document.addEventListener("visibilitychange", poll, { once: true });
+      return;
+    }
+    const url = "/ui/api/studies/" + encodeURIComponent(state.detail.study.name);
+    try {
+      const response = await fetch(url, { headers: { accept: "application/json" }, cache: "no-store" });
+      const text = await response.text();
+      if (!response.ok) {
+        let message = response.statusText;
+        try { message = JSON.parse(text).error.message; } catch (ignored) { /* not JSON */ }
+        throw new Error(message);
+      }
+      state.failures = 0;
+      const changed = text !== state.lastText;
+      state.lastText = text;
+      if (changed) {
+        state.detail = JSON.parse(text);
+        await drawAll();
+      }
+      live.classList.remove("error");
+      live.textContent = "live: updated " + new Date().toLocaleTimeString() +
+        (finished() ? "" : ", every " + state.refresh + " s");
+    } catch (error) {
+      state.failures += 1;
+      live.classList.add("error");
+      live.textContent = "live update failed (" + error.message + "); retrying";
+    }
+    schedule();
+  }
+
+  const select = document.getElementById("objective");
+  if (select) {
+    select.addEventListener("change", () => {
+      state.objective = Number(select.value);
+      drawAll();
+    });
+  }
+  document.getElementById("intermediate-metric").addEventListener("change", (event) => {
+    state.metric = event.target.value;
+    drawIntermediate();
+  });
+
+  drawAll().then(() => {
+    TD.ready();
+    if (finished()) {
+      live.textContent = "study completed: live updates stopped";
+    } else {
+      live.textContent = "live: every " + state.refresh + " s";
+      schedule();
+    }
+  }, (error) => {
+    live.classList.add("error");
+    live.textContent = "drawing failed: " + error.message;
+    throw error;
+  });
+}());

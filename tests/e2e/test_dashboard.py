@@ -1,0 +1,392 @@
+"""The dashboard in headless Chromium (over the DevTools protocol) against real services: a real
+study tuned by ``tune.Tuner`` with ASHA pruning and logged models, a registered version with an
+alias and a stage, and hostile names. Every page must render its charts with no console error,
+no exception, no CSP violation and no dialog; user text must show as text.
+
+Screenshots go to a temporary folder, or to $TUNING_DASHBOARD_SCREENSHOTS when set (that is how
+docs/images/ is made).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.dashboard.importance import MIN_TRIALS
+from gateway.server import GatewayOptions, RunningGateway, serve
+from suggestion_service.domain.study import Fidelity
+from tests.conftest import ServerProcess, require
+from trial_worker import SuggestionClient, tune
+from trial_worker.space import Categorical, Float
+from trial_worker.tracking import TrackingClient
+from trial_worker.tracking.client import metric
+from tuning.suggestion.v1 import study_pb2 as spb
+from tuning.tracking.v1 import tracking_pb2 as tpb
+
+pytestmark = pytest.mark.timeout(300)
+
+STUDY = "quadratic"
+MODEL = "quadratic-model"
+SCRIPT = "<script>alert(1)</script>"
+IMG = '"><img src=x onerror=alert(1)>'
+TRIALS = 16
+PLOT = ".js-plotly-plot .main-svg"
+SPACE = {
+    "x": tune.uniform(0.0, 1.0),
+    "lr": tune.loguniform(1e-3, 1.0),
+    "kind": tune.choice(["linear", "tree", SCRIPT]),
+}
+
+
+def train(ctx):
+    """A quick objective (mostly x), reported over 8 epochs; completed trials log a model."""
+    x, lr, kind = ctx.params["x"], ctx.params["lr"], ctx.params["kind"]
+    final = (x - 0.3) ** 2 + 0.002 * lr + (0.005 if kind == "tree" else 0.0)
+    for epoch in range(1, 9):
+        if ctx.report(epoch, loss=final + 0.5 / epoch, accuracy=1 - final - 0.5 / epoch):
+            return None
+    from sklearn.linear_model import LinearRegression
+
+    ctx.log_model(LinearRegression().fit([[0.0], [1.0]], [0.0, x]))
+    return {"loss": final, "accuracy": 1 - final}
+
+
+@dataclass
+class World:
+    gateway: RunningGateway
+    suggestion: str
+    tracking: str
+    runs: list[tpb.Run]  # the study's runs, by trial number
+    best_run: str
+    version: int
+    hostile_experiment: int
+    hostile_run: str
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    folder = tmp_path_factory.mktemp("dashboard")
+    suggestion = ServerProcess(f"sqlite:///{folder / 's.db'}")
+    tracking = ServerProcess(f"sqlite:///{folder / 't.db'}", "--artifacts", str(folder / "artifacts"),
+                             module="tracking_service")
+    gateway = serve(GatewayOptions(suggestion_address=suggestion.address, tracking_address=tracking.address))
+    try:
+        yield _populate(folder, gateway, suggestion.address, tracking.address)
+    finally:
+        gateway.stop()
+        suggestion.stop()
+        tracking.stop()
+
+
+def _populate(folder: Path, gateway: RunningGateway, suggestion: str, tracking: str) -> World:
+    config = tune.TunerConfig(
+        metric="loss", mode="min", algorithm="random", num_trials=TRIALS, max_concurrent_trials=1, seed=4,
+        pruner="asha", fidelity=Fidelity("epoch", 4, 8, 2), study_name=STUDY,
+        suggestion_address=suggestion, tracking_address=tracking, progress=False)
+    results = tune.Tuner(train, SPACE, config).run()
+    assert results.count(spb.TRIAL_STATE_PRUNED) >= 2, "ASHA pruned nothing: the study is not what the test needs"
+    assert results.count(spb.TRIAL_STATE_COMPLETED) >= 5, "too few completed trials for the importance"
+    with TrackingClient(tracking) as client:
+        experiment = client.get_experiment_by_name(STUDY)
+        runs = sorted(client.search_runs([experiment.id]), key=lambda r: r.trial.trial_number)
+        best = results.best_run_id
+        client.log_inputs(best, [tpb.DatasetInput(
+            dataset=tpb.Dataset(name="quadratic-data", digest="d1g3st", source_type="code", source="tests"),
+            context="training")])
+        version = client.create_model_version(MODEL, f"runs:/{best}/model", run_id=best, actor="ana").version
+        client.set_registered_model_alias(MODEL, "champion", version, actor="ana", reason="best loss")
+        client.transition_model_version_stage(MODEL, version, "Staging", actor="ana", reason="first look")
+        client.transition_model_version_stage(MODEL, version, "Production", actor="bob",
+                                              reason=f"beats the baseline {IMG}")
+
+        # Hostile names everywhere a user can type one.
+        hostile = client.create_experiment(SCRIPT, tags={IMG: SCRIPT})
+        run = client.create_run(hostile.id, name=IMG, tags={"note": SCRIPT})
+        client.log_batch(run.id, params={"p": SCRIPT, IMG: "1"},
+                         metrics=[metric(IMG, 1.0 / (s + 1), step=s) for s in range(5)])
+        model_file = folder / "model.txt"
+        model_file.write_text("weights")
+        client.upload_file(run.id, model_file, "model")
+        client.create_model_version(SCRIPT, f"runs:/{run.id}/model", run_id=run.id, description=IMG, actor=IMG)
+        client.transition_model_version_stage(SCRIPT, 1, "Staging", actor=SCRIPT, reason=IMG)
+        client.update_registered_model(SCRIPT, IMG)
+        client.set_registered_model_tag(SCRIPT, IMG, SCRIPT)
+        client.update_run(run.id, status="FINISHED")
+    return World(gateway, suggestion, tracking, runs, best, version, hostile.id, run.id)
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wanted = os.environ.get("TUNING_DASHBOARD_SCREENSHOTS")
+    if wanted:
+        Path(wanted).mkdir(parents=True, exist_ok=True)
+        return Path(wanted)
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require(shutil.which("chromium") is not None, "the dashboard tests need Chromium (apt-get install chromium)")
+    require(importlib.util.find_spec("websockets") is not None, "the dashboard tests need websockets (dev extra)")
+    from tests.e2e.browser import Browser
+
+    chromium = Browser(shutil.which("chromium"))
+    yield chromium
+    chromium.close()
+
+
+def visit(browser, world: World, path: str, *, plots: int = 0, status: int = 200) -> str:
+    """Opens a page, checks it said nothing wrong and drew ``plots`` charts; returns its text."""
+    browser.open(world.url + path)
+    browser.pump(0.2)  # late console messages
+    errors = browser.report.errors()
+    if status != 200:  # the browser logs the page's own status as an error
+        errors = [e for e in errors if f"status of {status}" not in e]
+    assert errors == [], f"{path}: {errors}"
+    if plots:
+        assert browser.count(PLOT) >= plots, f"{path}: {browser.count(PLOT)} charts drawn, wanted {plots}"
+    return browser.text()
+
+
+def quote(text: str) -> str:
+    return urllib.parse.quote(text, safe="")
+
+
+# --- pages -------------------------------------------------------------------------------------------
+
+
+def test_studies_list(browser, world: World):
+    text = visit(browser, world, "/")
+    assert browser.evaluate("location.pathname") == "/ui/"
+    assert STUDY in text and "completed" in text and "random" in text and "asha" in text
+    row = browser.evaluate("Array.from(document.querySelectorAll('#studies tbody tr')).map(r => r.innerText)")
+    assert len(row) == 1 and f"{TRIALS} / {TRIALS}" in row[0]
+
+
+def test_study_page(browser, world: World, shots: Path):
+    text = visit(browser, world, f"/ui/studies/{STUDY}", plots=4)
+    for chart in ("history", "importance", "parallel", "intermediate"):
+        assert browser.count(f"#{chart}-plot.js-plotly-plot .main-svg") >= 1, chart
+    # History: the trials and the best-so-far line.
+    assert browser.evaluate("document.getElementById('history-plot').data.length") == 2
+    # Importance: one bar per parameter, summing to 1, with the method explained.
+    bars = browser.evaluate("document.getElementById('importance-plot').data[0].x")
+    assert len(bars) == 3 and abs(sum(bars) - 1) < 1e-6
+    assert "needs at least" not in browser.evaluate("document.getElementById('importance-note').textContent")
+    assert "random forest" in browser.evaluate("document.querySelector('h2 .help').title").lower()
+    # Intermediate values: a line per trial, pruned ones marked.
+    traces = browser.evaluate("document.getElementById('intermediate-plot').data.map(t => [t.name, t.line.dash])")
+    assert len(traces) == TRIALS and ["pruned", "dash"] in traces and ["completed", "solid"] in traces
+    assert "pruned trials" in browser.evaluate("document.getElementById('intermediate-note').textContent")
+    # The trial table: every trial, sortable, runs linked.
+    assert browser.count("#trials tbody tr") == TRIALS
+    links = browser.evaluate("Array.from(document.querySelectorAll('#trials a')).map(a => a.pathname)")
+    assert f"/ui/runs/{world.runs[0].id}" in links
+    browser.evaluate("document.querySelector('#trials thead th.metric').click()")
+    values = browser.evaluate("Array.from(document.querySelectorAll('#trials tbody tr td:nth-child(3)'))"
+                              ".map(td => td.dataset.sort).filter(v => v !== '').map(Number)")
+    assert values == sorted(values) and len(values) == TRIALS
+    # A categorical choice that looks like markup is text.
+    assert SCRIPT in text and browser.count("#trials script") == 0
+    assert "live updates stopped" in text  # the study is completed: no polling
+    browser.screenshot(shots / "dashboard-study.png", max_height=1600)
+
+
+def test_study_page_updates_live_and_stops_when_the_study_completes(browser, world: World):
+    with SuggestionClient(world.suggestion) as client:
+        study = client.create_study("live", [Float("x", 0.0, 1.0), Categorical("c", ["a", "b"])],
+                                    objectives={"loss": "minimize", "accuracy": "maximize"}, max_trials=10, seed=1)
+        first = study.ask()
+        first.report(1, {"loss": 0.9})
+        study.tell(first, {"loss": 0.5, "accuracy": 0.6})
+        visit(browser, world, "/ui/studies/live?refresh=1", plots=5)
+        assert browser.count("#trials tbody tr") == 1
+        assert browser.count("#pareto-plot .main-svg") >= 1  # two objectives: a Pareto front
+        note = browser.evaluate("document.getElementById('importance-note').textContent")
+        assert f"needs at least {MIN_TRIALS} completed trials" in note and "(1 so far)" in note
+        assert "live: every 1 s" in browser.evaluate("document.getElementById('live-status').textContent")
+        second = study.ask()
+        second.report(1, {"loss": 0.7})
+        browser.wait_for("document.querySelectorAll('#trials tbody tr').length === 2", timeout=10,
+                         what="the new trial to appear")
+        browser.wait_for("document.getElementById('intermediate-plot').data.length === 2", timeout=10)
+        study.tell(second, {"loss": 0.25, "accuracy": 0.5})
+        browser.wait_for("document.getElementById('best-value').textContent.startsWith('0.25')", timeout=10)
+        # Neither trial beats the other on both objectives: both are on the front.
+        assert browser.evaluate("document.getElementById('pareto-plot').data[1].x.length") == 2
+        study.set_state(spb.STUDY_STATE_COMPLETED)
+        browser.wait_for("document.getElementById('live-status').textContent.includes('stopped')", timeout=10)
+    assert browser.report.errors() == []
+
+
+def test_experiments_and_runs_table(browser, world: World, shots: Path):
+    text = visit(browser, world, "/ui/experiments")
+    assert STUDY in text and SCRIPT in text
+    experiment = world.runs[0].experiment_id
+    text = visit(browser, world, f"/ui/experiments/{experiment}")
+    assert browser.count("#runs tbody tr") == TRIALS
+    headers = browser.evaluate("Array.from(document.querySelectorAll('#runs th')).map(th => th.textContent)")
+    assert {"x", "lr", "kind", "loss", "accuracy"} <= set(headers)
+    assert browser.evaluate("document.getElementById('compare-button').disabled") is True
+    browser.evaluate("document.querySelectorAll('.run-select').forEach((box, i) => { if (i < 2) box.click(); })")
+    assert browser.evaluate("document.getElementById('compare-button').disabled") is False
+    browser.evaluate("document.querySelector('#runs th.metric').click()")
+    assert browser.evaluate("document.querySelector('#runs th.metric').getAttribute('aria-sort')") == "ascending"
+    browser.screenshot(shots / "dashboard-runs.png")
+    # The filter goes to SearchRuns.
+    visit(browser, world, f"/ui/experiments/{experiment}?filter={quote('metrics.loss < 0.2')}")
+    assert 0 < browser.count("#runs tbody tr") < TRIALS
+    text = visit(browser, world, f"/ui/experiments/{experiment}?filter={quote('metrics.loss <')}")
+    assert browser.count(".error-message") == 1 and browser.count("#runs tbody tr") == TRIALS
+
+
+def test_run_page(browser, world: World):
+    text = visit(browser, world, f"/ui/runs/{world.best_run}", plots=2)
+    assert browser.count(f"#metric-charts {PLOT}") >= 2  # loss and accuracy, by epoch
+    assert "quadratic-data" in text and "d1g3st" in text and "training" in text
+    trial_link = browser.evaluate("document.getElementById('trial-link').getAttribute('href')")
+    assert trial_link.startswith(f"/ui/studies/{STUDY}#trial-")
+    assert f"{MODEL} v{world.version}" in text
+    downloads = browser.evaluate("Array.from(document.querySelectorAll('#artifacts a')).map(a => a.href)")
+    assert downloads and all(f"/v1/runs/{world.best_run}/artifacts/model/" in href for href in downloads)
+    with httpx.Client(timeout=30) as http:
+        answer = http.get(downloads[0])
+        assert answer.status_code == 200 and answer.content and answer.headers["x-checksum-sha256"]
+
+
+def test_trial_link_highlights_the_trial(browser, world: World):
+    number = world.runs[3].trial.trial_number
+    visit(browser, world, f"/ui/studies/{STUDY}#trial-{number}", plots=4)
+    assert browser.evaluate(f"document.getElementById('trial-{number}').classList.contains('highlight')")
+
+
+def test_compare_view(browser, world: World, shots: Path):
+    completed = [r for r in world.runs if {t.key: t.value for t in r.tags}.get("tuning.trial_state") == "COMPLETED"]
+    pruned = [r for r in world.runs if {t.key: t.value for t in r.tags}.get("tuning.trial_state") == "PRUNED"]
+    picked = [completed[0], completed[1], pruned[0]]
+    query = "&".join(f"runs={r.id}" for r in picked)
+    text = visit(browser, world, f"/ui/compare?{query}", plots=2)
+    assert all(r.name in text for r in picked)
+    assert browser.count("#compare-table tr.differs") >= 3  # x, lr and the metrics at least
+    curves = browser.evaluate("document.querySelector('#compare-charts .js-plotly-plot').data.length")
+    assert curves == 3
+    shown = browser.evaluate("document.querySelectorAll('#compare-table tbody tr').length")
+    browser.evaluate("document.getElementById('only-differences').click()")
+    visible = browser.evaluate("Array.from(document.querySelectorAll('#compare-table tbody tr'))"
+                               ".filter(r => r.offsetParent !== null).length")
+    assert visible < shown
+    browser.evaluate("document.getElementById('only-differences').click()")
+    browser.screenshot(shots / "dashboard-compare.png")
+    # One run is not a comparison.
+    visit(browser, world, f"/ui/compare?runs={picked[0].id}", status=400)
+    assert browser.count(".error-message") == 1
+
+
+def test_registry_pages(browser, world: World, shots: Path):
+    text = visit(browser, world, "/ui/models")
+    assert MODEL in text and "Production" in text and "@champion" in text
+    text = visit(browser, world, f"/ui/models/{MODEL}")
+    row = browser.evaluate(f"document.getElementById('version-{world.version}').innerText")
+    assert "Production" in row and "@champion" in row and f"{STUDY} #" in row
+    links = browser.evaluate(f"Array.from(document.querySelectorAll('#version-{world.version} a'))"
+                             ".map(a => a.getAttribute('href'))")
+    assert f"/ui/runs/{world.best_run}" in links
+    assert any(link.startswith(f"/ui/studies/{STUDY}#trial-") for link in links)
+    events = browser.evaluate("Array.from(document.querySelectorAll('#events tbody tr')).map(r => r.innerText)")
+    assert len(events) == 4  # created, alias, two transitions: newest first
+    assert "transition stage" in events[0] and "bob" in events[0] and "Staging" in events[0]
+    assert "Production" in events[0] and IMG in events[0]
+    assert any("set alias" in e and "@champion" in e and "ana" in e for e in events)
+    assert any("create version" in e for e in events)
+    browser.screenshot(shots / "dashboard-model.png")
+
+
+def test_hostile_names_render_as_text(browser, world: World):
+    pages = ["/ui/experiments", f"/ui/experiments/{world.hostile_experiment}", f"/ui/runs/{world.hostile_run}",
+             "/ui/models", f"/ui/models/{quote(SCRIPT)}",
+             f"/ui/compare?runs={world.hostile_run}&runs={world.best_run}", f"/ui/studies/{STUDY}"]
+    for path in pages:
+        text = visit(browser, world, path)
+        assert SCRIPT in text, path
+        if path != "/ui/experiments" and not path.startswith("/ui/studies"):
+            assert IMG in text, path
+        # No element came from the data: no <img>, no inline <script>.
+        assert browser.count("img") == 0, path
+        assert browser.evaluate("Array.from(document.scripts).filter(s => !s.src && s.type !== 'application/json')"
+                                ".length") == 0, path
+    browser.pump(0.5)
+    assert browser.report.dialogs == []
+
+
+# --- HTTP: headers, static files, errors -----------------------------------------------------------
+
+
+@pytest.fixture
+def http(world: World) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=world.url, timeout=30) as client:
+        yield client
+
+
+def test_pages_carry_security_headers(http: httpx.Client):
+    page = http.get(f"/ui/studies/{STUDY}")
+    assert page.status_code == 200
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-eval" not in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    # The page's data is JSON that cannot close its <script> block.
+    block = page.text.split('<script type="application/json" id="page-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in block and ">" not in block and json.loads(block)["study"]["name"] == STUDY
+    assert http.get("/ui/api/studies/quadratic").headers["x-content-type-options"] == "nosniff"
+
+
+def test_plotly_is_served_offline_with_caching(http: httpx.Client):
+    assert "plotly" not in http.get("/ui/studies").text  # only pages with charts load it
+    page = http.get(f"/ui/studies/{STUDY}").text
+    src = page.split('<script src="', 1)[1].split('"', 1)[0]
+    assert src.startswith("/ui/static/plotly.min.js?v=")
+    script = http.get(src, headers={"accept-encoding": "gzip"})
+    assert script.status_code == 200 and script.headers["content-encoding"] == "gzip"
+    assert b"plotly.js" in script.content[:200] and len(script.content) > 1_000_000
+    assert "immutable" in script.headers["cache-control"] and script.headers["x-content-type-options"] == "nosniff"
+    assert http.get(src, headers={"if-none-match": script.headers["etag"]}).status_code == 304
+    assert http.get("/ui/static/nope.js").status_code == 404
+
+
+def test_missing_things_are_404_pages(http: httpx.Client):
+    for path in ("/ui/studies/nope", "/ui/runs/" + "0" * 32, "/ui/models/nope"):
+        page = http.get(path)
+        assert page.status_code == 404 and "NOT_FOUND" in page.text and page.headers["content-security-policy"]
+    answer = http.get("/ui/api/studies/nope")
+    assert answer.status_code == 404 and answer.json()["error"]["status"] == "NOT_FOUND"
+
+
+
+def test_the_dashboard_is_behind_the_gateways_tokens():
+    from tuning_common.auth import TokenStore
+
+    read = "r" * 24
+    tokens = TokenStore.parse(f"read {read} viewer", "test", commas=False)
+    # No services behind it: past the token check, pages say the services are unavailable.
+    guarded = serve(GatewayOptions(suggestion_address="127.0.0.1:1", tracking_address="127.0.0.1:1", tokens=tokens))
+    try:
+        with httpx.Client(base_url=guarded.url, timeout=30) as http:
+            for path in ("/ui/studies", f"/ui/studies/{STUDY}", "/ui/api/studies/x", "/ui/static/common.js"):
+                assert http.get(path).status_code == 401, path
+            page = http.get("/ui/studies", headers={"authorization": f"Bearer {read}"})
+            assert page.status_code == 503 and "UNAVAILABLE" in page.text
+            assert http.get("/ui/static/common.js", headers={"authorization": f"Bearer {read}"}).status_code == 200
+    finally:
+        guarded.stop()
