@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything the tests need into .venv and node_modules, then runs them.
 # Usage: bash scripts/test.sh [pytest args...]
-# TUNING_TEST_STRICT=1 turns "skipped: PostgreSQL/Node.js not available" into failures (CI sets it).
+# TUNING_TEST_STRICT=1 turns "skipped: PostgreSQL/Node.js/Chromium not available" into failures (CI sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The dashboard's tests drive a headless Chromium (Debian's package), installed when missing and possible.
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip

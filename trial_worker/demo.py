@@ -125,7 +125,8 @@ def _run(args: argparse.Namespace, suite: LocalSuite, experiment: str, stamp: st
           f"from run {champion.run_id}")
     print(f"finished in {time.perf_counter() - started:.0f} s. Everything is kept in {suite.home}/: "
           f"experiment {experiment!r} holds the baseline and one run per trial;")
-    print(f"  to look at it again, start the suite with `tuning up` (TUNING_HOME={suite.home}) and run "
+    print(f"  to look at it again, start the suite with `tuning up` (TUNING_HOME={suite.home}) and open "
+          "http://127.0.0.1:8080/, or run "
           f"`tuning study show {results.study_name}`;")
     print(f"  tracking.load_model('models:/{MODEL_NAME}@champion') loads the champion.")
     completed = results.count(spb.TRIAL_STATE_COMPLETED) + results.count(spb.TRIAL_STATE_PRUNED)
