@@ -7,13 +7,16 @@ A test that needs something this machine may lack (PostgreSQL, Node.js) calls
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -21,6 +24,9 @@ import sqlalchemy as sa
 from suggestion_service.server import serve
 from trial_worker import SuggestionClient
 from tuning_common.grpc_server import RunningServer, ServerOptions
+
+if TYPE_CHECKING:
+    from gateway.server import RunningGateway
 
 ROOT = Path(__file__).resolve().parent.parent
 STRICT = os.environ.get("TUNING_TEST_STRICT") == "1"
@@ -130,6 +136,36 @@ class ServerProcess:
     def output(self) -> str:
         """Everything the server printed after starting (complete once stopped)."""
         return "".join(self.lines)
+
+
+@dataclass
+class GatewaySuite:
+    gateway: RunningGateway
+    suggestion: ServerProcess
+    tracking: ServerProcess
+
+
+@contextlib.contextmanager
+def gateway_suite(folder: Path, **options) -> Iterator[GatewaySuite]:
+    """Both services as processes on SQLite files in ``folder``, and the gateway in front of them."""
+    from gateway.server import GatewayOptions
+    from gateway.server import serve as serve_gateway
+
+    suggestion = ServerProcess(f"sqlite:///{folder / 's.db'}")
+    tracking = None
+    try:
+        tracking = ServerProcess(f"sqlite:///{folder / 't.db'}", "--artifacts", str(folder / "artifacts"),
+                                 module="tracking_service")
+        gateway = serve_gateway(GatewayOptions(suggestion_address=suggestion.address,
+                                               tracking_address=tracking.address, **options))
+        try:
+            yield GatewaySuite(gateway, suggestion, tracking)
+        finally:
+            gateway.stop()
+    finally:
+        suggestion.stop()
+        if tracking is not None:
+            tracking.stop()
 
 
 @pytest.fixture

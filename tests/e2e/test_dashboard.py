@@ -24,7 +24,7 @@ import pytest
 from gateway.dashboard.importance import MIN_TRIALS
 from gateway.server import GatewayOptions, RunningGateway, serve
 from suggestion_service.domain.study import Fidelity
-from tests.conftest import ServerProcess, require
+from tests.conftest import gateway_suite, require
 from trial_worker import SuggestionClient, tune
 from trial_worker.space import Categorical, Float
 from trial_worker.tracking import TrackingClient
@@ -79,16 +79,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     folder = tmp_path_factory.mktemp("dashboard")
-    suggestion = ServerProcess(f"sqlite:///{folder / 's.db'}")
-    tracking = ServerProcess(f"sqlite:///{folder / 't.db'}", "--artifacts", str(folder / "artifacts"),
-                             module="tracking_service")
-    gateway = serve(GatewayOptions(suggestion_address=suggestion.address, tracking_address=tracking.address))
-    try:
-        yield _populate(folder, gateway, suggestion.address, tracking.address)
-    finally:
-        gateway.stop()
-        suggestion.stop()
-        tracking.stop()
+    with gateway_suite(folder) as suite:
+        yield _populate(folder, suite.gateway, suite.suggestion.address, suite.tracking.address)
 
 
 def _populate(folder: Path, gateway: RunningGateway, suggestion: str, tracking: str) -> World:

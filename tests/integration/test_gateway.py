@@ -13,7 +13,7 @@ import pytest
 from gateway import openapi
 from gateway.routes import ROUTES, SERVICES
 from gateway.server import GatewayOptions, RunningGateway, serve
-from tests.conftest import ServerProcess
+from tests.conftest import gateway_suite
 
 STUDY = {
     "name": "gw",
@@ -33,15 +33,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def gateway(data_dir: Path) -> Iterator[RunningGateway]:
     # One suite for the module: each test uses names of its own.
-    suggestion = ServerProcess(f"sqlite:///{data_dir / 's.db'}")
-    tracking = ServerProcess(f"sqlite:///{data_dir / 't.db'}", "--artifacts", str(data_dir / "artifacts"),
-                             module="tracking_service")
-    running = serve(GatewayOptions(suggestion_address=suggestion.address, tracking_address=tracking.address,
-                                   max_json_bytes=64 * 1024, max_artifact_bytes=1024 * 1024))
-    yield running
-    running.stop()
-    suggestion.stop()
-    tracking.stop()
+    with gateway_suite(data_dir, max_json_bytes=64 * 1024, max_artifact_bytes=1024 * 1024) as suite:
+        yield suite.gateway
 
 
 @pytest.fixture

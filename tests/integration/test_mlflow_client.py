@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from gateway.mlflow.routes import read_only_rule
-from gateway.server import GatewayOptions, RunningGateway, serve
-from tests.conftest import ServerProcess
+from gateway.server import RunningGateway
+from tests.conftest import gateway_suite
 from trial_worker.tracking import TrackingClient, dataset_input, metric
 from tuning.tracking.v1 import registry_pb2 as rpb
 from tuning.tracking.v1 import tracking_pb2 as pb
@@ -39,14 +39,8 @@ class Suite:
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     data = tmp_path_factory.mktemp("mlflow")
-    suggestion = ServerProcess(f"sqlite:///{data / 's.db'}")
-    tracking = ServerProcess(f"sqlite:///{data / 't.db'}", "--artifacts", str(data / "artifacts"),
-                             module="tracking_service")
-    running = serve(GatewayOptions(suggestion_address=suggestion.address, tracking_address=tracking.address))
-    yield Suite(running, tracking.address)
-    running.stop()
-    suggestion.stop()
-    tracking.stop()
+    with gateway_suite(data) as running:
+        yield Suite(running.gateway, running.tracking.address)
 
 
 @pytest.fixture
