@@ -190,12 +190,17 @@ async def delete(ctx: Context) -> dict:
     return {}
 
 
-async def set_tags(ctx: Context) -> dict:
+async def _merge(ctx: Context, field: str) -> tuple[pb.Run, str, dict]:
+    """Adds the request's ``field`` pairs (tags or params) to the logged model's record."""
     model_id = ctx.text("model_id", required=True)
     run, record = await load(ctx, model_id)
-    record.setdefault("tags", {}).update(convert.pairs(ctx.items("tags"), "tags"))
+    record.setdefault(field, {}).update(convert.pairs(ctx.items(field), field))
     await _save(ctx, run.id, model_id, record)
-    return {"model": model_json(run, model_id, record)}
+    return run, model_id, record
+
+
+async def set_tags(ctx: Context) -> dict:
+    return {"model": model_json(*await _merge(ctx, "tags"))}
 
 
 async def delete_tag(ctx: Context) -> dict:
@@ -210,10 +215,7 @@ async def delete_tag(ctx: Context) -> dict:
 
 
 async def log_params(ctx: Context) -> dict:
-    model_id = ctx.text("model_id", required=True)
-    run, record = await load(ctx, model_id)
-    record.setdefault("params", {}).update(convert.pairs(ctx.items("params"), "params"))
-    await _save(ctx, run.id, model_id, record)
+    await _merge(ctx, "params")
     return {}
 
 

@@ -437,3 +437,23 @@ def test_filters_are_rewritten_into_our_language():
         with pytest.raises(MlflowError) as caught:
             filters.translate_filter(filters.RUNS, bad)
         assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_logged_models_tags_and_params_are_kept_with_its_run(http: httpx.Client):
+    experiment_id = http.post(f"{API}/experiments/create", json={"name": f"lm-{uuid.uuid4().hex[:8]}"}).json()[
+        "experiment_id"]
+    run_id = http.post(f"{API}/runs/create", json={"experiment_id": experiment_id}).json()["run"]["info"]["run_id"]
+    created = http.post(f"{API}/logged-models", json={"experiment_id": experiment_id, "name": "clf",
+                                                      "source_run_id": run_id, "params": [{"key": "a", "value": "1"}]})
+    model_id = created.json()["model"]["info"]["model_id"]
+    tagged = http.patch(f"{API}/logged-models/{model_id}/tags", json={"tags": [{"key": "team", "value": "ml"}]})
+    assert tagged.status_code == 200, tagged.text
+    assert http.post(f"{API}/logged-models/{model_id}/params",
+                     json={"params": [{"key": "b", "value": "2"}]}).status_code == 200
+    model = http.get(f"{API}/logged-models/{model_id}").json()["model"]
+    assert {t["key"]: t["value"] for t in model["info"]["tags"]}["team"] == "ml"
+    assert {p["key"]: p["value"] for p in model["data"]["params"]} == {"a": "1", "b": "2"}
+    assert http.delete(f"{API}/logged-models/{model_id}/tags/team").status_code == 200
+    model = http.get(f"{API}/logged-models/{model_id}").json()["model"]
+    assert "team" not in {t["key"] for t in model["info"].get("tags", [])}
+    mlflow_error(http.delete(f"{API}/logged-models/{model_id}/tags/team"), 404, "RESOURCE_DOES_NOT_EXIST")
