@@ -17,7 +17,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,18 +33,6 @@ from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning_common.local_suite import LocalSuite
 
 BATCH = 1000
-
-
-def start_gateway(suite: LocalSuite) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "--port", "0", "--suggestion-address", suite.suggestion_address,
-         "--tracking-address", suite.tracking_address], stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "TUNING_LOG_LEVEL": "WARNING"})
-    line = process.stdout.readline()
-    if "listening on" not in line:
-        process.kill()
-        raise SystemExit(f"the gateway did not start: {line}")
-    return process, "http://" + line.rsplit(" ", 1)[1].strip()
 
 
 def measure(clients: int, seconds: float, make: Callable[[int], Callable[[], None]]) -> tuple[float, float, float]:
@@ -154,33 +141,28 @@ def main() -> int:
     counts = [int(c) for c in args.clients.split(",")]
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs; "
           f"{' '.join(sys.argv)}")
-    with tempfile.TemporaryDirectory(prefix="tuning-bench-") as home, LocalSuite(home) as suite:
-        gateway, url = start_gateway(suite)
-        try:
-            if args.part in ("ask-tell", "both"):
-                with SuggestionClient(suite.suggestion_address) as client:
-                    client.create_study("bench", [Float("x", 0, 1)], objectives={"loss": "minimize"})
-                print("\n| ask+tell | clients | pairs/s | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|")
-                for clients in counts:
-                    for label, make in (("gRPC", ask_tell_grpc(suite, "bench")), ("HTTP", ask_tell_http(url, "bench"))):
-                        rate, p50, p99 = measure(clients, args.seconds, make)
-                        print(f"| {label} | {clients} | {rate:.0f} | {p50:.2f} | {p99:.2f} |", flush=True)
-            if args.part in ("log-batch", "both"):
-                with TrackingClient(suite.tracking_address) as client:
-                    experiment = client.create_experiment("bench").id
-                    runs = [client.create_run(experiment).id for _ in range(max(counts) * 2)]
-                print(f"\n| log-batch ({BATCH} points) | clients | metrics/s | p50 ms | p99 ms |\n"
-                      "|---|---:|---:|---:|---:|")
-                offset = 0
-                for clients in counts:
-                    for label, factory in (("gRPC", log_batch_grpc), ("HTTP", log_batch_http)):
-                        target = suite if label == "gRPC" else url
-                        mine = runs[offset:offset + clients] if label == "gRPC" else runs[offset + clients:]
-                        rate, p50, p99 = measure(clients, args.seconds, factory(target, mine))
-                        print(f"| {label} | {clients} | {rate * BATCH:,.0f} | {p50:.1f} | {p99:.1f} |", flush=True)
-        finally:
-            gateway.terminate()
-            gateway.wait(30)
+    with tempfile.TemporaryDirectory(prefix="tuning-bench-") as home, LocalSuite(home, gateway_port=0) as suite:
+        url = suite.gateway_url
+        if args.part in ("ask-tell", "both"):
+            with SuggestionClient(suite.suggestion_address) as client:
+                client.create_study("bench", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+            print("\n| ask+tell | clients | pairs/s | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|")
+            for clients in counts:
+                for label, make in (("gRPC", ask_tell_grpc(suite, "bench")), ("HTTP", ask_tell_http(url, "bench"))):
+                    rate, p50, p99 = measure(clients, args.seconds, make)
+                    print(f"| {label} | {clients} | {rate:.0f} | {p50:.2f} | {p99:.2f} |", flush=True)
+        if args.part in ("log-batch", "both"):
+            with TrackingClient(suite.tracking_address) as client:
+                experiment = client.create_experiment("bench").id
+                runs = [client.create_run(experiment).id for _ in range(max(counts) * 2)]
+            print(f"\n| log-batch ({BATCH} points) | clients | metrics/s | p50 ms | p99 ms |\n"
+                  "|---|---:|---:|---:|---:|")
+            for clients in counts:
+                # gRPC and HTTP clients write to runs of their own.
+                for label, make in (("gRPC", log_batch_grpc(suite, runs[:clients])),
+                                    ("HTTP", log_batch_http(url, runs[clients:]))):
+                    rate, p50, p99 = measure(clients, args.seconds, make)
+                    print(f"| {label} | {clients} | {rate * BATCH:,.0f} | {p50:.1f} | {p99:.1f} |", flush=True)
     return 0
 
 

@@ -28,6 +28,7 @@ from starlette.routing import Route as StarletteRoute
 from gateway import openapi
 from gateway.errors import error_body, internal_error_response
 from gateway.routes import ROUTES
+from tuning_common.errors import TuningError
 
 OPENAPI_PATH = "/v1/openapi.json"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -92,8 +93,6 @@ class Guard:
             return self._refuse(path, 400, "INVALID_ARGUMENT",
                                 "this host name is not served here (Host header not allowed)", "HOST_NOT_ALLOWED")
         if self.settings.tokens is not None:
-            from tuning_common.errors import TuningError
-
             try:
                 self.settings.tokens.check(headers.get("authorization"), self._read_only(method, path))
             except TuningError as error:

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from starlette.requests import Request
@@ -85,7 +85,7 @@ async def build_request(route: Route, request: Request, body: Mapping[str, Any] 
         document[name] = _convert(descriptor, name, request.query_params.getlist(name), "query string")
     for name, text in request.path_params.items():
         document[name] = _convert(descriptor, name, [text], "path")
-    message = _message_class(descriptor)()
+    message = message_factory.GetMessageClass(descriptor)()
     try:
         json_format.ParseDict(document, message)
     except json_format.ParseError as error:
@@ -93,10 +93,6 @@ async def build_request(route: Route, request: Request, body: Mapping[str, Any] 
     return message
 
 
-def _message_class(descriptor: Descriptor) -> type[Message]:
-    from google.protobuf import message_factory
-
-    return message_factory.GetMessageClass(descriptor)
 
 
 def to_json(message: Message) -> dict[str, Any]:

@@ -162,7 +162,7 @@ def _study_name(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trial_worker.worker import COMPLETED, FAILED, LOST, PRUNED, Worker
+    from trial_worker.worker import Worker, describe_counts, print_result
 
     try:
         train = _train_function(args)
@@ -182,21 +182,15 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, ImportError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-    worker = Worker(train, config, on_result=_print_result)
+    worker = Worker(train, config, on_result=print_result)
     signalled = _install_signal_handlers(worker, args.grace_seconds)
     with worker:
         print(f"worker {worker.worker_id}: study {study}, {config.parallel} at a time", flush=True)
         summary = worker.run()
-    counts = ", ".join(f"{summary.count(o)} {o.lower()}" for o in (COMPLETED, PRUNED, FAILED, LOST))
-    print(f"worker {worker.worker_id} stopped ({summary.reason}): {counts}", flush=True)
+    print(f"worker {worker.worker_id} stopped ({summary.reason}): {describe_counts(summary.counts())}", flush=True)
     if signalled:
         return 128 + signalled[0]
     return 1 if summary.reason.startswith("error") else 0
-
-
-def _print_result(result) -> None:
-    metrics = " ".join(f"{k}={v:.6g}" for k, v in sorted(result.metrics.items()))
-    print(f"trial {result.number}: {result.outcome.lower()} in {result.seconds:.1f} s {metrics}".rstrip(), flush=True)
 
 
 def _install_signal_handlers(worker, grace_seconds: float) -> list[int]:

@@ -287,8 +287,9 @@ class Trial:
         self.info = self.study.client.call("LinkRun", request).trial
         return self.info
 
-    def heartbeat(self) -> None:
-        self.study.client.call("Heartbeat", api.HeartbeatRequest(trial_id=self.id, worker_id=self.study.worker_id))
+    def heartbeat(self, *, retries: int | None = None) -> None:
+        self.study.client.call("Heartbeat", api.HeartbeatRequest(trial_id=self.id, worker_id=self.study.worker_id),
+                               retries=retries)
 
     def release(self, reason: str = "") -> pb.Trial:
         """Hands the trial back now (e.g. on SIGTERM): it goes STALE and is retried within the policy.

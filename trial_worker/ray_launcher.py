@@ -36,11 +36,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trial_worker.worker import COMPLETED, FAILED, LOST, PRUNED, WorkerConfig
+from trial_worker.worker import OUTCOMES, WorkerConfig, describe_counts
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = (COMPLETED, PRUNED, FAILED, LOST)
 # Reasons a task may stop with for the run to count as a success.
 SUCCESS_REASONS = ("study done", "max_trials")
 # Per-task thread counts for the numerical libraries, unless the driver's environment sets them.
@@ -120,7 +119,7 @@ def run_on_ray(address: str, num_workers: int, train_spec: str, command: list[st
         ray.shutdown()
     totals = {o: sum(s["counts"].get(o, 0) for s in summaries) for o in OUTCOMES}
     reasons = sorted({s["reason"] for s in summaries})
-    counts = ", ".join(f"{totals[o]} {o.lower()}" for o in OUTCOMES)
+    counts = describe_counts(totals)
     print(f"ray workers {base}-ray* stopped ({'; '.join(reasons)}): {counts}", file=out, flush=True)
     if signalled:
         return 128 + signalled[0]
@@ -134,8 +133,8 @@ def run_task(index: int, train_spec: str, command: list[str], config: WorkerConf
     ``ray.cancel`` raises KeyboardInterrupt here (the task's main thread): the worker stops
     asking, running trials finish for ``grace_seconds``, then they are handed back.
     """
-    from trial_worker.cli import _print_result, load_callable
-    from trial_worker.worker import Worker
+    from trial_worker.cli import load_callable
+    from trial_worker.worker import Worker, print_result
 
     logging.getLogger("trial_worker").setLevel(os.environ.get("TUNING_LOG_LEVEL", "WARNING").upper())
     host = socket.gethostname()
@@ -153,7 +152,7 @@ def run_task(index: int, train_spec: str, command: list[str], config: WorkerConf
             if shared and driver_dir not in sys.path:
                 sys.path.append(driver_dir)  # after the installed packages
             train = load_callable(train_spec)
-        worker = Worker(train, config, on_result=_print_result)
+        worker = Worker(train, config, on_result=print_result)
     except Exception as error:
         summary["reason"] = f"error: {type(error).__name__}: {error}"
         print(f"worker {config.worker_id} on {host}: {summary['reason']}", flush=True)
@@ -191,7 +190,7 @@ def run_task(index: int, train_spec: str, command: list[str], config: WorkerConf
                           flush=True)
                 finished.wait(60)
     if results:
-        summary["counts"] = {o: results[0].count(o) for o in OUTCOMES}
+        summary["counts"] = results[0].counts()
         summary["reason"] = results[0].reason
     if cancelled:
         summary["reason"] = "cancelled"
@@ -258,7 +257,7 @@ def _result(ray, ref, index: int, out) -> dict[str, Any]:
         summary = ray.get(ref)
     except Exception as error:  # TaskCancelledError before it started, a crashed worker process, ...
         return _lost_task(index, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}", out)
-    counts = ", ".join(f"{summary['counts'][o]} {o.lower()}" for o in OUTCOMES)
+    counts = describe_counts(summary["counts"])
     print(f"ray task {index}: worker {summary['worker_id']} on {summary['host']} stopped ({summary['reason']}): "
           f"{counts}", file=out, flush=True)
     return summary

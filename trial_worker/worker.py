@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from trial_worker.client import Study, SuggestionClient, Trial, default_worker_i
 from trial_worker.context import LeaseLost, TrialContext, TrialPruned, bind, final_metrics
 from trial_worker.tracking import provenance
 from trial_worker.tracking.client import TrackingClient
+from trial_worker.tracking.fluent import trial_link
 from trial_worker.tracking.logger import RunLogger
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning.tracking.v1 import tracking_pb2 as tpb
@@ -45,6 +46,7 @@ TrainFunction = Callable[[TrialContext], Any]
 
 # Outcomes of one trial, as the worker saw it.
 COMPLETED, PRUNED, FAILED, LOST = "COMPLETED", "PRUNED", "FAILED", "LOST"
+OUTCOMES = (COMPLETED, PRUNED, FAILED, LOST)
 END_TIMEOUT = 30.0
 MAX_ERROR_CHARS = 4000
 ABANDON_SECONDS = 3.0
@@ -98,6 +100,20 @@ class WorkerSummary:
 
     def count(self, outcome: str) -> int:
         return sum(r.outcome == outcome for r in self.results)
+
+    def counts(self) -> dict[str, int]:
+        return {outcome: self.count(outcome) for outcome in OUTCOMES}
+
+
+def describe_counts(counts: Mapping[str, int]) -> str:
+    """``3 completed, 1 pruned, 0 failed, 0 lost``."""
+    return ", ".join(f"{counts.get(outcome, 0)} {outcome.lower()}" for outcome in OUTCOMES)
+
+
+def print_result(result: TrialResult) -> None:
+    """One line per finished trial, as the command-line workers print them."""
+    metrics = " ".join(f"{k}={v:.6g}" for k, v in sorted(result.metrics.items()))
+    print(f"trial {result.number}: {result.outcome.lower()} in {result.seconds:.1f} s {metrics}".rstrip(), flush=True)
 
 
 def retries_for(seconds: float, backoff: float = 0.1, max_backoff: float = 5.0) -> int:
@@ -278,9 +294,8 @@ class Worker:
         }
         if trial.budget is not None:
             tags["tuning.budget"] = f"{trial.budget:g}"
-        link = tpb.TrialLink(study=trial.study.name, trial_id=trial.id, trial_number=trial.number)
         run = self.tracking.create_run(self._experiment_id, name=f"{trial.study.name}-{trial.number}", tags=tags,
-                                       run_group=trial.study.name, trial=link)
+                                       run_group=trial.study.name, trial=trial_link(trial))
         trial.link_run(run.id)
         self.logger.log_params(run.id, trial.params)
         return run.id
@@ -318,8 +333,6 @@ class Worker:
         elif outcome != FAILED and ctx.pruned:
             outcome = PRUNED
         outcome = self._finish(trial, ctx, outcome, metrics, error)
-        if ctx.lost:
-            outcome = LOST
         return TrialResult(trial.number, trial.id, outcome, trial.params, metrics or dict(ctx.last_metrics),
                            run_id, time.perf_counter() - started, trial.study.worker_id,
                            error or (ctx.lost or ""))
@@ -340,7 +353,7 @@ class Worker:
             # The run's metrics are stored before the trial shows as finished (unless the
             # tracking service is down: then they wait in the spool).
             try:
-                self.logger.flush(0.0 if self.logger.spooled else END_TIMEOUT)
+                self.logger.settle(END_TIMEOUT)
             except (Unavailable, DeadlineExceeded) as problem:
                 log.warning("run %s of trial %d is spooled: %s", run_id, trial.number, problem)
             except TuningError as problem:
@@ -385,9 +398,8 @@ class Worker:
             for trial, ctx in running:
                 if ctx.should_stop:
                     continue
-                request = api.HeartbeatRequest(trial_id=trial.id, worker_id=trial.study.worker_id)
                 try:
-                    self.suggestion.call("Heartbeat", request, retries=1)
+                    trial.heartbeat(retries=1)
                 except FailedPrecondition as error:
                     ctx.lose(str(error))
                 except TuningError as error:

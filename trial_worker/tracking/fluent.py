@@ -190,7 +190,8 @@ def _user() -> str:
         return ""
 
 
-def _trial_link(trial: Trial | pb.TrialLink) -> pb.TrialLink:
+def trial_link(trial: Trial | pb.TrialLink) -> pb.TrialLink:
+    """What a run records of its suggestion-service trial."""
     if isinstance(trial, pb.TrialLink):
         return trial
     return pb.TrialLink(study=trial.study.name, trial_id=trial.id, trial_number=trial.number)
@@ -210,7 +211,7 @@ def start_run(name: str | None = None, *, nested: bool = False, run_group: str |
     if stack and not nested:
         raise FailedPrecondition(f"run {stack[-1].run_id} is active: end it first, or pass nested=True",
                                  reason="RUN_ALREADY_ACTIVE")
-    link = None if trial is None else _trial_link(trial)
+    link = None if trial is None else trial_link(trial)
     if link is not None:
         run_group = run_group or link.study
         name = name or f"trial-{link.trial_number}"
@@ -235,9 +236,9 @@ def _end(active: ActiveRun, status: int) -> None:
     logger = run_logger()
     for run in ending:
         logger.end_run(run.run_id, status)
-    # While the service is down there is no point waiting: the ends are spooled behind the runs' data.
+    # While the service is down the ends are spooled behind the runs' data.
     try:
-        logger.flush(0.0 if logger.spooled else END_TIMEOUT)
+        logger.settle(END_TIMEOUT)
     except (Unavailable, DeadlineExceeded) as error:
         log.warning("the end of run %s is spooled: %s", active.run_id, error)
 

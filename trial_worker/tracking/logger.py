@@ -434,6 +434,12 @@ class RunLogger:
                 first.add_note(f"also: {type(other).__name__}: {other}")
             raise first
 
+    def settle(self, timeout: float) -> None:
+        """:meth:`flush` for up to ``timeout`` seconds, or not waiting at all while batches are
+        already spooled (the service is down: waiting would only delay the caller); what is not
+        stored stays spooled and the flush's Unavailable or DeadlineExceeded says so."""
+        self.flush(0.0 if self.spooled else timeout)
+
     def close(self, timeout: float | None = None) -> None:
         """Flushes, then stops the thread; what could not be stored stays spooled for a later logger."""
         atexit.unregister(self._at_exit)

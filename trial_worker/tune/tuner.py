@@ -99,20 +99,13 @@ class TunerResults:
     metric: str
     mode: str
     trials: list[spb.Trial]
-    run_ids: dict[int, str]
+    # As the suggestion service ranks them (GetBestTrials); None before any trial completed.
+    best_trial: spb.Trial | None
     suggestion_address: str
     tracking_address: str | None
     # A local copy of the best trial's model artifact (None: it logged no model).
     best_model_path: Path | None = None
     _model: Any = None
-
-    @property
-    def best_trial(self) -> spb.Trial | None:
-        completed = [t for t in self.trials if t.state == spb.TRIAL_STATE_COMPLETED and _value(t, self.metric) is not None]
-        if not completed:
-            return None
-        pick = max if self.mode == "max" else min
-        return pick(completed, key=lambda t: (_value(t, self.metric), -t.number))
 
     @property
     def best_params(self) -> dict[str, Any]:
@@ -128,7 +121,7 @@ class TunerResults:
     @property
     def best_run_id(self) -> str | None:
         best = self.best_trial
-        return None if best is None else (best.run_id or self.run_ids.get(best.id))
+        return None if best is None else (best.run_id or None)
 
     @property
     def best_model(self) -> Any:
@@ -152,7 +145,7 @@ class TunerResults:
                 "trial": trial.number, "state": spb.TrialState.Name(trial.state).removeprefix("TRIAL_STATE_"),
                 **{f"params.{k}": v for k, v in _params(trial).items()},
                 **{f"metrics.{m.name}": m.value for m in trial.metrics},
-                "run_id": trial.run_id or self.run_ids.get(trial.id) or None,
+                "run_id": trial.run_id or None,
                 "seconds": _seconds(trial), "worker": trial.worker_id, "reason": trial.reason,
             }
             rows.append(row)
@@ -300,9 +293,9 @@ class Tuner:
             if summary.reason.startswith("error"):
                 raise TuningError(f"the tuner stopped: {summary.reason}")
             trials = list(study.trials())
-        run_ids = {r.trial_id: r.run_id for r in summary.results if r.run_id}
-        results = TunerResults(study.name, config.metric, config.mode, trials, run_ids, suggestion_address,
-                               tracking_address)
+            best = study.best_trials()
+        results = TunerResults(study.name, config.metric, config.mode, trials, best[0] if best else None,
+                               suggestion_address, tracking_address)
         if tracking_address is not None and results.best_run_id:
             results.best_model_path = _download_model(tracking_address, results.best_run_id)
         return results
