@@ -29,8 +29,8 @@ from gateway.mlflow import refusal_body as mlflow_refusal_body
 from gateway.mlflow import routes as mlflow_routes
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc
 from tuning.tracking.v1 import registry_service_pb2_grpc, tracking_service_pb2_grpc
+from tuning_common import telemetry
 from tuning_common.errors import TuningError
-from tuning_common.grpc_server import configure_logging
 from tuning_common.settings import add_option, suggestion_address
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,11 @@ def build_app(options: GatewayOptions):
         # grpc.aio channels belong to the loop that serves the requests.
         channel_options = [("grpc.max_receive_message_length", options.max_json_bytes + 1024 * 1024),
                            ("grpc.max_send_message_length", options.max_json_bytes + 1024 * 1024)]
-        suggestion = grpc.aio.insecure_channel(options.suggestion_address, options=channel_options)
-        tracking = grpc.aio.insecure_channel(options.tracking_address, options=channel_options)
+        interceptors = telemetry.aio_client_interceptors()
+        suggestion = grpc.aio.insecure_channel(options.suggestion_address, options=channel_options,
+                                               interceptors=interceptors)
+        tracking = grpc.aio.insecure_channel(options.tracking_address, options=channel_options,
+                                             interceptors=interceptors)
         stubs.update(_stubs(suggestion, tracking))
         try:
             yield
@@ -122,7 +125,7 @@ def build_app(options: GatewayOptions):
     routes += mlflow_routes(stubs, options)
     read_only_rules.append(mlflow_read_only_rule)
     guard.refusal_bodies.append(mlflow_refusal_body)
-    return create_app(routes, guard, lifespan=lifespan)
+    return telemetry.asgi_middleware(create_app(routes, guard, lifespan=lifespan))
 
 
 def serve(options: GatewayOptions) -> RunningGateway:
@@ -183,6 +186,7 @@ def options_from(args: argparse.Namespace) -> GatewayOptions:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        telemetry.setup(telemetry.GATEWAY)
         running = serve(options_from(args))
     except (RuntimeError, TuningError) as error:
         print(f"gateway cannot start: {error}", file=sys.stderr)
@@ -193,5 +197,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    configure_logging()
+    telemetry.configure_logging()
     return run(build_parser().parse_args(argv))

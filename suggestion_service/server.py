@@ -13,12 +13,12 @@ from suggestion_service.api.servicer import SuggestionServicer
 from suggestion_service.persistence import MIGRATIONS
 from suggestion_service.service import SuggestionService
 from tuning.suggestion.v1 import suggestion_service_pb2, suggestion_service_pb2_grpc
+from tuning_common import telemetry
 from tuning_common.database import Database
 from tuning_common.grpc_server import (
     RunningServer,
     ServerOptions,
     add_server_options,
-    configure_logging,
     serve_until_terminated,
     server_options,
     start_server,
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    configure_logging()
+    telemetry.configure_logging()
     return run(build_parser().parse_args(argv))
 
 

@@ -24,8 +24,9 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.engine import Connection
 
+from suggestion_service import instruments
 from suggestion_service.algorithms import Pruner, make_algorithm, make_pruner, validate_algorithm
-from suggestion_service.algorithms.base import Algorithm, SuggestContext
+from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
 from suggestion_service.domain.codec import specs_match
 from suggestion_service.domain.ranking import best_trials
 from suggestion_service.domain.space import Assignment, check_name
@@ -41,6 +42,7 @@ from suggestion_service.domain.trial import (
     check_metrics,
 )
 from suggestion_service.persistence.repository import Repository
+from tuning_common import telemetry
 from tuning_common.database import Database
 from tuning_common.errors import (
     Aborted,
@@ -133,6 +135,12 @@ class SuggestionService:
         self._cache: dict[int, tuple[Algorithm, Pruner | None]] = {}
         # Striped: bounded memory; two studies rarely share a stripe.
         self._ask_locks = [threading.Lock() for _ in range(64)]
+        if telemetry.enabled():
+            instruments.observe_trials(self._census)
+
+    def _census(self) -> tuple[dict[str, int], int]:
+        with telemetry.quiet():  # read at every metrics export
+            return self.db.run(self.repo.census, write=False)
 
     # --- studies ---------------------------------------------------------------------
 
@@ -223,8 +231,12 @@ class SuggestionService:
         # Asks for one study queue here first, so at most one per replica waits on the
         # study's row lock: a crowd of waiters on one PostgreSQL row lock is far slower
         # than a queue in front of it.
-        with self._ask_locks[hash(study_name) % len(self._ask_locks)]:
-            return self.db.run(work, write=True)
+        with telemetry.span("suggest trials", study=study_name, count=count, worker=worker_id) as span, \
+                self._ask_locks[hash(study_name) % len(self._ask_locks)]:
+            result = self.db.run(work, write=True)
+            telemetry.set_attributes(span, trial_ids=[t.id for t in result.trials],
+                                     suggest_status=result.status.value)
+            return result
 
     def _replay(self, conn: Connection, study: Study, seen, worker_id: str, request_id: str) -> SuggestResult:
         if seen.worker_id != worker_id:
@@ -273,8 +285,9 @@ class SuggestionService:
                 sequence=study.algorithm_seq,
                 pending=self.repo.pending_params(conn, study.id) if algorithm.uses_pending else (),
                 history=self.repo.history(conn, study) if algorithm.uses_history else (),
+                stage=telemetry.stage,
             )
-            suggestions = algorithm.suggest(context, n_new)
+            suggestions = self._propose(algorithm, context, n_new)
             n = len(suggestions)
             first = self.repo.advance_counters(conn, study.id, trials_=n, budget=n, algorithm=n)
             leased += self.repo.insert_trials(conn, study.name, [
@@ -308,6 +321,15 @@ class SuggestionService:
         self.repo.set_study_state(conn, study.id, StudyState.COMPLETED, now)
         return SuggestResult([], SuggestStatus.DONE, reason, f"study {study.name!r} is done: {what}")
 
+    @staticmethod
+    def _propose(algorithm: Algorithm, context: SuggestContext, count: int) -> list[Suggestion]:
+        started = time.perf_counter()
+        with telemetry.span("propose configurations", algorithm=algorithm.name, count=count,
+                            history=len(context.history)):
+            suggestions = algorithm.suggest(context, count)
+        instruments.SUGGEST_DURATION.record(time.perf_counter() - started, telemetry.attributes(algorithm=algorithm.name))
+        return suggestions
+
     def _components(self, study_id: int, spec: StudySpec) -> tuple[Algorithm, Pruner | None]:
         # Algorithms and pruners are stateless and a study's spec never changes (ids are never
         # reused), so caching them by id only saves re-deriving things like a grid's points.
@@ -331,6 +353,7 @@ class SuggestionService:
                 self._maybe_retry(conn, study, trial, now)
         if reclaimed:
             log.info("study %s: reclaimed %d expired lease(s)", study.name, reclaimed)
+            instruments.LEASES_EXPIRED.add(reclaimed)
         return reclaimed
 
     def _maybe_retry(self, conn: Connection, study: Study, trial: Trial, now: int) -> None:
@@ -347,14 +370,19 @@ class SuggestionService:
     def reap_expired_leases(self) -> int:
         """Reclaims every expired lease in every study; each replica runs this periodically."""
         now = self.clock()
-        study_ids = self.db.run(lambda conn: self.repo.studies_with_expired_leases(conn, now), write=False)
+        with telemetry.quiet():  # a scan every few seconds: a trace only when it finds something
+            study_ids = self.db.run(lambda conn: self.repo.studies_with_expired_leases(conn, now), write=False)
+        if not study_ids:
+            return 0
         total = 0
-        for study_id in study_ids:
-            def work(conn: Connection, study_id: int = study_id) -> int:
-                study = self.repo.find_study(conn, study_id=study_id, lock=True)
-                return 0 if study is None else self._reclaim_expired(conn, study, self.clock())
+        with telemetry.span("reclaim leases") as span:
+            for study_id in study_ids:
+                def work(conn: Connection, study_id: int = study_id) -> int:
+                    study = self.repo.find_study(conn, study_id=study_id, lock=True)
+                    return 0 if study is None else self._reclaim_expired(conn, study, self.clock())
 
-            total += self.db.run(work, write=True)
+                total += self.db.run(work, write=True)
+            telemetry.set_attributes(span, count=total)
         return total
 
     # --- report and tell ---------------------------------------------------------------
@@ -399,8 +427,14 @@ class SuggestionService:
         checkpoint = pruner.checkpoint(trial.number, self.repo.previous_step(conn, trial.id, step), step)
         if checkpoint is None:
             return False
-        peers = self.repo.values_at(conn, trial.study_id, trial.id, checkpoint.step, metric)
-        return pruner.should_stop(trial.number, metrics[metric], peers)
+        with telemetry.span("decide pruning", trial_id=trial.id, trial_number=trial.number, step=step,
+                            pruner=pruner.name) as span:
+            peers = self.repo.values_at(conn, trial.study_id, trial.id, checkpoint.step, metric)
+            stop = pruner.should_stop(trial.number, metrics[metric], peers)
+            decision = "stop" if stop else "continue"
+            telemetry.set_attributes(span, decision=decision)
+        instruments.PRUNING_DECISIONS.add(1, telemetry.attributes(pruner=pruner.name, decision=decision))
+        return stop
 
     def heartbeat(self, trial_id: int, worker_id: str) -> int:
         def work(conn: Connection) -> int:

@@ -20,12 +20,12 @@ from tuning.tracking.v1 import (
     tracking_service_pb2,
     tracking_service_pb2_grpc,
 )
+from tuning_common import telemetry
 from tuning_common.database import Database
 from tuning_common.grpc_server import (
     RunningServer,
     ServerOptions,
     add_server_options,
-    configure_logging,
     serve_until_terminated,
     server_options,
     start_server,
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    configure_logging()
+    telemetry.configure_logging()
     return run(build_parser().parse_args(argv))
 
 

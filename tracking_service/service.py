@@ -41,6 +41,7 @@ from tracking_service.domain.model import (
 from tracking_service.persistence import repository as repo
 from tracking_service.persistence import search_sql
 from tracking_service.persistence.tables import experiments, runs
+from tuning_common import telemetry
 from tuning_common.database import Database
 from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
@@ -97,6 +98,12 @@ def live_run(conn: Connection, run_id: str, *, allow_deleted: bool = False) -> r
     if state.lifecycle_stage == repo.DELETED and not allow_deleted:
         raise FailedPrecondition(f"run {run_id} is deleted; restore it first", reason="RUN_DELETED")
     return state
+
+
+METRICS_LOGGED = telemetry.meter().create_counter(
+    "tuning.metrics.logged", unit="{point}", description="Metric points stored (logged one by one, in batches or series)")
+ARTIFACT_BYTES = telemetry.meter().create_counter(
+    "tuning.artifacts.uploaded", unit="By", description="Bytes of artifact files stored")
 
 
 class TrackingService:
@@ -336,6 +343,9 @@ class TrackingService:
             repo.log_metrics(conn, run_id, metrics, series)
 
         self.db.run(work, write=True)
+        points = len(metrics) + sum(len(one.values) for one in series)
+        if points:
+            METRICS_LOGGED.add(points)
 
     def delete_tag(self, run_id: str, key: str) -> None:
         check_run_id(run_id)
@@ -402,8 +412,11 @@ class TrackingService:
         path = clean_relative_path(path, "header.path")
         if size < 0:
             raise InvalidArgument("header.size", f"must not be negative, got {size}")
-        root = self._artifact_root(run_id, write=True)
-        return self.store.upload(root, path, chunks, size=size, sha256=sha256, max_bytes=self.max_artifact_bytes)
+        with telemetry.span("upload artifact", run_id=run_id, artifact_path=path, artifact_bytes=size):
+            root = self._artifact_root(run_id, write=True)
+            info = self.store.upload(root, path, chunks, size=size, sha256=sha256, max_bytes=self.max_artifact_bytes)
+        ARTIFACT_BYTES.add(info.size)
+        return info
 
     def open_artifact(self, run_id: str, path: str) -> tuple[FileInfo, Iterator[bytes]]:
         path = clean_relative_path(path, "path")

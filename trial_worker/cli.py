@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tuning_common import telemetry
+from tuning_common.errors import InvalidArgument
 from tuning_common.settings import add_option, suggestion_address
 
 log = logging.getLogger(__name__)
@@ -165,11 +167,12 @@ def run(args: argparse.Namespace) -> int:
     from trial_worker.worker import Worker, describe_counts, print_result
 
     try:
+        telemetry.setup(telemetry.TRIAL_WORKER)
         train = _train_function(args)
         study = _study_name(args)
         config = _config(args, study)
         config.validate()
-    except ValueError as error:
+    except (ValueError, InvalidArgument) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.ray_address:
@@ -221,6 +224,5 @@ def _install_signal_handlers(worker, grace_seconds: float) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("TUNING_LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    telemetry.configure_logging("WARNING")
     return run(build_parser().parse_args(argv))

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from tuning_common import telemetry
 from tuning_common.errors import DeadlineExceeded, FailedPrecondition, TuningError, Unavailable
 
 if TYPE_CHECKING:
@@ -139,15 +140,17 @@ class TrialContext:
             self.last_metrics.update(finite)
         if self._stop or not finite:
             return self._stop
-        try:
-            stop = self._trial.report(step, finite, retries=REPORT_RETRIES)
-        except FailedPrecondition as error:
-            self.lose(str(error))
-            return True
-        except (Unavailable, DeadlineExceeded) as error:
-            # Training goes on while the service restarts; the next report (or the tell) gets through.
-            log.warning("trial %d: report of step %d skipped: %s", self.trial_number, step, error)
-            return self._stop
+        with telemetry.span("report measurement", trial_id=self.trial_id, step=step) as span:
+            try:
+                stop = self._trial.report(step, finite, retries=REPORT_RETRIES)
+            except FailedPrecondition as error:
+                self.lose(str(error))
+                return True
+            except (Unavailable, DeadlineExceeded) as error:
+                # Training goes on while the service restarts; the next report (or the tell) gets through.
+                log.warning("trial %d: report of step %d skipped: %s", self.trial_number, step, error)
+                return self._stop
+            telemetry.set_attributes(span, decision="stop" if stop else "continue")
         if stop:
             self._stop = True
         if self._on_report is not None:

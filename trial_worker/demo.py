@@ -21,6 +21,7 @@ from trial_worker.examples import wine
 from trial_worker.integrations.sklearn import classification_metrics
 from tuning.suggestion.v1 import study_pb2 as spb
 from tuning.tracking.v1 import registry_pb2 as rpb
+from tuning_common import telemetry
 from tuning_common.local_suite import LocalSuite
 from tuning_common.settings import data_dir
 
@@ -59,6 +60,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: the demo trains XGBoost with scikit-learn's metrics ({error}): "
               "pip install -c constraints.txt -e '.[examples]'", file=sys.stderr)
         return 2
+    telemetry.setup(telemetry.TRIAL_WORKER)
     started = time.perf_counter()
     home = data_dir()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from trial_worker.worker import OUTCOMES, WorkerConfig, describe_counts
+from tuning_common import telemetry
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ def run_task(index: int, train_spec: str, command: list[str], config: WorkerConf
             if shared and driver_dir not in sys.path:
                 sys.path.append(driver_dir)  # after the installed packages
             train = load_callable(train_spec)
+        telemetry.setup(telemetry.TRIAL_WORKER)
         worker = Worker(train, config, on_result=print_result)
     except Exception as error:
         summary["reason"] = f"error: {type(error).__name__}: {error}"
@@ -189,6 +191,7 @@ def run_task(index: int, train_spec: str, command: list[str], config: WorkerConf
                     print(f"worker {worker.worker_id}: handed {handed} running trial(s) back to the study",
                           flush=True)
                 finished.wait(60)
+    telemetry.flush()  # Ray keeps this process for later tasks: its exit would be too late
     if results:
         summary["counts"] = results[0].counts()
         summary["reason"] = results[0].reason
@@ -287,6 +290,8 @@ def _runtime_env(num_cpus: float, working_dir: bool, driver_dir: str) -> dict[st
     threads = str(max(1, int(num_cpus)))
     env_vars = {name: os.environ.get(name, threads) for name in THREAD_VARIABLES}
     env_vars["TUNING_LOG_LEVEL"] = os.environ.get("TUNING_LOG_LEVEL", "WARNING")
+    # The tasks export telemetry where the driver would.
+    env_vars.update({name: value for name, value in os.environ.items() if name.startswith("OTEL_")})
     runtime_env: dict[str, Any] = {"env_vars": env_vars}
     if working_dir:
         runtime_env["working_dir"] = driver_dir

@@ -38,6 +38,7 @@ from trial_worker.tracking.fluent import trial_link
 from trial_worker.tracking.logger import RunLogger
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning.tracking.v1 import tracking_pb2 as tpb
+from tuning_common import telemetry
 from tuning_common.errors import DeadlineExceeded, FailedPrecondition, TuningError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -141,11 +142,13 @@ class Worker:
         self.logger = RunLogger(self.tracking, spool_dir=config.spool_dir) if self.tracking else None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._active: dict[int, tuple[Trial, TrialContext]] = {}
+        # trial id -> the trial, its context and its trace (see _run_trial)
+        self._active: dict[int, tuple[Trial, TrialContext, Any]] = {}
         self._started = 0
         self._failures_in_a_row = 0
         self._summary = WorkerSummary()
         self._experiment_id: int | None = None
+        self._study: Study | None = None  # set by run()
         self._algorithm = ""
         self._handed_back_at: float | None = None
         # Git and package versions cannot change under a running worker: look them up once.
@@ -164,7 +167,7 @@ class Worker:
         with self._lock:
             running = list(self._active.values())
         handed = 0
-        for trial, ctx in running:
+        for trial, ctx, _ in running:
             ctx.lose(f"handed back: {reason}")
             try:
                 trial.release(reason)
@@ -184,10 +187,12 @@ class Worker:
     # --- the loop ----------------------------------------------------------------------------
 
     def run(self) -> WorkerSummary:
-        study = self.suggestion.get_study(self.config.study)
-        self._algorithm = study.info.spec.algorithm.name
-        if self.tracking is not None:
-            self._experiment_id = self.tracking.get_or_create_experiment(self.config.experiment or study.name).id
+        with telemetry.span("start worker", study=self.config.study, worker=self.worker_id):
+            study = self._study = self.suggestion.get_study(self.config.study)
+            self._algorithm = study.info.spec.algorithm.name
+            if self.tracking is not None:
+                self._experiment_id = self.tracking.get_or_create_experiment(
+                    self.config.experiment or study.name).id
         spec = study.info.spec
         lease_seconds = spec.lease_duration.ToTimedelta().total_seconds() if spec.HasField("lease_duration") else 120.0
         beats = threading.Thread(target=self._heartbeats, args=(lease_seconds,),
@@ -241,14 +246,19 @@ class Worker:
 
     def _slot(self, index: int) -> None:
         worker_id = self.worker_id if self.config.parallel == 1 else f"{self.worker_id}-{index}"
-        study = Study(self.suggestion, self.suggestion.get_study(self.config.study).info, worker_id=worker_id)
+        study = Study(self.suggestion, self._study.info, worker_id=worker_id)
         try:
             while not self._stopping.is_set() and self._claim():
-                trial = self._ask(study)
-                if trial is None:
-                    self._unclaim()
-                    return
-                self._record(self._run_trial(trial))
+                # One trace per trial: the ask, the training and its reports, the tell, the run's writes.
+                with telemetry.span("run trial", study=study.name, worker=worker_id) as span:
+                    trial = self._ask(study)
+                    if trial is None:
+                        self._unclaim()
+                        return
+                    telemetry.set_attributes(span, trial_id=trial.id, trial_number=trial.number)
+                    result = self._run_trial(trial)
+                    telemetry.set_attributes(span, trial_state=result.outcome, run_id=result.run_id)
+                self._record(result)
         except Exception as error:  # a slot must never die silently
             log.exception("worker slot %d stopped", index)
             self._summary.reason = f"error: {error}"
@@ -296,6 +306,7 @@ class Worker:
             tags["tuning.budget"] = f"{trial.budget:g}"
         run = self.tracking.create_run(self._experiment_id, name=f"{trial.study.name}-{trial.number}", tags=tags,
                                        run_group=trial.study.name, trial=trial_link(trial))
+        self.logger.trace_run(run.id, telemetry.current_context())
         trial.link_run(run.id)
         self.logger.log_params(run.id, trial.params)
         return run.id
@@ -310,11 +321,12 @@ class Worker:
                                trial.study.worker_id, str(error))
         ctx = TrialContext(trial, run_id=run_id, logger=self.logger, tracking=self.tracking)
         with self._lock:
-            self._active[trial.id] = (trial, ctx)
+            self._active[trial.id] = (trial, ctx, telemetry.current_context())
         outcome, metrics, error = COMPLETED, {}, ""
         bind(ctx)
         try:
-            result = self.train(ctx)
+            with telemetry.span("train trial", expected=(TrialPruned, LeaseLost), trial_id=trial.id):
+                result = self.train(ctx)
             if not ctx.should_stop:
                 metrics = final_metrics(result, ctx)
         except TrialPruned:
@@ -395,11 +407,12 @@ class Worker:
                 self._stopping.wait(interval)
             with self._lock:
                 running = list(self._active.values())
-            for trial, ctx in running:
+            for trial, ctx, trace in running:
                 if ctx.should_stop:
                     continue
                 try:
-                    trial.heartbeat(retries=1)
+                    with telemetry.attached(trace):  # a heartbeat belongs to its trial's trace
+                        trial.heartbeat(retries=1)
                 except FailedPrecondition as error:
                     ctx.lose(str(error))
                 except TuningError as error:

@@ -337,11 +337,18 @@ def _refusing(handler: grpc.RpcMethodHandler, method: str, error: TuningError,
         log.info("refused %s from %s%s: %s", method, context.peer(), who, error.reason)
         await abort_with_error(context, error)
 
-    # A coroutine serves every kind: the streaming ones then use the reader/writer API, and
-    # abort ends the call before any message is read or written.
-    for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
+    async def refuse_streaming(request_or_iterator, context: grpc.aio.ServicerContext):
+        await refuse(request_or_iterator, context)
+        yield  # never reached: abort ends the call before any message is written
+
+    # Abort ends the call before any message is read or written. Response streams get an
+    # async generator, as interceptors around this one (telemetry's) iterate them.
+    for kind in ("unary_unary", "stream_unary"):
         if getattr(handler, kind) is not None:
             return handler._replace(**{kind: refuse})
+    for kind in ("unary_stream", "stream_stream"):
+        if getattr(handler, kind) is not None:
+            return handler._replace(**{kind: refuse_streaming})
     return handler
 
 

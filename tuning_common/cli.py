@@ -302,10 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import logging
+    from tuning_common import telemetry
 
-    logging.basicConfig(level=os.environ.get("TUNING_LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    telemetry.configure_logging("WARNING")
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -8,6 +8,8 @@ Clients call :func:`error_from_rpc` to get the same exception class back, with t
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import logging
 import random
@@ -22,6 +24,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from tuning_common import telemetry
 from tuning_common.errors import BY_CODE, InvalidArgument, TuningError
 
 T = TypeVar("T")
@@ -52,13 +55,16 @@ def _status_for(error: TuningError) -> status_pb2.Status:
 
 async def abort_with_error(context: grpc.aio.ServicerContext, error: TuningError) -> None:
     """Ends the call with ``error``'s status and details (also used by the auth interceptor)."""
-    await context.abort_with_status(rpc_status.to_status(_status_for(error)))
+    status = rpc_status.to_status(_status_for(error))
+    telemetry.record_rpc_status(status.code, error.message, error.reason)
+    await context.abort_with_status(status)
 
 
 async def _abort_internal(context: grpc.aio.ServicerContext, method: str) -> None:
     incident = uuid.uuid4().hex[:12]
     # The stack trace stays in the server log; the caller only gets the incident id.
     log.exception("unhandled error in %s (incident %s)", method, incident)
+    telemetry.record_rpc_status(grpc.StatusCode.INTERNAL, f"incident {incident}")
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log")
 
 
@@ -107,7 +113,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                         return
 
             try:
-                return await loop.run_in_executor(executor, behaviour, requests(), context)
+                return await loop.run_in_executor(executor, _in_context(behaviour, requests(), context))
             except TuningError as error:
                 await abort_with_error(context, error)
             except Exception:
@@ -122,8 +128,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         async def handler(request: Any, context: grpc.aio.ServicerContext):
             loop = asyncio.get_running_loop()
             try:
-                responses = await loop.run_in_executor(executor, lambda: iter(behaviour(request, context)))
-                while (item := await loop.run_in_executor(executor, next, responses, done)) is not done:
+                responses = await loop.run_in_executor(executor, _in_context(lambda: iter(behaviour(request, context))))
+                while (item := await loop.run_in_executor(executor, _in_context(next, responses, done))) is not done:
                     yield item
             except TuningError as error:
                 await abort_with_error(context, error)
@@ -139,13 +145,20 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             try:
                 if executor is None:
                     return behaviour(request, context)
-                return await asyncio.get_running_loop().run_in_executor(executor, behaviour, request, context)
+                return await asyncio.get_running_loop().run_in_executor(
+                    executor, _in_context(behaviour, request, context))
             except TuningError as error:
                 await abort_with_error(context, error)
             except Exception:
                 await _abort_internal(context, method)
 
         return handler
+
+
+def _in_context(function: Callable, *args: Any) -> Callable[[], Any]:
+    """``function(*args)`` for an executor thread, run in the calling task's context variables
+    (run_in_executor does not carry them over: the call's trace would be lost)."""
+    return functools.partial(contextvars.copy_context().run, function, *args)
 
 
 def error_from_rpc(error: grpc.RpcError) -> TuningError:

@@ -34,6 +34,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from tuning_common import telemetry
 from tuning_common.auth import TOKENS_ENV, AuthInterceptor, TokenStore, load_tokens
 from tuning_common.errors import TuningError
 from tuning_common.grpc_errors import ErrorMappingInterceptor
@@ -115,9 +116,11 @@ def start_server(
     thread.start()
 
     # The first interceptor runs first: a call is refused before its handler is even adapted.
-    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorMappingInterceptor(executor)]
+    # Telemetry's go first, so refused calls are traced and counted too.
+    interceptors: list[grpc.aio.ServerInterceptor] = telemetry.server_interceptors()
     if options.tokens is not None:
-        interceptors.insert(0, AuthInterceptor(options.tokens))
+        interceptors.append(AuthInterceptor(options.tokens))
+    interceptors.append(ErrorMappingInterceptor(executor))
 
     async def build() -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
         server = grpc.aio.server(
@@ -190,18 +193,14 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
                          tokens=tokens)
 
 
-def configure_logging() -> None:
-    """Log lines to stderr at $TUNING_LOG_LEVEL (default INFO); Alembic only when it has a problem."""
-    logging.basicConfig(level=os.environ.get("TUNING_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
 def serve_until_terminated(name: str, start: Callable[[], RunningServer]) -> int:
-    """Starts a service, prints its address (the line tests and `tuning up` wait for) and runs
-    until SIGTERM or SIGINT: exit 0, or 2 when it cannot start (the reason on stderr)."""
+    """Sets up telemetry as ``name``, starts a service, prints its address (the line tests and
+    `tuning up` wait for) and runs until SIGTERM or SIGINT: exit 0, or 2 when it cannot start
+    (the reason on stderr)."""
     try:
-        running = start()
+        telemetry.setup(name)
+        with telemetry.span("start service"):  # the schema check and migrations: one trace
+            running = start()
     except TuningError as error:
         print(f"{name} cannot start: {error}", file=sys.stderr)
         return 2

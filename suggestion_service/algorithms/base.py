@@ -11,7 +11,8 @@ depends only on the seed, n and (for model-based algorithms) the history.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
@@ -48,6 +49,9 @@ class SuggestContext:
     pending: Sequence[Mapping[str, Value]] = ()
     # Every trial so far, oldest first; only filled for algorithms with uses_history.
     history: Sequence[TrialView] = ()
+    # Wraps each costly stage, named "verb object" ("fit gp", "optimize acquisition"): the
+    # service traces them; algorithms stay free of telemetry.
+    stage: Callable[[str], AbstractContextManager] = lambda _name: nullcontext()
 
 
 @dataclass(frozen=True)

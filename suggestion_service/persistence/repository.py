@@ -240,6 +240,12 @@ class Repository:
             tallies[study_id][state.lower()] = n
         return {study_id: TrialCounts(**tally) for study_id, tally in tallies.items()}
 
+    def census(self, conn: Connection) -> tuple[dict[str, int], int]:
+        """Trials of every study by state, and how many of them are retries (telemetry's gauges)."""
+        by_state = dict(conn.execute(sa.select(trials.c.state, sa.func.count()).group_by(trials.c.state)).all())
+        retries = conn.execute(sa.select(sa.func.count()).where(trials.c.source == TrialSource.RETRY.value)).scalar()
+        return by_state, retries
+
     def with_counts(self, conn: Connection, study: Study) -> Study:
         return replace(study, counts=self.trial_counts(conn, [study.id])[study.id])
 

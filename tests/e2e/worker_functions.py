@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 
 # Per-step pause, so that tests can catch a trial mid-training.
@@ -33,3 +34,16 @@ def silent(ctx) -> float:
     """Trains longer than the lease without a single report: only heartbeats keep the lease."""
     time.sleep(float(os.environ.get("TEST_SILENT_SECONDS", "2.5")))
     return (ctx.params["x"] - 1.0) ** 2
+
+
+def traced(ctx) -> dict[str, float]:
+    """Reports ``loss`` at steps 1..3 and logs a small artifact: every kind of span a trial makes."""
+    for step in range(1, 4):
+        if ctx.report(step, loss=loss_at(ctx.params, step)):
+            return None
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "notes.txt")
+        with open(path, "w") as notes:
+            notes.write("trained\n")
+        ctx.log_artifact(path)
+    return {"loss": loss_at(ctx.params, 3)}

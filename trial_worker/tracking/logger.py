@@ -46,6 +46,7 @@ from typing import Any, Protocol
 from trial_worker.tracking.client import now_ms, timestamp
 from tuning.tracking.v1 import tracking_pb2 as pb
 from tuning.tracking.v1 import tracking_service_pb2 as api
+from tuning_common import telemetry
 from tuning_common.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -347,6 +348,8 @@ class RunLogger:
         self._closed = False
         self._probe_at = 0.0
         self._probe_pause = _PROBE_MIN
+        # run id -> the trace its writes belong to (see trace_run)
+        self._traces: dict[str, Any] = {}
         with self._lock:
             self.spool.load_leftovers(self._new_seq)
         self._thread = threading.Thread(target=self._run, name="tracking-logger", daemon=True)
@@ -388,6 +391,11 @@ class RunLogger:
     def end_run(self, run_id: str, status: int, end_ms: int | None = None) -> None:
         """Queues the run's end (an UpdateRun) behind everything logged to it so far."""
         self._put((_END, run_id, status, now_ms() if end_ms is None else end_ms))
+
+    def trace_run(self, run_id: str, context: Any) -> None:
+        """Sends ``run_id``'s writes, until its end, as part of the trace ``context`` (from
+        :func:`tuning_common.telemetry.current_context`): a trial's run stays in the trial's trace."""
+        self._traces[run_id] = context
 
     def _put(self, item: tuple) -> None:
         if self._closed:
@@ -567,7 +575,8 @@ class RunLogger:
 
     def _send(self, entry: _Entry, retries: int | None) -> int:
         try:
-            self.client.call(entry.method, entry.request(), retries=retries)
+            with telemetry.attached(self._traces.get(entry.run_id)):
+                self.client.call(entry.method, entry.request(), retries=retries)
         except (Unavailable, DeadlineExceeded):
             self._offline = True
             return _OFFLINE
@@ -583,6 +592,8 @@ class RunLogger:
             self._record(error)
             return _FAILED
         self._offline = False
+        if isinstance(entry, _RunEnd):
+            self._traces.pop(entry.run_id, None)
         return _STORED
 
     def _record(self, error: Exception) -> None:

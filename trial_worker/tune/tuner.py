@@ -38,6 +38,7 @@ from trial_worker.context import TrialContext, get_context
 from trial_worker.tune.space import to_parameters
 from trial_worker.worker import COMPLETED, FAILED, PRUNED, TrialResult, Worker, WorkerConfig
 from tuning.suggestion.v1 import study_pb2 as spb
+from tuning_common import telemetry
 from tuning_common.errors import NotFound, TuningError
 from tuning_common.local_suite import LocalSuite
 from tuning_common.settings import data_dir
@@ -254,6 +255,7 @@ class Tuner:
 
     def run(self) -> TunerResults:
         config = self.config
+        telemetry.setup(telemetry.TRIAL_WORKER)  # no-op unless OTEL_* configures it
         suggestion = config.suggestion_address or os.environ.get("TUNING_SUGGESTION_ADDRESS")
         tracking = config.tracking_address or os.environ.get("TUNING_TRACKING_ADDRESS")
         if suggestion is not None:

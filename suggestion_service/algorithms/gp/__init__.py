@@ -151,13 +151,15 @@ class GaussianProcessBO(Algorithm):
                 continue
             if state is None and failure is None:
                 try:
-                    state = self._fit(data, rng)
+                    with context.stage("fit gp"):
+                        state = self._fit(data, rng)
                 except _FAILURES as error:
                     failure = f"model fit failed: {type(error).__name__}: {error}"
             if failure is None:
                 try:
                     believed = data.pending + [s.params for s in suggestions]
-                    suggestions.append(self._propose(state, believed, rng, base))
+                    with context.stage("optimize acquisition"):
+                        suggestions.append(self._propose(state, believed, rng, base))
                     continue
                 except _FAILURES as error:
                     reason = f"acquisition failed: {type(error).__name__}: {error}"

@@ -165,7 +165,8 @@ class TPE(Algorithm):
         for trial in context.history:
             completed += trial.state == TrialState.COMPLETED and bool(trial.values)
             if completed >= needed:
-                return self._model(context, count)
+                with context.stage("sample tpe"):
+                    return self._model(context, count)
         return self._startup(context, count)
 
     def _metadata(self, phase: str, **extra) -> dict:

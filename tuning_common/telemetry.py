@@ -1,0 +1,444 @@
+"""OpenTelemetry for every process of the suite: one set-up, one attribute vocabulary.
+
+Each ``main()`` (suggestion service, tracking service, gateway, worker, Tuner, demo) calls
+:func:`setup` once with its service name. The standard ``OTEL_*`` variables configure it:
+
+- ``OTEL_SDK_DISABLED=true`` turns everything off.
+- ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or a per-signal ``..._TRACES/METRICS/LOGS_ENDPOINT``)
+  exports every signal over OTLP; ``OTEL_EXPORTER_OTLP_PROTOCOL`` is ``http/protobuf`` (the
+  default, port 4318) or ``grpc`` (port 4317); headers, timeouts, compression and
+  certificates are the exporters' own variables.
+- ``OTEL_TRACES_EXPORTER``, ``OTEL_METRICS_EXPORTER``, ``OTEL_LOGS_EXPORTER``: ``otlp``,
+  ``console`` or ``none`` per signal (default: ``otlp`` when an endpoint is set, else none).
+- ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` name the process; the sampler is
+  ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` (default ``parentbased_always_on``);
+  ``OTEL_BSP_*`` and ``OTEL_METRIC_EXPORT_INTERVAL`` tune batching.
+
+With nothing configured, nothing is instrumented, exported or printed: the spans and
+instruments below are OpenTelemetry's no-op ones.
+
+Span and attribute names live here only. Spans are named ``verb object`` and carry ids from
+:data:`ATTRIBUTES` (the ``tuning.*`` namespace): never hyperparameter values, data or tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from tuning_common.errors import InvalidArgument, TuningError
+
+log = logging.getLogger(__name__)
+
+SUGGESTION_SERVICE = "suggestion-service"
+TRACKING_SERVICE = "tracking-service"
+GATEWAY = "gateway"
+TRIAL_WORKER = "trial-worker"
+
+# The tuning.* vocabulary: keyword -> attribute. span(), set_attributes() and the metric
+# helpers accept these keywords only, so a new attribute is added here or not at all.
+ATTRIBUTES = {
+    "study": "tuning.study",
+    "trial_id": "tuning.trial.id",
+    "trial_number": "tuning.trial.number",
+    "trial_ids": "tuning.trial.ids",
+    "trial_state": "tuning.trial.state",
+    "run_id": "tuning.run.id",
+    "experiment_id": "tuning.experiment.id",
+    "worker": "tuning.worker",
+    "algorithm": "tuning.algorithm",
+    "pruner": "tuning.pruner",
+    "step": "tuning.step",
+    "count": "tuning.count",
+    "history": "tuning.history.size",
+    "suggest_status": "tuning.suggest.status",
+    "decision": "tuning.pruning.decision",
+    "artifact_path": "tuning.artifact.path",
+    "artifact_bytes": "tuning.artifact.bytes",
+    "metrics_count": "tuning.metrics.count",
+    "error_reason": "tuning.error.reason",
+}
+
+# gRPC codes that are the server's fault (OpenTelemetry's RPC conventions); any other code
+# (NOT_FOUND, ALREADY_EXISTS, ABORTED, ...) is an answer, not an error of the server span.
+SERVER_ERROR_CODES = frozenset({
+    grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS,
+})
+
+_EXPORTERS = ("otlp", "console", "none")
+_enabled = False
+_configured = False
+_tracer = trace.get_tracer("tuning")
+_meter = metrics.get_meter("tuning")
+
+
+# --- set-up ---------------------------------------------------------------------------------
+
+
+def exporters_from_env(environ: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
+    """Which exporter each signal gets (``otlp``, ``console`` or ``none``) under ``environ``."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return {"traces": "none", "metrics": "none", "logs": "none"}
+    chosen = {}
+    for signal in ("traces", "metrics", "logs"):
+        endpoint = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+        value = environ.get(f"OTEL_{signal.upper()}_EXPORTER", "").strip().lower() or ("otlp" if endpoint else "none")
+        if value not in _EXPORTERS:
+            raise InvalidArgument(f"OTEL_{signal.upper()}_EXPORTER",
+                                  f"{value!r} is not one of {', '.join(_EXPORTERS)}")
+        chosen[signal] = value
+    return chosen
+
+
+def protocol_from_env(signal: str, environ: dict[str, str] | os._Environ = os.environ) -> str:
+    value = (environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+             or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip()
+    if value not in ("grpc", "http/protobuf"):
+        raise InvalidArgument("OTEL_EXPORTER_OTLP_PROTOCOL", f"{value!r} is not grpc or http/protobuf")
+    return value
+
+
+def enabled() -> bool:
+    """Whether :func:`setup` installed an SDK (traces or metrics) in this process."""
+    return _enabled
+
+
+def setup(service_name: str) -> bool:
+    """Configures OpenTelemetry for this process from ``OTEL_*``; returns whether anything is on.
+
+    Call it early in ``main()`` (before databases are opened, so their engines are
+    instrumented); later calls change nothing. Providers flush at exit. Raises ValueError on a
+    malformed variable (InvalidArgument naming it).
+    """
+    global _enabled, _configured
+    if _configured:
+        return _enabled
+    _configured = True
+    chosen = exporters_from_env()
+    if all(value == "none" for value in chosen.values()):
+        return False
+    from opentelemetry.sdk.resources import (
+        SERVICE_INSTANCE_ID,
+        SERVICE_NAME,
+        SERVICE_VERSION,
+        OTELResourceDetector,
+        Resource,
+    )
+
+    attributes: dict[str, Any] = {SERVICE_INSTANCE_ID: uuid.uuid4().hex, SERVICE_VERSION: _version()}
+    if SERVICE_NAME not in OTELResourceDetector().detect().attributes:
+        attributes[SERVICE_NAME] = service_name
+    resource = Resource.create(attributes)
+
+    if chosen["traces"] != "none":
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        tracer_provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER
+        tracer_provider.add_span_processor(BatchSpanProcessor(_exporter("traces", chosen["traces"])))
+        trace.set_tracer_provider(tracer_provider)
+    if chosen["metrics"] != "none":
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        reader = PeriodicExportingMetricReader(_exporter("metrics", chosen["metrics"]))
+        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+    if chosen["logs"] != "none":
+        from opentelemetry._logs import set_logger_provider
+        from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+        logger_provider = LoggerProvider(resource=resource)
+        logger_provider.add_log_record_processor(BatchLogRecordProcessor(_exporter("logs", chosen["logs"])))
+        set_logger_provider(logger_provider)
+        logging.getLogger().addHandler(LoggingHandler(logger_provider=logger_provider))
+
+    if chosen["traces"] != "none" or chosen["metrics"] != "none":
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+        # Wraps create_engine: every engine made from now on gets statement spans and pool metrics.
+        SQLAlchemyInstrumentor().instrument()
+        _enabled = True
+    log.info("telemetry on for %s: traces %s, metrics %s, logs %s", resource.attributes.get(SERVICE_NAME),
+             chosen["traces"], chosen["metrics"], chosen["logs"])
+    return True
+
+
+def flush(timeout_s: float = 10.0) -> None:
+    """Exports what is buffered now (for processes that outlive their work, like Ray's workers)."""
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        force_flush = getattr(provider, "force_flush", None)
+        if force_flush is not None:
+            force_flush(int(timeout_s * 1000))
+
+
+def _exporter(signal: str, kind: str):
+    if kind == "console":
+        from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return {"traces": ConsoleSpanExporter, "metrics": ConsoleMetricExporter, "logs": ConsoleLogRecordExporter}[
+            signal]()
+    if protocol_from_env(signal) == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    return {"traces": OTLPSpanExporter, "metrics": OTLPMetricExporter, "logs": OTLPLogExporter}[signal]()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tuning-suite")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# --- spans ----------------------------------------------------------------------------------
+
+
+def attributes(**values: Any) -> dict[str, Any]:
+    """``values`` under their ``tuning.*`` names (KeyError for a keyword not in ATTRIBUTES); None is left out."""
+    return {ATTRIBUTES[key]: value for key, value in values.items() if value is not None}
+
+
+def set_attributes(span: Span | None = None, **values: Any) -> None:
+    """Sets ``tuning.*`` attributes on ``span`` (default: the current span)."""
+    span = span or trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes(attributes(**values))
+
+
+@contextlib.contextmanager
+def span(name: str, *, kind: SpanKind = SpanKind.INTERNAL, expected: tuple[type[BaseException], ...] = (),
+         **values: Any) -> Iterator[Span]:
+    """A span named ``name`` (``verb object``) with ``tuning.*`` attributes, current inside the block.
+
+    An exception leaving the block marks the span as an error, unless it is one of
+    ``expected`` or a TuningError whose code is an answer rather than a fault (NOT_FOUND,
+    a lost lease...): those only get their reason as ``tuning.error.reason``.
+    """
+    with _tracer.start_as_current_span(name, kind=kind, attributes=attributes(**values), record_exception=False,
+                                       set_status_on_exception=False) as current:
+        try:
+            yield current
+        except BaseException as error:
+            record_error(current, error, expected)
+            raise
+
+
+def record_error(current: Span, error: BaseException, expected: tuple[type[BaseException], ...] = ()) -> None:
+    if not current.is_recording():
+        return
+    if isinstance(error, TuningError):
+        current.set_attribute(ATTRIBUTES["error_reason"], error.reason)
+        if grpc.StatusCode[error.code] not in SERVER_ERROR_CODES:
+            return
+    elif isinstance(error, expected) or not isinstance(error, Exception):
+        return
+    current.record_exception(error)
+    current.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:300]))
+
+
+def stage(name: str) -> contextlib.AbstractContextManager:
+    """A child span for a stage of an algorithm (``fit gp``, ``optimize acquisition``, ``sample tpe``):
+    the hook the suggestion service hands to the pure algorithms through their context."""
+    return span(name)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """No spans inside (instrumented libraries' included): for housekeeping that runs every few
+    seconds and would otherwise start a trace each time."""
+    if not _enabled:
+        yield
+        return
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        yield
+
+
+def current_context() -> otel_context.Context:
+    """The active trace context, to carry work into another thread (see :func:`attached`)."""
+    return otel_context.get_current()
+
+
+@contextlib.contextmanager
+def attached(saved: otel_context.Context | None) -> Iterator[None]:
+    """Runs the block in ``saved`` (from :func:`current_context`), or as is when None."""
+    if saved is None:
+        yield
+        return
+    token = otel_context.attach(saved)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def meter() -> metrics.Meter:
+    """The suite's meter (a no-op until :func:`setup` installs a provider)."""
+    return _meter
+
+
+# --- gRPC -----------------------------------------------------------------------------------
+
+
+def record_rpc_status(code: grpc.StatusCode, message: str, reason: str | None = None) -> None:
+    """Marks the current server span with the status a handler ended with (called where errors
+    are mapped, since the instrumentation does not see ``abort_with_status``)."""
+    current = trace.get_current_span()
+    if not current.is_recording():
+        return
+    current.set_attribute("rpc.grpc.status_code", code.value[0])
+    if reason:
+        current.set_attribute(ATTRIBUTES["error_reason"], reason)
+    if code in SERVER_ERROR_CODES:
+        current.set_status(Status(StatusCode.ERROR, f"{code.name}: {message}"[:300]))
+
+
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    """The interceptors that go first on every server when telemetry is on: the server span
+    (with the caller's trace context) and the per-RPC count and latency histogram."""
+    if not _enabled:
+        return []
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+    return [aio_server_interceptor(), _RpcMetricsInterceptor()]
+
+
+def traced_channel(channel: grpc.Channel) -> grpc.Channel:
+    """``channel`` with client spans and trace-context propagation when telemetry is on."""
+    if not _enabled:
+        return channel
+    from opentelemetry.instrumentation.grpc import client_interceptor
+    from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
+
+    return intercept_channel(channel, client_interceptor())
+
+
+def aio_client_interceptors() -> list:
+    """For ``grpc.aio`` channels (the gateway's): client spans and propagation when telemetry is on."""
+    if not _enabled:
+        return []
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors as interceptors
+
+    return interceptors()
+
+
+class _RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
+    """``rpc.server.duration`` (ms) by service, method and status code: the request count too."""
+
+    def __init__(self) -> None:
+        self._duration = _meter.create_histogram(
+            "rpc.server.duration", unit="ms", description="Time to serve an RPC, by method and status code")
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        service, _, method = handler_call_details.method.lstrip("/").partition("/")
+        base = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+        record = self._duration.record
+
+        def finish(started: float, context, failed: bool) -> None:
+            code = context.code()
+            if code is None:
+                code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+            value = code.value[0] if isinstance(code, grpc.StatusCode) else int(code)
+            record((time.perf_counter() - started) * 1000, {**base, "rpc.grpc.status_code": value})
+
+        def wrap(behaviour: Callable) -> Callable:
+            if inspect.isasyncgenfunction(behaviour):
+                async def streaming(request, context):
+                    started, failed = time.perf_counter(), True
+                    try:
+                        async for item in behaviour(request, context):
+                            yield item
+                        failed = False
+                    finally:
+                        finish(started, context, failed)
+
+                return streaming
+
+            async def unary(request, context):
+                started, failed = time.perf_counter(), True
+                try:
+                    result = await behaviour(request, context)
+                    failed = False
+                    return result
+                finally:
+                    finish(started, context, failed)
+
+            return unary
+
+        kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        return handler._replace(**{kind: wrap(getattr(handler, kind)) for kind in kinds
+                                   if getattr(handler, kind) is not None})
+
+
+# --- HTTP -----------------------------------------------------------------------------------
+
+
+def asgi_middleware(app):
+    """The gateway's ASGI app inside OpenTelemetry's HTTP server spans and metrics, when on.
+
+    Query strings are dropped from the span attributes: filters may quote parameter values.
+    """
+    if not _enabled:
+        return app
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    def without_query(current: Span, scope: dict) -> None:
+        if current.is_recording() and scope.get("query_string"):
+            path = scope.get("path", "")
+            current.set_attribute("http.target", path)
+            server = scope.get("server") or ("", None)
+            host = f"{server[0]}:{server[1]}" if server[1] else server[0]
+            current.set_attribute("http.url", f"{scope.get('scheme', 'http')}://{host}{path}")
+
+    return OpenTelemetryMiddleware(app, server_request_hook=without_query, exclude_spans=["receive", "send"])
+
+
+# --- logs -----------------------------------------------------------------------------------
+
+
+class TraceFormatter(logging.Formatter):
+    """Appends ``trace_id=... span_id=...`` to lines logged inside a sampled span."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            line += f" trace_id={context.trace_id:032x} span_id={context.span_id:016x}"
+        return line
+
+
+def configure_logging(default_level: str = "INFO") -> None:
+    """Log lines to stderr at $TUNING_LOG_LEVEL (else ``default_level``), with trace ids inside
+    spans; Alembic only when it has a problem."""
+    logging.basicConfig(level=os.environ.get("TUNING_LOG_LEVEL", default_level))
+    formatter = TraceFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setFormatter(formatter)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
