@@ -251,3 +251,56 @@ def test_nothing_is_exported_or_printed_unless_configured(tmp_path: Path):
                           f"sqlite:///{tmp_path / 's.db'}"], env={**env, "OTEL_TRACES_EXPORTER": "zipkin"},
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "OTEL_TRACES_EXPORTER" in bad.stderr
+
+
+CLIENT_SCRIPT = """
+import sys
+from tuning_common import telemetry
+from trial_worker import Float, SuggestionClient
+telemetry.setup("trial-worker")
+with SuggestionClient(sys.argv[1]) as client:
+    study = client.create_study("pg", [Float("x", 0, 1)], objectives={"loss": "minimize"}, max_trials=3)
+    with telemetry.span("run trial"):
+        trial = study.ask()
+        study.tell(trial, 0.5)
+"""
+
+
+@pytest.mark.postgres
+def test_handlers_on_the_thread_pool_keep_the_callers_trace(postgres_url):
+    """On PostgreSQL the handlers run on a thread pool: the trace must cross into those threads."""
+    from tests.conftest import ServerProcess
+
+    with OtlpReceiver() as receiver:
+        server = ServerProcess(postgres_url, env=receiver.environment())
+        try:
+            client = subprocess.run([sys.executable, "-c", CLIENT_SCRIPT, server.address], cwd=ROOT,
+                                    env={**os.environ, **receiver.environment()}, capture_output=True, text=True,
+                                    timeout=60)
+            assert client.returncode == 0, client.stderr
+        finally:
+            server.stop()
+
+        def traced() -> bool:
+            return any(s.name == "run trial" for s in receiver.spans) and any(
+                s.service == "suggestion-service" and s.name.endswith("/CompleteTrial") for s in receiver.spans)
+
+        assert receiver.wait_for(traced, 30)
+    [root] = [s for s in receiver.spans if s.name == "run trial"]
+    spans = receiver.traces()[root.trace_id]
+    by_id = {s.span_id: s for s in spans}
+    for method in ("SuggestTrials", "CompleteTrial"):
+        [handler] = [s for s in spans if s.kind == "server" and s.name.endswith(f"/{method}")]
+        below = [s for s in spans if s.attributes.get("db.system") == "postgresql" and s.parent_id
+                 and _descends_from(s, handler, by_id)]
+        assert below, format_trace(spans)
+    suggest = next(s for s in spans if s.name == "suggest trials")
+    assert by_id[suggest.parent_id].kind == "server"
+
+
+def _descends_from(span: SpanRecord, ancestor: SpanRecord, by_id: dict[str, SpanRecord]) -> bool:
+    while span.parent_id in by_id:
+        span = by_id[span.parent_id]
+        if span is ancestor:
+            return True
+    return False
