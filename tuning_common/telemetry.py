@@ -403,10 +403,16 @@ def asgi_middleware(app):
     """The gateway's ASGI app inside OpenTelemetry's HTTP server spans and metrics, when on.
 
     Query strings are dropped from the span attributes: filters may quote parameter values.
+    Credentials stay redacted even when header capture is turned on
+    (``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST``).
     """
     if not _enabled:
         return app
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.util.http import OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS, get_custom_headers
+
+    redacted = ["authorization", "proxy-authorization", "cookie", "set-cookie",
+                *get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS)]
 
     def without_query(current: Span, scope: dict) -> None:
         if current.is_recording() and scope.get("query_string"):
@@ -416,7 +422,8 @@ def asgi_middleware(app):
             host = f"{server[0]}:{server[1]}" if server[1] else server[0]
             current.set_attribute("http.url", f"{scope.get('scheme', 'http')}://{host}{path}")
 
-    return OpenTelemetryMiddleware(app, server_request_hook=without_query, exclude_spans=["receive", "send"])
+    return OpenTelemetryMiddleware(app, server_request_hook=without_query, exclude_spans=["receive", "send"],
+                                   http_capture_headers_sanitize_fields=redacted)
 
 
 # --- logs -----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from tuning_common.otlp_receiver import OtlpReceiver, SpanRecord, format_trace
 TRIALS = 6
 # Values of the study's categorical parameter: no span attribute may ever contain them.
 SECRET_CHOICES = ["zqx-alpha-choice", "zqx-beta-choice"]
+SECRET_TOKEN = "zqx-token-never-traced-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,8 @@ def study_run(tmp_path_factory) -> dict:
     """One small study run by two worker processes, with every process exporting telemetry."""
     home = tmp_path_factory.mktemp("telemetry")
     with OtlpReceiver() as receiver:
-        env = receiver.environment()
+        # Header capture on, as an operator might turn it: credentials must stay out all the same.
+        env = {**receiver.environment(), "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST": "authorization"}
         saved = {name: os.environ.get(name) for name in env}
         os.environ.update(env)  # the suite's processes inherit it
         try:
@@ -55,7 +57,8 @@ def study_run(tmp_path_factory) -> dict:
                 # A traced HTTP request through the gateway, continuing a trace of ours.
                 parent_trace, parent_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
                 response = httpx.get(f"{suite.gateway_url}/v1/studies/{name}/trials", params={"page_size": 2},
-                                     headers={"traceparent": f"00-{parent_trace}-{parent_span}-01"})
+                                     headers={"traceparent": f"00-{parent_trace}-{parent_span}-01",
+                                              "authorization": f"Bearer {SECRET_TOKEN}"})
                 assert response.status_code == 200, response.text
                 missing = httpx.get(f"{suite.gateway_url}/v1/studies/no-such-study")
                 assert missing.status_code == 404
@@ -199,6 +202,9 @@ def test_http_requests_continue_the_callers_trace_through_the_gateway(study_run)
     assert http.attributes["http.method"] == "GET" and http.attributes["http.status_code"] == 200
     # The query string stays out of the attributes (filters may quote parameter values).
     assert "page_size" not in http.attributes["http.target"] and "page_size" not in http.attributes["http.url"]
+    # Captured headers are redacted where they hold credentials.
+    assert http.attributes["http.request.header.authorization"] == ["[REDACTED]"]
+    assert not [s for s in study_run["receiver"].spans if SECRET_TOKEN in str(s.attributes)]
     rpc = next(s for s in spans if s.service == "suggestion-service" and s.kind == "server")
     client = by_id[rpc.parent_id]
     assert client.service == "gateway" and client.kind == "client"
