@@ -119,14 +119,17 @@ def setup(service_name: str) -> bool:
     """Configures OpenTelemetry for this process from ``OTEL_*``; returns whether anything is on.
 
     Call it early in ``main()`` (before databases are opened, so their engines are
-    instrumented); later calls change nothing. Providers flush at exit. Raises ValueError on a
-    malformed variable (InvalidArgument naming it).
+    instrumented); later calls change nothing. Providers flush at exit. A malformed variable
+    raises InvalidArgument naming it, before anything is installed.
     """
     global _enabled, _configured
     if _configured:
         return _enabled
-    _configured = True
     chosen = exporters_from_env()
+    for signal, kind in chosen.items():
+        if kind == "otlp":
+            protocol_from_env(signal)
+    _configured = True
     if all(value == "none" for value in chosen.values()):
         return False
     from opentelemetry.sdk.resources import (
