@@ -324,9 +324,11 @@ def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
     (with the caller's trace context) and the per-RPC count and latency histogram."""
     if not _enabled:
         return []
-    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
-    return [aio_server_interceptor(), _RpcMetricsInterceptor()]
+    # Probes call Health/Check every few seconds: a trace each time would bury the trials.
+    untraced = filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection."))
+    return [aio_server_interceptor(filter_=filters.negate(untraced)), _RpcMetricsInterceptor()]
 
 
 def traced_channel(channel: grpc.Channel) -> grpc.Channel:

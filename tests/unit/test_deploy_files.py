@@ -287,8 +287,7 @@ def test_the_health_probes_pass_on_live_services_and_leave_no_trace(tmp_path, mo
     grpc_probe = services["suggestion"]["healthcheck"]["test"][3]
     http_probe = services["gateway"]["healthcheck"]["test"][3]
     assert services["tracking"]["healthcheck"]["test"][3] == grpc_probe
-    unsampled = re.search(r"00-(\w{32})-\w{16}-00", grpc_probe)[1]
-    assert unsampled in http_probe
+    unsampled = re.search(r"00-(\w{32})-\w{16}-00", http_probe)[1]
 
     def probe(script: str, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=30)
@@ -303,15 +302,15 @@ def test_the_health_probes_pass_on_live_services_and_leave_no_trace(tmp_path, mo
                 assert result.returncode == 0, result.stderr
             result = probe(http_probe.replace("127.0.0.1:8080", gateway))
             assert result.returncode == 0, result.stderr
-            # The same probes in a sampled trace of ours are recorded: the services do export.
+            # The gateway's probe in a sampled trace of ours is recorded: the gateway does export.
             sampled = uuid.uuid4().hex
-            for script, args in ((grpc_probe, [suite.suggestion_address]), (grpc_probe, [suite.tracking_address]),
-                                 (http_probe.replace("127.0.0.1:8080", gateway), [])):
-                result = probe(script.replace(f"00-{unsampled}-", f"00-{sampled}-").replace("-00\"", "-01\""), *args)
-                assert result.returncode == 0, result.stderr
-            assert receiver.wait_for(lambda: {s.service for s in receiver.spans if s.trace_id == sampled} == {
-                "suggestion-service", "tracking-service", "gateway"}, 30), "the sampled probes' spans did not arrive"
-        assert not [s for s in receiver.spans if s.trace_id == unsampled]
+            script = http_probe.replace("127.0.0.1:8080", gateway)
+            result = probe(script.replace(f"00-{unsampled}-", f"00-{sampled}-").replace("-00\"", "-01\""))
+            assert result.returncode == 0, result.stderr
+            assert receiver.wait_for(lambda: any(s.trace_id == sampled for s in receiver.spans), 30)
+        # The services have flushed at exit: gRPC health checks are never traced.
+        assert not [s for s in receiver.spans if s.trace_id == unsampled or "Health" in s.name]
+        assert {s.service for s in receiver.spans} >= {"suggestion-service", "tracking-service"}
     # A server that is not there fails the probe.
     assert probe(grpc_probe, "127.0.0.1:1").returncode != 0
 
