@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,62 +156,59 @@ def _service(resource) -> str:
     return str(_attributes(resource.attributes).get("service.name", "?"))
 
 
-class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
+def _by_service(resources, kind: str) -> Iterator[tuple[str, Any]]:
+    """(service name, item) for every span, metric or log record of an export request."""
+    for resource in resources:
+        service = _service(resource.resource)
+        for scope in getattr(resource, f"scope_{kind}"):
+            for item in getattr(scope, "log_records" if kind == "logs" else kind):
+                yield service, item
+
+
+def _span(service: str, span) -> SpanRecord:
+    return SpanRecord(
+        service=service, trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
+        parent_id=span.parent_span_id.hex(), name=span.name, kind=_KINDS.get(span.kind, "?"),
+        start_ns=span.start_time_unix_nano, end_ns=span.end_time_unix_nano,
+        attributes=_attributes(span.attributes), status=_STATUSES.get(span.status.code, "?"),
+        status_message=span.status.message,
+        events=tuple((event.name, _attributes(event.attributes)) for event in span.events))
+
+
+def _points(service: str, metric) -> Iterator[MetricPoint]:
+    kind = metric.WhichOneof("data")
+    for point in getattr(metric, kind).data_points:
+        attributes = _attributes(point.attributes)
+        if kind == "histogram":
+            yield MetricPoint(service, metric.name, kind, attributes, point.sum, point.count)
+        else:
+            number = point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
+            yield MetricPoint(service, metric.name, kind, attributes, number)
+
+
+class _Collector:
     def __init__(self, receiver: OtlpReceiver):
         self.receiver = receiver
 
+
+class _Traces(_Collector, trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request, context):
-        records = []
-        for resource_spans in request.resource_spans:
-            service = _service(resource_spans.resource)
-            for scope in resource_spans.scope_spans:
-                for span in scope.spans:
-                    records.append(SpanRecord(
-                        service=service, trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
-                        parent_id=span.parent_span_id.hex(), name=span.name, kind=_KINDS.get(span.kind, "?"),
-                        start_ns=span.start_time_unix_nano, end_ns=span.end_time_unix_nano,
-                        attributes=_attributes(span.attributes), status=_STATUSES.get(span.status.code, "?"),
-                        status_message=span.status.message,
-                        events=tuple((event.name, _attributes(event.attributes)) for event in span.events)))
-        self.receiver._add("spans", records)
+        self.receiver._add("spans", [_span(*item) for item in _by_service(request.resource_spans, "spans")])
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
-class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-    def __init__(self, receiver: OtlpReceiver):
-        self.receiver = receiver
-
+class _Metrics(_Collector, metrics_service_pb2_grpc.MetricsServiceServicer):
     def Export(self, request, context):
-        points = []
-        for resource_metrics in request.resource_metrics:
-            service = _service(resource_metrics.resource)
-            for scope in resource_metrics.scope_metrics:
-                for metric in scope.metrics:
-                    kind = metric.WhichOneof("data")
-                    for point in getattr(metric, kind).data_points:
-                        attributes = _attributes(point.attributes)
-                        if kind == "histogram":
-                            points.append(MetricPoint(service, metric.name, kind, attributes, point.sum, point.count))
-                        else:
-                            number = point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
-                            points.append(MetricPoint(service, metric.name, kind, attributes, number))
-        self.receiver._add("metrics", points)
+        self.receiver._add("metrics", [point for service, metric in _by_service(request.resource_metrics, "metrics")
+                                       for point in _points(service, metric)])
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
-class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
-    def __init__(self, receiver: OtlpReceiver):
-        self.receiver = receiver
-
+class _Logs(_Collector, logs_service_pb2_grpc.LogsServiceServicer):
     def Export(self, request, context):
-        records = []
-        for resource_logs in request.resource_logs:
-            service = _service(resource_logs.resource)
-            for scope in resource_logs.scope_logs:
-                for record in scope.log_records:
-                    records.append(LogRecord(service, str(value_of(record.body)), record.severity_text,
-                                             record.trace_id.hex(), record.span_id.hex()))
-        self.receiver._add("logs", records)
+        self.receiver._add("logs", [
+            LogRecord(service, str(value_of(record.body)), record.severity_text, record.trace_id.hex(),
+                      record.span_id.hex()) for service, record in _by_service(request.resource_logs, "logs")])
         return logs_service_pb2.ExportLogsServiceResponse()
 
 

@@ -260,7 +260,7 @@ def test_nothing_is_exported_or_printed_unless_configured(tmp_path: Path):
 
 
 CLIENT_SCRIPT = """
-import sys
+import logging, sys
 from tuning_common import telemetry
 from trial_worker import Float, SuggestionClient
 telemetry.setup("trial-worker")
@@ -268,6 +268,7 @@ with SuggestionClient(sys.argv[1]) as client:
     study = client.create_study("pg", [Float("x", 0, 1)], objectives={"loss": "minimize"}, max_trials=3)
     with telemetry.span("run trial"):
         trial = study.ask()
+        logging.getLogger("client").warning("asked for trial %d", trial.number)
         study.tell(trial, 0.5)
 """
 
@@ -289,7 +290,8 @@ def test_handlers_on_the_thread_pool_keep_the_callers_trace(postgres_url):
 
         def traced() -> bool:
             return any(s.name == "run trial" for s in receiver.spans) and any(
-                s.service == "suggestion-service" and s.name.endswith("/CompleteTrial") for s in receiver.spans)
+                s.service == "suggestion-service" and s.name.endswith("/CompleteTrial") for s in receiver.spans
+            ) and receiver.logs
 
         assert receiver.wait_for(traced, 30)
     [root] = [s for s in receiver.spans if s.name == "run trial"]
@@ -302,6 +304,9 @@ def test_handlers_on_the_thread_pool_keep_the_callers_trace(postgres_url):
         assert below, format_trace(spans)
     suggest = next(s for s in spans if s.name == "suggest trials")
     assert by_id[suggest.parent_id].kind == "server"
+    # Log records carry the trace and span they were logged in.
+    [record] = [r for r in receiver.logs if r.body == "asked for trial 0"]
+    assert (record.trace_id, record.span_id, record.service) == (root.trace_id, root.span_id, "trial-worker")
 
 
 def _descends_from(span: SpanRecord, ancestor: SpanRecord, by_id: dict[str, SpanRecord]) -> bool:
