@@ -199,7 +199,7 @@ def settle(receiver, quiet_s: float = 2.0, timeout_s: float = 60.0) -> None:
 def run_child(mode: str, args: argparse.Namespace, receiver) -> dict:
     command = [sys.executable, os.path.abspath(__file__), "--child", "--mode", mode, "--seconds", str(args.seconds),
                "--warmup", str(args.warmup), "--clients", args.clients, "--trials", str(args.trials),
-               "--slots", str(args.slots)]
+               "--slots", str(args.slots), "--step-rounds", str(args.step_rounds)]
     first = len(receiver.spans)
     cpu = time.process_time()
     started = time.perf_counter()
@@ -249,12 +249,16 @@ def main() -> int:
     parser.add_argument("--clients", default="1,4", help="client thread counts for ask+tell")
     parser.add_argument("--trials", type=int, default=50, help="trials of the timed study")
     parser.add_argument("--slots", type=int, default=4, help="concurrent trials (Tuner max_concurrent_trials)")
+    parser.add_argument("--step-rounds", type=int, default=STEP_ROUNDS,
+                        help="matrix products per report step: the trials' length (20: about 70 ms per trial)")
     parser.add_argument("--verbose", action="store_true",
                         help="also print each child's spans per ask+tell pair and per trial, by service and name")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.client_counts = [int(c) for c in args.clients.split(",")]
+    global STEP_ROUNDS
+    STEP_ROUNDS = args.step_rounds
     if args.child:
         return child(args)
 

@@ -323,10 +323,10 @@ class SuggestionService:
 
     @staticmethod
     def _propose(algorithm: Algorithm, context: SuggestContext, count: int) -> list[Suggestion]:
+        # No span of its own (an ask is hot): the algorithm's costly stages have theirs.
+        telemetry.set_attributes(algorithm=algorithm.name, history=len(context.history))
         started = time.perf_counter()
-        with telemetry.span("propose configurations", algorithm=algorithm.name, count=count,
-                            history=len(context.history)):
-            suggestions = algorithm.suggest(context, count)
+        suggestions = algorithm.suggest(context, count)
         instruments.SUGGEST_DURATION.record(time.perf_counter() - started, telemetry.attributes(algorithm=algorithm.name))
         return suggestions
 

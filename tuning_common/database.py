@@ -23,6 +23,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
+from tuning_common import telemetry
 from tuning_common.errors import FailedPrecondition, Unavailable
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,13 @@ class Database:
     def connect(cls, url: str, *, pool_size: int = 10, busy_timeout_s: float = 30.0) -> Database:
         parsed = normalise_url(url)
         if parsed.get_backend_name() == "sqlite":
-            return cls(_sqlite_engine(parsed, busy_timeout_s), threading.Lock())
-        # No pool_pre_ping: it costs a round trip per transaction; a dead pooled connection
-        # instead fails the transaction, which run() repeats on a fresh one.
-        engine = sa.create_engine(parsed, pool_size=pool_size, max_overflow=pool_size)
-        return cls(engine)
+            database = cls(_sqlite_engine(parsed, busy_timeout_s), threading.Lock())
+        else:
+            # No pool_pre_ping: it costs a round trip per transaction; a dead pooled connection
+            # instead fails the transaction, which run() repeats on a fresh one.
+            database = cls(sa.create_engine(parsed, pool_size=pool_size, max_overflow=pool_size))
+        telemetry.instrument_engine(database.engine)
+        return database
 
     @property
     def single_writer(self) -> bool:

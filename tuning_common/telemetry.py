@@ -29,6 +29,7 @@ import logging
 import os
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -169,11 +170,10 @@ def setup(service_name: str) -> bool:
         logging.getLogger().addHandler(LoggingHandler(logger_provider=logger_provider))
 
     if chosen["traces"] != "none" or chosen["metrics"] != "none":
-        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-
-        # Wraps create_engine: every engine made from now on gets statement spans and pool metrics.
-        SQLAlchemyInstrumentor().instrument()
         _enabled = True
+        _meter.create_observable_gauge(
+            "db.client.connections.usage", [_pool_usage], unit="{connection}",
+            description="Connections of each database pool, by state (used, idle)")
     log.info("telemetry on for %s: traces %s, metrics %s, logs %s", resource.attributes.get(SERVICE_NAME),
              chosen["traces"], chosen["metrics"], chosen["logs"])
     return True
@@ -303,6 +303,57 @@ def meter() -> metrics.Meter:
     return _meter
 
 
+# --- databases ------------------------------------------------------------------------------
+
+_engines: weakref.WeakSet = weakref.WeakSet()
+# Transaction control says nothing a trace needs (Database.run issues BEGIN itself on SQLite).
+_TRANSACTION_CONTROL = ("BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT")
+
+
+def instrument_engine(engine) -> None:
+    """Statement spans for ``engine`` (from the SQLAlchemy instrumentation) and its pool in
+    ``db.client.connections.usage``, when telemetry is on.
+
+    Per engine rather than the instrumentor's global ``create_engine`` patch, and leaner: no
+    ``connect`` span per transaction, no span for transaction control, no work at all for
+    statements outside a sampled trace, and pool usage read at export instead of counted at
+    every checkout. That made the instrumentation's cost per ask a fraction of what it was
+    (docs/BENCHMARKS.md, "Telemetry overhead").
+    """
+    if not _enabled:
+        return
+    from opentelemetry.instrumentation.sqlalchemy import __version__
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+
+    class StatementTracer(EngineTracer):
+        @classmethod
+        def _register_event_listener(cls, target, identifier, func, *args, **kw):
+            if identifier in ("before_cursor_execute", "after_cursor_execute", "handle_error"):
+                super()._register_event_listener(target, identifier, func, *args, **kw)
+
+        def _before_cur_exec(self, conn, cursor, statement, params, context, executemany):
+            if not trace.get_current_span().get_span_context().trace_flags.sampled or \
+                    statement.lstrip().upper().startswith(_TRANSACTION_CONTROL):
+                return statement, params
+            return super()._before_cur_exec(conn, cursor, statement, params, context, executemany)
+
+    StatementTracer(trace.get_tracer("opentelemetry.instrumentation.sqlalchemy", __version__), engine, None)
+    _engines.add(engine)
+
+
+def _pool_usage(_options) -> list:
+    from opentelemetry.metrics import Observation
+
+    observations = []
+    for engine in list(_engines):
+        pool, url = engine.pool, engine.url
+        name = f"{url.host or ''}{f':{url.port}' if url.port else ''}/{url.database or ''}"
+        if hasattr(pool, "checkedout"):
+            observations += [Observation(pool.checkedout(), {"pool.name": name, "state": "used"}),
+                             Observation(pool.checkedin(), {"pool.name": name, "state": "idle"})]
+    return observations
+
+
 # --- gRPC -----------------------------------------------------------------------------------
 
 
@@ -324,11 +375,13 @@ def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
     (with the caller's trace context) and the per-RPC count and latency histogram."""
     if not _enabled:
         return []
-    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
     # Probes call Health/Check every few seconds: a trace each time would bury the trials.
-    untraced = filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection."))
-    return [aio_server_interceptor(filter_=filters.negate(untraced)), _RpcMetricsInterceptor()]
+    def traced(details: grpc.HandlerCallDetails) -> bool:
+        return not details.method.startswith(("/grpc.health.", "/grpc.reflection."))
+
+    return [aio_server_interceptor(filter_=traced), _RpcMetricsInterceptor()]
 
 
 def traced_channel(channel: grpc.Channel) -> grpc.Channel:

@@ -161,9 +161,10 @@ def test_custom_spans_carry_the_tuning_ids(study_run):
         assert upload.attributes["tuning.artifact.bytes"] == len("trained\n")
     # Once the TPE model takes over (after two start-up trials), its sampling is a span too.
     spans = study_run["receiver"].spans
-    proposals = [s for s in spans if s.name == "propose configurations"]
-    assert proposals and all(s.attributes["tuning.algorithm"] == "tpe" for s in proposals)
-    assert any(s.name == "sample tpe" for s in spans)
+    asks = [s for s in spans if s.name == "suggest trials" and "tuning.algorithm" in s.attributes]
+    assert len(asks) == TRIALS and all(s.attributes["tuning.algorithm"] == "tpe" for s in asks)
+    samples = [s for s in spans if s.name == "sample tpe"]
+    assert samples and all(s.parent_id in {a.span_id for a in asks} for s in samples)
 
 
 def test_no_attribute_holds_a_hyperparameter_value(study_run):
