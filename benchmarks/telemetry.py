@@ -241,6 +241,7 @@ def change(value: float, base: float, throughput: bool) -> str:
 
 
 def main() -> int:
+    global STEP_ROUNDS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modes", default="off,on,sampled", help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--repeats", type=int, default=2, help="children per mode, interleaved")
@@ -257,7 +258,6 @@ def main() -> int:
     parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.client_counts = [int(c) for c in args.clients.split(",")]
-    global STEP_ROUNDS
     STEP_ROUNDS = args.step_rounds
     if args.child:
         return child(args)
