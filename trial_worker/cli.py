@@ -110,6 +110,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                help="how long to keep retrying an unreachable service")
     add_option(parser, "--max-consecutive-failures", env="TUNING_WORKER_MAX_FAILURES", default=5, type=int,
                help="stop after this many failed trials in a row (0: never)")
+    add_option(parser, "--wait", env="TUNING_WORKER_WAIT", default=False, type=bool,
+               help="when the study is done, stopped or not created yet, keep waiting for work instead of "
+                    "exiting (workers run as a Kubernetes Deployment); stop with SIGTERM")
+    add_option(parser, "--wait-poll-seconds", env="TUNING_WORKER_WAIT_POLL_SECONDS", default=10.0, type=float,
+               help="with --wait: how often to look for work again")
     add_option(parser, "--ray-address", env="TUNING_RAY_ADDRESS", default="",
                help="run the workers as tasks on this Ray cluster: auto, host:port, ray://host:port, "
                     "or local (a Ray instance in this process); empty: not on Ray")
@@ -149,7 +154,8 @@ def _config(args: argparse.Namespace, study: str):
         study=study, suggestion_address=args.suggestion_address, tracking_address=args.tracking_address,
         tracking=args.tracking, experiment=args.experiment or None, parallel=args.parallel,
         max_trials=args.max_trials, worker_id=args.worker_id or None, reconnect_seconds=args.reconnect_seconds,
-        max_consecutive_failures=args.max_consecutive_failures,
+        max_consecutive_failures=args.max_consecutive_failures, wait_for_work=args.wait,
+        poll_seconds=args.wait_poll_seconds,
     )
 
 

@@ -39,7 +39,7 @@ from trial_worker.tracking.logger import RunLogger
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning.tracking.v1 import tracking_pb2 as tpb
 from tuning_common import telemetry
-from tuning_common.errors import DeadlineExceeded, FailedPrecondition, TuningError, Unavailable
+from tuning_common.errors import DeadlineExceeded, FailedPrecondition, NotFound, TuningError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +72,18 @@ class WorkerConfig:
     # function should not burn the whole study.
     max_consecutive_failures: int = 5
     spool_dir: str | None = None
+    # Keep waiting when the study is done, stopped or not created yet, instead of stopping: for
+    # workers run as a Kubernetes Deployment, which restarts whatever exits.
+    wait_for_work: bool = False
+    poll_seconds: float = 10.0
 
     def validate(self) -> None:
         if self.parallel < 1:
             raise ValueError(f"parallel must be 1 or more, got {self.parallel}")
         if self.max_trials < 0:
             raise ValueError(f"max_trials must be 0 (no limit) or more, got {self.max_trials}")
+        if self.poll_seconds <= 0:
+            raise ValueError(f"poll_seconds must be positive, got {self.poll_seconds}")
 
 
 @dataclass(frozen=True)
@@ -188,7 +194,11 @@ class Worker:
 
     def run(self) -> WorkerSummary:
         with telemetry.span("start worker", study=self.config.study, worker=self.worker_id):
-            study = self._study = self.suggestion.get_study(self.config.study)
+            study = self._study = self._find_study()
+            if study is None:  # stopped while waiting for the study to be created
+                self._finish_logging()
+                self._summary.reason = "stopped"
+                return self._summary
             self._algorithm = study.info.spec.algorithm.name
             if self.tracking is not None:
                 self._experiment_id = self.tracking.get_or_create_experiment(
@@ -212,6 +222,17 @@ class Worker:
         if not self._summary.reason:
             self._summary.reason = "stopped"
         return self._summary
+
+    def _find_study(self) -> Study | None:
+        while True:
+            try:
+                return self.suggestion.get_study(self.config.study)
+            except NotFound:
+                if not self.config.wait_for_work:
+                    raise
+            log.info("study %s does not exist yet; waiting for it", self.config.study)
+            if self._stopping.wait(self.config.poll_seconds):
+                return None
 
     def close(self) -> None:
         self.suggestion.close()
@@ -252,12 +273,16 @@ class Worker:
                 # One trace per trial: the ask, the training and its reports, the tell, the run's writes.
                 with telemetry.span("run trial", study=study.name, worker=worker_id) as span:
                     trial = self._ask(study)
-                    if trial is None:
-                        self._unclaim()
-                        return
-                    telemetry.set_attributes(span, trial_id=trial.id, trial_number=trial.number)
-                    result = self._run_trial(trial)
-                    telemetry.set_attributes(span, trial_state=result.outcome, run_id=result.run_id)
+                    if trial is not None:
+                        telemetry.set_attributes(span, trial_id=trial.id, trial_number=trial.number)
+                        result = self._run_trial(trial)
+                        telemetry.set_attributes(span, trial_state=result.outcome, run_id=result.run_id)
+                if trial is None:
+                    self._unclaim()
+                    if self.config.wait_for_work and not self._stopping.is_set():
+                        self._stopping.wait(self.config.poll_seconds)  # no work now: look again later
+                        continue
+                    return
                 self._record(result)
         except Exception as error:  # a slot must never die silently
             log.exception("worker slot %d stopped", index)
@@ -265,12 +290,21 @@ class Worker:
             self._stopping.set()
 
     def _ask(self, study: Study) -> Trial | None:
+        """A trial, or None: stopping, or no work (the study is done; with ``wait_for_work`` also
+        stopped or deleted, and the caller waits)."""
         while not self._stopping.is_set():
-            trials = study.ask_batch(1, wait=False)
+            try:
+                trials = study.ask_batch(1, wait=False)
+            except NotFound:
+                if self.config.wait_for_work:
+                    return None
+                raise
             if trials:
                 return trials[0]
             answer = study.last_suggest
             if answer.status == api.SUGGEST_STATUS_DONE:
+                if self.config.wait_for_work:
+                    return None
                 self._summary.reason = self._summary.reason or "study done"
                 self._stopping.set()
                 return None

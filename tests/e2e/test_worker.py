@@ -339,3 +339,23 @@ def test_a_study_file_creates_the_study_and_tuning_study_names_it(suite: Suite, 
     # A second worker finds the same study through $TUNING_STUDY alone.
     code, output = worker(study_env="from-file")
     assert code == 0 and "study from-file" in output and "study done" in output, output
+
+
+def test_a_waiting_worker_outlives_its_study_until_sigterm(suite: Suite):
+    """--wait (workers as a Deployment): the study may not exist yet, and when it is done the
+    worker keeps looking for work instead of exiting (which a Deployment would restart)."""
+    worker = start_worker(suite, "later", "--train", "tests.e2e.worker_functions:quadratic", "--wait",
+                          "--wait-poll-seconds", "0.2")
+    time.sleep(1.5)
+    assert worker.poll() is None, "the worker gave up on a study that does not exist yet"
+    make_study(suite, "later", 3)
+    deadline = time.monotonic() + WORKER_TIMEOUT
+    while sum(t.state == pb.TRIAL_STATE_COMPLETED for t in trials_of(suite, "later")) < 3:
+        assert time.monotonic() < deadline and worker.poll() is None
+        time.sleep(0.2)
+    time.sleep(1.0)  # several polls of a done study
+    assert worker.poll() is None, "the worker exited when its study was done"
+    worker.send_signal(signal.SIGTERM)
+    code, output = finish(worker)
+    assert code == 128 + signal.SIGTERM and "3 completed" in output, output
+    assert_every_completed_trial_has_its_run(suite, trials_of(suite, "later"))
