@@ -1,6 +1,8 @@
 """The `tuning` command: start services, manage studies and databases, run the demo.
 
     tuning up                          # the suite's services, embedded defaults (SQLite, ./.tuning)
+    tuning up --detach | status | down # the same in the background; is it serving; stop it
+    tuning up --database postgresql://user@host/tuning --artifacts /data/artifacts
     tuning serve suggestion --port 0   # one service, as a replica or a container would
     tuning serve tracking --port 0     # experiments, runs, metrics, artifacts
     tuning serve gateway --port 0      # HTTP/JSON for every RPC (OpenAPI at /v1/openapi.json)
@@ -161,19 +163,32 @@ def _up(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from tuning_common.local_suite import LocalSuite
+    from tuning_common.local_suite import LocalSuite, alive, read_state, state_path, write_state
     from tuning_common.settings import data_dir
 
+    home = data_dir()
+    state = read_state(home)
+    if state and any(alive(service["pid"]) for service in state["services"]):
+        print(f"error: a suite started from {home} is running ({state_path(home)}): `tuning status` shows it, "
+              "`tuning down` stops it", file=sys.stderr)
+        return 1
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    suite = LocalSuite(data_dir(), host=args.host, suggestion_port=args.suggestion_port,
-                       tracking_port=args.tracking_port, gateway_port=args.gateway_port)
-    with suite:
-        print(f"suggestion service  {suite.suggestion_address}  (SQLite {suite.home / 'suggestion.db'})")
-        print(f"tracking service    {suite.tracking_address}  (SQLite {suite.home / 'tracking.db'}, "
-              f"artifacts {suite.home / 'artifacts'})")
+    suite = LocalSuite(home, host=args.host, suggestion_port=args.suggestion_port,
+                       tracking_port=args.tracking_port, gateway_port=args.gateway_port,
+                       database_url=args.database or None, artifacts=args.artifacts or None, detach=args.detach)
+    suite.start()
+    try:
+        write_state(suite, owner=None if args.detach else os.getpid())
+        print(f"suggestion service  {suite.suggestion_address}  ({_where(suite.databases[0])})")
+        print(f"tracking service    {suite.tracking_address}  ({_where(suite.databases[1])}, "
+              f"artifacts {suite.artifacts})")
         print(f"gateway             {suite.gateway_url}  (HTTP/JSON API, OpenAPI at /v1/openapi.json)")
+        if args.detach:
+            print(f"logs in {suite.home / 'logs'}; running in the background: `tuning status`, `tuning down`",
+                  flush=True)
+            return 0
         print(f"logs in {suite.home / 'logs'}; Ctrl-C stops them all", flush=True)
         while not stop.wait(0.5):
             for service in suite.services:
@@ -181,7 +196,81 @@ def _up(args: argparse.Namespace) -> int:
                     print(f"error: the {service.name} exited with status {service.process.returncode}; "
                           f"see {suite.home / 'logs'}", file=sys.stderr)
                     return 1
+        return 0
+    finally:
+        if not args.detach:
+            suite.stop()
+            state_path(home).unlink(missing_ok=True)
+
+
+def _where(database_url: str) -> str:
+    """A database URL for people: SQLite's file, or the URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    return f"SQLite {url.database}" if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=True)
+
+
+def _down(args: argparse.Namespace) -> int:
+    from tuning_common.local_suite import read_state, stop_recorded
+    from tuning_common.settings import data_dir
+
+    home = data_dir()
+    if read_state(home) is None:
+        print(f"no suite started by `tuning up` from {home} is recorded", file=sys.stderr)
+        return 1
+    stopped = stop_recorded(home)
+    print(f"stopped: {', '.join(stopped)}")
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from tuning_common.local_suite import alive, read_state
+    from tuning_common.settings import data_dir
+
+    home = data_dir()
+    state = read_state(home)
+    if state is None:
+        print(f"no suite started by `tuning up` from {home} is recorded", file=sys.stderr)
+        return 1
+    healthy = True
+    for service in state["services"]:
+        running = alive(service["pid"])
+        problem = _health_problem(service["address"], http=service["name"] == "gateway") if running else "not running"
+        healthy = healthy and not problem
+        print(f"{service['name']:<20}{service['address']:<24}pid {service['pid']:<8}{problem or 'serving'}")
+    return 0 if healthy else 1
+
+
+def _health_problem(address: str, *, http: bool, timeout: float = 3.0) -> str:
+    """Why ``address`` is not serving ("" when it is): gRPC health for the services, the OpenAPI
+    document for the gateway."""
+    if http:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://{address}/v1/openapi.json", timeout=timeout):
+                return ""
+        except (OSError, urllib.error.URLError) as error:
+            return f"not serving: {error}"
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout).status
+        except grpc.RpcError as error:
+            return f"not serving: {error.code().name}"
+    return "" if status == health_pb2.HealthCheckResponse.SERVING else health_pb2.HealthCheckResponse.ServingStatus.Name(
+        status).lower().replace("_", " ")
+
+
+def _health(args: argparse.Namespace) -> int:
+    problems = [(address, _health_problem(address, http=args.http)) for address in args.addresses]
+    for address, problem in problems:
+        print(f"{address}: {problem or 'serving'}")
+    return 1 if any(problem for _, problem in problems) else 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -231,7 +320,23 @@ def build_parser() -> argparse.ArgumentParser:
                help="tracking service port (0: a free one)")
     add_option(up, "--gateway-port", env="TUNING_GATEWAY_PORT", default=8080, type=int,
                help="gateway port: HTTP/JSON API and dashboard (0: a free one)")
+    add_option(up, "--database", env="TUNING_DATABASE_URL", default="",
+               help="one database for both services, e.g. postgresql://user@host/tuning (default: SQLite files "
+                    "in $TUNING_HOME)")
+    add_option(up, "--artifacts", env="TUNING_ARTIFACTS", default="",
+               help="artifact store folder (default: $TUNING_HOME/artifacts)")
+    add_option(up, "--detach", env="TUNING_DETACH", default=False, type=bool,
+               help="start the services in the background and return; `tuning status` and `tuning down` "
+                    "find them through $TUNING_HOME/suite.json")
     up.set_defaults(run=_up)
+    commands.add_parser("down", help="stop the suite `tuning up` started from $TUNING_HOME").set_defaults(run=_down)
+    commands.add_parser("status", help="the services `tuning up` started from $TUNING_HOME, and whether they serve"
+                        ).set_defaults(run=_status)
+    health = commands.add_parser("health", help="exit 0 when every address serves (gRPC health; --http: the "
+                                                "gateway), for probes and scripts")
+    health.add_argument("addresses", nargs="+", metavar="HOST:PORT")
+    health.add_argument("--http", action="store_true", help="the addresses are gateways (HTTP)")
+    health.set_defaults(run=_health)
 
     serve = commands.add_parser("serve", help="start one service")
     services = serve.add_subparsers(dest="service", required=True, metavar="SERVICE")

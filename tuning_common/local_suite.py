@@ -4,17 +4,27 @@ starts, and what the Tuner API and the demo start when no running suite is confi
     with LocalSuite(home=".tuning") as suite:
         print(suite.suggestion_address, suite.tracking_address)
 
-Embedded defaults: SQLite files and an artifact folder under ``home``; each service's log
-goes to ``home/logs/<service>.log``. Leaving the block stops the services (SIGTERM, then
-SIGKILL after a grace period).
+Embedded defaults: SQLite files and an artifact folder under ``home`` (``database_url`` puts
+both services on one database, PostgreSQL for instance; their tables do not overlap), and
+``artifacts`` moves the artifact store. Each service's log goes to
+``home/logs/<service>.log``. Leaving the block stops the services (SIGTERM, then SIGKILL after
+a grace period).
+
+``tuning up`` records what it started in ``home/suite.json`` (:func:`write_state`), so that
+``tuning status`` and ``tuning down`` find the services again, also when they were started in
+the background (``tuning up --detach``: each service in a session of its own, outliving the
+command).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,21 +51,21 @@ class ServiceProcess:
 
 
 def start_service(name: str, module: str, args: Sequence[str], log_path: Path, *, host: str = "127.0.0.1",
-                  port: int = 0, env: dict[str, str] | None = None) -> ServiceProcess:
-    """Starts ``python -m module --host HOST --port PORT ...`` and waits for the line that says where it listens."""
+                  port: int = 0, env: dict[str, str] | None = None, detach: bool = False) -> ServiceProcess:
+    """Starts ``python -m module --host HOST --port PORT ...`` and waits for the line that says where it listens.
+
+    ``detach``: in a session of its own with its output in the log only, so that it outlives
+    this process (and a closed terminal)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", module, "--host", host, "--port", str(port), *args], stdout=subprocess.PIPE,
-            stderr=log_file,
-            stdin=subprocess.DEVNULL, text=True,
+            [sys.executable, "-m", module, "--host", host, "--port", str(port), *args],
+            stdout=log_file if detach else subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, text=True,
+            start_new_session=detach,
             env={**os.environ, "TUNING_LOG_LEVEL": os.environ.get("TUNING_LOG_LEVEL", "WARNING"), **(env or {})},
         )
-    first_line: list[str] = []
-    reader = threading.Thread(target=lambda: first_line.append(process.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(START_TIMEOUT)
-    line = first_line[0] if first_line else ""
+    line = _listening_line(process, log_path, start) if detach else _first_line(process)
     if "listening on" not in line:
         process.kill()
         process.wait()
@@ -64,18 +74,44 @@ def start_service(name: str, module: str, args: Sequence[str], log_path: Path, *
     return ServiceProcess(name, process, line.rsplit(" ", 1)[1].strip())
 
 
+def _first_line(process: subprocess.Popen) -> str:
+    first_line: list[str] = []
+    reader = threading.Thread(target=lambda: first_line.append(process.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(START_TIMEOUT)
+    return first_line[0] if first_line else ""
+
+
+def _listening_line(process: subprocess.Popen, log_path: Path, start: int) -> str:
+    """The "<name> listening on <address>" line the process writes to its log (from offset ``start``)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and process.poll() is None:
+        with open(log_path, "rb") as log_file:
+            log_file.seek(start)
+            for line in log_file.read().decode("utf-8", "replace").splitlines():
+                if " listening on " in line:
+                    return line
+        time.sleep(0.05)
+    return ""
+
+
 class LocalSuite:
     """The suggestion and tracking services on this machine (SQLite, local artifacts), and the
     gateway in front of them when a ``gateway_port`` is given."""
 
     def __init__(self, home: str | os.PathLike, *, host: str = "127.0.0.1", suggestion_port: int = 0,
-                 tracking_port: int = 0, gateway_port: int | None = None, lease_check_seconds: float = 1.0):
+                 tracking_port: int = 0, gateway_port: int | None = None, lease_check_seconds: float = 1.0,
+                 database_url: str | None = None, artifacts: str | None = None, detach: bool = False):
         self.home = Path(home)
         self.host = host
         self.ports = (suggestion_port, tracking_port)
         # None: no gateway (the Tuner and the demo talk gRPC only).
         self.gateway_port = gateway_port
         self.lease_check_seconds = lease_check_seconds
+        self.databases = (database_url or f"sqlite:///{self.home / 'suggestion.db'}",
+                          database_url or f"sqlite:///{self.home / 'tracking.db'}")
+        self.artifacts = artifacts or str(self.home / "artifacts")
+        self.detach = detach
         self.services: list[ServiceProcess] = []
 
     @property
@@ -95,18 +131,18 @@ class LocalSuite:
         logs = self.home / "logs"
         specs = [
             ("suggestion service", "suggestion_service",
-             ["--database-url", f"sqlite:///{self.home / 'suggestion.db'}", "--migrate",
+             ["--database-url", self.databases[0], "--migrate",
               "--lease-check-seconds", str(self.lease_check_seconds)], logs / "suggestion.log"),
             ("tracking service", "tracking_service",
-             ["--database-url", f"sqlite:///{self.home / 'tracking.db'}", "--migrate",
-              "--artifacts", str(self.home / "artifacts")], logs / "tracking.log"),
+             ["--database-url", self.databases[1], "--migrate", "--artifacts", self.artifacts], logs / "tracking.log"),
         ]
         # Both start at once: most of a start is importing.
         results: list[ServiceProcess | BaseException | None] = [None] * len(specs)
 
         def launch(index: int) -> None:
             try:
-                results[index] = start_service(*specs[index], host=self.host, port=self.ports[index])
+                results[index] = start_service(*specs[index], host=self.host, port=self.ports[index],
+                                               detach=self.detach)
             except BaseException as error:  # handed to the caller below
                 results[index] = error
 
@@ -122,7 +158,7 @@ class LocalSuite:
                 self.services.append(start_service(
                     "gateway", "gateway", ["--suggestion-address", self.suggestion_address,
                                            "--tracking-address", self.tracking_address],
-                    logs / "gateway.log", host=self.host, port=self.gateway_port))
+                    logs / "gateway.log", host=self.host, port=self.gateway_port, detach=self.detach))
             except BaseException as error:  # stop what started, then report
                 failure = error
         if failure is not None:
@@ -139,3 +175,54 @@ class LocalSuite:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# --- what `tuning up` started: home/suite.json ------------------------------------------------
+
+
+def state_path(home: str | os.PathLike) -> Path:
+    return Path(home) / "suite.json"
+
+
+def write_state(suite: LocalSuite, owner: int | None) -> None:
+    """Records the services (name, pid, address) and ``owner``, the foreground `tuning up`
+    that stops them on SIGTERM (None when they run detached)."""
+    state = {"owner": owner, "services": [
+        {"name": service.name, "pid": service.process.pid, "address": service.address}
+        for service in suite.services]}
+    state_path(suite.home).write_text(json.dumps(state, indent=2) + "\n")
+
+
+def read_state(home: str | os.PathLike) -> dict | None:
+    try:
+        return json.loads(state_path(home).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_recorded(home: str | os.PathLike, timeout: float = 20.0) -> list[str]:
+    """Stops what home/suite.json records (SIGTERM, SIGKILL after ``timeout``); the names stopped."""
+    state = read_state(home) or {"owner": None, "services": []}
+    pids = [state["owner"]] if state.get("owner") else [s["pid"] for s in reversed(state["services"])]
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    recorded = [s["pid"] for s in state["services"]] + pids
+    while any(alive(pid) for pid in recorded) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in recorded:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    state_path(home).unlink(missing_ok=True)
+    return [s["name"] for s in state["services"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,12 +11,14 @@ import sys
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from suggestion_service.persistence import MIGRATIONS
 from tests.conftest import ROOT
 from tracking_service.persistence import MIGRATIONS as TRACKING_MIGRATIONS
 from trial_worker.tracking import TrackingClient
 from tuning.tracking.v1 import registry_pb2 as rpb
+from tuning_common.local_suite import alive
 
 
 def tuning(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -98,9 +101,57 @@ def test_up_starts_the_suite_and_stops_it_on_ctrl_c(tmp_path):
         assert httpx.get(f"{gateway}/v1/studies/xgb-wine", timeout=30).json()["study"]["name"] == "xgb-wine"
         with TrackingClient(tracking) as client:
             assert client.get_or_create_experiment("from-up").name == "from-up"
+        status = tuning("status", env={"TUNING_HOME": str(tmp_path)})
+        assert status.returncode == 0 and status.stdout.count("serving") == 3, status.stdout
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0
+        assert not (tmp_path / "suite.json").exists()
     finally:
         if process.poll() is None:
             process.kill()
     assert (tmp_path / "suggestion.db").is_file() and (tmp_path / "tracking.db").is_file()
+
+
+@pytest.mark.postgres
+def test_up_detached_on_postgresql_then_status_and_down(tmp_path, postgres_url):
+    env = {"TUNING_HOME": str(tmp_path / "home")}
+    artifacts = tmp_path / "elsewhere"
+    started = tuning("up", "--detach", "--database", postgres_url, "--artifacts", str(artifacts),
+                     "--suggestion-port", "0", "--tracking-port", "0", "--gateway-port", "0", env=env)
+    assert started.returncode == 0, started.stderr
+    suggestion = re.search(r"suggestion service\s+(\S+)", started.stdout)[1]
+    tracking = re.search(r"tracking service\s+(\S+)", started.stdout)[1]
+    assert "postgresql" in started.stdout and "in the background" in started.stdout
+    state = json.loads((tmp_path / "home" / "suite.json").read_text())
+    pids = [service["pid"] for service in state["services"]]
+    try:
+        status = tuning("status", env=env)
+        assert status.returncode == 0 and status.stdout.count("serving") == 3, status.stdout
+        again = tuning("up", "--detach", env=env)
+        assert again.returncode == 1 and "tuning down" in again.stderr
+        # Both services keep their tables in the one database, and artifacts go where asked.
+        assert tuning("study", "create", "examples/study.yaml", "--address", suggestion).returncode == 0
+        with TrackingClient(tracking) as client:
+            run = client.create_run(client.get_or_create_experiment("detached").id)
+            source = tmp_path / "notes.txt"
+            source.write_text("hello")
+            client.upload_file(run.id, source)
+        assert list(artifacts.rglob("notes.txt"))
+        engine = sa.create_engine(postgres_url)
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+        engine.dispose()
+        assert {"studies", "trials", "experiments", "runs"} <= tables
+    finally:
+        down = tuning("down", env=env)
+    assert down.returncode == 0 and "suggestion service" in down.stdout, down.stderr
+    assert not any(alive(pid) for pid in pids)
+    assert tuning("status", env=env).returncode == 1
+    assert tuning("health", suggestion).returncode == 1
+
+
+def test_health_says_whether_addresses_serve(spawn_server, sqlite_url):
+    server = spawn_server(sqlite_url)
+    assert tuning("health", server.address).returncode == 0
+    down = tuning("health", server.address, "127.0.0.1:1")
+    assert down.returncode == 1 and "127.0.0.1:1: not serving: UNAVAILABLE" in down.stdout
