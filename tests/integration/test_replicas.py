@@ -320,3 +320,46 @@ def test_replicas_replay_a_retried_ask(database_url, spawn_server):
     assert n_requests == len(answers)
 
     assert_clean_logs(replica_a, replica_b)
+
+
+def test_replicas_exhaust_a_grid_exactly_once(database_url, spawn_server):
+    """A grid search served by two replicas: every point is handed out once, and the study
+    completes with SPACE_EXHAUSTED (not before, and never with a point missing)."""
+    replica_a, replica_b = start_replicas(spawn_server, database_url)
+    addresses = [replica_a.address, replica_b.address]
+    name = f"grid-{uuid.uuid4().hex[:8]}"
+    with SuggestionClient(addresses[0]) as admin:
+        admin.create_study(name, [Int("a", 0, 5), Int("b", 0, 7)], objectives={"loss": "minimize"},
+                           algorithm="grid", lease_seconds=LEASE_SECONDS)
+    points = 6 * 8
+    lock = threading.Lock()
+    told: list[tuple[int, int]] = []
+    done_reasons: list[int] = []
+
+    def client_thread(index: int) -> None:
+        with SuggestionClient(addresses[index % 2]) as client:
+            study = client.get_study(name)
+            study.worker_id = f"grid-worker-{index}"
+            while True:
+                trials = study.ask_batch(2, wait=False)
+                for trial in trials:
+                    study.tell(trial, float(trial.params["a"] + trial.params["b"]))
+                    with lock:
+                        told.append((trial.params["a"], trial.params["b"]))
+                if study.last_suggest.status == api.SUGGEST_STATUS_DONE:
+                    with lock:
+                        done_reasons.append(study.last_suggest.done_reason)
+                    return
+                if not trials:
+                    time.sleep(0.01)
+
+    errors = run_threads([lambda i=i: client_thread(i) for i in range(12)], timeout=120)
+    assert not errors, f"client errors: {errors!r}"
+    assert sorted(told) == sorted((a, b) for a in range(6) for b in range(8)), "a grid point was missed or repeated"
+    assert len(told) == points
+    # The ask that found the space exhausted completed the study; later asks find it completed.
+    assert api.DONE_REASON_SPACE_EXHAUSTED in done_reasons
+    assert set(done_reasons) <= {api.DONE_REASON_SPACE_EXHAUSTED, api.DONE_REASON_STUDY_COMPLETED}
+    with SuggestionClient(addresses[1]) as client:
+        assert client.get_study(name).info.state == pb.STUDY_STATE_COMPLETED
+    assert_clean_logs(replica_a, replica_b)
