@@ -47,3 +47,30 @@ def traced(ctx) -> dict[str, float]:
             notes.write("trained\n")
         ctx.log_artifact(path)
     return {"loss": loss_at(ctx.params, 3)}
+
+
+_trials_started = 0
+
+
+def stepped(ctx) -> dict[str, float]:
+    """Reports ``loss`` at steps 1..STEPS (a pruner may stop it), returns the final loss.
+
+    In a process with ``$TEST_HANG_AT=N``, the N-th trial hangs for good after its first report,
+    having written its trial id to ``$TEST_HANG_MARKER``: the worker is then certainly in the
+    middle of a trial (leased, reported, heartbeating) when a test SIGKILLs it.
+    """
+    global _trials_started
+    _trials_started += 1
+    hang = _trials_started == int(os.environ.get("TEST_HANG_AT", "0"))
+    for step in range(1, STEPS + 1):
+        time.sleep(STEP_SECONDS)
+        stop = ctx.report(step, loss=loss_at(ctx.params, step))
+        if hang:
+            marker = os.environ["TEST_HANG_MARKER"]
+            with open(marker + ".part", "w") as handle:
+                handle.write(str(ctx.trial_id))
+            os.replace(marker + ".part", marker)
+            time.sleep(3600)
+        if stop:
+            return None
+    return {"loss": loss_at(ctx.params, STEPS)}
