@@ -36,7 +36,7 @@ from grpc_reflection.v1alpha import reflection
 
 from tuning_common import telemetry
 from tuning_common.auth import TOKENS_ENV, AuthInterceptor, TokenStore, load_tokens
-from tuning_common.errors import TuningError
+from tuning_common.errors import TuningError, Unavailable
 from tuning_common.grpc_errors import ErrorMappingInterceptor
 from tuning_common.settings import add_option
 
@@ -136,7 +136,11 @@ def start_server(
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-        port = server.add_insecure_port(f"{options.host}:{options.port}")
+        try:
+            port = server.add_insecure_port(f"{options.host}:{options.port}")
+        except RuntimeError:  # grpc's "Failed to bind to address"
+            raise Unavailable(f"cannot listen on {options.host}:{options.port}: the port is in use or the address "
+                              "is not one of this machine's", reason="BIND_FAILED") from None
         await server.start()
         for name in ("", *service_names):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -201,7 +205,7 @@ def serve_until_terminated(name: str, start: Callable[[], RunningServer]) -> int
         telemetry.setup(name)
         with telemetry.span("start service"):  # the schema check and migrations: one trace
             running = start()
-    except TuningError as error:
+    except (TuningError, OSError) as error:  # OSError: a port taken, a read-only data folder...
         print(f"{name} cannot start: {error}", file=sys.stderr)
         return 2
     print(f"{name} listening on {running.address}", flush=True)

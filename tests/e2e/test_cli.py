@@ -155,3 +155,16 @@ def test_health_says_whether_addresses_serve(spawn_server, sqlite_url):
     assert tuning("health", server.address).returncode == 0
     down = tuning("health", server.address, "127.0.0.1:1")
     assert down.returncode == 1 and "127.0.0.1:1: not serving: UNAVAILABLE" in down.stdout
+
+
+def test_a_service_that_cannot_start_says_why(tmp_path, spawn_server, sqlite_url):
+    """A port in use or a data folder it cannot write: one line naming the problem, exit 2."""
+    taken = spawn_server(sqlite_url).address.rsplit(":", 1)[1]
+    busy = tuning("serve", "suggestion", "--port", taken, "--database-url", f"sqlite:///{tmp_path / 'b.db'}")
+    assert busy.returncode == 2 and "suggestion-service cannot start" in busy.stderr, busy.stderr
+    assert "Traceback" not in busy.stderr
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    unwritable = tuning("serve", "tracking", "--port", "0", "--database-url", f"sqlite:///{blocked}/t.db")
+    assert unwritable.returncode == 2 and "tracking-service cannot start" in unwritable.stderr, unwritable.stderr
+    assert "Traceback" not in unwritable.stderr
