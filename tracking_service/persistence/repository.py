@@ -33,6 +33,7 @@ from tracking_service.persistence.tables import (
     experiments,
     latest_metrics,
     metrics,
+    model_versions,
     params,
     run_inputs,
     runs,
@@ -325,3 +326,15 @@ def log_inputs(conn: Connection, run_id: str, experiment_id: int, items: Sequenc
                                                     tags=item.tags)
         conn.execute(statement.on_conflict_do_update(index_elements=["run_id", "dataset_id", "context"],
                                                      set_={"tags": item.tags}))
+
+
+def relocate_artifacts(conn: Connection, old_root: str, new_root: str) -> int:
+    """Points every stored artifact URI under ``old_root`` at ``new_root`` (the artifact store
+    was restored elsewhere); how many rows changed."""
+    changed = 0
+    for column in (experiments.c.artifact_location, runs.c.artifact_uri, model_versions.c.source,
+                   model_versions.c.storage_uri):
+        moved = new_root + sa.func.substr(column, len(old_root) + 1)
+        changed += conn.execute(column.table.update().where(column.startswith(old_root, autoescape=True))
+                                .values({column.name: moved})).rowcount
+    return changed
