@@ -29,9 +29,10 @@ from gateway.mlflow import refusal_body as mlflow_refusal_body
 from gateway.mlflow import routes as mlflow_routes
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc
 from tuning.tracking.v1 import registry_service_pb2_grpc, tracking_service_pb2_grpc
-from tuning_common import telemetry
+from tuning_common import telemetry, tls
 from tuning_common.errors import TuningError
 from tuning_common.settings import add_option, suggestion_address
+from tuning_common.tls import ServerTLS
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ class GatewayOptions:
     grace_seconds: float = 10.0
     # tuning_common.auth.TokenStore; None: no authentication.
     tokens: object = None
+    # PEM files: serve HTTPS (both, or neither).
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 @dataclass
@@ -59,11 +63,12 @@ class RunningGateway:
     address: str
     server: uvicorn.Server
     thread: threading.Thread
+    scheme: str = "http"
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}"
+        return f"{self.scheme}://{self.address}"
 
     def stop(self) -> None:
         if self._stopped.is_set():
@@ -98,10 +103,8 @@ def build_app(options: GatewayOptions):
         channel_options = [("grpc.max_receive_message_length", options.max_json_bytes + 1024 * 1024),
                            ("grpc.max_send_message_length", options.max_json_bytes + 1024 * 1024)]
         interceptors = telemetry.aio_client_interceptors()
-        suggestion = grpc.aio.insecure_channel(options.suggestion_address, options=channel_options,
-                                               interceptors=interceptors)
-        tracking = grpc.aio.insecure_channel(options.tracking_address, options=channel_options,
-                                             interceptors=interceptors)
+        suggestion = tls.aio_channel(options.suggestion_address, channel_options, interceptors)
+        tracking = tls.aio_channel(options.tracking_address, channel_options, interceptors)
         stubs.update(_stubs(suggestion, tracking))
         try:
             yield
@@ -130,9 +133,10 @@ def build_app(options: GatewayOptions):
 
 def serve(options: GatewayOptions) -> RunningGateway:
     """Starts the gateway; ``address`` has the real port when port 0 was asked for."""
+    ServerTLS.from_files(options.tls_cert, options.tls_key)  # both or neither, readable PEM: else InvalidArgument
     config = uvicorn.Config(build_app(options), host=options.host, port=options.port, log_level="warning",
                             access_log=False, lifespan="on", timeout_graceful_shutdown=options.grace_seconds,
-                            server_header=False)
+                            server_header=False, ssl_certfile=options.tls_cert, ssl_keyfile=options.tls_key)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), name="gateway-loop", daemon=True)
     thread.start()
@@ -144,7 +148,7 @@ def serve(options: GatewayOptions) -> RunningGateway:
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     host = f"[{options.host}]" if ":" in options.host else options.host
-    return RunningGateway(f"{host}:{port}", server, thread)
+    return RunningGateway(f"{host}:{port}", server, thread, "https" if options.tls_cert else "http")
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -168,6 +172,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                help="how long in-flight requests may finish after SIGTERM")
     add_option(parser, "--tokens-file", env="TUNING_TOKENS_FILE", default=None,
                help="accepted bearer tokens, as the services take them (also $TUNING_TOKENS); none: no auth")
+    add_option(parser, "--tls-cert", env="TUNING_TLS_CERT", default=None,
+               help="serve HTTPS with this certificate chain (PEM); its calls to the services use TLS when "
+                    "$TUNING_TLS_CA is set")
+    add_option(parser, "--tls-key", env="TUNING_TLS_KEY", default=None, help="the certificate's private key (PEM)")
     return parser
 
 
@@ -181,6 +189,7 @@ def options_from(args: argparse.Namespace) -> GatewayOptions:
         allowed_hosts=tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip()),
         max_json_bytes=args.max_request_bytes, max_artifact_bytes=args.max_artifact_bytes,
         grace_seconds=args.grace_seconds, tokens=load_tokens(args.tokens_file, os.environ.get(TOKENS_ENV)),
+        tls_cert=args.tls_cert or None, tls_key=args.tls_key or None,
     )
 
 

@@ -43,7 +43,7 @@ from suggestion_service.domain.study import (
 from tuning.suggestion.v1 import study_pb2 as pb
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc as api_grpc
-from tuning_common import telemetry
+from tuning_common import telemetry, tls
 from tuning_common.auth import authorized_channel, client_token
 from tuning_common.errors import DeadlineExceeded
 from tuning_common.grpc_errors import call_with_retries
@@ -75,7 +75,7 @@ class SuggestionClient:
         self.address = address or suggestion_address()
         self.timeout, self.retries, self.backoff, self.max_backoff = timeout, retries, backoff, max_backoff
         self._channel = telemetry.traced_channel(
-            authorized_channel(channel or grpc.insecure_channel(self.address), client_token(token)))
+            authorized_channel(channel or tls.channel(self.address), client_token(token)))
         self._stub = api_grpc.SuggestionServiceStub(self._channel)
 
     def close(self) -> None:

@@ -303,7 +303,9 @@ def _health_problem(address: str, *, http: bool, timeout: float = 3.0) -> str:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(address) as channel:
+    from tuning_common import tls
+
+    with tls.channel(address) as channel:
         try:
             status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout).status
         except grpc.RpcError as error:

@@ -39,6 +39,7 @@ from tuning_common.auth import TOKENS_ENV, AuthInterceptor, TokenStore, load_tok
 from tuning_common.errors import TuningError, Unavailable
 from tuning_common.grpc_errors import ErrorMappingInterceptor
 from tuning_common.settings import add_option
+from tuning_common.tls import ServerTLS
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class ServerOptions:
     inline: bool = False
     # Accepted bearer tokens; None: access control off (every call allowed).
     tokens: TokenStore | None = None
+    # Certificate and key (and a client CA for mutual TLS); None: plain gRPC.
+    tls: ServerTLS | None = None
 
 
 @dataclass
@@ -137,7 +140,11 @@ def start_server(
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
         try:
-            port = server.add_insecure_port(f"{options.host}:{options.port}")
+            address = f"{options.host}:{options.port}"
+            if options.tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, options.tls.credentials())
         except RuntimeError:  # grpc's "Failed to bind to address"
             raise Unavailable(f"cannot listen on {options.host}:{options.port}: the port is in use or the address "
                               "is not one of this machine's", reason="BIND_FAILED") from None
@@ -187,6 +194,16 @@ def add_server_options(parser: argparse.ArgumentParser, service: str, port: int,
     add_option(parser, "--tokens-file", env="TUNING_TOKENS_FILE", default=None,
                help="bearer tokens, one '<role> <token> [name]' per line, role read or write; "
                     f"${TOKENS_ENV} may hold more (comma-separated); with none, access control is off")
+    add_tls_options(parser)
+
+
+def add_tls_options(parser: argparse.ArgumentParser) -> None:
+    """--tls-cert, --tls-key and --tls-client-ca (the gateway has the first two)."""
+    add_option(parser, "--tls-cert", env="TUNING_TLS_CERT", default=None,
+               help="serve TLS with this certificate chain (PEM); clients then need $TUNING_TLS_CA")
+    add_option(parser, "--tls-key", env="TUNING_TLS_KEY", default=None, help="the certificate's private key (PEM)")
+    add_option(parser, "--tls-client-ca", env="TUNING_TLS_CLIENT_CA", default=None,
+               help="mutual TLS: accept only clients with a certificate signed by this CA (PEM)")
 
 
 def server_options(args: argparse.Namespace) -> ServerOptions:
@@ -194,7 +211,7 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
     (InvalidArgument, naming the line but never the token, if they are malformed)."""
     tokens = load_tokens(args.tokens_file, os.environ.get(TOKENS_ENV))
     return ServerOptions(args.host, args.port, args.max_workers, args.max_message_bytes, args.grace_seconds,
-                         tokens=tokens)
+                         tokens=tokens, tls=ServerTLS.from_files(args.tls_cert, args.tls_key, args.tls_client_ca))
 
 
 def serve_until_terminated(name: str, start: Callable[[], RunningServer]) -> int:

@@ -40,7 +40,7 @@ from tuning.tracking.v1 import registry_service_pb2_grpc as rapi_grpc
 from tuning.tracking.v1 import tracking_pb2 as pb
 from tuning.tracking.v1 import tracking_service_pb2 as api
 from tuning.tracking.v1 import tracking_service_pb2_grpc as api_grpc
-from tuning_common import telemetry
+from tuning_common import telemetry, tls
 from tuning_common.auth import authorized_channel, client_token
 from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, TuningError
 from tuning_common.grpc_errors import call_with_retries
@@ -173,7 +173,7 @@ class TrackingClient:
         self.address = address or tracking_address()
         self.timeout, self.retries, self.backoff, self.max_backoff = timeout, retries, backoff, max_backoff
         self.artifact_timeout = artifact_timeout
-        channel = channel or grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+        channel = channel or tls.channel(self.address, options=_CHANNEL_OPTIONS)
         self._channel = telemetry.traced_channel(authorized_channel(channel, client_token(token)))
         tracking = api_grpc.TrackingServiceStub(self._channel)
         registry = rapi_grpc.ModelRegistryServiceStub(self._channel)
