@@ -113,6 +113,9 @@ async def read_json(request: Request, limit: int) -> dict[str, Any] | None:
         document = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InvalidArgument("body", f"not valid JSON: {error}") from None
+    except RecursionError:
+        # json's decoder gives up on deep nesting ({"a": {"a": ...}} a thousand levels down).
+        raise InvalidArgument("body", "the JSON is nested too deeply") from None
     if not isinstance(document, dict):
         raise InvalidArgument("body", "must be a JSON object")
     return document

@@ -111,7 +111,8 @@ def spec_from_proto(spec: pb.StudySpec) -> StudySpec:
         algorithm = AlgorithmSpec(spec.algorithm.name, json_format.MessageToDict(spec.algorithm.settings))
     lease = DEFAULT_LEASE_SECONDS
     if spec.HasField("lease_duration"):
-        lease = spec.lease_duration.ToTimedelta().total_seconds()
+        # Plain arithmetic, not ToTimedelta (which overflows on huge values): StudySpec checks the range.
+        lease = spec.lease_duration.seconds + spec.lease_duration.nanos / 1e9
     retry = RetryPolicy()
     if spec.HasField("retry_policy"):
         policy = spec.retry_policy

@@ -35,8 +35,22 @@ def timestamp(ms: int) -> timestamp_pb2.Timestamp:
     return stamp
 
 
+# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+
+
+def checked_ms(stamp: timestamp_pb2.Timestamp, field: str) -> int:
+    """The timestamp in milliseconds, or InvalidArgument naming ``field`` when it is not a valid Timestamp."""
+    if not _MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS:
+        raise InvalidArgument(field, f"seconds {stamp.seconds} is outside the Timestamp range "
+                                     f"[{_MIN_SECONDS}, {_MAX_SECONDS}] (years 1 to 9999)")
+    if not 0 <= stamp.nanos <= 999_999_999:
+        raise InvalidArgument(field, f"nanos {stamp.nanos} must be in [0, 999999999]")
+    return stamp.seconds * 1000 + stamp.nanos // 1_000_000
+
+
 def ms_or_none(message, name: str) -> int | None:
-    return getattr(message, name).ToMilliseconds() if message.HasField(name) else None
+    return checked_ms(getattr(message, name), name) if message.HasField(name) else None
 
 
 def view_from_proto(value: int, field: str = "view_type") -> ViewType:
