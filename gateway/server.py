@@ -32,7 +32,7 @@ from tuning.tracking.v1 import registry_service_pb2_grpc, tracking_service_pb2_g
 from tuning_common import telemetry, tls
 from tuning_common.errors import TuningError
 from tuning_common.settings import add_option, suggestion_address
-from tuning_common.tls import ServerTLS
+from tuning_common.tls import ServerTLS, add_tls_options
 
 log = logging.getLogger(__name__)
 
@@ -172,10 +172,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                help="how long in-flight requests may finish after SIGTERM")
     add_option(parser, "--tokens-file", env="TUNING_TOKENS_FILE", default=None,
                help="accepted bearer tokens, as the services take them (also $TUNING_TOKENS); none: no auth")
-    add_option(parser, "--tls-cert", env="TUNING_TLS_CERT", default=None,
-               help="serve HTTPS with this certificate chain (PEM); its calls to the services use TLS when "
-                    "$TUNING_TLS_CA is set")
-    add_option(parser, "--tls-key", env="TUNING_TLS_KEY", default=None, help="the certificate's private key (PEM)")
+    # HTTPS; its own calls to the services use TLS when $TUNING_TLS_CA is set.
+    add_tls_options(parser, mutual=False)
     return parser
 
 

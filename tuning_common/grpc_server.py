@@ -39,7 +39,7 @@ from tuning_common.auth import TOKENS_ENV, AuthInterceptor, TokenStore, load_tok
 from tuning_common.errors import TuningError, Unavailable
 from tuning_common.grpc_errors import ErrorMappingInterceptor
 from tuning_common.settings import add_option
-from tuning_common.tls import ServerTLS
+from tuning_common.tls import ServerTLS, add_tls_options
 
 log = logging.getLogger(__name__)
 
@@ -194,16 +194,7 @@ def add_server_options(parser: argparse.ArgumentParser, service: str, port: int,
     add_option(parser, "--tokens-file", env="TUNING_TOKENS_FILE", default=None,
                help="bearer tokens, one '<role> <token> [name]' per line, role read or write; "
                     f"${TOKENS_ENV} may hold more (comma-separated); with none, access control is off")
-    add_tls_options(parser)
-
-
-def add_tls_options(parser: argparse.ArgumentParser) -> None:
-    """--tls-cert, --tls-key and --tls-client-ca (the gateway has the first two)."""
-    add_option(parser, "--tls-cert", env="TUNING_TLS_CERT", default=None,
-               help="serve TLS with this certificate chain (PEM); clients then need $TUNING_TLS_CA")
-    add_option(parser, "--tls-key", env="TUNING_TLS_KEY", default=None, help="the certificate's private key (PEM)")
-    add_option(parser, "--tls-client-ca", env="TUNING_TLS_CLIENT_CA", default=None,
-               help="mutual TLS: accept only clients with a certificate signed by this CA (PEM)")
+    add_tls_options(parser, mutual=True)
 
 
 def server_options(args: argparse.Namespace) -> ServerOptions:

@@ -14,6 +14,7 @@ Without ``$TUNING_TLS_CA`` clients speak plain gRPC, as before.
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,11 +23,22 @@ from pathlib import Path
 import grpc
 
 from tuning_common.errors import InvalidArgument
+from tuning_common.settings import add_option
 
 CA_ENV = "TUNING_TLS_CA"
 CLIENT_CERT_ENV = "TUNING_TLS_CLIENT_CERT"
 CLIENT_KEY_ENV = "TUNING_TLS_CLIENT_KEY"
 SERVER_NAME_ENV = "TUNING_TLS_SERVER_NAME"
+
+
+def add_tls_options(parser: argparse.ArgumentParser, *, mutual: bool) -> None:
+    """--tls-cert and --tls-key, and with ``mutual`` --tls-client-ca (the gRPC services')."""
+    add_option(parser, "--tls-cert", env="TUNING_TLS_CERT", default=None,
+               help="serve TLS with this certificate chain (PEM); clients then need $TUNING_TLS_CA")
+    add_option(parser, "--tls-key", env="TUNING_TLS_KEY", default=None, help="the certificate's private key (PEM)")
+    if mutual:
+        add_option(parser, "--tls-client-ca", env="TUNING_TLS_CLIENT_CA", default=None,
+                   help="mutual TLS: accept only clients with a certificate signed by this CA (PEM)")
 
 
 def _read(path: str | os.PathLike, field: str) -> bytes:
