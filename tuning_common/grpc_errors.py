@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -81,6 +82,12 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     Streaming handlers (artifact upload and download) always run on a thread, since they
     block on files and on the peer: a client stream reaches the handler as a plain
     iterator fed from the loop, and a server stream's items are pulled on the thread.
+
+    Requests whose bytes are not the method's message are bad input too: the wrapped
+    handlers' deserializer turns a ``DecodeError`` into an :class:`_Undecodable` request
+    (grpcio would answer the exception with UNKNOWN before any handler ran), and the
+    handler answers it INVALID_ARGUMENT, reason ``MALFORMED_REQUEST``. A client stream's
+    iterator raises that error where it meets the bad message.
     """
 
     def __init__(self, executor: Executor | None = None):
@@ -91,12 +98,18 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        # Interceptors before this one (auth, telemetry) keep the deserializer set here.
+        deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary is not None and not inspect.iscoroutinefunction(handler.unary_unary):
-            return handler._replace(unary_unary=self._wrap(handler.unary_unary, method))
+            return handler._replace(unary_unary=self._wrap(handler.unary_unary, method),
+                                    request_deserializer=deserializer)
         if handler.stream_unary is not None and not inspect.iscoroutinefunction(handler.stream_unary):
-            return handler._replace(stream_unary=self._wrap_client_stream(handler.stream_unary, method))
+            return handler._replace(stream_unary=self._wrap_client_stream(handler.stream_unary, method),
+                                    request_deserializer=deserializer)
         if handler.unary_stream is not None and not inspect.isasyncgenfunction(handler.unary_stream):
-            return handler._replace(unary_stream=self._wrap_server_stream(handler.unary_stream, method))
+            return handler._replace(unary_stream=self._wrap_server_stream(handler.unary_stream, method),
+                                    request_deserializer=deserializer)
+        # Coroutine handlers (health, reflection) are not ours: their deserializer is left as is.
         return handler
 
     def _wrap_client_stream(self, behaviour: Callable, method: str) -> Callable:
@@ -108,9 +121,12 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             def requests():
                 while True:
                     try:
-                        yield asyncio.run_coroutine_threadsafe(request_iterator.__anext__(), loop).result()
+                        request = asyncio.run_coroutine_threadsafe(request_iterator.__anext__(), loop).result()
                     except StopAsyncIteration:
                         return
+                    if isinstance(request, _Undecodable):
+                        raise request.error()
+                    yield request
 
             try:
                 return await loop.run_in_executor(executor, _in_context(behaviour, requests(), context))
@@ -127,6 +143,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
         async def handler(request: Any, context: grpc.aio.ServicerContext):
             loop = asyncio.get_running_loop()
+            if isinstance(request, _Undecodable):
+                await abort_with_error(context, request.error())  # raises: the call ends here
             try:
                 responses = await loop.run_in_executor(executor, _in_context(lambda: iter(behaviour(request, context))))
                 while (item := await loop.run_in_executor(executor, _in_context(next, responses, done))) is not done:
@@ -142,6 +160,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         executor = self.executor
 
         async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Undecodable):
+                await abort_with_error(context, request.error())  # raises: the call ends here
             try:
                 if executor is None:
                     return behaviour(request, context)
@@ -153,6 +173,37 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 await _abort_internal(context, method)
 
         return handler
+
+
+class _Undecodable:
+    """A request whose bytes did not decode as ``message`` (what the decoder said in ``detail``)."""
+
+    __slots__ = ("message", "detail")
+
+    def __init__(self, message: str, detail: str):
+        self.message = message
+        self.detail = detail
+
+    def error(self) -> InvalidArgument:
+        return InvalidArgument("request", f"the request is not a valid {self.message} message: {self.detail}",
+                               reason="MALFORMED_REQUEST")
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserializer``, returning an :class:`_Undecodable` instead of raising ``DecodeError``
+    (nothing else is caught: any other failure stays grpcio's)."""
+    if deserializer is None:
+        return None
+    descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+    name = getattr(descriptor, "full_name", None) or getattr(deserializer, "__qualname__", "request")
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as error:
+            return _Undecodable(name, str(error) or "the wire format is corrupt")
+
+    return deserialize
 
 
 def _in_context(function: Callable, *args: Any) -> Callable[[], Any]:

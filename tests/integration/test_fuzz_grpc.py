@@ -7,12 +7,16 @@ never INTERNAL or UNKNOWN (DESIGN.md: those must not come from bad input). After
 servers still answer health checks, and a known study and run, which the generated
 requests never name (their names and ids are excluded from the strategies), are unchanged.
 
+Bytes that are not a protobuf at all get INVALID_ARGUMENT (reason MALFORMED_REQUEST) from
+every RPC, streaming ones included, rather than grpcio's UNKNOWN.
+
 Runs are reproducible (``derandomize=True``: a seed derived from the test) and small
 enough for CI; ``FUZZ_EXAMPLES`` raises the count per RPC for a longer local hunt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Iterator
@@ -36,6 +40,8 @@ from tuning.suggestion.v1 import suggestion_service_pb2_grpc as sgrpc
 from tuning.tracking.v1 import registry_service_pb2, tracking_pb2
 from tuning.tracking.v1 import tracking_service_pb2 as tapi
 from tuning.tracking.v1 import tracking_service_pb2_grpc as tgrpc
+from tuning_common.errors import InvalidArgument
+from tuning_common.grpc_errors import error_from_rpc
 from tuning_common.grpc_server import DEFAULT_MAX_MESSAGE_BYTES, RunningServer, ServerOptions
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
@@ -55,6 +61,7 @@ KNOWN_STUDY = "fuzz-known-study"
 KNOWN_EXPERIMENT = "fuzz-known-experiment"
 KNOWN_STRINGS: set[str] = {KNOWN_STUDY, KNOWN_EXPERIMENT}
 KNOWN_INTS: set[int] = set()  # trial and experiment ids, filled in by the fixture before any fuzzing
+KNOWN_IDS: dict[str, str] = {}  # "run": the known run's id, filled in by the fixture
 
 SPECIAL_STRINGS = [
     "", " ", "\x00", "\x00abc", "\t\n\r", "\x1b[31m", "..", "../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd",
@@ -190,6 +197,7 @@ def known(servers: Servers):
         run_id=run.id, metrics=[tracking_pb2.Metric(key="loss", value=v, step=s) for s, v in enumerate([3, 2, 1])],
         params=[tracking_pb2.Param(key="p", value="1")]))
     KNOWN_STRINGS.add(run.id)
+    KNOWN_IDS["run"] = run.id
     KNOWN_INTS.update(t.id for t in trials)
     KNOWN_INTS.add(experiment.id)
 
@@ -202,6 +210,7 @@ def known(servers: Servers):
             tracking.GetRun(tapi.GetRunRequest(run_id=run.id)).SerializeToString(deterministic=True),
             tracking.GetMetricHistory(tapi.GetMetricHistoryRequest(run_id=run.id, key="loss"))
             .SerializeToString(deterministic=True),
+            tracking.ListArtifacts(tapi.ListArtifactsRequest(run_id=run.id)).SerializeToString(deterministic=True),
         ]
 
     before = snapshot()
@@ -265,22 +274,59 @@ def test_an_oversize_message_is_resource_exhausted(servers, known):
     assert_healthy(servers)
 
 
-@pytest.mark.parametrize("payload", [b"\xff\xff\xff\xff", b"\x0a\xff\xff\xff\xff\x0f", b"\x08" + b"\xff" * 11,
-                                     b"\x0a\x05ab"])
-def test_bytes_that_are_not_protobuf(servers, known, payload):
-    """grpc itself fails to decode these before our handler (and our error-mapping
-    interceptor's wrapper) runs. What it answers is the framework's choice: grpcio 1.85's
-    asyncio server says UNKNOWN, "Unexpected <class 'google.protobuf.message.DecodeError'>:
-    Error parsing message with type '...GetStudyRequest': Wire format was corrupt". That is
-    not one of our handlers failing, so any error code is accepted here; what is checked is
-    that the call fails cleanly and the server stays healthy."""
-    method = sapi.DESCRIPTOR.services_by_name["SuggestionService"].methods_by_name["GetStudy"]
-    stub = servers.channels["suggestion"].unary_unary(_path(method), request_serializer=None,
-                                                      response_deserializer=None)
-    with pytest.raises(grpc.RpcError) as caught:
-        stub(payload, timeout=CALL_TIMEOUT)
-    assert caught.value.code() != grpc.StatusCode.OK
+# Not the method's message, whatever it is: a tag cut off inside its varint, a length-delimited
+# field whose length varint is longer than ten bytes, a length-delimited field cut short, a
+# tag with wire type 7 (there is none), and more of the same kind.
+UNDECODABLE = [b"\xff", b"\x0a" + b"\xff" * 10, b"\x0a\x05ab", b"\x0f", b"\xff\xff\xff\xff",
+               b"\x0a\xff\xff\xff\xff\x0f", b"\x08" + b"\xff" * 11]
+
+
+def _first_messages() -> dict[str, bytes]:
+    """A first message each client stream accepts, so that a bad second one is what it meets."""
+    content = b"never stored"
+    header = tapi.ArtifactHeader(run_id=KNOWN_IDS["run"], path="never-stored.txt", size=len(content),
+                                 sha256=hashlib.sha256(content).hexdigest())
+    return {"tuning.tracking.v1.TrackingService.UploadArtifact":
+            tapi.UploadArtifactRequest(header=header).SerializeToString()}
+
+
+def call_raw(channel: grpc.Channel, method: MethodDescriptor, payloads: list[bytes]) -> grpc.RpcError | None:
+    """Sends ``payloads`` as they are (no serializer; one, unless the RPC streams requests)."""
+    kind = ("stream" if method.client_streaming else "unary") + "_" + \
+        ("stream" if method.server_streaming else "unary")
+    stub = getattr(channel, kind)(_path(method), request_serializer=None, response_deserializer=None)
+    try:
+        answer = stub(iter(payloads) if method.client_streaming else payloads[0], timeout=CALL_TIMEOUT)
+        if method.server_streaming:
+            for _ in answer:
+                pass
+    except grpc.RpcError as error:
+        return error
+    return None
+
+
+@pytest.mark.parametrize(("server", "method"), METHODS, ids=[f"{m.containing_service.name}.{m.name}" for _, m in METHODS])
+def test_bytes_that_are_not_the_message_are_invalid_argument(servers, known, server, method):
+    """grpcio's asyncio server answers a request_deserializer's exception with UNKNOWN ("Unexpected
+    <class 'google.protobuf.message.DecodeError'>: ..."), before any handler runs; in a client
+    stream the exception reached the handler and became INTERNAL. ErrorMappingInterceptor
+    makes both INVALID_ARGUMENT with the ErrorInfo reason, naming the message type."""
+    snapshot, before = known
+    sequences = [[payload] for payload in UNDECODABLE]
+    if method.client_streaming:
+        first = _first_messages()
+        assert method.full_name in first, f"add a first message for {method.full_name} to _first_messages"
+        sequences += [[first[method.full_name], payload] for payload in UNDECODABLE]
+    for payloads in sequences:
+        error = call_raw(servers.channels[server], method, payloads)
+        assert error is not None, f"{method.full_name} accepted {payloads!r}"
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (payloads, error.code(), error.details())
+        rebuilt = error_from_rpc(error)
+        assert isinstance(rebuilt, InvalidArgument) and rebuilt.field == "request", (payloads, rebuilt)
+        assert rebuilt.reason == "MALFORMED_REQUEST", (payloads, rebuilt.reason)
+        assert f"not a valid {method.input_type.full_name} message" in error.details(), (payloads, error.details())
     assert_healthy(servers)
+    assert snapshot() == before
 
 
 # -- regressions found by the fuzzing -----------------------------------------------------------
