@@ -4,12 +4,18 @@ every request passes first (:class:`Guard`).
 Guard, in order:
 1. **Host allow-list** (against DNS rebinding): the ``Host`` header must name an allowed host
    (default: localhost, 127.0.0.1, ::1 and the address the gateway binds). 400 otherwise.
-2. **Bearer token** when tokens are configured: 401 without a valid one, 403 when a read-only
+2. **URL encoding:** the path and the query string must percent-decode to UTF-8, and the path
+   to text without control characters. Uvicorn and Starlette would replace bad bytes with
+   U+FFFD, so that an artifact uploaded to ``.../%c0%ae%c0%ae`` (an overlong '..') was stored as
+   a file named "\ufffd\ufffd\ufffd\ufffd", the same file as ``.../%c0%af%c0%af``; and no route
+   matches a path holding a newline, so it got the gateway's 404 even under MLflow's prefixes.
+   400 otherwise.
+3. **Bearer token** when tokens are configured: 401 without a valid one, 403 when a read-only
    token writes. Messages never echo the token.
-3. **No cross-site form posts:** a write with a body must say ``Content-Type:
+4. **No cross-site form posts:** a write with a body must say ``Content-Type:
    application/json``; artifact uploads (PUT, which no form and no cross-site page without a
    CORS preflight can send) may carry any type, or none. 415 otherwise.
-4. **Size:** a declared ``Content-Length`` over the limit is refused with 413 before reading;
+5. **Size:** a declared ``Content-Length`` over the limit is refused with 413 before reading;
    bodies are also counted while they are read.
 """
 
@@ -19,6 +25,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -92,6 +99,9 @@ class Guard:
         if "*" not in allowed and _host_name(headers.get("host", "")) not in allowed:
             return self._refuse(path, 400, "INVALID_ARGUMENT",
                                 "this host name is not served here (Host header not allowed)", "HOST_NOT_ALLOWED")
+        problem = _url_problem(scope)
+        if problem:
+            return self._refuse(path, 400, "INVALID_ARGUMENT", problem, "BAD_URL_ENCODING")
         if self.settings.tokens is not None:
             try:
                 self.settings.tokens.check(headers.get("authorization"), self._read_only(method, path))
@@ -133,6 +143,18 @@ class Guard:
             if verdict is not None:
                 return verdict
         return method in ("GET", "HEAD", "OPTIONS")
+
+
+def _url_problem(scope: Scope) -> str | None:
+    """What is wrong with the request's URL as text (see the module's docstring); None: nothing."""
+    try:
+        unquote_to_bytes(scope.get("raw_path") or b"").decode("utf-8")
+        unquote_to_bytes(scope.get("query_string", b"").replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        return "the URL must percent-encode UTF-8 text (an escape in its path or query decodes to invalid UTF-8)"
+    if any(ord(char) < 32 or ord(char) == 127 for char in scope["path"]):
+        return "the URL's path must not contain control characters"
+    return None
 
 
 def _is_artifact_upload(method: str, path: str) -> bool:

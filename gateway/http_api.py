@@ -182,16 +182,9 @@ class HttpApi:
             sha256 = digest.hexdigest()
             if expected and expected != sha256:
                 raise InvalidArgument("X-Checksum-Sha256", f"the body's SHA-256 is {sha256}, not {expected}")
-            spool.seek(0)
             header = tapi.ArtifactHeader(run_id=run_id, path=path, size=size, sha256=sha256)
-
-            async def messages() -> AsyncIterator[tapi.UploadArtifactRequest]:
-                yield tapi.UploadArtifactRequest(header=header)
-                while chunk := spool.read(CHUNK_BYTES):
-                    yield tapi.UploadArtifactRequest(chunk=chunk)
-
             try:
-                answer = await self._rpc(route)(messages(), metadata=forwarded(request))
+                answer = await upload_artifact(self._rpc(route), header, spool, forwarded(request))
             except grpc.RpcError as error:
                 raise error_from_rpc(error) from None
         return JSONResponse(to_json(answer))
@@ -217,6 +210,42 @@ class HttpApi:
         headers = {"content-length": str(info.size), "x-checksum-sha256": info.sha256,
                    "content-disposition": f'attachment; filename="{_quote(info.path.rsplit("/", 1)[-1])}"'}
         return StreamingResponse(chunks(), media_type=media_type, headers=headers)
+
+
+# What grpc.aio reports, instead of the service's status, when a write fails because the service
+# already ended the call (grpc/grpc#36066).
+_LOST_STATUS = "Internal error from Core"
+
+
+async def upload_artifact(call: Callable, header: tapi.ArtifactHeader, spool, metadata) -> tapi.UploadArtifactResponse:
+    """UploadArtifact of the file in ``spool`` (``header`` describes it).
+
+    A service that refuses the header (a path outside the run, an unknown run) ends the call while
+    chunks are still being written, and grpc.aio may then answer its own INTERNAL for the failed
+    write instead of the refusal. The header alone, sent again, gets the service's own answer: the
+    same refusal, or (when the header was fine and something else failed) a refusal of
+    ``header.size``, in which case the first error stands.
+    """
+
+    async def messages(with_chunks: bool) -> AsyncIterator[tapi.UploadArtifactRequest]:
+        yield tapi.UploadArtifactRequest(header=header)
+        spool.seek(0)
+        while with_chunks and (chunk := spool.read(CHUNK_BYTES)):
+            yield tapi.UploadArtifactRequest(chunk=chunk)
+
+    try:
+        return await call(messages(True), metadata=metadata)
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.INTERNAL or error.details() != _LOST_STATUS or header.size == 0:
+            raise
+        lost = error
+    try:
+        await call(messages(False), metadata=metadata)
+    except grpc.RpcError as error:
+        refused = error_from_rpc(error)
+        if not (isinstance(refused, InvalidArgument) and refused.field == "header.size"):
+            raise
+    raise lost
 
 
 def _quote(name: str) -> str:

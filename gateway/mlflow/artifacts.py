@@ -20,7 +20,7 @@ import grpc
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from gateway.http_api import CHUNK_BYTES, RequestTooLarge, forwarded
+from gateway.http_api import RequestTooLarge, forwarded, upload_artifact
 from gateway.mlflow import convert
 from gateway.mlflow.context import Context
 from gateway.mlflow.errors import MlflowError, from_tuning_error
@@ -80,16 +80,9 @@ async def upload(request: Request, stubs, max_bytes: int) -> dict:
                 raise RequestTooLarge(max_bytes)
             digest.update(chunk)
             spool.write(chunk)
-        spool.seek(0)
         header = api.ArtifactHeader(run_id=run_id, path=path, size=size, sha256=digest.hexdigest())
-
-        async def messages() -> AsyncIterator[api.UploadArtifactRequest]:
-            yield api.UploadArtifactRequest(header=header)
-            while chunk := spool.read(CHUNK_BYTES):
-                yield api.UploadArtifactRequest(chunk=chunk)
-
         try:
-            await stubs["TrackingService"].UploadArtifact(messages(), metadata=forwarded(request))
+            await upload_artifact(stubs["TrackingService"].UploadArtifact, header, spool, forwarded(request))
         except grpc.RpcError as error:
             raise from_tuning_error(error_from_rpc(error)) from None
     return {}
