@@ -26,20 +26,34 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracking_service.domain.search import quote_string
 from trial_worker.client import Study, SuggestionClient, Trial, default_worker_id
-from trial_worker.context import LeaseLost, TrialContext, TrialPruned, bind, final_metrics
+from trial_worker.context import (
+    LeaseLost,
+    TrialContext,
+    TrialPruned,
+    bind,
+    final_metrics,
+)
 from trial_worker.tracking import provenance
 from trial_worker.tracking.client import TrackingClient
 from trial_worker.tracking.fluent import trial_link
 from trial_worker.tracking.logger import RunLogger
+from tuning.suggestion.v1 import study_pb2 as spb
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning.tracking.v1 import tracking_pb2 as tpb
 from tuning_common import telemetry
-from tuning_common.errors import DeadlineExceeded, FailedPrecondition, NotFound, TuningError, Unavailable
+from tuning_common.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    NotFound,
+    TuningError,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +65,8 @@ OUTCOMES = (COMPLETED, PRUNED, FAILED, LOST)
 END_TIMEOUT = 30.0
 MAX_ERROR_CHARS = 4000
 ABANDON_SECONDS = 3.0
+# Trial ids per SearchRuns filter: well within its 10,000 characters.
+_IDS_PER_SEARCH = 400
 
 
 @dataclass(frozen=True)
@@ -216,6 +232,8 @@ class Worker:
             for slot in slots:
                 while slot.is_alive() and not self._abandoned():
                     slot.join(0.2)
+            if self._summary.reason == "study done" and self.tracking is not None:
+                self._end_runs_of_stale_trials(study)
         finally:
             self._stopping.set()
             self._finish_logging()
@@ -341,9 +359,45 @@ class Worker:
         run = self.tracking.create_run(self._experiment_id, name=f"{trial.study.name}-{trial.number}", tags=tags,
                                        run_group=trial.study.name, trial=trial_link(trial))
         self.logger.trace_run(run.id, telemetry.current_context())
-        trial.link_run(run.id)
+        try:
+            trial.link_run(run.id)
+        except FailedPrecondition:  # the lease expired while the run was created: it never trains
+            self._end_run(run.id, LOST, "")
+            raise
         self.logger.log_params(run.id, trial.params)
+        if trial.info.HasField("retry_of"):
+            try:
+                self._end_lost_runs(trial.study.name, [trial.info.retry_of])
+            except TuningError as error:  # housekeeping: never worth failing the retry over
+                log.warning("trial %d: could not end the runs of the attempt it retries: %s", trial.number, error)
         return run.id
+
+    def _end_lost_runs(self, study: str, trial_ids: Iterable[int]) -> int:
+        """Ends as KILLED the runs of ``trial_ids``, attempts that lost their lease; returns how many.
+
+        Their workers died or were cut off: a run would otherwise stay RUNNING for good, or
+        FINISHED when its worker died between ending it and a tell the study would have refused.
+        Runs are found by their trial link rather than the trial's run id, so a run created just
+        before its worker died, never linked, is ended too. Called for the attempt a retry
+        replaces when the retry starts, and for every STALE trial when the study is done (a cut-off
+        worker's late writes may land after the retry started).
+        """
+        ids = sorted(set(trial_ids))
+        ended = 0
+        for start in range(0, len(ids), _IDS_PER_SEARCH):
+            query = (f"attributes.trial_study = {quote_string(study)} and attributes.status != 'KILLED' "
+                     f"and attributes.trial_id IN ({', '.join(map(str, ids[start:start + _IDS_PER_SEARCH]))})")
+            for run in self.tracking.search_runs([self._experiment_id], query):
+                self._end_run(run.id, LOST, "")
+                log.info("ended run %s of trial %d, which lost its lease, as KILLED", run.id, run.trial.trial_id)
+                ended += 1
+        return ended
+
+    def _end_runs_of_stale_trials(self, study: Study) -> None:
+        try:
+            self._end_lost_runs(study.name, (t.id for t in study.trials(spb.TRIAL_STATE_STALE)))
+        except TuningError as error:  # housekeeping: a later worker tries again
+            log.warning("could not end the runs of the trials of %s that lost their lease: %s", study.name, error)
 
     def _run_trial(self, trial: Trial) -> TrialResult:
         started = time.perf_counter()
@@ -384,20 +438,21 @@ class Worker:
                            error or (ctx.lost or ""))
 
     def _finish(self, trial: Trial, ctx: TrialContext, outcome: str, metrics: dict[str, float], error: str) -> str:
-        """Stores the run's last data, tells the study, ends the run; returns the outcome."""
+        """Stores the run's last data and ends it, tells the study; returns the outcome.
+
+        The run is ended, and its data stored, before the trial shows as finished (unless the
+        tracking service is down: then they wait in the spool). When the study takes the trial
+        otherwise (a tell refused because the lease was lost, a result it rejects), the run is
+        ended again as the study took it; when the worker dies before that, the retry's worker
+        ends the run (:meth:`_end_lost_runs`).
+        """
         run_id = ctx.run_id
         if run_id is not None:
-            tags = {"tuning.trial_state": outcome}
-            if error:
-                tags["tuning.error"] = error.strip().splitlines()[-1][:500]
-            self.logger.set_tags(run_id, tags)
             if metrics:
                 self.logger.log_metrics(run_id, metrics, ctx.last_step or 0)
-            status = {COMPLETED: tpb.RUN_STATUS_FINISHED, PRUNED: tpb.RUN_STATUS_FINISHED,
-                      FAILED: tpb.RUN_STATUS_FAILED}.get(outcome, tpb.RUN_STATUS_KILLED)
-            self.logger.end_run(run_id, status)
-            # The run's metrics are stored before the trial shows as finished (unless the
-            # tracking service is down: then they wait in the spool).
+            if outcome != LOST:
+                outcome = self._still_leased(trial, ctx, outcome)
+            self._end_run(run_id, outcome, error)
             try:
                 self.logger.settle(END_TIMEOUT)
             except (Unavailable, DeadlineExceeded) as problem:
@@ -405,8 +460,29 @@ class Worker:
             except TuningError as problem:
                 log.warning("run %s of trial %d: the tracking service refused some data: %s",
                             run_id, trial.number, problem)
-        if outcome == LOST:
+        told, error = self._tell(trial, ctx, outcome, metrics, error)
+        if run_id is not None and told != outcome:
+            self._end_run(run_id, told, error)
+        return told
+
+    def _still_leased(self, trial: Trial, ctx: TrialContext, outcome: str) -> str:
+        """``outcome``, or LOST when the trial's lease is gone (say the worker was cut off while
+        training): then its run must not end as a success the study never took."""
+        try:
+            trial.heartbeat(retries=1)
+        except FailedPrecondition as problem:
+            ctx.lose(str(problem))
+            log.warning("trial %d of %s: %s", trial.number, trial.study.name, problem)
             return LOST
+        except TuningError:  # unreachable now: the tell will find out
+            pass
+        return outcome
+
+    def _tell(self, trial: Trial, ctx: TrialContext, outcome: str, metrics: dict[str, float],
+              error: str) -> tuple[str, str]:
+        """Tells the study ``outcome``; returns the outcome it took and its error."""
+        if outcome == LOST:
+            return LOST, error
         try:
             if outcome == COMPLETED:
                 trial.study.tell(trial, metrics)
@@ -416,17 +492,26 @@ class Worker:
                 trial.study.prune(trial, None if value is None or not math.isfinite(value) else {objective: value})
             else:
                 trial.study.fail(trial, error.strip().splitlines()[-1][:1000] if error else "failed")
-        except FailedPrecondition as problem:
+        except FailedPrecondition as problem:  # the lease was lost: the study has moved on without this result
             ctx.lose(str(problem))
             log.warning("trial %d of %s: %s", trial.number, trial.study.name, problem)
-            return LOST
+            outcome = LOST
         except TuningError as problem:
             if outcome != COMPLETED:
                 raise
             # E.g. a final metrics dict without the objective: the trial fails with the reason.
             trial.study.fail(trial, str(problem)[:1000])
-            return FAILED
-        return outcome
+            outcome, error = FAILED, str(problem)
+        return outcome, error
+
+    def _end_run(self, run_id: str, outcome: str, error: str) -> None:
+        tags = {"tuning.trial_state": outcome}
+        if error:
+            tags["tuning.error"] = error.strip().splitlines()[-1][:500]
+        self.logger.set_tags(run_id, tags)
+        status = {COMPLETED: tpb.RUN_STATUS_FINISHED, PRUNED: tpb.RUN_STATUS_FINISHED,
+                  FAILED: tpb.RUN_STATUS_FAILED}.get(outcome, tpb.RUN_STATUS_KILLED)
+        self.logger.end_run(run_id, status)
 
     # --- leases ------------------------------------------------------------------------------
 

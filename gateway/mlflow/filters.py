@@ -133,8 +133,7 @@ def _quote_key(key: str) -> str:
 
 def _literal(value: s.Scalar) -> str:
     if isinstance(value, str):
-        # As the service's tokenizer reads quoted text back: \\ is one backslash, '' one quote.
-        return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+        return s.quote_string(value)
     if isinstance(value, float) and not math.isfinite(value):
         raise MlflowError.invalid("filter values must be finite numbers")
     return repr(value)

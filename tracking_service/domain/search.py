@@ -318,6 +318,12 @@ class _Tokenizer:
         raise _at(self.field, start + 1, quote, f"unterminated quoted text; close it with {quote}")
 
 
+def quote_string(value: str) -> str:
+    """``value`` as a quoted string of the language, read back exactly by the tokenizer
+    (a backslash doubled, a quote doubled): how clients put arbitrary text into a filter."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
 def tokenize(text: str, field: str = "filter") -> list[Token]:
     """The tokens of ``text``, ending with an END token one position past its last character."""
     return list(_Tokenizer(text, field).tokens())
