@@ -69,6 +69,7 @@ def serve(
     db = Database.connect(database_url, pool_size=options.max_workers)
     MIGRATIONS.ensure(db, upgrade=migrate)
     service = SuggestionService(db)
+    service.renew_leases()
     # SQLite takes one writer at a time, so handlers run on the event loop thread (no
     # per-call thread hand-off); PostgreSQL transactions run concurrently on the pool.
     options = replace(options, inline=db.single_writer)

@@ -367,6 +367,27 @@ class SuggestionService:
             "suggestion_metadata": trial.suggestion_metadata or None,
         }])
 
+    def renew_leases(self) -> int:
+        """Gives every running trial a full lease from now; returns how many leases moved.
+
+        Called as a replica starts, before it serves: while no replica served (a crash and
+        restart), workers could not heartbeat, and that time must not cost them their trials.
+        With several replicas, a restart delays the retry of a dead worker's trial by at most
+        one lease."""
+        study_ids = self.db.run(self.repo.studies_with_active_trials, write=False)
+        renewed = 0
+        for study_id in study_ids:
+            def work(conn: Connection, study_id: int = study_id) -> int:
+                study = self.repo.find_study(conn, study_id=study_id, lock=True)
+                if study is None:
+                    return 0
+                return self.repo.extend_leases(conn, study.id, self.clock() + int(study.spec.lease_seconds * 1000))
+
+            renewed += self.db.run(work, write=True)
+        if renewed:
+            log.info("renewed %d lease(s) of running trials for the time the service was down", renewed)
+        return renewed
+
     def reap_expired_leases(self) -> int:
         """Reclaims every expired lease in every study; each replica runs this periodically."""
         now = self.clock()

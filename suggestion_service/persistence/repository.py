@@ -350,6 +350,17 @@ class Repository:
         )
         return list(conn.execute(query).scalars())
 
+    def studies_with_active_trials(self, conn: Connection) -> list[int]:
+        return list(conn.execute(sa.select(trials.c.study_id).where(trials.c.state == ACTIVE).distinct()).scalars())
+
+    def extend_leases(self, conn: Connection, study_id: int, until_ms: int) -> int:
+        """Moves the leases of the study's ACTIVE trials that end sooner to ``until_ms``; returns how many."""
+        return conn.execute(
+            sa.update(trials)
+            .where(trials.c.study_id == study_id, trials.c.state == ACTIVE, trials.c.lease_expires_ms < until_ms)
+            .values(lease_expires_ms=until_ms)
+        ).rowcount
+
     def update_trial_if(self, conn: Connection, trial_id: int, expected: TrialState, **values: Any) -> bool:
         """Compare-and-set: updates only if the trial is still in ``expected``. Returns whether it did."""
         if isinstance(values.get("state"), TrialState):

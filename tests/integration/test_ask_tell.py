@@ -209,6 +209,39 @@ def test_reports_and_heartbeats_keep_a_lease(client: SuggestionClient):
     assert [m.step for m in steps] == [0, 1, 2, 3]
 
 
+def test_a_restart_does_not_cost_running_trials_their_leases(database_url: str):
+    # The service is down longer than the lease: on start it renews running trials' leases
+    # before it serves, so a worker that comes back with its report keeps its trial.
+    options = ServerOptions(port=0, grace_seconds=1)
+    first = serve(database_url, options, lease_check_seconds=0.1)
+    try:
+        with SuggestionClient(first.address, retries=0) as before:
+            study = before.create_study("restart", [Float("x", 0, 1)], objectives={"loss": "minimize"},
+                                        lease_seconds=1)
+            running = study.ask().id
+    finally:
+        first.stop()
+    time.sleep(1.5)
+    second = serve(database_url, options, lease_check_seconds=0.1)
+    try:
+        with SuggestionClient(second.address, retries=0) as client:
+            study = client.get_study("restart")
+            trial = client.call("GetTrial", api.GetTrialRequest(trial_id=running)).trial
+            assert trial.state == pb.TRIAL_STATE_ACTIVE
+            assert trial.lease_expire_time.ToMilliseconds() > time.time() * 1000 + 500  # a full lease from the start
+            time.sleep(0.3)  # reaper passes go by
+            assert client.call("ReportIntermediate", api.ReportIntermediateRequest(
+                trial_id=running, worker_id=trial.worker_id, step=1, metrics=[pb.Metric(name="loss", value=0.5)])).should_stop is False
+            # Renewed, not made permanent: without a heartbeat it expires one lease later.
+            deadline = time.monotonic() + 30
+            while client.call("GetTrial", api.GetTrialRequest(trial_id=running)).trial.state == pb.TRIAL_STATE_ACTIVE:
+                assert time.monotonic() < deadline, "the renewed lease never expired"
+                time.sleep(0.1)
+            assert study.refresh().trial_counts.stale == 1
+    finally:
+        second.stop()
+
+
 def test_reporting_a_step_twice(client: SuggestionClient):
     study = client.create_study("steps", [Float("x", 0, 1)], objectives={"loss": "minimize"})
     trial = study.ask()
