@@ -263,6 +263,36 @@ def test_artifacts_round_trip_with_checksums(tracking):
         grpc.StatusCode.NOT_FOUND
 
 
+def _folders(top: Path) -> list[str]:
+    return sorted(str(path.relative_to(top)) for path in top.rglob("*") if path.is_dir())
+
+
+def test_a_failed_upload_into_new_folders_leaves_no_empty_folder(tracking, tmp_path):
+    run = new_run(tracking, 0)
+    store = tmp_path / "artifacts"
+    _upload(tracking, run.id, "kept/file.txt", b"kept")
+    before = _folders(store)
+    header = api.UploadArtifactRequest(header=api.ArtifactHeader(
+        run_id=run.id, path="a/b/c.txt", size=3, sha256=hashlib.sha256(b"abc").hexdigest()))
+    for failing in (
+        lambda: _upload(tracking, run.id, "a/b/c.txt", b"abc", sha="0" * 64),
+        lambda: _upload(tracking, run.id, "kept/x/y.txt", b"abc", sha="0" * 64),
+        lambda: tracking.UploadArtifact(iter([header, api.UploadArtifactRequest(chunk=b"ab")])),  # too short
+        lambda: tracking.UploadArtifact(iter([header, api.UploadArtifactRequest(chunk=b"a"), header])),
+        lambda: _upload(tracking, run.id, "a/b/big.bin", b"x" * (9 * 1024 * 1024)),
+    ):
+        assert code_of(failing)[0] in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        listing = tracking.ListArtifacts(api.ListArtifactsRequest(run_id=run.id)).files
+        assert [(f.path, f.is_dir) for f in listing] == [("kept", True)]
+        assert _folders(store) == before
+    kept = tracking.ListArtifacts(api.ListArtifactsRequest(run_id=run.id, path="kept")).files
+    assert [(f.path, f.size) for f in kept] == [("kept/file.txt", 4)]
+
+    assert _upload(tracking, run.id, "a/b/c.txt", b"abc").file.path == "a/b/c.txt"
+    listing = tracking.ListArtifacts(api.ListArtifactsRequest(run_id=run.id, path="a/b")).files
+    assert [(f.path, f.size) for f in listing] == [("a/b/c.txt", 3)]
+
+
 @pytest.mark.parametrize("path", ["../escape", "/etc/passwd", "a/../../b", "..\\win", "%2e%2e/x", "%252e%252e/x",
                                   "a/%2E%2E/%2e%2e/b", "C:/x", "．．/x", "a\x00b"])
 def test_artifact_traversal_is_refused(tracking, path):

@@ -104,7 +104,8 @@ def test_an_error_while_streaming_leaves_nothing_behind(store, root):
 
     with pytest.raises(ConnectionError):
         store.upload(root, "a.txt", broken(), size=10, sha256="0" * 64, max_bytes=LIMIT)
-    assert os.listdir(folder(root)) == []
+    # Not even the run's folder was created for it.
+    assert os.listdir(store.root) == []
 
 
 def test_max_bytes_is_enforced_before_and_while_streaming(store, root):
@@ -117,7 +118,85 @@ def test_max_bytes_is_enforced_before_and_while_streaming(store, root):
     # The client lies about the size and never stops: the upload ends as soon as the limit is passed.
     with pytest.raises(ResourceExhausted):
         store.upload(root, "big", itertools.repeat(b"x" * 1024), size=4096, sha256="0" * 64, max_bytes=4096)
-    assert os.listdir(folder(root)) == []
+    assert os.listdir(store.root) == []
+
+
+def all_entries(top: Path) -> list[str]:
+    return sorted(str(path.relative_to(top)) for path in top.rglob("*"))
+
+
+def broken_stream():
+    yield b"start"
+    raise ConnectionError("client went away")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"size": 9},
+        {"sha256": hashlib.sha256(b"something else").hexdigest()},
+        {"chunks": broken_stream},
+        {"max_bytes": 4},
+    ],
+    ids=["size", "sha256", "stream", "max_bytes"],
+)
+def test_a_failed_upload_into_new_folders_leaves_no_empty_folders(store, root, failure):
+    def upload(path: str, data: bytes) -> FileInfo:
+        header = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "max_bytes": LIMIT, **failure}
+        chunks = header.pop("chunks", lambda: [data[:4], data[4:]])()
+        return store.upload(root, path, chunks, **header)
+
+    with pytest.raises((InvalidArgument, ConnectionError, ResourceExhausted)):
+        upload("a/b/c.txt", b"0123456789")
+    assert store.list(root) == []
+    assert all_entries(store.root) == []
+
+    # Folders that were there before stay, with their files, and no new folder appears under them.
+    put(store, root, "kept/file.txt", b"kept")
+    before = all_entries(store.root)
+    with pytest.raises((InvalidArgument, ConnectionError, ResourceExhausted)):
+        upload("kept/x/y/z.txt", b"0123456789")
+    assert all_entries(store.root) == before
+    assert store.list(root) == [FileInfo("kept", True, 0)]
+    assert store.list(root, "kept") == [FileInfo("kept/file.txt", False, 4)]
+
+    # A good upload afterwards creates the folders and stores the file.
+    assert put(store, root, "a/b/c.txt", b"0123456789").path == "a/b/c.txt"
+    assert read(store, root, "a/b/c.txt") == b"0123456789"
+    assert store.list(root, "a/b") == [FileInfo("a/b/c.txt", False, 10)]
+    assert store.list(root) == [FileInfo("a", True, 0), FileInfo("kept", True, 0)]
+
+
+def test_a_folder_over_a_file_is_refused_before_the_content_is_read(store, root):
+    put(store, root, "plots/loss.png", b"png")
+
+    def never():
+        raise AssertionError("read the content of an upload that cannot be stored")
+        yield b""
+
+    with pytest.raises(FailedPrecondition):
+        store.upload(root, "plots/loss.png/inner", never(), size=1, sha256="0" * 64, max_bytes=LIMIT)
+    assert store.list(root, "plots") == [FileInfo("plots/loss.png", False, 3)]
+
+
+def test_concurrent_uploads_into_the_same_new_folders_all_land(store, root):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def good(i: int) -> FileInfo:
+        return put(store, root, f"shared/deep/{i}.txt", str(i).encode())
+
+    def bad(i: int) -> None:
+        with pytest.raises(ConnectionError):
+            store.upload(root, f"shared/deep/bad{i}.txt", broken_stream(), size=10, sha256="0" * 64, max_bytes=LIMIT)
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(good if i % 2 else bad, i) for i in range(32)]
+        for future in futures:
+            future.result()
+    expected = sorted(f"deep/{i}.txt" for i in range(1, 32, 2))
+    assert [info.path for info in store.list(root, "shared/deep")] == [f"shared/{path}" for path in expected]
+    # Nothing else: no file of a failed upload, no temporary file left.
+    assert all_entries(folder(root)) == ["shared", *(f"shared/{path}" for path in ["deep", *expected])]
 
 
 def test_listing_is_one_level_folders_first_then_files_by_name(store, root):

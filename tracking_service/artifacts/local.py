@@ -79,16 +79,24 @@ class LocalArtifactStore(ArtifactStore):
         relative, target = self._target(root_uri, path, "header.path")
         if target.is_dir():
             raise FailedPrecondition(f"cannot replace the folder {relative} with a file")
-        self._make_folders(target.parent)
-        # Next to the target, so that the rename stays on one file system and is atomic.
-        temporary = target.with_name(f"{_UPLOADING}{uuid.uuid4().hex}")
+        # Staged in the deepest folder on the way that exists already, and the missing ones created only once the
+        # content is complete and checked: an upload that fails leaves the store as it was, with no empty folders.
+        # The folders created later lie under the staging one, so the rename stays on one file system (atomic).
+        staging = self._existing_ancestor(target.parent)
+        temporary = staging / f"{_UPLOADING}{uuid.uuid4().hex}"
         try:
             _write(temporary, chunks, size=size, sha256=sha256, max_bytes=max_bytes)
+            self._make_folders(target.parent)
             os.replace(temporary, target)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        _fsync_folder(target.parent)
+        # Persists the file's new name and the entries of the folders created for it.
+        folder = target.parent
+        _fsync_folder(folder)
+        while folder != staging and folder != self.root:
+            folder = folder.parent
+            _fsync_folder(folder)
         return FileInfo(relative, False, size, sha256)
 
     def open(self, root_uri: str, path: str) -> tuple[FileInfo, Iterator[bytes]]:
@@ -165,6 +173,19 @@ class LocalArtifactStore(ArtifactStore):
         if not is_within(self.root, target):
             raise InvalidArgument(field, "must stay inside the artifact store")
         return target
+
+    def _existing_ancestor(self, folder: Path) -> Path:
+        """The deepest of ``folder`` and its parents (up to the root) that exists; FailedPrecondition on a file."""
+        existing = self.root
+        for name in folder.relative_to(self.root).parts:
+            try:
+                mode = os.lstat(existing / name).st_mode
+            except FileNotFoundError:
+                break
+            if not stat.S_ISDIR(mode):
+                raise FailedPrecondition(f"cannot create the folder {name!r}: a file has that name")
+            existing = existing / name
+        return existing
 
     def _make_folders(self, folder: Path) -> None:
         """``mkdir -p`` with DIR_MODE on every folder it creates (mkdir -p leaves the parents to the umask)."""
