@@ -61,12 +61,15 @@ def is_mlflow_path(path: str) -> bool:
 
 
 def read_only_rule(method: str, path: str) -> bool | None:
-    """For the Guard's tokens: MLflow's search POSTs read; every other write writes."""
+    """For the Guard's tokens: MLflow's search POSTs read; every other write writes.
+
+    A search's path is a read only for POST: ``PATCH``/``DELETE .../logged-models/search`` reach
+    the route ``.../logged-models/{model_id}``, which writes."""
     if not is_mlflow_path(path):
         return None
     if method in ("GET", "HEAD", "OPTIONS"):
         return True
-    return path.rstrip("/") in READ_ONLY_POSTS
+    return method == "POST" and path.rstrip("/") in READ_ONLY_POSTS
 
 
 # --- experiments --------------------------------------------------------------------------------
@@ -762,7 +765,9 @@ def routes(stubs, options) -> list[BaseRoute]:
               methods=["GET"]),
     ]
     # Anything else under MLflow's prefixes: ENDPOINT_NOT_FOUND in MLflow's JSON (the client falls
-    # back from one endpoint to another on it), not the gateway's own 404.
+    # back from one endpoint to another on it), not the gateway's own 404 or 405: for every method
+    # (a Route without methods would take GET only).
     fallback = _guarded(lambda request: _no_endpoint(Context(request, stubs, {})))
-    out += [Route(prefix + "{rest:path}", fallback) for prefix in PREFIXES]
+    out += [Route(prefix + "{rest:path}", fallback, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+            for prefix in PREFIXES]
     return out
