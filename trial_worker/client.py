@@ -46,7 +46,7 @@ from tuning.suggestion.v1 import suggestion_service_pb2_grpc as api_grpc
 from tuning_common import telemetry, tls
 from tuning_common.auth import authorized_channel, client_token
 from tuning_common.errors import DeadlineExceeded
-from tuning_common.grpc_errors import call_with_retries
+from tuning_common.grpc_errors import MAX_BACKOFF, call_with_retries
 from tuning_common.settings import suggestion_address
 
 
@@ -70,7 +70,7 @@ class SuggestionClient:
     """
 
     def __init__(self, address: str | None = None, *, timeout: float = 30.0, retries: int = 6,
-                 backoff: float = 0.1, max_backoff: float = 5.0, channel: grpc.Channel | None = None,
+                 backoff: float = 0.1, max_backoff: float = MAX_BACKOFF, channel: grpc.Channel | None = None,
                  token: str | None = None):
         self.address = address or suggestion_address()
         self.timeout, self.retries, self.backoff, self.max_backoff = timeout, retries, backoff, max_backoff

@@ -47,13 +47,8 @@ from tuning.suggestion.v1 import study_pb2 as spb
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning.tracking.v1 import tracking_pb2 as tpb
 from tuning_common import telemetry
-from tuning_common.errors import (
-    DeadlineExceeded,
-    FailedPrecondition,
-    NotFound,
-    TuningError,
-    Unavailable,
-)
+from tuning_common.errors import DeadlineExceeded, FailedPrecondition, NotFound, TuningError, Unavailable
+from tuning_common.grpc_errors import MAX_BACKOFF
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +134,7 @@ def print_result(result: TrialResult) -> None:
     print(f"trial {result.number}: {result.outcome.lower()} in {result.seconds:.1f} s {metrics}".rstrip(), flush=True)
 
 
-def retries_for(seconds: float, backoff: float = 0.1, max_backoff: float = 5.0) -> int:
+def retries_for(seconds: float, backoff: float = 0.1, max_backoff: float = MAX_BACKOFF) -> int:
     """How many retries of a doubling backoff (capped at ``max_backoff``) span ``seconds``."""
     retries, delay, spent = 0, backoff, 0.0
     while spent < seconds:

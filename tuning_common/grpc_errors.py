@@ -244,6 +244,9 @@ def error_from_rpc(error: grpc.RpcError) -> TuningError:
 
 # CANCELLED: see error_from_rpc (a server shutting down cancels in-flight calls).
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+# The longest pause between retries: about a channel's own reconnect backoff (tls.RECONNECT_OPTIONS),
+# so a restarted service is found within a couple of seconds.
+MAX_BACKOFF = 2.0
 
 
 def call_with_retries(attempt: Callable[[], T], *, retries: int, backoff: float, max_backoff: float) -> T:

@@ -105,8 +105,15 @@ class ClientTLS:
         return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
 
 
+# grpc backs off reconnecting to a peer that went away for up to two minutes by default (1 s,
+# then x1.6); clients of a service that restarts should notice it is back within seconds.
+RECONNECT_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 250), ("grpc.max_reconnect_backoff_ms", 2_000))
+
+
 def channel(address: str, options: Sequence[tuple[str, object]] = ()) -> grpc.Channel:
-    """A channel to ``address``: TLS when ``$TUNING_TLS_CA`` is set, plain otherwise."""
+    """A channel to ``address``: TLS when ``$TUNING_TLS_CA`` is set, plain otherwise; ``options``
+    come after :data:`RECONNECT_OPTIONS`, so they may override them."""
+    options = [*RECONNECT_OPTIONS, *options]
     tls = ClientTLS.from_env()
     if tls is None:
         return grpc.insecure_channel(address, options=list(options))
@@ -115,6 +122,7 @@ def channel(address: str, options: Sequence[tuple[str, object]] = ()) -> grpc.Ch
 
 def aio_channel(address: str, options: Sequence[tuple[str, object]] = (), interceptors=None) -> grpc.aio.Channel:
     """:func:`channel` for grpc.aio (the gateway's)."""
+    options = [*RECONNECT_OPTIONS, *options]
     tls = ClientTLS.from_env()
     if tls is None:
         return grpc.aio.insecure_channel(address, options=list(options), interceptors=interceptors)

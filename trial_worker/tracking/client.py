@@ -43,7 +43,7 @@ from tuning.tracking.v1 import tracking_service_pb2_grpc as api_grpc
 from tuning_common import telemetry, tls
 from tuning_common.auth import authorized_channel, client_token
 from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, TuningError
-from tuning_common.grpc_errors import call_with_retries
+from tuning_common.grpc_errors import MAX_BACKOFF, call_with_retries
 
 DEFAULT_ADDRESS = "127.0.0.1:50052"
 CHUNK_BYTES = 1024 * 1024
@@ -51,9 +51,6 @@ CHUNK_BYTES = 1024 * 1024
 # CANCELLED: see tuning_common.grpc_errors.error_from_rpc.
 # A second CreateModelVersion registers a second version: never repeated behind the caller's back.
 _NOT_REPEATABLE = {"CreateModelVersion"}
-# grpc backs off reconnecting to a peer that went away for up to two minutes by default; a logger
-# spooling while the service restarts should notice it is back within seconds.
-_CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 250), ("grpc.max_reconnect_backoff_ms", 2_000)]
 
 _STATUS_NAMES = {name.removeprefix("RUN_STATUS_"): value for name, value in pb.RunStatus.items()
                  if value != pb.RUN_STATUS_UNSPECIFIED}
@@ -168,12 +165,12 @@ class TrackingClient:
     """
 
     def __init__(self, address: str | None = None, *, timeout: float = 30.0, retries: int = 6, backoff: float = 0.1,
-                 max_backoff: float = 5.0, artifact_timeout: float | None = None,
+                 max_backoff: float = MAX_BACKOFF, artifact_timeout: float | None = None,
                  channel: grpc.Channel | None = None, token: str | None = None):
         self.address = address or tracking_address()
         self.timeout, self.retries, self.backoff, self.max_backoff = timeout, retries, backoff, max_backoff
         self.artifact_timeout = artifact_timeout
-        channel = channel or tls.channel(self.address, options=_CHANNEL_OPTIONS)
+        channel = channel or tls.channel(self.address)
         self._channel = telemetry.traced_channel(authorized_channel(channel, client_token(token)))
         tracking = api_grpc.TrackingServiceStub(self._channel)
         registry = rapi_grpc.ModelRegistryServiceStub(self._channel)
