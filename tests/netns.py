@@ -23,6 +23,7 @@ process still running in its namespaces and deletes them, whatever happened befo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
@@ -30,7 +31,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 SUBNET = "10.231"
@@ -130,6 +131,11 @@ class Star:
             _ip("-n", worker, "link", "set", leaf, "up")
             _ip("-n", worker, "route", "add", f"{SERVICE_ADDRESS}/32", "via", f"{SUBNET}.{k}.1", "dev", leaf)
 
+    def set_link(self, index: int, up: bool) -> None:
+        """Takes the link of ``self.workers[index]`` down or brings it back (the services' end of
+        its veth pair): a cable pulled out and plugged back in, as the host sees it."""
+        _ip("-n", self.svc, "link", "set", f"v{index + 1}", "up" if up else "down")
+
     def spawn(self, ns: str, argv: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen:
         """:func:`run_in`, in a session of its own; :meth:`close` kills it if it is still running."""
         if ns not in self.namespaces:
@@ -166,3 +172,14 @@ class Star:
                 time.sleep(0.1)
             _ip("netns", "del", name, check=False)
         self._created.clear()
+
+
+@contextlib.contextmanager
+def required_star(workers: int) -> Iterator[Star]:
+    """A :class:`Star` for a test, which skips (fails under TUNING_TEST_STRICT) where namespaces cannot be made."""
+    from tests.conftest import require
+
+    problem = netns_available()
+    require(problem is None, problem or "")
+    with Star(workers=workers) as net:
+        yield net

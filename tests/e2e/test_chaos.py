@@ -49,10 +49,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, require
+from tests.conftest import ROOT
 from tests.e2e.test_multi_host import Output, child_env, run_python, stop
 from tests.e2e.worker_functions import loss_at
-from tests.netns import Star, _ip, identify, netns_available
+from tests.netns import Star, identify, required_star
 
 pytestmark = pytest.mark.chaos
 
@@ -224,9 +224,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, cluster
 
 @pytest.fixture
 def star() -> Iterator[Star]:
-    problem = netns_available()
-    require(problem is None, problem or "")
-    with Star(workers=HOSTS) as net:
+    with required_star(HOSTS) as net:
         yield net
 
 
@@ -248,7 +246,7 @@ def test_a_study_survives_killed_workers_crashed_services_and_a_cut_link(star: S
     tracking = Service(net, "tracking", "tracking_service", [
         "--database-url", f"sqlite:///{tracking_db}", "--artifacts", str(tmp_path / "artifacts")])
     clusters: list[Cluster] = []
-    cut: str | None = None
+    cut: int | None = None  # the host whose link is down
     restore: threading.Timer | None = None
     try:
         suggestion.start()
@@ -288,12 +286,11 @@ def test_a_study_survives_killed_workers_crashed_services_and_a_cut_link(star: S
                 time.sleep(RESTART_AFTER)
                 service.start()
             elif fault == "cut link":
-                host = chance.randrange(HOSTS)
-                cut = f"v{host + 1}"  # the services' end of the host's veth pair
-                _ip("-n", net.svc, "link", "set", cut, "down")
-                restore = threading.Timer(CUT_SECONDS, _ip, ("-n", net.svc, "link", "set", cut, "up"))
+                cut = chance.randrange(HOSTS)
+                net.set_link(cut, up=False)
+                restore = threading.Timer(CUT_SECONDS, net.set_link, (cut, True))
                 restore.start()
-                event.update(host=host + 1, for_s=CUT_SECONDS)
+                event.update(host=cut + 1, for_s=CUT_SECONDS)
             event["took_s"] = round(time.monotonic() - started - at, 2)
             faults.append(event)
 
@@ -348,7 +345,7 @@ def test_a_study_survives_killed_workers_crashed_services_and_a_cut_link(star: S
         if restore is not None:
             restore.cancel()
         if cut is not None:
-            _ip("-n", net.svc, "link", "set", cut, "up", check=False)
+            net.set_link(cut, up=True)
         for cluster in clusters:
             cluster.stop()
             (tmp_path / f"{cluster.study}-workers.log").write_text(cluster.report())

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, require
-from tests.netns import Star, identify, netns_available
+from tests.conftest import ROOT
+from tests.netns import Star, identify, required_star
 
 TRIALS = 24
 STEPS = 5
@@ -151,9 +151,7 @@ def stop(process: subprocess.Popen, timeout: float = 15) -> None:
 
 @pytest.fixture
 def star() -> Iterator[Star]:
-    problem = netns_available()
-    require(problem is None, problem or "")
-    with Star(workers=2) as net:
+    with required_star(2) as net:
         yield net
 
 

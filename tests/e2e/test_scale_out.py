@@ -47,7 +47,7 @@ import sqlalchemy as sa
 
 from tests.conftest import ROOT, require
 from tests.e2e.test_multi_host import Output, child_env, run_python, stop
-from tests.netns import Star, identify, netns_available
+from tests.netns import Star, identify, required_star
 
 TRIALS = 200
 STEPS = 4
@@ -146,9 +146,7 @@ def databases(postgres_server: str) -> Iterator[Databases]:
 
 @pytest.fixture
 def star() -> Iterator[Star]:
-    problem = netns_available()
-    require(problem is None, problem or "")
-    with Star(workers=NAMESPACES) as net:
+    with required_star(NAMESPACES) as net:
         yield net
 
 
