@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,13 @@ def test_a_restore_brings_back_everything(places: dict, tmp_path: Path):
     with LocalSuite(target_home, database_url=target_url, artifacts=str(target_artifacts)) as suite:
         after = snapshot(suite)
     old_root, new_root = source_artifacts.resolve().as_uri(), target_artifacts.resolve().as_uri()
+    # A restore is a restart: the service renews running trials' leases as it starts, so they
+    # come back later, never earlier.
+    for old, new in zip(before["trials"], after["trials"]):
+        if old["state"] == "TRIAL_STATE_ACTIVE":
+            backed_up, restored = (datetime.fromisoformat(t.pop("lease_expire_time")) for t in (old, new))
+            assert restored >= backed_up
+    assert any(t["state"] == "TRIAL_STATE_ACTIVE" for t in before["trials"])
     assert json.loads(json.dumps(before).replace(old_root, new_root)) == after
     assert after["trials"] and after["runs"] and after["versions"] and len(after["history"]) == 2
 
