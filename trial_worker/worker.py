@@ -32,13 +32,7 @@ from typing import Any
 
 from tracking_service.domain.search import quote_string
 from trial_worker.client import Study, SuggestionClient, Trial, default_worker_id
-from trial_worker.context import (
-    LeaseLost,
-    TrialContext,
-    TrialPruned,
-    bind,
-    final_metrics,
-)
+from trial_worker.context import LeaseLost, TrialContext, TrialPruned, bind, final_metrics
 from trial_worker.tracking import provenance
 from trial_worker.tracking.client import TrackingClient
 from trial_worker.tracking.fluent import trial_link
@@ -367,8 +361,8 @@ class Worker:
                 log.warning("trial %d: could not end the runs of the attempt it retries: %s", trial.number, error)
         return run.id
 
-    def _end_lost_runs(self, study: str, trial_ids: Iterable[int]) -> int:
-        """Ends as KILLED the runs of ``trial_ids``, attempts that lost their lease; returns how many.
+    def _end_lost_runs(self, study: str, trial_ids: Iterable[int]) -> None:
+        """Ends as KILLED the runs of ``trial_ids``, attempts that lost their lease.
 
         Their workers died or were cut off: a run would otherwise stay RUNNING for good, or
         FINISHED when its worker died between ending it and a tell the study would have refused.
@@ -378,15 +372,12 @@ class Worker:
         worker's late writes may land after the retry started).
         """
         ids = sorted(set(trial_ids))
-        ended = 0
         for start in range(0, len(ids), _IDS_PER_SEARCH):
             query = (f"attributes.trial_study = {quote_string(study)} and attributes.status != 'KILLED' "
                      f"and attributes.trial_id IN ({', '.join(map(str, ids[start:start + _IDS_PER_SEARCH]))})")
             for run in self.tracking.search_runs([self._experiment_id], query):
                 self._end_run(run.id, LOST, "")
                 log.info("ended run %s of trial %d, which lost its lease, as KILLED", run.id, run.trial.trial_id)
-                ended += 1
-        return ended
 
     def _end_runs_of_stale_trials(self, study: Study) -> None:
         try:

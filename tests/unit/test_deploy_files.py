@@ -311,11 +311,11 @@ def test_the_health_probes_pass_on_live_services_and_leave_no_trace(tmp_path, mo
             for script, address in ((grpc_probe, suite.suggestion_address), (grpc_probe, suite.tracking_address)):
                 result = probe(script, address)
                 assert result.returncode == 0, result.stderr
-            result = probe(http_probe.replace("127.0.0.1:8080", gateway))
+            script = http_probe.replace("127.0.0.1:8080", gateway)  # the compose address, here the live gateway's
+            result = probe(script)
             assert result.returncode == 0, result.stderr
             # The gateway's probe in a sampled trace of ours is recorded: the gateway does export.
             sampled = uuid.uuid4().hex
-            script = http_probe.replace("127.0.0.1:8080", gateway)
             result = probe(script.replace(f"00-{unsampled}-", f"00-{sampled}-").replace("-00\"", "-01\""))
             assert result.returncode == 0, result.stderr
             assert receiver.wait_for(lambda: any(s.trace_id == sampled for s in receiver.spans), 30)
