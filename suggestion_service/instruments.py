@@ -14,13 +14,12 @@ from collections.abc import Callable, Iterable
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from tuning_common.telemetry import attributes, meter
+from tuning_common.telemetry import attributes, histogram, meter
 
 log = logging.getLogger(__name__)
 
-SUGGEST_DURATION = meter().create_histogram(
-    "tuning.suggest.duration", unit="s",
-    description="Time the study's algorithm took to propose new configurations, by algorithm")
+SUGGEST_DURATION = histogram(
+    "tuning.suggest.duration", "s", "Time the study's algorithm took to propose new configurations, by algorithm")
 PRUNING_DECISIONS = meter().create_counter(
     "tuning.pruning.decisions", unit="{decision}",
     description="Pruner verdicts on intermediate reports, by pruner and decision (stop or continue)")

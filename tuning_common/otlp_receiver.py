@@ -62,6 +62,8 @@ class MetricPoint:
     attributes: dict[str, Any]
     value: float  # a sum's or gauge's value; a histogram's sum
     count: int = 0  # a histogram's count
+    bounds: tuple[float, ...] = ()  # a histogram's bucket boundaries
+    bucket_counts: tuple[int, ...] = ()  # a histogram's count per bucket (one more than bounds)
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,8 @@ def _points(service: str, metric) -> Iterator[MetricPoint]:
     for point in getattr(metric, kind).data_points:
         attributes = _attributes(point.attributes)
         if kind == "histogram":
-            yield MetricPoint(service, metric.name, kind, attributes, point.sum, point.count)
+            yield MetricPoint(service, metric.name, kind, attributes, point.sum, point.count,
+                              tuple(point.explicit_bounds), tuple(point.bucket_counts))
         else:
             number = point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
             yield MetricPoint(service, metric.name, kind, attributes, number)

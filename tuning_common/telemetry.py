@@ -17,16 +17,25 @@ Each ``main()`` (suggestion service, tracking service, gateway, worker, Tuner, d
 With nothing configured, nothing is instrumented, exported or printed: the spans and
 instruments below are OpenTelemetry's no-op ones.
 
+A collector that does not answer costs the process one warning line and no waiting: the
+exporters' own log records stay off the console (DEBUG only), a failed export drops batches
+for :data:`PROBE_SECONDS` before the next try, and at exit the process gives its last export
+at most :data:`SHUTDOWN_SECONDS` (docs/TELEMETRY.md, "When the collector is away").
+
 Span and attribute names live here only. Spans are named ``verb object`` and carry ids from
 :data:`ATTRIBUTES` (the ``tuning.*`` namespace): never hyperparameter values, data or tokens.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import inspect
 import logging
 import os
+import re
+import threading
 import time
 import uuid
 import weakref
@@ -83,6 +92,36 @@ _enabled = False
 _configured = False
 _tracer = trace.get_tracer("tuning")
 _meter = metrics.get_meter("tuning")
+# The providers setup() installed, shut down by shutdown() (at exit) within SHUTDOWN_SECONDS.
+_providers: list = []
+# What the process knows of its collectors, by signal (set by setup() for the OTLP exporters;
+# signals sent to one endpoint share one guard).
+_guards: dict[str, _Guard] = {}
+
+# At exit, what is still buffered gets this long to reach the collector: a stopping service
+# stays well inside its grace period (10 s) and the CLI returns at once, whatever the collector does.
+SHUTDOWN_SECONDS = 3.0
+# After an export failed (the exporter gave up after its own retries), batches are dropped
+# without a try for this long, then the next one probes the collector again: a collector that
+# is away costs no retries, and the span queue never overflows behind a blocked export.
+PROBE_SECONDS = 15.0
+
+# Bucket boundaries per unit for every histogram of the suite (see histogram()): durations
+# from a fraction of a millisecond (a cached health check) to a minute (a long GP fit), about
+# three buckets a decade, so that a typical latency never shares a bucket with one ten times it.
+BUCKETS: dict[str, tuple[float, ...]] = {
+    "ms": (0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000),
+    "s": (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+}
+
+# The loggers of the OTLP exporters (all under opentelemetry.exporter) and of the SDK's batch
+# processors and metric reader: their records describe the export itself, so they go through
+# _ExportLog instead of the console, and never to the OTLP log exporter.
+_EXPORT_LOGGERS = ("opentelemetry.exporter", "opentelemetry.sdk._shared_internal",
+                   "opentelemetry.sdk.trace.export", "opentelemetry.sdk.metrics._internal.export",
+                   "opentelemetry.sdk._logs._internal.export")
+# Where the one line about an unreachable collector (and, at DEBUG, every failure) is logged.
+export_log = logging.getLogger(f"{__name__}.export")
 
 
 # --- set-up ---------------------------------------------------------------------------------
@@ -146,28 +185,45 @@ def setup(service_name: str) -> bool:
         attributes[SERVICE_NAME] = service_name
     resource = Resource.create(attributes)
 
+    endpoints = _collector_endpoints(chosen)
+    guards: dict[str, _Guard] = {}
+    _guards.update({signal: guards.setdefault(endpoint, _Guard(endpoint)) for signal, endpoint in endpoints.items()})
+    if _guards:
+        _route_export_logs()
+    # The providers' own exit handlers would wait up to 30 s per signal for a collector that
+    # is gone; shutdown() bounds them all together.
     if chosen["traces"] != "none":
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        tracer_provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER
+        # The sampler comes from OTEL_TRACES_SAMPLER.
+        tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         tracer_provider.add_span_processor(BatchSpanProcessor(_exporter("traces", chosen["traces"])))
         trace.set_tracer_provider(tracer_provider)
+        _providers.append(tracer_provider)
     if chosen["metrics"] != "none":
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
         reader = PeriodicExportingMetricReader(_exporter("metrics", chosen["metrics"]))
-        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+        meter_provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+        metrics.set_meter_provider(meter_provider)
+        _providers.append(meter_provider)
     if chosen["logs"] != "none":
         from opentelemetry._logs import set_logger_provider
         from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
         from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-        logger_provider = LoggerProvider(resource=resource)
+        logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         logger_provider.add_log_record_processor(BatchLogRecordProcessor(_exporter("logs", chosen["logs"])))
         set_logger_provider(logger_provider)
-        logging.getLogger().addHandler(LoggingHandler(logger_provider=logger_provider))
+        handler = LoggingHandler(logger_provider=logger_provider)
+        # Records about telemetry itself (OpenTelemetry's loggers, the collector warning) would
+        # be exported through the very exporter they are about, failing again.
+        handler.addFilter(_not_about_telemetry)
+        logging.getLogger().addHandler(handler)
+        _providers.append(logger_provider)
+    atexit.register(shutdown)
 
     if chosen["traces"] != "none" or chosen["metrics"] != "none":
         _enabled = True
@@ -180,11 +236,49 @@ def setup(service_name: str) -> bool:
 
 
 def flush(timeout_s: float = 10.0) -> None:
-    """Exports what is buffered now (for processes that outlive their work, like Ray's workers)."""
-    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
-        force_flush = getattr(provider, "force_flush", None)
-        if force_flush is not None:
-            force_flush(int(timeout_s * 1000))
+    """Exports what is buffered now (for processes that outlive their work, like Ray's workers),
+    waiting at most ``timeout_s`` (the SDK's span and log flushes ignore their timeout)."""
+    _within(timeout_s, "flush", [provider.force_flush for provider in _providers])
+
+
+def shutdown(timeout_s: float = SHUTDOWN_SECONDS) -> None:
+    """Exports what is buffered and stops the exporters, within ``timeout_s`` whatever the
+    collector does (registered to run at exit by :func:`setup`; later calls do nothing)."""
+    providers = list(_providers)
+    _providers.clear()
+    if not providers:
+        return
+    guards = set(_guards.values())
+    for guard in guards:
+        guard.close()
+    if not _within(timeout_s, "shutdown", [provider.shutdown for provider in providers]):
+        # A collector that neither answers nor refuses: stop the retries, close the connections,
+        # and leave an export still blocked in a socket behind (its thread is a daemon).
+        for guard in guards:
+            if guard.exporting:
+                guard.reason = f"no answer within {timeout_s:g} s at exit"
+                guard.failed("shutdown")
+
+
+def _within(timeout_s: float, what: str, calls: list[Callable[[], object]]) -> bool:
+    """Runs ``calls`` one after the other on a daemon thread; whether they finished in ``timeout_s``."""
+    if not calls:
+        return True
+
+    def run() -> None:
+        for call in calls:
+            try:
+                call()
+            except Exception as error:  # one provider's failure must not keep the others from stopping
+                export_log.debug("telemetry %s failed: %r", what, error)
+
+    thread = threading.Thread(target=run, name=f"telemetry-{what}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        export_log.debug("telemetry %s gave up after %.1f s", what, timeout_s)
+        return False
+    return True
 
 
 def _exporter(signal: str, kind: str):
@@ -203,7 +297,21 @@ def _exporter(signal: str, kind: str):
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return {"traces": OTLPSpanExporter, "metrics": OTLPMetricExporter, "logs": OTLPLogExporter}[signal]()
+    exporter = {"traces": OTLPSpanExporter, "metrics": OTLPMetricExporter, "logs": OTLPLogExporter}[signal]()
+    return _guarded_classes()[signal](exporter, _guards[signal])
+
+
+def _collector_endpoints(chosen: dict[str, str],
+                         environ: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
+    """Where each OTLP signal goes: its own endpoint, the common one, or the exporter's default."""
+    endpoints = {}
+    for signal, kind in chosen.items():
+        if kind == "otlp":
+            default = "http://localhost:4317" if protocol_from_env(signal, environ) == "grpc" else \
+                "http://localhost:4318"
+            endpoints[signal] = (environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+                                 or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or default)
+    return endpoints
 
 
 def _version() -> str:
@@ -213,6 +321,247 @@ def _version() -> str:
         return version("tuning-suite")
     except PackageNotFoundError:
         return "unknown"
+
+
+# --- the collector --------------------------------------------------------------------------
+
+
+class _Guard:
+    """What this process knows about one collector, shared by the exporters of the signals sent
+    there: whether the last export got through, whether the one warning was given, whether the
+    process is shutting down (then a failure stops all those exporters at once)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.reason = "no answer"
+        self.warned = False
+        self.closing = False
+        self._down = False
+        # An exporter reported trouble (retrying) since the last export that got through.
+        self._troubled = False
+        self._exporting = 0  # exports under way
+        self._next_probe = 0.0
+        self._lock = threading.Lock()
+        self._exporters: list[_Guarded] = []
+
+    def add(self, exporter: _Guarded) -> None:
+        self._exporters.append(exporter)
+
+    @property
+    def exporting(self) -> bool:
+        return self._exporting > 0
+
+    @property
+    def troubled(self) -> bool:
+        return self._down or self._troubled
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        with self._lock:
+            self._exporting += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._exporting -= 1
+
+    def close(self) -> None:
+        """The process is stopping: from now on a failure stops every exporter, and one that
+        failed or was retrying lately is not waited for."""
+        self.closing = True
+        if self.troubled:
+            self.abort()
+
+    def should_try(self) -> bool:
+        """Whether to export now: always while the collector answers; once per PROBE_SECONDS while
+        it does not (never while shutting down)."""
+        with self._lock:
+            if not self._down:
+                return True
+            now = time.monotonic()
+            if self.closing or now < self._next_probe:
+                return False
+            self._next_probe = now + PROBE_SECONDS
+            return True
+
+    def succeeded(self) -> None:
+        with self._lock:
+            was_down, self._down, self._troubled = self._down, False, False
+        if was_down:
+            export_log.info("telemetry: the collector at %s answers again", self.endpoint)
+
+    def failed(self, signal: str) -> None:
+        """An export failed after the exporter's own retries."""
+        with self._lock:
+            self._down = True
+            self._next_probe = time.monotonic() + PROBE_SECONDS
+            first, self.warned = not self.warned, True
+        if first:
+            export_log.warning(
+                "telemetry: cannot export to the OpenTelemetry collector at %s (%s); telemetry is dropped while "
+                "it does not answer (said once; TUNING_LOG_LEVEL=DEBUG shows each failure)",
+                self.endpoint, self.reason)
+        else:
+            export_log.debug("telemetry: %s export failed (%s)", signal, self.reason)
+        if self.closing:
+            self.abort()
+
+    def trouble(self, record: logging.LogRecord) -> None:
+        """An exporter logged a problem (a transient error it is about to retry, or its failure)."""
+        message = record.getMessage()
+        export_log.debug("%s: %s", record.name, message, exc_info=record.exc_info)
+        if "shutdown" in message.lower():  # an exporter that abort() stopped says so: nothing new
+            return
+        self._troubled = True
+        self.reason = _reason(message)
+        if self.closing:  # no time for the exporter's back-off at exit
+            self.abort()
+
+    def abort(self) -> None:
+        """Stops every exporter now: retries end, connections close, later exports fail at once."""
+        with self._lock:
+            self._down = True
+            exporters = list(self._exporters)
+        for exporter in exporters:
+            exporter.abort()
+
+
+def _reason(message: str) -> str:
+    """The gist of an exporter's message (which quotes whole exception chains)."""
+    for pattern in (r"connection refused|timed? ?out|name or service not known|no route to host|connection reset|"
+                    r"certificate verify failed", r"code: \d+|StatusCode\.[A-Z_]+"):
+        found = re.search(pattern, message, re.IGNORECASE)
+        if found:
+            return found.group(0)
+    return message[:120]
+
+
+class _Guarded:
+    """An OTLP exporter behind its collector's _Guard: it skips exports while the collector is
+    away and reports each outcome."""
+
+    signal = ""
+
+    def __init__(self, inner, guard: _Guard) -> None:
+        self._inner = inner
+        self._guard = guard
+        self._stopped = False
+        self._stop_lock = threading.Lock()
+        guard.add(self)
+
+    def _export(self, export: Callable[[], Any], success: Any, failure: Any) -> Any:
+        guard = self._guard
+        if self._stopped or not guard.should_try():
+            return failure
+        with guard.counting():
+            result = export()
+        if result == success:
+            guard.succeeded()
+        else:
+            guard.failed(self.signal)
+        return result
+
+    def abort(self) -> None:
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self._inner.shutdown()
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
+        self.abort()
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+@functools.cache
+def _guarded_classes() -> dict[str, type[_Guarded]]:
+    """The exporter class of each signal, built on first use: the SDK is imported only when telemetry is on."""
+    from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    class Spans(_Guarded, SpanExporter):
+        signal = "traces"
+
+        def export(self, spans):
+            return self._export(lambda: self._inner.export(spans), SpanExportResult.SUCCESS,
+                                SpanExportResult.FAILURE)
+
+    class Metrics(_Guarded, MetricExporter):
+        signal = "metrics"
+
+        def __init__(self, inner, guard: _Guard) -> None:
+            # The reader asks its exporter for temporality and aggregation: the OTLP exporter's.
+            MetricExporter.__init__(self, inner._preferred_temporality, inner._preferred_aggregation)
+            _Guarded.__init__(self, inner, guard)
+
+        def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs):
+            return self._export(lambda: self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs),
+                                MetricExportResult.SUCCESS, MetricExportResult.FAILURE)
+
+    class Logs(_Guarded, LogRecordExporter):
+        signal = "logs"
+
+        def export(self, batch):
+            return self._export(lambda: self._inner.export(batch), LogRecordExportResult.SUCCESS,
+                                LogRecordExportResult.FAILURE)
+
+    return {"traces": Spans, "metrics": Metrics, "logs": Logs}
+
+
+class _ExportLog(logging.Handler):
+    """Takes the exporters' and batch processors' records off the console: an exporter's
+    warning or error goes to the guard of its signal (whose one warning line says why); a
+    processor's warning (a full queue) passes on while the collectors answer, and is a
+    consequence, at DEBUG, while one does not."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+
+    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:
+        # Without the handler's lock: emit() may stop exporters whose threads are logging too;
+        # what it shares is the guard's, under the guard's lock.
+        if self.filter(record):
+            self.emit(record)
+        return record
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("opentelemetry.exporter") and record.levelno >= logging.WARNING:
+            signal = _signal_of(record)
+            for guard in {_guards[signal]} if signal in _guards else set(_guards.values()):
+                guard.trouble(record)
+        elif record.levelno >= logging.WARNING and not any(guard.troubled for guard in _guards.values()):
+            export_log.log(record.levelno, "%s", record.getMessage())
+        else:
+            export_log.debug("%s: %s", record.name, record.getMessage(), exc_info=record.exc_info)
+
+
+# The HTTP exporters log under their own module's name; the gRPC ones share one logger and
+# name the signal in the message ("exporting traces to ...", "Failed to export spans batch").
+_SIGNAL_MODULES = {"trace_exporter": "traces", "metric_exporter": "metrics", "_log_exporter": "logs"}
+
+
+def _signal_of(record: logging.LogRecord) -> str | None:
+    """Which signal an exporter's record is about (None: it does not say)."""
+    module = record.name.rsplit(".", 1)[-1]
+    if module in _SIGNAL_MODULES:
+        return _SIGNAL_MODULES[module]
+    found = re.search(r"export(?:ing)? (spans|traces|metrics|logs)\b", record.getMessage())
+    return None if found is None else {"spans": "traces"}.get(found.group(1), found.group(1))
+
+
+def _route_export_logs() -> None:
+    handler = _ExportLog()
+    for name in _EXPORT_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _not_about_telemetry(record: logging.LogRecord) -> bool:
+    return not record.name.startswith(("opentelemetry", export_log.name))
 
 
 # --- spans ----------------------------------------------------------------------------------
@@ -301,6 +650,14 @@ def attached(saved: otel_context.Context | None) -> Iterator[None]:
 def meter() -> metrics.Meter:
     """The suite's meter (a no-op until :func:`setup` installs a provider)."""
     return _meter
+
+
+def histogram(name: str, unit: str, description: str, on: metrics.Meter | None = None) -> metrics.Histogram:
+    """A histogram with the bucket boundaries of its unit (:data:`BUCKETS`; KeyError for another
+    unit): every histogram of the suite is made here, so none gets the SDK's default buckets,
+    which are milliseconds whatever the unit."""
+    return (on or _meter).create_histogram(name, unit=unit, description=description,
+                                           explicit_bucket_boundaries_advisory=BUCKETS[unit])
 
 
 # --- databases ------------------------------------------------------------------------------
@@ -407,8 +764,7 @@ class _RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
     """``rpc.server.duration`` (ms) by service, method and status code: the request count too."""
 
     def __init__(self) -> None:
-        self._duration = _meter.create_histogram(
-            "rpc.server.duration", unit="ms", description="Time to serve an RPC, by method and status code")
+        self._duration = histogram("rpc.server.duration", "ms", "Time to serve an RPC, by method and status code")
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import socket
 import subprocess
 import sys
 import uuid
@@ -17,7 +19,10 @@ import pytest
 from suggestion_service.api.convert import value_from_proto
 from tests.conftest import ROOT
 from trial_worker import Categorical, Float, SuggestionClient
+from trial_worker.tracking import TrackingClient
 from tuning.suggestion.v1 import study_pb2 as pb
+from tuning.tracking.v1 import tracking_pb2 as tpb
+from tuning_common import telemetry
 from tuning_common.local_suite import LocalSuite
 from tuning_common.otlp_receiver import OtlpReceiver, SpanRecord, format_trace
 
@@ -230,6 +235,8 @@ def test_the_metrics_arrive_with_sane_values(study_run):
     # Suggestion latency by algorithm: one proposal per trial, each well under a minute.
     suggest = latest(metric(study_run, "tuning.suggest.duration"), **{"tuning.algorithm": "tpe"})
     assert suggest.count == TRIALS and 0 < suggest.value < 60
+    # Buckets in seconds: the SDK's default ones (0, 5, 10, ... for milliseconds) put every proposal in one.
+    assert suggest.bounds == telemetry.BUCKETS["s"] and sum(suggest.bucket_counts) == TRIALS
     # Pruning decisions: one per report that reached a checkpoint, at most three per trial.
     decisions = metric(study_run, "tuning.pruning.decisions")
     total = sum(latest(decisions, **{"tuning.pruning.decision": d}).value
@@ -241,6 +248,7 @@ def test_the_metrics_arrive_with_sane_values(study_run):
     asks = latest(metric(study_run, "rpc.server.duration", "suggestion-service"),
                   **{"rpc.method": "SuggestTrials", "rpc.grpc.status_code": 0})
     assert asks.count >= TRIALS and 0 < asks.value / asks.count < 10_000
+    assert asks.bounds == telemetry.BUCKETS["ms"]
     tells = latest(metric(study_run, "rpc.server.duration", "suggestion-service"), **{"rpc.method": "CompleteTrial"})
     assert tells.count == TRIALS
     pools = {m.service for m in metric(study_run, "db.client.connections.usage")}
@@ -316,3 +324,102 @@ def _descends_from(span: SpanRecord, ancestor: SpanRecord, by_id: dict[str, Span
         if span is ancestor:
             return True
     return False
+
+
+# --- a collector that is away ------------------------------------------------------------------
+
+AWAY_TRIALS = 4
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _about_export(output: str) -> list[str]:
+    """The lines of ``output`` that speak of exporting telemetry (the exporters' own warnings
+    quote "exporting", "retrying" or the OTLP path; ours, "collector")."""
+    return [line for line in output.splitlines()
+            if re.search(r"collector|export|retry|otlp|opentelemetry|/v1/(traces|metrics|logs)", line, re.I)]
+
+
+@pytest.mark.parametrize("services_protocol", ["grpc", "http/protobuf"])
+def test_a_collector_that_is_away_costs_one_line_and_no_data(tmp_path: Path, monkeypatch, services_protocol):
+    """Every process exports to a closed port: each says so in one line, none prints a
+    traceback, the services stop within their grace (SIGTERM, not SIGKILL), and every trial's
+    result, metrics and artifact are stored."""
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    # Prompt batches, so that exports fail while the trials run and again at exit.
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "OTEL_METRIC_EXPORT_INTERVAL": "500", "OTEL_BLRP_SCHEDULE_DELAY": "200"}
+    for name, value in {**otel, "OTEL_EXPORTER_OTLP_PROTOCOL": services_protocol}.items():
+        monkeypatch.setenv(name, value)  # the services inherit it
+    home = tmp_path / "suite"
+    workers_protocol = "http/protobuf" if services_protocol == "grpc" else "grpc"
+    suite = LocalSuite(home).start()
+    try:
+        name = f"away-{uuid.uuid4().hex[:6]}"
+        with SuggestionClient(suite.suggestion_address) as client:
+            client.create_study(name, [Float("x", -3, 3)], objectives={"loss": "minimize"}, algorithm="random",
+                                max_trials=AWAY_TRIALS, seed=5)
+        workers = [subprocess.Popen(
+            [sys.executable, "-m", "tuning_common.cli", "worker", "--study", name, "--suggestion-address",
+             suite.suggestion_address, "--tracking-address", suite.tracking_address,
+             "--train", "tests.e2e.worker_functions:traced"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "OTEL_EXPORTER_OTLP_PROTOCOL": workers_protocol,
+                 "TUNING_HOME": str(tmp_path / f"worker-{i}")}) for i in range(2)]
+        outputs = [worker.communicate(timeout=120)[0] for worker in workers]
+        assert [worker.returncode for worker in workers] == [0, 0], outputs
+    finally:
+        codes = {service.name: service.stop() for service in reversed(suite.services)}
+    # 0: the service ended on SIGTERM by itself; a SIGKILL after the grace would read -9.
+    assert codes == {"suggestion service": 0, "tracking service": 0}
+    logs = {path.name: path.read_text() for path in (home / "logs").glob("*.log")}
+    for where, output in [*(("worker", output) for output in outputs), *logs.items()]:
+        assert "Traceback" not in output, (where, output)
+        said = _about_export(output)
+        # Every process traced calls, so each had something to export: and said so once.
+        assert len(said) == 1, (where, output)
+        assert all(f"cannot export to the OpenTelemetry collector at {endpoint}" in line for line in said), said
+
+    for name_, value in otel.items():
+        monkeypatch.delenv(name_)
+    with LocalSuite(home) as restarted, SuggestionClient(restarted.suggestion_address) as client, \
+            TrackingClient(restarted.tracking_address) as tracking:
+        trials = list(client.get_study(name).trials())
+        assert len(trials) == AWAY_TRIALS and all(t.state == pb.TRIAL_STATE_COMPLETED for t in trials), trials
+        for trial in trials:
+            run = tracking.get_run(trial.run_id)
+            assert run.status == tpb.RUN_STATUS_FINISHED
+            # The three reports, then the result (at the last step).
+            assert [m.step for m in tracking.get_metric_history(run.id, "loss")] == [1, 2, 3, 3]
+            assert [f.path for f in tracking.list_artifacts(run.id)] == ["notes.txt"]
+
+
+LOGGING_SCRIPT = """
+import logging
+from tuning_common import telemetry
+telemetry.configure_logging("WARNING")
+telemetry.setup("trial-worker")
+with telemetry.span("run trial"):
+    logging.getLogger("client").warning("a line of the application")
+"""
+
+
+def test_the_log_exporter_never_exports_telemetry_about_telemetry():
+    """Traces go to a closed port, logs to a receiver: the trace exporter's failures (and the one
+    line about them) stay out of the exported logs, while the application's lines arrive."""
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    with OtlpReceiver() as receiver:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env.update({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT":
+                    receiver.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_BLRP_SCHEDULE_DELAY": "100"})
+        result = subprocess.run([sys.executable, "-c", LOGGING_SCRIPT], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert receiver.wait_for(lambda: receiver.logs, 10)
+    said = _about_export(result.stderr)
+    assert len(said) == 1 and f"collector at {endpoint}" in said[0], result.stderr
+    assert [record.body for record in receiver.logs] == ["a line of the application"]

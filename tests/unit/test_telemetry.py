@@ -1,18 +1,23 @@
 """The telemetry set-up's pure parts: which exporters the OTEL_* variables choose, the tuning.*
-vocabulary, error marking and trace ids in log lines (spans from a local SDK provider, so the
-process-wide one stays untouched)."""
+vocabulary, error marking, trace ids in log lines and histogram buckets (spans and metrics
+from local SDK providers, so the process-wide ones stay untouched)."""
 
 from __future__ import annotations
 
+import ast
 import logging
+from pathlib import Path
 
 import grpc
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode, use_span
 
+from tests.conftest import ROOT
 from tuning_common import telemetry
 from tuning_common.errors import InvalidArgument, NotFound, Unavailable
 
@@ -112,3 +117,60 @@ def test_without_setup_nothing_is_instrumented():
     channel = grpc.insecure_channel("127.0.0.1:1")
     assert telemetry.traced_channel(channel) is channel
     channel.close()
+
+
+# --- histogram buckets ------------------------------------------------------------------------
+
+SOURCE_FOLDERS = ("gateway", "suggestion_service", "tracking_service", "trial_worker", "tuning_common", "benchmarks")
+
+
+def _calls(name: str) -> list[tuple[Path, ast.Call]]:
+    """Every call of a function or method called ``name`` in the suite's own source."""
+    found = []
+    for folder in SOURCE_FOLDERS:
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Call) and name in (getattr(node.func, "attr", None),
+                                                           getattr(node.func, "id", None)):
+                    found.append((path, node))
+    return found
+
+
+def test_every_histogram_is_made_with_the_buckets_of_its_unit():
+    # create_histogram only inside telemetry.histogram(), which picks the boundaries by unit.
+    direct = [(path.relative_to(ROOT), node.lineno) for path, node in _calls("create_histogram")]
+    assert direct == [(Path("tuning_common/telemetry.py"), _line_of(telemetry.histogram, "create_histogram"))]
+    made = _calls("histogram")
+    assert {path.name for path, _ in made} >= {"telemetry.py", "instruments.py"}
+    for path, node in made:
+        unit = node.args[1] if len(node.args) > 1 else next(k.value for k in node.keywords if k.arg == "unit")
+        assert isinstance(unit, ast.Constant) and unit.value in telemetry.BUCKETS, (path, node.lineno)
+
+
+def _line_of(function, text: str) -> int:
+    import inspect
+
+    lines, first = inspect.getsourcelines(function)
+    return first + next(i for i, line in enumerate(lines) if text in line)
+
+
+# One millisecond to ten seconds: the span of an RPC, a suggestion or a GP fit.
+DURATIONS_S = (0.001, 0.01, 0.1, 1.0, 10.0)
+PER_SECOND = {"ms": 1000.0, "s": 1.0}
+
+
+@pytest.mark.parametrize("unit", sorted(telemetry.BUCKETS))
+def test_histogram_buckets_fit_their_unit(unit):
+    assert set(telemetry.BUCKETS) == set(PER_SECOND), "a new unit needs its durations here"
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    duration = telemetry.histogram("test.duration", unit, "a duration", on=provider.get_meter("test"))
+    for seconds in DURATIONS_S:
+        duration.record(seconds * PER_SECOND[unit])
+    [point] = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+    bounds = tuple(point.explicit_bounds)
+    assert bounds == telemetry.BUCKETS[unit] and list(bounds) == sorted(set(bounds))
+    # Each decade its own bucket, none below the first boundary or above the last.
+    counts = list(point.bucket_counts)
+    assert counts[0] == 0 and counts[-1] == 0 and counts.count(1) == len(DURATIONS_S), counts
+    provider.shutdown()
