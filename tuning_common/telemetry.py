@@ -159,8 +159,9 @@ def setup(service_name: str) -> bool:
     """Configures OpenTelemetry for this process from ``OTEL_*``; returns whether anything is on.
 
     Call it early in ``main()`` (before databases are opened, so their engines are
-    instrumented); later calls change nothing. Providers flush at exit. A malformed variable
-    raises InvalidArgument naming it, before anything is installed.
+    instrumented); later calls change nothing. At exit, :func:`shutdown` exports what is left,
+    within :data:`SHUTDOWN_SECONDS`. A malformed variable raises InvalidArgument naming it,
+    before anything is installed.
     """
     global _enabled, _configured
     if _configured:
@@ -186,8 +187,8 @@ def setup(service_name: str) -> bool:
     resource = Resource.create(attributes)
 
     endpoints = _collector_endpoints(chosen)
-    guards: dict[str, _Guard] = {}
-    _guards.update({signal: guards.setdefault(endpoint, _Guard(endpoint)) for signal, endpoint in endpoints.items()})
+    by_endpoint = {endpoint: _Guard(endpoint) for endpoint in set(endpoints.values())}
+    _guards.update({signal: by_endpoint[endpoint] for signal, endpoint in endpoints.items()})
     if _guards:
         _route_export_logs()
     # The providers' own exit handlers would wait up to 30 s per signal for a collector that
