@@ -423,3 +423,49 @@ def test_the_log_exporter_never_exports_telemetry_about_telemetry():
     said = _about_export(result.stderr)
     assert len(said) == 1 and f"collector at {endpoint}" in said[0], result.stderr
     assert [record.body for record in receiver.logs] == ["a line of the application"]
+
+
+RECOVERING_SCRIPT = """
+import sys, threading
+from tuning_common import telemetry
+telemetry.PROBE_SECONDS = 0.5  # the test's patience, not the 15 s of a real process
+telemetry.configure_logging("INFO")
+telemetry.setup("trial-worker")
+with telemetry.span("while away"):
+    pass
+sys.stdin.readline()  # the collector is there now
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.readline(), done.set()), daemon=True).start()
+while not done.wait(0.1):
+    with telemetry.span("back"):
+        pass
+"""
+
+
+def test_exports_resume_when_the_collector_comes_back():
+    """After the one warning, batches are dropped for a while, then the collector is tried
+    again: once it answers, spans arrive and one line says so."""
+    port = _closed_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                "OTEL_EXPORTER_OTLP_TIMEOUT": "2", "OTEL_BSP_SCHEDULE_DELAY": "100"})
+    process = subprocess.Popen([sys.executable, "-c", RECOVERING_SCRIPT], cwd=ROOT, env=env, text=True,
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert "telemetry on for trial-worker" in process.stderr.readline()
+        warning = process.stderr.readline()
+        assert "cannot export to the OpenTelemetry collector" in warning, warning
+        with OtlpReceiver(port=port) as receiver:
+            process.stdin.write("\n")
+            process.stdin.flush()
+            arrived = receiver.wait_for(lambda: any(s.name == "back" for s in receiver.spans), 30)
+            process.stdin.write("\n")
+            process.stdin.close()
+            rest = process.stderr.read()
+            assert process.wait(30) == 0, rest
+        assert arrived
+    finally:
+        process.kill()
+    [said] = _about_export(rest)  # nothing else about exporting, not even about the first batch
+    assert said.endswith(f"the collector at http://127.0.0.1:{port} answers again"), rest
+    assert not [s for s in receiver.spans if s.name == "while away"]  # dropped, not retried forever
