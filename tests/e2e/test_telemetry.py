@@ -345,7 +345,7 @@ def _about_export(output: str) -> list[str]:
 
 
 @pytest.mark.parametrize("services_protocol", ["grpc", "http/protobuf"])
-def test_a_collector_that_is_away_costs_one_line_and_no_data(tmp_path: Path, monkeypatch, services_protocol):
+def test_a_collector_that_is_away_costs_one_line_per_process_and_loses_nothing(tmp_path: Path, monkeypatch, services_protocol):
     """Every process exports to a closed port: each says so in one line, none prints a
     traceback, the services stop within their grace (SIGTERM, not SIGKILL), and every trial's
     result, metrics and artifact are stored."""
@@ -384,8 +384,8 @@ def test_a_collector_that_is_away_costs_one_line_and_no_data(tmp_path: Path, mon
         assert len(said) == 1, (where, output)
         assert all(f"cannot export to the OpenTelemetry collector at {endpoint}" in line for line in said), said
 
-    for name_, value in otel.items():
-        monkeypatch.delenv(name_)
+    for variable in otel:  # the restarted suite exports nothing
+        monkeypatch.delenv(variable)
     with LocalSuite(home) as restarted, SuggestionClient(restarted.suggestion_address) as client, \
             TrackingClient(restarted.tracking_address) as tracking:
         trials = list(client.get_study(name).trials())
