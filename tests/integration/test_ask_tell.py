@@ -267,6 +267,43 @@ def test_parallel_limit_is_held(client: SuggestionClient):
     assert len(ask_raw(client, "cap", count=5).trials) == 1
 
 
+@pytest.mark.parametrize("algorithm", ["random", "grid"])
+def test_every_waiting_worker_learns_why_the_study_is_done(client: SuggestionClient, algorithm: str):
+    # Six trials (a budget of 6, or a grid of 6 points), two at a time, five workers asking
+    # concurrently and waiting: each must end with the same DONE answer, not only the one
+    # whose ask completed the study.
+    max_trials = 6 if algorithm == "random" else 0
+    client.create_study("crowd", [Int("x", 1, 6)], objectives={"loss": "minimize"}, algorithm=algorithm,
+                        max_trials=max_trials, max_parallel_trials=2)
+    answers, ran = {}, {}
+
+    def work(worker: str) -> None:
+        with SuggestionClient(client.address, retries=2, backoff=0.05) as own:
+            study = own.get_study("crowd")
+            study.worker_id = worker
+            ran[worker] = 0
+            while (trial := study.ask(timeout=60)) is not None:
+                time.sleep(0.02)
+                study.tell(trial, float(trial.params["x"]))
+                ran[worker] += 1
+            answers[worker] = study.last_suggest
+
+    workers = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(5)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(90)
+    assert sum(ran.values()) == 6 and len(answers) == 5
+    reason = api.DONE_REASON_BUDGET_SPENT if algorithm == "random" else api.DONE_REASON_SPACE_EXHAUSTED
+    for worker, answer in answers.items():
+        assert (answer.status, answer.done_reason) == (api.SUGGEST_STATUS_DONE, reason), (worker, answer)
+        assert "is done" in answer.message
+    # A study completed by hand before its budget was spent still says so.
+    client.create_study("by-hand", [Int("x", 1, 6)], objectives={"loss": "minimize"}, max_trials=6)
+    client.get_study("by-hand").set_state(pb.STUDY_STATE_COMPLETED)
+    assert ask_raw(client, "by-hand").done_reason == api.DONE_REASON_STUDY_COMPLETED
+
+
 def test_grid_search_covers_the_space_once_then_says_done(client: SuggestionClient):
     space = [Int("depth", 1, 3), Categorical("booster", ["gbtree", "dart"]), Float("lr", 0.1, 0.2, step=0.1)]
     study = client.create_study("grid", space, objectives={"loss": "minimize"}, algorithm="grid")
