@@ -258,7 +258,8 @@ class SuggestionService:
         """Leases queued trials, then new suggestions, within the cap and the budget. Needs the study lock."""
         spec = study.spec
         if study.state is StudyState.STOPPED:
-            return SuggestResult([], SuggestStatus.DONE, DoneReason.STUDY_STOPPED, f"study {study.name!r} is stopped")
+            return SuggestResult([], SuggestStatus.DONE, DoneReason.STUDY_STOPPED,
+                                 f"study {study.name!r} is stopped")
         algorithm, _ = self._components(study.id, spec)
         budget_left = _remaining(spec.max_trials, study.budget_used)
         space_left = _remaining(algorithm.capacity(), study.algorithm_seq)

@@ -122,7 +122,8 @@ class Configurable:
             if expected is int and type(value) is float and value.is_integer():
                 value = int(value)
             if type(value) is not expected:
-                raise InvalidArgument(f"{field}.{key}", f"must be {_article(SETTING_TYPES[expected])}, got {_json(value)}")
+                raise InvalidArgument(f"{field}.{key}",
+                                      f"must be {_article(SETTING_TYPES[expected])}, got {_json(value)}")
             values[key] = value
         settings = cls.Settings(**values)
         cls.check_settings(settings, field)

@@ -9,6 +9,7 @@ import time
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -457,6 +458,54 @@ def test_health_and_reflection(server):
         [response] = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
         names = {s.name for s in response.list_services_response.service}
         assert "tuning.suggestion.v1.SuggestionService" in names and "grpc.health.v1.Health" in names
+        assert {"grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+def _reflection_v1_messages():
+    """grpc.reflection.v1's request and response, as a v1 client has them (grpcio-reflection
+    ships only v1alpha; v1 declares the same messages in its own package)."""
+    file = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(file)
+    file.name, file.package = "client/grpc/reflection/v1/reflection.proto", "grpc.reflection.v1"
+    for message in file.message_type:
+        for field in message.field:
+            if field.type_name:
+                field.type_name = field.type_name.replace(".grpc.reflection.v1alpha.", ".grpc.reflection.v1.")
+    file.ClearField("service")
+    file.ClearField("options")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return (message_factory.GetMessageClass(pool.FindMessageTypeByName(f"grpc.reflection.v1.{name}"))
+            for name in ("ServerReflectionRequest", "ServerReflectionResponse"))
+
+
+def test_reflection_v1_describes_the_service(server):
+    request, response = _reflection_v1_messages()
+    with grpc.insecure_channel(server.address) as channel:
+        info = channel.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                                     request_serializer=request.SerializeToString,
+                                     response_deserializer=response.FromString)
+        listed, described, itself = info(iter([
+            request(list_services=""),
+            request(file_containing_symbol="tuning.suggestion.v1.SuggestionService"),
+            request(file_containing_symbol="grpc.reflection.v1.ServerReflection"),
+        ]), timeout=30)
+    names = {s.name for s in listed.list_services_response.service}
+    assert {"tuning.suggestion.v1.SuggestionService", "grpc.reflection.v1.ServerReflection"} <= names
+    # The files describe the service fully: a fresh pool builds it from them alone.
+    pool = descriptor_pool.DescriptorPool()
+    files = [descriptor_pb2.FileDescriptorProto.FromString(b)
+             for b in described.file_descriptor_response.file_descriptor_proto]
+    added: set[str] = set()
+    while len(added) < len(files):
+        for file in files:
+            if file.name not in added and set(file.dependency) <= added:
+                pool.Add(file)
+                added.add(file.name)
+    service = pool.FindServiceByName("tuning.suggestion.v1.SuggestionService")
+    assert service.methods_by_name["SuggestTrials"].input_type.fields_by_name["request_id"]
+    [own] = itself.file_descriptor_response.file_descriptor_proto
+    assert descriptor_pb2.FileDescriptorProto.FromString(own).package == "grpc.reflection.v1"
 
 
 def test_oversized_requests_are_refused(database_url: str):
