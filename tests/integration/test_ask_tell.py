@@ -63,7 +63,8 @@ def test_round_trip_for_every_parameter_type(client: SuggestionClient):
         assert p["mixed"] in (1, 2.5, "three", True) and type(p["mixed"]) in (int, float, str, bool)
         assert p["random_state"] == 42 and type(p["random_state"]) is int
         seen_boosters.add(p["booster"])
-        assert dict(trial.info.suggestion_metadata) == {"algorithm": "random", "seed": 3, "index": trial.number}
+        assert dict(trial.info.suggestion_metadata) == {"algorithm": "random", "seed": "3", "index": trial.number}
+        assert trial.info.seed == 3
         # A conditional parameter is present exactly when its condition holds.
         assert ("rate_drop" in p) == (p["booster"] == "dart")
         assert ("normalize" in p) == (p["booster"] == "dart")
@@ -77,6 +78,21 @@ def test_round_trip_for_every_parameter_type(client: SuggestionClient):
     # The ask that ended the loop found the budget spent and nothing running.
     assert study.last_suggest.done_reason == api.DONE_REASON_BUDGET_SPENT
     assert study.refresh().state == pb.STUDY_STATE_COMPLETED
+
+
+@pytest.mark.parametrize("algorithm", ["random", "tpe", "gp"])
+def test_a_seed_above_2_to_the_53_arrives_exactly(client: SuggestionClient, algorithm: str):
+    # A double rounds 2^62 + 1 to 2^62: the metadata carries it as a string, the trial as an int64.
+    seed = 2**62 + 1
+    study = client.create_study(f"big-seed-{algorithm}", [Float("x", 0, 1)], objectives={"loss": "minimize"},
+                                algorithm=algorithm, seed=seed)
+    trial = study.ask()
+    assert study.info.spec.seed == seed and trial.info.seed == seed
+    assert trial.info.suggestion_metadata["seed"] == str(seed)
+    assert trial.info.suggestion_metadata["algorithm"] == algorithm
+    assert trial.info.suggestion_metadata["index"] == 0
+    queued = study.enqueue({"x": 0.5})
+    assert not queued.HasField("seed") and not queued.HasField("suggestion_metadata")
 
 
 def test_create_study_is_get_or_create(client: SuggestionClient):

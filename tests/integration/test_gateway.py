@@ -83,6 +83,8 @@ def test_suggestion_routes(http: httpx.Client):
     asked = ok(http.post("/v1/studies/gw/trials:suggest", json={"count": 2, "worker_id": "w", "request_id": "r1"}))
     first, second = asked["trials"]
     assert asked["status"] == "SUGGEST_STATUS_OK" and 0 <= first["parameters"]["x"]["float_value"] <= 1
+    # 64-bit integers are strings in JSON, the seed in the metadata too (exact in JavaScript).
+    assert first["seed"] == first["suggestion_metadata"]["seed"] == study["study"]["spec"]["seed"] == "3"
     tid = first["id"]
     report = ok(http.post(f"/v1/trials/{tid}:report",
                           json={"worker_id": "w", "step": 1, "metrics": [{"name": "loss", "value": 0.4}]}))
