@@ -257,6 +257,11 @@ def test_registry_routes(http: httpx.Client):
     ("POST", "/v1/studies", {"json": {"name": "x", "spec": {"objectives": [{"direction": "DIRECTION_MAXIMISE"}]}}},
      400, "INVALID_ARGUMENT", "spec.objectives[0].direction"),
     ("GET", "/v1/studies/gw/trials?states=TRIAL_STATE_DONE", {}, 400, "INVALID_ARGUMENT", "states[0]"),
+    ("POST", "/v1/studies", {"json": {"name": "x", "spec": {**STUDY["spec"], "algorithm": {
+        "name": "tpe", "settings": {"n_startup_trails": 3}}}}}, 400, "INVALID_ARGUMENT",
+     "spec.algorithm.settings.n_startup_trails"),
+    ("POST", "/v1/studies", {"json": {"name": "x", "spec": {**STUDY["spec"], "algorithm": {
+        "name": "tpe", "settings": {"gamma": "0.2"}}}}}, 400, "INVALID_ARGUMENT", "spec.algorithm.settings.gamma"),
     ("POST", "/v1/studies", {"json": {"name": "bad name!", "spec": STUDY["spec"]}}, 400, "INVALID_ARGUMENT", "name"),
     ("GET", "/v1/trials/abc", {}, 400, "INVALID_ARGUMENT", "trial_id"),
     ("POST", "/v1/trials/999:complete", {"json": {"outcome": "OUTCOME_SUCCEEDED",
