@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
+import re
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -87,12 +88,70 @@ async def build_request(route: Route, request: Request, body: Mapping[str, Any] 
         document[name] = _convert(descriptor, name, [text], "path")
     message = message_factory.GetMessageClass(descriptor)()
     try:
+        # Unknown fields and unknown enum names are errors (ignore_unknown_fields stays off:
+        # with it, a misspelt enum name would silently become the zero value). An enum given
+        # as a number out of range passes here, as proto3 enums are open; the service refuses it.
         json_format.ParseDict(document, message)
     except json_format.ParseError as error:
-        raise InvalidArgument("body", str(error)) from None
+        raise parse_error(error, descriptor) from None
     return message
 
 
+# json_format's messages: "Failed to parse spec field: Failed to parse objectives field: <what>
+# at CreateStudyRequest.spec.objectives[0].direction..." (some without the location).
+_PARSE_PREFIX = re.compile(r"^(?:Failed to parse \w+ field: )+")
+_PARSE_AT = re.compile(r' at "?\w+((?:\.\w+|\[[^\]]*\])*)"?\.*$')
+_NO_FIELD = re.compile(r'^Message type "[\w.]+" has no field named "([^"]+)"$')
+_SEGMENTS = re.compile(r"(\w+)|\[([^\]]*)\]")
+_BAD_ENUM = re.compile(r"^Invalid enum value (\S+) for enum type [\w.]+$")
+
+
+def parse_error(error: json_format.ParseError, descriptor: Descriptor) -> InvalidArgument:
+    """A proto3 JSON parse error as INVALID_ARGUMENT naming the field as the protos do
+    (``spec.objectives[0].direction``), and for an enum the names it takes."""
+    text = str(error).split("\n", 1)[0]
+    chain = re.findall(r"Failed to parse (\w+) field: ", text)
+    what = _PARSE_PREFIX.sub("", text)
+    location = _PARSE_AT.search(what)
+    path = None
+    if location:
+        what, path = what[:location.start()], location.group(1).lstrip(".")
+    what = what.rstrip(".")
+    if unknown := _NO_FIELD.match(what):
+        path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+        what = f"no such field {unknown.group(1)!r}"
+    if path is None:
+        path = ".".join(chain)
+    else:  # some locations stop at the enclosing message: the chain of field names goes on
+        named = [name for name, _ in _SEGMENTS.findall(path) if name]
+        path = ".".join(filter(None, [path, *chain[len(named):]]))
+    field, enum = _proto_path(descriptor, path)
+    if (bad := _BAD_ENUM.match(what)) and enum is not None:
+        what = f"unknown value {bad.group(1)!r}; one of {', '.join(v.name for v in enum.values)}"
+    return InvalidArgument(field or "body", what)
+
+
+def _proto_path(descriptor: Descriptor, path: str) -> tuple[str, Any]:
+    """``path`` (JSON or proto field names, with [index] or [key]) with the protos' field
+    names, and the enum type of the field it ends on (or None)."""
+    parts, current, enum = [], descriptor, None
+    for name, index in _SEGMENTS.findall(path):
+        if not name:
+            parts.append(f"[{index}]")
+            continue
+        field = None
+        if current is not None:
+            field = current.fields_by_name.get(name) or next(
+                (f for f in current.fields if f.json_name == name), None)
+        parts.append(("." if parts else "") + (field.name if field else name))
+        enum = field.enum_type if field is not None else None
+        current = None
+        if field is not None and field.message_type is not None:
+            current = field.message_type
+            if current.GetOptions().map_entry:
+                value = current.fields_by_name["value"]
+                current, enum = value.message_type, value.enum_type
+    return "".join(parts), enum
 
 
 def to_json(message: Message) -> dict[str, Any]:

@@ -1,14 +1,21 @@
 """The OpenAPI 3.1 document of the HTTP/JSON API, generated from the route table and the
-protos' descriptors (so it cannot drift from what the gateway serves)."""
+protos' descriptors (so it cannot drift from what the gateway serves).
+
+Descriptions are the protos' comments (kept at codegen time in ``tuning.proto_comments``);
+a field marked ``[(google.api.field_behavior) = REQUIRED]`` is ``required``; a oneof is a
+``oneOf`` (exactly one of its fields); enums are their value names.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
+from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from gateway.routes import ROUTES, Route
+from gateway.routes import ROUTES, SERVICES, Route
+from tuning.proto_comments import COMMENTS
 
 _WELL_KNOWN = {
     "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
@@ -33,25 +40,58 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def _described(schema: dict[str, Any], full_name: str) -> dict[str, Any]:
+    comment = COMMENTS.get(full_name)
+    return {**schema, "description": comment} if comment else schema
+
+
+def required(field: FieldDescriptor) -> bool:
+    behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+    return field_behavior_pb2.REQUIRED in behaviors
+
+
+def _real_oneofs(descriptor: Descriptor) -> list:
+    # proto3 `optional` fields sit in a synthetic oneof of their own, named "_<field>".
+    return [o for o in descriptor.oneofs if not (len(o.fields) == 1 and o.name == f"_{o.fields[0].name}")]
+
+
 class _Schemas:
     def __init__(self) -> None:
         self.schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
 
-    def message(self, descriptor: Descriptor) -> dict[str, Any]:
+    def message(self, descriptor: Descriptor, without: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """A reference to the message's schema; ``without`` leaves fields out (a request's path
+        variables, which are not part of its body)."""
         if descriptor.full_name in _WELL_KNOWN:
             return _WELL_KNOWN[descriptor.full_name]
         name = descriptor.full_name
         if name not in self.schemas:
             self.schemas[name] = {}  # placeholder: messages may refer to themselves
-            self.schemas[name] = {
+            fields = [f for f in descriptor.fields if f.name not in without]
+            schema: dict[str, Any] = {
                 "type": "object",
-                "properties": {field.name: self.field(field) for field in descriptor.fields},
+                "properties": {f.name: _described(self.field(f), f.full_name) for f in fields},
             }
+            if names := [f.name for f in fields if required(f)]:
+                schema["required"] = names
+            choices = [[{"required": [f.name]} for f in oneof.fields] for oneof in _real_oneofs(descriptor)]
+            if len(choices) == 1:
+                schema["oneOf"] = choices[0]
+            elif choices:
+                schema["allOf"] = [{"oneOf": c} for c in choices]
+            self.schemas[name] = _described(schema, name)
         return _ref(name)
 
     def enum(self, descriptor: EnumDescriptor) -> dict[str, Any]:
         if descriptor.full_name not in self.schemas:
-            self.schemas[descriptor.full_name] = {"type": "string", "enum": [v.name for v in descriptor.values]}
+            # tuning.proto_comments names an enum's values under the enum.
+            notes = {v.name: COMMENTS.get(f"{descriptor.full_name}.{v.name}") for v in descriptor.values}
+            values = [f"- `{name}`: {note}" if note else f"- `{name}`" for name, note in notes.items()]
+            summary = COMMENTS.get(descriptor.full_name, "")
+            self.schemas[descriptor.full_name] = {
+                "type": "string", "enum": [v.name for v in descriptor.values],
+                "description": "\n".join([summary, "", *values] if summary else values),
+            }
         return _ref(descriptor.full_name)
 
     def field(self, field: FieldDescriptor) -> dict[str, Any]:
@@ -96,6 +136,7 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
         "operationId": route.rpc,
         "tags": [route.service],
         "summary": f"{route.service}.{route.rpc}",
+        "description": COMMENTS.get(method.full_name, ""),
         "parameters": [{"name": v, "in": "path", "required": True, "schema": {"type": "string"}} for v in variables],
         "responses": {
             "200": {"description": "OK", "content": {"application/json": {"schema": schemas.message(method.output_type)}}},
@@ -117,11 +158,13 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
     if route.method == "GET":
         for field in others:
             if field.type != FieldDescriptor.TYPE_MESSAGE:
-                operation["parameters"].append({"name": field.name, "in": "query", "required": False,
-                                                "schema": schemas.field(field)})
+                operation["parameters"].append(_described(
+                    {"name": field.name, "in": "query", "required": required(field), "schema": schemas.field(field)},
+                    field.full_name))
     elif others:
-        operation["requestBody"] = {"required": False,
-                                    "content": {"application/json": {"schema": schemas.message(method.input_type)}}}
+        body = schemas.message(method.input_type, without=frozenset(variables))
+        operation["requestBody"] = {"required": any(required(f) for f in others),
+                                    "content": {"application/json": {"schema": body}}}
     return operation
 
 
@@ -136,6 +179,7 @@ def document(title: str = "tuning-suite gateway", version: str = "v1") -> dict[s
                  "description": "Every RPC of the suggestion service, the tracking service and the model registry "
                                 "as HTTP/JSON (proto3 JSON, the protos' field names)."},
         "paths": paths,
+        "tags": [_described({"name": name}, service.full_name) for name, service in SERVICES.items()],
         "components": {"schemas": schemas.schemas,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],

@@ -257,9 +257,19 @@ class SuggestionService:
     ) -> SuggestResult:
         """Leases queued trials, then new suggestions, within the cap and the budget. Needs the study lock."""
         spec = study.spec
-        if study.state is not StudyState.ACTIVE:
-            reason = DoneReason.STUDY_STOPPED if study.state is StudyState.STOPPED else DoneReason.STUDY_COMPLETED
-            return SuggestResult([], SuggestStatus.DONE, reason, f"study {study.name!r} is {study.state.value.lower()}")
+        if study.state is StudyState.STOPPED:
+            return SuggestResult([], SuggestStatus.DONE, DoneReason.STUDY_STOPPED,
+                                 f"study {study.name!r} is stopped")
+        algorithm, _ = self._components(study.id, spec)
+        budget_left = _remaining(spec.max_trials, study.budget_used)
+        space_left = _remaining(algorithm.capacity(), study.algorithm_seq)
+        if study.state is StudyState.COMPLETED:
+            # Every asker after the one that completed the study learns the same reason, so
+            # each worker can tell a spent budget from a study someone completed by hand.
+            if budget_left > 0 and space_left > 0:
+                return SuggestResult([], SuggestStatus.DONE, DoneReason.STUDY_COMPLETED,
+                                     f"study {study.name!r} is completed")
+            return _done(study, budget_left)
 
         # Read the clock only after counting: a tell that freed a slot committed before the
         # count, so its end_ms is earlier and recorded [start, end) spans respect the cap too.
@@ -274,9 +284,6 @@ class SuggestionService:
                 leased.append(replace(trial, **lease))
         queued -= len(leased)
 
-        algorithm, _ = self._components(study.id, spec)
-        budget_left = _remaining(spec.max_trials, study.budget_used)
-        space_left = _remaining(algorithm.capacity(), study.algorithm_seq)
         n_new = min(room - len(leased), budget_left, space_left)
         if n_new > 0:
             context = SuggestContext(
@@ -310,16 +317,14 @@ class SuggestionService:
                 message=f"max_parallel_trials ({spec.max_parallel_trials}) trials are running",
                 retry_after_s=WAIT_SECONDS,
             )
-        reason = DoneReason.BUDGET_SPENT if budget_left <= 0 else DoneReason.SPACE_EXHAUSTED
-        what = f"all {spec.max_trials} trials were created" if budget_left <= 0 else "the search space is exhausted"
         if leased or active or queued:
             return SuggestResult(
                 leased, SuggestStatus.WAIT,
-                message=f"{what}; trials still running may fail and be retried",
+                message=f"{_what_ended(spec, budget_left)}; trials still running may fail and be retried",
                 retry_after_s=WAIT_SECONDS,
             )
         self.repo.set_study_state(conn, study.id, StudyState.COMPLETED, now)
-        return SuggestResult([], SuggestStatus.DONE, reason, f"study {study.name!r} is done: {what}")
+        return _done(study, budget_left)
 
     @staticmethod
     def _propose(algorithm: Algorithm, context: SuggestContext, count: int) -> list[Suggestion]:
@@ -670,6 +675,17 @@ class SuggestionService:
                 reason="LEASED_TO_ANOTHER_WORKER",
             )
         return trial
+
+
+def _what_ended(spec: StudySpec, budget_left: float) -> str:
+    return f"all {spec.max_trials} trials were created" if budget_left <= 0 else "the search space is exhausted"
+
+
+def _done(study: Study, budget_left: float) -> SuggestResult:
+    """The DONE answer of a study whose budget or space is spent (needs nothing running)."""
+    reason = DoneReason.BUDGET_SPENT if budget_left <= 0 else DoneReason.SPACE_EXHAUSTED
+    return SuggestResult([], SuggestStatus.DONE, reason,
+                         f"study {study.name!r} is done: {_what_ended(study.spec, budget_left)}")
 
 
 def _full_budget(spec: StudySpec) -> float | None:

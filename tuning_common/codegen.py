@@ -42,37 +42,47 @@ def generate(out_root: Path) -> None:
     for directory in [out_root / OUT_PACKAGE, *(out_root / OUT_PACKAGE).rglob("*")]:
         if directory.is_dir():
             (directory / "__init__.py").write_text(_INIT)
+    ours = [p for p in protos if p.startswith(f"{OUT_PACKAGE}/")]
+    descriptors = out_root / "descriptors.binpb"
+    if protoc.main(["protoc", f"-I{PROTO_DIR}", f"-I{include}", "--include_source_info",
+                    f"--descriptor_set_out={descriptors}", *ours]) != 0:
+        raise SystemExit("protoc failed")
+    (out_root / OUT_PACKAGE / "proto_comments.py").write_text(_comments_module(descriptors.read_bytes()))
 
 
-def _diff(expected: Path, actual: Path) -> list[str]:
-    comparison = filecmp.dircmp(expected, actual, ignore=["__pycache__"])
-    problems = [f"missing: {actual / n}" for n in comparison.left_only]
-    problems += [f"unexpected: {actual / n}" for n in comparison.right_only]
-    problems += [f"stale: {actual / n}" for n in comparison.diff_files]
-    for name in comparison.common_dirs:
-        problems += _diff(expected / name, actual / name)
-    return problems
+# SourceCodeInfo paths alternate a field number of the parent and an index into that list:
+# (parent kind, field number) -> (child kind, the parent's list).
+_CHILDREN = {
+    ("file", 4): ("message", "message_type"), ("file", 5): ("enum", "enum_type"), ("file", 6): ("service", "service"),
+    ("message", 2): ("field", "field"), ("message", 3): ("message", "nested_type"),
+    ("message", 4): ("enum", "enum_type"), ("message", 8): ("oneof", "oneof_decl"),
+    ("enum", 2): ("value", "value"), ("service", 2): ("method", "method"),
+}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="fail if the checked-in code is stale")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        generate(Path(tmp))
-        fresh, current = Path(tmp) / OUT_PACKAGE, ROOT / OUT_PACKAGE
-        if args.check:
-            problems = _diff(fresh, current) if current.exists() else [f"missing: {current}"]
-            for line in problems:
-                print(line, file=sys.stderr)
-            if problems:
-                print("generated code is stale: run `python -m tuning_common.codegen`", file=sys.stderr)
-            return 1 if problems else 0
-        shutil.rmtree(current, ignore_errors=True)
-        shutil.copytree(fresh, current)
-    print(f"wrote {current.relative_to(ROOT)}/")
-    return 0
+def _comments_module(descriptor_set: bytes) -> str:
+    """A module mapping each element's full name (``tuning.suggestion.v1.Trial.seed``) to
+    the comment above it in the protos, for documents built from descriptors (the
+    gateway's OpenAPI document): generated code carries no source info."""
+    from google.protobuf import descriptor_pb2
+
+    comments: dict[str, str] = {}
+    for file in descriptor_pb2.FileDescriptorSet.FromString(descriptor_set).file:
+        for location in file.source_code_info.location:
+            text = location.leading_comments.strip()
+            name = _element_name(file, list(location.path)) if text else None
+            if name:
+                comments[name] = "\n".join(line.strip() for line in text.splitlines())
+    lines = [f'"""{_INIT.strip()[3:-3]}\n\nThe protos\' comments by full name."""', "", "COMMENTS = {"]
+    lines += [f"    {name!r}: {comments[name]!r}," for name in sorted(comments)]
+    return "\n".join([*lines, "}", ""])
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _element_name(file, path: list[int]) -> str | None:
+    """The full name of the element at ``path``; enum values are named under their enum."""
+    kind, element, name = "file", file, file.package
+    while len(path) >= 2 and (kind, path[0]) in _CHILDREN:
+        kind, items = _CHILDREN[kind, path[0]]
+        element = getattr(element, items)[path[1]]
+        name, path = f"{name}.{element.name}", path[2:]
+    return None if path or kind == "file" else name

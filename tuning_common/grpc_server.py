@@ -2,7 +2,8 @@
 
 Servers run on grpc's asyncio implementation, on an event loop in a thread of their own
 (so tests and the CLI drive them the same way). Each gets the error-mapping interceptor,
-standard health checking (``grpc.health.v1``), server reflection, message size limits,
+standard health checking (``grpc.health.v1``), server reflection (``grpc.reflection.v1``,
+which grpcurl and newer tools ask for first, and ``v1alpha``), message size limits,
 and a graceful stop: health turns NOT_SERVING, new calls are refused, in-flight calls
 get ``grace`` seconds.
 
@@ -32,7 +33,8 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from google.protobuf import descriptor_pb2, descriptor_pool
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from tuning_common import telemetry
 from tuning_common.auth import TOKENS_ENV, AuthInterceptor, TokenStore, load_tokens
@@ -44,6 +46,49 @@ from tuning_common.tls import ServerTLS, add_tls_options
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+# grpcio-reflection (1.85) serves only grpc.reflection.v1alpha. grpc.reflection.v1 has the
+# same messages, field for field, in another package: the same servicer answers both, and
+# the v1 file (the v1alpha one renamed) goes into the default pool so that reflection can
+# describe itself under either name.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _add_reflection_v1_descriptor() -> None:
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindServiceByName(REFLECTION_V1)
+        return
+    except KeyError:
+        pass
+    file = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(file)
+    old, new = f".{file.package}.", ".grpc.reflection.v1."
+    file.name, file.package = "grpc/reflection/v1/reflection.proto", "grpc.reflection.v1"
+    file.ClearField("options")  # v1alpha's are deprecated=true and its Java/Go package names
+    for message in file.message_type:
+        for field in message.field:
+            if field.type_name:
+                field.type_name = field.type_name.replace(old, new)
+    for method in file.service[0].method:
+        method.input_type = method.input_type.replace(old, new)
+        method.output_type = method.output_type.replace(old, new)
+    pool.Add(file)
+
+
+def _add_reflection(server: grpc.aio.Server, service_names: Sequence[str]) -> None:
+    _add_reflection_v1_descriptor()
+    names = [*service_names, health.SERVICE_NAME, REFLECTION_V1, reflection.SERVICE_NAME]
+    servicer = reflection.aio.ReflectionServicer(names)
+    for service in (REFLECTION_V1, reflection.SERVICE_NAME):
+        handler = grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+        )
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, {"ServerReflectionInfo": handler}),))
 
 
 @dataclass
@@ -138,7 +183,7 @@ def start_server(
             add(servicer, server)
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        _add_reflection(server, service_names)
         try:
             address = f"{options.host}:{options.port}"
             if options.tls is None:

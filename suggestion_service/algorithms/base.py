@@ -11,6 +11,7 @@ depends only on the seed, n and (for model-based algorithms) the history.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, fields
@@ -63,6 +64,27 @@ class Suggestion:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+# Settings types in the words of JSON and of a google.protobuf.Value, for users of any language.
+SETTING_TYPES: dict[type, str] = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def _json(value: Any) -> str:
+    """``value`` as JSON with its kind, e.g. '"5" (a string)'."""
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        kind = "an object"
+    elif isinstance(value, (list, tuple)):
+        kind = "a list"
+    else:
+        kind = _article(SETTING_TYPES.get(type(value), type(value).__name__))
+    return f"{json.dumps(value, default=str)[:80]} ({kind})"
+
+
 class Configurable:
     """A named component with typed settings (algorithms, pruners).
 
@@ -77,20 +99,31 @@ class Configurable:
         pass
 
     @classmethod
+    def settings_schema(cls) -> dict[str, tuple[type, Any]]:
+        """Each setting's type and default, read from ``Settings`` (the one declaration).
+
+        The docs and the proto comments list the same; a test keeps them equal.
+        """
+        defaults = cls.Settings()
+        return {f.name: (type(getattr(defaults, f.name)), getattr(defaults, f.name)) for f in fields(cls.Settings)}
+
+    @classmethod
     def parse_settings(cls, raw: Mapping[str, Any], field: str = "spec.algorithm.settings") -> Settings:
-        known = {f.name: f for f in fields(cls.Settings)}
+        schema = cls.settings_schema()
         values = {}
         for key, value in raw.items():
-            if key not in known:
-                allowed = ", ".join(sorted(known)) or "none"
+            if key not in schema:
+                allowed = ", ".join(f"{name} ({SETTING_TYPES[t]})" for name, (t, _) in schema.items()) or "none"
                 raise InvalidArgument(f"{field}.{key}", f"unknown setting for {cls.name!r} (allowed: {allowed})")
-            expected = type(getattr(cls.Settings(), key))
+            expected = schema[key][0]
+            # A Struct carries every number as a double: an integral one is a fine integer.
             if expected is float and type(value) is int:
                 value = float(value)
             if expected is int and type(value) is float and value.is_integer():
                 value = int(value)
             if type(value) is not expected:
-                raise InvalidArgument(f"{field}.{key}", f"must be a {expected.__name__}, got {value!r}")
+                raise InvalidArgument(f"{field}.{key}",
+                                      f"must be {_article(SETTING_TYPES[expected])}, got {_json(value)}")
             values[key] = value
         settings = cls.Settings(**values)
         cls.check_settings(settings, field)

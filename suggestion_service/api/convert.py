@@ -270,9 +270,21 @@ def trial_to_proto(trial: Trial) -> pb.Trial:
         create_time=timestamp(trial.create_ms),
         start_time=timestamp(trial.start_ms),
         end_time=timestamp(trial.end_ms),
-        suggestion_metadata=_struct(trial.suggestion_metadata) if trial.suggestion_metadata else None,
+        suggestion_metadata=_metadata_struct(trial.suggestion_metadata) if trial.suggestion_metadata else None,
         run_id=trial.run_id or "",
+        seed=seed if type(seed := trial.suggestion_metadata.get("seed")) is int else None,
     )
+
+
+# Integers a double holds exactly; a Struct number is a double.
+_EXACT_INTEGERS = 2**53
+
+
+def _metadata_struct(metadata: dict) -> struct_pb2.Struct:
+    """``metadata`` as a Struct, with the seed (and any integer a double would round) as a
+    decimal string, so that every language reads it exactly."""
+    return _struct({key: str(value) if type(value) is int and (key == "seed" or abs(value) > _EXACT_INTEGERS)
+                    else value for key, value in metadata.items()})
 
 
 def _struct(data: dict) -> struct_pb2.Struct:

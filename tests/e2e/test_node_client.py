@@ -1,4 +1,5 @@
-"""The Node.js example client (examples/node/ask_tell.js) against a real server process.
+"""The Node.js clients (examples/node/ask_tell.js, and the guide docs/CLIENT-NODE.md, run
+from its own code blocks) against a real server process.
 
 Node drives a whole study over gRPC; the Python client then checks what the server stored,
 so both ends of the wire agree on the protos, int64 ids and metric values.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -103,3 +106,53 @@ def test_node_client_keeps_int64_ids_exact(spawn_server, sqlite_url: str) -> Non
     assert summary["completed"] == MAX_TRIALS
     trials = check_study(server.address, summary)
     assert sorted(t.id for t in trials) == list(range(2**53 + 1, 2**53 + 1 + MAX_TRIALS))
+
+
+GUIDE = ROOT / "docs" / "CLIENT-NODE.md"
+
+
+def guide_script() -> str:
+    """The guide's ```js blocks, in order: the script the guide says they make up."""
+    blocks = re.findall(r"^```js\n(.*?)^```$", GUIDE.read_text(), re.M | re.S)
+    assert len(blocks) >= 5, "the guide's code blocks were not found"
+    return "\n".join(blocks)
+
+
+def test_the_node_guide_runs_as_written(spawn_server, sqlite_url: str, tmp_path) -> None:
+    server = spawn_server(sqlite_url)
+    script = tmp_path / "guide.js"
+    script.write_text(guide_script())
+    env = {**os.environ, "NODE_PATH": str(ROOT / "node_modules"), "TUNING_PROTOS": str(ROOT / "protos"),
+           "TUNING_SUGGESTION_ADDRESS": server.address}
+    env.pop("TUNING_TOKEN", None)
+    result = subprocess.run(["node", str(script), "guide"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, f"node exited {result.returncode}:\n{result.stderr}"
+    summary = json.loads(result.stdout)
+
+    seed = 2**53 + 1  # a JavaScript number would round it to 2**53
+    assert summary["study"] == "guide" and summary["created"] is True and summary["seed"] == str(seed)
+    # Every worker learnt that the budget is spent; together they ran the six trials.
+    assert [w["reason"] for w in summary["workers"]] == ["DONE_REASON_BUDGET_SPENT"] * 2
+    ran = [trial for worker in summary["workers"] for trial in worker["done"]]
+    assert len(ran) == 6
+    for trial in ran:
+        assert trial["seed"] == trial["metadata"]["seed"] == str(seed)
+        assert trial["metadata"]["algorithm"] == "tpe" and trial["outcome"] in ("OUTCOME_SUCCEEDED", "OUTCOME_PRUNED")
+    # The error details, decoded in Node from the shipped google/rpc protos.
+    refusals = summary["refusals"]
+    assert refusals["typo"]["code"] == "INVALID_ARGUMENT" and refusals["typo"]["reason"] == "INVALID_ARGUMENT"
+    assert refusals["typo"]["fields"] == ["spec.algorithm.settings.n_startup_trails"]
+    assert refusals["badEnum"]["fields"] == ["spec.objectives[0].direction"]
+    assert (refusals["missing"]["code"], refusals["missing"]["reason"]) == ("NOT_FOUND", "STUDY_NOT_FOUND")
+
+    # What the server stored, read from Python.
+    with SuggestionClient(server.address, retries=2, backoff=0.05) as client:
+        study = client.get_study("guide")
+        assert study.info.spec.seed == seed
+        assert dict(study.info.spec.algorithm.settings) == {"n_startup_trials": 3, "gamma": 0.2}
+        trials = list(study.trials())
+        assert sorted(str(t.id) for t in trials) == sorted(t["id"] for t in ran)
+        assert all(t.seed == seed for t in trials)
+        assert {pb.TrialState.Name(t.state) for t in trials} <= {"TRIAL_STATE_COMPLETED", "TRIAL_STATE_PRUNED"}
+        assert [s.name for s in client.list_studies()] == ["guide"]  # the refused ones created nothing

@@ -9,6 +9,7 @@ import time
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -62,7 +63,8 @@ def test_round_trip_for_every_parameter_type(client: SuggestionClient):
         assert p["mixed"] in (1, 2.5, "three", True) and type(p["mixed"]) in (int, float, str, bool)
         assert p["random_state"] == 42 and type(p["random_state"]) is int
         seen_boosters.add(p["booster"])
-        assert dict(trial.info.suggestion_metadata) == {"algorithm": "random", "seed": 3, "index": trial.number}
+        assert dict(trial.info.suggestion_metadata) == {"algorithm": "random", "seed": "3", "index": trial.number}
+        assert trial.info.seed == 3
         # A conditional parameter is present exactly when its condition holds.
         assert ("rate_drop" in p) == (p["booster"] == "dart")
         assert ("normalize" in p) == (p["booster"] == "dart")
@@ -76,6 +78,21 @@ def test_round_trip_for_every_parameter_type(client: SuggestionClient):
     # The ask that ended the loop found the budget spent and nothing running.
     assert study.last_suggest.done_reason == api.DONE_REASON_BUDGET_SPENT
     assert study.refresh().state == pb.STUDY_STATE_COMPLETED
+
+
+@pytest.mark.parametrize("algorithm", ["random", "tpe", "gp"])
+def test_a_seed_above_2_to_the_53_arrives_exactly(client: SuggestionClient, algorithm: str):
+    # A double rounds 2^62 + 1 to 2^62: the metadata carries it as a string, the trial as an int64.
+    seed = 2**62 + 1
+    study = client.create_study(f"big-seed-{algorithm}", [Float("x", 0, 1)], objectives={"loss": "minimize"},
+                                algorithm=algorithm, seed=seed)
+    trial = study.ask()
+    assert study.info.spec.seed == seed and trial.info.seed == seed
+    assert trial.info.suggestion_metadata["seed"] == str(seed)
+    assert trial.info.suggestion_metadata["algorithm"] == algorithm
+    assert trial.info.suggestion_metadata["index"] == 0
+    queued = study.enqueue({"x": 0.5})
+    assert not queued.HasField("seed") and not queued.HasField("suggestion_metadata")
 
 
 def test_create_study_is_get_or_create(client: SuggestionClient):
@@ -267,6 +284,43 @@ def test_parallel_limit_is_held(client: SuggestionClient):
     assert len(ask_raw(client, "cap", count=5).trials) == 1
 
 
+@pytest.mark.parametrize("algorithm", ["random", "grid"])
+def test_every_waiting_worker_learns_why_the_study_is_done(client: SuggestionClient, algorithm: str):
+    # Six trials (a budget of 6, or a grid of 6 points), two at a time, five workers asking
+    # concurrently and waiting: each must end with the same DONE answer, not only the one
+    # whose ask completed the study.
+    max_trials = 6 if algorithm == "random" else 0
+    client.create_study("crowd", [Int("x", 1, 6)], objectives={"loss": "minimize"}, algorithm=algorithm,
+                        max_trials=max_trials, max_parallel_trials=2)
+    answers, ran = {}, {}
+
+    def work(worker: str) -> None:
+        with SuggestionClient(client.address, retries=2, backoff=0.05) as own:
+            study = own.get_study("crowd")
+            study.worker_id = worker
+            ran[worker] = 0
+            while (trial := study.ask(timeout=60)) is not None:
+                time.sleep(0.02)
+                study.tell(trial, float(trial.params["x"]))
+                ran[worker] += 1
+            answers[worker] = study.last_suggest
+
+    workers = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(5)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(90)
+    assert sum(ran.values()) == 6 and len(answers) == 5
+    reason = api.DONE_REASON_BUDGET_SPENT if algorithm == "random" else api.DONE_REASON_SPACE_EXHAUSTED
+    for worker, answer in answers.items():
+        assert (answer.status, answer.done_reason) == (api.SUGGEST_STATUS_DONE, reason), (worker, answer)
+        assert "is done" in answer.message
+    # A study completed by hand before its budget was spent still says so.
+    client.create_study("by-hand", [Int("x", 1, 6)], objectives={"loss": "minimize"}, max_trials=6)
+    client.get_study("by-hand").set_state(pb.STUDY_STATE_COMPLETED)
+    assert ask_raw(client, "by-hand").done_reason == api.DONE_REASON_STUDY_COMPLETED
+
+
 def test_grid_search_covers_the_space_once_then_says_done(client: SuggestionClient):
     space = [Int("depth", 1, 3), Categorical("booster", ["gbtree", "dart"]), Float("lr", 0.1, 0.2, step=0.1)]
     study = client.create_study("grid", space, objectives={"loss": "minimize"}, algorithm="grid")
@@ -420,6 +474,54 @@ def test_health_and_reflection(server):
         [response] = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
         names = {s.name for s in response.list_services_response.service}
         assert "tuning.suggestion.v1.SuggestionService" in names and "grpc.health.v1.Health" in names
+        assert {"grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+def _reflection_v1_messages():
+    """grpc.reflection.v1's request and response, as a v1 client has them (grpcio-reflection
+    ships only v1alpha; v1 declares the same messages in its own package)."""
+    file = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(file)
+    file.name, file.package = "client/grpc/reflection/v1/reflection.proto", "grpc.reflection.v1"
+    for message in file.message_type:
+        for field in message.field:
+            if field.type_name:
+                field.type_name = field.type_name.replace(".grpc.reflection.v1alpha.", ".grpc.reflection.v1.")
+    file.ClearField("service")
+    file.ClearField("options")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return (message_factory.GetMessageClass(pool.FindMessageTypeByName(f"grpc.reflection.v1.{name}"))
+            for name in ("ServerReflectionRequest", "ServerReflectionResponse"))
+
+
+def test_reflection_v1_describes_the_service(server):
+    request, response = _reflection_v1_messages()
+    with grpc.insecure_channel(server.address) as channel:
+        info = channel.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                                     request_serializer=request.SerializeToString,
+                                     response_deserializer=response.FromString)
+        listed, described, itself = info(iter([
+            request(list_services=""),
+            request(file_containing_symbol="tuning.suggestion.v1.SuggestionService"),
+            request(file_containing_symbol="grpc.reflection.v1.ServerReflection"),
+        ]), timeout=30)
+    names = {s.name for s in listed.list_services_response.service}
+    assert {"tuning.suggestion.v1.SuggestionService", "grpc.reflection.v1.ServerReflection"} <= names
+    # The files describe the service fully: a fresh pool builds it from them alone.
+    pool = descriptor_pool.DescriptorPool()
+    files = [descriptor_pb2.FileDescriptorProto.FromString(b)
+             for b in described.file_descriptor_response.file_descriptor_proto]
+    added: set[str] = set()
+    while len(added) < len(files):
+        for file in files:
+            if file.name not in added and set(file.dependency) <= added:
+                pool.Add(file)
+                added.add(file.name)
+    service = pool.FindServiceByName("tuning.suggestion.v1.SuggestionService")
+    assert service.methods_by_name["SuggestTrials"].input_type.fields_by_name["request_id"]
+    [own] = itself.file_descriptor_response.file_descriptor_proto
+    assert descriptor_pb2.FileDescriptorProto.FromString(own).package == "grpc.reflection.v1"
 
 
 def test_oversized_requests_are_refused(database_url: str):

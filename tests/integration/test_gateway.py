@@ -8,7 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jsonschema
+import openapi_spec_validator
 import pytest
+from openapi_schema_validator import OAS31Validator
 
 from gateway import openapi
 from gateway.routes import ROUTES, SERVICES
@@ -72,17 +75,64 @@ def test_every_rpc_has_exactly_one_route_and_an_openapi_operation():
 def test_the_openapi_document_is_served(http: httpx.Client):
     document = ok(http.get("/v1/openapi.json"))
     assert document["openapi"].startswith("3.") and "/v1/studies/{study}/trials:suggest" in document["paths"]
+    openapi_spec_validator.validate(document)
+
+
+def _conforms(document: dict, name: str, instance: dict) -> None:
+    """Raises unless ``instance`` is valid against the document's schema ``name``."""
+    schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+    OAS31Validator(schema).validate(instance)
+
+
+def test_the_openapi_document_describes_fields_from_the_protos():
+    document = openapi.document()
+    openapi_spec_validator.validate(document)
+    schemas = document["components"]["schemas"]
+    operations = {op["operationId"]: op for path in document["paths"].values() for op in path.values()}
+    # Descriptions: the protos' comments, on operations, messages, fields, enums and services.
+    assert all(op["description"] for op in operations.values())
+    assert operations["SuggestTrials"]["description"].startswith("Ask: leases up to `count` trials")
+    assert "2^53" in schemas["tuning.suggestion.v1.Trial"]["properties"]["suggestion_metadata"]["description"]
+    assert "tpe: n_startup_trials (integer, 10)" in schemas["tuning.suggestion.v1.Algorithm"]["description"]
+    assert {t["name"] for t in document["tags"] if t.get("description")} == set(SERVICES)
+    # Enums by name, each value with its comment.
+    scale = schemas["tuning.suggestion.v1.Scale"]
+    assert scale["enum"] == ["SCALE_UNSPECIFIED", "SCALE_LINEAR", "SCALE_LOG"]
+    assert "`SCALE_UNSPECIFIED`: Treated as SCALE_LINEAR." in scale["description"]
+    # Required fields; a path variable is not part of the body.
+    ask = schemas["tuning.suggestion.v1.SuggestTrialsRequest"]
+    assert ask["required"] == ["count", "worker_id", "request_id"] and "study" not in ask["properties"]
+    assert operations["SuggestTrials"]["requestBody"]["required"] is True
+    assert schemas["tuning.suggestion.v1.Objective"]["required"] == ["metric", "direction"]
+    listing = {p["name"]: p for p in operations["ListTrials"]["parameters"]}
+    assert listing["study"]["required"] and not listing["page_size"]["required"]
+    # A oneof is exactly one of its fields; a proto3 `optional` is no oneof.
+    value = schemas["tuning.suggestion.v1.ParameterValue"]
+    assert value["oneOf"] == [{"required": [n]} for n in ("float_value", "int_value", "string_value", "bool_value")]
+    assert "oneOf" not in schemas["tuning.suggestion.v1.FloatRange"]
+    _conforms(document, "tuning.suggestion.v1.ParameterValue", {"int_value": "3"})
+    for wrong in ({}, {"int_value": 3, "bool_value": True}):
+        with pytest.raises(jsonschema.ValidationError):
+            _conforms(document, "tuning.suggestion.v1.ParameterValue", wrong)
+    with pytest.raises(jsonschema.ValidationError):
+        _conforms(document, "tuning.suggestion.v1.Objective", {"metric": "loss", "direction": "DIRECTION_MAXIMISE"})
 
 
 def test_suggestion_routes(http: httpx.Client):
+    document = openapi.document()
+    _conforms(document, "tuning.suggestion.v1.CreateStudyRequest", STUDY)
     study = ok(http.post("/v1/studies", json=STUDY))
+    _conforms(document, "tuning.suggestion.v1.CreateStudyResponse", study)
     assert study["created"] is True and study["study"]["state"] == "STUDY_STATE_ACTIVE"
     assert ok(http.post("/v1/studies", json=STUDY))["created"] is False
     assert ok(http.get("/v1/studies/gw"))["study"]["name"] == "gw"
     assert [s["name"] for s in ok(http.get("/v1/studies", params={"page_size": 10}))["studies"]] == ["gw"]
     asked = ok(http.post("/v1/studies/gw/trials:suggest", json={"count": 2, "worker_id": "w", "request_id": "r1"}))
+    _conforms(document, "tuning.suggestion.v1.SuggestTrialsResponse", asked)
     first, second = asked["trials"]
     assert asked["status"] == "SUGGEST_STATUS_OK" and 0 <= first["parameters"]["x"]["float_value"] <= 1
+    # 64-bit integers are strings in JSON, the seed in the metadata too (exact in JavaScript).
+    assert first["seed"] == first["suggestion_metadata"]["seed"] == study["study"]["spec"]["seed"] == "3"
     tid = first["id"]
     report = ok(http.post(f"/v1/trials/{tid}:report",
                           json={"worker_id": "w", "step": 1, "metrics": [{"name": "loss", "value": 0.4}]}))
@@ -203,7 +253,15 @@ def test_registry_routes(http: httpx.Client):
     ("POST", "/v1/studies", {"content": b"{not json", "headers": {"content-type": "application/json"}},
      400, "INVALID_ARGUMENT", "body"),
     ("POST", "/v1/studies", {"json": [1, 2]}, 400, "INVALID_ARGUMENT", "body"),
-    ("POST", "/v1/studies", {"json": {"name": "x", "spec": {"colour": 1}}}, 400, "INVALID_ARGUMENT", "body"),
+    ("POST", "/v1/studies", {"json": {"name": "x", "spec": {"colour": 1}}}, 400, "INVALID_ARGUMENT", "spec.colour"),
+    ("POST", "/v1/studies", {"json": {"name": "x", "spec": {"objectives": [{"direction": "DIRECTION_MAXIMISE"}]}}},
+     400, "INVALID_ARGUMENT", "spec.objectives[0].direction"),
+    ("GET", "/v1/studies/gw/trials?states=TRIAL_STATE_DONE", {}, 400, "INVALID_ARGUMENT", "states[0]"),
+    ("POST", "/v1/studies", {"json": {"name": "x", "spec": {**STUDY["spec"], "algorithm": {
+        "name": "tpe", "settings": {"n_startup_trails": 3}}}}}, 400, "INVALID_ARGUMENT",
+     "spec.algorithm.settings.n_startup_trails"),
+    ("POST", "/v1/studies", {"json": {"name": "x", "spec": {**STUDY["spec"], "algorithm": {
+        "name": "tpe", "settings": {"gamma": "0.2"}}}}}, 400, "INVALID_ARGUMENT", "spec.algorithm.settings.gamma"),
     ("POST", "/v1/studies", {"json": {"name": "bad name!", "spec": STUDY["spec"]}}, 400, "INVALID_ARGUMENT", "name"),
     ("GET", "/v1/trials/abc", {}, 400, "INVALID_ARGUMENT", "trial_id"),
     ("POST", "/v1/trials/999:complete", {"json": {"outcome": "OUTCOME_SUCCEEDED",

@@ -162,7 +162,7 @@ def test_replicas_never_duplicate_lose_or_overrun(database_url, spawn_server):
                     told.append((trial.id, handle.worker_id, value))
             last = handle.last_suggest
             assert last.status == api.SUGGEST_STATUS_DONE, last
-            assert last.done_reason in (api.DONE_REASON_BUDGET_SPENT, api.DONE_REASON_STUDY_COMPLETED), last
+            assert last.done_reason == api.DONE_REASON_BUDGET_SPENT, last  # every worker learns why
 
     began = time.monotonic()
     sampler = ActiveSampler(database_url)
@@ -357,9 +357,8 @@ def test_replicas_exhaust_a_grid_exactly_once(database_url, spawn_server):
     assert not errors, f"client errors: {errors!r}"
     assert sorted(told) == sorted((a, b) for a in range(6) for b in range(8)), "a grid point was missed or repeated"
     assert len(told) == points
-    # The ask that found the space exhausted completed the study; later asks find it completed.
-    assert api.DONE_REASON_SPACE_EXHAUSTED in done_reasons
-    assert set(done_reasons) <= {api.DONE_REASON_SPACE_EXHAUSTED, api.DONE_REASON_STUDY_COMPLETED}
+    # The ask that found the space exhausted completed the study; later asks learn the same reason.
+    assert done_reasons == [api.DONE_REASON_SPACE_EXHAUSTED] * 12
     with SuggestionClient(addresses[1]) as client:
         assert client.get_study(name).info.state == pb.STUDY_STATE_COMPLETED
     assert_clean_logs(replica_a, replica_b)

@@ -223,3 +223,45 @@ def test_invalid_requests_are_refused_and_change_nothing(client: SuggestionClien
         assert raised.value.field == field
         assert str(raised.value).startswith(field)
     assert _snapshot(client) == before
+
+
+def _components():
+    """Every algorithm and pruner with a spec that it accepts apart from its settings."""
+    from suggestion_service.algorithms import ALGORITHMS
+    from suggestion_service.algorithms.pruners import PRUNERS
+
+    fidelity = pb.Fidelity(name="epochs", min=1, max=9)
+    for name, cls in ALGORITHMS.items():
+        yield "algorithm", name, cls, lambda settings, name=name: _spec(
+            _float("x", 0, 1, step=0.5), fidelity=fidelity, algorithm=pb.Algorithm(name=name, settings=settings))
+    for name, cls in PRUNERS.items():
+        yield "pruner", name, cls, lambda settings, name=name: _spec(
+            fidelity=fidelity, pruner=pb.Pruner(name=name, settings=settings))
+
+
+# A value of another JSON type than each setting type takes.
+_WRONG = {bool: "yes", int: 2.5, float: "fast", str: 3.0}
+COMPONENTS = list(_components())
+
+
+@pytest.mark.parametrize("kind, name, cls, spec", COMPONENTS, ids=[f"{c[0]}-{c[1]}" for c in COMPONENTS])
+def test_every_setting_refuses_unknown_keys_and_wrong_types(client: SuggestionClient, kind, name, cls, spec):
+    # The control: the defaults, spelled out, are accepted and stored as given.
+    defaults = {key: default for key, (_, default) in cls.settings_schema().items()}
+    study = client.create_study_from_proto(f"{name}-defaults", spec(_settings(**defaults)))
+    stored = getattr(study.info.spec, kind).settings
+    assert dict(stored) == defaults
+    for i, (key, (expected, _)) in enumerate(cls.settings_schema().items()):
+        with pytest.raises(InvalidArgument) as raised:
+            client.create_study_from_proto(f"{name}-{i}", spec(_settings(**{key: _WRONG[expected]})))
+        assert raised.value.field == f"spec.{kind}.settings.{key}"
+        for other in (struct_pb2.Struct(fields={key: struct_pb2.Value(null_value=0)}),
+                      _settings(**{key: [defaults[key]]}), _settings(**{key: {"value": defaults[key]}})):
+            with pytest.raises(InvalidArgument) as raised:
+                client.create_study_from_proto(f"{name}-{i}", spec(other))
+            assert raised.value.field == f"spec.{kind}.settings.{key}"
+    with pytest.raises(InvalidArgument) as raised:
+        client.create_study_from_proto(f"{name}-typo", spec(_settings(n_startup_trails=5)))
+    assert raised.value.field == f"spec.{kind}.settings.n_startup_trails"
+    assert "unknown setting" in str(raised.value)
+    assert [s.name for s in client.list_studies()] == [f"{name}-defaults"]

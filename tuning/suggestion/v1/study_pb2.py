@@ -22,66 +22,95 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tuning/suggestion/v1/study.proto\x12\x14tuning.suggestion.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"r\n\x0eParameterValue\x12\x15\n\x0b\x66loat_value\x18\x01 \x01(\x01H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind\"o\n\nFloatRange\x12\x0b\n\x03low\x18\x01 \x01(\x01\x12\x0c\n\x04high\x18\x02 \x01(\x01\x12*\n\x05scale\x18\x03 \x01(\x0e\x32\x1b.tuning.suggestion.v1.Scale\x12\x11\n\x04step\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\x07\n\x05_step\"m\n\x08IntRange\x12\x0b\n\x03low\x18\x01 \x01(\x03\x12\x0c\n\x04high\x18\x02 \x01(\x03\x12*\n\x05scale\x18\x03 \x01(\x0e\x32\x1b.tuning.suggestion.v1.Scale\x12\x11\n\x04step\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_step\"D\n\x0b\x43\x61tegorical\x12\x35\n\x07\x63hoices\x18\x01 \x03(\x0b\x32$.tuning.suggestion.v1.ParameterValue\"<\n\x05\x46ixed\x12\x33\n\x05value\x18\x01 \x01(\x0b\x32$.tuning.suggestion.v1.ParameterValue\"Q\n\tCondition\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x34\n\x06values\x18\x02 \x03(\x0b\x32$.tuning.suggestion.v1.ParameterValue\"\xb1\x02\n\rParameterSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x37\n\x0b\x66loat_range\x18\x02 \x01(\x0b\x32 .tuning.suggestion.v1.FloatRangeH\x00\x12\x33\n\tint_range\x18\x03 \x01(\x0b\x32\x1e.tuning.suggestion.v1.IntRangeH\x00\x12\x38\n\x0b\x63\x61tegorical\x18\x04 \x01(\x0b\x32!.tuning.suggestion.v1.CategoricalH\x00\x12,\n\x05\x66ixed\x18\x05 \x01(\x0b\x32\x1b.tuning.suggestion.v1.FixedH\x00\x12\x32\n\tcondition\x18\x06 \x01(\x0b\x32\x1f.tuning.suggestion.v1.ConditionB\x08\n\x06\x64omain\"O\n\tObjective\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x32\n\tdirection\x18\x02 \x01(\x0e\x32\x1f.tuning.suggestion.v1.Direction\"D\n\tAlgorithm\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x08settings\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"M\n\x0bRetryPolicy\x12\x18\n\x0bmax_retries\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x14\n\x0cretry_failed\x18\x02 \x01(\x08\x42\x0e\n\x0c_max_retries\"f\n\x08\x46idelity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03min\x18\x02 \x01(\x01\x12\x0b\n\x03max\x18\x03 \x01(\x01\x12\x1d\n\x10reduction_factor\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\x13\n\x11_reduction_factor\"A\n\x06Pruner\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x08settings\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xc6\x03\n\tStudySpec\x12\x37\n\nparameters\x18\x01 \x03(\x0b\x32#.tuning.suggestion.v1.ParameterSpec\x12\x33\n\nobjectives\x18\x02 \x03(\x0b\x32\x1f.tuning.suggestion.v1.Objective\x12\x32\n\talgorithm\x18\x03 \x01(\x0b\x32\x1f.tuning.suggestion.v1.Algorithm\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmax_trials\x18\x05 \x01(\x05\x12\x1b\n\x13max_parallel_trials\x18\x06 \x01(\x05\x12\x31\n\x0elease_duration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x37\n\x0cretry_policy\x18\x08 \x01(\x0b\x32!.tuning.suggestion.v1.RetryPolicy\x12\x30\n\x08\x66idelity\x18\t \x01(\x0b\x32\x1e.tuning.suggestion.v1.Fidelity\x12,\n\x06pruner\x18\n \x01(\x0b\x32\x1c.tuning.suggestion.v1.PrunerB\x07\n\x05_seed\"\x83\x01\n\x0bTrialCounts\x12\x0e\n\x06queued\x18\x01 \x01(\x03\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x03\x12\x11\n\tcompleted\x18\x03 \x01(\x03\x12\x0e\n\x06pruned\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x12\n\ninfeasible\x18\x06 \x01(\x03\x12\r\n\x05stale\x18\x07 \x01(\x03\"\x90\x02\n\x05Study\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04spec\x18\x02 \x01(\x0b\x32\x1f.tuning.suggestion.v1.StudySpec\x12/\n\x05state\x18\x03 \x01(\x0e\x32 .tuning.suggestion.v1.StudyState\x12\x37\n\x0ctrial_counts\x18\x04 \x01(\x0b\x32!.tuning.suggestion.v1.TrialCounts\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\"{\n\x0bMeasurement\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12-\n\x07metrics\x18\x02 \x03(\x0b\x32\x1c.tuning.suggestion.v1.Metric\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa0\x06\n\x05Trial\x12\n\n\x02id\x18\x01 \x01(\x03\x12\r\n\x05study\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\x03\x12/\n\x05state\x18\x04 \x01(\x0e\x32 .tuning.suggestion.v1.TrialState\x12\x31\n\x06source\x18\x05 \x01(\x0e\x32!.tuning.suggestion.v1.TrialSource\x12?\n\nparameters\x18\x06 \x03(\x0b\x32+.tuning.suggestion.v1.Trial.ParametersEntry\x12\x13\n\x06\x62udget\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\tworker_id\x18\x08 \x01(\t\x12\x35\n\x11lease_expire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\n \x01(\x05\x12\x15\n\x08retry_of\x18\x0b \x01(\x03H\x01\x88\x01\x01\x12-\n\x07metrics\x18\x0c \x03(\x0b\x32\x1c.tuning.suggestion.v1.Metric\x12\x0e\n\x06reason\x18\r \x01(\t\x12;\n\x10last_measurement\x18\x0e \x01(\x0b\x32!.tuning.suggestion.v1.Measurement\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x13suggestion_metadata\x18\x12 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06run_id\x18\x13 \x01(\t\x1aW\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x33\n\x05value\x18\x02 \x01(\x0b\x32$.tuning.suggestion.v1.ParameterValue:\x02\x38\x01\x42\t\n\x07_budgetB\x0b\n\t_retry_of*?\n\x05Scale\x12\x15\n\x11SCALE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSCALE_LINEAR\x10\x01\x12\r\n\tSCALE_LOG\x10\x02*V\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44IRECTION_MINIMIZE\x10\x01\x12\x16\n\x12\x44IRECTION_MAXIMIZE\x10\x02*u\n\nStudyState\x12\x1b\n\x17STUDY_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12STUDY_STATE_ACTIVE\x10\x01\x12\x17\n\x13STUDY_STATE_STOPPED\x10\x02\x12\x19\n\x15STUDY_STATE_COMPLETED\x10\x03*\xd7\x01\n\nTrialState\x12\x1b\n\x17TRIAL_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TRIAL_STATE_QUEUED\x10\x01\x12\x16\n\x12TRIAL_STATE_ACTIVE\x10\x02\x12\x19\n\x15TRIAL_STATE_COMPLETED\x10\x03\x12\x16\n\x12TRIAL_STATE_PRUNED\x10\x04\x12\x16\n\x12TRIAL_STATE_FAILED\x10\x05\x12\x1a\n\x16TRIAL_STATE_INFEASIBLE\x10\x06\x12\x15\n\x11TRIAL_STATE_STALE\x10\x07*v\n\x0bTrialSource\x12\x1c\n\x18TRIAL_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TRIAL_SOURCE_ALGORITHM\x10\x01\x12\x15\n\x11TRIAL_SOURCE_USER\x10\x02\x12\x16\n\x12TRIAL_SOURCE_RETRY\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tuning/suggestion/v1/study.proto\x12\x14tuning.suggestion.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"r\n\x0eParameterValue\x12\x15\n\x0b\x66loat_value\x18\x01 \x01(\x01H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind\"o\n\nFloatRange\x12\x0b\n\x03low\x18\x01 \x01(\x01\x12\x0c\n\x04high\x18\x02 \x01(\x01\x12*\n\x05scale\x18\x03 \x01(\x0e\x32\x1b.tuning.suggestion.v1.Scale\x12\x11\n\x04step\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\x07\n\x05_step\"m\n\x08IntRange\x12\x0b\n\x03low\x18\x01 \x01(\x03\x12\x0c\n\x04high\x18\x02 \x01(\x03\x12*\n\x05scale\x18\x03 \x01(\x0e\x32\x1b.tuning.suggestion.v1.Scale\x12\x11\n\x04step\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_step\"J\n\x0b\x43\x61tegorical\x12;\n\x07\x63hoices\x18\x01 \x03(\x0b\x32$.tuning.suggestion.v1.ParameterValueB\x04\xe2\x41\x01\x02\"B\n\x05\x46ixed\x12\x39\n\x05value\x18\x01 \x01(\x0b\x32$.tuning.suggestion.v1.ParameterValueB\x04\xe2\x41\x01\x02\"]\n\tCondition\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12:\n\x06values\x18\x02 \x03(\x0b\x32$.tuning.suggestion.v1.ParameterValueB\x04\xe2\x41\x01\x02\"\xb7\x02\n\rParameterSpec\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x37\n\x0b\x66loat_range\x18\x02 \x01(\x0b\x32 .tuning.suggestion.v1.FloatRangeH\x00\x12\x33\n\tint_range\x18\x03 \x01(\x0b\x32\x1e.tuning.suggestion.v1.IntRangeH\x00\x12\x38\n\x0b\x63\x61tegorical\x18\x04 \x01(\x0b\x32!.tuning.suggestion.v1.CategoricalH\x00\x12,\n\x05\x66ixed\x18\x05 \x01(\x0b\x32\x1b.tuning.suggestion.v1.FixedH\x00\x12\x32\n\tcondition\x18\x06 \x01(\x0b\x32\x1f.tuning.suggestion.v1.ConditionB\x08\n\x06\x64omain\"[\n\tObjective\x12\x14\n\x06metric\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x38\n\tdirection\x18\x02 \x01(\x0e\x32\x1f.tuning.suggestion.v1.DirectionB\x04\xe2\x41\x01\x02\"J\n\tAlgorithm\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12)\n\x08settings\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"M\n\x0bRetryPolicy\x12\x18\n\x0bmax_retries\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x14\n\x0cretry_failed\x18\x02 \x01(\x08\x42\x0e\n\x0c_max_retries\"x\n\x08\x46idelity\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03min\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x02\x12\x11\n\x03max\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x02\x12\x1d\n\x10reduction_factor\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\x13\n\x11_reduction_factor\"G\n\x06Pruner\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12)\n\x08settings\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xcc\x03\n\tStudySpec\x12\x37\n\nparameters\x18\x01 \x03(\x0b\x32#.tuning.suggestion.v1.ParameterSpec\x12\x39\n\nobjectives\x18\x02 \x03(\x0b\x32\x1f.tuning.suggestion.v1.ObjectiveB\x04\xe2\x41\x01\x02\x12\x32\n\talgorithm\x18\x03 \x01(\x0b\x32\x1f.tuning.suggestion.v1.Algorithm\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmax_trials\x18\x05 \x01(\x05\x12\x1b\n\x13max_parallel_trials\x18\x06 \x01(\x05\x12\x31\n\x0elease_duration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x37\n\x0cretry_policy\x18\x08 \x01(\x0b\x32!.tuning.suggestion.v1.RetryPolicy\x12\x30\n\x08\x66idelity\x18\t \x01(\x0b\x32\x1e.tuning.suggestion.v1.Fidelity\x12,\n\x06pruner\x18\n \x01(\x0b\x32\x1c.tuning.suggestion.v1.PrunerB\x07\n\x05_seed\"\x83\x01\n\x0bTrialCounts\x12\x0e\n\x06queued\x18\x01 \x01(\x03\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x03\x12\x11\n\tcompleted\x18\x03 \x01(\x03\x12\x0e\n\x06pruned\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x12\n\ninfeasible\x18\x06 \x01(\x03\x12\r\n\x05stale\x18\x07 \x01(\x03\"\x90\x02\n\x05Study\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04spec\x18\x02 \x01(\x0b\x32\x1f.tuning.suggestion.v1.StudySpec\x12/\n\x05state\x18\x03 \x01(\x0e\x32 .tuning.suggestion.v1.StudyState\x12\x37\n\x0ctrial_counts\x18\x04 \x01(\x0b\x32!.tuning.suggestion.v1.TrialCounts\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x06Metric\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05value\x18\x02 \x01(\x01\"{\n\x0bMeasurement\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12-\n\x07metrics\x18\x02 \x03(\x0b\x32\x1c.tuning.suggestion.v1.Metric\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbc\x06\n\x05Trial\x12\n\n\x02id\x18\x01 \x01(\x03\x12\r\n\x05study\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\x03\x12/\n\x05state\x18\x04 \x01(\x0e\x32 .tuning.suggestion.v1.TrialState\x12\x31\n\x06source\x18\x05 \x01(\x0e\x32!.tuning.suggestion.v1.TrialSource\x12?\n\nparameters\x18\x06 \x03(\x0b\x32+.tuning.suggestion.v1.Trial.ParametersEntry\x12\x13\n\x06\x62udget\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\tworker_id\x18\x08 \x01(\t\x12\x35\n\x11lease_expire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\n \x01(\x05\x12\x15\n\x08retry_of\x18\x0b \x01(\x03H\x01\x88\x01\x01\x12-\n\x07metrics\x18\x0c \x03(\x0b\x32\x1c.tuning.suggestion.v1.Metric\x12\x0e\n\x06reason\x18\r \x01(\t\x12;\n\x10last_measurement\x18\x0e \x01(\x0b\x32!.tuning.suggestion.v1.Measurement\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x13suggestion_metadata\x18\x12 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06run_id\x18\x13 \x01(\t\x12\x11\n\x04seed\x18\x14 \x01(\x03H\x02\x88\x01\x01\x1aW\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x33\n\x05value\x18\x02 \x01(\x0b\x32$.tuning.suggestion.v1.ParameterValue:\x02\x38\x01\x42\t\n\x07_budgetB\x0b\n\t_retry_ofB\x07\n\x05_seed*?\n\x05Scale\x12\x15\n\x11SCALE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSCALE_LINEAR\x10\x01\x12\r\n\tSCALE_LOG\x10\x02*V\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44IRECTION_MINIMIZE\x10\x01\x12\x16\n\x12\x44IRECTION_MAXIMIZE\x10\x02*u\n\nStudyState\x12\x1b\n\x17STUDY_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12STUDY_STATE_ACTIVE\x10\x01\x12\x17\n\x13STUDY_STATE_STOPPED\x10\x02\x12\x19\n\x15STUDY_STATE_COMPLETED\x10\x03*\xd7\x01\n\nTrialState\x12\x1b\n\x17TRIAL_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TRIAL_STATE_QUEUED\x10\x01\x12\x16\n\x12TRIAL_STATE_ACTIVE\x10\x02\x12\x19\n\x15TRIAL_STATE_COMPLETED\x10\x03\x12\x16\n\x12TRIAL_STATE_PRUNED\x10\x04\x12\x16\n\x12TRIAL_STATE_FAILED\x10\x05\x12\x1a\n\x16TRIAL_STATE_INFEASIBLE\x10\x06\x12\x15\n\x11TRIAL_STATE_STALE\x10\x07*v\n\x0bTrialSource\x12\x1c\n\x18TRIAL_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TRIAL_SOURCE_ALGORITHM\x10\x01\x12\x15\n\x11TRIAL_SOURCE_USER\x10\x02\x12\x16\n\x12TRIAL_SOURCE_RETRY\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tuning.suggestion.v1.study_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CATEGORICAL'].fields_by_name['choices']._loaded_options = None
+  _globals['_CATEGORICAL'].fields_by_name['choices']._serialized_options = b'\342A\001\002'
+  _globals['_FIXED'].fields_by_name['value']._loaded_options = None
+  _globals['_FIXED'].fields_by_name['value']._serialized_options = b'\342A\001\002'
+  _globals['_CONDITION'].fields_by_name['parent']._loaded_options = None
+  _globals['_CONDITION'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_CONDITION'].fields_by_name['values']._loaded_options = None
+  _globals['_CONDITION'].fields_by_name['values']._serialized_options = b'\342A\001\002'
+  _globals['_PARAMETERSPEC'].fields_by_name['name']._loaded_options = None
+  _globals['_PARAMETERSPEC'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_OBJECTIVE'].fields_by_name['metric']._loaded_options = None
+  _globals['_OBJECTIVE'].fields_by_name['metric']._serialized_options = b'\342A\001\002'
+  _globals['_OBJECTIVE'].fields_by_name['direction']._loaded_options = None
+  _globals['_OBJECTIVE'].fields_by_name['direction']._serialized_options = b'\342A\001\002'
+  _globals['_ALGORITHM'].fields_by_name['name']._loaded_options = None
+  _globals['_ALGORITHM'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_FIDELITY'].fields_by_name['name']._loaded_options = None
+  _globals['_FIDELITY'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_FIDELITY'].fields_by_name['min']._loaded_options = None
+  _globals['_FIDELITY'].fields_by_name['min']._serialized_options = b'\342A\001\002'
+  _globals['_FIDELITY'].fields_by_name['max']._loaded_options = None
+  _globals['_FIDELITY'].fields_by_name['max']._serialized_options = b'\342A\001\002'
+  _globals['_PRUNER'].fields_by_name['name']._loaded_options = None
+  _globals['_PRUNER'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_STUDYSPEC'].fields_by_name['objectives']._loaded_options = None
+  _globals['_STUDYSPEC'].fields_by_name['objectives']._serialized_options = b'\342A\001\002'
+  _globals['_METRIC'].fields_by_name['name']._loaded_options = None
+  _globals['_METRIC'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_TRIAL_PARAMETERSENTRY']._loaded_options = None
   _globals['_TRIAL_PARAMETERSENTRY']._serialized_options = b'8\001'
-  _globals['_SCALE']._serialized_start=3250
-  _globals['_SCALE']._serialized_end=3313
-  _globals['_DIRECTION']._serialized_start=3315
-  _globals['_DIRECTION']._serialized_end=3401
-  _globals['_STUDYSTATE']._serialized_start=3403
-  _globals['_STUDYSTATE']._serialized_end=3520
-  _globals['_TRIALSTATE']._serialized_start=3523
-  _globals['_TRIALSTATE']._serialized_end=3738
-  _globals['_TRIALSOURCE']._serialized_start=3740
-  _globals['_TRIALSOURCE']._serialized_end=3858
-  _globals['_PARAMETERVALUE']._serialized_start=153
-  _globals['_PARAMETERVALUE']._serialized_end=267
-  _globals['_FLOATRANGE']._serialized_start=269
-  _globals['_FLOATRANGE']._serialized_end=380
-  _globals['_INTRANGE']._serialized_start=382
-  _globals['_INTRANGE']._serialized_end=491
-  _globals['_CATEGORICAL']._serialized_start=493
-  _globals['_CATEGORICAL']._serialized_end=561
-  _globals['_FIXED']._serialized_start=563
-  _globals['_FIXED']._serialized_end=623
-  _globals['_CONDITION']._serialized_start=625
-  _globals['_CONDITION']._serialized_end=706
-  _globals['_PARAMETERSPEC']._serialized_start=709
-  _globals['_PARAMETERSPEC']._serialized_end=1014
-  _globals['_OBJECTIVE']._serialized_start=1016
-  _globals['_OBJECTIVE']._serialized_end=1095
-  _globals['_ALGORITHM']._serialized_start=1097
-  _globals['_ALGORITHM']._serialized_end=1165
-  _globals['_RETRYPOLICY']._serialized_start=1167
-  _globals['_RETRYPOLICY']._serialized_end=1244
-  _globals['_FIDELITY']._serialized_start=1246
-  _globals['_FIDELITY']._serialized_end=1348
-  _globals['_PRUNER']._serialized_start=1350
-  _globals['_PRUNER']._serialized_end=1415
-  _globals['_STUDYSPEC']._serialized_start=1418
-  _globals['_STUDYSPEC']._serialized_end=1872
-  _globals['_TRIALCOUNTS']._serialized_start=1875
-  _globals['_TRIALCOUNTS']._serialized_end=2006
-  _globals['_STUDY']._serialized_start=2009
-  _globals['_STUDY']._serialized_end=2281
-  _globals['_METRIC']._serialized_start=2283
-  _globals['_METRIC']._serialized_end=2320
-  _globals['_MEASUREMENT']._serialized_start=2322
-  _globals['_MEASUREMENT']._serialized_end=2445
-  _globals['_TRIAL']._serialized_start=2448
-  _globals['_TRIAL']._serialized_end=3248
-  _globals['_TRIAL_PARAMETERSENTRY']._serialized_start=3137
-  _globals['_TRIAL_PARAMETERSENTRY']._serialized_end=3224
+  _globals['_SCALE']._serialized_start=3395
+  _globals['_SCALE']._serialized_end=3458
+  _globals['_DIRECTION']._serialized_start=3460
+  _globals['_DIRECTION']._serialized_end=3546
+  _globals['_STUDYSTATE']._serialized_start=3548
+  _globals['_STUDYSTATE']._serialized_end=3665
+  _globals['_TRIALSTATE']._serialized_start=3668
+  _globals['_TRIALSTATE']._serialized_end=3883
+  _globals['_TRIALSOURCE']._serialized_start=3885
+  _globals['_TRIALSOURCE']._serialized_end=4003
+  _globals['_PARAMETERVALUE']._serialized_start=186
+  _globals['_PARAMETERVALUE']._serialized_end=300
+  _globals['_FLOATRANGE']._serialized_start=302
+  _globals['_FLOATRANGE']._serialized_end=413
+  _globals['_INTRANGE']._serialized_start=415
+  _globals['_INTRANGE']._serialized_end=524
+  _globals['_CATEGORICAL']._serialized_start=526
+  _globals['_CATEGORICAL']._serialized_end=600
+  _globals['_FIXED']._serialized_start=602
+  _globals['_FIXED']._serialized_end=668
+  _globals['_CONDITION']._serialized_start=670
+  _globals['_CONDITION']._serialized_end=763
+  _globals['_PARAMETERSPEC']._serialized_start=766
+  _globals['_PARAMETERSPEC']._serialized_end=1077
+  _globals['_OBJECTIVE']._serialized_start=1079
+  _globals['_OBJECTIVE']._serialized_end=1170
+  _globals['_ALGORITHM']._serialized_start=1172
+  _globals['_ALGORITHM']._serialized_end=1246
+  _globals['_RETRYPOLICY']._serialized_start=1248
+  _globals['_RETRYPOLICY']._serialized_end=1325
+  _globals['_FIDELITY']._serialized_start=1327
+  _globals['_FIDELITY']._serialized_end=1447
+  _globals['_PRUNER']._serialized_start=1449
+  _globals['_PRUNER']._serialized_end=1520
+  _globals['_STUDYSPEC']._serialized_start=1523
+  _globals['_STUDYSPEC']._serialized_end=1983
+  _globals['_TRIALCOUNTS']._serialized_start=1986
+  _globals['_TRIALCOUNTS']._serialized_end=2117
+  _globals['_STUDY']._serialized_start=2120
+  _globals['_STUDY']._serialized_end=2392
+  _globals['_METRIC']._serialized_start=2394
+  _globals['_METRIC']._serialized_end=2437
+  _globals['_MEASUREMENT']._serialized_start=2439
+  _globals['_MEASUREMENT']._serialized_end=2562
+  _globals['_TRIAL']._serialized_start=2565
+  _globals['_TRIAL']._serialized_end=3393
+  _globals['_TRIAL_PARAMETERSENTRY']._serialized_start=3273
+  _globals['_TRIAL_PARAMETERSENTRY']._serialized_end=3360
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -264,7 +265,7 @@ class Measurement(_message.Message):
     def __init__(self, step: _Optional[int] = ..., metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Trial(_message.Message):
-    __slots__ = ("id", "study", "number", "state", "source", "parameters", "budget", "worker_id", "lease_expire_time", "attempt", "retry_of", "metrics", "reason", "last_measurement", "create_time", "start_time", "end_time", "suggestion_metadata", "run_id")
+    __slots__ = ("id", "study", "number", "state", "source", "parameters", "budget", "worker_id", "lease_expire_time", "attempt", "retry_of", "metrics", "reason", "last_measurement", "create_time", "start_time", "end_time", "suggestion_metadata", "run_id", "seed")
     class ParametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -291,6 +292,7 @@ class Trial(_message.Message):
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     SUGGESTION_METADATA_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     id: int
     study: str
     number: int
@@ -310,4 +312,5 @@ class Trial(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     suggestion_metadata: _struct_pb2.Struct
     run_id: str
-    def __init__(self, id: _Optional[int] = ..., study: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., source: _Optional[_Union[TrialSource, str]] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., budget: _Optional[float] = ..., worker_id: _Optional[str] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., retry_of: _Optional[int] = ..., metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., reason: _Optional[str] = ..., last_measurement: _Optional[_Union[Measurement, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., suggestion_metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., run_id: _Optional[str] = ...) -> None: ...
+    seed: int
+    def __init__(self, id: _Optional[int] = ..., study: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., source: _Optional[_Union[TrialSource, str]] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., budget: _Optional[float] = ..., worker_id: _Optional[str] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., retry_of: _Optional[int] = ..., metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., reason: _Optional[str] = ..., last_measurement: _Optional[_Union[Measurement, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., suggestion_metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., run_id: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
