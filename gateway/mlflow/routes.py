@@ -11,10 +11,12 @@ holds the translation rules, :mod:`gateway.mlflow.filters` the search syntax,
 client understands.
 
 Retries: MLflow's client retries every method on 429/5xx and on timeouts. Logging (log-batch,
-log-metric, log-parameter, set-tag) is idempotent in the tracking service; create-run passes an
-idempotency key (the ``Idempotency-Key`` header, or a digest of the request body and the
-caller's address) as CreateRun's request_id, so a retried create-run returns the run the first
-attempt created; delete-tag of a tag already gone succeeds.
+log-metric, log-parameter, set-tag) is idempotent in the tracking service (MLflow's client
+stamps every metric point, and a point is stored once). Every create-run makes a new run, as in
+MLflow: two runs with the same body (autolog's parallel children, threads starting together)
+are different runs. A client that wants a retried create-run to return the first attempt's run
+sends an ``Idempotency-Key`` header, passed on as CreateRun's request_id (and as LogBatch's on
+the logging routes); delete-tag of a tag already gone succeeds.
 """
 
 from __future__ import annotations
@@ -159,14 +161,10 @@ def _run_id(ctx: Context) -> str:
 
 
 def _idempotency_key(ctx: Context) -> str:
-    """The request_id of a create-run: the caller's key, or a digest of what it asked for (the body
-    holds its start time in ms) and where from, so the client's retry of the same POST matches."""
+    """The request_id of a write: the caller's ``Idempotency-Key`` header, or none. Never derived
+    from the body: equal bodies of distinct requests are common (parallel children of a run)."""
     given = ctx.request.headers.get("idempotency-key", "").strip()
-    if given:
-        return "mlflow:" + hashlib.sha256(given.encode()).hexdigest()[:48]
-    peer = ctx.request.client.host if ctx.request.client else ""
-    text = json.dumps({"body": ctx.params, "peer": peer}, sort_keys=True, separators=(",", ":"), default=str)
-    return "mlflow:" + hashlib.sha256(text.encode()).hexdigest()[:48]
+    return "mlflow:" + hashlib.sha256(given.encode()).hexdigest()[:48] if given else ""
 
 
 async def _run_exists(ctx: Context, run_id: str) -> bool:
@@ -260,7 +258,8 @@ async def log_metric(ctx: Context) -> dict:
             "timestamp": ctx.params.get("timestamp"), "step": ctx.params.get("step")}
     if item["value"] is None:
         raise MlflowError.invalid("Missing value for required parameter 'value'.")
-    await ctx.tracking("LogMetric", api.LogMetricRequest(run_id=_run_id(ctx), metric=_metric(item, "metric")))
+    await ctx.tracking("LogMetric", api.LogMetricRequest(run_id=_run_id(ctx), metric=_metric(item, "metric"),
+                                                         request_id=_idempotency_key(ctx)))
     return {}
 
 
@@ -303,7 +302,7 @@ async def log_batch(ctx: Context) -> dict:
         await ctx.tracking("UpdateRun", api.UpdateRunRequest(run_id=run_id, name=name))
     await ctx.tracking("LogBatch", api.LogBatchRequest(
         run_id=run_id, metrics=metrics, params=[pb.Param(key=k, value=v) for k, v in params],
-        tags=[pb.Tag(key=k, value=v) for k, v in tags]))
+        tags=[pb.Tag(key=k, value=v) for k, v in tags], request_id=_idempotency_key(ctx)))
     return {}
 
 

@@ -331,15 +331,16 @@ def test_retried_posts_are_harmless(http: httpx.Client, ours: TrackingClient):
                               json={"name": f"retry-{uuid.uuid4().hex[:8]}"}).json()["experiment_id"]
     body = {"experiment_id": experiment_id, "start_time": 1_700_000_000_000, "user_id": "ana",
             "tags": [{"key": "mlflow.runName", "value": "once"}]}
+    # Without an Idempotency-Key every create is a new run, as in MLflow: equal bodies are
+    # distinct runs (autolog's parallel children), never merged.
     first = http.post(f"{API}/runs/create", json=body).json()["run"]
-    again = http.post(f"{API}/runs/create", json=body).json()["run"]  # the client's retry after a timeout
-    assert again["info"]["run_id"] == first["info"]["run_id"]
-    other = http.post(f"{API}/runs/create", json={**body, "start_time": 1_700_000_000_001}).json()["run"]
-    assert other["info"]["run_id"] != first["info"]["run_id"]
-    keyed = {**body, "start_time": 1_700_000_000_002}
-    one = http.post(f"{API}/runs/create", json=keyed, headers={"idempotency-key": "a"}).json()["run"]
-    two = http.post(f"{API}/runs/create", json=keyed, headers={"idempotency-key": "b"}).json()["run"]
-    assert one["info"]["run_id"] != two["info"]["run_id"]
+    second = http.post(f"{API}/runs/create", json=body).json()["run"]
+    assert second["info"]["run_id"] != first["info"]["run_id"]
+    # With one, the client's retry of the same create returns the first attempt's run.
+    one = http.post(f"{API}/runs/create", json=body, headers={"idempotency-key": "a"}).json()["run"]
+    again = http.post(f"{API}/runs/create", json=body, headers={"idempotency-key": "a"}).json()["run"]
+    two = http.post(f"{API}/runs/create", json=body, headers={"idempotency-key": "b"}).json()["run"]
+    assert again["info"]["run_id"] == one["info"]["run_id"] != two["info"]["run_id"]
     assert len(list(ours.search_runs([int(experiment_id)], "attributes.run_name = 'once'"))) == 4
     run_id = first["info"]["run_id"]
     assert first["info"]["run_name"] == "once" and first["info"]["start_time"] == 1_700_000_000_000
@@ -356,6 +357,78 @@ def test_retried_posts_are_harmless(http: httpx.Client, ours: TrackingClient):
         assert http.post(f"{API}/runs/delete-tag", json={"run_id": run_id, "key": "t"}).status_code == 200
     mlflow_error(http.post(f"{API}/runs/delete-tag", json={"run_id": "0" * 32, "key": "t"}), 404,
                  "RESOURCE_DOES_NOT_EXIST")
+
+
+def test_a_retried_keyed_log_batch_without_timestamps_is_stored_once(http: httpx.Client, ours: TrackingClient):
+    run_id = http.post(f"{API}/runs/create", json={"experiment_id": "0"}).json()["run"]["info"]["run_id"]
+    batch = {"run_id": run_id, "metrics": [{"key": "loss", "value": 0.5, "step": 1}]}
+    for _ in range(2):
+        answer = http.post(f"{API}/runs/log-batch", json=batch, headers={"idempotency-key": "batch-1"})
+        assert answer.status_code == 200, answer.text
+        answer = http.post(f"{API}/runs/log-metric", json={"run_id": run_id, "key": "acc", "value": 0.9},
+                           headers={"idempotency-key": "metric-1"})
+        assert answer.status_code == 200, answer.text
+    assert [(m.step, m.value) for m in ours.get_metric_history(run_id, "loss")] == [(1, 0.5)]
+    assert [(m.step, m.value) for m in ours.get_metric_history(run_id, "acc")] == [(0, 0.9)]
+
+
+CONCURRENT_SCRIPT = """
+    import json, os, threading
+
+    import mlflow
+    import numpy as np
+    from mlflow import MlflowClient
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.tree import DecisionTreeClassifier
+
+    client = MlflowClient()
+    experiment_id = mlflow.set_experiment(os.environ["EXPERIMENT"]).experiment_id
+    created, errors = [], []
+    start = threading.Barrier(8)
+
+    def worker():
+        try:
+            start.wait()
+            for _ in range(25):
+                created.append(client.create_run(experiment_id).info.run_id)
+        except Exception as error:
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+    mlflow.set_experiment(os.environ["AUTOLOG_EXPERIMENT"])
+    mlflow.sklearn.autolog(log_models=False, log_datasets=False, max_tuning_runs=None)
+    X = np.array([[i, i % 3] for i in range(30)], dtype=float)
+    y = np.array([i % 2 for i in range(30)])
+    with mlflow.start_run() as parent:
+        GridSearchCV(DecisionTreeClassifier(random_state=0), {"max_depth": [1, 2, 3]}, cv=2).fit(X, y)
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    print(json.dumps({"created": created, "experiment_id": experiment_id, "parent": parent.info.run_id,
+                      "children": [r.data.params.get("max_depth") for r in children]}))
+"""
+
+
+def test_concurrent_creates_and_autolog_children_are_distinct_runs(database_url: str, tmp_path: Path):
+    """Runs created together with equal bodies (threads; sklearn autolog's parallel children of a
+    GridSearchCV) are all kept: on SQLite and PostgreSQL."""
+    folder = tmp_path / "suite"
+    folder.mkdir()
+    with gateway_suite(folder, tracking_url=database_url) as running:
+        suite = Suite(running.gateway, running.tracking.address)
+        out = run_mlflow(suite, tmp_path, CONCURRENT_SCRIPT, EXPERIMENT="threads", AUTOLOG_EXPERIMENT="autolog")
+        assert len(out["created"]) == len(set(out["created"])) == 200
+        with TrackingClient(running.tracking.address) as ours:
+            assert len(list(ours.search_runs([int(out["experiment_id"])]))) == 200
+            children = [r for r in ours.search_runs([int(out["experiment_id"]) + 1])
+                        if r.parent_run_id == out["parent"]]
+        assert sorted(out["children"]) == ["1", "2", "3"]
+        assert len(children) == 3
 
 
 def test_history_pages_and_bulk_intervals(http: httpx.Client, ours: TrackingClient):
