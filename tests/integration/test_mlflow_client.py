@@ -482,6 +482,75 @@ def test_searches_translate_mlflow_names(http: httpx.Client, ours: TrackingClien
     assert experiments["experiments"][0]["artifact_location"] == f"mlflow-artifacts:/{experiment.id}"
 
 
+ORDER_SCRIPT = """
+    import json, os
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    experiment_id = mlflow.set_experiment(os.environ["EXPERIMENT"]).experiment_id
+    # val_f1, lr, team; the last run has no val_f1 (MLflow puts runs without the key last).
+    for name, f1, lr, team in [("a", 0.5, "0.3", "x"), ("b", 0.9, "0.1", "y"), ("c", 0.7, "0.2", "x"),
+                               ("d", None, "0.4", "y")]:
+        with mlflow.start_run(run_name=name):
+            if f1 is not None:
+                mlflow.log_metric("val_f1", f1)
+                mlflow.log_metric("val loss", 1 - f1)
+            mlflow.log_param("lr", lr)
+            mlflow.set_tag("team", team)
+    client.set_terminated(client.search_runs([experiment_id], "attributes.run_name = 'c'")[0].info.run_id,
+                          "FAILED")
+    out = {}
+    for order in json.loads(os.environ["ORDERS"]):
+        out[" | ".join(order)] = [r.info.run_name for r in client.search_runs([experiment_id], order_by=order)]
+    frame = mlflow.search_runs([experiment_id], order_by=["metrics.val_f1 DESC"])
+    out["frame"] = list(frame["tags.mlflow.runName"])
+    print(json.dumps(out))
+"""
+
+ORDERS = {
+    ("metrics.val_f1 DESC",): ["b", "c", "a", "d"],
+    ("metrics.val_f1",): ["a", "c", "b", "d"],
+    ("metric.`val_f1` ASC",): ["a", "c", "b", "d"],
+    ("metrics.`val loss` DESC",): ["a", "c", "b", "d"],
+    ("params.lr DESC",): ["d", "a", "c", "b"],
+    ("parameters.`lr`",): ["b", "c", "a", "d"],
+    ("tags.team DESC", "metrics.val_f1 DESC"): ["b", "d", "c", "a"],
+    ("tag.team", "params.lr DESC"): ["a", "c", "d", "b"],
+    ("attributes.start_time DESC",): ["d", "c", "b", "a"],
+    ("start_time",): ["a", "b", "c", "d"],
+    ("attributes.run_name DESC",): ["d", "c", "b", "a"],
+    ("`Run name`",): ["a", "b", "c", "d"],
+    ("status", "run_name DESC"): ["c", "d", "b", "a"],
+    ("attributes.end_time DESC",): ["c", "d", "b", "a"],  # c ended last (set FAILED after d finished)
+    ("created DESC",): ["d", "c", "b", "a"],
+}
+
+
+def test_search_runs_orders_like_mlflow(suite: Suite, tmp_path: Path, http: httpx.Client):
+    orders = [list(order) for order in ORDERS]
+    out = run_mlflow(suite, tmp_path, ORDER_SCRIPT, EXPERIMENT=f"order-{uuid.uuid4().hex[:8]}",
+                     ORDERS=json.dumps(orders))
+    for order, expected in ORDERS.items():
+        assert out[" | ".join(order)] == expected, order
+    assert out["frame"] == ["b", "c", "a", "d"]
+
+    # artifact_uri orders as its parts do (experiment, then run id); filtering by it is refused.
+    experiment_id = http.post(f"{API}/experiments/create", json={"name": f"uri-{uuid.uuid4().hex[:8]}"}).json()[
+        "experiment_id"]
+    made = [http.post(f"{API}/runs/create", json={"experiment_id": experiment_id}).json()["run"]["info"]
+            for _ in range(3)]
+    found = http.post(f"{API}/runs/search", json={"experiment_ids": [experiment_id],
+                                                  "order_by": ["attributes.artifact_uri DESC"]}).json()["runs"]
+    expected = sorted((run["artifact_uri"] for run in made), reverse=True)
+    assert [run["info"]["artifact_uri"] for run in found] == expected
+    message = mlflow_error(http.post(f"{API}/runs/search", json={"experiment_ids": [experiment_id],
+                                                                 "order_by": ["metrics.x DESC, params.y"]}),
+                           400, "INVALID_PARAMETER_VALUE")
+    assert "order_by[0]" in message
+
+
 def test_searches_are_reads_for_tokens():
     assert read_only_rule("POST", f"{API}/runs/search") is True
     assert read_only_rule("POST", f"{API}/logged-models/search") is True
