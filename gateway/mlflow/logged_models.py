@@ -30,7 +30,7 @@ from tuning.tracking.v1 import tracking_service_pb2 as api
 MODEL_ID = re.compile(r"m-([0-9a-f]{32})[0-9a-f]{8}")
 STATUSES = ("LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED")
 _PART = "#"
-_CHUNK = 7_900  # characters of a tag value (the service takes up to 8,000)
+_CHUNK = 7_900  # characters of a tag value (well under the service's limit, and what MLflow's tags hold)
 _MAX_PARTS = 90  # a LogBatch takes 100 tags
 _ORDERABLE = {"name", "model_id", "creation_timestamp", "last_updated_timestamp", "status", "model_type"}
 

@@ -53,7 +53,8 @@ HISTORY_PAGE = 100_000
 MAX_BULK_RUNS = 100
 MAX_BULK_RESULTS = 2_500
 HISTORY_TAG = "mlflow.log-model.history"
-MAX_TAG_VALUE = 8_000
+# What MLflow keeps of this tag (a run tag value there is 8,000 characters): older entries go first.
+MAX_HISTORY_CHARS = 8_000
 
 Handler = Callable[[Context], Awaitable[Any]]
 
@@ -346,11 +347,12 @@ async def log_model(ctx: Context) -> dict:
     run = (await ctx.tracking("GetRun", api.GetRunRequest(run_id=run_id))).run
     history = convert.json_list(next((t.value for t in run.tags if t.key == HISTORY_TAG), None)) + [model]
     value = json.dumps(history)
-    while len(value) > MAX_TAG_VALUE and len(history) > 1:
+    while len(value) > MAX_HISTORY_CHARS and len(history) > 1:
         history.pop(0)  # the oldest entries go first: the tag keeps what fits
         value = json.dumps(history)
-    if len(value) > MAX_TAG_VALUE:
-        raise MlflowError.invalid(f"model_json is longer than a tag value can be here ({MAX_TAG_VALUE} characters)")
+    if len(value) > MAX_HISTORY_CHARS:
+        raise MlflowError.invalid(f"model_json is longer than the {MAX_HISTORY_CHARS} characters the model "
+                                  "history tag keeps")
     await ctx.tracking("SetTag", api.SetTagRequest(run_id=run_id, tag=pb.Tag(key=HISTORY_TAG, value=value)))
     return {}
 

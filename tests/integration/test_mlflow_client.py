@@ -551,6 +551,55 @@ def test_search_runs_orders_like_mlflow(suite: Suite, tmp_path: Path, http: http
     assert "order_by[0]" in message
 
 
+LIMITS_SCRIPT = """
+    import json, os
+
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    out = {}
+    name = os.environ["EXPERIMENT"]
+    experiment_id = client.create_experiment(name + "x" * (500 - len(name)))
+    out["name_length"] = len(client.get_experiment(experiment_id).name)
+    client.set_experiment_tag(experiment_id, "mlflow.note.content", "e" * 20_000)
+    with mlflow.start_run(experiment_id=experiment_id, description="d" * 10_000) as run:
+        mlflow.set_tag("long", "t" * 50_000)
+        mlflow.log_param("p", "v" * 6_000)
+        mlflow.log_metric("m" * 250, 1.0)
+    data = client.get_run(run.info.run_id).data
+    out["note"] = len(data.tags["mlflow.note.content"])
+    out["long"], out["param"] = len(data.tags["long"]), len(data.params["p"])
+    out["experiment_note"] = len(client.get_experiment(experiment_id).tags["mlflow.note.content"])
+
+    def refused(call):
+        try:
+            call()
+        except MlflowException as error:
+            return [error.error_code, error.message]
+        return None
+
+    out["refused"] = {
+        "experiment name": refused(lambda: client.create_experiment("n" * 501)),
+        "tag value": refused(lambda: client.set_tag(run.info.run_id, "big", "t" * 100_001)),
+        "param value": refused(lambda: client.log_param(run.info.run_id, "q", "v" * 6_001)),
+        "metric key": refused(lambda: client.log_metric(run.info.run_id, "m" * 251, 1.0)),
+    }
+    print(json.dumps(out))
+"""
+
+
+def test_length_limits_are_mlflows_and_refusals_name_field_and_limit(suite: Suite, tmp_path: Path):
+    out = run_mlflow(suite, tmp_path, LIMITS_SCRIPT, EXPERIMENT=f"limits-{uuid.uuid4().hex[:8]}-")
+    assert out["name_length"] == 500
+    assert (out["note"], out["long"], out["param"], out["experiment_note"]) == (10_000, 50_000, 6_000, 20_000)
+    for what, (field, limit) in {"experiment name": ("name", "500"), "tag value": ("value", "100000"),
+                                 "param value": ("value", "6000"), "metric key": ("key", "250")}.items():
+        code, message = out["refused"][what]
+        assert code == "INVALID_PARAMETER_VALUE" and field in message and limit in message, (what, message)
+
+
 def test_searches_are_reads_for_tokens():
     assert read_only_rule("POST", f"{API}/runs/search") is True
     assert read_only_rule("POST", f"{API}/logged-models/search") is True

@@ -385,3 +385,29 @@ def test_concurrent_replays_of_a_batch_store_it_once(tracking):
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: tracking.LogBatch(batch), range(16)))
     assert _points(tracking, run.id, "loss") == [(i, float(i)) for i in range(100)]
+
+
+def test_mlflow_sized_names_and_long_tag_values_are_accepted_and_limits_named(tracking):
+    """Experiment names up to 500 characters and tag values (a run's description) up to 100,000,
+    on SQLite and PostgreSQL; one more is refused naming the field and the limit."""
+    name = "e" * 500
+    experiment = tracking.CreateExperiment(api.CreateExperimentRequest(
+        name=name, tags=[pb.Tag(key="mlflow.note.content", value="d" * 20_000)])).experiment
+    assert tracking.GetExperimentByName(api.GetExperimentByNameRequest(name=name)).experiment.id == experiment.id
+    note = "n" * 100_000
+    run = new_run(tracking, experiment.id, tags=[pb.Tag(key="mlflow.note.content", value=note)])
+    assert {t.key: t.value for t in tracking.GetRun(api.GetRunRequest(run_id=run.id)).run.tags}[
+        "mlflow.note.content"] == note
+    for call, request, field, limit in [
+        (tracking.CreateExperiment, api.CreateExperimentRequest(name="e" * 501), "name", "500"),
+        (tracking.RenameExperiment, api.RenameExperimentRequest(experiment_id=experiment.id, new_name="e" * 501),
+         "new_name", "500"),
+        (tracking.SetTag, api.SetTagRequest(run_id=run.id, tag=pb.Tag(key="t", value="v" * 100_001)),
+         "tags[0].value", "100000"),
+        (tracking.LogParam, api.LogParamRequest(run_id=run.id, param=pb.Param(key="p", value="v" * 6_001)),
+         "params[0].value", "6000"),
+        (tracking.LogMetric, api.LogMetricRequest(run_id=run.id, metric=pb.Metric(key="m" * 251, value=1.0)),
+         "metrics[0].key", "250"),
+    ]:
+        code, message = code_of(call, request)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith(field) and limit in message, message
