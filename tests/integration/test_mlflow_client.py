@@ -600,6 +600,58 @@ def test_length_limits_are_mlflows_and_refusals_name_field_and_limit(suite: Suit
         assert code == "INVALID_PARAMETER_VALUE" and field in message and limit in message, (what, message)
 
 
+def test_no_error_reveals_the_stores_path(http: httpx.Client, ours: TrackingClient, tmp_path: Path):
+    """The errors of every path that touches the artifact store, over gRPC (our client) and
+    MLflow's REST API: none names the server's folders."""
+    from urllib.parse import unquote, urlsplit
+
+    from tuning_common.errors import TuningError
+
+    run = ours.create_run(0)
+    root = Path(unquote(urlsplit(run.artifact_uri).path)).parents[2]  # <root>/<experiment>/<run>/artifacts
+    assert root.name == "artifacts" and root.is_dir()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    ours.upload_file(run.id, notes, "folder")
+
+    messages = []
+
+    def grpc_error(call, *args, **kwargs):
+        with pytest.raises(TuningError) as caught:
+            call(*args, **kwargs)
+        messages.append(str(caught.value))
+
+    for location in ("file:///etc", "/etc", "relative/x", "file://elsewhere/x", "s3://bucket/x",
+                     f"file://{root.parent}", f"{root.parent}/other", f"{root}/../escape"):
+        grpc_error(ours.create_experiment, f"leak-{uuid.uuid4().hex[:8]}", artifact_location=location)
+    for source in ("file:///etc", "/etc/passwd", "file:///", "runs:/" + run.id + "/missing",
+                   "runs:/" + "0" * 32 + "/model", "models:/x/1"):
+        grpc_error(ours.create_model_version, "leaky", source)
+    grpc_error(ours.list_artifacts, run.id, "folder/notes.txt")
+    grpc_error(ours.list_artifacts, run.id, "../../..")
+    grpc_error(ours.download, run.id, "missing.bin", tmp_path / "out")
+    grpc_error(ours.download, run.id, "folder/../../x", tmp_path / "out")
+
+    experiment = str(run.experiment_id)
+    base = f"/api/2.0/mlflow-artifacts/artifacts/{experiment}/{run.id}/artifacts"
+    for response in (
+        http.post(f"{API}/model-versions/create", json={"name": "leaky", "source": "file:///etc"}),
+        http.post(f"{API}/model-versions/create", json={"name": "leaky", "source": "/etc/passwd"}),
+        http.post(f"{API}/model-versions/create", json={"name": "leaky", "source": f"runs:/{run.id}/missing"}),
+        http.post(f"{API}/experiments/create", json={"name": "leaky", "artifact_location": "/etc"}),
+        http.get(f"{base}/missing.bin"),
+        http.get(f"{base}/folder"),
+        http.put(f"{base}/folder/notes.txt/inner", content=b"x"),
+        http.get(f"{API}/artifacts/list", params={"run_id": run.id, "path": "folder/notes.txt/x"}),
+        http.get(f"{API}/model-versions/get-download-uri", params={"name": "nope", "version": "1"}),
+    ):
+        messages.append(response.text)
+    assert len(messages) == 27
+    for message in messages:
+        for form in (str(root), root.as_uri(), str(root.parent)):
+            assert form not in message, message
+
+
 def test_searches_are_reads_for_tokens():
     assert read_only_rule("POST", f"{API}/runs/search") is True
     assert read_only_rule("POST", f"{API}/logged-models/search") is True
