@@ -254,13 +254,38 @@ def _metric(item: Any, field: str) -> pb.Metric:
     return metric
 
 
+def _model_points(run_id: str, items: list, metrics: list[pb.Metric]) -> list[tuple[str, dict]]:
+    """(model id, the point as a logged model's metric) for the metrics that name a model."""
+    points = []
+    for item, metric in zip(items, metrics):
+        model_id = str(item.get("model_id") or "")
+        if not model_id:
+            continue
+        point = {"key": metric.key, "value": convert.number(metric.value), "step": metric.step,
+                 "timestamp": convert.ms(metric.timestamp) if metric.HasField("timestamp") else logged_models.now(),
+                 "run_id": run_id}
+        point.update({name: str(item[name]) for name in ("dataset_name", "dataset_digest") if item.get(name)})
+        points.append((model_id, point))
+    return points
+
+
+async def _log_metrics(ctx: Context, run_id: str, items: list, metrics: list[pb.Metric], log) -> None:
+    """Stores the metrics with ``log()``, and the points that name a logged model on it too."""
+    points = _model_points(run_id, items, metrics)
+    linked = await logged_models.linked_records(ctx, [model_id for model_id, _ in points])
+    await log()
+    await logged_models.record_metrics(ctx, linked, points)
+
+
 async def log_metric(ctx: Context) -> dict:
     item = {"key": ctx.text("key", required=True), "value": ctx.params.get("value"),
-            "timestamp": ctx.params.get("timestamp"), "step": ctx.params.get("step")}
+            "timestamp": ctx.params.get("timestamp"), "step": ctx.params.get("step"),
+            **{name: ctx.text(name) for name in ("model_id", "dataset_name", "dataset_digest")}}
     if item["value"] is None:
         raise MlflowError.invalid("Missing value for required parameter 'value'.")
-    await ctx.tracking("LogMetric", api.LogMetricRequest(run_id=_run_id(ctx), metric=_metric(item, "metric"),
-                                                         request_id=_idempotency_key(ctx)))
+    run_id, metric = _run_id(ctx), _metric(item, "metric")
+    await _log_metrics(ctx, run_id, [item], [metric], lambda: ctx.tracking("LogMetric", api.LogMetricRequest(
+        run_id=run_id, metric=metric, request_id=_idempotency_key(ctx))))
     return {}
 
 
@@ -293,7 +318,8 @@ async def delete_tag(ctx: Context) -> dict:
 
 async def log_batch(ctx: Context) -> dict:
     run_id = _run_id(ctx)
-    metrics = [_metric(item, f"metrics[{i}]") for i, item in enumerate(ctx.items("metrics"))]
+    items = ctx.items("metrics")
+    metrics = [_metric(item, f"metrics[{i}]") for i, item in enumerate(items)]
     params = convert.pairs(ctx.items("params"), "params")
     tags = convert.pairs(ctx.items("tags"), "tags")
     for key, _ in tags:
@@ -301,9 +327,9 @@ async def log_batch(ctx: Context) -> dict:
     name = dict(tags).get(convert.RUN_NAME)
     if name:
         await ctx.tracking("UpdateRun", api.UpdateRunRequest(run_id=run_id, name=name))
-    await ctx.tracking("LogBatch", api.LogBatchRequest(
+    await _log_metrics(ctx, run_id, items, metrics, lambda: ctx.tracking("LogBatch", api.LogBatchRequest(
         run_id=run_id, metrics=metrics, params=[pb.Param(key=k, value=v) for k, v in params],
-        tags=[pb.Tag(key=k, value=v) for k, v in tags], request_id=_idempotency_key(ctx)))
+        tags=[pb.Tag(key=k, value=v) for k, v in tags], request_id=_idempotency_key(ctx))))
     return {}
 
 
@@ -362,9 +388,12 @@ async def search_runs(ctx: Context) -> dict:
     if not 1 <= size <= MAX_RUNS_PAGE:
         raise MlflowError.invalid(f"Invalid value {size} for parameter 'max_results' supplied. It must be "
                                   f"at most {MAX_RUNS_PAGE}")
+    wanted = filters.translate_filter(filters.RUNS, ctx.text("filter"))
+    # The runs that hold run-less logged models are not MLflow runs.
+    hidden = f"tags.`{convert.MODEL_HOLDER}` IS NULL"
     answer = await ctx.tracking("SearchRuns", api.SearchRunsRequest(
         experiment_ids=[convert.experiment_id(e, "experiment_ids") for e in ctx.strings("experiment_ids")],
-        filter=filters.translate_filter(filters.RUNS, ctx.text("filter")),
+        filter=f"({wanted}) AND {hidden}" if wanted else hidden,
         order_by=filters.translate_order_by(filters.RUNS, ctx.strings("order_by")),
         view_type=_view_type(ctx, "run_view_type"), page_size=size, page_token=ctx.text("page_token")))
     return _page("runs", [convert.run_json(r) for r in answer.runs], answer.next_page_token)

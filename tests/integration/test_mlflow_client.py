@@ -292,8 +292,8 @@ def test_errors_are_mlflow_json_with_mlflow_status_codes(http: httpx.Client):
                  400, "INVALID_PARAMETER_VALUE")
     mlflow_error(http.post(f"{API}/experiments/delete-experiment-tag",
                            json={"experiment_id": experiment_id, "key": "k"}), 501, "NOT_IMPLEMENTED")
-    mlflow_error(http.post(f"{API}/logged-models", json={"experiment_id": experiment_id, "name": "m"}), 400,
-                 "INVALID_PARAMETER_VALUE")  # a logged model needs its run here
+    mlflow_error(http.post(f"{API}/logged-models", json={"name": "m"}), 400,
+                 "INVALID_PARAMETER_VALUE")  # neither a run nor an experiment to keep it in
     mlflow_error(http.get(f"{API}/logged-models/m-{'0' * 40}"), 404, "RESOURCE_DOES_NOT_EXIST")
     mlflow_error(http.get(f"{API}/no-such-endpoint"), 404, "ENDPOINT_NOT_FOUND")
     mlflow_error(http.get(f"{API}/runs/create"), 404, "ENDPOINT_NOT_FOUND")
@@ -650,6 +650,72 @@ def test_no_error_reveals_the_stores_path(http: httpx.Client, ours: TrackingClie
     for message in messages:
         for form in (str(root), root.as_uri(), str(root.parent)):
             assert form not in message, message
+
+
+MODELS_SCRIPT = """
+    import json, os
+
+    import mlflow
+    import numpy as np
+    from mlflow import MlflowClient
+    from sklearn.linear_model import LinearRegression
+
+    client = MlflowClient()
+    experiment_id = mlflow.set_experiment(os.environ["EXPERIMENT"]).experiment_id
+    out = {}
+    with mlflow.set_active_model(name="agent") as active:
+        out["active"] = active.model_id
+        with mlflow.start_run() as scoring:
+            mlflow.log_metric("rmse", 0.3)  # the active model's
+            mlflow.log_metric("rmse", 0.2, step=1)
+    with mlflow.set_active_model(name="agent") as again:  # found by name, not created twice
+        out["again"] = again.model_id
+    agent = mlflow.get_logged_model(active.model_id)
+    out["agent"] = [agent.name, agent.source_run_id, agent.status.name, agent.experiment_id]
+    out["agent_metrics"] = sorted((m.key, m.value, m.step, m.run_id == scoring.info.run_id)
+                                  for m in agent.metrics)
+
+    X = np.arange(20, dtype=float).reshape(10, 2)
+    y = X @ np.array([1.0, 2.0])
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(LinearRegression().fit(X, y), name="model",
+                                        pip_requirements=["scikit-learn"], serialization_format="cloudpickle")
+        mlflow.log_metric("acc", 0.9, model_id=info.model_id)
+        mlflow.log_metric("acc", 0.95, step=1, model_id=info.model_id)
+        mlflow.log_metrics({"f1": 0.8})  # step 0: linked to the run's model output at step 0
+        mlflow.log_metric("loss", 0.5, step=3)  # no model at step 3: the run's only
+    model = mlflow.get_logged_model(info.model_id)
+    out["model_metrics"] = sorted((m.key, m.value, m.step, m.model_id == info.model_id,
+                                   m.run_id == run.info.run_id) for m in model.metrics)
+    out["run_metrics"] = client.get_run(run.info.run_id).data.metrics
+    out["by_metric"] = [m.name for m in mlflow.search_logged_models(
+        experiment_ids=[experiment_id], filter_string="metrics.acc > 0.9", output_format="list")]
+    out["runs"] = sorted(mlflow.search_runs([experiment_id])["run_id"])
+    out["same_experiment"] = agent.experiment_id == experiment_id
+    out["scoring"], out["run"] = scoring.info.run_id, run.info.run_id
+    try:
+        client.log_metric(run.info.run_id, "x", 1.0, model_id="m-" + "0" * 40)
+    except Exception as error:
+        out["unknown_model"] = error.error_code
+    out["x"] = "x" in client.get_run(run.info.run_id).data.metrics
+    print(json.dumps(out))
+"""
+
+
+def test_logged_models_keep_their_metrics_and_set_active_model_works(suite: Suite, tmp_path: Path,
+                                                                      ours: TrackingClient):
+    out = run_mlflow(suite, tmp_path, MODELS_SCRIPT, EXPERIMENT=f"models-{uuid.uuid4().hex[:8]}")
+    assert out["again"] == out["active"] and out["same_experiment"]
+    assert out["agent"][:3] == ["agent", "", "READY"]
+    assert out["agent_metrics"] == [["rmse", 0.2, 1, True]]  # the latest point per metric, run and dataset
+    assert out["model_metrics"] == [["acc", 0.95, 1, True, True], ["f1", 0.8, 0, True, True]]
+    assert out["run_metrics"] == {"acc": 0.95, "f1": 0.8, "loss": 0.5}
+    assert out["by_metric"] == ["model"]
+    # The run that holds the run-less model is no MLflow run; it is an ordinary run of ours.
+    assert out["runs"] == sorted([out["scoring"], out["run"]])
+    holders = [r for r in ours.search_runs([int(out["agent"][3])]) if r.name == "agent"]
+    assert len(holders) == 1 and holders[0].status == pb.RUN_STATUS_FINISHED
+    assert out["unknown_model"] == "RESOURCE_DOES_NOT_EXIST" and out["x"] is False
 
 
 def test_searches_are_reads_for_tokens():
