@@ -78,7 +78,7 @@ def _encode(model_id: str, record: dict) -> list[pb.Tag]:
     text = json.dumps(record, separators=(",", ":"), sort_keys=True)
     chunks = [text[i:i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
     if len(chunks) > _MAX_PARTS:
-        raise MlflowError.invalid(f"logged model {model_id}: its tags and params take {len(text)} characters, "
+        raise MlflowError.invalid(f"logged model {model_id}: its tags, params and metrics take {len(text)} characters, "
                                   f"more than this server keeps for a model ({_CHUNK * _MAX_PARTS})")
     key = convert.MODEL_TAG + model_id
     tags = [pb.Tag(key=key, value=f"{len(chunks)}|{chunks[0]}")]
