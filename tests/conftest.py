@@ -146,16 +146,17 @@ class GatewaySuite:
 
 
 @contextlib.contextmanager
-def gateway_suite(folder: Path, **options) -> Iterator[GatewaySuite]:
-    """Both services as processes on SQLite files in ``folder``, and the gateway in front of them."""
+def gateway_suite(folder: Path, tracking_url: str | None = None, **options) -> Iterator[GatewaySuite]:
+    """Both services as processes on SQLite files in ``folder`` (the tracking service on
+    ``tracking_url`` when given), and the gateway in front of them."""
     from gateway.server import GatewayOptions
     from gateway.server import serve as serve_gateway
 
     suggestion = ServerProcess(f"sqlite:///{folder / 's.db'}")
     tracking = None
     try:
-        tracking = ServerProcess(f"sqlite:///{folder / 't.db'}", "--artifacts", str(folder / "artifacts"),
-                                 module="tracking_service")
+        tracking = ServerProcess(tracking_url or f"sqlite:///{folder / 't.db'}", "--artifacts",
+                                 str(folder / "artifacts"), module="tracking_service")
         gateway = serve_gateway(GatewayOptions(suggestion_address=suggestion.address,
                                                tracking_address=tracking.address, **options))
         try:

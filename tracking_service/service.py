@@ -19,7 +19,9 @@ from tracking_service.artifacts import ArtifactStore, FileInfo, clean_relative_p
 from tracking_service.domain import paging, search
 from tracking_service.domain.model import (
     MAX_INPUTS,
+    MAX_EXPERIMENT_NAME,
     MAX_KEY,
+    MAX_REQUEST_ID,
     DatasetInput,
     Experiment,
     LifecycleStage,
@@ -129,7 +131,7 @@ class TrackingService:
 
     def create_experiment(self, name: str, artifact_location: str = "", tags: dict[str, str] | None = None
                           ) -> Experiment:
-        check_key(name, "name")
+        check_key(name, "name", MAX_EXPERIMENT_NAME)
         tags = check_tags(tags or {}, "tags")
         location = self.store.check_location(artifact_location, "artifact_location") if artifact_location else None
 
@@ -151,7 +153,7 @@ class TrackingService:
         return self.db.run(lambda conn: self._experiment(conn, experiment_id), write=False)
 
     def get_experiment_by_name(self, name: str) -> Experiment:
-        check_key(name, "name")
+        check_key(name, "name", MAX_EXPERIMENT_NAME)
         experiment = self.db.run(lambda conn: repo.find_experiment(conn, name=name), write=False)
         if experiment is None:
             raise NotFound(f"no experiment named {name!r}")
@@ -174,7 +176,7 @@ class TrackingService:
             where=experiments.c.lifecycle_stage.in_(view.stages()))
 
     def rename_experiment(self, experiment_id: int, new_name: str) -> Experiment:
-        check_key(new_name, "new_name")
+        check_key(new_name, "new_name", MAX_EXPERIMENT_NAME)
 
         def work(conn: Connection) -> Experiment:
             experiment = self._experiment(conn, experiment_id, for_update=True)
@@ -226,7 +228,7 @@ class TrackingService:
         if run_group:
             check_key(run_group, "run_group")
         check_text(user, "user", MAX_KEY)
-        check_text(request_id, "request_id", 256)
+        check_text(request_id, "request_id", MAX_REQUEST_ID)
         if status not in (RunStatus.RUNNING, RunStatus.SCHEDULED):
             raise InvalidArgument("status", f"a new run is RUNNING or SCHEDULED, got {status.name}")
         if trial is not None:
@@ -331,20 +333,35 @@ class TrackingService:
     # -- logging ------------------------------------------------------------------------------
 
     def log_batch(self, run_id: str, metrics: Sequence[Metric] = (), params: Sequence[tuple[str, str]] = (),
-                  tags: Sequence[tuple[str, str]] = (), series: Sequence[MetricSeries] = ()) -> None:
+                  tags: Sequence[tuple[str, str]] = (), series: Sequence[MetricSeries] = (), *,
+                  request_id: str = "", digest: str = "") -> None:
+        """Stores a batch atomically. With a ``request_id``, a replay of a stored batch (same id,
+        same ``digest`` of its content) stores nothing: its points without timestamps were
+        stamped ``now`` by the first call, and a retry would stamp them again."""
         check_run_id(run_id)
+        check_text(request_id, "request_id", MAX_REQUEST_ID)
         check_batch(list(metrics), list(params), list(tags))
         check_series(series)
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection) -> bool:
             live_run(conn, run_id)
+            if request_id:
+                stored = repo.claim_batch_request(conn, run_id, request_id, digest, now_ms())
+                if stored == digest:
+                    return False
+                if stored is not None:
+                    raise FailedPrecondition(
+                        f"request_id {request_id!r:.80} of run {run_id} was used for another batch; use a new "
+                        "request id per batch (and the same one only when re-sending that batch)",
+                        reason="REQUEST_ID_REUSED")
             repo.log_params(conn, run_id, params)
             repo.set_tags(conn, run_id, tags)
             repo.log_metrics(conn, run_id, metrics, series)
+            return True
 
-        self.db.run(work, write=True)
+        stored = self.db.run(work, write=True)
         points = len(metrics) + sum(len(one.values) for one in series)
-        if points:
+        if stored and points:
             METRICS_LOGGED.add(points)
 
     def delete_tag(self, run_id: str, key: str) -> None:

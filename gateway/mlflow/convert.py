@@ -34,6 +34,9 @@ MODEL_TAG = INTERNAL_PREFIX + "model."
 MODELS_MARKER = INTERNAL_PREFIX + "models"
 MODEL_INPUTS = INTERNAL_PREFIX + "modelInputs"
 MODEL_OUTPUTS = INTERNAL_PREFIX + "modelOutputs"
+# Marks the run that holds a logged model created without a run (mlflow.set_active_model):
+# MLflow's run searches do not show these runs.
+MODEL_HOLDER = INTERNAL_PREFIX + "modelHolder"
 
 ARTIFACTS_SCHEME = "mlflow-artifacts:"
 # Where a logged model's files live inside its source run's artifacts.

@@ -8,15 +8,17 @@ here with the position of the offending token in the text the user wrote.
 What differs, for runs: ``attributes.user_id`` is our ``user``; ``created``/``Created`` are the
 start time; ``tags.mlflow.runName``, ``tags.mlflow.parentRunId`` and ``tags.mlflow.user`` are
 the run's name, parent and user (so runs created through either API match); ``parameter(s).``
-and ``run.`` prefixes are spelled ``params.`` and ``attributes.``. Not supported (refused as
-INVALID_PARAMETER_VALUE): ``datasets.*`` and ``attributes.artifact_uri``.
+and ``run.`` prefixes are spelled ``params.`` and ``attributes.``; ``run name``/``Run name``
+is ``run_name``; ordering by ``artifact_uri`` orders by experiment id, then run id (what the
+URI is made of). Not supported (refused as INVALID_PARAMETER_VALUE): ``datasets.*``, and
+filtering by ``attributes.artifact_uri``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.mlflow.errors import MlflowError
 from tracking_service.domain import search as s
@@ -40,12 +42,16 @@ class Dialect:
     # Tags whose absence satisfies != and NOT IN, as MLflow's registry treats the prompt marker
     # its client filters by (``tags.`mlflow.prompt.is_prompt` != 'true'`` must keep plain models).
     absent_unequal: frozenset[str] = frozenset()
+    # Attributes we cannot filter by but can order by, as the keys of ours that give their order.
+    order_only: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _dialect(entity: str, namespaces: dict, attributes: dict[str, tuple[s.ValueType, str | None, tuple[str, ...]]],
-             tags: Mapping[str, str] | None = None, absent_unequal: frozenset[str] = frozenset()) -> Dialect:
+             tags: Mapping[str, str] | None = None, absent_unequal: frozenset[str] = frozenset(),
+             order_only: Mapping[str, tuple[str, ...]] | None = None) -> Dialect:
     schema = s._schema(entity, namespaces, *((name, kind, aliases) for name, (kind, _, aliases) in attributes.items()))
-    return Dialect(schema, {name: ours for name, (_, ours, _) in attributes.items()}, tags or {}, absent_unequal)
+    return Dialect(schema, {name: ours for name, (_, ours, _) in attributes.items()}, tags or {}, absent_unequal,
+                   order_only or {})
 
 
 PROMPT_TAG = frozenset({"mlflow.prompt.is_prompt"})
@@ -55,7 +61,7 @@ RUNS = _dialect(
     "runs", {"metrics": _N, "params": _S, "tags": _S},
     {
         "run_id": (_S, "run_id", ("run_uuid", "id")),
-        "run_name": (_S, "run_name", ()),
+        "run_name": (_S, "run_name", ("run name", "Run name", "Run Name")),
         "status": (_S, "status", ()),
         "user_id": (_S, "user", ("user",)),
         "start_time": (_N, "start_time", ("created", "Created")),
@@ -71,6 +77,8 @@ RUNS = _dialect(
         "trial_number": (_N, "trial_number", ()),
     },
     {"mlflow.runName": "run_name", "mlflow.parentRunId": "parent_run_id", "mlflow.user": "user"},
+    # MLflow's artifact_uri of a run is mlflow-artifacts:/<experiment id>/<run id>/artifacts.
+    order_only={"artifact_uri": ("experiment_id", "run_id")},
 )
 EXPERIMENTS = _dialect(
     "experiments", {"tags": _S},
@@ -143,8 +151,8 @@ def _identifier(dialect: Dialect, namespace: str, key: str, text: str) -> str:
     if namespace == s.ATTRIBUTES:
         ours = dialect.attributes.get(key)
         if ours is None:
-            raise MlflowError.invalid(f"{text}: {dialect.schema.entity} cannot be searched or ordered by "
-                                      f"{key!r} on this server")
+            doing = "ordered" if text == "order_by" else "searched"
+            raise MlflowError.invalid(f"{text}: {dialect.schema.entity} cannot be {doing} by {key!r} on this server")
         return f"attributes.{ours}"
     if namespace == "tags" and key in dialect.tags:
         return f"attributes.{dialect.tags[key]}"
@@ -186,8 +194,11 @@ def translate_order_by(dialect: Dialect, items: list[str]) -> list[str]:
             key = s.parse_order_by([_respell_prefixes(item, "order_by")], dialect.schema)[0]
         except InvalidArgument as error:
             raise MlflowError.invalid(f"invalid order_by[{i}] {item!r}: {error.description}") from None
-        name = _identifier(dialect, key.namespace, key.key, "order_by")
-        keys.append(f"{name} DESC" if key.descending else name)
+        if key.namespace == s.ATTRIBUTES and key.key in dialect.order_only:
+            names = [f"attributes.{ours}" for ours in dialect.order_only[key.key]]
+        else:
+            names = [_identifier(dialect, key.namespace, key.key, "order_by")]
+        keys += [f"{name} DESC" if key.descending else name for name in names]
     return keys
 
 

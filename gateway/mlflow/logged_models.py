@@ -7,10 +7,15 @@ atomic LogBatch), its files under ``models/<model id>/`` in the run's artifacts,
 ``tuning.mlflow.models`` marking runs that have any (what a search looks for). The model id is
 ``m-`` + the run's id + 8 random hex digits, so a model is found from its id alone.
 
-Consequences: a logged model needs a source run (MLflow's run-less models, such as
-``mlflow.set_active_model``, are refused); a model's metrics are the run's (MLflow links metric
-points to a model id; we store the points once, on the run); searches see the models of live
-runs.
+A model created without a run (``mlflow.set_active_model``, ``create_external_model`` outside a
+run) gets a run of its own to hold it: named like the model, FINISHED at once, tagged
+``tuning.mlflow.modelHolder`` (MLflow's run searches skip such runs), and the model shows no
+source run.
+
+Metrics logged with a ``model_id`` are stored on the run they were logged to, as any metric,
+and the latest point of each (metric, run, dataset) is also kept in the model's record, which
+is what the model's ``metrics`` show (MLflow keeps every point there; the whole history is the
+run's). Searches see the models of live runs.
 """
 
 from __future__ import annotations
@@ -30,12 +35,12 @@ from tuning.tracking.v1 import tracking_service_pb2 as api
 MODEL_ID = re.compile(r"m-([0-9a-f]{32})[0-9a-f]{8}")
 STATUSES = ("LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED")
 _PART = "#"
-_CHUNK = 7_900  # characters of a tag value (the service takes up to 8,000)
+_CHUNK = 7_900  # characters of a tag value (well under the service's limit, and what MLflow's tags hold)
 _MAX_PARTS = 90  # a LogBatch takes 100 tags
 _ORDERABLE = {"name", "model_id", "creation_timestamp", "last_updated_timestamp", "status", "model_type"}
 
 
-def _now() -> int:
+def now() -> int:
     return int(time.time() * 1000)
 
 
@@ -73,7 +78,7 @@ def _encode(model_id: str, record: dict) -> list[pb.Tag]:
     text = json.dumps(record, separators=(",", ":"), sort_keys=True)
     chunks = [text[i:i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
     if len(chunks) > _MAX_PARTS:
-        raise MlflowError.invalid(f"logged model {model_id}: its tags and params take {len(text)} characters, "
+        raise MlflowError.invalid(f"logged model {model_id}: its tags, params and metrics take {len(text)} characters, "
                                   f"more than this server keeps for a model ({_CHUNK * _MAX_PARTS})")
     key = convert.MODEL_TAG + model_id
     tags = [pb.Tag(key=key, value=f"{len(chunks)}|{chunks[0]}")]
@@ -82,7 +87,7 @@ def _encode(model_id: str, record: dict) -> list[pb.Tag]:
 
 
 async def _save(ctx: Context, run_id: str, model_id: str, record: dict) -> None:
-    record["updated"] = _now()
+    record["updated"] = now()
     tags = _encode(model_id, record) + [pb.Tag(key=convert.MODELS_MARKER, value="1")]
     await ctx.tracking("LogBatch", api.LogBatchRequest(run_id=run_id, tags=tags))
 
@@ -105,6 +110,19 @@ def artifact_uri(run: pb.Run, model_id: str) -> str:
     return f"{convert.run_artifact_uri(run.experiment_id, run.id)}/{convert.model_folder(model_id)}"
 
 
+def _metric_key(point: dict) -> tuple:
+    return point["key"], point.get("run_id", ""), point.get("dataset_name", ""), point.get("dataset_digest", "")
+
+
+def _later(new: dict, old: dict) -> bool:
+    """MLflow's "latest" rule: the higher step, then the later timestamp, then the larger value."""
+    def rank(point: dict) -> tuple:
+        value = point["value"]
+        return point["step"], point["timestamp"], float("-inf") if value == "NaN" else float(value)
+
+    return rank(new) >= rank(old)
+
+
 def model_json(run: pb.Run, model_id: str, record: dict) -> dict:
     info = {
         "model_id": model_id,
@@ -115,11 +133,12 @@ def model_json(run: pb.Run, model_id: str, record: dict) -> dict:
         "artifact_uri": artifact_uri(run, model_id),
         "status": record.get("status", "LOGGED_MODEL_PENDING"),
         "model_type": record.get("model_type", ""),
-        "source_run_id": run.id,
+        "source_run_id": "" if record.get("run_less") else run.id,
         "status_message": record.get("status_message", ""),
         "tags": convert.tag_list(record.get("tags", {})),
     }
-    return {"info": info, "data": {"params": convert.tag_list(record.get("params", {})), "metrics": []}}
+    metrics = [{**point, "model_id": model_id} for point in record.get("metrics", [])]
+    return {"info": info, "data": {"params": convert.tag_list(record.get("params", {})), "metrics": metrics}}
 
 
 def outputs_of(run: pb.Run) -> list[dict]:
@@ -136,29 +155,64 @@ def outputs_of(run: pb.Run) -> list[dict]:
 
 # --- handlers -----------------------------------------------------------------------------------
 
+async def _holder_run(ctx: Context, experiment: str, name: str) -> pb.Run:
+    """A run of its own for a model created without one (see the module's docstring)."""
+    if not experiment:
+        raise MlflowError.invalid("a logged model without a source_run_id needs an experiment_id")
+    run = (await ctx.tracking("CreateRun", api.CreateRunRequest(
+        experiment_id=convert.experiment_id(experiment), name=name,
+        tags=[pb.Tag(key=convert.MODEL_HOLDER, value="1")]))).run
+    return (await ctx.tracking("UpdateRun", api.UpdateRunRequest(run_id=run.id, status=pb.RUN_STATUS_FINISHED))).run
+
+
 async def create(ctx: Context) -> dict:
     run_id = ctx.text("source_run_id")
-    if not run_id:
-        raise MlflowError.invalid(
-            "this server keeps a logged model with the run that produced it: create logged models inside a run "
-            "(source_run_id); models without a run (e.g. mlflow.set_active_model) are not supported")
-    convert.check_run_id(run_id, "source_run_id")
-    run = (await ctx.tracking("GetRun", api.GetRunRequest(run_id=run_id))).run
     wanted = ctx.text("experiment_id")
-    if wanted and convert.experiment_id(wanted) != run.experiment_id:
-        raise MlflowError.invalid(f"source run {run_id} belongs to experiment {run.experiment_id}, not {wanted}")
+    name = ctx.text("name") or f"model-{secrets.token_hex(3)}"
+    if run_id:
+        convert.check_run_id(run_id, "source_run_id")
+        run = (await ctx.tracking("GetRun", api.GetRunRequest(run_id=run_id))).run
+        if wanted and convert.experiment_id(wanted) != run.experiment_id:
+            raise MlflowError.invalid(f"source run {run_id} belongs to experiment {run.experiment_id}, not {wanted}")
+    else:
+        run = await _holder_run(ctx, wanted, name)
     model_id = f"m-{run.id}{secrets.token_hex(4)}"
-    now = _now()
+    created = now()
     record = {
-        "name": ctx.text("name") or f"model-{secrets.token_hex(3)}",
+        "name": name,
         "model_type": ctx.text("model_type"),
         "status": "LOGGED_MODEL_PENDING",
-        "created": now,
+        "created": created,
         "tags": dict(convert.pairs(ctx.items("tags"), "tags")),
         "params": dict(convert.pairs(ctx.items("params"), "params")),
+        **({} if run_id else {"run_less": True}),
     }
     await _save(ctx, run.id, model_id, record)
     return {"model": model_json(run, model_id, record)}
+
+
+async def linked_records(ctx: Context, model_ids: list[str]) -> dict[str, tuple[pb.Run, dict]]:
+    """The records of the models that metrics name (RESOURCE_DOES_NOT_EXIST for an unknown one),
+    read before the metrics are stored so that a bad model id stores nothing."""
+    return {model_id: await load(ctx, model_id) for model_id in dict.fromkeys(model_ids)}
+
+
+async def record_metrics(ctx: Context, records_by_id: dict[str, tuple[pb.Run, dict]],
+                         points: list[tuple[str, dict]]) -> None:
+    """Keeps the latest of ``points`` (model id, MLflow metric JSON with run_id) per metric, run
+    and dataset in each model's record."""
+    for model_id, (run, record) in records_by_id.items():
+        latest = {_metric_key(p): p for p in record.get("metrics", [])}
+        changed = False
+        for owner, point in points:
+            if owner != model_id:
+                continue
+            key = _metric_key(point)
+            if key not in latest or _later(point, latest[key]):
+                latest[key], changed = point, True
+        if changed:
+            record["metrics"] = sorted(latest.values(), key=_metric_key)
+            await _save(ctx, run.id, model_id, record)
 
 
 async def get(ctx: Context) -> dict:
@@ -297,6 +351,10 @@ def _lookup(item: dict):
     info, data = item["info"], item["data"]
     tags = {t["key"]: t["value"] for t in info["tags"]}
     params = {p["key"]: p["value"] for p in data["params"]}
+    metrics: dict[str, dict] = {}
+    for point in data["metrics"]:
+        if point["key"] not in metrics or _later(point, metrics[point["key"]]):
+            metrics[point["key"]] = point
 
     def lookup(namespace: str, key: str) -> Any:
         if namespace == "tags":
@@ -304,7 +362,8 @@ def _lookup(item: dict):
         if namespace == "params":
             return params.get(key)
         if namespace == "metrics":
-            return None
+            point = metrics.get(key)
+            return None if point is None else float(point["value"])
         return _attribute(info, key)
 
     return lookup

@@ -11,10 +11,12 @@ holds the translation rules, :mod:`gateway.mlflow.filters` the search syntax,
 client understands.
 
 Retries: MLflow's client retries every method on 429/5xx and on timeouts. Logging (log-batch,
-log-metric, log-parameter, set-tag) is idempotent in the tracking service; create-run passes an
-idempotency key (the ``Idempotency-Key`` header, or a digest of the request body and the
-caller's address) as CreateRun's request_id, so a retried create-run returns the run the first
-attempt created; delete-tag of a tag already gone succeeds.
+log-metric, log-parameter, set-tag) is idempotent in the tracking service (MLflow's client
+stamps every metric point, and a point is stored once). Every create-run makes a new run, as in
+MLflow: two runs with the same body (autolog's parallel children, threads starting together)
+are different runs. A client that wants a retried create-run to return the first attempt's run
+sends an ``Idempotency-Key`` header, passed on as CreateRun's request_id (and as LogBatch's on
+the logging routes); delete-tag of a tag already gone succeeds.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ HISTORY_PAGE = 100_000
 MAX_BULK_RUNS = 100
 MAX_BULK_RESULTS = 2_500
 HISTORY_TAG = "mlflow.log-model.history"
-MAX_TAG_VALUE = 8_000
+# What MLflow keeps of this tag (a run tag value there is 8,000 characters): older entries go first.
+MAX_HISTORY_CHARS = 8_000
 
 Handler = Callable[[Context], Awaitable[Any]]
 
@@ -159,14 +162,10 @@ def _run_id(ctx: Context) -> str:
 
 
 def _idempotency_key(ctx: Context) -> str:
-    """The request_id of a create-run: the caller's key, or a digest of what it asked for (the body
-    holds its start time in ms) and where from, so the client's retry of the same POST matches."""
+    """The request_id of a write: the caller's ``Idempotency-Key`` header, or none. Never derived
+    from the body: equal bodies of distinct requests are common (parallel children of a run)."""
     given = ctx.request.headers.get("idempotency-key", "").strip()
-    if given:
-        return "mlflow:" + hashlib.sha256(given.encode()).hexdigest()[:48]
-    peer = ctx.request.client.host if ctx.request.client else ""
-    text = json.dumps({"body": ctx.params, "peer": peer}, sort_keys=True, separators=(",", ":"), default=str)
-    return "mlflow:" + hashlib.sha256(text.encode()).hexdigest()[:48]
+    return "mlflow:" + hashlib.sha256(given.encode()).hexdigest()[:48] if given else ""
 
 
 async def _run_exists(ctx: Context, run_id: str) -> bool:
@@ -255,12 +254,38 @@ def _metric(item: Any, field: str) -> pb.Metric:
     return metric
 
 
+def _model_points(run_id: str, items: list, metrics: list[pb.Metric]) -> list[tuple[str, dict]]:
+    """(model id, the point as a logged model's metric) for the metrics that name a model."""
+    points = []
+    for item, metric in zip(items, metrics):
+        model_id = str(item.get("model_id") or "")
+        if not model_id:
+            continue
+        point = {"key": metric.key, "value": convert.number(metric.value), "step": metric.step,
+                 "timestamp": convert.ms(metric.timestamp) if metric.HasField("timestamp") else logged_models.now(),
+                 "run_id": run_id}
+        point.update({name: str(item[name]) for name in ("dataset_name", "dataset_digest") if item.get(name)})
+        points.append((model_id, point))
+    return points
+
+
+async def _log_metrics(ctx: Context, run_id: str, items: list, metrics: list[pb.Metric], log) -> None:
+    """Stores the metrics with ``log()``, and the points that name a logged model on it too."""
+    points = _model_points(run_id, items, metrics)
+    linked = await logged_models.linked_records(ctx, [model_id for model_id, _ in points])
+    await log()
+    await logged_models.record_metrics(ctx, linked, points)
+
+
 async def log_metric(ctx: Context) -> dict:
     item = {"key": ctx.text("key", required=True), "value": ctx.params.get("value"),
-            "timestamp": ctx.params.get("timestamp"), "step": ctx.params.get("step")}
+            "timestamp": ctx.params.get("timestamp"), "step": ctx.params.get("step"),
+            **{name: ctx.text(name) for name in ("model_id", "dataset_name", "dataset_digest")}}
     if item["value"] is None:
         raise MlflowError.invalid("Missing value for required parameter 'value'.")
-    await ctx.tracking("LogMetric", api.LogMetricRequest(run_id=_run_id(ctx), metric=_metric(item, "metric")))
+    run_id, metric = _run_id(ctx), _metric(item, "metric")
+    await _log_metrics(ctx, run_id, [item], [metric], lambda: ctx.tracking("LogMetric", api.LogMetricRequest(
+        run_id=run_id, metric=metric, request_id=_idempotency_key(ctx))))
     return {}
 
 
@@ -293,7 +318,8 @@ async def delete_tag(ctx: Context) -> dict:
 
 async def log_batch(ctx: Context) -> dict:
     run_id = _run_id(ctx)
-    metrics = [_metric(item, f"metrics[{i}]") for i, item in enumerate(ctx.items("metrics"))]
+    items = ctx.items("metrics")
+    metrics = [_metric(item, f"metrics[{i}]") for i, item in enumerate(items)]
     params = convert.pairs(ctx.items("params"), "params")
     tags = convert.pairs(ctx.items("tags"), "tags")
     for key, _ in tags:
@@ -301,9 +327,9 @@ async def log_batch(ctx: Context) -> dict:
     name = dict(tags).get(convert.RUN_NAME)
     if name:
         await ctx.tracking("UpdateRun", api.UpdateRunRequest(run_id=run_id, name=name))
-    await ctx.tracking("LogBatch", api.LogBatchRequest(
+    await _log_metrics(ctx, run_id, items, metrics, lambda: ctx.tracking("LogBatch", api.LogBatchRequest(
         run_id=run_id, metrics=metrics, params=[pb.Param(key=k, value=v) for k, v in params],
-        tags=[pb.Tag(key=k, value=v) for k, v in tags]))
+        tags=[pb.Tag(key=k, value=v) for k, v in tags], request_id=_idempotency_key(ctx))))
     return {}
 
 
@@ -347,11 +373,12 @@ async def log_model(ctx: Context) -> dict:
     run = (await ctx.tracking("GetRun", api.GetRunRequest(run_id=run_id))).run
     history = convert.json_list(next((t.value for t in run.tags if t.key == HISTORY_TAG), None)) + [model]
     value = json.dumps(history)
-    while len(value) > MAX_TAG_VALUE and len(history) > 1:
+    while len(value) > MAX_HISTORY_CHARS and len(history) > 1:
         history.pop(0)  # the oldest entries go first: the tag keeps what fits
         value = json.dumps(history)
-    if len(value) > MAX_TAG_VALUE:
-        raise MlflowError.invalid(f"model_json is longer than a tag value can be here ({MAX_TAG_VALUE} characters)")
+    if len(value) > MAX_HISTORY_CHARS:
+        raise MlflowError.invalid(f"model_json is longer than the {MAX_HISTORY_CHARS} characters the model "
+                                  "history tag keeps")
     await ctx.tracking("SetTag", api.SetTagRequest(run_id=run_id, tag=pb.Tag(key=HISTORY_TAG, value=value)))
     return {}
 
@@ -361,9 +388,12 @@ async def search_runs(ctx: Context) -> dict:
     if not 1 <= size <= MAX_RUNS_PAGE:
         raise MlflowError.invalid(f"Invalid value {size} for parameter 'max_results' supplied. It must be "
                                   f"at most {MAX_RUNS_PAGE}")
+    wanted = filters.translate_filter(filters.RUNS, ctx.text("filter"))
+    # The runs that hold run-less logged models are not MLflow runs.
+    hidden = f"tags.`{convert.MODEL_HOLDER}` IS NULL"
     answer = await ctx.tracking("SearchRuns", api.SearchRunsRequest(
         experiment_ids=[convert.experiment_id(e, "experiment_ids") for e in ctx.strings("experiment_ids")],
-        filter=filters.translate_filter(filters.RUNS, ctx.text("filter")),
+        filter=f"({wanted}) AND {hidden}" if wanted else hidden,
         order_by=filters.translate_order_by(filters.RUNS, ctx.strings("order_by")),
         view_type=_view_type(ctx, "run_view_type"), page_size=size, page_token=ctx.text("page_token")))
     return _page("runs", [convert.run_json(r) for r in answer.runs], answer.next_page_token)

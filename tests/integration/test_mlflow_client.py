@@ -292,8 +292,8 @@ def test_errors_are_mlflow_json_with_mlflow_status_codes(http: httpx.Client):
                  400, "INVALID_PARAMETER_VALUE")
     mlflow_error(http.post(f"{API}/experiments/delete-experiment-tag",
                            json={"experiment_id": experiment_id, "key": "k"}), 501, "NOT_IMPLEMENTED")
-    mlflow_error(http.post(f"{API}/logged-models", json={"experiment_id": experiment_id, "name": "m"}), 400,
-                 "INVALID_PARAMETER_VALUE")  # a logged model needs its run here
+    mlflow_error(http.post(f"{API}/logged-models", json={"name": "m"}), 400,
+                 "INVALID_PARAMETER_VALUE")  # neither a run nor an experiment to keep it in
     mlflow_error(http.get(f"{API}/logged-models/m-{'0' * 40}"), 404, "RESOURCE_DOES_NOT_EXIST")
     mlflow_error(http.get(f"{API}/no-such-endpoint"), 404, "ENDPOINT_NOT_FOUND")
     mlflow_error(http.get(f"{API}/runs/create"), 404, "ENDPOINT_NOT_FOUND")
@@ -331,15 +331,16 @@ def test_retried_posts_are_harmless(http: httpx.Client, ours: TrackingClient):
                               json={"name": f"retry-{uuid.uuid4().hex[:8]}"}).json()["experiment_id"]
     body = {"experiment_id": experiment_id, "start_time": 1_700_000_000_000, "user_id": "ana",
             "tags": [{"key": "mlflow.runName", "value": "once"}]}
+    # Without an Idempotency-Key every create is a new run, as in MLflow: equal bodies are
+    # distinct runs (autolog's parallel children), never merged.
     first = http.post(f"{API}/runs/create", json=body).json()["run"]
-    again = http.post(f"{API}/runs/create", json=body).json()["run"]  # the client's retry after a timeout
-    assert again["info"]["run_id"] == first["info"]["run_id"]
-    other = http.post(f"{API}/runs/create", json={**body, "start_time": 1_700_000_000_001}).json()["run"]
-    assert other["info"]["run_id"] != first["info"]["run_id"]
-    keyed = {**body, "start_time": 1_700_000_000_002}
-    one = http.post(f"{API}/runs/create", json=keyed, headers={"idempotency-key": "a"}).json()["run"]
-    two = http.post(f"{API}/runs/create", json=keyed, headers={"idempotency-key": "b"}).json()["run"]
-    assert one["info"]["run_id"] != two["info"]["run_id"]
+    second = http.post(f"{API}/runs/create", json=body).json()["run"]
+    assert second["info"]["run_id"] != first["info"]["run_id"]
+    # With one, the client's retry of the same create returns the first attempt's run.
+    one = http.post(f"{API}/runs/create", json=body, headers={"idempotency-key": "a"}).json()["run"]
+    again = http.post(f"{API}/runs/create", json=body, headers={"idempotency-key": "a"}).json()["run"]
+    two = http.post(f"{API}/runs/create", json=body, headers={"idempotency-key": "b"}).json()["run"]
+    assert again["info"]["run_id"] == one["info"]["run_id"] != two["info"]["run_id"]
     assert len(list(ours.search_runs([int(experiment_id)], "attributes.run_name = 'once'"))) == 4
     run_id = first["info"]["run_id"]
     assert first["info"]["run_name"] == "once" and first["info"]["start_time"] == 1_700_000_000_000
@@ -356,6 +357,78 @@ def test_retried_posts_are_harmless(http: httpx.Client, ours: TrackingClient):
         assert http.post(f"{API}/runs/delete-tag", json={"run_id": run_id, "key": "t"}).status_code == 200
     mlflow_error(http.post(f"{API}/runs/delete-tag", json={"run_id": "0" * 32, "key": "t"}), 404,
                  "RESOURCE_DOES_NOT_EXIST")
+
+
+def test_a_retried_keyed_log_batch_without_timestamps_is_stored_once(http: httpx.Client, ours: TrackingClient):
+    run_id = http.post(f"{API}/runs/create", json={"experiment_id": "0"}).json()["run"]["info"]["run_id"]
+    batch = {"run_id": run_id, "metrics": [{"key": "loss", "value": 0.5, "step": 1}]}
+    for _ in range(2):
+        answer = http.post(f"{API}/runs/log-batch", json=batch, headers={"idempotency-key": "batch-1"})
+        assert answer.status_code == 200, answer.text
+        answer = http.post(f"{API}/runs/log-metric", json={"run_id": run_id, "key": "acc", "value": 0.9},
+                           headers={"idempotency-key": "metric-1"})
+        assert answer.status_code == 200, answer.text
+    assert [(m.step, m.value) for m in ours.get_metric_history(run_id, "loss")] == [(1, 0.5)]
+    assert [(m.step, m.value) for m in ours.get_metric_history(run_id, "acc")] == [(0, 0.9)]
+
+
+CONCURRENT_SCRIPT = """
+    import json, os, threading
+
+    import mlflow
+    import numpy as np
+    from mlflow import MlflowClient
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.tree import DecisionTreeClassifier
+
+    client = MlflowClient()
+    experiment_id = mlflow.set_experiment(os.environ["EXPERIMENT"]).experiment_id
+    created, errors = [], []
+    start = threading.Barrier(8)
+
+    def worker():
+        try:
+            start.wait()
+            for _ in range(25):
+                created.append(client.create_run(experiment_id).info.run_id)
+        except Exception as error:
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+    mlflow.set_experiment(os.environ["AUTOLOG_EXPERIMENT"])
+    mlflow.sklearn.autolog(log_models=False, log_datasets=False, max_tuning_runs=None)
+    X = np.array([[i, i % 3] for i in range(30)], dtype=float)
+    y = np.array([i % 2 for i in range(30)])
+    with mlflow.start_run() as parent:
+        GridSearchCV(DecisionTreeClassifier(random_state=0), {"max_depth": [1, 2, 3]}, cv=2).fit(X, y)
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    print(json.dumps({"created": created, "experiment_id": experiment_id, "parent": parent.info.run_id,
+                      "children": [r.data.params.get("max_depth") for r in children]}))
+"""
+
+
+def test_concurrent_creates_and_autolog_children_are_distinct_runs(database_url: str, tmp_path: Path):
+    """Runs created together with equal bodies (threads; sklearn autolog's parallel children of a
+    GridSearchCV) are all kept: on SQLite and PostgreSQL."""
+    folder = tmp_path / "suite"
+    folder.mkdir()
+    with gateway_suite(folder, tracking_url=database_url) as running:
+        suite = Suite(running.gateway, running.tracking.address)
+        out = run_mlflow(suite, tmp_path, CONCURRENT_SCRIPT, EXPERIMENT="threads", AUTOLOG_EXPERIMENT="autolog")
+        assert len(out["created"]) == len(set(out["created"])) == 200
+        with TrackingClient(running.tracking.address) as ours:
+            assert len(list(ours.search_runs([int(out["experiment_id"])]))) == 200
+            children = [r for r in ours.search_runs([int(out["experiment_id"]) + 1])
+                        if r.parent_run_id == out["parent"]]
+        assert sorted(out["children"]) == ["1", "2", "3"]
+        assert len(children) == 3
 
 
 def test_history_pages_and_bulk_intervals(http: httpx.Client, ours: TrackingClient):
@@ -407,6 +480,242 @@ def test_searches_translate_mlflow_names(http: httpx.Client, ours: TrackingClien
                                                                "order_by": ["creation_time DESC"]}).json()
     assert [e["experiment_id"] for e in experiments["experiments"]] == [str(experiment.id)]
     assert experiments["experiments"][0]["artifact_location"] == f"mlflow-artifacts:/{experiment.id}"
+
+
+ORDER_SCRIPT = """
+    import json, os
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    experiment_id = mlflow.set_experiment(os.environ["EXPERIMENT"]).experiment_id
+    # val_f1, lr, team; the last run has no val_f1 (MLflow puts runs without the key last).
+    for name, f1, lr, team in [("a", 0.5, "0.3", "x"), ("b", 0.9, "0.1", "y"), ("c", 0.7, "0.2", "x"),
+                               ("d", None, "0.4", "y")]:
+        with mlflow.start_run(run_name=name):
+            if f1 is not None:
+                mlflow.log_metric("val_f1", f1)
+                mlflow.log_metric("val loss", 1 - f1)
+            mlflow.log_param("lr", lr)
+            mlflow.set_tag("team", team)
+    client.set_terminated(client.search_runs([experiment_id], "attributes.run_name = 'c'")[0].info.run_id,
+                          "FAILED")
+    out = {}
+    for order in json.loads(os.environ["ORDERS"]):
+        out[" | ".join(order)] = [r.info.run_name for r in client.search_runs([experiment_id], order_by=order)]
+    frame = mlflow.search_runs([experiment_id], order_by=["metrics.val_f1 DESC"])
+    out["frame"] = list(frame["tags.mlflow.runName"])
+    print(json.dumps(out))
+"""
+
+ORDERS = {
+    ("metrics.val_f1 DESC",): ["b", "c", "a", "d"],
+    ("metrics.val_f1",): ["a", "c", "b", "d"],
+    ("metric.`val_f1` ASC",): ["a", "c", "b", "d"],
+    ("metrics.`val loss` DESC",): ["a", "c", "b", "d"],
+    ("params.lr DESC",): ["d", "a", "c", "b"],
+    ("parameters.`lr`",): ["b", "c", "a", "d"],
+    ("tags.team DESC", "metrics.val_f1 DESC"): ["b", "d", "c", "a"],
+    ("tag.team", "params.lr DESC"): ["a", "c", "d", "b"],
+    ("attributes.start_time DESC",): ["d", "c", "b", "a"],
+    ("start_time",): ["a", "b", "c", "d"],
+    ("attributes.run_name DESC",): ["d", "c", "b", "a"],
+    ("`Run name`",): ["a", "b", "c", "d"],
+    ("status", "run_name DESC"): ["c", "d", "b", "a"],
+    ("attributes.end_time DESC",): ["c", "d", "b", "a"],  # c ended last (set FAILED after d finished)
+    ("created DESC",): ["d", "c", "b", "a"],
+}
+
+
+def test_search_runs_orders_like_mlflow(suite: Suite, tmp_path: Path, http: httpx.Client):
+    orders = [list(order) for order in ORDERS]
+    out = run_mlflow(suite, tmp_path, ORDER_SCRIPT, EXPERIMENT=f"order-{uuid.uuid4().hex[:8]}",
+                     ORDERS=json.dumps(orders))
+    for order, expected in ORDERS.items():
+        assert out[" | ".join(order)] == expected, order
+    assert out["frame"] == ["b", "c", "a", "d"]
+
+    # artifact_uri orders as its parts do (experiment, then run id); filtering by it is refused.
+    experiment_id = http.post(f"{API}/experiments/create", json={"name": f"uri-{uuid.uuid4().hex[:8]}"}).json()[
+        "experiment_id"]
+    made = [http.post(f"{API}/runs/create", json={"experiment_id": experiment_id}).json()["run"]["info"]
+            for _ in range(3)]
+    found = http.post(f"{API}/runs/search", json={"experiment_ids": [experiment_id],
+                                                  "order_by": ["attributes.artifact_uri DESC"]}).json()["runs"]
+    expected = sorted((run["artifact_uri"] for run in made), reverse=True)
+    assert [run["info"]["artifact_uri"] for run in found] == expected
+    message = mlflow_error(http.post(f"{API}/runs/search", json={"experiment_ids": [experiment_id],
+                                                                 "order_by": ["metrics.x DESC, params.y"]}),
+                           400, "INVALID_PARAMETER_VALUE")
+    assert "order_by[0]" in message
+
+
+LIMITS_SCRIPT = """
+    import json, os
+
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    out = {}
+    name = os.environ["EXPERIMENT"]
+    experiment_id = client.create_experiment(name + "x" * (500 - len(name)))
+    out["name_length"] = len(client.get_experiment(experiment_id).name)
+    client.set_experiment_tag(experiment_id, "mlflow.note.content", "e" * 20_000)
+    with mlflow.start_run(experiment_id=experiment_id, description="d" * 10_000) as run:
+        mlflow.set_tag("long", "t" * 50_000)
+        mlflow.log_param("p", "v" * 6_000)
+        mlflow.log_metric("m" * 250, 1.0)
+    data = client.get_run(run.info.run_id).data
+    out["note"] = len(data.tags["mlflow.note.content"])
+    out["long"], out["param"] = len(data.tags["long"]), len(data.params["p"])
+    out["experiment_note"] = len(client.get_experiment(experiment_id).tags["mlflow.note.content"])
+
+    def refused(call):
+        try:
+            call()
+        except MlflowException as error:
+            return [error.error_code, error.message]
+        return None
+
+    out["refused"] = {
+        "experiment name": refused(lambda: client.create_experiment("n" * 501)),
+        "tag value": refused(lambda: client.set_tag(run.info.run_id, "big", "t" * 100_001)),
+        "param value": refused(lambda: client.log_param(run.info.run_id, "q", "v" * 6_001)),
+        "metric key": refused(lambda: client.log_metric(run.info.run_id, "m" * 251, 1.0)),
+    }
+    print(json.dumps(out))
+"""
+
+
+def test_length_limits_are_mlflows_and_refusals_name_field_and_limit(suite: Suite, tmp_path: Path):
+    out = run_mlflow(suite, tmp_path, LIMITS_SCRIPT, EXPERIMENT=f"limits-{uuid.uuid4().hex[:8]}-")
+    assert out["name_length"] == 500
+    assert (out["note"], out["long"], out["param"], out["experiment_note"]) == (10_000, 50_000, 6_000, 20_000)
+    for what, (field, limit) in {"experiment name": ("name", "500"), "tag value": ("value", "100000"),
+                                 "param value": ("value", "6000"), "metric key": ("key", "250")}.items():
+        code, message = out["refused"][what]
+        assert code == "INVALID_PARAMETER_VALUE" and field in message and limit in message, (what, message)
+
+
+def test_no_error_reveals_the_stores_path(http: httpx.Client, ours: TrackingClient, tmp_path: Path):
+    """The errors of every path that touches the artifact store, over gRPC (our client) and
+    MLflow's REST API: none names the server's folders."""
+    from urllib.parse import unquote, urlsplit
+
+    from tuning_common.errors import TuningError
+
+    run = ours.create_run(0)
+    root = Path(unquote(urlsplit(run.artifact_uri).path)).parents[2]  # <root>/<experiment>/<run>/artifacts
+    assert root.name == "artifacts" and root.is_dir()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    ours.upload_file(run.id, notes, "folder")
+
+    messages = []
+
+    def grpc_error(call, *args, **kwargs):
+        with pytest.raises(TuningError) as caught:
+            call(*args, **kwargs)
+        messages.append(str(caught.value))
+
+    for location in ("file:///etc", "/etc", "relative/x", "file://elsewhere/x", "s3://bucket/x",
+                     f"file://{root.parent}", f"{root.parent}/other", f"{root}/../escape"):
+        grpc_error(ours.create_experiment, f"leak-{uuid.uuid4().hex[:8]}", artifact_location=location)
+    for source in ("file:///etc", "/etc/passwd", "file:///", "runs:/" + run.id + "/missing",
+                   "runs:/" + "0" * 32 + "/model", "models:/x/1"):
+        grpc_error(ours.create_model_version, "leaky", source)
+    grpc_error(ours.list_artifacts, run.id, "folder/notes.txt")
+    grpc_error(ours.list_artifacts, run.id, "../../..")
+    grpc_error(ours.download, run.id, "missing.bin", tmp_path / "out")
+    grpc_error(ours.download, run.id, "folder/../../x", tmp_path / "out")
+
+    experiment = str(run.experiment_id)
+    base = f"/api/2.0/mlflow-artifacts/artifacts/{experiment}/{run.id}/artifacts"
+    for response in (
+        http.post(f"{API}/model-versions/create", json={"name": "leaky", "source": "file:///etc"}),
+        http.post(f"{API}/model-versions/create", json={"name": "leaky", "source": "/etc/passwd"}),
+        http.post(f"{API}/model-versions/create", json={"name": "leaky", "source": f"runs:/{run.id}/missing"}),
+        http.post(f"{API}/experiments/create", json={"name": "leaky", "artifact_location": "/etc"}),
+        http.get(f"{base}/missing.bin"),
+        http.get(f"{base}/folder"),
+        http.put(f"{base}/folder/notes.txt/inner", content=b"x"),
+        http.get(f"{API}/artifacts/list", params={"run_id": run.id, "path": "folder/notes.txt/x"}),
+        http.get(f"{API}/model-versions/get-download-uri", params={"name": "nope", "version": "1"}),
+    ):
+        messages.append(response.text)
+    assert len(messages) == 27
+    for message in messages:
+        for form in (str(root), root.as_uri(), str(root.parent)):
+            assert form not in message, message
+
+
+MODELS_SCRIPT = """
+    import json, os
+
+    import mlflow
+    import numpy as np
+    from mlflow import MlflowClient
+    from sklearn.linear_model import LinearRegression
+
+    client = MlflowClient()
+    experiment_id = mlflow.set_experiment(os.environ["EXPERIMENT"]).experiment_id
+    out = {}
+    with mlflow.set_active_model(name="agent") as active:
+        out["active"] = active.model_id
+        with mlflow.start_run() as scoring:
+            mlflow.log_metric("rmse", 0.3)  # the active model's
+            mlflow.log_metric("rmse", 0.2, step=1)
+    with mlflow.set_active_model(name="agent") as again:  # found by name, not created twice
+        out["again"] = again.model_id
+    agent = mlflow.get_logged_model(active.model_id)
+    out["agent"] = [agent.name, agent.source_run_id, agent.status.name, agent.experiment_id]
+    out["agent_metrics"] = sorted((m.key, m.value, m.step, m.run_id == scoring.info.run_id)
+                                  for m in agent.metrics)
+
+    X = np.arange(20, dtype=float).reshape(10, 2)
+    y = X @ np.array([1.0, 2.0])
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(LinearRegression().fit(X, y), name="model",
+                                        pip_requirements=["scikit-learn"], serialization_format="cloudpickle")
+        mlflow.log_metric("acc", 0.9, model_id=info.model_id)
+        mlflow.log_metric("acc", 0.95, step=1, model_id=info.model_id)
+        mlflow.log_metrics({"f1": 0.8})  # step 0: linked to the run's model output at step 0
+        mlflow.log_metric("loss", 0.5, step=3)  # no model at step 3: the run's only
+    model = mlflow.get_logged_model(info.model_id)
+    out["model_metrics"] = sorted((m.key, m.value, m.step, m.model_id == info.model_id,
+                                   m.run_id == run.info.run_id) for m in model.metrics)
+    out["run_metrics"] = client.get_run(run.info.run_id).data.metrics
+    out["by_metric"] = [m.name for m in mlflow.search_logged_models(
+        experiment_ids=[experiment_id], filter_string="metrics.acc > 0.9", output_format="list")]
+    out["runs"] = sorted(mlflow.search_runs([experiment_id])["run_id"])
+    out["same_experiment"] = agent.experiment_id == experiment_id
+    out["scoring"], out["run"] = scoring.info.run_id, run.info.run_id
+    try:
+        client.log_metric(run.info.run_id, "x", 1.0, model_id="m-" + "0" * 40)
+    except Exception as error:
+        out["unknown_model"] = error.error_code
+    out["x"] = "x" in client.get_run(run.info.run_id).data.metrics
+    print(json.dumps(out))
+"""
+
+
+def test_logged_models_keep_their_metrics_and_set_active_model_works(suite: Suite, tmp_path: Path,
+                                                                      ours: TrackingClient):
+    out = run_mlflow(suite, tmp_path, MODELS_SCRIPT, EXPERIMENT=f"models-{uuid.uuid4().hex[:8]}")
+    assert out["again"] == out["active"] and out["same_experiment"]
+    assert out["agent"][:3] == ["agent", "", "READY"]
+    assert out["agent_metrics"] == [["rmse", 0.2, 1, True]]  # the latest point per metric, run and dataset
+    assert out["model_metrics"] == [["acc", 0.95, 1, True, True], ["f1", 0.8, 0, True, True]]
+    assert out["run_metrics"] == {"acc": 0.95, "f1": 0.8, "loss": 0.5}
+    assert out["by_metric"] == ["model"]
+    # The run that holds the run-less model is no MLflow run; it is an ordinary run of ours.
+    assert out["runs"] == sorted([out["scoring"], out["run"]])
+    holders = [r for r in ours.search_runs([int(out["agent"][3])]) if r.name == "agent"]
+    assert len(holders) == 1 and holders[0].status == pb.RUN_STATUS_FINISHED
+    assert out["unknown_model"] == "RESOURCE_DOES_NOT_EXIST" and out["x"] is False
 
 
 def test_searches_are_reads_for_tokens():

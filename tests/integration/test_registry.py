@@ -343,7 +343,7 @@ def test_bad_sources_are_refused(stubs):
     refused(registry.CreateModelVersion, request(name="m", source=f"runs:/{run.id}/model", run_id="0" * 32),
             "run_id")
     refused(registry.CreateModelVersion, request(name="", source=f"runs:/{run.id}/model"), "name")
-    refused(registry.CreateModelVersion, request(name="m", source=f"runs:/{run.id}/model", description="d" * 5_001),
+    refused(registry.CreateModelVersion, request(name="m", source=f"runs:/{run.id}/model", description="d" * 100_001),
             "description")
     refused(registry.CreateModelVersion, request(name="m", source=f"runs:/{run.id}/model", actor="a" * 251),
             "actor")
@@ -420,8 +420,8 @@ def test_unknown_and_duplicate_names_and_bad_arguments(stubs):
     refused(registry.TransitionModelVersionStage, rapi.TransitionModelVersionStageRequest(
         name="wine", version=1, stage=rpb.STAGE_STAGING, reason="r" * 1_001), "reason")
     refused(registry.SetModelVersionTag, rapi.SetModelVersionTagRequest(name="wine", version=1, key="k",
-                                                                        value="v" * 8_001), "value")
-    refused(registry.UpdateRegisteredModel, rapi.UpdateRegisteredModelRequest(name="wine", description="d" * 5_001),
+                                                                        value="v" * 100_001), "value")
+    refused(registry.UpdateRegisteredModel, rapi.UpdateRegisteredModelRequest(name="wine", description="d" * 100_001),
             "description")
     # Refused requests changed nothing.
     assert events(stubs, "wine") == [(1, CREATE, "", f"runs:/{run.id}/model", "", "", "")]

@@ -6,6 +6,7 @@ import hashlib
 import math
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -312,7 +313,8 @@ def test_metric_series_store_the_same_points_as_metrics(tracking):
     batch = api.LogBatchRequest(run_id=run.id, series=[series])
     tracking.LogBatch(batch)
     tracking.LogBatch(batch)  # a resent batch stores nothing twice
-    # Without steps and timestamps: step 0, stamped on arrival (so a resend would be new points).
+    # Without steps and timestamps: step 0, stamped on arrival (so only a request_id makes a
+    # resend store nothing: test_a_replayed_batch_stores_nothing).
     tracking.LogBatch(api.LogBatchRequest(run_id=run.id, series=[pb.MetricSeries(key="lr", values=[0.1, 0.2])]))
     history = tracking.GetMetricHistory(api.GetMetricHistoryRequest(run_id=run.id, key="loss")).metrics
     assert [m.step for m in history] == list(range(1_000))
@@ -330,3 +332,82 @@ def test_metric_series_store_the_same_points_as_metrics(tracking):
     code, message = code_of(tracking.LogBatch, api.LogBatchRequest(run_id=run.id, series=too_many))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("series") and "10000" in message
     assert "x" not in {m.key for m in tracking.GetRun(api.GetRunRequest(run_id=run.id)).run.latest_metrics}
+
+
+def _points(stub, run_id: str, key: str) -> list[tuple[int, float]]:
+    history = stub.GetMetricHistory(api.GetMetricHistoryRequest(run_id=run_id, key=key)).metrics
+    return sorted((m.step, m.value) for m in history)
+
+
+def test_a_replayed_batch_stores_nothing(tracking):
+    """Points without timestamps are stamped when stored; a retry of the same request (the
+    reply was lost) must not store them again under a new stamp."""
+    run = new_run(tracking, 0)
+    batch = api.LogBatchRequest(
+        run_id=run.id, request_id="batch-1",
+        metrics=[pb.Metric(key="loss", value=0.5, step=1), pb.Metric(key="loss", value=0.25, step=2)],
+        series=[pb.MetricSeries(key="lr", values=[0.1, 0.2], steps=[1, 2])],
+        params=[pb.Param(key="depth", value="3")], tags=[pb.Tag(key="phase", value="train")])
+    for _ in range(3):
+        tracking.LogBatch(batch)
+    single = api.LogMetricRequest(run_id=run.id, request_id="metric-1", metric=pb.Metric(key="acc", value=0.9))
+    tracking.LogMetric(single)
+    tracking.LogMetric(single)
+    assert _points(tracking, run.id, "loss") == [(1, 0.5), (2, 0.25)]
+    assert _points(tracking, run.id, "lr") == [(1, 0.1), (2, 0.2)]
+    assert _points(tracking, run.id, "acc") == [(0, 0.9)]
+
+    # Request ids are per run, and another batch under a stored id is refused, not dropped.
+    other = new_run(tracking, 0)
+    tracking.LogBatch(api.LogBatchRequest(run_id=other.id, request_id="batch-1", metrics=[batch.metrics[0]]))
+    assert _points(tracking, other.id, "loss") == [(1, 0.5)]
+    reused = api.LogBatchRequest(run_id=run.id, request_id="batch-1", metrics=[pb.Metric(key="loss", value=9.0)])
+    code, message = code_of(tracking.LogBatch, reused)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "batch-1" in message
+    assert _points(tracking, run.id, "loss") == [(1, 0.5), (2, 0.25)]
+    code, message = code_of(tracking.LogBatch, api.LogBatchRequest(run_id=run.id, request_id="r" * 257))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("request_id") and "256" in message
+
+    # A refused batch leaves its id free: the corrected batch may not reuse it, but a resend of
+    # the refused one is evaluated again (and refused again), never taken as already stored.
+    bad = api.LogBatchRequest(run_id=run.id, request_id="batch-2", metrics=[pb.Metric(key="loss", value=1.0)],
+                              params=[pb.Param(key="depth", value="4")])
+    assert code_of(tracking.LogBatch, bad)[0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert code_of(tracking.LogBatch, bad)[0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert _points(tracking, run.id, "loss") == [(1, 0.5), (2, 0.25)]
+
+
+def test_concurrent_replays_of_a_batch_store_it_once(tracking):
+    run = new_run(tracking, 0)
+    batch = api.LogBatchRequest(run_id=run.id, request_id="same",
+                                series=[pb.MetricSeries(key="loss", values=[float(i) for i in range(100)],
+                                                        steps=list(range(100)))])
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: tracking.LogBatch(batch), range(16)))
+    assert _points(tracking, run.id, "loss") == [(i, float(i)) for i in range(100)]
+
+
+def test_mlflow_sized_names_and_long_tag_values_are_accepted_and_limits_named(tracking):
+    """Experiment names up to 500 characters and tag values (a run's description) up to 100,000,
+    on SQLite and PostgreSQL; one more is refused naming the field and the limit."""
+    name = "e" * 500
+    experiment = tracking.CreateExperiment(api.CreateExperimentRequest(
+        name=name, tags=[pb.Tag(key="mlflow.note.content", value="d" * 20_000)])).experiment
+    assert tracking.GetExperimentByName(api.GetExperimentByNameRequest(name=name)).experiment.id == experiment.id
+    note = "n" * 100_000
+    run = new_run(tracking, experiment.id, tags=[pb.Tag(key="mlflow.note.content", value=note)])
+    assert {t.key: t.value for t in tracking.GetRun(api.GetRunRequest(run_id=run.id)).run.tags}[
+        "mlflow.note.content"] == note
+    for call, request, field, limit in [
+        (tracking.CreateExperiment, api.CreateExperimentRequest(name="e" * 501), "name", "500"),
+        (tracking.RenameExperiment, api.RenameExperimentRequest(experiment_id=experiment.id, new_name="e" * 501),
+         "new_name", "500"),
+        (tracking.SetTag, api.SetTagRequest(run_id=run.id, tag=pb.Tag(key="t", value="v" * 100_001)),
+         "tags[0].value", "100000"),
+        (tracking.LogParam, api.LogParamRequest(run_id=run.id, param=pb.Param(key="p", value="v" * 6_001)),
+         "params[0].value", "6000"),
+        (tracking.LogMetric, api.LogMetricRequest(run_id=run.id, metric=pb.Metric(key="m" * 251, value=1.0)),
+         "metrics[0].key", "250"),
+    ]:
+        code, message = code_of(call, request)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith(field) and limit in message, message

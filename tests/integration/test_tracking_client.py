@@ -189,6 +189,97 @@ def test_a_corrupted_download_is_refused(tracking_server, client, tmp_path):
     assert list((tmp_path / "out").iterdir()) == []  # nothing partial left behind
 
 
+class _LostReply(grpc.RpcError, grpc.Call):
+    """What a client sees when the server stored a request but its reply never arrived."""
+
+    def code(self):
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self):
+        return "connection reset before the reply arrived"
+
+    def initial_metadata(self):
+        return None
+
+    def trailing_metadata(self):
+        return None
+
+    def is_active(self):
+        return False
+
+    def time_remaining(self):
+        return None
+
+    def cancel(self):
+        return False
+
+    def add_callback(self, callback):
+        return False
+
+
+class _DropFirstReplies(grpc.UnaryUnaryClientInterceptor):
+    """Lets the first ``drops`` logging calls reach the server, then loses their replies; records
+    every logging request that reached it."""
+
+    def __init__(self, drops: int):
+        self.drops = drops
+        self.sent: list = []
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        outcome = continuation(client_call_details, request)
+        if client_call_details.method.endswith(("/LogBatch", "/LogMetric")):
+            self.sent.append(request)
+            if self.drops:
+                self.drops -= 1
+                outcome.result()  # stored on the server ...
+                raise _LostReply()  # ... but the client never hears it
+        return outcome
+
+
+def test_a_batch_retried_after_a_lost_reply_is_stored_once(database_url, tmp_path):
+    running = start(database_url, tmp_path)
+    dropper = _DropFirstReplies(drops=2)
+    channel = grpc.intercept_channel(grpc.insecure_channel(running.address), dropper)
+    try:
+        with TrackingClient(channel=channel, retries=3, backoff=0.01) as client:
+            run = client.create_run(0)
+            # No timestamps: the service stamps these points, so only the request id keeps a retry from
+            # storing them a second time.
+            client.log_batch(run.id, series=[tracking.metric_series("loss", [0.5, 0.25, 0.125], steps=[1, 2, 3])],
+                             metrics=[pb.Metric(key="acc", value=0.75, step=3)])
+            client.log_metric(run.id, "f1", 0.5)  # the same for LogMetric (stamped here, id sent too)
+            assert len(dropper.sent) == 4
+            assert dropper.sent[0].request_id and dropper.sent[0] == dropper.sent[1]  # the retry is the same
+            assert history(client, run.id, "loss") == [(1, 0.5), (2, 0.25), (3, 0.125)]
+            assert history(client, run.id, "acc") == [(3, 0.75)]
+            assert history(client, run.id, "f1") == [(0, 0.5)]
+    finally:
+        running.stop()
+
+
+def test_a_spooled_batch_is_replayed_with_its_request_id(tmp_path):
+    """The logger gives up on a batch whose reply is lost (retries=0), spools it and replays it
+    later: the replay names the same request, so the service stores nothing twice."""
+    running = start(f"sqlite:///{tmp_path / 'tracking.db'}", tmp_path)
+    dropper = _DropFirstReplies(drops=1)
+    channel = grpc.intercept_channel(grpc.insecure_channel(running.address), dropper)
+    try:
+        with TrackingClient(channel=channel, retries=0) as client:
+            run = client.create_run(0)
+            logger = RunLogger(client, spool_dir=tmp_path / "spool", flush_interval=0.05)
+            for step in range(10):
+                logger.log_metric(run.id, "loss", step / 10, step)
+            logger.log_param(run.id, "depth", 6)
+            logger.flush(timeout=30)
+            logger.close()
+            first, replay = dropper.sent[:2]
+            assert first.request_id and replay.request_id == first.request_id
+            assert history(client, run.id, "loss") == [(s, s / 10) for s in range(10)]
+            assert spool_files(tmp_path / "spool") == []
+    finally:
+        running.stop()
+
+
 # --- RunLogger ----------------------------------------------------------------------------------
 
 def test_logger_stores_every_point_exactly_once(database_url, tmp_path):

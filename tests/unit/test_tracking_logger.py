@@ -315,3 +315,31 @@ def test_close_flushes_and_then_refuses_more(fake, make_logger):
     assert len(fake.points[RUN_A]) == 1
     with pytest.raises(FailedPrecondition):
         logger.log_metric(RUN_A, "loss", 2.0, 2)
+
+
+def test_batches_carry_request_ids_kept_in_the_spool_and_derived_for_halves(fake, make_logger, spool_dir):
+    logger = make_logger()
+    fake.down = True
+    for i in range(10):
+        logger.log_metric(RUN_A, "loss", float(i), i)
+    logger.log_metric(RUN_A, "", 1.0)  # refused once the service is back: the batch is split
+    with pytest.raises(Unavailable):
+        logger.flush(timeout=0.3)
+    [spool_file] = spool_files(spool_dir)
+    [record] = [json.loads(line) for line in spool_file.read_text().splitlines()]
+    spooled_id = record["request_id"]
+    assert len(spooled_id) == 32
+
+    fake.down = False
+    with pytest.raises(InvalidArgument):
+        logger.flush()
+    sent = [method_request for method, method_request, _ in fake.calls if method == "LogBatch"]
+    ids = [request.request_id for request in sent]
+    # Only what the fake stored is in calls; the refused whole batch and halves are not. Each stored
+    # half is named after the spooled batch, so a re-sent copy of it would carry the same ids.
+    assert ids and all(i.startswith(spooled_id + ".") for i in ids) and len(set(ids)) == len(ids)
+    assert len(fake.points[RUN_A]) == 10
+    logger.log_metric(RUN_B, "acc", 1.0)
+    logger.flush()
+    [fresh] = fake.batches(RUN_B)
+    assert fresh.request_id and not fresh.request_id.startswith(spooled_id)

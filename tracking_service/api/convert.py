@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from google.protobuf import timestamp_pb2
 
 from tracking_service.artifacts import FileInfo
@@ -141,3 +143,11 @@ def run_to_proto(r: Run) -> pb.Run:
 
 def file_to_proto(f: FileInfo) -> pb.FileInfo:
     return pb.FileInfo(path=f.path, is_dir=f.is_dir, size=f.size, sha256=f.sha256)
+
+
+def digest(request) -> str:
+    """The fingerprint of a request with a request_id (the same for a re-sent copy, whatever
+    encoding the client used); "" without one, where nothing compares it."""
+    if not request.request_id:
+        return ""
+    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()

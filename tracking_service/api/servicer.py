@@ -96,11 +96,13 @@ class TrackingServicer(api_grpc.TrackingServiceServicer):
         received = now_ms()
         self.service.log_batch(request.run_id, [convert.metric_from_proto(m, received) for m in request.metrics],
                                [(p.key, p.value) for p in request.params], convert.tags_from_proto(request.tags),
-                               [convert.series_from_proto(s, received) for s in request.series])
+                               [convert.series_from_proto(s, received) for s in request.series],
+                               request_id=request.request_id, digest=convert.digest(request))
         return api.LogBatchResponse()
 
     def LogMetric(self, request, context):
-        self.service.log_batch(request.run_id, metrics=[convert.metric_from_proto(request.metric, now_ms())])
+        self.service.log_batch(request.run_id, metrics=[convert.metric_from_proto(request.metric, now_ms())],
+                               request_id=request.request_id, digest=convert.digest(request))
         return api.LogMetricResponse()
 
     def LogParam(self, request, context):

@@ -154,7 +154,9 @@ class LocalArtifactStore(ArtifactStore):
             raise InvalidArgument(field, "must be an absolute file:// URI or path")
         prefix = os.path.join(self.root, "")
         if not path.startswith(prefix) or path == prefix:
-            raise InvalidArgument(field, f"must name a folder inside the artifact store {self.root.as_uri()}")
+            # Never the store's path in a message: a caller has no business learning the server's file system.
+            raise InvalidArgument(field, "must name a folder inside this server's artifact store (the folder the "
+                                         "tracking service was started with)")
         return clean_relative_path(path.removeprefix(prefix), field)
 
     def _checked(self, relative: str, field: str) -> Path:

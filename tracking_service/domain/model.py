@@ -16,14 +16,20 @@ from typing import NamedTuple
 
 from tuning_common.errors import InvalidArgument
 
+# MLflow's limits (mlflow/utils/validation.py) where it has one, or more where MLflow
+# accepts more by truncating (tag values: MLflow keeps 8,000 characters of a run tag and
+# 20,000 of an experiment tag; a run's description, tag mlflow.note.content, is often
+# longer). Nothing is truncated here: a value over its limit is refused.
 MAX_KEY = 250
+MAX_EXPERIMENT_NAME = 500
 MAX_PARAM_VALUE = 6_000
-MAX_TAG_VALUE = 8_000
+MAX_TAG_VALUE = 100_000
+MAX_REQUEST_ID = 256
 MAX_BATCH_METRICS = 1_000
 MAX_BATCH_SERIES_POINTS = 10_000
 MAX_BATCH_PARAMS = 100
 MAX_BATCH_TAGS = 100
-MAX_DESCRIPTION = 5_000
+MAX_DESCRIPTION = MAX_TAG_VALUE  # a model's description is as long as a run's may be
 MAX_REASON = 1_000
 MAX_DATASET_TEXT = 65_536
 MAX_INPUTS = 100
@@ -219,9 +225,9 @@ def check_text(value: str, field: str, limit: int, *, required: bool = False) ->
     return value
 
 
-def check_key(key: str, field: str) -> str:
-    """Names and keys: 1-250 characters, no control characters, no leading/trailing blanks."""
-    check_text(key, field, MAX_KEY, required=True)
+def check_key(key: str, field: str, limit: int = MAX_KEY) -> str:
+    """Names and keys: 1-``limit`` characters, no control characters, no leading/trailing blanks."""
+    check_text(key, field, limit, required=True)
     if key != key.strip():
         raise InvalidArgument(field, "must not start or end with whitespace")
     if any(ord(c) < 32 or ord(c) == 127 for c in key):

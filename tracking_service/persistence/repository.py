@@ -28,6 +28,7 @@ from tracking_service.domain.model import (
 )
 from tracking_service.persistence.tables import (
     VALUE_HEAD,
+    batch_requests,
     datasets,
     experiment_tags,
     experiments,
@@ -201,6 +202,19 @@ def select_run_ids(conn: Connection, where, order_by: Sequence, offset: int, lim
 
 
 # -- logging ----------------------------------------------------------------------------------
+
+
+def claim_batch_request(conn: Connection, run_id: str, request_id: str, digest: str, now: int) -> str | None:
+    """Records that the batch ``request_id`` of the run is being stored (in the caller's
+    transaction): None when it is new, else the digest stored with it (a replay). A concurrent
+    claim of the same id waits for the first one's transaction (PostgreSQL) or runs after it
+    (SQLite's single writer), so it sees the first one's row."""
+    claimed = conn.execute(upsert(conn, batch_requests).on_conflict_do_nothing().values(
+        run_id=run_id, request_id=request_id, digest=digest, create_ms=now).returning(batch_requests.c.digest))
+    if claimed.first() is not None:
+        return None
+    return conn.execute(sa.select(batch_requests.c.digest).where(
+        batch_requests.c.run_id == run_id, batch_requests.c.request_id == request_id)).scalar_one()
 
 
 def log_params(conn: Connection, run_id: str, items: Sequence[tuple[str, str]]) -> None:

@@ -23,7 +23,9 @@ experiments = sa.Table(
     "experiments",
     metadata,
     sa.Column("id", ID, primary_key=True, autoincrement=True),
-    sa.Column("name", KEY, nullable=False, unique=True),
+    # MLflow's limit for experiment names (domain.model.MAX_EXPERIMENT_NAME). SQLite does not
+    # enforce VARCHAR lengths, and its column keeps the declared 250 of migration 0001 (see 0004).
+    sa.Column("name", sa.String(500).with_variant(sa.String(250), "sqlite"), nullable=False, unique=True),
     sa.Column("artifact_location", sa.Text, nullable=False),
     sa.Column("lifecycle_stage", sa.String(16), nullable=False),
     sa.Column("create_ms", sa.BigInteger, nullable=False),
@@ -108,6 +110,19 @@ metrics = sa.Table(
     # On SQLite the primary key is then the table itself (one B-tree per point, not two):
     # a 1,000-point batch inserts in 1.8 ms instead of 3.1 (migration 0003).
     sqlite_with_rowid=False,
+)
+
+# LogBatch requests stored with a request_id, so that a replay (a retry after a lost reply)
+# stores nothing: a point without a timestamp gets the time it is stored, and only this
+# makes its retry a no-op. ``digest`` is the batch's fingerprint, so that a request id reused
+# for another batch is refused rather than silently dropping that batch. Kept with the run.
+batch_requests = sa.Table(
+    "batch_requests",
+    metadata,
+    sa.Column("run_id", RUN_ID, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("request_id", sa.String(256), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("create_ms", sa.BigInteger, nullable=False),
 )
 
 # The latest point of each (run, metric): the highest step, then the latest timestamp,

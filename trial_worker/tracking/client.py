@@ -12,7 +12,8 @@ Methods return the proto messages of ``tuning.tracking.v1``; searches and histor
 iterators that fetch one page at a time. Errors come back as :mod:`tuning_common.errors`
 exceptions. UNAVAILABLE (and CANCELLED, a server going away mid-call) is retried with
 jittered exponential backoff: every RPC is safe to repeat (``create_run`` sends a request id
-so a retry returns the same run) except ``CreateModelVersion``, which is never retried since
+so a retry returns the same run, ``log_batch`` and ``log_metric`` one so that a replayed batch
+stores nothing) except ``CreateModelVersion``, which is never retried since
 a repeat would register a second version.
 
 For logging from training code use :class:`trial_worker.tracking.RunLogger` (batched, off
@@ -301,16 +302,20 @@ class TrackingClient:
 
     def log_batch(self, run_id: str, *, metrics: Sequence[pb.Metric] = (),
                   params: Mapping[str, Any] | Sequence[pb.Param] = (),
-                  tags: Mapping[str, str] | Sequence[pb.Tag] = (), series: Sequence[pb.MetricSeries] = ()) -> None:
+                  tags: Mapping[str, str] | Sequence[pb.Tag] = (), series: Sequence[pb.MetricSeries] = (),
+                  request_id: str | None = None) -> None:
         """At most 1,000 metrics, 10,000 points in ``series`` (see :func:`metric_series`), 100 params
-        and 100 tags, stored atomically (see RunLogger for more)."""
+        and 100 tags, stored atomically (see RunLogger for more). The batch carries a request id
+        (a new one unless given), so a retry after a lost reply stores nothing twice, points
+        without timestamps included."""
         request = api.LogBatchRequest(run_id=run_id, metrics=metrics, params=_params(params), tags=_tags(tags),
-                                      series=series)
+                                      series=series, request_id=request_id or uuid.uuid4().hex)
         self.call("LogBatch", request)
 
     def log_metric(self, run_id: str, key: str, value: float, *, step: int = 0,
                    timestamp_ms: int | None = None) -> None:
-        request = api.LogMetricRequest(run_id=run_id, metric=metric(key, value, step=step, timestamp_ms=timestamp_ms))
+        request = api.LogMetricRequest(run_id=run_id, metric=metric(key, value, step=step, timestamp_ms=timestamp_ms),
+                                       request_id=uuid.uuid4().hex)
         self.call("LogMetric", request)
 
     def log_param(self, run_id: str, key: str, value: Any) -> None:

@@ -15,10 +15,11 @@ retries), batches go to a spool: JSON lines, one batch per line, fsync'd, in
 batches are spooled behind it so that order is kept (a tag set twice ends with the later
 value); the thread probes the service and re-sends the spool oldest first when it answers.
 Each logger appends to a file of its own, locked with ``flock`` while the logger lives; a
-new logger replays the unlocked files left by loggers that died. Re-sending is safe since
-the service stores a metric point (key, step, timestamp, value) once and params and tags
-idempotently: a batch sent twice (a crash after sending, before the spool shrank) is still
-stored exactly once.
+new logger replays the unlocked files left by loggers that died. Re-sending is safe: every
+batch carries a request id, kept in the spool with it (and derived for the halves of a split
+batch), so the service stores nothing for a batch it already has; a batch sent twice (a reply
+lost, a crash after sending before the spool shrank) is stored exactly once. (Points are also
+stamped here, and the service stores a point and params and tags idempotently.)
 
 Other errors are not retried: a batch the service refuses (INVALID_ARGUMENT,
 FAILED_PRECONDITION for a changed param) is split in halves until the offending items are
@@ -98,6 +99,8 @@ class _Batch:
     tags: list[tuple[str, str]] = field(default_factory=list)
     seq: int = 0
     spooled: bool = False
+    # LogBatch's idempotency key: one per batch, the same whenever this batch is re-sent.
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     method = "LogBatch"
 
@@ -125,6 +128,7 @@ class _Batch:
             series=_series(self.metrics),
             params=[pb.Param(key=k, value=v) for k, v in self.params.items()],
             tags=[pb.Tag(key=k, value=v) for k, v in self.tags],
+            request_id=self.request_id,
         )
 
     def size(self) -> int:
@@ -134,22 +138,30 @@ class _Batch:
         items = ([(_METRIC, m) for m in self.metrics] + [(_PARAM, p) for p in self.params.items()]
                  + [(_TAG, t) for t in self.tags])
         middle = len(items) // 2
-        return self._of(items[:middle]), self._of(items[middle:])
+        return self._of(items[:middle], 0), self._of(items[middle:], 1)
 
-    def _of(self, items: list[tuple[int, tuple]]) -> _Batch:
-        batch = _Batch(self.run_id, seq=self.seq)
+    def _of(self, items: list[tuple[int, tuple]], half: int) -> _Batch:
+        # The halves of a refused batch are new requests, named after it so that the halves of a
+        # re-sent copy (replayed from the spool) carry the same ids as the first copy's.
+        batch = _Batch(self.run_id, seq=self.seq, request_id=f"{self.request_id}.{half}")
         for kind, item in items:
             batch.add((kind, self.run_id, *item))
         return batch
 
     def record(self) -> dict:
         return {"run_id": self.run_id, "metrics": [[k, _encode(v), t, s] for k, v, t, s in self.metrics],
-                "params": [[k, v] for k, v in self.params.items()], "tags": [[k, v] for k, v in self.tags]}
+                "params": [[k, v] for k, v in self.params.items()], "tags": [[k, v] for k, v in self.tags],
+                "request_id": self.request_id}
 
     @classmethod
     def from_record(cls, record: dict) -> _Batch:
-        return cls(record["run_id"], [(k, _decode(v), int(t), int(s)) for k, v, t, s in record["metrics"]],
-                   dict(record["params"]), [(k, v) for k, v in record["tags"]])
+        batch = cls(record["run_id"], [(k, _decode(v), int(t), int(s)) for k, v, t, s in record["metrics"]],
+                    dict(record["params"]), [(k, v) for k, v in record["tags"]])
+        # Spools written before request ids have none: their points carry timestamps, which
+        # keeps their replay safe.
+        if record.get("request_id"):
+            batch.request_id = str(record["request_id"])
+        return batch
 
     def describe(self) -> str:
         return (f"{len(self.metrics)} metrics, {len(self.params)} params and {len(self.tags)} tags "

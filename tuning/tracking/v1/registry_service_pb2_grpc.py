@@ -31,7 +31,7 @@ class ModelRegistryServiceStub:
 
     Names: 1-250 characters; aliases: 1-250 letters, digits, "_" or "-", not
     starting with "v<digits>" and not "latest" (those resolve to versions);
-    descriptions up to 5,000 characters; reasons up to 1,000.
+    descriptions and tag values up to 100,000 characters; reasons up to 1,000.
 
     Every RPC may also fail with UNAVAILABLE and INTERNAL, and with access
     control on with UNAUTHENTICATED and PERMISSION_DENIED (see
@@ -159,7 +159,7 @@ class ModelRegistryServiceServicer:
 
     Names: 1-250 characters; aliases: 1-250 letters, digits, "_" or "-", not
     starting with "v<digits>" and not "latest" (those resolve to versions);
-    descriptions up to 5,000 characters; reasons up to 1,000.
+    descriptions and tag values up to 100,000 characters; reasons up to 1,000.
 
     Every RPC may also fail with UNAVAILABLE and INTERNAL, and with access
     control on with UNAUTHENTICATED and PERMISSION_DENIED (see
@@ -457,7 +457,7 @@ class ModelRegistryService:
 
     Names: 1-250 characters; aliases: 1-250 letters, digits, "_" or "-", not
     starting with "v<digits>" and not "latest" (those resolve to versions);
-    descriptions up to 5,000 characters; reasons up to 1,000.
+    descriptions and tag values up to 100,000 characters; reasons up to 1,000.
 
     Every RPC may also fail with UNAVAILABLE and INTERNAL, and with access
     control on with UNAUTHENTICATED and PERMISSION_DENIED (see

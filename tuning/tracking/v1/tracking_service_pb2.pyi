@@ -225,30 +225,34 @@ class RestoreRunResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class LogBatchRequest(_message.Message):
-    __slots__ = ("run_id", "metrics", "params", "tags", "series")
+    __slots__ = ("run_id", "metrics", "params", "tags", "series", "request_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     SERIES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     metrics: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Metric]
     params: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Param]
     tags: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Tag]
     series: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.MetricSeries]
-    def __init__(self, run_id: _Optional[str] = ..., metrics: _Optional[_Iterable[_Union[_tracking_pb2.Metric, _Mapping]]] = ..., params: _Optional[_Iterable[_Union[_tracking_pb2.Param, _Mapping]]] = ..., tags: _Optional[_Iterable[_Union[_tracking_pb2.Tag, _Mapping]]] = ..., series: _Optional[_Iterable[_Union[_tracking_pb2.MetricSeries, _Mapping]]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, run_id: _Optional[str] = ..., metrics: _Optional[_Iterable[_Union[_tracking_pb2.Metric, _Mapping]]] = ..., params: _Optional[_Iterable[_Union[_tracking_pb2.Param, _Mapping]]] = ..., tags: _Optional[_Iterable[_Union[_tracking_pb2.Tag, _Mapping]]] = ..., series: _Optional[_Iterable[_Union[_tracking_pb2.MetricSeries, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class LogBatchResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class LogMetricRequest(_message.Message):
-    __slots__ = ("run_id", "metric")
+    __slots__ = ("run_id", "metric", "request_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     metric: _tracking_pb2.Metric
-    def __init__(self, run_id: _Optional[str] = ..., metric: _Optional[_Union[_tracking_pb2.Metric, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, run_id: _Optional[str] = ..., metric: _Optional[_Union[_tracking_pb2.Metric, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class LogMetricResponse(_message.Message):
     __slots__ = ()

@@ -28,9 +28,10 @@ if _version_not_supported:
 class TrackingServiceStub:
     """Experiments, runs, their params, metrics, tags, dataset inputs and artifacts.
 
-    Limits (INVALID_ARGUMENT naming the field when exceeded; nothing is ever
-    truncated): names and keys 1-250 characters; param values up to 6,000
-    characters; tag values up to 8,000; a LogBatch holds at most 1,000
+    Limits (INVALID_ARGUMENT naming the field and the limit when exceeded;
+    nothing is ever truncated): experiment names 1-500 characters, other names
+    and keys 1-250; param values up to 6,000 characters; tag values (run and
+    experiment tags) up to 100,000; a LogBatch holds at most 1,000
     metrics, 10,000 points in series, 100 params and 100 tags; an artifact
     path at most 1,024 characters.
 
@@ -177,9 +178,10 @@ class TrackingServiceStub:
 class TrackingServiceServicer:
     """Experiments, runs, their params, metrics, tags, dataset inputs and artifacts.
 
-    Limits (INVALID_ARGUMENT naming the field when exceeded; nothing is ever
-    truncated): names and keys 1-250 characters; param values up to 6,000
-    characters; tag values up to 8,000; a LogBatch holds at most 1,000
+    Limits (INVALID_ARGUMENT naming the field and the limit when exceeded;
+    nothing is ever truncated): experiment names 1-500 characters, other names
+    and keys 1-250; param values up to 6,000 characters; tag values (run and
+    experiment tags) up to 100,000; a LogBatch holds at most 1,000
     metrics, 10,000 points in series, 100 params and 100 tags; an artifact
     path at most 1,024 characters.
 
@@ -312,19 +314,25 @@ class TrackingServiceServicer:
 
     def LogBatch(self, request, context):
         """Logs metrics, params and tags at once, atomically. Retrying a batch is
-        safe: a metric point already stored is not stored twice, a param logged
-        again with the same value is a no-op.
+        safe when it carries a request_id (a replay of a stored batch stores
+        nothing and answers as the first call did), or when every metric point
+        has its timestamp (a point already stored is not stored twice). A point
+        without a timestamp gets the time the batch is stored, so only the
+        request_id makes such a batch safe to retry. Params and tags are
+        idempotent either way (a param logged again with the same value is a
+        no-op).
         Errors: INVALID_ARGUMENT (a limit, an empty key, series arrays of
         different lengths), NOT_FOUND (run),
         FAILED_PRECONDITION (the run is deleted; a param logged before with
-        another value).
+        another value; reason REQUEST_ID_REUSED: the request_id was stored with
+        a different batch).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def LogMetric(self, request, context):
-        """One metric point; the same rules as LogBatch.
+        """One metric point; the same rules as LogBatch (request_id included).
         Errors: as LogBatch.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -538,9 +546,10 @@ def add_TrackingServiceServicer_to_server(servicer, server):
 class TrackingService:
     """Experiments, runs, their params, metrics, tags, dataset inputs and artifacts.
 
-    Limits (INVALID_ARGUMENT naming the field when exceeded; nothing is ever
-    truncated): names and keys 1-250 characters; param values up to 6,000
-    characters; tag values up to 8,000; a LogBatch holds at most 1,000
+    Limits (INVALID_ARGUMENT naming the field and the limit when exceeded;
+    nothing is ever truncated): experiment names 1-500 characters, other names
+    and keys 1-250; param values up to 6,000 characters; tag values (run and
+    experiment tags) up to 100,000; a LogBatch holds at most 1,000
     metrics, 10,000 points in series, 100 params and 100 tags; an artifact
     path at most 1,024 characters.
 
