@@ -86,3 +86,37 @@ def _element_name(file, path: list[int]) -> str | None:
         element = getattr(element, items)[path[1]]
         name, path = f"{name}.{element.name}", path[2:]
     return None if path or kind == "file" else name
+
+
+def _diff(expected: Path, actual: Path) -> list[str]:
+    comparison = filecmp.dircmp(expected, actual, ignore=["__pycache__"])
+    problems = [f"missing: {actual / n}" for n in comparison.left_only]
+    problems += [f"unexpected: {actual / n}" for n in comparison.right_only]
+    problems += [f"stale: {actual / n}" for n in comparison.diff_files]
+    for name in comparison.common_dirs:
+        problems += _diff(expected / name, actual / name)
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="fail if the checked-in code is stale")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp))
+        fresh, current = Path(tmp) / OUT_PACKAGE, ROOT / OUT_PACKAGE
+        if args.check:
+            problems = _diff(fresh, current) if current.exists() else [f"missing: {current}"]
+            for line in problems:
+                print(line, file=sys.stderr)
+            if problems:
+                print("generated code is stale: run `python -m tuning_common.codegen`", file=sys.stderr)
+            return 1 if problems else 0
+        shutil.rmtree(current, ignore_errors=True)
+        shutil.copytree(fresh, current)
+    print(f"wrote {current.relative_to(ROOT)}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
