@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -40,6 +42,18 @@ def test_generated_code_is_fresh():
     result = subprocess.run([sys.executable, "-m", "tuning_common.codegen", "--check"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_freshness_check_finds_a_stale_generated_file(tmp_path: Path, monkeypatch):
+    # The check above passes vacuously if the check itself stops checking.
+    from tuning_common import codegen
+
+    shutil.copytree(ROOT / "tuning", tmp_path / "tuning", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(codegen, "ROOT", tmp_path)
+    assert codegen.main(["--check"]) == 0
+    stale = tmp_path / "tuning" / "proto_comments.py"
+    stale.write_text(stale.read_text() + "# edited by hand\n")
+    assert codegen.main(["--check"]) == 1
 
 
 def test_a_database_at_an_unknown_schema_version_is_refused(sqlite_url: str, spawn_server):
