@@ -16,12 +16,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from tracking_service.artifacts import ArtifactStore, FileInfo, clean_relative_path
+from tracking_service.artifacts.store import check_upload_header
 from tracking_service.domain import paging, search
 from tracking_service.domain.model import (
     MAX_INPUTS,
     MAX_EXPERIMENT_NAME,
     MAX_KEY,
     MAX_REQUEST_ID,
+    MAX_TAG_VALUE,
     DatasetInput,
     Experiment,
     LifecycleStage,
@@ -191,11 +193,12 @@ class TrackingService:
             raise AlreadyExists(f"an experiment named {new_name!r} exists") from error
 
     def set_experiment_tag(self, experiment_id: int, key: str, value: str) -> None:
-        items = check_tags([(key, value)], "tag")
+        check_key(key, "key")
+        check_text(value, "value", MAX_TAG_VALUE)
 
         def work(conn: Connection) -> None:
             self._experiment(conn, experiment_id)
-            repo.set_experiment_tags(conn, experiment_id, items)
+            repo.set_experiment_tags(conn, experiment_id, {key: value})
             repo.update_experiment(conn, experiment_id, now_ms())
 
         self.db.run(work, write=True)
@@ -334,13 +337,14 @@ class TrackingService:
 
     def log_batch(self, run_id: str, metrics: Sequence[Metric] = (), params: Sequence[tuple[str, str]] = (),
                   tags: Sequence[tuple[str, str]] = (), series: Sequence[MetricSeries] = (), *,
-                  request_id: str = "", digest: str = "") -> None:
+                  request_id: str = "", digest: str = "", single: bool = False) -> None:
         """Stores a batch atomically. With a ``request_id``, a replay of a stored batch (same id,
         same ``digest`` of its content) stores nothing: its points without timestamps were
-        stamped ``now`` by the first call, and a retry would stamp them again."""
+        stamped ``now`` by the first call, and a retry would stamp them again. ``single``: the
+        batch is LogMetric's, LogParam's or SetTag's one item (see :func:`check_batch`)."""
         check_run_id(run_id)
         check_text(request_id, "request_id", MAX_REQUEST_ID)
-        check_batch(list(metrics), list(params), list(tags))
+        check_batch(list(metrics), list(params), list(tags), single=single)
         check_series(series)
 
         def work(conn: Connection) -> bool:
@@ -417,8 +421,8 @@ class TrackingService:
 
     # -- artifacts ----------------------------------------------------------------------------
 
-    def _artifact_root(self, run_id: str, *, write: bool) -> str:
-        check_run_id(run_id, "run_id")
+    def _artifact_root(self, run_id: str, *, write: bool, field: str = "run_id") -> str:
+        check_run_id(run_id, field)
 
         def work(conn: Connection) -> str:
             return live_run(conn, run_id, allow_deleted=not write).artifact_uri
@@ -427,10 +431,9 @@ class TrackingService:
 
     def upload_artifact(self, run_id: str, path: str, size: int, sha256: str, chunks: Iterable[bytes]) -> FileInfo:
         path = clean_relative_path(path, "header.path")
-        if size < 0:
-            raise InvalidArgument("header.size", f"must not be negative, got {size}")
+        check_upload_header(size, sha256, self.max_artifact_bytes)
         with telemetry.span("upload artifact", run_id=run_id, artifact_path=path, artifact_bytes=size):
-            root = self._artifact_root(run_id, write=True)
+            root = self._artifact_root(run_id, write=True, field="header.run_id")
             info = self.store.upload(root, path, chunks, size=size, sha256=sha256, max_bytes=self.max_artifact_bytes)
         ARTIFACT_BYTES.add(info.size)
         return info

@@ -116,6 +116,26 @@ def test_the_openapi_document_describes_fields_from_the_protos():
             _conforms(document, "tuning.suggestion.v1.ParameterValue", wrong)
     with pytest.raises(jsonschema.ValidationError):
         _conforms(document, "tuning.suggestion.v1.Objective", {"metric": "loss", "direction": "DIRECTION_MAXIMISE"})
+    # The tracking service and the registry mark what they refuse when missing (tests/integration/
+    # test_required_fields.py checks each mark over gRPC), and nothing they accept empty.
+    assert schemas["tuning.tracking.v1.LogMetricRequest"]["required"] == ["metric"]
+    assert schemas["tuning.tracking.v1.Metric"]["required"] == ["key"]
+    assert schemas["tuning.tracking.v1.SearchRunsRequest"]["required"] == ["experiment_ids"]
+    assert "required" not in schemas["tuning.tracking.v1.LogBatchRequest"]  # run_id is in the path
+    assert "required" not in schemas["tuning.tracking.v1.CreateRunRequest"]  # experiment 0 is "Default"
+    assert schemas["tuning.tracking.v1.CreateModelVersionRequest"]["required"] == ["source"]
+    assert schemas["tuning.tracking.v1.TransitionModelVersionStageRequest"]["required"] == ["stage"]
+    by_name = {p["name"]: p for p in operations["GetExperimentByName"]["parameters"]}
+    assert by_name["name"]["required"] is True
+    assert operations["LogMetric"]["requestBody"]["required"] is True
+    for name, wrong in [
+        ("tuning.tracking.v1.LogBatchRequest", {"metrics": [{"value": 0.5}]}),
+        ("tuning.tracking.v1.SetTagRequest", {}),
+        ("tuning.tracking.v1.CreateModelVersionRequest", {"run_id": "a" * 32}),
+        ("tuning.tracking.v1.TransitionModelVersionStageRequest", {"stage": "STAGE_PRODUCTON"}),
+    ]:
+        with pytest.raises(jsonschema.ValidationError):
+            _conforms(document, name, wrong)
 
 
 def test_suggestion_routes(http: httpx.Client):
@@ -159,8 +179,17 @@ def test_suggestion_routes(http: httpx.Client):
     error(http.get("/v1/studies/gw"), 404, "NOT_FOUND")
 
 
+def _sent(document: dict, rpc: str, body: dict) -> dict:
+    """``body``, after checking it against the OpenAPI schema of ``rpc``'s request."""
+    _conforms(document, f"tuning.tracking.v1.{rpc}Request", body)
+    return body
+
+
 def test_tracking_routes(http: httpx.Client, tmp_path: Path):
-    experiment = ok(http.post("/v1/experiments", json={"name": "exp", "tags": [{"key": "team", "value": "ml"}]}))
+    document = openapi.document()
+    experiment = ok(http.post("/v1/experiments", json=_sent(document, "CreateExperiment", {
+        "name": "exp", "tags": [{"key": "team", "value": "ml"}]})))
+    _conforms(document, "tuning.tracking.v1.CreateExperimentResponse", experiment)
     eid = experiment["experiment"]["id"]
     assert ok(http.get(f"/v1/experiments/{eid}"))["experiment"]["name"] == "exp"
     assert ok(http.get("/v1/experiments:byName", params={"name": "exp"}))["experiment"]["id"] == eid
@@ -171,24 +200,27 @@ def test_tracking_routes(http: httpx.Client, tmp_path: Path):
     ok(http.delete(f"/v1/experiments/{eid}"))
     ok(http.post(f"/v1/experiments/{eid}:restore"))
 
-    run = ok(http.post("/v1/runs", json={"experiment_id": eid, "name": "r1"}))["run"]
+    run = ok(http.post("/v1/runs", json=_sent(document, "CreateRun", {"experiment_id": eid, "name": "r1"})))["run"]
     rid = run["id"]
-    ok(http.post(f"/v1/runs/{rid}:logBatch", json={
+    ok(http.post(f"/v1/runs/{rid}:logBatch", json=_sent(document, "LogBatch", {
         "metrics": [{"key": "loss", "value": 0.5, "step": 1}, {"key": "loss", "value": 0.4, "step": 2}],
-        "params": [{"key": "lr", "value": "0.1"}], "tags": [{"key": "stage", "value": "dev"}]}))
-    ok(http.post(f"/v1/runs/{rid}/metrics", json={"metric": {"key": "val/auc", "value": 0.9, "step": 3}}))
-    ok(http.post(f"/v1/runs/{rid}/params", json={"param": {"key": "depth", "value": "6"}}))
-    ok(http.post(f"/v1/runs/{rid}/tags", json={"tag": {"key": "team/name", "value": "x"}}))
+        "params": [{"key": "lr", "value": "0.1"}], "tags": [{"key": "stage", "value": "dev"}]})))
+    ok(http.post(f"/v1/runs/{rid}/metrics", json=_sent(document, "LogMetric", {
+        "metric": {"key": "val/auc", "value": 0.9, "step": 3}})))
+    ok(http.post(f"/v1/runs/{rid}/params", json=_sent(document, "LogParam", {"param": {"key": "depth", "value": "6"}})))
+    ok(http.post(f"/v1/runs/{rid}/tags", json=_sent(document, "SetTag", {"tag": {"key": "team/name", "value": "x"}})))
     ok(http.delete(f"/v1/runs/{rid}/tags/team/name"))
-    ok(http.post(f"/v1/runs/{rid}/inputs", json={"inputs": [
-        {"dataset": {"name": "wine", "digest": "abc123"}, "context": "training"}]}))
+    ok(http.post(f"/v1/runs/{rid}/inputs", json=_sent(document, "LogInputs", {"inputs": [
+        {"dataset": {"name": "wine", "digest": "abc123"}, "context": "training"}]})))
     history = ok(http.get(f"/v1/runs/{rid}/metrics/loss"))["metrics"]
     assert [(m["step"], m["value"]) for m in history] == [("1", 0.5), ("2", 0.4)]
     assert [m["value"] for m in ok(http.get(f"/v1/runs/{rid}/metrics/val/auc"))["metrics"]] == [0.9]
     got = ok(http.get(f"/v1/runs/{rid}"))["run"]
     assert {"key": "depth", "value": "6"} in got["params"] and all(t["key"] != "team/name" for t in got["tags"])
     ok(http.patch(f"/v1/runs/{rid}", json={"status": "RUN_STATUS_FINISHED"}))
-    searched = ok(http.post("/v1/runs:search", json={"experiment_ids": [eid], "filter": "metrics.loss < 0.45"}))
+    searched = ok(http.post("/v1/runs:search", json=_sent(document, "SearchRuns", {
+        "experiment_ids": [eid], "filter": "metrics.loss < 0.45"})))
+    _conforms(document, "tuning.tracking.v1.SearchRunsResponse", searched)
     assert [r["id"] for r in searched["runs"]] == [rid] and searched["runs"][0]["status"] == "RUN_STATUS_FINISHED"
 
     content = b"hello artifact\n" * 1000
@@ -210,26 +242,31 @@ def test_tracking_routes(http: httpx.Client, tmp_path: Path):
 
 
 def test_registry_routes(http: httpx.Client):
+    document = openapi.document()
     eid = ok(http.post("/v1/experiments", json={"name": "reg"}))["experiment"]["id"]
     rid = ok(http.post("/v1/runs", json={"experiment_id": eid}))["run"]["id"]
     ok(http.put(f"/v1/runs/{rid}/artifacts/model/model.pkl", content=b"model bytes",
                 headers={"content-type": "application/octet-stream"}))
-    ok(http.post("/v1/registered-models", json={"name": "wine", "description": "first"}))
+    ok(http.post("/v1/registered-models", json=_sent(document, "CreateRegisteredModel", {
+        "name": "wine", "description": "first"})))
     assert ok(http.get("/v1/registered-models/wine"))["registered_model"]["description"] == "first"
     ok(http.patch("/v1/registered-models/wine", json={"description": "second"}))
     ok(http.post("/v1/registered-models/wine/tags", json={"key": "team", "value": "ml"}))
     ok(http.delete("/v1/registered-models/wine/tags/team"))
-    version = ok(http.post("/v1/registered-models/wine/versions",
-                           json={"source": f"runs:/{rid}/model", "run_id": rid}))["model_version"]
+    created = ok(http.post("/v1/registered-models/wine/versions", json=_sent(document, "CreateModelVersion", {
+        "source": f"runs:/{rid}/model", "run_id": rid, "tags": [{"key": "by", "value": "ci"}]})))
+    _conforms(document, "tuning.tracking.v1.CreateModelVersionResponse", created)
+    version = created["model_version"]
     assert version["version"] == "1"
     assert ok(http.get("/v1/registered-models/wine/versions/1"))["model_version"]["run_id"] == rid
     ok(http.patch("/v1/registered-models/wine/versions/1", json={"description": "v1"}))
     ok(http.post("/v1/registered-models/wine/versions/1/tags", json={"key": "ok", "value": "yes"}))
     ok(http.delete("/v1/registered-models/wine/versions/1/tags/ok"))
-    moved = ok(http.post("/v1/registered-models/wine/versions/1:transitionStage",
-                         json={"stage": "STAGE_PRODUCTION", "actor": "ana", "reason": "best"}))
+    moved = ok(http.post("/v1/registered-models/wine/versions/1:transitionStage", json=_sent(
+        document, "TransitionModelVersionStage", {"stage": "STAGE_PRODUCTION", "actor": "ana", "reason": "best"})))
     assert moved["model_version"]["stage"] == "STAGE_PRODUCTION"
-    ok(http.put("/v1/registered-models/wine/aliases/champion", json={"version": 1}))
+    ok(http.put("/v1/registered-models/wine/aliases/champion", json=_sent(document, "SetRegisteredModelAlias",
+                                                                          {"version": 1})))
     assert ok(http.get("/v1/registered-models/wine/aliases/champion"))["model_version"]["version"] == "1"
     assert ok(http.get("/v1/registered-models/wine/versions/1/download-uri"))["artifact_uri"]
     assert [m["name"] for m in ok(http.get("/v1/registered-models", params={"filter": "name = 'wine'"}))[

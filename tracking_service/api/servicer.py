@@ -102,15 +102,16 @@ class TrackingServicer(api_grpc.TrackingServiceServicer):
 
     def LogMetric(self, request, context):
         self.service.log_batch(request.run_id, metrics=[convert.metric_from_proto(request.metric, now_ms())],
-                               request_id=request.request_id, digest=convert.digest(request))
+                               request_id=request.request_id, digest=convert.digest(request), single=True)
         return api.LogMetricResponse()
 
     def LogParam(self, request, context):
-        self.service.log_batch(request.run_id, params=[(request.param.key, request.param.value)])
+        self.service.log_batch(request.run_id, params=[(request.param.key, request.param.value)],
+                               single=True)
         return api.LogParamResponse()
 
     def SetTag(self, request, context):
-        self.service.log_batch(request.run_id, tags=[(request.tag.key, request.tag.value)])
+        self.service.log_batch(request.run_id, tags=[(request.tag.key, request.tag.value)], single=True)
         return api.SetTagResponse()
 
     def DeleteTag(self, request, context):

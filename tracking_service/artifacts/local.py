@@ -14,7 +14,7 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from tracking_service.artifacts.paths import clean_relative_path, is_within
-from tracking_service.artifacts.store import CHUNK_SIZE, ArtifactStore, FileInfo
+from tracking_service.artifacts.store import CHUNK_SIZE, ArtifactStore, FileInfo, check_upload_header
 from tuning_common.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 
 # Explicit, so that the server's umask does not decide who can read the artifacts.
@@ -22,8 +22,6 @@ _UPLOADING = ".upload-"
 _UPLOAD_IN_PROGRESS = re.compile(r"\.upload-[0-9a-f]{32}")
 FILE_MODE = 0o644
 DIR_MODE = 0o755
-
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def local_path(uri: str, field: str) -> str:
@@ -75,7 +73,7 @@ class LocalArtifactStore(ArtifactStore):
     def upload(
         self, root_uri: str, path: str, chunks: Iterable[bytes], *, size: int, sha256: str, max_bytes: int
     ) -> FileInfo:
-        _check_header(size, sha256, max_bytes)
+        check_upload_header(size, sha256, max_bytes)
         relative, target = self._target(root_uri, path, "header.path")
         if target.is_dir():
             raise FailedPrecondition(f"cannot replace the folder {relative} with a file")
@@ -201,15 +199,6 @@ class LocalArtifactStore(ArtifactStore):
                     raise FailedPrecondition(f"cannot create the folder {name!r}: a file has that name") from None
                 continue
             os.chmod(current, DIR_MODE)
-
-
-def _check_header(size: int, sha256: str, max_bytes: int) -> None:
-    if size < 0:
-        raise InvalidArgument("header.size", "must not be negative")
-    if size > max_bytes:
-        raise ResourceExhausted(f"the artifact's {size} bytes are over the limit of {max_bytes}")
-    if not _SHA256_HEX.fullmatch(sha256):
-        raise InvalidArgument("header.sha256", "must be 64 lowercase hex characters")
 
 
 def _write(temporary: Path, chunks: Iterable[bytes], *, size: int, sha256: str, max_bytes: int) -> None:

@@ -9,11 +9,26 @@ because they are stored in the database and shown to users; paths inside a run's
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from tuning_common.errors import InvalidArgument, ResourceExhausted
+
 # Chunk size of downloads: small enough to keep memory flat, large enough to keep per-message overhead low.
 CHUNK_SIZE = 1 << 20
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def check_upload_header(size: int, sha256: str, max_bytes: int) -> None:
+    """An upload's declared size and checksum, checked before any byte is read (or any run looked up)."""
+    if size < 0:
+        raise InvalidArgument("header.size", "must not be negative")
+    if size > max_bytes:
+        raise ResourceExhausted(f"the artifact's {size} bytes are over the limit of {max_bytes}")
+    if not _SHA256_HEX.fullmatch(sha256):
+        raise InvalidArgument("header.sha256", "must be 64 lowercase hex characters")
 
 
 @dataclass(frozen=True)

@@ -260,7 +260,13 @@ def check_series(series: Sequence[MetricSeries]) -> None:
                                         f"got {total}")
 
 
-def check_batch(metrics: list[Metric], params: list[tuple[str, str]], tags: list[tuple[str, str]]) -> None:
+def check_batch(metrics: list[Metric], params: list[tuple[str, str]], tags: list[tuple[str, str]], *,
+                single: bool = False) -> None:
+    """``single``: the request carries one item in a field of its own (LogMetric's ``metric``,
+    LogParam's ``param``, SetTag's ``tag``), and errors name that field rather than a list's item."""
+    def item(kind: str, i: int) -> str:
+        return kind[:-1] if single else f"{kind}[{i}]"
+
     for name, items, limit in (("metrics", metrics, MAX_BATCH_METRICS), ("params", params, MAX_BATCH_PARAMS),
                                ("tags", tags, MAX_BATCH_TAGS)):
         if len(items) > limit:
@@ -268,17 +274,19 @@ def check_batch(metrics: list[Metric], params: list[tuple[str, str]], tags: list
     checked: set[str] = set()  # a batch repeats a few keys many times: check each once
     for i, metric in enumerate(metrics):
         if metric.key not in checked:
-            check_key(metric.key, f"metrics[{i}].key")
+            check_key(metric.key, f"{item('metrics', i)}.key")
             checked.add(metric.key)
         if metric.timestamp_ms < 0:
-            raise InvalidArgument(f"metrics[{i}].timestamp", "must not be before 1970")
+            raise InvalidArgument(f"{item('metrics', i)}.timestamp", "must not be before 1970")
     seen: dict[str, str] = {}
     for i, (key, value) in enumerate(params):
-        check_key(key, f"params[{i}].key")
-        check_text(value, f"params[{i}].value", MAX_PARAM_VALUE)
+        check_key(key, f"{item('params', i)}.key")
+        check_text(value, f"{item('params', i)}.value", MAX_PARAM_VALUE)
         if seen.setdefault(key, value) != value:
-            raise InvalidArgument(f"params[{i}]", f"param {key!r} appears twice in the batch with different values")
-    check_tags(tags, "tags")
+            raise InvalidArgument(item("params", i), f"param {key!r} appears twice in the batch with different values")
+    for i, (key, value) in enumerate(tags):
+        check_key(key, f"{item('tags', i)}.key")
+        check_text(value, f"{item('tags', i)}.value", MAX_TAG_VALUE)
 
 
 def check_dataset_input(item: DatasetInput, field: str) -> DatasetInput:

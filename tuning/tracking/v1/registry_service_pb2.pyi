@@ -1,3 +1,4 @@
+from google.api import field_behavior_pb2 as _field_behavior_pb2
 from tuning.tracking.v1 import registry_pb2 as _registry_pb2
 from tuning.tracking.v1 import tracking_pb2 as _tracking_pb2
 from google.protobuf.internal import containers as _containers

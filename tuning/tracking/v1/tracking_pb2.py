@@ -22,40 +22,57 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tuning/tracking/v1/tracking.proto\x12\x12tuning.tracking.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"!\n\x03Tag\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"#\n\x05Param\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"a\n\x06Metric\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04step\x18\x04 \x01(\x03\"Q\n\x0cMetricSeries\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x01\x12\r\n\x05steps\x18\x03 \x03(\x03\x12\x15\n\rtimestamps_ms\x18\x04 \x03(\x03\"\x87\x02\n\nExperiment\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11\x61rtifact_location\x18\x03 \x01(\t\x12;\n\x0flifecycle_stage\x18\x04 \x01(\x0e\x32\".tuning.tracking.v1.LifecycleStage\x12%\n\x04tags\x18\x05 \x03(\x0b\x32\x17.tuning.tracking.v1.Tag\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\tTrialLink\x12\r\n\x05study\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x14\n\x0ctrial_number\x18\x03 \x01(\x03\"m\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x13\n\x0bsource_type\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0e\n\x06schema\x18\x05 \x01(\t\x12\x0f\n\x07profile\x18\x06 \x01(\t\"t\n\x0c\x44\x61tasetInput\x12,\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1b.tuning.tracking.v1.Dataset\x12\x0f\n\x07\x63ontext\x18\x02 \x01(\t\x12%\n\x04tags\x18\x03 \x03(\x0b\x32\x17.tuning.tracking.v1.Tag\"\xb4\x04\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rexperiment_id\x18\x02 \x01(\x03\x12\x0c\n\x04name\x18\x03 \x01(\t\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.tuning.tracking.v1.RunStatus\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x0flifecycle_stage\x18\x07 \x01(\x0e\x32\".tuning.tracking.v1.LifecycleStage\x12\x15\n\rparent_run_id\x18\x08 \x01(\t\x12\x11\n\trun_group\x18\t \x01(\t\x12\x14\n\x0c\x61rtifact_uri\x18\n \x01(\t\x12\x0c\n\x04user\x18\x0b \x01(\t\x12)\n\x06params\x18\x0c \x03(\x0b\x32\x19.tuning.tracking.v1.Param\x12%\n\x04tags\x18\r \x03(\x0b\x32\x17.tuning.tracking.v1.Tag\x12\x32\n\x0elatest_metrics\x18\x0e \x03(\x0b\x32\x1a.tuning.tracking.v1.Metric\x12\x30\n\x06inputs\x18\x0f \x03(\x0b\x32 .tuning.tracking.v1.DatasetInput\x12,\n\x05trial\x18\x10 \x01(\x0b\x32\x1d.tuning.tracking.v1.TrialLink\"F\n\x08\x46ileInfo\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06is_dir\x18\x02 \x01(\x08\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t*j\n\x0eLifecycleStage\x12\x1f\n\x1bLIFECYCLE_STAGE_UNSPECIFIED\x10\x00\x12\x1a\n\x16LIFECYCLE_STAGE_ACTIVE\x10\x01\x12\x1b\n\x17LIFECYCLE_STAGE_DELETED\x10\x02*o\n\x08ViewType\x12\x19\n\x15VIEW_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15VIEW_TYPE_ACTIVE_ONLY\x10\x01\x12\x1a\n\x16VIEW_TYPE_DELETED_ONLY\x10\x02\x12\x11\n\rVIEW_TYPE_ALL\x10\x03*\xa0\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x01\x12\x18\n\x14RUN_STATUS_SCHEDULED\x10\x02\x12\x17\n\x13RUN_STATUS_FINISHED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x15\n\x11RUN_STATUS_KILLED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tuning/tracking/v1/tracking.proto\x12\x12tuning.tracking.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x03Tag\x12\x11\n\x03key\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05value\x18\x02 \x01(\t\")\n\x05Param\x12\x11\n\x03key\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05value\x18\x02 \x01(\t\"g\n\x06Metric\x12\x11\n\x03key\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05value\x18\x02 \x01(\x01\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04step\x18\x04 \x01(\x03\"W\n\x0cMetricSeries\x12\x11\n\x03key\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06values\x18\x02 \x03(\x01\x12\r\n\x05steps\x18\x03 \x03(\x03\x12\x15\n\rtimestamps_ms\x18\x04 \x03(\x03\"\x87\x02\n\nExperiment\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11\x61rtifact_location\x18\x03 \x01(\t\x12;\n\x0flifecycle_stage\x18\x04 \x01(\x0e\x32\".tuning.tracking.v1.LifecycleStage\x12%\n\x04tags\x18\x05 \x03(\x0b\x32\x17.tuning.tracking.v1.Tag\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\tTrialLink\x12\x13\n\x05study\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x14\n\x0ctrial_number\x18\x03 \x01(\x03\"y\n\x07\x44\x61taset\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06\x64igest\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0bsource_type\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0e\n\x06schema\x18\x05 \x01(\t\x12\x0f\n\x07profile\x18\x06 \x01(\t\"z\n\x0c\x44\x61tasetInput\x12\x32\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1b.tuning.tracking.v1.DatasetB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63ontext\x18\x02 \x01(\t\x12%\n\x04tags\x18\x03 \x03(\x0b\x32\x17.tuning.tracking.v1.Tag\"\xb4\x04\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rexperiment_id\x18\x02 \x01(\x03\x12\x0c\n\x04name\x18\x03 \x01(\t\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.tuning.tracking.v1.RunStatus\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x0flifecycle_stage\x18\x07 \x01(\x0e\x32\".tuning.tracking.v1.LifecycleStage\x12\x15\n\rparent_run_id\x18\x08 \x01(\t\x12\x11\n\trun_group\x18\t \x01(\t\x12\x14\n\x0c\x61rtifact_uri\x18\n \x01(\t\x12\x0c\n\x04user\x18\x0b \x01(\t\x12)\n\x06params\x18\x0c \x03(\x0b\x32\x19.tuning.tracking.v1.Param\x12%\n\x04tags\x18\r \x03(\x0b\x32\x17.tuning.tracking.v1.Tag\x12\x32\n\x0elatest_metrics\x18\x0e \x03(\x0b\x32\x1a.tuning.tracking.v1.Metric\x12\x30\n\x06inputs\x18\x0f \x03(\x0b\x32 .tuning.tracking.v1.DatasetInput\x12,\n\x05trial\x18\x10 \x01(\x0b\x32\x1d.tuning.tracking.v1.TrialLink\"F\n\x08\x46ileInfo\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06is_dir\x18\x02 \x01(\x08\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t*j\n\x0eLifecycleStage\x12\x1f\n\x1bLIFECYCLE_STAGE_UNSPECIFIED\x10\x00\x12\x1a\n\x16LIFECYCLE_STAGE_ACTIVE\x10\x01\x12\x1b\n\x17LIFECYCLE_STAGE_DELETED\x10\x02*o\n\x08ViewType\x12\x19\n\x15VIEW_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15VIEW_TYPE_ACTIVE_ONLY\x10\x01\x12\x1a\n\x16VIEW_TYPE_DELETED_ONLY\x10\x02\x12\x11\n\rVIEW_TYPE_ALL\x10\x03*\xa0\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x01\x12\x18\n\x14RUN_STATUS_SCHEDULED\x10\x02\x12\x17\n\x13RUN_STATUS_FINISHED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x15\n\x11RUN_STATUS_KILLED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tuning.tracking.v1.tracking_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LIFECYCLESTAGE']._serialized_start=1546
-  _globals['_LIFECYCLESTAGE']._serialized_end=1652
-  _globals['_VIEWTYPE']._serialized_start=1654
-  _globals['_VIEWTYPE']._serialized_end=1765
-  _globals['_RUNSTATUS']._serialized_start=1768
-  _globals['_RUNSTATUS']._serialized_end=1928
-  _globals['_TAG']._serialized_start=90
-  _globals['_TAG']._serialized_end=123
-  _globals['_PARAM']._serialized_start=125
-  _globals['_PARAM']._serialized_end=160
-  _globals['_METRIC']._serialized_start=162
-  _globals['_METRIC']._serialized_end=259
-  _globals['_METRICSERIES']._serialized_start=261
-  _globals['_METRICSERIES']._serialized_end=342
-  _globals['_EXPERIMENT']._serialized_start=345
-  _globals['_EXPERIMENT']._serialized_end=608
-  _globals['_TRIALLINK']._serialized_start=610
-  _globals['_TRIALLINK']._serialized_end=676
-  _globals['_DATASET']._serialized_start=678
-  _globals['_DATASET']._serialized_end=787
-  _globals['_DATASETINPUT']._serialized_start=789
-  _globals['_DATASETINPUT']._serialized_end=905
-  _globals['_RUN']._serialized_start=908
-  _globals['_RUN']._serialized_end=1472
-  _globals['_FILEINFO']._serialized_start=1474
-  _globals['_FILEINFO']._serialized_end=1544
+  _globals['_TAG'].fields_by_name['key']._loaded_options = None
+  _globals['_TAG'].fields_by_name['key']._serialized_options = b'\342A\001\002'
+  _globals['_PARAM'].fields_by_name['key']._loaded_options = None
+  _globals['_PARAM'].fields_by_name['key']._serialized_options = b'\342A\001\002'
+  _globals['_METRIC'].fields_by_name['key']._loaded_options = None
+  _globals['_METRIC'].fields_by_name['key']._serialized_options = b'\342A\001\002'
+  _globals['_METRICSERIES'].fields_by_name['key']._loaded_options = None
+  _globals['_METRICSERIES'].fields_by_name['key']._serialized_options = b'\342A\001\002'
+  _globals['_TRIALLINK'].fields_by_name['study']._loaded_options = None
+  _globals['_TRIALLINK'].fields_by_name['study']._serialized_options = b'\342A\001\002'
+  _globals['_DATASET'].fields_by_name['name']._loaded_options = None
+  _globals['_DATASET'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_DATASET'].fields_by_name['digest']._loaded_options = None
+  _globals['_DATASET'].fields_by_name['digest']._serialized_options = b'\342A\001\002'
+  _globals['_DATASETINPUT'].fields_by_name['dataset']._loaded_options = None
+  _globals['_DATASETINPUT'].fields_by_name['dataset']._serialized_options = b'\342A\001\002'
+  _globals['_LIFECYCLESTAGE']._serialized_start=1627
+  _globals['_LIFECYCLESTAGE']._serialized_end=1733
+  _globals['_VIEWTYPE']._serialized_start=1735
+  _globals['_VIEWTYPE']._serialized_end=1846
+  _globals['_RUNSTATUS']._serialized_start=1849
+  _globals['_RUNSTATUS']._serialized_end=2009
+  _globals['_TAG']._serialized_start=123
+  _globals['_TAG']._serialized_end=162
+  _globals['_PARAM']._serialized_start=164
+  _globals['_PARAM']._serialized_end=205
+  _globals['_METRIC']._serialized_start=207
+  _globals['_METRIC']._serialized_end=310
+  _globals['_METRICSERIES']._serialized_start=312
+  _globals['_METRICSERIES']._serialized_end=399
+  _globals['_EXPERIMENT']._serialized_start=402
+  _globals['_EXPERIMENT']._serialized_end=665
+  _globals['_TRIALLINK']._serialized_start=667
+  _globals['_TRIALLINK']._serialized_end=739
+  _globals['_DATASET']._serialized_start=741
+  _globals['_DATASET']._serialized_end=862
+  _globals['_DATASETINPUT']._serialized_start=864
+  _globals['_DATASETINPUT']._serialized_end=986
+  _globals['_RUN']._serialized_start=989
+  _globals['_RUN']._serialized_end=1553
+  _globals['_FILEINFO']._serialized_start=1555
+  _globals['_FILEINFO']._serialized_end=1625
 # @@protoc_insertion_point(module_scope)
