@@ -35,6 +35,7 @@ from tracking_service.domain.model import (
     ViewType,
     check_batch,
     check_dataset_input,
+    check_expected_tags,
     check_key,
     check_run_id,
     check_series,
@@ -47,7 +48,7 @@ from tracking_service.persistence import search_sql
 from tracking_service.persistence.tables import experiments, runs
 from tuning_common import telemetry
 from tuning_common.database import Database
-from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from tuning_common.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 DEFAULT_EXPERIMENT_ID = 0
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -94,9 +95,10 @@ def paged_search(db: Database, schema: search.EntitySchema, condition, ordering,
     return found[:size], paging.encode_page_token(offset + size, fingerprint) if more else ""
 
 
-def live_run(conn: Connection, run_id: str, *, allow_deleted: bool = False) -> repo.RunState:
-    """The run, which must exist and (unless ``allow_deleted``) not be in the trash."""
-    state = repo.run_state(conn, run_id)
+def live_run(conn: Connection, run_id: str, *, allow_deleted: bool = False, lock: bool = False) -> repo.RunState:
+    """The run, which must exist and (unless ``allow_deleted``) not be in the trash; with ``lock``,
+    its row is locked until the transaction ends (writers that compare before they write)."""
+    state = repo.run_state(conn, run_id, lock=lock)
     if state is None:
         raise NotFound(f"no run {run_id}")
     if state.lifecycle_stage == repo.DELETED and not allow_deleted:
@@ -337,18 +339,25 @@ class TrackingService:
 
     def log_batch(self, run_id: str, metrics: Sequence[Metric] = (), params: Sequence[tuple[str, str]] = (),
                   tags: Sequence[tuple[str, str]] = (), series: Sequence[MetricSeries] = (), *,
-                  request_id: str = "", digest: str = "", single: bool = False) -> None:
+                  request_id: str = "", digest: str = "", single: bool = False,
+                  expected_tags: Sequence[tuple[str, str | None]] = ()) -> None:
         """Stores a batch atomically. With a ``request_id``, a replay of a stored batch (same id,
         same ``digest`` of its content) stores nothing: its points without timestamps were
         stamped ``now`` by the first call, and a retry would stamp them again. ``single``: the
-        batch is LogMetric's, LogParam's or SetTag's one item (see :func:`check_batch`)."""
+        batch is LogMetric's, LogParam's or SetTag's one item (see :func:`check_batch`).
+
+        ``expected_tags`` (key, value or None for "absent") make the batch a compare-and-set: the
+        run's row is locked (PostgreSQL; SQLite's write transactions are serial anyway), the tags
+        compared, and the batch stored only if all match, else Aborted (TAG_CHANGED)."""
         check_run_id(run_id)
         check_text(request_id, "request_id", MAX_REQUEST_ID)
         check_batch(list(metrics), list(params), list(tags), single=single)
         check_series(series)
+        expected = list(expected_tags)
+        check_expected_tags(expected)
 
         def work(conn: Connection) -> bool:
-            live_run(conn, run_id)
+            live_run(conn, run_id, lock=bool(expected))
             if request_id:
                 stored = repo.claim_batch_request(conn, run_id, request_id, digest, now_ms())
                 if stored == digest:
@@ -358,6 +367,12 @@ class TrackingService:
                         f"request_id {request_id!r:.80} of run {run_id} was used for another batch; use a new "
                         "request id per batch (and the same one only when re-sending that batch)",
                         reason="REQUEST_ID_REUSED")
+            if expected:
+                found = repo.run_tag_values(conn, run_id, [key for key, _ in expected])
+                changed = next((key for key, value in expected if found.get(key) != value), None)
+                if changed is not None:
+                    raise Aborted(f"run {run_id}'s tag {changed!r:.80} is not as expected (changed since it was "
+                                  "read); read it again and retry", reason="TAG_CHANGED")
             repo.log_params(conn, run_id, params)
             repo.set_tags(conn, run_id, tags)
             repo.log_metrics(conn, run_id, metrics, series)
@@ -373,7 +388,9 @@ class TrackingService:
         check_key(key, "key")
 
         def work(conn: Connection) -> None:
-            live_run(conn, run_id)
+            # Locked as a LogBatch with expected_tags locks it, so that a delete cannot slip between
+            # such a batch's comparison and its write (and be undone by it).
+            live_run(conn, run_id, lock=True)
             if not repo.delete_run_tag(conn, run_id, key):
                 raise NotFound(f"run {run_id} has no tag {key!r}")
 

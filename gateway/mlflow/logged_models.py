@@ -16,14 +16,23 @@ Metrics logged with a ``model_id`` are stored on the run they were logged to, as
 and the latest point of each (metric, run, dataset) is also kept in the model's record, which
 is what the model's ``metrics`` show (MLflow keeps every point there; the whole history is the
 run's). Searches see the models of live runs.
+
+A record changes by read-modify-write (a metric, a tag, the status), and several clients may
+change one model at once (threads logging metrics with its ``model_id``). Each change is
+therefore a compare-and-set (:func:`compare_and_set`): the new parts are written with a
+LogBatch that expects the parts as they were read, and a change that lost the race reads the
+record again and is applied anew, so none is lost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.mlflow import convert, filters
@@ -37,6 +46,9 @@ STATUSES = ("LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_F
 _PART = "#"
 _CHUNK = 7_900  # characters of a tag value (well under the service's limit, and what MLflow's tags hold)
 _MAX_PARTS = 90  # a LogBatch takes 100 tags
+# Tries of a compare-and-set before giving up with ABORTED: each lost try means that another
+# writer's change went in, so this many only run out under a crowd of writers of one run.
+_ATTEMPTS = 50
 _ORDERABLE = {"name", "model_id", "creation_timestamp", "last_updated_timestamp", "status", "model_type"}
 
 
@@ -86,24 +98,75 @@ def _encode(model_id: str, record: dict) -> list[pb.Tag]:
     return tags
 
 
-async def _save(ctx: Context, run_id: str, model_id: str, record: dict) -> None:
+def _tags(model_id: str, record: dict) -> list[pb.Tag]:
     record["updated"] = now()
-    tags = _encode(model_id, record) + [pb.Tag(key=convert.MODELS_MARKER, value="1")]
-    await ctx.tracking("LogBatch", api.LogBatchRequest(run_id=run_id, tags=tags))
+    return _encode(model_id, record) + [pb.Tag(key=convert.MODELS_MARKER, value="1")]
 
 
-async def load(ctx: Context, model_id: str) -> tuple[pb.Run, dict]:
+async def _model_run(ctx: Context, model_id: str) -> pb.Run:
     run_id = run_id_of(model_id)
     try:
-        run = (await ctx.tracking("GetRun", api.GetRunRequest(run_id=run_id))).run
+        return (await ctx.tracking("GetRun", api.GetRunRequest(run_id=run_id))).run
     except MlflowError as error:
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise MlflowError.missing(f"Logged model with ID '{model_id}' not found.") from None
         raise
+
+
+def _record(run: pb.Run, model_id: str) -> dict:
     record = records(run).get(model_id)
     if record is None:
         raise MlflowError.missing(f"Logged model with ID '{model_id}' not found.")
-    return run, record
+    return record
+
+
+async def load(ctx: Context, model_id: str) -> tuple[pb.Run, dict]:
+    run = await _model_run(ctx, model_id)
+    return run, _record(run, model_id)
+
+
+async def compare_and_set(ctx: Context, read: Callable[[], Awaitable[pb.Run]],
+                          change: Callable[[pb.Run], list[pb.Tag] | None], watched: Callable[[str], bool]) -> pb.Run:
+    """Read-modify-write of run tags that other requests may be changing at the same time.
+
+    ``change`` computes the tags to write from the run as ``read`` (None: nothing to write); they
+    are stored only if the ``watched`` tags are still as read (those that existed with their
+    values, those the write creates still absent). Otherwise another change went in first:
+    read again and apply ``change`` to that. Returns the run as read by the try that counted.
+    """
+    for attempt in range(_ATTEMPTS):
+        run = await read()
+        tags = change(run)
+        if tags is None:
+            return run
+        current = {t.key: t.value for t in run.tags if watched(t.key)}
+        expected = [api.ExpectedTag(key=key, value=value) for key, value in current.items()]
+        expected += [api.ExpectedTag(key=t.key, absent=True) for t in tags if watched(t.key) and t.key not in current]
+        try:
+            await ctx.tracking("LogBatch", api.LogBatchRequest(run_id=run.id, tags=tags, expected_tags=expected))
+            return run
+        except MlflowError as error:
+            if error.origin != "ABORTED":
+                raise
+        await asyncio.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** attempt)))
+    raise MlflowError("ABORTED", f"run {run.id} was changed by other requests {_ATTEMPTS} times while this one "
+                                 "tried to update it; try again")
+
+
+async def update(ctx: Context, model_id: str, mutate: Callable[[dict], bool]) -> tuple[pb.Run, dict]:
+    """Applies ``mutate`` (which changes the record it is given in place and says whether it
+    changed it) to the model's record, as a compare-and-set: it may run more than once, each
+    time on the record as stored then. Returns the run and the record as written."""
+    key = convert.MODEL_TAG + model_id
+    written: dict[str, dict] = {}
+
+    def change(run: pb.Run) -> list[pb.Tag] | None:
+        record = written["record"] = _record(run, model_id)
+        return _tags(model_id, record) if mutate(record) else None
+
+    run = await compare_and_set(ctx, lambda: _model_run(ctx, model_id), change,
+                                lambda name: name == key or name.startswith(key + _PART))
+    return run, written["record"]
 
 
 def artifact_uri(run: pb.Run, model_id: str) -> str:
@@ -187,32 +250,35 @@ async def create(ctx: Context) -> dict:
         "params": dict(convert.pairs(ctx.items("params"), "params")),
         **({} if run_id else {"run_less": True}),
     }
-    await _save(ctx, run.id, model_id, record)
+    # A new model id: no other request can be writing its record yet.
+    await ctx.tracking("LogBatch", api.LogBatchRequest(run_id=run.id, tags=_tags(model_id, record)))
     return {"model": model_json(run, model_id, record)}
 
 
-async def linked_records(ctx: Context, model_ids: list[str]) -> dict[str, tuple[pb.Run, dict]]:
-    """The records of the models that metrics name (RESOURCE_DOES_NOT_EXIST for an unknown one),
-    read before the metrics are stored so that a bad model id stores nothing."""
-    return {model_id: await load(ctx, model_id) for model_id in dict.fromkeys(model_ids)}
+async def check_models(ctx: Context, model_ids: list[str]) -> None:
+    """RESOURCE_DOES_NOT_EXIST unless every model that metrics name exists: checked before the
+    metrics are stored, so that a bad model id stores nothing."""
+    for model_id in dict.fromkeys(model_ids):
+        await load(ctx, model_id)
 
 
-async def record_metrics(ctx: Context, records_by_id: dict[str, tuple[pb.Run, dict]],
-                         points: list[tuple[str, dict]]) -> None:
+async def record_metrics(ctx: Context, points: list[tuple[str, dict]]) -> None:
     """Keeps the latest of ``points`` (model id, MLflow metric JSON with run_id) per metric, run
     and dataset in each model's record."""
-    for model_id, (run, record) in records_by_id.items():
-        latest = {_metric_key(p): p for p in record.get("metrics", [])}
-        changed = False
-        for owner, point in points:
-            if owner != model_id:
-                continue
-            key = _metric_key(point)
-            if key not in latest or _later(point, latest[key]):
-                latest[key], changed = point, True
-        if changed:
+    for model_id in dict.fromkeys(owner for owner, _ in points):
+        mine = [point for owner, point in points if owner == model_id]
+
+        def merge(record: dict, mine: list[dict] = mine) -> bool:
+            latest = {_metric_key(p): p for p in record.get("metrics", [])}
+            changed = False
+            for point in mine:
+                key = _metric_key(point)
+                if key not in latest or _later(point, latest[key]):
+                    latest[key], changed = point, True
             record["metrics"] = sorted(latest.values(), key=_metric_key)
-            await _save(ctx, run.id, model_id, record)
+            return changed
+
+        await update(ctx, model_id, merge)
 
 
 async def get(ctx: Context) -> dict:
@@ -228,9 +294,11 @@ async def finalize(ctx: Context) -> dict:
         status = STATUSES[int(status) - 1]
     if status not in STATUSES:
         raise MlflowError.invalid(f"status must be one of {', '.join(STATUSES)}, got {status!r:.40}")
-    run, record = await load(ctx, model_id)
-    record["status"] = status
-    await _save(ctx, run.id, model_id, record)
+    def finish(record: dict) -> bool:
+        record["status"] = status
+        return True
+
+    run, record = await update(ctx, model_id, finish)
     return {"model": model_json(run, model_id, record)}
 
 
@@ -247,9 +315,13 @@ async def delete(ctx: Context) -> dict:
 async def _merge(ctx: Context, field: str) -> tuple[pb.Run, str, dict]:
     """Adds the request's ``field`` pairs (tags or params) to the logged model's record."""
     model_id = ctx.text("model_id", required=True)
-    run, record = await load(ctx, model_id)
-    record.setdefault(field, {}).update(convert.pairs(ctx.items(field), field))
-    await _save(ctx, run.id, model_id, record)
+    pairs = convert.pairs(ctx.items(field), field)
+
+    def add(record: dict) -> bool:
+        record.setdefault(field, {}).update(pairs)
+        return True
+
+    run, record = await update(ctx, model_id, add)
     return run, model_id, record
 
 
@@ -260,11 +332,14 @@ async def set_tags(ctx: Context) -> dict:
 async def delete_tag(ctx: Context) -> dict:
     model_id = ctx.text("model_id", required=True)
     key = ctx.text("tag_key", required=True)
-    run, record = await load(ctx, model_id)
-    if key not in record.get("tags", {}):
-        raise MlflowError.missing(f"No tag with key {key!r:.250} on logged model {model_id}")
-    del record["tags"][key]
-    await _save(ctx, run.id, model_id, record)
+
+    def remove(record: dict) -> bool:
+        if key not in record.get("tags", {}):
+            raise MlflowError.missing(f"No tag with key {key!r:.250} on logged model {model_id}")
+        del record["tags"][key]
+        return True
+
+    await update(ctx, model_id, remove)
     return {}
 
 
@@ -276,22 +351,33 @@ async def log_params(ctx: Context) -> dict:
 async def record_outputs(ctx: Context, run: pb.Run, models: list[tuple[str, int]]) -> None:
     """log-outputs: a step on the run's own models, a list in a tag for models of other runs."""
     own = records(run)
-    foreign_tag = next((t.value for t in run.tags if t.key == convert.MODEL_OUTPUTS), None)
-    foreign = [o for o in convert.json_list(foreign_tag) if isinstance(o, dict)]
-    changed = False
+    others = []
     for model_id, step in models:
         if model_id in own:
-            if own[model_id].get("step", 0) != step:
-                own[model_id]["step"] = step
-                await _save(ctx, run.id, model_id, own[model_id])
+            def at_step(record: dict, step: int = step) -> bool:
+                changed, record["step"] = record.get("step", 0) != step, step
+                return changed
+
+            await update(ctx, model_id, at_step)
         else:
             run_id_of(model_id)  # a model of this server
-            if {"model_id": model_id, "step": step} not in foreign:
-                foreign.append({"model_id": model_id, "step": step})
-                changed = True
-    if changed:
-        await ctx.tracking("SetTag", api.SetTagRequest(run_id=run.id, tag=pb.Tag(
-            key=convert.MODEL_OUTPUTS, value=json.dumps(foreign, separators=(",", ":")))))
+            others.append({"model_id": model_id, "step": step})
+    if not others:
+        return
+
+    def add(current: pb.Run) -> list[pb.Tag] | None:
+        tag = next((t.value for t in current.tags if t.key == convert.MODEL_OUTPUTS), None)
+        foreign = [o for o in convert.json_list(tag) if isinstance(o, dict)]
+        known = len(foreign)
+        foreign += [o for i, o in enumerate(others) if o not in foreign and o not in others[:i]]
+        if len(foreign) == known:
+            return None
+        return [pb.Tag(key=convert.MODEL_OUTPUTS, value=json.dumps(foreign, separators=(",", ":")))]
+
+    async def read() -> pb.Run:
+        return (await ctx.tracking("GetRun", api.GetRunRequest(run_id=run.id))).run
+
+    await compare_and_set(ctx, read, add, lambda name: name == convert.MODEL_OUTPUTS)
 
 
 async def search(ctx: Context) -> dict:

@@ -272,9 +272,9 @@ def _model_points(run_id: str, items: list, metrics: list[pb.Metric]) -> list[tu
 async def _log_metrics(ctx: Context, run_id: str, items: list, metrics: list[pb.Metric], log) -> None:
     """Stores the metrics with ``log()``, and the points that name a logged model on it too."""
     points = _model_points(run_id, items, metrics)
-    linked = await logged_models.linked_records(ctx, [model_id for model_id, _ in points])
+    await logged_models.check_models(ctx, [model_id for model_id, _ in points])
     await log()
-    await logged_models.record_metrics(ctx, linked, points)
+    await logged_models.record_metrics(ctx, points)
 
 
 async def log_metric(ctx: Context) -> dict:

@@ -766,3 +766,46 @@ def test_a_logged_models_tags_and_params_are_kept_with_its_run(http: httpx.Clien
     model = http.get(f"{API}/logged-models/{model_id}").json()["model"]
     assert "team" not in {t["key"] for t in model["info"].get("tags", [])}
     mlflow_error(http.delete(f"{API}/logged-models/{model_id}/tags/team"), 404, "RESOURCE_DOES_NOT_EXIST")
+
+
+CONCURRENT_MODEL_SCRIPT = """
+    import json, os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    experiment_id = mlflow.set_experiment(os.environ["EXPERIMENT"]).experiment_id
+    run = client.create_run(experiment_id)
+    model = client.create_logged_model(experiment_id, name="shared", source_run_id=run.info.run_id)
+    model_id = model.model_id
+
+    def update(i):
+        # Each thread its own metric, tag and param of the one model, several times over.
+        for step in range(3):
+            client.log_metric(run.info.run_id, f"m{i}", float(step), step=step, model_id=model_id)
+            client.set_logged_model_tags(model_id, {f"t{i}-{step}": str(step)})
+            client.log_model_params(model_id, {f"p{i}-{step}": str(step)})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(update, range(8)))
+    client.finalize_logged_model(model_id, "READY")
+    got = client.get_logged_model(model_id)
+    print(json.dumps({"metrics": sorted((m.key, m.step) for m in got.metrics), "tags": sorted(got.tags),
+                      "params": sorted(got.params), "status": got.status.name}))
+"""
+
+
+def test_concurrent_updates_of_one_logged_model_are_all_kept(database_url: str, tmp_path: Path):
+    """8 threads of the real client update one logged model at once (metrics linked with its
+    model_id, tags, params): no update is lost, on SQLite and PostgreSQL."""
+    folder = tmp_path / "suite"
+    folder.mkdir()
+    with gateway_suite(folder, tracking_url=database_url) as running:
+        suite = Suite(running.gateway, running.tracking.address)
+        out = run_mlflow(suite, tmp_path, CONCURRENT_MODEL_SCRIPT, EXPERIMENT="shared-model")
+    assert out["metrics"] == sorted([f"m{i}", 2] for i in range(8))  # the latest point of each
+    assert out["tags"] == sorted(f"t{i}-{step}" for i in range(8) for step in range(3))
+    assert out["params"] == sorted(f"p{i}-{step}" for i in range(8) for step in range(3))
+    assert out["status"] == "READY"

@@ -411,3 +411,56 @@ def test_mlflow_sized_names_and_long_tag_values_are_accepted_and_limits_named(tr
     ]:
         code, message = code_of(call, request)
         assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith(field) and limit in message, message
+
+
+def _tag(stub, run_id: str, key: str) -> str | None:
+    return {t.key: t.value for t in stub.GetRun(api.GetRunRequest(run_id=run_id)).run.tags}.get(key)
+
+
+def test_expected_tags_make_a_batch_a_compare_and_set(tracking):
+    run = new_run(tracking, 0)
+    counter = "counter"
+    first = api.LogBatchRequest(run_id=run.id, tags=[pb.Tag(key=counter, value="1")],
+                                expected_tags=[api.ExpectedTag(key=counter, absent=True)])
+    tracking.LogBatch(first)
+    # The same condition again no longer holds: nothing of the batch is stored.
+    stale = api.LogBatchRequest(run_id=run.id, tags=[pb.Tag(key=counter, value="9"), pb.Tag(key="other", value="x")],
+                                params=[pb.Param(key="p", value="1")], expected_tags=[
+                                    api.ExpectedTag(key=counter, absent=True)])
+    with pytest.raises(grpc.RpcError) as caught:
+        tracking.LogBatch(stale)
+    assert caught.value.code() == grpc.StatusCode.ABORTED and "counter" in caught.value.details()
+    got = tracking.GetRun(api.GetRunRequest(run_id=run.id)).run
+    assert _tag(tracking, run.id, counter) == "1" and _tag(tracking, run.id, "other") is None and not got.params
+    with pytest.raises(grpc.RpcError) as caught:
+        tracking.LogBatch(api.LogBatchRequest(run_id=run.id, tags=[pb.Tag(key=counter, value="9")],
+                                              expected_tags=[api.ExpectedTag(key=counter, value="0")]))
+    assert caught.value.code() == grpc.StatusCode.ABORTED
+    tracking.LogBatch(api.LogBatchRequest(run_id=run.id, tags=[pb.Tag(key=counter, value="2")],
+                                          expected_tags=[api.ExpectedTag(key=counter, value="1")]))
+    assert _tag(tracking, run.id, counter) == "2"
+    code, message = code_of(tracking.LogBatch, api.LogBatchRequest(
+        run_id=run.id, expected_tags=[api.ExpectedTag(key=counter, value="2", absent=True)]))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("expected_tags[0].value"), message
+
+
+def test_concurrent_compare_and_set_increments_lose_nothing(tracking):
+    """Threads increment one tag by read, compare-and-set and retry: every increment counts (on
+    PostgreSQL this needs the run's row lock, READ COMMITTED alone would let two pass)."""
+    run = new_run(tracking, 0, tags=[pb.Tag(key="n", value="0")])
+
+    def increment(_) -> int:
+        for attempt in range(1000):
+            value = _tag(tracking, run.id, "n")
+            try:
+                tracking.LogBatch(api.LogBatchRequest(run_id=run.id, tags=[pb.Tag(key="n", value=str(int(value) + 1))],
+                                                      expected_tags=[api.ExpectedTag(key="n", value=value)]))
+                return attempt
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.ABORTED, error.details()
+        raise AssertionError("never got through")
+
+    with ThreadPoolExecutor(8) as pool:
+        lost = sum(pool.map(increment, range(80)))
+    assert _tag(tracking, run.id, "n") == "80"
+    assert lost > 0  # the race did happen: some tries were refused

@@ -73,6 +73,14 @@ def tags_from_proto(items) -> list[tuple[str, str]]:
     return [(t.key, t.value) for t in items]
 
 
+def expected_tags_from_proto(items) -> list[tuple[str, str | None]]:
+    """(key, the value it must have, or None: the tag must be absent)."""
+    for i, item in enumerate(items):
+        if item.absent and item.value:
+            raise InvalidArgument(f"expected_tags[{i}].value", "must be empty when absent is set")
+    return [(item.key, None if item.absent else item.value) for item in items]
+
+
 def tags_to_proto(items: dict[str, str]) -> list[pb.Tag]:
     return [pb.Tag(key=k, value=v) for k, v in sorted(items.items())]
 

@@ -97,7 +97,8 @@ class TrackingServicer(api_grpc.TrackingServiceServicer):
         self.service.log_batch(request.run_id, [convert.metric_from_proto(m, received) for m in request.metrics],
                                [(p.key, p.value) for p in request.params], convert.tags_from_proto(request.tags),
                                [convert.series_from_proto(s, received) for s in request.series],
-                               request_id=request.request_id, digest=convert.digest(request))
+                               request_id=request.request_id, digest=convert.digest(request),
+                               expected_tags=convert.expected_tags_from_proto(request.expected_tags))
         return api.LogBatchResponse()
 
     def LogMetric(self, request, context):

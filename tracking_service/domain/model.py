@@ -29,6 +29,7 @@ MAX_BATCH_METRICS = 1_000
 MAX_BATCH_SERIES_POINTS = 10_000
 MAX_BATCH_PARAMS = 100
 MAX_BATCH_TAGS = 100
+MAX_EXPECTED_TAGS = 100
 MAX_DESCRIPTION = MAX_TAG_VALUE  # a model's description is as long as a run's may be
 MAX_REASON = 1_000
 MAX_DATASET_TEXT = 65_536
@@ -287,6 +288,16 @@ def check_batch(metrics: list[Metric], params: list[tuple[str, str]], tags: list
     for i, (key, value) in enumerate(tags):
         check_key(key, f"{item('tags', i)}.key")
         check_text(value, f"{item('tags', i)}.value", MAX_TAG_VALUE)
+
+
+def check_expected_tags(expected: list[tuple[str, str | None]]) -> None:
+    """A LogBatch's compare-and-set conditions: (key, the value it must have, or None: absent)."""
+    if len(expected) > MAX_EXPECTED_TAGS:
+        raise InvalidArgument("expected_tags", f"at most {MAX_EXPECTED_TAGS} per batch, got {len(expected)}")
+    for i, (key, value) in enumerate(expected):
+        check_key(key, f"expected_tags[{i}].key")
+        if value is not None:
+            check_text(value, f"expected_tags[{i}].value", MAX_TAG_VALUE)
 
 
 def check_dataset_input(item: DatasetInput, field: str) -> DatasetInput:

@@ -151,10 +151,14 @@ class RunState(NamedTuple):
     artifact_uri: str
 
 
-def run_state(conn: Connection, run_id: str) -> RunState | None:
-    """What writes, artifacts and the registry need of a run, in one narrow read."""
-    row = conn.execute(sa.select(runs.c.lifecycle_stage, runs.c.experiment_id, runs.c.artifact_uri)
-                       .where(runs.c.id == run_id)).first()
+def run_state(conn: Connection, run_id: str, *, lock: bool = False) -> RunState | None:
+    """What writes, artifacts and the registry need of a run, in one narrow read; ``lock``: the
+    row stays locked until the transaction ends (``FOR NO KEY UPDATE``, which does not block the
+    key-share locks that inserts of the run's tags, params and metrics take)."""
+    query = sa.select(runs.c.lifecycle_stage, runs.c.experiment_id, runs.c.artifact_uri).where(runs.c.id == run_id)
+    if lock:
+        query = query.with_for_update(key_share=True)
+    row = conn.execute(query).first()
     return None if row is None else RunState(*row)
 
 
@@ -237,6 +241,12 @@ def log_params(conn: Connection, run_id: str, items: Sequence[tuple[str, str]]) 
 
 def set_tags(conn: Connection, run_id: str, items: Sequence[tuple[str, str]]) -> None:
     upsert_tags(conn, tags, {"run_id": run_id}, items)
+
+
+def run_tag_values(conn: Connection, run_id: str, keys: Sequence[str]) -> dict[str, str]:
+    """The values of those of ``keys`` that the run has as tags."""
+    rows = conn.execute(sa.select(tags.c.key, tags.c.value).where(tags.c.run_id == run_id, tags.c.key.in_(set(keys))))
+    return dict(rows.all())
 
 
 def delete_run_tag(conn: Connection, run_id: str, key: str) -> bool:

@@ -226,20 +226,32 @@ class RestoreRunResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class LogBatchRequest(_message.Message):
-    __slots__ = ("run_id", "metrics", "params", "tags", "series", "request_id")
+    __slots__ = ("run_id", "metrics", "params", "tags", "series", "request_id", "expected_tags")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     SERIES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_TAGS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     metrics: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Metric]
     params: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Param]
     tags: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Tag]
     series: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.MetricSeries]
     request_id: str
-    def __init__(self, run_id: _Optional[str] = ..., metrics: _Optional[_Iterable[_Union[_tracking_pb2.Metric, _Mapping]]] = ..., params: _Optional[_Iterable[_Union[_tracking_pb2.Param, _Mapping]]] = ..., tags: _Optional[_Iterable[_Union[_tracking_pb2.Tag, _Mapping]]] = ..., series: _Optional[_Iterable[_Union[_tracking_pb2.MetricSeries, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    expected_tags: _containers.RepeatedCompositeFieldContainer[ExpectedTag]
+    def __init__(self, run_id: _Optional[str] = ..., metrics: _Optional[_Iterable[_Union[_tracking_pb2.Metric, _Mapping]]] = ..., params: _Optional[_Iterable[_Union[_tracking_pb2.Param, _Mapping]]] = ..., tags: _Optional[_Iterable[_Union[_tracking_pb2.Tag, _Mapping]]] = ..., series: _Optional[_Iterable[_Union[_tracking_pb2.MetricSeries, _Mapping]]] = ..., request_id: _Optional[str] = ..., expected_tags: _Optional[_Iterable[_Union[ExpectedTag, _Mapping]]] = ...) -> None: ...
+
+class ExpectedTag(_message.Message):
+    __slots__ = ("key", "value", "absent")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    ABSENT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    absent: bool
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ..., absent: _Optional[bool] = ...) -> None: ...
 
 class LogBatchResponse(_message.Message):
     __slots__ = ()

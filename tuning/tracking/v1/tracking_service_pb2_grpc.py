@@ -313,8 +313,12 @@ class TrackingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def LogBatch(self, request, context):
-        """Logs metrics, params and tags at once, atomically. Retrying a batch is
-        safe when it carries a request_id (a replay of a stored batch stores
+        """Logs metrics, params and tags at once, atomically. With expected_tags it
+        is a compare-and-set on the run's tags (for records kept in tags and
+        updated read-modify-write by several writers): stored only if each
+        expected tag still has the value read, else nothing is stored and the
+        call fails ABORTED (reason TAG_CHANGED; read again and retry).
+        Retrying a batch is safe when it carries a request_id (a replay of a stored batch stores
         nothing and answers as the first call did), or when every metric point
         has its timestamp (a point already stored is not stored twice). A point
         without a timestamp gets the time the batch is stored, so only the
@@ -325,7 +329,8 @@ class TrackingServiceServicer:
         different lengths), NOT_FOUND (run),
         FAILED_PRECONDITION (the run is deleted; a param logged before with
         another value; reason REQUEST_ID_REUSED: the request_id was stored with
-        a different batch).
+        a different batch), ABORTED (reason TAG_CHANGED: an expected tag has
+        changed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
