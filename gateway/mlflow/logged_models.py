@@ -125,6 +125,10 @@ async def load(ctx: Context, model_id: str) -> tuple[pb.Run, dict]:
     return run, _record(run, model_id)
 
 
+async def get_run(ctx: Context, run_id: str) -> pb.Run:
+    return (await ctx.tracking("GetRun", api.GetRunRequest(run_id=run_id))).run
+
+
 async def compare_and_set(ctx: Context, read: Callable[[], Awaitable[pb.Run]],
                           change: Callable[[pb.Run], list[pb.Tag] | None], watched: Callable[[str], bool]) -> pb.Run:
     """Read-modify-write of run tags that other requests may be changing at the same time.
@@ -374,10 +378,7 @@ async def record_outputs(ctx: Context, run: pb.Run, models: list[tuple[str, int]
             return None
         return [pb.Tag(key=convert.MODEL_OUTPUTS, value=json.dumps(foreign, separators=(",", ":")))]
 
-    async def read() -> pb.Run:
-        return (await ctx.tracking("GetRun", api.GetRunRequest(run_id=run.id))).run
-
-    await compare_and_set(ctx, read, add, lambda name: name == convert.MODEL_OUTPUTS)
+    await compare_and_set(ctx, lambda: get_run(ctx, run.id), add, lambda name: name == convert.MODEL_OUTPUTS)
 
 
 async def search(ctx: Context) -> dict:

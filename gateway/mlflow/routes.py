@@ -340,12 +340,16 @@ async def log_inputs(ctx: Context) -> dict:
         await ctx.tracking("LogInputs", api.LogInputsRequest(run_id=run_id, inputs=inputs))
     models = [str(m.get("model_id", "")) for m in ctx.items("models") if isinstance(m, dict)]
     if models:
-        run = (await ctx.tracking("GetRun", api.GetRunRequest(run_id=run_id))).run
-        known = convert.json_list(next((t.value for t in run.tags if t.key == convert.MODEL_INPUTS), None))
-        merged = known + [m for m in dict.fromkeys(models) if m not in known]
-        if merged != known:
-            await ctx.tracking("SetTag", api.SetTagRequest(run_id=run_id, tag=pb.Tag(
-                key=convert.MODEL_INPUTS, value=json.dumps(merged, separators=(",", ":")))))
+        def add(run: pb.Run) -> list[pb.Tag] | None:
+            known = convert.json_list(next((t.value for t in run.tags if t.key == convert.MODEL_INPUTS), None))
+            merged = known + [m for m in dict.fromkeys(models) if m not in known]
+            if merged == known:
+                return None
+            return [pb.Tag(key=convert.MODEL_INPUTS, value=json.dumps(merged, separators=(",", ":")))]
+
+        # Concurrent log-inputs of one run must not drop each other's models.
+        await logged_models.compare_and_set(ctx, lambda: logged_models.get_run(ctx, run_id), add,
+                                            lambda name: name == convert.MODEL_INPUTS)
     return {}
 
 
@@ -370,16 +374,21 @@ async def log_model(ctx: Context) -> dict:
         raise MlflowError.invalid("model_json is not valid JSON") from None
     if not isinstance(model, dict):
         raise MlflowError.invalid("model_json must be a JSON object")
-    run = (await ctx.tracking("GetRun", api.GetRunRequest(run_id=run_id))).run
-    history = convert.json_list(next((t.value for t in run.tags if t.key == HISTORY_TAG), None)) + [model]
-    value = json.dumps(history)
-    while len(value) > MAX_HISTORY_CHARS and len(history) > 1:
-        history.pop(0)  # the oldest entries go first: the tag keeps what fits
+
+    def append(run: pb.Run) -> list[pb.Tag]:
+        history = convert.json_list(next((t.value for t in run.tags if t.key == HISTORY_TAG), None)) + [model]
         value = json.dumps(history)
-    if len(value) > MAX_HISTORY_CHARS:
-        raise MlflowError.invalid(f"model_json is longer than the {MAX_HISTORY_CHARS} characters the model "
-                                  "history tag keeps")
-    await ctx.tracking("SetTag", api.SetTagRequest(run_id=run_id, tag=pb.Tag(key=HISTORY_TAG, value=value)))
+        while len(value) > MAX_HISTORY_CHARS and len(history) > 1:
+            history.pop(0)  # the oldest entries go first: the tag keeps what fits
+            value = json.dumps(history)
+        if len(value) > MAX_HISTORY_CHARS:
+            raise MlflowError.invalid(f"model_json is longer than the {MAX_HISTORY_CHARS} characters the model "
+                                      "history tag keeps")
+        return [pb.Tag(key=HISTORY_TAG, value=value)]
+
+    # Models logged at once to one run must all be appended.
+    await logged_models.compare_and_set(ctx, lambda: logged_models.get_run(ctx, run_id), append,
+                                        lambda name: name == HISTORY_TAG)
     return {}
 
 

@@ -809,3 +809,36 @@ def test_concurrent_updates_of_one_logged_model_are_all_kept(database_url: str, 
     assert out["tags"] == sorted(f"t{i}-{step}" for i in range(8) for step in range(3))
     assert out["params"] == sorted(f"p{i}-{step}" for i in range(8) for step in range(3))
     assert out["status"] == "READY"
+
+
+def test_concurrent_model_lists_of_one_run_lose_nothing(suite: Suite):
+    """A run's model history (runs/log-model), model inputs and other runs' model outputs are
+    lists in tags: requests adding to one run's lists at once all count."""
+    with httpx.Client(base_url=suite.gateway.url, timeout=30) as http:
+        experiment_id = http.post(f"{API}/experiments/create", json={"name": f"lists-{uuid.uuid4().hex[:8]}"}).json()[
+            "experiment_id"]
+        run_id = http.post(f"{API}/runs/create", json={"experiment_id": experiment_id}).json()["run"]["info"]["run_id"]
+    model_ids = [f"m-{uuid.uuid4().hex}{i:08x}" for i in range(8)]
+
+    def add(i: int) -> None:
+        with httpx.Client(base_url=suite.gateway.url, timeout=30) as client:
+            for path, body in [
+                ("runs/log-model", {"model_json": json.dumps({"artifact_path": f"model{i}"})}),
+                ("runs/log-inputs", {"models": [{"model_id": model_ids[i]}]}),
+                ("runs/outputs", {"models": [{"model_id": model_ids[i], "step": i}]}),
+            ]:
+                response = client.post(f"{API}/{path}", json={"run_id": run_id, **body})
+                assert response.status_code == 200, response.text
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(add, range(8)))
+    with httpx.Client(base_url=suite.gateway.url, timeout=30) as http:
+        run = http.get(f"{API}/runs/get", params={"run_id": run_id}).json()["run"]
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    assert sorted(m["artifact_path"] for m in json.loads(tags["mlflow.log-model.history"])) == [
+        f"model{i}" for i in range(8)]
+    assert sorted(m["model_id"] for m in run["inputs"]["model_inputs"]) == sorted(model_ids)
+    assert sorted((m["model_id"], m["step"]) for m in run["outputs"]["model_outputs"]) == sorted(
+        (m, i) for i, m in enumerate(model_ids))
