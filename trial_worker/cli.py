@@ -29,7 +29,7 @@ from typing import Any
 
 from tuning_common import telemetry
 from tuning_common.errors import InvalidArgument
-from tuning_common.settings import add_option, suggestion_address
+from tuning_common.settings import add_option
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,6 @@ def load_study_file(path: str | os.PathLike):
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    from trial_worker.tracking.client import tracking_address
-
     parser = parser or argparse.ArgumentParser(prog="python -m trial_worker", description=__doc__,
                                                formatter_class=argparse.RawDescriptionHelpFormatter)
     # $TUNING_STUDY names the study when neither flag does (a Kubernetes ConfigMap, for one).
@@ -91,10 +89,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     which.add_argument("--study-file", help="get-or-create the study from this YAML/JSON file (as `tuning study create`)")
     add_option(parser, "--train", env="TUNING_TRAIN", default="",
                help="the train function, package.module:function or file.py:function")
-    add_option(parser, "--suggestion-address", env="TUNING_SUGGESTION_ADDRESS", default=suggestion_address(),
-               help="suggestion service")
-    add_option(parser, "--tracking-address", env="TUNING_TRACKING_ADDRESS", default=tracking_address(),
-               help="tracking service")
+    add_option(parser, "--suggestion-address", env="TUNING_SUGGESTION_ADDRESS", default="",
+               help="suggestion service (default: the suite `tuning up` recorded in $TUNING_HOME/suite.json, "
+                    "else 127.0.0.1:50051)")
+    add_option(parser, "--tracking-address", env="TUNING_TRACKING_ADDRESS", default="",
+               help="tracking service (default: the suite `tuning up` recorded in $TUNING_HOME/suite.json, "
+                    "else 127.0.0.1:50052)")
     add_option(parser, "--tracking", env="TUNING_WORKER_TRACKING", default=True, type=bool,
                help="log every trial as a run in the tracking service")
     add_option(parser, "--experiment", env="TUNING_EXPERIMENT", default="",
@@ -169,10 +169,25 @@ def _study_name(args: argparse.Namespace) -> str:
         return client.create_study_from_proto(request.name, request.spec).name
 
 
+def _find_services(args: argparse.Namespace) -> None:
+    """Fills in the services' addresses (a flag, $TUNING_*_ADDRESS, the suite `tuning up`
+    recorded, the default) and says on stderr which ones the worker talks to."""
+    from tuning_common.local_suite import find_address
+
+    found = [find_address("suggestion", args.suggestion_address, flag="--suggestion-address")]
+    args.suggestion_address = found[0].address
+    if args.tracking:
+        found.append(find_address("tracking", args.tracking_address, flag="--tracking-address"))
+        args.tracking_address = found[1].address
+    print("worker: talking to " + "; ".join(f.describe() for f in found)
+          + ("" if args.tracking else "; no tracking (--no-tracking)"), file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from trial_worker.worker import Worker, describe_counts, print_result
 
     try:
+        _find_services(args)
         telemetry.setup(telemetry.TRIAL_WORKER)
         train = _train_function(args)
         study = _study_name(args)

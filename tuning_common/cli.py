@@ -27,13 +27,16 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from collections.abc import Sequence
 
 from tuning_common.errors import TuningError
-from tuning_common.settings import add_option, suggestion_address
+from tuning_common.settings import add_option
 
 
 def _client(args: argparse.Namespace):
     from trial_worker import SuggestionClient
+    from tuning_common.local_suite import find_address
 
-    return SuggestionClient(args.address)
+    found = find_address("suggestion", args.address, flag="--address")
+    print(f"tuning: talking to {found.describe()}", file=sys.stderr, flush=True)
+    return SuggestionClient(found.address)
 
 
 def _format_value(value) -> str:
@@ -261,12 +264,12 @@ def _down(args: argparse.Namespace) -> int:
     from tuning_common.local_suite import read_state, stop_recorded
     from tuning_common.settings import data_dir
 
-    home = data_dir()
+    home = os.path.abspath(data_dir())
     if read_state(home) is None:
         print(f"no suite started by `tuning up` from {home} is recorded", file=sys.stderr)
         return 1
     stopped = stop_recorded(home)
-    print(f"stopped: {', '.join(stopped)}")
+    print(f"stopped the suite in {home}: {', '.join(stopped)}")
     return 0
 
 
@@ -274,11 +277,12 @@ def _status(args: argparse.Namespace) -> int:
     from tuning_common.local_suite import alive, read_state
     from tuning_common.settings import data_dir
 
-    home = data_dir()
+    home = os.path.abspath(data_dir())
     state = read_state(home)
     if state is None:
         print(f"no suite started by `tuning up` from {home} is recorded", file=sys.stderr)
         return 1
+    print(f"suite in {home} ({'in the background' if state.get('owner') is None else 'in the foreground'})")
     healthy = True
     for service in state["services"]:
         running = alive(service["pid"])
@@ -409,8 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = commands.add_parser("study", help="create, list, show and manage studies")
     connection = argparse.ArgumentParser(add_help=False)
-    add_option(connection, "--address", env="TUNING_SUGGESTION_ADDRESS", default=suggestion_address(),
-               help="suggestion service address")
+    add_option(connection, "--address", env="TUNING_SUGGESTION_ADDRESS", default="",
+               help="suggestion service address (default: the suite `tuning up` recorded in "
+                    "$TUNING_HOME/suite.json, else 127.0.0.1:50051)")
     actions = study.add_subparsers(dest="study_command", required=True, metavar="ACTION")
 
     def action(name: str, **kwargs) -> argparse.ArgumentParser:

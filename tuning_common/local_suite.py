@@ -13,7 +13,8 @@ a grace period).
 ``tuning up`` records what it started in ``home/suite.json`` (:func:`write_state`), so that
 ``tuning status`` and ``tuning down`` find the services again, also when they were started in
 the background (``tuning up --detach``: each service in a session of its own, outliving the
-command).
+command), and so that client commands (``tuning study ...``, ``tuning worker``) and the Tuner
+talk to them whatever ports they got (:func:`find_address`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuning_common.errors import Unavailable
+from tuning_common.settings import data_dir
 
 START_TIMEOUT = 60.0
 
@@ -226,3 +228,45 @@ def stop_recorded(home: str | os.PathLike, timeout: float = 20.0) -> list[str]:
             os.kill(pid, signal.SIGKILL)
     state_path(home).unlink(missing_ok=True)
     return [s["name"] for s in state["services"]]
+
+
+# --- which services a client talks to -----------------------------------------------------
+
+# service -> (its name in suite.json, its address variable, the address `tuning up` defaults to)
+SERVICES = {
+    "suggestion": ("suggestion service", "TUNING_SUGGESTION_ADDRESS", "127.0.0.1:50051"),
+    "tracking": ("tracking service", "TUNING_TRACKING_ADDRESS", "127.0.0.1:50052"),
+}
+
+
+@dataclass(frozen=True)
+class Found:
+    """A service's address and where it came from, in words (``--address``, the suite in ...)."""
+
+    service: str
+    address: str
+    source: str
+    # True when the address came from a running suite's suite.json.
+    recorded: bool = False
+
+    def describe(self) -> str:
+        return f"the {SERVICES[self.service][0]} at {self.address} ({self.source})"
+
+
+def find_address(service: str, given: str = "", *, flag: str = "", home: str | os.PathLike | None = None) -> Found:
+    """The address of ``service`` ("suggestion" or "tracking") a client should use.
+
+    ``given`` (the value of the option ``flag``, whose default is ``$TUNING_*_ADDRESS``) wins; then the running
+    suite recorded in ``$TUNING_HOME/suite.json``, whatever ports it got; then the address
+    `tuning up` uses by default."""
+    name, variable, default = SERVICES[service]
+    if given:
+        return Found(service, given, f"${variable}" if os.environ.get(variable) == given else (flag or "given"))
+    home = Path(home if home is not None else data_dir()).resolve()
+    state = read_state(home)
+    if state is None:
+        return Found(service, default, f"the default: no suite recorded in {state_path(home)}")
+    for recorded in state["services"]:
+        if recorded["name"] == name and alive(recorded["pid"]):
+            return Found(service, recorded["address"], f"the suite `tuning up` started in {home}", recorded=True)
+    return Found(service, default, f"the default: the suite recorded in {state_path(home)} is not running")

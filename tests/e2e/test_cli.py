@@ -21,9 +21,14 @@ from tuning.tracking.v1 import registry_pb2 as rpb
 from tuning_common.local_suite import alive
 
 
-def tuning(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def tuning(*args: str, env: dict[str, str] | None = None, timeout: float = 120, unset: tuple[str, ...] = (),
+           input: str | None = None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
     return subprocess.run([sys.executable, "-m", "tuning_common.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
+                          timeout=timeout, cwd=ROOT, env=environment, input=input)
+
+
+ADDRESS_VARIABLES = ("TUNING_SUGGESTION_ADDRESS", "TUNING_TRACKING_ADDRESS")
 
 
 def test_study_commands(sqlite_url: str, spawn_server):
@@ -168,3 +173,41 @@ def test_a_service_that_cannot_start_says_why(tmp_path, spawn_server, sqlite_url
     unwritable = tuning("serve", "tracking", "--port", "0", "--database-url", f"sqlite:///{blocked}/t.db")
     assert unwritable.returncode == 2 and "tracking-service cannot start" in unwritable.stderr, unwritable.stderr
     assert "Traceback" not in unwritable.stderr
+
+
+def test_client_commands_find_a_detached_suite_on_free_ports(tmp_path):
+    home = tmp_path / "home"
+    env = {"TUNING_HOME": str(home)}
+    started = tuning("up", "--detach", "--suggestion-port", "0", "--tracking-port", "0", "--gateway-port", "0",
+                     env=env, unset=ADDRESS_VARIABLES)
+    assert started.returncode == 0, started.stderr
+    suggestion = re.search(r"suggestion service\s+(\S+)", started.stdout)[1]
+    tracking = re.search(r"tracking service\s+(\S+)", started.stdout)[1]
+    assert suggestion != "127.0.0.1:50051"
+    here = f"(the suite `tuning up` started in {home})"
+    try:
+        # No address anywhere: suite.json is the only way to the services, and each command says so.
+        created = tuning("study", "create", "examples/study.yaml", env=env, unset=ADDRESS_VARIABLES)
+        assert created.returncode == 0, created.stderr
+        assert f"tuning: talking to the suggestion service at {suggestion} {here}" in created.stderr
+        listed = tuning("study", "list", env=env, unset=ADDRESS_VARIABLES)
+        assert "xgb-wine" in listed.stdout and suggestion in listed.stderr
+        train = tmp_path / "train.py"
+        train.write_text("def train(ctx):\n    return {'val_f1': ctx.params['subsample']}\n")
+        worker = tuning("worker", "--study", "xgb-wine", "--max-trials", "1", "--train", f"{train}:train",
+                        env=env, unset=ADDRESS_VARIABLES)
+        assert worker.returncode == 0, worker.stdout + worker.stderr
+        assert (f"worker: talking to the suggestion service at {suggestion} {here}; "
+                f"the tracking service at {tracking} {here}") in worker.stderr
+        with TrackingClient(tracking) as client:
+            assert len(list(client.search_runs([client.get_or_create_experiment("xgb-wine").id]))) == 1
+        status = tuning("status", env=env)
+        assert status.stdout.startswith(f"suite in {home} (in the background)") and status.returncode == 0
+        # An explicit address still wins over the record.
+        other = tuning("study", "list", "--address", "127.0.0.1:1", env={**env, "TUNING_SUGGESTION_ADDRESS": ""})
+        assert "the suggestion service at 127.0.0.1:1 (--address)" in other.stderr and other.returncode == 1
+    finally:
+        down = tuning("down", env=env)
+    assert down.returncode == 0 and down.stdout.startswith(f"stopped the suite in {home}: "), down.stderr
+    gone = tuning("study", "list", "--address", "", env=env, unset=ADDRESS_VARIABLES, timeout=60)
+    assert f"the default: no suite recorded in {home / 'suite.json'}" in gone.stderr
