@@ -20,6 +20,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -46,12 +47,12 @@ def load_callable(spec: str) -> Callable[..., Any]:
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[path.stem] = module
-        module_spec.loader.exec_module(module)
+        _import(module_name, lambda: module_spec.loader.exec_module(module))
     else:
         # Like `python -m`: modules next to where the worker was started are importable.
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
-        module = importlib.import_module(module_name)
+        module = _import(module_name, lambda: importlib.import_module(module_name))
     target: Any = module
     for part in attribute.split("."):
         target = getattr(target, part, None)
@@ -62,6 +63,21 @@ def load_callable(spec: str) -> Callable[..., Any]:
     return target
 
 
+def _import(name: str, load: Callable[[], Any]) -> Any:
+    """``load()``, with what went wrong on one line: the module is missing, or importing it failed."""
+    try:
+        return load()
+    except ModuleNotFoundError as error:
+        if error.name and name.split(".")[0] == error.name.split(".")[0]:
+            raise ValueError(f"--train: no module named {error.name!r} here ({os.getcwd()}); give "
+                             "package.module:function importable from here, or path/to/file.py:function") from None
+        raise ValueError(f"--train: importing {name} failed: {error}") from None
+    except SyntaxError as error:
+        raise ValueError(f"--train: {error.filename}:{error.lineno}: {error.msg}") from None
+    except Exception as error:  # the user's module failed as it was imported: say how, in one line
+        raise ValueError(f"--train: importing {name} failed: {type(error).__name__}: {error}") from None
+
+
 def load_study_file(path: str | os.PathLike):
     """A CreateStudyRequest from a YAML or JSON file ({name, spec} in proto JSON form)."""
     import yaml
@@ -69,8 +85,19 @@ def load_study_file(path: str | os.PathLike):
 
     from tuning.suggestion.v1 import suggestion_service_pb2 as api
 
-    with open(path, encoding="utf-8") as handle:
-        document = yaml.safe_load(handle)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: cannot read it: {getattr(error, 'strerror', None) or error}") from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        raise ValueError(f"{path}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {error.problem or error.context}"
+                         ) from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(document, dict):
         raise ValueError(f"{path}: expected a mapping with `name` and `spec`")
     try:
@@ -141,6 +168,8 @@ def _train_function(args: argparse.Namespace) -> Callable[..., Any]:
     if command:
         from trial_worker.command import CommandTrain
 
+        if shutil.which(command[0]) is None:
+            raise ValueError(f"the command {command[0]!r} is not an executable file here or on $PATH")
         return CommandTrain(command)
     if not args.train:
         raise ValueError("what should the worker run? --train package.module:function, or -- a command")
@@ -245,5 +274,8 @@ def _install_signal_handlers(worker, grace_seconds: float) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tuning_common.cli import run_command
+
     telemetry.configure_logging("WARNING")
-    return run(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: run(args))

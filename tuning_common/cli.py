@@ -24,7 +24,7 @@ import sys
 
 # Before numpy loads (see suggestion_service/__main__.py): one BLAS thread per process.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tuning_common.errors import TuningError
 from tuning_common.settings import add_option
@@ -471,16 +471,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_command(command: Callable[[], int]) -> int:
+    """Runs a command with the user's errors on one line of stderr, never a traceback: a
+    service's refusal (1), a closed output pipe (`tuning study list | head`: 1, silently) or
+    Ctrl-C (130)."""
+    try:
+        code = command()
+        sys.stdout.flush()  # a closed pipe shows here rather than at exit
+        return code
+    except TuningError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # Whatever is still buffered would fail again as the interpreter exits.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     from tuning_common import telemetry
 
     telemetry.configure_logging("WARNING")
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except TuningError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return run_command(lambda: args.run(args))
 
 
 if __name__ == "__main__":

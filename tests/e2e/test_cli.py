@@ -211,3 +211,43 @@ def test_client_commands_find_a_detached_suite_on_free_ports(tmp_path):
     assert down.returncode == 0 and down.stdout.startswith(f"stopped the suite in {home}: "), down.stderr
     gone = tuning("study", "list", "--address", "", env=env, unset=ADDRESS_VARIABLES, timeout=60)
     assert f"the default: no suite recorded in {home / 'suite.json'}" in gone.stderr
+
+
+def test_user_errors_are_one_line_with_usage_exit_codes(tmp_path, sqlite_url: str, spawn_server):
+    address = spawn_server(sqlite_url).address
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("name: x\nparameters:\n  - {name: a, type: float, low: 0 high: 1}\n")
+    syntax = tmp_path / "syntax.py"
+    syntax.write_text("def train(ctx)\n    return 1\n")
+    cases = [
+        (("study", "create", str(tmp_path / "missing.yaml")), 2, f"{tmp_path / 'missing.yaml'}: no such file"),
+        (("study", "create", str(bad_yaml)), 2, f"{bad_yaml}:3:"),
+        (("worker", "--study", "x", "--train", "no_such_module:train"), 2, "no module named 'no_such_module'"),
+        (("worker", "--study", "x", "--train", "no_colon"), 2, "--train must look like package.module:function"),
+        (("worker", "--study", "x", "--train", f"{syntax}:train"), 2, f"--train: {syntax}:1: expected ':'"),
+        (("worker", "--study", "x", "--", "no-such-program-xyz"), 2, "'no-such-program-xyz' is not an executable"),
+        (("worker", "--study", "x", "--no-tracking", "--train", f"{tmp_path}/missing.py:f"), 2, "no file"),
+        (("study", "show", "no-such-study"), 1, "does not exist"),
+        (("study", "frobnicate"), 2, "invalid choice"),
+    ]
+    for args, code, message in cases:
+        result = tuning(*args, env={"TUNING_SUGGESTION_ADDRESS": address})
+        assert result.returncode == code and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+    # The YAML error says where: line 3, at the column of the missing comma.
+    assert re.search(rf"{re.escape(str(bad_yaml))}:3:\d+: not valid YAML", tuning(
+        "study", "create", str(bad_yaml), env={"TUNING_SUGGESTION_ADDRESS": address}).stderr)
+
+
+def test_a_closed_output_pipe_is_no_traceback(sqlite_url: str, spawn_server):
+    address = spawn_server(sqlite_url).address
+    assert tuning("study", "create", "examples/study.yaml", "--address", address).returncode == 0
+    read, write = os.pipe()
+    os.close(read)  # as `| head` does once it has its lines: every write now fails with EPIPE
+    try:
+        result = subprocess.run([sys.executable, "-m", "tuning_common.cli", "study", "list", "--address", address],
+                                stdout=write, stderr=subprocess.PIPE, text=True, timeout=120, cwd=ROOT)
+    finally:
+        os.close(write)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
