@@ -94,7 +94,7 @@ def _study_show(args: argparse.Namespace) -> int:
         metrics = " ".join(f"{m.name}={m.value:.6g}" for m in t.metrics)
         rows.append([("*" if t.id in best else "") + str(t.number),
                      pb.TrialState.Name(t.state).removeprefix("TRIAL_STATE_"),
-                     *[params.get(n, "") for n in names], metrics or t.reason[:40]])
+                     *[params.get(n, "") for n in names], metrics or t.reason])
     _table(["#", "state", *names, "result"], rows)
     print(f"{len(trials)} trials; * marks the best")
     return 0
@@ -124,10 +124,16 @@ def _study_delete(args: argparse.Namespace) -> int:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Columns padded to their widest cell; the last column is printed in full, a multi-line
+    cell (a failed trial's reason) continuing under itself."""
     cells = [list(map(str, header)), *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header) - 1)]
+    indent = sum(w + 2 for w in widths)
     for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        first, *more = row[-1].splitlines() or [""]
+        print("  ".join([*(c.ljust(w) for c, w in zip(row, widths)), first]).rstrip())
+        for line in more:
+            print((" " * indent + line).rstrip())
 
 
 def _db(args: argparse.Namespace) -> int:

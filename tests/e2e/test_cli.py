@@ -251,3 +251,22 @@ def test_a_closed_output_pipe_is_no_traceback(sqlite_url: str, spawn_server):
         os.close(write)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
+def test_study_show_prints_a_failed_trials_reason_in_full(sqlite_url: str, spawn_server):
+    from trial_worker import Float, SuggestionClient
+
+    address = spawn_server(sqlite_url).address
+    reason = "ValueError: " + "the column QUALITY is missing " * 10 + "(end)\nsecond line of the reason"
+    with SuggestionClient(address) as client:
+        study = client.create_study("reasons", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+        study.fail(study.ask(), reason)
+        study.tell(study.ask(), 0.25)
+    shown = tuning("study", "show", "reasons", "--address", address)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    failed = next(i for i, line in enumerate(lines) if " FAILED " in line)
+    assert lines[failed].endswith(reason.splitlines()[0])  # the whole first line, nothing cut
+    assert lines[failed + 1].strip() == "second line of the reason"
+    assert lines[failed + 1].index("second") == lines[failed].index("ValueError")  # under its column
+    assert any(" COMPLETED " in line and "loss=0.25" in line for line in lines)
