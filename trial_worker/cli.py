@@ -79,31 +79,10 @@ def _import(name: str, load: Callable[[], Any]) -> Any:
 
 
 def load_study_file(path: str | os.PathLike):
-    """A CreateStudyRequest from a YAML or JSON file ({name, spec} in proto JSON form)."""
-    import yaml
-    from google.protobuf import json_format
+    """A CreateStudyRequest from a YAML or JSON study file (see :mod:`trial_worker.study_file`)."""
+    from trial_worker import study_file
 
-    from tuning.suggestion.v1 import suggestion_service_pb2 as api
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            document = yaml.safe_load(handle)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: cannot read it: {getattr(error, 'strerror', None) or error}") from None
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        raise ValueError(f"{path}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {error.problem or error.context}"
-                         ) from None
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(document, dict):
-        raise ValueError(f"{path}: expected a mapping with `name` and `spec`")
-    try:
-        return json_format.ParseDict(document, api.CreateStudyRequest())
-    except json_format.ParseError as error:
-        raise ValueError(f"{path}: {error}") from None
+    return study_file.load(path)
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@
     tuning serve tracking --port 0     # experiments, runs, metrics, artifacts
     tuning serve gateway --port 0      # HTTP/JSON for every RPC (OpenAPI at /v1/openapi.json)
     tuning study create study.yaml     # get-or-create from a YAML/JSON file
-    tuning study list | show NAME | stop NAME | resume NAME | complete NAME | delete NAME
+    tuning study list | show NAME | export NAME | stop NAME | resume NAME | complete NAME | delete NAME
     tuning worker --study NAME --train pkg.mod:train   # run trials (or: -- any command)
     tuning db upgrade | check [--service tracking]   # schema migrations
     tuning backup FOLDER | restore FOLDER             # both databases and the artifacts
@@ -97,6 +97,15 @@ def _study_show(args: argparse.Namespace) -> int:
                      *[params.get(n, "") for n in names], metrics or t.reason])
     _table(["#", "state", *names, "result"], rows)
     print(f"{len(trials)} trials; * marks the best")
+    return 0
+
+
+def _study_export(args: argparse.Namespace) -> int:
+    from trial_worker import study_file
+
+    with _client(args) as client:
+        info = client.get_study(args.name).info
+    print(study_file.dump(info.name, info.spec), end="")
     return 0
 
 
@@ -428,8 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
         return actions.add_parser(name, parents=[connection], **kwargs)
 
     create = action("create", help="get-or-create a study from a YAML or JSON file")
-    create.add_argument("file", help="a CreateStudyRequest in proto JSON form (YAML allowed): {name, spec}")
+    create.add_argument("file", help="a study file: name, parameters, objectives, ... (see docs/WORKERS.md; the "
+                                     "older proto JSON form {name, spec} is read too)")
     create.set_defaults(run=_study_create)
+    export = action("export", help="print a study's file (YAML), which `tuning study create` reads back")
+    export.add_argument("name")
+    export.set_defaults(run=_study_export)
     action("list", help="list studies").set_defaults(run=_study_list)
     show = action("show", help="a study and its trials")
     show.add_argument("name")

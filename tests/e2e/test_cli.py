@@ -18,6 +18,7 @@ from tests.conftest import ROOT
 from tracking_service.persistence import MIGRATIONS as TRACKING_MIGRATIONS
 from trial_worker.tracking import TrackingClient
 from tuning.tracking.v1 import registry_pb2 as rpb
+from suggestion_service.domain.study import Fidelity
 from tuning_common.local_suite import alive
 
 
@@ -270,3 +271,87 @@ def test_study_show_prints_a_failed_trials_reason_in_full(sqlite_url: str, spawn
     assert lines[failed + 1].strip() == "second line of the reason"
     assert lines[failed + 1].index("second") == lines[failed].index("ValueError")  # under its column
     assert any(" COMPLETED " in line and "loss=0.25" in line for line in lines)
+
+
+OLD_FORM = """\
+name: xgb-wine
+spec:
+  parameters:
+    - {name: learning_rate, float_range: {low: 0.001, high: 0.3, scale: SCALE_LOG}}
+    - {name: max_depth, int_range: {low: 2, high: 10}}
+    - {name: subsample, float_range: {low: 0.5, high: 1.0}}
+    - name: booster
+      categorical: {choices: [{string_value: gbtree}, {string_value: dart}]}
+    - name: rate_drop
+      float_range: {low: 0.0, high: 0.3}
+      condition: {parent: booster, values: [{string_value: dart}]}
+    - {name: random_state, fixed: {value: {int_value: 42}}}
+  objectives:
+    - {metric: val_f1, direction: DIRECTION_MAXIMIZE}
+  algorithm: {name: quasi_random}
+  seed: 7
+  max_trials: 50
+  max_parallel_trials: 8
+  lease_duration: 120s
+"""
+
+
+def test_study_files_in_plain_words_old_form_still_read_and_export_round_trips(tmp_path, sqlite_url: str,
+                                                                                 spawn_server):
+    from trial_worker import Categorical, Float, Int, SuggestionClient
+
+    env = {"TUNING_SUGGESTION_ADDRESS": spawn_server(sqlite_url).address}
+    assert tuning("study", "create", "examples/study.yaml", env=env).returncode == 0
+    old = tmp_path / "old.yaml"
+    old.write_text(OLD_FORM)
+    again = tuning("study", "create", str(old), env=env)  # the proto JSON form is the same study
+    assert again.returncode == 0 and "exists, same spec: xgb-wine" in again.stdout, again.stderr
+    exported = tuning("study", "export", "xgb-wine", env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert "DIRECTION_" not in exported.stdout and "string_value" not in exported.stdout
+    assert "  - {name: rate_drop, type: float, low: 0.0, high: 0.3, when: {booster: dart}}" in exported.stdout
+    assert "  - {metric: val_f1, direction: maximize}" in exported.stdout
+
+    # Everything a study can say survives export and create.
+    with SuggestionClient(env["TUNING_SUGGESTION_ADDRESS"]) as client:
+        client.create_study(
+            "rich", [Categorical("kind", [1, 2.5, True, "a: b"]), Int("n", 1, 64, log=True),
+                     Float("x", 0, 1, step=0.25, when={"kind": [1, 2.5]})],
+            objectives={"loss": "minimize", "acc": "maximize"}, algorithm="random",
+            max_retries=5, retry_failed=True, lease_seconds=30, fidelity=Fidelity("epochs", 1, 27, 3))
+        single = client.create_study(
+            "pruned", [Float("lr", 1e-4, 1, log=True)], objectives={"loss": "minimize"}, algorithm="tpe",
+            algorithm_settings={"n_startup_trials": 4}, fidelity=Fidelity("epochs", 1, 9), pruner="asha",
+            pruner_settings={"metric": "val_loss", "direction": "minimize"})
+        assert single.created
+        for name in ("rich", "pruned"):
+            text = tuning("study", "export", name, env=env).stdout
+            copy = tmp_path / f"{name}.yaml"
+            copy.write_text(text.replace(f"name: {name}\n", f"name: {name}-copy\n", 1))
+            created = tuning("study", "create", str(copy), env=env)
+            assert created.returncode == 0 and f"created {name}-copy" in created.stdout, created.stderr
+            assert client.get_study(f"{name}-copy").info.spec == client.get_study(name).info.spec, text
+
+
+def test_study_file_mistakes_name_the_key(tmp_path):
+    cases = {
+        "name: s\nparameters:\n  - {name: x, type: float, low: 0, high: 1, lgo: true}\nobjectives: {loss: minimize}\n":
+            "parameters[0].lgo: unknown key; expected one of: name, type, when, low, high, log, step",
+        "name: s\nparameters: []\nobjectives: {loss: minimize}\ndirection: maximize\n":
+            "direction: unknown key",
+        "name: s\nparameters:\n  - {name: x, type: real, low: 0, high: 1}\nobjectives: {loss: minimize}\n":
+            "parameters[0].type: must be one of float, int, categorical, fixed, got 'real'",
+        "name: s\nparameters:\n  - {name: x, type: float, low: 0, high: 1}\nobjectives:\n  - {metric: loss, direction: min}\n":
+            "objectives[0].direction: must be minimize or maximize, got 'min'",
+        "name: s\nparameters:\n  - {name: x, type: float, low: zero, high: 1}\nobjectives: {loss: minimize}\n":
+            "parameters[0].low: must be a number, got 'zero'",
+        "name: s\nparameters:\n  - {name: x, type: float, low: 0, high: 1, log: 1}\nobjectives: {loss: minimize}\n":
+            "parameters[0].log: must be true or false, got 1",
+        "name: s\nparameters: []\n": "objectives: is required",
+        "name: s\nspec: {parameters: [], objectivs: []}\n": 'has no field named "objectivs"',
+    }
+    for i, (text, message) in enumerate(cases.items()):
+        path = tmp_path / f"s{i}.yaml"
+        path.write_text(text)
+        result = tuning("study", "create", str(path), "--address", "127.0.0.1:1")
+        assert result.returncode == 2 and f"{path}: " in result.stderr and message in result.stderr, result.stderr
