@@ -319,18 +319,9 @@ def _health_problem(address: str, *, http: bool, timeout: float = 3.0) -> str:
                 return ""
         except (OSError, urllib.error.URLError) as error:
             return f"not serving: {error}"
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from tuning_common.local_suite import health_problem
 
-    from tuning_common import tls
-
-    with tls.channel(address) as channel:
-        try:
-            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout).status
-        except grpc.RpcError as error:
-            return f"not serving: {error.code().name}"
-    return "" if status == health_pb2.HealthCheckResponse.SERVING else health_pb2.HealthCheckResponse.ServingStatus.Name(
-        status).lower().replace("_", " ")
+    return health_problem(address, timeout)
 
 
 def _health(args: argparse.Namespace) -> int:

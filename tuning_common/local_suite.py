@@ -248,6 +248,8 @@ class Found:
     source: str
     # True when the address came from a running suite's suite.json.
     recorded: bool = False
+    # True when nothing named the service: the address `tuning up` uses by default.
+    fallback: bool = False
 
     def describe(self) -> str:
         return f"the {SERVICES[self.service][0]} at {self.address} ({self.source})"
@@ -265,8 +267,25 @@ def find_address(service: str, given: str = "", *, flag: str = "", home: str | o
     home = Path(home if home is not None else data_dir()).resolve()
     state = read_state(home)
     if state is None:
-        return Found(service, default, f"the default: no suite recorded in {state_path(home)}")
+        return Found(service, default, f"the default: no suite recorded in {state_path(home)}", fallback=True)
     for recorded in state["services"]:
         if recorded["name"] == name and alive(recorded["pid"]):
             return Found(service, recorded["address"], f"the suite `tuning up` started in {home}", recorded=True)
-    return Found(service, default, f"the default: the suite recorded in {state_path(home)} is not running")
+    return Found(service, default, f"the default: the suite recorded in {state_path(home)} is not running",
+                 fallback=True)
+
+
+def health_problem(address: str, timeout: float = 3.0) -> str:
+    """Why the gRPC service at ``address`` is not serving ("" when it is), by its health check."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from tuning_common import tls
+
+    with tls.channel(address) as channel:
+        try:
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout).status
+        except grpc.RpcError as error:
+            return f"not serving: {error.code().name}"
+    return "" if status == health_pb2.HealthCheckResponse.SERVING else health_pb2.HealthCheckResponse.ServingStatus.Name(
+        status).lower().replace("_", " ")
