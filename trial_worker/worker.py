@@ -53,7 +53,9 @@ COMPLETED, PRUNED, FAILED, LOST = "COMPLETED", "PRUNED", "FAILED", "LOST"
 OUTCOMES = (COMPLETED, PRUNED, FAILED, LOST)
 END_TIMEOUT = 30.0
 MAX_ERROR_CHARS = 4000
-ABANDON_SECONDS = 3.0
+# After a hand-back, how long run() waits for train functions that do not report (and so
+# cannot be told to stop): short, since Ctrl-C must be answered within a couple of seconds.
+ABANDON_SECONDS = 1.0
 # Trial ids per SearchRuns filter: well within its 10,000 characters.
 _IDS_PER_SEARCH = 400
 
@@ -280,6 +282,8 @@ class Worker:
                 # One trace per trial: the ask, the training and its reports, the tell, the run's writes.
                 with telemetry.span("run trial", study=study.name, worker=worker_id) as span:
                     trial = self._ask(study)
+                    if trial is not None and self._stopping.is_set():
+                        trial = self._give_back_unstarted(trial)
                     if trial is not None:
                         telemetry.set_attributes(span, trial_id=trial.id, trial_number=trial.number)
                         result = self._run_trial(trial)
@@ -316,6 +320,15 @@ class Worker:
                 self._stopping.set()
                 return None
             self._stopping.wait(answer.retry_after.ToTimedelta().total_seconds() or 0.5)
+        return None
+
+    def _give_back_unstarted(self, trial: Trial) -> None:
+        """A trial leased while the worker was told to stop (the ask was under way): it never
+        starts, and goes back to the study at once instead of waiting for its lease to expire."""
+        try:
+            trial.release("the worker stopped before the trial started")
+        except TuningError as error:
+            log.info("trial %d not handed back: %s", trial.number, error)
         return None
 
     def _record(self, result: TrialResult) -> None:

@@ -496,8 +496,9 @@ def run_command(command: Callable[[], int]) -> int:
         # Whatever is still buffered would fail again as the interpreter exits.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        if not getattr(interrupt, "announced", False):  # the Tuner has said what it did
+            print("interrupted", file=sys.stderr)
         return 130
 
 

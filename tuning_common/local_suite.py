@@ -50,6 +50,22 @@ class ServiceProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+        finally:
+            _RUNNING.discard(self.process)
+
+
+# Services started here and not stopped yet: what exit_now() stops.
+_RUNNING: set[subprocess.Popen] = set()
+
+
+def exit_now(code: int) -> None:
+    """Leaves at once (a second Ctrl-C): SIGTERM to the services started here, which stop on
+    their own, then ``os._exit(code)``."""
+    for process in list(_RUNNING):
+        if process.poll() is None:
+            process.terminate()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def start_service(name: str, module: str, args: Sequence[str], log_path: Path, *, host: str = "127.0.0.1",
@@ -57,20 +73,25 @@ def start_service(name: str, module: str, args: Sequence[str], log_path: Path, *
     """Starts ``python -m module --host HOST --port PORT ...`` and waits for the line that says where it listens.
 
     ``detach``: in a session of its own with its output in the log only, so that it outlives
-    this process (and a closed terminal)."""
+    this process (and a closed terminal). Otherwise in a process group of its own: a Ctrl-C
+    in the terminal reaches this process alone, which stops its services in order (SIGTERM)
+    rather than every service taking the SIGINT and writing its own shutdown to the terminal."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", module, "--host", host, "--port", str(port), *args],
             stdout=log_file if detach else subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, text=True,
-            start_new_session=detach,
+            start_new_session=detach, process_group=None if detach else 0,
             env={**os.environ, "TUNING_LOG_LEVEL": os.environ.get("TUNING_LOG_LEVEL", "WARNING"), **(env or {})},
         )
+    if not detach:
+        _RUNNING.add(process)
     line = _listening_line(process, log_path, start) if detach else _first_line(process)
     if "listening on" not in line:
         process.kill()
         process.wait()
+        _RUNNING.discard(process)
         raise Unavailable(f"the {name} did not start: see {log_path}")
     # Nothing more is read from stdout; it gets no more than a line or two.
     return ServiceProcess(name, process, line.rsplit(" ", 1)[1].strip())
@@ -169,6 +190,10 @@ class LocalSuite:
         return self
 
     def stop(self) -> None:
+        # SIGTERM to all first: they shut down side by side.
+        for service in self.services:
+            if service.process.poll() is None:
+                service.process.terminate()
         for service in reversed(self.services):
             service.stop()
 

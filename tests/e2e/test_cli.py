@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from suggestion_service.persistence import MIGRATIONS
 from tests.conftest import ROOT
 from tracking_service.persistence import MIGRATIONS as TRACKING_MIGRATIONS
 from trial_worker.tracking import TrackingClient
+from tuning.suggestion.v1 import study_pb2 as spb
 from tuning.tracking.v1 import registry_pb2 as rpb
 from suggestion_service.domain.study import Fidelity
 from tuning_common.local_suite import alive
@@ -355,3 +357,76 @@ def test_study_file_mistakes_name_the_key(tmp_path):
         path.write_text(text)
         result = tuning("study", "create", str(path), "--address", "127.0.0.1:1")
         assert result.returncode == 2 and f"{path}: " in result.stderr and message in result.stderr, result.stderr
+
+
+def _start_demo(home) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tuning_common.cli", "demo", "--trials", "40", "--workers", "3"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TUNING_HOME": str(home)})
+    for line in process.stdout:  # the tuning has started once this line is out
+        if line.startswith("tuning 7 hyperparameters"):
+            return process
+    raise AssertionError(f"the demo ended before tuning: {process.wait()} {process.stderr.read()}")
+
+
+def _wait_for_running_trials(home, count: int) -> None:
+    engine = sa.create_engine(f"sqlite:///{home / 'suggestion.db'}")
+    try:
+        for _ in range(600):
+            with engine.connect() as conn:
+                if conn.execute(sa.text("select count(*) from trials where state = 'ACTIVE'")).scalar() >= count:
+                    return
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+    raise AssertionError("no trials ran")
+
+
+def test_ctrl_c_in_the_demo_hands_the_running_trials_back_and_says_so_once(tmp_path, spawn_server):
+    process = _start_demo(tmp_path)
+    try:
+        _wait_for_running_trials(tmp_path, 2)
+        process.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        code = process.wait(60)
+        print(f"the demo exited {time.monotonic() - interrupted:.2f} s after Ctrl-C")
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = process.stderr.read()
+    assert code == 130, stderr
+    said = [line for line in stderr.splitlines() if not line.startswith("[")]  # progress lines start with [
+    assert said == ["Ctrl-C: stopped asking for trials and handing the running ones back to the study "
+                    "(Ctrl-C again quits at once)"], stderr
+
+    # Every running trial was handed back, and its configuration waits, unspent, for the next asker.
+    from trial_worker import SuggestionClient
+
+    with SuggestionClient(spawn_server(f"sqlite:///{tmp_path / 'suggestion.db'}").address) as client:
+        [info] = client.list_studies()
+        trials = list(client.get_study(info.name).trials())
+    handed = [t for t in trials if t.state == spb.TRIAL_STATE_STALE]
+    assert handed and all(t.reason.endswith(": Ctrl-C") or "before the trial started" in t.reason
+                          for t in handed), [t.reason for t in handed]
+    queued = {t.retry_of: t for t in trials if t.state == spb.TRIAL_STATE_QUEUED}
+    for trial in handed:
+        assert queued[trial.id].parameters == trial.parameters and queued[trial.id].attempt == trial.attempt
+    assert not [t for t in trials if t.state == spb.TRIAL_STATE_ACTIVE]
+
+
+def test_a_second_ctrl_c_quits_at_once(tmp_path):
+    process = _start_demo(tmp_path)
+    try:
+        _wait_for_running_trials(tmp_path, 1)
+        process.send_signal(signal.SIGINT)
+        for line in process.stderr:  # the first Ctrl-C is being handled: the second comes on top
+            if line.startswith("Ctrl-C"):
+                process.send_signal(signal.SIGINT)
+                break
+        code = process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = process.stderr.read()
+    assert code == 130 and "Traceback" not in stderr, stderr

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +14,13 @@ import pytest
 
 from trial_worker import tune
 from trial_worker.integrations.sklearn import fit_and_score
+from trial_worker.client import SuggestionClient
 from trial_worker.tracking import TrackingClient
 from trial_worker.tune.tuner import Progress
 from trial_worker.worker import COMPLETED, PRUNED, TrialResult, Worker, WorkerConfig
 from tuning.suggestion.v1 import study_pb2 as pb
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
+from tuning.tracking.v1 import tracking_pb2 as tpb
 from tuning_common.errors import TuningError, Unavailable
 from tuning_common.local_suite import LocalSuite, write_state
 
@@ -223,3 +228,50 @@ def test_progress_shows_the_best_value_so_far():
 def test_worker_config_is_checked():
     with pytest.raises(ValueError, match="parallel"):
         Worker(lambda ctx: 0.0, WorkerConfig(study="s", parallel=0))
+
+
+TUNER_SCRIPT = """
+import sys, time
+from trial_worker import tune
+
+def train(ctx):
+    print("training", flush=True)
+    for step in range(1, 100000):
+        time.sleep(0.02)
+        if ctx.report(step, loss=1.0 / step):
+            return None
+
+try:
+    tune.Tuner(train, {"x": tune.uniform(0, 1)}, tune.TunerConfig(
+        metric="loss", mode="min", num_trials=10, max_concurrent_trials=2, study_name="interrupted",
+        suggestion_address=sys.argv[1], tracking_address=sys.argv[2], progress=False)).run()
+except tune.Interrupted:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_hands_the_running_trials_back_and_says_so_in_one_line(services, tmp_path):
+    script = tmp_path / "tune.py"
+    script.write_text(TUNER_SCRIPT)
+    process = subprocess.Popen([sys.executable, str(script), *services], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline() == "training\n"
+        assert process.stdout.readline() == "training\n"  # both slots train
+        process.send_signal(signal.SIGINT)
+        code = process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = process.stderr.read()
+    assert code == 130 and stderr.splitlines() == [
+        "Ctrl-C: stopped asking for trials and handing the running ones back to the study "
+        "(Ctrl-C again quits at once)"], stderr
+    with SuggestionClient(services[0]) as client:
+        trials = list(client.get_study("interrupted").trials())
+        handed = [t for t in trials if t.state == pb.TRIAL_STATE_STALE]
+        assert len(handed) == 2 and all(t.reason.endswith(": Ctrl-C") for t in handed)
+        assert sorted(t.retry_of for t in trials if t.state == pb.TRIAL_STATE_QUEUED) == sorted(t.id for t in handed)
+    with TrackingClient(services[1]) as client:  # their runs ended as the study took the trials
+        runs = client.search_runs([client.get_experiment_by_name("interrupted").id])
+        assert sorted(r.status for r in runs) == [tpb.RUN_STATUS_KILLED] * 2

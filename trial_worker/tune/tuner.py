@@ -25,15 +25,17 @@ machines, run ``tuning worker`` there against the same study.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,7 +49,7 @@ from trial_worker.worker import COMPLETED, FAILED, PRUNED, TrialResult, Worker, 
 from tuning.suggestion.v1 import study_pb2 as spb
 from tuning_common import telemetry
 from tuning_common.errors import NotFound, TuningError, Unavailable
-from tuning_common.local_suite import Found, LocalSuite, find_address, health_problem
+from tuning_common.local_suite import Found, LocalSuite, exit_now, find_address, health_problem
 from tuning_common.settings import data_dir
 
 if TYPE_CHECKING:
@@ -234,6 +236,13 @@ class Progress:
             self.stream.write(self.line() + "\n")
         self.stream.flush()
 
+    def interrupt(self, message: str) -> None:
+        """One line on the progress stream, even with progress off (a Ctrl-C must be answered)."""
+        with self._lock:
+            self.stream.write(("\n" if self.tty else "") + message + "\n")
+            self.stream.flush()
+            self.tty = False  # the progress line is done with
+
     def close(self) -> None:
         if self.enabled and self.tty:
             self.stream.write("\n")
@@ -321,9 +330,12 @@ class Tuner:
             )
             with Worker(self.train, worker_config, on_result=progress.update) as worker:
                 try:
-                    summary = worker.run()
+                    with _ctrl_c_hands_back(worker, progress) as interrupted:
+                        summary = worker.run()
                 finally:
                     progress.close()
+            if interrupted:
+                raise Interrupted(f"interrupted: the running trials of study {study.name!r} were handed back")
             if summary.reason.startswith("error"):
                 raise TuningError(f"the tuner stopped: {summary.reason}")
             trials = list(study.trials())
@@ -335,6 +347,39 @@ class Tuner:
         if tracking_address is not None and results.best_run_id:
             results.best_model_path = _download_model(tracking_address, results.best_run_id)
         return results
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run, which handed its running trials back and said so on stderr."""
+
+    announced = True
+
+
+@contextlib.contextmanager
+def _ctrl_c_hands_back(worker: Worker, progress: Progress) -> Iterator[list[int]]:
+    """While the block runs, a first Ctrl-C stops asking and hands the running trials back
+    (the block then ends within about :data:`~trial_worker.worker.ABANDON_SECONDS`, and the
+    yielded list is no longer empty); a second one leaves at once (exit status 130). Outside
+    the main thread, where no signal handler can be set, Ctrl-C is Python's as usual."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            exit_now(130)
+        progress.interrupt("Ctrl-C: stopped asking for trials and handing the running ones back to the study "
+                           "(Ctrl-C again quits at once)")
+        # Not here: the hand-back calls the service, and the main thread must stay free for a second Ctrl-C.
+        threading.Thread(target=worker.hand_back, args=("Ctrl-C",), name="hand-back", daemon=True).start()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class NoTrialCompleted(TuningError):
@@ -371,4 +416,4 @@ def _download_model(tracking_address: str, run_id: str) -> Path | None:
     return folder if (folder / META_FILE).is_file() else None
 
 
-__all__ = ["NoTrialCompleted", "Progress", "Tuner", "TunerConfig", "TunerResults", "TrialContext", "get_context"]
+__all__ = ["Interrupted", "NoTrialCompleted", "Progress", "Tuner", "TunerConfig", "TunerResults", "TrialContext", "get_context"]
