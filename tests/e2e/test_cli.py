@@ -430,3 +430,15 @@ def test_a_second_ctrl_c_quits_at_once(tmp_path):
             process.kill()
     stderr = process.stderr.read()
     assert code == 130 and "Traceback" not in stderr, stderr
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/WORKERS.md"])
+def test_the_docs_study_files_create_their_studies(document: str, tmp_path, sqlite_url: str, spawn_server):
+    address = spawn_server(sqlite_url).address
+    blocks = re.findall(r"^```yaml\n(.*?)^```", (ROOT / document).read_text(), flags=re.S | re.M)
+    assert blocks
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"{i}.yaml"
+        path.write_text(block)
+        created = tuning("study", "create", str(path), "--address", address)
+        assert created.returncode == 0 and "created" in created.stdout, (block, created.stderr)
