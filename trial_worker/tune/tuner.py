@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 MODES = {"max": "maximize", "min": "minimize"}
 # How long a configured service may take to answer its health check before the run stops.
 PROBE_SECONDS = 5.0
+# After Ctrl-C, how long the run waits for the hand-back calls to get through.
+HAND_BACK_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -373,11 +375,14 @@ def _ctrl_c_hands_back(worker: Worker, progress: Progress) -> Iterator[list[int]
         progress.interrupt("Ctrl-C: stopped asking for trials and handing the running ones back to the study "
                            "(Ctrl-C again quits at once)")
         # Not here: the hand-back calls the service, and the main thread must stay free for a second Ctrl-C.
-        threading.Thread(target=worker.hand_back, args=("Ctrl-C",), name="hand-back", daemon=True).start()
+        hand_back.start()
 
+    hand_back = threading.Thread(target=worker.hand_back, args=("Ctrl-C",), name="hand-back", daemon=True)
     previous = signal.signal(signal.SIGINT, handler)
     try:
         yield received
+        if received:  # the worker's channels close next: let the last release through first
+            hand_back.join(HAND_BACK_SECONDS)
     finally:
         signal.signal(signal.SIGINT, previous)
 
