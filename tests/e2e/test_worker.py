@@ -279,8 +279,10 @@ def test_sigterm_past_the_grace_period_hands_the_trial_back(suite: Suite):
     trials = trials_of(suite, "handback")
     handed = next(t for t in trials if t.id == running.id)
     assert handed.state == pb.TRIAL_STATE_STALE and "handed back" in handed.reason
-    # Another worker gets it again at once: no lease to wait for.
-    assert any(t.retry_of == running.id and t.state == pb.TRIAL_STATE_QUEUED for t in trials)
+    # Another worker gets it again at once (no lease to wait for), without a retry spent.
+    [again] = [t for t in trials if t.retry_of == running.id]
+    assert again.state == pb.TRIAL_STATE_QUEUED and again.attempt == handed.attempt
+    assert again.parameters == handed.parameters
 
 
 def test_workers_ride_out_service_restarts(suite: Suite, tmp_path: Path):
