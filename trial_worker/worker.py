@@ -52,7 +52,9 @@ TrainFunction = Callable[[TrialContext], Any]
 COMPLETED, PRUNED, FAILED, LOST = "COMPLETED", "PRUNED", "FAILED", "LOST"
 OUTCOMES = (COMPLETED, PRUNED, FAILED, LOST)
 END_TIMEOUT = 30.0
-MAX_ERROR_CHARS = 4000
+# A failed trial's reason: the exception's whole message (a command's stderr tail spans lines),
+# its end kept when longer than the suggestion service takes (ReleaseTrial/CompleteTrial: 4096).
+MAX_ERROR_CHARS = 4096
 # After a hand-back, how long run() waits for train functions that do not report (and so
 # cannot be told to stop): short, since Ctrl-C must be answered within a couple of seconds.
 ABANDON_SECONDS = 1.0
@@ -421,8 +423,9 @@ class Worker:
         except LeaseLost as lost:
             ctx.lose(str(lost))
         except Exception as exc:  # the user's code failed: the trial fails, the worker goes on
-            outcome, error = FAILED, "".join(traceback.format_exception(exc))[-MAX_ERROR_CHARS:]
-            log.warning("trial %d of %s failed: %s", trial.number, trial.study.name, exc)
+            outcome, error = FAILED, "".join(traceback.format_exception_only(exc)).strip()[-MAX_ERROR_CHARS:]
+            log.warning("trial %d of %s failed: %s", trial.number, trial.study.name, exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
         finally:
             bind(None)
             with self._lock:
@@ -490,7 +493,7 @@ class Worker:
                 value = metrics.get(objective, ctx.last_metrics.get(objective))
                 trial.study.prune(trial, None if value is None or not math.isfinite(value) else {objective: value})
             else:
-                trial.study.fail(trial, error.strip().splitlines()[-1][:1000] if error else "failed")
+                trial.study.fail(trial, error or "failed")
         except FailedPrecondition as problem:  # the lease was lost: the study has moved on without this result
             ctx.lose(str(problem))
             log.warning("trial %d of %s: %s", trial.number, trial.study.name, problem)
@@ -499,14 +502,14 @@ class Worker:
             if outcome != COMPLETED:
                 raise
             # E.g. a final metrics dict without the objective: the trial fails with the reason.
-            trial.study.fail(trial, str(problem)[:1000])
+            trial.study.fail(trial, str(problem)[-MAX_ERROR_CHARS:])
             outcome, error = FAILED, str(problem)
         return outcome, error
 
     def _end_run(self, run_id: str, outcome: str, error: str) -> None:
         tags = {"tuning.trial_state": outcome}
         if error:
-            tags["tuning.error"] = error.strip().splitlines()[-1][:500]
+            tags["tuning.error"] = error
         self.logger.set_tags(run_id, tags)
         status = {COMPLETED: tpb.RUN_STATUS_FINISHED, PRUNED: tpb.RUN_STATUS_FINISHED,
                   FAILED: tpb.RUN_STATUS_FAILED}.get(outcome, tpb.RUN_STATUS_KILLED)

@@ -199,13 +199,17 @@ def test_pruned_command_is_stopped_and_the_trial_pruned(suite: Suite, tmp_path: 
 
 def test_failing_command_fails_trials_with_its_stderr_and_the_worker_gives_up(suite: Suite, tmp_path: Path):
     make_study(suite, "broken", 10)
-    script = write_command(tmp_path, "#!/bin/sh\necho 'cannot open wine.csv' >&2\nexit 3\n")
+    script = write_command(tmp_path, "#!/bin/sh\necho 'reading wine.csv' >&2\necho 'cannot open wine.csv' >&2\n"
+                                     "exit 3\n")
     code, output = finish(start_worker(suite, "broken", "--max-consecutive-failures", "3", "--", script))
     assert code == 1, output
     assert "failed 3 times in a row" in output
     failed = [t for t in trials_of(suite, "broken") if t.state == pb.TRIAL_STATE_FAILED]
     assert len(failed) == 3
-    assert all("exited with status 3: cannot open wine.csv" in t.reason for t in failed)
+    # The reason in full: every line of the command's stderr tail, not just the last.
+    assert all(t.reason.endswith("exited with status 3: reading wine.csv\ncannot open wine.csv") for t in failed)
+    with TrackingClient(suite.tracking) as client:
+        assert tags(client.get_run(failed[0].run_id))["tuning.error"] == failed[0].reason
 
 
 def test_bad_train_path_is_a_usage_error(suite: Suite):
