@@ -298,6 +298,11 @@ class Worker:
                     return
                 self._record(result)
         except Exception as error:  # a slot must never die silently
+            if self._abandoned():
+                # run() has returned and closed the clients under this slot's train function, which
+                # did not stop when its trial was handed back: its errors now are that, and noise.
+                log.debug("abandoned worker slot %d stopped: %s", index, error)
+                return
             log.exception("worker slot %d stopped", index)
             self._summary.reason = f"error: {error}"
             self._stopping.set()
@@ -411,21 +416,30 @@ class Worker:
         ctx = TrialContext(trial, run_id=run_id, logger=self.logger, tracking=self.tracking)
         with self._lock:
             self._active[trial.id] = (trial, ctx, telemetry.current_context())
+            # hand_back() sets this before it looks at the running trials: a trial it did not see
+            # (its run was being opened) is handed back here, and never trains.
+            handed_back = self._handed_back_at is not None
+        if handed_back:
+            self._give_back_unstarted(trial)
+            ctx.lose("handed back before it started")
         outcome, metrics, error = COMPLETED, {}, ""
         bind(ctx)
         try:
-            with telemetry.span("train trial", expected=(TrialPruned, LeaseLost), trial_id=trial.id):
-                result = self.train(ctx)
-            if not ctx.should_stop:
-                metrics = final_metrics(result, ctx)
+            if not handed_back:
+                with telemetry.span("train trial", expected=(TrialPruned, LeaseLost), trial_id=trial.id):
+                    result = self.train(ctx)
+                if not ctx.should_stop:
+                    metrics = final_metrics(result, ctx)
         except TrialPruned:
             pass
         except LeaseLost as lost:
             ctx.lose(str(lost))
         except Exception as exc:  # the user's code failed: the trial fails, the worker goes on
             outcome, error = FAILED, "".join(traceback.format_exception_only(exc)).strip()[-MAX_ERROR_CHARS:]
-            log.warning("trial %d of %s failed: %s", trial.number, trial.study.name, exc,
-                        exc_info=log.isEnabledFor(logging.DEBUG))
+            # Once handed back, the trial is not this worker's: a failure then is no news (it comes
+            # from the hand-back itself, a closed run for one).
+            log.log(logging.INFO if ctx.lost else logging.WARNING, "trial %d of %s failed: %s", trial.number,
+                    trial.study.name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
         finally:
             bind(None)
             with self._lock:

@@ -136,6 +136,7 @@ class LocalSuite:
         self.artifacts = artifacts or str(self.home / "artifacts")
         self.detach = detach
         self.services: list[ServiceProcess] = []
+        self._previous_sighup = None
 
     @property
     def gateway_url(self) -> str | None:
@@ -151,6 +152,10 @@ class LocalSuite:
 
     def start(self) -> LocalSuite:
         self.home.mkdir(parents=True, exist_ok=True)
+        if not self.detach and threading.current_thread() is threading.main_thread():
+            # The services have a process group of their own, so a closed terminal's SIGHUP reaches
+            # this process only: take them along rather than leave them running.
+            self._previous_sighup = signal.signal(signal.SIGHUP, lambda *_: exit_now(128 + signal.SIGHUP))
         logs = self.home / "logs"
         specs = [
             ("suggestion service", "suggestion_service",
@@ -196,6 +201,9 @@ class LocalSuite:
                 service.process.terminate()
         for service in reversed(self.services):
             service.stop()
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
 
     def __enter__(self) -> LocalSuite:
         return self.start()

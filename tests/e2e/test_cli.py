@@ -442,3 +442,28 @@ def test_the_docs_study_files_create_their_studies(document: str, tmp_path, sqli
         path.write_text(block)
         created = tuning("study", "create", str(path), "--address", address)
         assert created.returncode == 0 and "created" in created.stdout, (block, created.stderr)
+
+
+def test_a_hangup_of_tuning_up_takes_its_services_along(tmp_path):
+    """The services have a process group of their own (so Ctrl-C reaches `tuning up` alone): a
+    closed terminal's SIGHUP, which reaches `tuning up` alone too, must not leave them running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tuning_common.cli", "up", "--suggestion-port", "0", "--tracking-port", "0",
+         "--gateway-port", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "TUNING_HOME": str(tmp_path)})
+    try:
+        while "Ctrl-C stops them all" not in process.stdout.readline():
+            pass
+        pids = [service["pid"] for service in json.loads((tmp_path / "suite.json").read_text())["services"]]
+        assert all(alive(pid) for pid in pids)
+        process.send_signal(signal.SIGHUP)
+        assert process.wait(30) == 128 + signal.SIGHUP
+        for _ in range(300):
+            if not any(alive(pid) for pid in pids):
+                break
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in pids)
+    finally:
+        if process.poll() is None:
+            process.kill()
