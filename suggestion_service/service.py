@@ -364,11 +364,14 @@ class SuggestionService:
     def _maybe_retry(self, conn: Connection, study: Study, trial: Trial, now: int) -> None:
         if trial.attempt >= study.spec.retry_policy.max_retries or study.state is StudyState.COMPLETED:
             return
+        self._queue_copy(conn, study, trial, now, attempt=trial.attempt + 1)
+
+    def _queue_copy(self, conn: Connection, study: Study, trial: Trial, now: int, *, attempt: int) -> None:
         number = self.repo.advance_counters(conn, study.id, trials_=1)
         self.repo.insert_trials(conn, study.name, [{
             "study_id": study.id, "number": number, "state": TrialState.QUEUED.value,
             "source": TrialSource.RETRY.value, "params": trial.params, "budget": trial.budget,
-            "attempt": trial.attempt + 1, "retry_of": trial.id, "create_ms": now,
+            "attempt": attempt, "retry_of": trial.id, "create_ms": now,
             "suggestion_metadata": trial.suggestion_metadata or None,
         }])
 
@@ -472,7 +475,11 @@ class SuggestionService:
         return self.db.run(work, write=True)
 
     def release_trial(self, trial_id: int, worker_id: str, reason: str) -> Trial:
-        """Hands a leased trial back now: STALE as on lease expiry, and retried within the policy.
+        """Hands a leased trial back now: STALE, and its configuration queued again at once.
+
+        A hand-back is not a failure (the worker shuts down, a node is drained): the copy keeps
+        the trial's attempt, so it spends none of the retry policy, and queued retries are
+        leased before anything else, so the next ask gets this configuration first.
 
         Releasing again a trial that its worker already handed back returns it unchanged.
         """
@@ -498,7 +505,8 @@ class SuggestionService:
                     return trial
                 self._leased_trial(conn, trial, worker_id)  # raises: the trial is no longer ACTIVE
                 raise Aborted(f"trial {trial_id} changed state while it was being released; retry")
-            self._maybe_retry(conn, study, trial, ending["end_ms"])
+            if study.state is not StudyState.COMPLETED:
+                self._queue_copy(conn, study, trial, ending["end_ms"], attempt=trial.attempt)
             return replace(trial, **ending)
 
         return self.db.run(work, write=True)

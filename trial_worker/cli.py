@@ -20,6 +20,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -29,7 +30,7 @@ from typing import Any
 
 from tuning_common import telemetry
 from tuning_common.errors import InvalidArgument
-from tuning_common.settings import add_option, suggestion_address
+from tuning_common.settings import add_option
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,12 @@ def load_callable(spec: str) -> Callable[..., Any]:
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[path.stem] = module
-        module_spec.loader.exec_module(module)
+        _import(module_name, lambda: module_spec.loader.exec_module(module))
     else:
         # Like `python -m`: modules next to where the worker was started are importable.
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
-        module = importlib.import_module(module_name)
+        module = _import(module_name, lambda: importlib.import_module(module_name))
     target: Any = module
     for part in attribute.split("."):
         target = getattr(target, part, None)
@@ -62,26 +63,29 @@ def load_callable(spec: str) -> Callable[..., Any]:
     return target
 
 
-def load_study_file(path: str | os.PathLike):
-    """A CreateStudyRequest from a YAML or JSON file ({name, spec} in proto JSON form)."""
-    import yaml
-    from google.protobuf import json_format
-
-    from tuning.suggestion.v1 import suggestion_service_pb2 as api
-
-    with open(path, encoding="utf-8") as handle:
-        document = yaml.safe_load(handle)
-    if not isinstance(document, dict):
-        raise ValueError(f"{path}: expected a mapping with `name` and `spec`")
+def _import(name: str, load: Callable[[], Any]) -> Any:
+    """``load()``, with what went wrong on one line: the module is missing, or importing it failed."""
     try:
-        return json_format.ParseDict(document, api.CreateStudyRequest())
-    except json_format.ParseError as error:
-        raise ValueError(f"{path}: {error}") from None
+        return load()
+    except ModuleNotFoundError as error:
+        if error.name and name.split(".")[0] == error.name.split(".")[0]:
+            raise ValueError(f"--train: no module named {error.name!r} here ({os.getcwd()}); give "
+                             "package.module:function importable from here, or path/to/file.py:function") from None
+        raise ValueError(f"--train: importing {name} failed: {error}") from None
+    except SyntaxError as error:
+        raise ValueError(f"--train: {error.filename}:{error.lineno}: {error.msg}") from None
+    except Exception as error:  # the user's module failed as it was imported: say how, in one line
+        raise ValueError(f"--train: importing {name} failed: {type(error).__name__}: {error}") from None
+
+
+def load_study_file(path: str | os.PathLike):
+    """A CreateStudyRequest from a YAML or JSON study file (see :mod:`trial_worker.study_file`)."""
+    from trial_worker import study_file
+
+    return study_file.load(path)
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    from trial_worker.tracking.client import tracking_address
-
     parser = parser or argparse.ArgumentParser(prog="python -m trial_worker", description=__doc__,
                                                formatter_class=argparse.RawDescriptionHelpFormatter)
     # $TUNING_STUDY names the study when neither flag does (a Kubernetes ConfigMap, for one).
@@ -91,10 +95,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     which.add_argument("--study-file", help="get-or-create the study from this YAML/JSON file (as `tuning study create`)")
     add_option(parser, "--train", env="TUNING_TRAIN", default="",
                help="the train function, package.module:function or file.py:function")
-    add_option(parser, "--suggestion-address", env="TUNING_SUGGESTION_ADDRESS", default=suggestion_address(),
-               help="suggestion service")
-    add_option(parser, "--tracking-address", env="TUNING_TRACKING_ADDRESS", default=tracking_address(),
-               help="tracking service")
+    add_option(parser, "--suggestion-address", env="TUNING_SUGGESTION_ADDRESS", default="",
+               help="suggestion service (default: the suite `tuning up` recorded in $TUNING_HOME/suite.json, "
+                    "else 127.0.0.1:50051)")
+    add_option(parser, "--tracking-address", env="TUNING_TRACKING_ADDRESS", default="",
+               help="tracking service (default: the suite `tuning up` recorded in $TUNING_HOME/suite.json, "
+                    "else 127.0.0.1:50052)")
     add_option(parser, "--tracking", env="TUNING_WORKER_TRACKING", default=True, type=bool,
                help="log every trial as a run in the tracking service")
     add_option(parser, "--experiment", env="TUNING_EXPERIMENT", default="",
@@ -141,6 +147,8 @@ def _train_function(args: argparse.Namespace) -> Callable[..., Any]:
     if command:
         from trial_worker.command import CommandTrain
 
+        if shutil.which(command[0]) is None:
+            raise ValueError(f"the command {command[0]!r} is not an executable file here or on $PATH")
         return CommandTrain(command)
     if not args.train:
         raise ValueError("what should the worker run? --train package.module:function, or -- a command")
@@ -169,10 +177,25 @@ def _study_name(args: argparse.Namespace) -> str:
         return client.create_study_from_proto(request.name, request.spec).name
 
 
+def _find_services(args: argparse.Namespace) -> None:
+    """Fills in the services' addresses (a flag, $TUNING_*_ADDRESS, the suite `tuning up`
+    recorded, the default) and says on stderr which ones the worker talks to."""
+    from tuning_common.local_suite import find_address
+
+    found = [find_address("suggestion", args.suggestion_address, flag="--suggestion-address")]
+    args.suggestion_address = found[0].address
+    if args.tracking:
+        found.append(find_address("tracking", args.tracking_address, flag="--tracking-address"))
+        args.tracking_address = found[1].address
+    print("worker: talking to " + "; ".join(f.describe() for f in found)
+          + ("" if args.tracking else "; no tracking (--no-tracking)"), file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from trial_worker.worker import Worker, describe_counts, print_result
 
     try:
+        _find_services(args)
         telemetry.setup(telemetry.TRIAL_WORKER)
         train = _train_function(args)
         study = _study_name(args)
@@ -230,5 +253,8 @@ def _install_signal_handlers(worker, grace_seconds: float) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tuning_common.cli import run_command
+
     telemetry.configure_logging("WARNING")
-    return run(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: run(args))

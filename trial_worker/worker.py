@@ -52,8 +52,12 @@ TrainFunction = Callable[[TrialContext], Any]
 COMPLETED, PRUNED, FAILED, LOST = "COMPLETED", "PRUNED", "FAILED", "LOST"
 OUTCOMES = (COMPLETED, PRUNED, FAILED, LOST)
 END_TIMEOUT = 30.0
-MAX_ERROR_CHARS = 4000
-ABANDON_SECONDS = 3.0
+# A failed trial's reason: the exception's whole message (a command's stderr tail spans lines),
+# its end kept when longer than the suggestion service takes (ReleaseTrial/CompleteTrial: 4096).
+MAX_ERROR_CHARS = 4096
+# After a hand-back, how long run() waits for train functions that do not report (and so
+# cannot be told to stop): short, since Ctrl-C must be answered within a couple of seconds.
+ABANDON_SECONDS = 1.0
 # Trial ids per SearchRuns filter: well within its 10,000 characters.
 _IDS_PER_SEARCH = 400
 
@@ -280,6 +284,8 @@ class Worker:
                 # One trace per trial: the ask, the training and its reports, the tell, the run's writes.
                 with telemetry.span("run trial", study=study.name, worker=worker_id) as span:
                     trial = self._ask(study)
+                    if trial is not None and self._stopping.is_set():
+                        trial = self._give_back_unstarted(trial)
                     if trial is not None:
                         telemetry.set_attributes(span, trial_id=trial.id, trial_number=trial.number)
                         result = self._run_trial(trial)
@@ -292,6 +298,11 @@ class Worker:
                     return
                 self._record(result)
         except Exception as error:  # a slot must never die silently
+            if self._abandoned():
+                # run() has returned and closed the clients under this slot's train function, which
+                # did not stop when its trial was handed back: its errors now are that, and noise.
+                log.debug("abandoned worker slot %d stopped: %s", index, error)
+                return
             log.exception("worker slot %d stopped", index)
             self._summary.reason = f"error: {error}"
             self._stopping.set()
@@ -316,6 +327,15 @@ class Worker:
                 self._stopping.set()
                 return None
             self._stopping.wait(answer.retry_after.ToTimedelta().total_seconds() or 0.5)
+        return None
+
+    def _give_back_unstarted(self, trial: Trial) -> None:
+        """A trial leased while the worker was told to stop (the ask was under way): it never
+        starts, and goes back to the study at once instead of waiting for its lease to expire."""
+        try:
+            trial.release("the worker stopped before the trial started")
+        except TuningError as error:
+            log.info("trial %d not handed back: %s", trial.number, error)
         return None
 
     def _record(self, result: TrialResult) -> None:
@@ -396,20 +416,30 @@ class Worker:
         ctx = TrialContext(trial, run_id=run_id, logger=self.logger, tracking=self.tracking)
         with self._lock:
             self._active[trial.id] = (trial, ctx, telemetry.current_context())
+            # hand_back() sets this before it looks at the running trials: a trial it did not see
+            # (its run was being opened) is handed back here, and never trains.
+            handed_back = self._handed_back_at is not None
+        if handed_back:
+            self._give_back_unstarted(trial)
+            ctx.lose("handed back before it started")
         outcome, metrics, error = COMPLETED, {}, ""
         bind(ctx)
         try:
-            with telemetry.span("train trial", expected=(TrialPruned, LeaseLost), trial_id=trial.id):
-                result = self.train(ctx)
-            if not ctx.should_stop:
-                metrics = final_metrics(result, ctx)
+            if not handed_back:
+                with telemetry.span("train trial", expected=(TrialPruned, LeaseLost), trial_id=trial.id):
+                    result = self.train(ctx)
+                if not ctx.should_stop:
+                    metrics = final_metrics(result, ctx)
         except TrialPruned:
             pass
         except LeaseLost as lost:
             ctx.lose(str(lost))
         except Exception as exc:  # the user's code failed: the trial fails, the worker goes on
-            outcome, error = FAILED, "".join(traceback.format_exception(exc))[-MAX_ERROR_CHARS:]
-            log.warning("trial %d of %s failed: %s", trial.number, trial.study.name, exc)
+            outcome, error = FAILED, "".join(traceback.format_exception_only(exc)).strip()[-MAX_ERROR_CHARS:]
+            # Once handed back, the trial is not this worker's: a failure then is no news (it comes
+            # from the hand-back itself, a closed run for one).
+            log.log(logging.INFO if ctx.lost else logging.WARNING, "trial %d of %s failed: %s", trial.number,
+                    trial.study.name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
         finally:
             bind(None)
             with self._lock:
@@ -477,7 +507,7 @@ class Worker:
                 value = metrics.get(objective, ctx.last_metrics.get(objective))
                 trial.study.prune(trial, None if value is None or not math.isfinite(value) else {objective: value})
             else:
-                trial.study.fail(trial, error.strip().splitlines()[-1][:1000] if error else "failed")
+                trial.study.fail(trial, error or "failed")
         except FailedPrecondition as problem:  # the lease was lost: the study has moved on without this result
             ctx.lose(str(problem))
             log.warning("trial %d of %s: %s", trial.number, trial.study.name, problem)
@@ -486,14 +516,14 @@ class Worker:
             if outcome != COMPLETED:
                 raise
             # E.g. a final metrics dict without the objective: the trial fails with the reason.
-            trial.study.fail(trial, str(problem)[:1000])
+            trial.study.fail(trial, str(problem)[-MAX_ERROR_CHARS:])
             outcome, error = FAILED, str(problem)
         return outcome, error
 
     def _end_run(self, run_id: str, outcome: str, error: str) -> None:
         tags = {"tuning.trial_state": outcome}
         if error:
-            tags["tuning.error"] = error.strip().splitlines()[-1][:500]
+            tags["tuning.error"] = error
         self.logger.set_tags(run_id, tags)
         status = {COMPLETED: tpb.RUN_STATUS_FINISHED, PRUNED: tpb.RUN_STATUS_FINISHED,
                   FAILED: tpb.RUN_STATUS_FAILED}.get(outcome, tpb.RUN_STATUS_KILLED)

@@ -7,7 +7,7 @@
     tuning serve tracking --port 0     # experiments, runs, metrics, artifacts
     tuning serve gateway --port 0      # HTTP/JSON for every RPC (OpenAPI at /v1/openapi.json)
     tuning study create study.yaml     # get-or-create from a YAML/JSON file
-    tuning study list | show NAME | stop NAME | resume NAME | complete NAME | delete NAME
+    tuning study list | show NAME | export NAME | stop NAME | resume NAME | complete NAME | delete NAME
     tuning worker --study NAME --train pkg.mod:train   # run trials (or: -- any command)
     tuning db upgrade | check [--service tracking]   # schema migrations
     tuning backup FOLDER | restore FOLDER             # both databases and the artifacts
@@ -24,16 +24,19 @@ import sys
 
 # Before numpy loads (see suggestion_service/__main__.py): one BLAS thread per process.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tuning_common.errors import TuningError
-from tuning_common.settings import add_option, suggestion_address
+from tuning_common.settings import add_option
 
 
 def _client(args: argparse.Namespace):
     from trial_worker import SuggestionClient
+    from tuning_common.local_suite import find_address
 
-    return SuggestionClient(args.address)
+    found = find_address("suggestion", args.address, flag="--address")
+    print(f"tuning: talking to {found.describe()}", file=sys.stderr, flush=True)
+    return SuggestionClient(found.address)
 
 
 def _format_value(value) -> str:
@@ -91,9 +94,18 @@ def _study_show(args: argparse.Namespace) -> int:
         metrics = " ".join(f"{m.name}={m.value:.6g}" for m in t.metrics)
         rows.append([("*" if t.id in best else "") + str(t.number),
                      pb.TrialState.Name(t.state).removeprefix("TRIAL_STATE_"),
-                     *[params.get(n, "") for n in names], metrics or t.reason[:40]])
+                     *[params.get(n, "") for n in names], metrics or t.reason])
     _table(["#", "state", *names, "result"], rows)
     print(f"{len(trials)} trials; * marks the best")
+    return 0
+
+
+def _study_export(args: argparse.Namespace) -> int:
+    from trial_worker import study_file
+
+    with _client(args) as client:
+        info = client.get_study(args.name).info
+    print(study_file.dump(info.name, info.spec), end="")
     return 0
 
 
@@ -121,10 +133,16 @@ def _study_delete(args: argparse.Namespace) -> int:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Columns padded to their widest cell; the last column is printed in full, a multi-line
+    cell (a failed trial's reason) continuing under itself."""
     cells = [list(map(str, header)), *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header) - 1)]
+    indent = sum(w + 2 for w in widths)
     for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        first, *more = row[-1].splitlines() or [""]
+        print("  ".join([*(c.ljust(w) for c, w in zip(row, widths)), first]).rstrip())
+        for line in more:
+            print((" " * indent + line).rstrip())
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -261,12 +279,12 @@ def _down(args: argparse.Namespace) -> int:
     from tuning_common.local_suite import read_state, stop_recorded
     from tuning_common.settings import data_dir
 
-    home = data_dir()
+    home = os.path.abspath(data_dir())
     if read_state(home) is None:
         print(f"no suite started by `tuning up` from {home} is recorded", file=sys.stderr)
         return 1
     stopped = stop_recorded(home)
-    print(f"stopped: {', '.join(stopped)}")
+    print(f"stopped the suite in {home}: {', '.join(stopped)}")
     return 0
 
 
@@ -274,11 +292,12 @@ def _status(args: argparse.Namespace) -> int:
     from tuning_common.local_suite import alive, read_state
     from tuning_common.settings import data_dir
 
-    home = data_dir()
+    home = os.path.abspath(data_dir())
     state = read_state(home)
     if state is None:
         print(f"no suite started by `tuning up` from {home} is recorded", file=sys.stderr)
         return 1
+    print(f"suite in {home} ({'in the background' if state.get('owner') is None else 'in the foreground'})")
     healthy = True
     for service in state["services"]:
         running = alive(service["pid"])
@@ -300,18 +319,9 @@ def _health_problem(address: str, *, http: bool, timeout: float = 3.0) -> str:
                 return ""
         except (OSError, urllib.error.URLError) as error:
             return f"not serving: {error}"
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from tuning_common.local_suite import health_problem
 
-    from tuning_common import tls
-
-    with tls.channel(address) as channel:
-        try:
-            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout).status
-        except grpc.RpcError as error:
-            return f"not serving: {error.code().name}"
-    return "" if status == health_pb2.HealthCheckResponse.SERVING else health_pb2.HealthCheckResponse.ServingStatus.Name(
-        status).lower().replace("_", " ")
+    return health_problem(address, timeout)
 
 
 def _health(args: argparse.Namespace) -> int:
@@ -409,16 +419,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = commands.add_parser("study", help="create, list, show and manage studies")
     connection = argparse.ArgumentParser(add_help=False)
-    add_option(connection, "--address", env="TUNING_SUGGESTION_ADDRESS", default=suggestion_address(),
-               help="suggestion service address")
+    add_option(connection, "--address", env="TUNING_SUGGESTION_ADDRESS", default="",
+               help="suggestion service address (default: the suite `tuning up` recorded in "
+                    "$TUNING_HOME/suite.json, else 127.0.0.1:50051)")
     actions = study.add_subparsers(dest="study_command", required=True, metavar="ACTION")
 
     def action(name: str, **kwargs) -> argparse.ArgumentParser:
         return actions.add_parser(name, parents=[connection], **kwargs)
 
     create = action("create", help="get-or-create a study from a YAML or JSON file")
-    create.add_argument("file", help="a CreateStudyRequest in proto JSON form (YAML allowed): {name, spec}")
+    create.add_argument("file", help="a study file: name, parameters, objectives, ... (see docs/WORKERS.md; the "
+                                     "older proto JSON form {name, spec} is read too)")
     create.set_defaults(run=_study_create)
+    export = action("export", help="print a study's file (YAML), which `tuning study create` reads back")
+    export.add_argument("name")
+    export.set_defaults(run=_study_export)
     action("list", help="list studies").set_defaults(run=_study_list)
     show = action("show", help="a study and its trials")
     show.add_argument("name")
@@ -466,16 +481,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_command(command: Callable[[], int]) -> int:
+    """Runs a command with the user's errors on one line of stderr, never a traceback: a
+    service's refusal (1), a closed output pipe (`tuning study list | head`: 1, silently) or
+    Ctrl-C (130)."""
+    try:
+        code = command()
+        sys.stdout.flush()  # a closed pipe shows here rather than at exit
+        return code
+    except TuningError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # Whatever is still buffered would fail again as the interpreter exits.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt as interrupt:
+        if not getattr(interrupt, "announced", False):  # the Tuner has said what it did
+            print("interrupted", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     from tuning_common import telemetry
 
     telemetry.configure_logging("WARNING")
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except TuningError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return run_command(lambda: args.run(args))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ a grace period).
 ``tuning up`` records what it started in ``home/suite.json`` (:func:`write_state`), so that
 ``tuning status`` and ``tuning down`` find the services again, also when they were started in
 the background (``tuning up --detach``: each service in a session of its own, outliving the
-command).
+command), and so that client commands (``tuning study ...``, ``tuning worker``) and the Tuner
+talk to them whatever ports they got (:func:`find_address`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuning_common.errors import Unavailable
+from tuning_common.settings import data_dir
 
 START_TIMEOUT = 60.0
 
@@ -48,6 +50,22 @@ class ServiceProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+        finally:
+            _RUNNING.discard(self.process)
+
+
+# Services started here and not stopped yet: what exit_now() stops.
+_RUNNING: set[subprocess.Popen] = set()
+
+
+def exit_now(code: int) -> None:
+    """Leaves at once (a second Ctrl-C): SIGTERM to the services started here, which stop on
+    their own, then ``os._exit(code)``."""
+    for process in list(_RUNNING):
+        if process.poll() is None:
+            process.terminate()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def start_service(name: str, module: str, args: Sequence[str], log_path: Path, *, host: str = "127.0.0.1",
@@ -55,20 +73,25 @@ def start_service(name: str, module: str, args: Sequence[str], log_path: Path, *
     """Starts ``python -m module --host HOST --port PORT ...`` and waits for the line that says where it listens.
 
     ``detach``: in a session of its own with its output in the log only, so that it outlives
-    this process (and a closed terminal)."""
+    this process (and a closed terminal). Otherwise in a process group of its own: a Ctrl-C
+    in the terminal reaches this process alone, which stops its services in order (SIGTERM)
+    rather than every service taking the SIGINT and writing its own shutdown to the terminal."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", module, "--host", host, "--port", str(port), *args],
             stdout=log_file if detach else subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, text=True,
-            start_new_session=detach,
+            start_new_session=detach, process_group=None if detach else 0,
             env={**os.environ, "TUNING_LOG_LEVEL": os.environ.get("TUNING_LOG_LEVEL", "WARNING"), **(env or {})},
         )
+    if not detach:
+        _RUNNING.add(process)
     line = _listening_line(process, log_path, start) if detach else _first_line(process)
     if "listening on" not in line:
         process.kill()
         process.wait()
+        _RUNNING.discard(process)
         raise Unavailable(f"the {name} did not start: see {log_path}")
     # Nothing more is read from stdout; it gets no more than a line or two.
     return ServiceProcess(name, process, line.rsplit(" ", 1)[1].strip())
@@ -113,6 +136,7 @@ class LocalSuite:
         self.artifacts = artifacts or str(self.home / "artifacts")
         self.detach = detach
         self.services: list[ServiceProcess] = []
+        self._previous_sighup = None
 
     @property
     def gateway_url(self) -> str | None:
@@ -128,6 +152,10 @@ class LocalSuite:
 
     def start(self) -> LocalSuite:
         self.home.mkdir(parents=True, exist_ok=True)
+        if not self.detach and threading.current_thread() is threading.main_thread():
+            # The services have a process group of their own, so a closed terminal's SIGHUP reaches
+            # this process only: take them along rather than leave them running.
+            self._previous_sighup = signal.signal(signal.SIGHUP, lambda *_: exit_now(128 + signal.SIGHUP))
         logs = self.home / "logs"
         specs = [
             ("suggestion service", "suggestion_service",
@@ -167,8 +195,15 @@ class LocalSuite:
         return self
 
     def stop(self) -> None:
+        # SIGTERM to all first: they shut down side by side.
+        for service in self.services:
+            if service.process.poll() is None:
+                service.process.terminate()
         for service in reversed(self.services):
             service.stop()
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
 
     def __enter__(self) -> LocalSuite:
         return self.start()
@@ -226,3 +261,64 @@ def stop_recorded(home: str | os.PathLike, timeout: float = 20.0) -> list[str]:
             os.kill(pid, signal.SIGKILL)
     state_path(home).unlink(missing_ok=True)
     return [s["name"] for s in state["services"]]
+
+
+# --- which services a client talks to -----------------------------------------------------
+
+# service -> (its name in suite.json, its address variable, the address `tuning up` defaults to)
+SERVICES = {
+    "suggestion": ("suggestion service", "TUNING_SUGGESTION_ADDRESS", "127.0.0.1:50051"),
+    "tracking": ("tracking service", "TUNING_TRACKING_ADDRESS", "127.0.0.1:50052"),
+}
+
+
+@dataclass(frozen=True)
+class Found:
+    """A service's address and where it came from, in words (``--address``, the suite in ...)."""
+
+    service: str
+    address: str
+    source: str
+    # True when the address came from a running suite's suite.json.
+    recorded: bool = False
+    # True when nothing named the service: the address `tuning up` uses by default.
+    fallback: bool = False
+
+    def describe(self) -> str:
+        return f"the {SERVICES[self.service][0]} at {self.address} ({self.source})"
+
+
+def find_address(service: str, given: str = "", *, flag: str = "", home: str | os.PathLike | None = None) -> Found:
+    """The address of ``service`` ("suggestion" or "tracking") a client should use.
+
+    ``given`` (the value of the option ``flag``, whose default is ``$TUNING_*_ADDRESS``) wins; then the running
+    suite recorded in ``$TUNING_HOME/suite.json``, whatever ports it got; then the address
+    `tuning up` uses by default."""
+    name, variable, default = SERVICES[service]
+    if given:
+        return Found(service, given, f"${variable}" if os.environ.get(variable) == given else (flag or "given"))
+    home = Path(home if home is not None else data_dir()).resolve()
+    state = read_state(home)
+    if state is None:
+        return Found(service, default, f"the default: no suite recorded in {state_path(home)}", fallback=True)
+    for recorded in state["services"]:
+        if recorded["name"] == name and alive(recorded["pid"]):
+            return Found(service, recorded["address"], f"the suite `tuning up` started in {home}", recorded=True)
+    return Found(service, default, f"the default: the suite recorded in {state_path(home)} is not running",
+                 fallback=True)
+
+
+def health_problem(address: str, timeout: float = 3.0) -> str:
+    """Why the gRPC service at ``address`` is not serving ("" when it is), by its health check."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from tuning_common import tls
+
+    with tls.channel(address) as channel:
+        try:
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout).status
+        except grpc.RpcError as error:
+            return f"not serving: {error.code().name}"
+    return "" if status == health_pb2.HealthCheckResponse.SERVING else health_pb2.HealthCheckResponse.ServingStatus.Name(
+        status).lower().replace("_", " ")

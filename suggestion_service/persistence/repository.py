@@ -58,9 +58,11 @@ _SELECT_TRIALS = sa.select(*trials.c, studies.c.name.label("study_name")).join(
     studies, studies.c.id == trials.c.study_id
 )
 _GET_TRIAL = _SELECT_TRIALS.where(trials.c.id == bindparam("trial_id"))
+# Retries (of handed-back or expired trials) first: they resume work already started, and a
+# worker's hand-back promises its configuration to the next asker.
 _QUEUED = (
     _SELECT_TRIALS.where(trials.c.study_id == bindparam("study_id"), trials.c.state == QUEUED)
-    .order_by(trials.c.number)
+    .order_by(sa.case((trials.c.source == TrialSource.RETRY.value, 0), else_=1), trials.c.number)
     .limit(bindparam("limit"))
 )
 _FOR_REQUEST = _SELECT_TRIALS.where(

@@ -265,6 +265,16 @@ def test_trial_link_highlights_the_trial(browser, world: World):
     assert browser.evaluate(f"document.getElementById('trial-{number}').classList.contains('highlight')")
 
 
+def test_a_failed_trials_reason_shows_in_full(browser, world: World):
+    reason = "ValueError: " + "the column QUALITY is missing " * 12 + "(end)\nsecond line"
+    with SuggestionClient(world.suggestion) as client:
+        study = client.create_study("failing", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+        study.fail(study.ask(), reason)
+    visit(browser, world, "/ui/studies/failing")
+    shown = browser.evaluate("document.querySelector('#trials tbody tr td:last-child').textContent")
+    assert shown == reason
+
+
 def test_compare_view(browser, world: World, shots: Path):
     completed = [r for r in world.runs if {t.key: t.value for t in r.tags}.get("tuning.trial_state") == "COMPLETED"]
     pruned = [r for r in world.runs if {t.key: t.value for t in r.tags}.get("tuning.trial_state") == "PRUNED"]

@@ -199,13 +199,17 @@ def test_pruned_command_is_stopped_and_the_trial_pruned(suite: Suite, tmp_path: 
 
 def test_failing_command_fails_trials_with_its_stderr_and_the_worker_gives_up(suite: Suite, tmp_path: Path):
     make_study(suite, "broken", 10)
-    script = write_command(tmp_path, "#!/bin/sh\necho 'cannot open wine.csv' >&2\nexit 3\n")
+    script = write_command(tmp_path, "#!/bin/sh\necho 'reading wine.csv' >&2\necho 'cannot open wine.csv' >&2\n"
+                                     "exit 3\n")
     code, output = finish(start_worker(suite, "broken", "--max-consecutive-failures", "3", "--", script))
     assert code == 1, output
     assert "failed 3 times in a row" in output
     failed = [t for t in trials_of(suite, "broken") if t.state == pb.TRIAL_STATE_FAILED]
     assert len(failed) == 3
-    assert all("exited with status 3: cannot open wine.csv" in t.reason for t in failed)
+    # The reason in full: every line of the command's stderr tail, not just the last.
+    assert all(t.reason.endswith("exited with status 3: reading wine.csv\ncannot open wine.csv") for t in failed)
+    with TrackingClient(suite.tracking) as client:
+        assert tags(client.get_run(failed[0].run_id))["tuning.error"] == failed[0].reason
 
 
 def test_bad_train_path_is_a_usage_error(suite: Suite):
@@ -279,8 +283,10 @@ def test_sigterm_past_the_grace_period_hands_the_trial_back(suite: Suite):
     trials = trials_of(suite, "handback")
     handed = next(t for t in trials if t.id == running.id)
     assert handed.state == pb.TRIAL_STATE_STALE and "handed back" in handed.reason
-    # Another worker gets it again at once: no lease to wait for.
-    assert any(t.retry_of == running.id and t.state == pb.TRIAL_STATE_QUEUED for t in trials)
+    # Another worker gets it again at once (no lease to wait for), without a retry spent.
+    [again] = [t for t in trials if t.retry_of == running.id]
+    assert again.state == pb.TRIAL_STATE_QUEUED and again.attempt == handed.attempt
+    assert again.parameters == handed.parameters
 
 
 def test_workers_ride_out_service_restarts(suite: Suite, tmp_path: Path):
@@ -359,3 +365,52 @@ def test_a_waiting_worker_outlives_its_study_until_sigterm(suite: Suite):
     code, output = finish(worker)
     assert code == 128 + signal.SIGTERM and "3 completed" in output, output
     assert_every_completed_trial_has_its_run(suite, trials_of(suite, "later"))
+
+
+# The examples as the docs show them, made small: (file, text in the example, what the test runs instead).
+SMALLER = [
+    ("README.md", 'SuggestionClient("127.0.0.1:50051")', "SuggestionClient(SUGGESTION_ADDRESS)"),
+    ("README.md", "max_trials=50, max_parallel_trials=8", "max_trials=3, max_parallel_trials=8"),
+    ("README.md", "num_trials=50, max_concurrent_trials=4", "num_trials=2, max_concurrent_trials=2"),
+    ("docs/WORKERS.md", "num_trials=50, max_concurrent_trials=4", "num_trials=3, max_concurrent_trials=3"),
+]
+
+
+def python_examples(document: str) -> str:
+    """The document's ```python blocks, in order, as one program (later blocks use earlier ones)."""
+    import re
+
+    text = (ROOT / document).read_text()
+    for name, shown, instead in SMALLER:
+        if name == document:
+            assert shown in text, f"{document} no longer shows {shown!r}: update SMALLER"
+            text = text.replace(shown, instead)
+    return "\n".join(re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M))
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/WORKERS.md"])
+def test_the_docs_python_examples_run_against_the_api(suite: Suite, document: str, monkeypatch):
+    """Every Python example in README.md and docs/WORKERS.md, run against real services with
+    stand-ins for the reader's data: a renamed method or a wrong signature fails here."""
+    from sklearn.datasets import make_classification
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import train_test_split
+    from xgboost import XGBClassifier
+
+    from trial_worker import Float
+
+    monkeypatch.setenv("TUNING_SUGGESTION_ADDRESS", suite.suggestion)
+    monkeypatch.setenv("TUNING_TRACKING_ADDRESS", suite.tracking)
+    x, y = make_classification(n_samples=400, n_features=6, random_state=0)
+    x_train, x_val, y_train, y_val = train_test_split(x, y, random_state=0)
+    program = python_examples(document)
+    assert program, f"no python examples in {document}"
+    namespace = {
+        "SUGGESTION_ADDRESS": suite.suggestion, "XGBClassifier": XGBClassifier, "f1_score": f1_score,
+        "x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val,
+        "train_one_epoch": lambda **params: 0.5, "validation_loss_after": lambda rounds: 1.0 / rounds,
+        "space": [Float("x", 0, 1)],
+    }
+    exec(compile(program, document, "exec"), namespace)
+    if "results" in namespace:
+        assert namespace["results"].best_params

@@ -1,9 +1,11 @@
 """A worker hands its leased trial back at once (ReleaseTrial), e.g. on SIGTERM: the trial
-goes STALE now, as on lease expiry, and is retried within the study's retry policy."""
+goes STALE now and its configuration is queued again, first in line and without spending a
+retry (a hand-back is not a failure)."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -48,7 +50,7 @@ def test_a_released_trial_goes_stale_and_its_retry_is_asked_next(client: Suggest
     # The retry is handed out first, at once (no waiting for a lease to expire).
     retry = study.ask(wait=False)
     assert retry.id != trial.id and retry.params == trial.params
-    assert retry.info.attempt == trial.info.attempt + 1 and retry.info.retry_of == trial.id
+    assert retry.info.attempt == trial.info.attempt and retry.info.retry_of == trial.id
     assert retry.info.source == pb.TRIAL_SOURCE_RETRY
     assert retry.info.suggestion_metadata == trial.info.suggestion_metadata
     study.tell(retry, 0.4)
@@ -146,24 +148,59 @@ def test_invalid_releases_are_refused_and_change_nothing(client: SuggestionClien
     assert _get(client, trial.id).reason.endswith(": " + "x" * 4096)
 
 
-def test_no_retry_once_the_retries_are_spent(client: SuggestionClient):
-    study = _study(client, "spent", max_retries=1)
+def test_a_hand_back_spends_no_retry(client: SuggestionClient):
+    study = _study(client, "not-a-failure", max_retries=1)
     first = study.ask()
-    first.release("preempted")
-    retry = study.ask(wait=False)
-    assert retry.params == first.params and retry.info.attempt == 1
-    retry.release("preempted again")  # the last attempt: nothing is queued
-    counts = study.refresh().trial_counts
-    assert (counts.stale, counts.queued, counts.active) == (2, 0, 0)
-    fresh = study.ask(wait=False)
-    assert fresh.info.source == pb.TRIAL_SOURCE_ALGORITHM and fresh.params != first.params
+    for times in range(1, 4):  # more hand-backs than max_retries allows retries
+        handed = study.ask(wait=False) if times > 1 else first
+        assert handed.params == first.params and handed.info.attempt == 0
+        handed.release("preempted")
+        counts = study.refresh().trial_counts
+        assert (counts.stale, counts.queued, counts.active) == (times, 1, 0)
+    last = study.ask(wait=False)
+    assert last.params == first.params and last.info.attempt == 0
+    study.tell(last, 0.2)
+    assert study.refresh().trial_counts.completed == 1
 
 
-def test_no_retry_with_max_retries_zero(client: SuggestionClient):
+def test_a_hand_back_is_queued_with_max_retries_zero(client: SuggestionClient):
     study = _study(client, "no-retries", max_retries=0)
     trial = study.ask()
     assert trial.release().state == pb.TRIAL_STATE_STALE
-    assert study.refresh().trial_counts.queued == 0
+    [copy] = list(study.trials(pb.TRIAL_STATE_QUEUED))
+    assert copy.retry_of == trial.id and copy.attempt == 0
+
+
+def test_a_handed_back_configuration_goes_before_enqueued_ones(client: SuggestionClient):
+    study = _study(client, "first-in-line", lease_seconds=600)
+    trial = study.ask()
+    study.enqueue({"x": 0.5, "n": 3})  # queued before the hand-back, so numbered before it
+    trial.release("SIGTERM")
+    assert study.ask(wait=False).params == trial.params
+    assert study.ask(wait=False).params == {"x": 0.5, "n": 3}
+
+
+def test_an_expired_lease_still_spends_a_retry(client: SuggestionClient):
+    study = _study(client, "expiry", lease_seconds=1, max_retries=1)
+    first = study.ask()
+    [retry] = _wait_for_queued(study)
+    assert retry.retry_of == first.id and retry.attempt == 1
+    study.ask(wait=False)  # the retry, leased and left to expire too: the retries are spent
+    counts = _wait_for(lambda: study.refresh().trial_counts, lambda c: c.stale == 2)
+    assert counts.queued == 0
+
+
+def _wait_for(read, done, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def _wait_for_queued(study) -> list[pb.Trial]:
+    return _wait_for(lambda: list(study.trials(pb.TRIAL_STATE_QUEUED)), bool)
 
 
 def test_a_released_trial_refuses_report_heartbeat_and_tell(client: SuggestionClient):

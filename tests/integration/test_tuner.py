@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +14,15 @@ import pytest
 
 from trial_worker import tune
 from trial_worker.integrations.sklearn import fit_and_score
+from trial_worker.client import SuggestionClient
 from trial_worker.tracking import TrackingClient
 from trial_worker.tune.tuner import Progress
 from trial_worker.worker import COMPLETED, PRUNED, TrialResult, Worker, WorkerConfig
 from tuning.suggestion.v1 import study_pb2 as pb
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
-from tuning_common.errors import TuningError
+from tuning.tracking.v1 import tracking_pb2 as tpb
+from tuning_common.errors import TuningError, Unavailable
+from tuning_common.local_suite import LocalSuite, write_state
 
 
 @pytest.fixture
@@ -24,6 +31,14 @@ def services(tmp_path: Path, spawn_server) -> tuple[str, str]:
     tracking = spawn_server(f"sqlite:///{tmp_path / 't.db'}", "--artifacts", str(tmp_path / "artifacts"),
                             module="tracking_service")
     return suggestion.address, tracking.address
+
+
+@pytest.fixture
+def unused_address():
+    """An address nothing answers on: a port bound (so no one else takes it) but not listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 def data(n: int = 600, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -96,10 +111,46 @@ def test_a_broken_train_function_stops_the_tuner_with_its_error(services):
 
 
 def test_a_missing_objective_fails_the_trial_with_a_clear_reason(services):
-    results = tune.Tuner(lambda ctx: {"accuracy": 0.5}, {"x": tune.uniform(0, 1)},
-                         config(services, num_trials=2, max_concurrent_trials=1, max_consecutive_failures=0)).run()
+    with pytest.raises(tune.NoTrialCompleted) as error:  # an empty best is no success
+        tune.Tuner(lambda ctx: {"accuracy": 0.5}, {"x": tune.uniform(0, 1)},
+                   config(services, num_trials=2, max_concurrent_trials=1, max_consecutive_failures=0)).run()
+    results = error.value.results
     assert results.count(pb.TRIAL_STATE_FAILED) == 2 and results.best_trial is None
     assert "objective 'val_f1'" in results.trials[0].reason
+    assert "no trial of study" in str(error.value) and "2 failed" in str(error.value)
+    assert "objective 'val_f1'" in str(error.value)
+
+
+def test_an_unreachable_tracking_service_stops_the_tuner_at_once(services, unused_address):
+    ran = []
+    with pytest.raises(Unavailable) as error:
+        tune.Tuner(lambda ctx: ran.append(1) or {"val_f1": 0.5}, {"x": tune.uniform(0, 1)},
+                   config((services[0], unused_address), num_trials=2)).run()
+    assert str(error.value).startswith(f"the tracking service at {unused_address} (TunerConfig.tracking_address) "
+                                       "does not answer (not serving: UNAVAILABLE)")
+    assert ran == []
+
+
+def test_without_a_tracking_service_the_tuner_says_so_once_and_still_finds_the_best(services, monkeypatch, capsys):
+    monkeypatch.delenv("TUNING_TRACKING_ADDRESS", raising=False)
+    results = tune.Tuner(lambda ctx: {"val_f1": ctx.params["x"]}, {"x": tune.uniform(0, 1)},
+                         config((services[0], None), num_trials=3)).run()
+    assert results.best_params["x"] == results.best_result["val_f1"] and results.best_run_id is None
+    said = [line for line in capsys.readouterr().err.splitlines() if "no tracking service" in line]
+    assert len(said) == 1 and "ctx.log_model" in said[0]
+
+
+def test_a_suite_started_by_tuning_up_is_found_through_suite_json(tmp_path, monkeypatch):
+    monkeypatch.delenv("TUNING_SUGGESTION_ADDRESS", raising=False)
+    monkeypatch.delenv("TUNING_TRACKING_ADDRESS", raising=False)
+    home = tmp_path / "home"
+    with LocalSuite(home) as suite:
+        write_state(suite, owner=None)
+        results = tune.Tuner(lambda ctx: {"val_f1": ctx.params["x"]}, {"x": tune.uniform(0, 1)},
+                             tune.TunerConfig(metric="val_f1", num_trials=2, home=str(home), progress=False)).run()
+    assert (results.suggestion_address, results.tracking_address) == (suite.suggestion_address,
+                                                                       suite.tracking_address)
+    assert results.best_run_id is not None  # tracked by the suite's tracking service
 
 
 def test_without_a_suite_the_tuner_starts_an_embedded_one(tmp_path, monkeypatch):
@@ -177,3 +228,50 @@ def test_progress_shows_the_best_value_so_far():
 def test_worker_config_is_checked():
     with pytest.raises(ValueError, match="parallel"):
         Worker(lambda ctx: 0.0, WorkerConfig(study="s", parallel=0))
+
+
+TUNER_SCRIPT = """
+import sys, time
+from trial_worker import tune
+
+def train(ctx):
+    print("training", flush=True)
+    for step in range(1, 100000):
+        time.sleep(0.02)
+        if ctx.report(step, loss=1.0 / step):
+            return None
+
+try:
+    tune.Tuner(train, {"x": tune.uniform(0, 1)}, tune.TunerConfig(
+        metric="loss", mode="min", num_trials=10, max_concurrent_trials=2, study_name="interrupted",
+        suggestion_address=sys.argv[1], tracking_address=sys.argv[2], progress=False)).run()
+except tune.Interrupted:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_hands_the_running_trials_back_and_says_so_in_one_line(services, tmp_path):
+    script = tmp_path / "tune.py"
+    script.write_text(TUNER_SCRIPT)
+    process = subprocess.Popen([sys.executable, str(script), *services], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline() == "training\n"
+        assert process.stdout.readline() == "training\n"  # both slots train
+        process.send_signal(signal.SIGINT)
+        code = process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = process.stderr.read()
+    assert code == 130 and stderr.splitlines() == [
+        "Ctrl-C: stopped asking for trials and handing the running ones back to the study "
+        "(Ctrl-C again quits at once)"], stderr
+    with SuggestionClient(services[0]) as client:
+        trials = list(client.get_study("interrupted").trials())
+        handed = [t for t in trials if t.state == pb.TRIAL_STATE_STALE]
+        assert len(handed) == 2 and all(t.reason.endswith(": Ctrl-C") for t in handed)
+        assert sorted(t.retry_of for t in trials if t.state == pb.TRIAL_STATE_QUEUED) == sorted(t.id for t in handed)
+    with TrackingClient(services[1]) as client:  # their runs ended as the study took the trials
+        runs = client.search_runs([client.get_experiment_by_name("interrupted").id])
+        assert sorted(r.status for r in runs) == [tpb.RUN_STATUS_KILLED] * 2

@@ -16,9 +16,9 @@
 from suggestion_service.domain.study import Fidelity
 from trial_worker.context import TrialContext, TrialPruned, get_context
 from trial_worker.tune.space import choice, lograndint, loguniform, qrandint, quniform, randint, uniform
-from trial_worker.tune.tuner import Tuner, TunerConfig, TunerResults
+from trial_worker.tune.tuner import Interrupted, NoTrialCompleted, Tuner, TunerConfig, TunerResults
 
 __all__ = [
-    "Fidelity", "TrialContext", "TrialPruned", "Tuner", "TunerConfig", "TunerResults", "choice", "get_context",
+    "Fidelity", "Interrupted", "NoTrialCompleted", "TrialContext", "TrialPruned", "Tuner", "TunerConfig", "TunerResults", "choice", "get_context",
     "loguniform", "lograndint", "qrandint", "quniform", "randint", "uniform",
 ]

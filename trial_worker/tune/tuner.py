@@ -7,8 +7,16 @@
 
 ``run`` creates (or resumes: same name, same spec) the study, starts
 ``max_concurrent_trials`` local worker slots and shows progress with the best value so far.
-With no suite configured (``suggestion_address`` unset and no ``$TUNING_SUGGESTION_ADDRESS``)
-it starts an embedded one for the duration of the run, keeping its data under ``home``.
+
+Which services: ``suggestion_address`` / ``tracking_address``, else ``$TUNING_SUGGESTION_ADDRESS``
+/ ``$TUNING_TRACKING_ADDRESS``, else the suite `tuning up` recorded in ``$TUNING_HOME/suite.json``
+(when it runs), else an embedded suite started for the duration of the run, keeping its data
+under ``home``. A suggestion service without a tracking service runs the trials untracked
+and says so once (``ctx.log_model`` then fails the trial, and there is no best model); a
+configured service that does not answer stops the run at once with one line
+(:class:`~tuning_common.errors.Unavailable`). A run in which no trial completed raises
+:class:`NoTrialCompleted` (its ``results`` hold the trials) rather than returning an empty
+best.
 
 Local slots are threads of this process: libraries that release the GIL while they train
 (XGBoost, scikit-learn's native code, NumPy, PyTorch) run side by side. To spread trials over
@@ -17,16 +25,17 @@ machines, run ``tuning worker`` there against the same study.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
-import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,14 +48,18 @@ from trial_worker.tune.space import to_parameters
 from trial_worker.worker import COMPLETED, FAILED, PRUNED, TrialResult, Worker, WorkerConfig
 from tuning.suggestion.v1 import study_pb2 as spb
 from tuning_common import telemetry
-from tuning_common.errors import NotFound, TuningError
-from tuning_common.local_suite import LocalSuite
+from tuning_common.errors import NotFound, TuningError, Unavailable
+from tuning_common.local_suite import Found, LocalSuite, exit_now, find_address, health_problem
 from tuning_common.settings import data_dir
 
 if TYPE_CHECKING:
     import pandas
 
 MODES = {"max": "maximize", "min": "minimize"}
+# How long a configured service may take to answer its health check before the run stops.
+PROBE_SECONDS = 5.0
+# After Ctrl-C, how long the run waits for the hand-back calls to get through.
+HAND_BACK_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -73,7 +86,8 @@ class TunerConfig:
     lease_seconds: float = 120.0
     max_retries: int = 2
     max_consecutive_failures: int = 5
-    # A running suite; None: $TUNING_SUGGESTION_ADDRESS / $TUNING_TRACKING_ADDRESS, else an embedded one.
+    # A running suite; None: $TUNING_SUGGESTION_ADDRESS / $TUNING_TRACKING_ADDRESS, else the suite
+    # `tuning up` recorded in $TUNING_HOME/suite.json, else an embedded one.
     suggestion_address: str | None = None
     tracking_address: str | None = None
     # Where an embedded suite keeps its databases and artifacts (default: $TUNING_HOME or .tuning).
@@ -224,6 +238,13 @@ class Progress:
             self.stream.write(self.line() + "\n")
         self.stream.flush()
 
+    def interrupt(self, message: str) -> None:
+        """One line on the progress stream, even with progress off (a Ctrl-C must be answered)."""
+        with self._lock:
+            self.stream.write(("\n" if self.tty else "") + message + "\n")
+            self.stream.flush()
+            self.tty = False  # the progress line is done with
+
     def close(self) -> None:
         if self.enabled and self.tty:
             self.stream.write("\n")
@@ -256,12 +277,34 @@ class Tuner:
     def run(self) -> TunerResults:
         config = self.config
         telemetry.setup(telemetry.TRIAL_WORKER)  # no-op unless OTEL_* configures it
-        suggestion = config.suggestion_address or os.environ.get("TUNING_SUGGESTION_ADDRESS")
-        tracking = config.tracking_address or os.environ.get("TUNING_TRACKING_ADDRESS")
-        if suggestion is not None:
-            return self._run(suggestion, tracking)
-        with LocalSuite(config.home or data_dir()) as suite:
-            return self._run(suite.suggestion_address, suite.tracking_address)
+        suggestion, tracking = self._services()
+        if suggestion is None:
+            with LocalSuite(config.home or data_dir()) as suite:
+                return self._run(suite.suggestion_address, suite.tracking_address)
+        for found in filter(None, (suggestion, tracking)):
+            problem = health_problem(found.address, timeout=PROBE_SECONDS)
+            if problem:
+                raise Unavailable(f"{found.describe()} does not answer ({problem}): start it, or point the "
+                                  f"Tuner at a running one")
+        if tracking is None:
+            print(f"tuner: {suggestion.describe()}, and no tracking service (TunerConfig.tracking_address, "
+                  "$TUNING_TRACKING_ADDRESS): the trials run without tracking runs, so ctx.log_model and "
+                  "results.best_model are not available", file=sys.stderr, flush=True)
+        return self._run(suggestion.address, None if tracking is None else tracking.address)
+
+    def _services(self) -> tuple[Found | None, Found | None]:
+        """The suggestion and tracking services to use; (None, None): start an embedded suite."""
+        config = self.config
+        suggestion = find_address("suggestion", config.suggestion_address or "",
+                                  flag="TunerConfig.suggestion_address", home=config.home)
+        if suggestion.fallback:  # nothing configured, no suite running
+            return None, None
+        tracking = find_address("tracking", config.tracking_address or "", flag="TunerConfig.tracking_address",
+                                home=config.home)
+        if tracking.fallback or tracking.recorded and not suggestion.recorded:
+            # A tracking service of an unrelated suite would split the trials from their runs.
+            return suggestion, None
+        return suggestion, tracking
 
     def _create_study(self, client: SuggestionClient) -> Study:
         config = self.config
@@ -289,18 +332,76 @@ class Tuner:
             )
             with Worker(self.train, worker_config, on_result=progress.update) as worker:
                 try:
-                    summary = worker.run()
+                    with _ctrl_c_hands_back(worker, progress) as interrupted:
+                        summary = worker.run()
                 finally:
                     progress.close()
+            if interrupted:
+                raise Interrupted(f"interrupted: the running trials of study {study.name!r} were handed back")
             if summary.reason.startswith("error"):
                 raise TuningError(f"the tuner stopped: {summary.reason}")
             trials = list(study.trials())
             best = study.best_trials()
         results = TunerResults(study.name, config.metric, config.mode, trials, best[0] if best else None,
                                suggestion_address, tracking_address)
+        if results.best_trial is None:
+            raise NoTrialCompleted(results)
         if tracking_address is not None and results.best_run_id:
             results.best_model_path = _download_model(tracking_address, results.best_run_id)
         return results
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run, which handed its running trials back and said so on stderr."""
+
+    announced = True
+
+
+@contextlib.contextmanager
+def _ctrl_c_hands_back(worker: Worker, progress: Progress) -> Iterator[list[int]]:
+    """While the block runs, a first Ctrl-C stops asking and hands the running trials back
+    (the block then ends within about :data:`~trial_worker.worker.ABANDON_SECONDS`, and the
+    yielded list is no longer empty); a second one leaves at once (exit status 130). Outside
+    the main thread, where no signal handler can be set, Ctrl-C is Python's as usual."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            exit_now(130)
+        progress.interrupt("Ctrl-C: stopped asking for trials and handing the running ones back to the study "
+                           "(Ctrl-C again quits at once)")
+        # Not here: the hand-back calls the service, and the main thread must stay free for a second Ctrl-C.
+        hand_back.start()
+
+    hand_back = threading.Thread(target=worker.hand_back, args=("Ctrl-C",), name="hand-back", daemon=True)
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield received
+        if received:  # the worker's channels close next: let the last release through first
+            hand_back.join(HAND_BACK_SECONDS)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class NoTrialCompleted(TuningError):
+    """The run ended without a completed trial, so there is no best; ``results`` hold the trials."""
+
+    code = "FAILED_PRECONDITION"
+    default_reason = "NO_TRIAL_COMPLETED"
+
+    def __init__(self, results: TunerResults):
+        self.results = results
+        failed = [t for t in results.trials if t.state == spb.TRIAL_STATE_FAILED]
+        counts = ", ".join(f"{results.count(state)} {name}" for state, name in (
+            (spb.TRIAL_STATE_FAILED, "failed"), (spb.TRIAL_STATE_PRUNED, "pruned"),
+            (spb.TRIAL_STATE_STALE, "handed back or lost")))
+        last = f"; the last failure: {failed[-1].reason.strip().splitlines()[-1]}" if failed and failed[-1].reason else ""
+        super().__init__(f"no trial of study {results.study_name!r} completed ({len(results.trials)} trials: "
+                         f"{counts}){last}")
 
 
 def _download_model(tracking_address: str, run_id: str) -> Path | None:
@@ -320,4 +421,4 @@ def _download_model(tracking_address: str, run_id: str) -> Path | None:
     return folder if (folder / META_FILE).is_file() else None
 
 
-__all__ = ["Progress", "Tuner", "TunerConfig", "TunerResults", "TrialContext", "get_context"]
+__all__ = ["Interrupted", "NoTrialCompleted", "Progress", "Tuner", "TunerConfig", "TunerResults", "TrialContext", "get_context"]

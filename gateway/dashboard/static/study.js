@@ -351,7 +351,7 @@
       el("td", {}, t.run_id ? [el("a", { href: "/ui/runs/" + encodeURIComponent(t.run_id), class: "mono",
         text: t.run_id.slice(0, 8) })] : []),
       el("td", { text: TD.fmtTime(t.start_time), dataset: { sort: t.start_time || "" } }),
-      el("td", { class: "small wrap", text: t.reason ? t.reason.split("\n").slice(-1)[0].slice(0, 200) : "" }),
+      el("td", { class: "small wrap", text: t.reason || "" }),
     ]));
     table.tHead.replaceChildren(head);
     table.tBodies[0].replaceChildren(...rows);

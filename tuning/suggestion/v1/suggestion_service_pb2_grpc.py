@@ -228,10 +228,10 @@ class SuggestionServiceServicer:
 
     def ReleaseTrial(self, request, context):
         """Hands a leased trial back at once (a worker shutting down, e.g. on
-        SIGTERM) instead of letting its lease expire: the trial goes STALE now,
-        exactly as on lease expiry, and its configuration is queued again if the
-        retry policy allows (attempt + 1). Releasing again a trial this worker
-        already handed back returns it unchanged.
+        SIGTERM) instead of letting its lease expire: the trial goes STALE now and
+        its configuration is queued again, ahead of other queued trials, with the
+        same attempt: a hand-back is not a failure and spends no retry. Releasing
+        again a trial this worker already handed back returns it unchanged.
         Errors: INVALID_ARGUMENT (reason above 4096 characters), NOT_FOUND
         (trial), FAILED_PRECONDITION (trial not active or leased to another
         worker: the lease was lost).
