@@ -39,6 +39,7 @@ from suggestion_service.domain.trial import (
     Trial,
     TrialSource,
     TrialState,
+    check_constraints,
     check_metrics,
 )
 from suggestion_service.persistence.repository import Repository
@@ -542,7 +543,8 @@ class SuggestionService:
         return int(self.repo.study_spec(conn, trial.study_id).lease_seconds * 1000)
 
     def complete_trial(
-        self, trial_id: int, worker_id: str, outcome: Outcome | None, metrics: Metrics, reason: str
+        self, trial_id: int, worker_id: str, outcome: Outcome | None, metrics: Metrics, reason: str,
+        constraints: Sequence[float] = (),
     ) -> Trial:
         if outcome is None:
             raise InvalidArgument("outcome", "must be SUCCEEDED, PRUNED, FAILED or INFEASIBLE")
@@ -554,8 +556,10 @@ class SuggestionService:
             trial = self._trial(conn, trial_id)
             spec = self.repo.study_spec(conn, trial.study_id)
             final = _final_metrics(spec, outcome, metrics, trial)
+            values = check_constraints("constraints", constraints, spec.constraints,
+                                       required=outcome is Outcome.SUCCEEDED)
             if trial.state.finished:
-                return self._repeat_tell(conn, trial, outcome, final)
+                return self._repeat_tell(conn, trial, outcome, final, values)
             retry = outcome is Outcome.FAILED and spec.retry_policy.retry_failed
             if retry:
                 # Lock order is always study, then trial (the ask path does the same).
@@ -563,19 +567,21 @@ class SuggestionService:
                 trial = self._trial(conn, trial_id)
             trial = self._leased_trial(conn, trial, worker_id)
             ending = {"state": outcome.value, "metrics": final, "reason": reason,
-                      "end_ms": self.clock(), "lease_expires_ms": None}
-            if not self.repo.update_trial_if(conn, trial.id, TrialState.ACTIVE,
-                                        **{**ending, "metrics": [list(m) for m in final]}):
+                      "end_ms": self.clock(), "lease_expires_ms": None, "constraints": values}
+            stored = {**ending, "metrics": [list(m) for m in final],
+                      "constraints": None if values is None else list(values)}
+            if not self.repo.update_trial_if(conn, trial.id, TrialState.ACTIVE, **stored):
                 # Lost a race with the lease reaper: answer as if the tell came after it.
-                return self._repeat_tell(conn, self._trial(conn, trial_id), outcome, final)
+                return self._repeat_tell(conn, self._trial(conn, trial_id), outcome, final, values)
             if retry:
                 self._maybe_retry(conn, study, trial, ending["end_ms"])
             return replace(trial, **ending)
 
         return self.db.run(work, write=True)
 
-    def _repeat_tell(self, conn: Connection, trial: Trial, outcome: Outcome, metrics: Metrics) -> Trial:
-        if trial.state is outcome.value and trial.metrics == metrics:
+    def _repeat_tell(self, conn: Connection, trial: Trial, outcome: Outcome, metrics: Metrics,
+                     constraints: tuple[float, ...] | None) -> Trial:
+        if trial.state is outcome.value and trial.metrics == metrics and trial.constraints == constraints:
             return trial  # the same tell again: idempotent
         self._raise_finished(conn, trial)
 
@@ -646,7 +652,8 @@ class SuggestionService:
         def work(conn: Connection) -> list[Trial]:
             study = self._study(conn, study_name)
             completed = self.repo.list_trials(conn, study.id, [TrialState.COMPLETED], None, None)
-            return best_trials(completed, study.spec.objectives)
+            # A trial that violates a constraint is never a best trial, however good its value.
+            return best_trials([t for t in completed if t.feasible is not False], study.spec.objectives)
 
         return self.db.run(work, write=False)
 

@@ -62,6 +62,23 @@ def _metrics(value: float | Mapping[str, float], objectives: Sequence[str]) -> l
     return [pb.Metric(name=objectives[0], value=float(value))]
 
 
+def constraint_values(values: Sequence[float] | Mapping[str, float] | None, declared: Sequence[str]) -> list[float]:
+    """Constraint values in the study's declared order; a dict must name each declared constraint.
+
+    Counts and finiteness are the service's to check (INVALID_ARGUMENT on ``constraints``).
+    """
+    if values is None:
+        return []
+    if isinstance(values, Mapping):
+        unknown = sorted(set(values) - set(declared))
+        missing = [name for name in declared if name not in values]
+        if unknown or missing:
+            raise ValueError(f"constraints must name exactly the study's constraints {list(declared)}: "
+                             f"unknown {unknown}, missing {missing}")
+        return [float(values[name]) for name in declared]
+    return [float(v) for v in values]
+
+
 class SuggestionClient:
     """One channel to a suggestion service. Thread-safe; close it (or use ``with``) when done.
 
@@ -114,12 +131,14 @@ class SuggestionClient:
         fidelity: Fidelity | None = None,
         pruner: str | None = None,
         pruner_settings: Mapping[str, Any] | None = None,
+        constraints: Sequence[str] = (),
     ) -> Study:
         """Gets or creates a study; ``objectives`` maps metric names to "minimize"/"maximize".
 
         ``fidelity`` (e.g. ``Fidelity("boosting_rounds", 10, 810)``) makes trials carry a
         budget; ``pruner`` ("median", "asha", "hyperband") makes ``Trial.report`` answer
-        whether to stop early.
+        whether to stop early. ``constraints`` names the values every successful tell then
+        carries (``study.tell(trial, value, constraints=[...])``); <= 0 is feasible.
         """
         spec = StudySpec(
             space=SearchSpace(tuple(parameters)),
@@ -132,6 +151,7 @@ class SuggestionClient:
             retry_policy=RetryPolicy(max_retries, retry_failed),
             fidelity=fidelity,
             pruner=None if pruner is None else PrunerSpec(pruner, dict(pruner_settings or {})),
+            constraints=tuple(constraints),
         )
         message = convert.spec_to_proto(spec)
         if seed is None:
@@ -176,6 +196,11 @@ class Study:
     def objectives(self) -> list[str]:
         return [o.metric for o in self.info.spec.objectives]
 
+    @property
+    def constraints(self) -> list[str]:
+        """The declared constraint names; a successful tell carries one value per name."""
+        return list(self.info.spec.constraints)
+
     def refresh(self) -> pb.Study:
         self.info = self.client.call("GetStudy", api.GetStudyRequest(name=self.name)).study
         return self.info
@@ -206,9 +231,16 @@ class Study:
         trials = self.ask_batch(1, wait=wait, timeout=timeout)
         return trials[0] if trials else None
 
-    def tell(self, trial: Trial | int, value: float | Mapping[str, float]) -> pb.Trial:
-        """Completes a trial successfully with its objective value(s) (and any extra metrics)."""
-        return self._complete(trial, api.OUTCOME_SUCCEEDED, _metrics(value, self.objectives), "")
+    def tell(self, trial: Trial | int, value: float | Mapping[str, float], *,
+             constraints: Sequence[float] | Mapping[str, float] | None = None) -> pb.Trial:
+        """Completes a trial successfully with its objective value(s) (and any extra metrics).
+
+        In a constrained study, ``constraints`` gives each declared constraint's value (<= 0:
+        satisfied), as a list in declaration order or a dict by name. The returned trial's
+        ``feasible`` says whether all hold; an infeasible trial never counts as a best trial.
+        """
+        return self._complete(trial, api.OUTCOME_SUCCEEDED, _metrics(value, self.objectives), "",
+                              constraint_values(constraints, self.constraints))
 
     def fail(self, trial: Trial | int, reason: str) -> pb.Trial:
         return self._complete(trial, api.OUTCOME_FAILED, [], reason)
@@ -220,11 +252,12 @@ class Study:
         metrics = [] if value is None else _metrics(value, self.objectives)
         return self._complete(trial, api.OUTCOME_PRUNED, metrics, "stopped early")
 
-    def _complete(self, trial: Trial | int, outcome: int, metrics: list[pb.Metric], reason: str) -> pb.Trial:
+    def _complete(self, trial: Trial | int, outcome: int, metrics: list[pb.Metric], reason: str,
+                  constraints: Sequence[float] = ()) -> pb.Trial:
         trial_id = trial.id if isinstance(trial, Trial) else trial
         request = api.CompleteTrialRequest(
             trial_id=trial_id, worker_id=self.worker_id if isinstance(trial, Trial) else "",
-            outcome=outcome, metrics=metrics, reason=reason,
+            outcome=outcome, metrics=metrics, reason=reason, constraints=constraints,
         )
         return self.client.call("CompleteTrial", request).trial
 

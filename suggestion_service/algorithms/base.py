@@ -38,6 +38,14 @@ class TrialView:
     # The latest intermediate report: its step and objective values (None if none or partial).
     last_step: float | None = None
     last_values: tuple[float, ...] | None = None
+    # Constraint values (<= 0: satisfied) in the study's declared order; None when the tell
+    # carried none (always, in an unconstrained study).
+    constraints: tuple[float, ...] | None = None
+
+    @property
+    def feasible(self) -> bool:
+        """False only for a trial with a constraint value above 0."""
+        return self.constraints is None or all(c <= 0.0 for c in self.constraints)
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,7 @@ def spec_from_proto(spec: pb.StudySpec) -> StudySpec:
         retry_policy=retry,
         fidelity=fidelity,
         pruner=pruner,
+        constraints=tuple(spec.constraints),
     )
 
 
@@ -228,6 +229,7 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
         pruner=None if spec.pruner is None else pb.Pruner(
             name=spec.pruner.name, settings=_struct(spec.pruner.settings)
         ),
+        constraints=spec.constraints,
     )
 
 
@@ -273,6 +275,8 @@ def trial_to_proto(trial: Trial) -> pb.Trial:
         suggestion_metadata=_metadata_struct(trial.suggestion_metadata) if trial.suggestion_metadata else None,
         run_id=trial.run_id or "",
         seed=seed if type(seed := trial.suggestion_metadata.get("seed")) is int else None,
+        constraints=trial.constraints or (),
+        feasible=trial.feasible,
     )
 
 

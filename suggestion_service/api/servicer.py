@@ -79,6 +79,7 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
             convert.outcome_from_proto(request.outcome),
             convert.metrics_from_proto(request.metrics),
             request.reason,
+            tuple(request.constraints),
         )
         return api.CompleteTrialResponse(trial=convert.trial_to_proto(trial))
 

@@ -76,6 +76,7 @@ def spec_to_dict(spec: StudySpec) -> dict[str, Any]:
             "reduction_factor": spec.fidelity.reduction_factor,
         },
         "pruner": None if spec.pruner is None else {"name": spec.pruner.name, "settings": spec.pruner.settings},
+        "constraints": list(spec.constraints),
     }
 
 
@@ -101,6 +102,7 @@ def spec_from_dict(data: dict[str, Any]) -> StudySpec:
         # Specs stored before fidelities and pruners existed have neither key.
         fidelity=Fidelity(**data["fidelity"]) if data.get("fidelity") else None,
         pruner=PrunerSpec(**data["pruner"]) if data.get("pruner") else None,
+        constraints=tuple(data.get("constraints", ())),
     )
 
 

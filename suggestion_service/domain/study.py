@@ -15,6 +15,7 @@ DEFAULT_MAX_RETRIES = 2
 MAX_LEASE_SECONDS = 7 * 24 * 3600.0
 MAX_RETRIES_LIMIT = 100
 DEFAULT_REDUCTION_FACTOR = 3.0
+MAX_CONSTRAINTS = 100
 
 
 class Direction(enum.Enum):
@@ -83,6 +84,8 @@ class StudySpec:
     retry_policy: RetryPolicy = RetryPolicy()
     fidelity: Fidelity | None = None
     pruner: PrunerSpec | None = None
+    # Names of the constraint values each SUCCEEDED tell carries (<= 0: satisfied).
+    constraints: tuple[str, ...] = ()
 
     def validate(self) -> None:
         self.space.validate("spec.parameters")
@@ -115,6 +118,12 @@ class StudySpec:
             self.fidelity.validate()
         if self.pruner is not None and len(self.objectives) != 1:
             raise InvalidArgument("spec.pruner", "early stopping needs exactly one objective")
+        if len(self.constraints) > MAX_CONSTRAINTS:
+            raise InvalidArgument("spec.constraints", f"at most {MAX_CONSTRAINTS}, got {len(self.constraints)}")
+        for i, name in enumerate(self.constraints):
+            check_name(f"spec.constraints[{i}]", name, "constraint name")
+            if name in self.constraints[:i]:
+                raise InvalidArgument(f"spec.constraints[{i}]", f"duplicate constraint {name!r}")
 
     @property
     def metric_names(self) -> list[str]:

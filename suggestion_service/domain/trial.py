@@ -64,6 +64,30 @@ def check_metrics(field: str, metrics: Sequence[tuple[str, float]], *, required:
     return tuple((name, float(value)) for name, value in metrics)
 
 
+def is_feasible(constraints: Sequence[float]) -> bool:
+    """Optuna's convention: a constraint is satisfied when its value is <= 0."""
+    return all(c <= 0.0 for c in constraints)
+
+
+def check_constraints(field: str, values: Sequence[float], declared: Sequence[str], *, required: bool
+                      ) -> tuple[float, ...] | None:
+    """The tell's constraint values against the study's ``declared`` names; None for none given."""
+    for i, value in enumerate(values):
+        if not math.isfinite(value):
+            raise InvalidArgument(f"{field}[{i}]", f"is {value}; constraint values must be finite")
+    if not values:
+        if required and declared:
+            raise InvalidArgument(field, f"the study declares {len(declared)} constraint(s) "
+                                         f"({', '.join(declared)}); a successful tell needs a value for each")
+        return None
+    if not declared:
+        raise InvalidArgument(field, "the study declares no constraints (spec.constraints); send none")
+    if len(values) != len(declared):
+        raise InvalidArgument(field, f"expected {len(declared)} value(s), one per declared constraint "
+                                     f"({', '.join(declared)}), got {len(values)}")
+    return tuple(float(v) for v in values)
+
+
 @dataclass(frozen=True)
 class Measurement:
     step: int
@@ -96,6 +120,13 @@ class Trial:
     suggestion_metadata: dict = field(default_factory=dict)
     # The tracking run that records this trial, once a worker links it.
     run_id: str | None = None
+    # Constraint values from the tell, in the study's declared order; None when it carried none.
+    constraints: tuple[float, ...] | None = None
+
+    @property
+    def feasible(self) -> bool | None:
+        """Whether every constraint value is <= 0; None when the trial has no constraint values."""
+        return None if self.constraints is None else is_feasible(self.constraints)
 
     def metric(self, name: str) -> float | None:
         return dict(self.metrics).get(name)

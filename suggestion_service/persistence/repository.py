@@ -115,6 +115,7 @@ _TRIAL_DEFAULTS = {
     "budget": None, "worker_id": "", "request_id": None, "lease_expires_ms": None, "attempt": 0, "retry_of": None,
     "metrics": None, "reason": "", "last_step": None, "last_metrics": None, "last_measurement_ms": None,
     "start_ms": None, "end_ms": None, "suggestion_metadata": None, "run_id": None,
+    "constraints": None,
 }
 
 
@@ -168,6 +169,7 @@ def _trial(row: Any, study_name: str | None = None) -> Trial:
         end_ms=row.end_ms,
         suggestion_metadata=row.suggestion_metadata or {},
         run_id=row.run_id,
+        constraints=None if row.constraints is None else tuple(row.constraints),
     )
 
 
@@ -334,11 +336,12 @@ class Repository:
 
         views = []
         query = sa.select(trials.c.number, trials.c.state, trials.c.params, trials.c.metrics, trials.c.budget,
-                          trials.c.last_step, trials.c.last_metrics)
+                          trials.c.last_step, trials.c.last_metrics, trials.c.constraints)
         for row in conn.execute(query.where(trials.c.study_id == study.id).order_by(trials.c.number)):
             values = objective_values(row.metrics) if row.state == TrialState.COMPLETED.value else None
             views.append(TrialView(row.number, TrialState(row.state), row.params, values, row.budget,
-                                   row.last_step, objective_values(row.last_metrics)))
+                                   row.last_step, objective_values(row.last_metrics),
+                                   None if row.constraints is None else tuple(row.constraints)))
         return views
 
     def expired_trials(self, conn: Connection, study_id: int, now_ms: int) -> list[Trial]:

@@ -57,6 +57,8 @@ trials = sa.Table(
     sa.Column("suggestion_metadata", sa.JSON, nullable=True),
     # The tracking run recording this trial (migration 0003).
     sa.Column("run_id", sa.String(32), nullable=True),
+    # Constraint values from the tell, in the study's declared order (migration 0004).
+    sa.Column("constraints", sa.JSON, nullable=True),
     sa.UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
     sa.Index("ix_trials_study_state", "study_id", "state"),
     sa.Index("ix_trials_study_request", "study_id", "request_id"),

@@ -189,7 +189,7 @@ class Pruner(_message.Message):
     def __init__(self, name: _Optional[str] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class StudySpec(_message.Message):
-    __slots__ = ("parameters", "objectives", "algorithm", "seed", "max_trials", "max_parallel_trials", "lease_duration", "retry_policy", "fidelity", "pruner")
+    __slots__ = ("parameters", "objectives", "algorithm", "seed", "max_trials", "max_parallel_trials", "lease_duration", "retry_policy", "fidelity", "pruner", "constraints")
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     OBJECTIVES_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +200,7 @@ class StudySpec(_message.Message):
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
     FIDELITY_FIELD_NUMBER: _ClassVar[int]
     PRUNER_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
     parameters: _containers.RepeatedCompositeFieldContainer[ParameterSpec]
     objectives: _containers.RepeatedCompositeFieldContainer[Objective]
     algorithm: Algorithm
@@ -210,7 +211,8 @@ class StudySpec(_message.Message):
     retry_policy: RetryPolicy
     fidelity: Fidelity
     pruner: Pruner
-    def __init__(self, parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., objectives: _Optional[_Iterable[_Union[Objective, _Mapping]]] = ..., algorithm: _Optional[_Union[Algorithm, _Mapping]] = ..., seed: _Optional[int] = ..., max_trials: _Optional[int] = ..., max_parallel_trials: _Optional[int] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., fidelity: _Optional[_Union[Fidelity, _Mapping]] = ..., pruner: _Optional[_Union[Pruner, _Mapping]] = ...) -> None: ...
+    constraints: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., objectives: _Optional[_Iterable[_Union[Objective, _Mapping]]] = ..., algorithm: _Optional[_Union[Algorithm, _Mapping]] = ..., seed: _Optional[int] = ..., max_trials: _Optional[int] = ..., max_parallel_trials: _Optional[int] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., fidelity: _Optional[_Union[Fidelity, _Mapping]] = ..., pruner: _Optional[_Union[Pruner, _Mapping]] = ..., constraints: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TrialCounts(_message.Message):
     __slots__ = ("queued", "active", "completed", "pruned", "failed", "infeasible", "stale")
@@ -265,7 +267,7 @@ class Measurement(_message.Message):
     def __init__(self, step: _Optional[int] = ..., metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Trial(_message.Message):
-    __slots__ = ("id", "study", "number", "state", "source", "parameters", "budget", "worker_id", "lease_expire_time", "attempt", "retry_of", "metrics", "reason", "last_measurement", "create_time", "start_time", "end_time", "suggestion_metadata", "run_id", "seed")
+    __slots__ = ("id", "study", "number", "state", "source", "parameters", "budget", "worker_id", "lease_expire_time", "attempt", "retry_of", "metrics", "reason", "last_measurement", "create_time", "start_time", "end_time", "suggestion_metadata", "run_id", "seed", "constraints", "feasible")
     class ParametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -293,6 +295,8 @@ class Trial(_message.Message):
     SUGGESTION_METADATA_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    FEASIBLE_FIELD_NUMBER: _ClassVar[int]
     id: int
     study: str
     number: int
@@ -313,4 +317,6 @@ class Trial(_message.Message):
     suggestion_metadata: _struct_pb2.Struct
     run_id: str
     seed: int
-    def __init__(self, id: _Optional[int] = ..., study: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., source: _Optional[_Union[TrialSource, str]] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., budget: _Optional[float] = ..., worker_id: _Optional[str] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., retry_of: _Optional[int] = ..., metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., reason: _Optional[str] = ..., last_measurement: _Optional[_Union[Measurement, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., suggestion_metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., run_id: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
+    constraints: _containers.RepeatedScalarFieldContainer[float]
+    feasible: bool
+    def __init__(self, id: _Optional[int] = ..., study: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., source: _Optional[_Union[TrialSource, str]] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., budget: _Optional[float] = ..., worker_id: _Optional[str] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., retry_of: _Optional[int] = ..., metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., reason: _Optional[str] = ..., last_measurement: _Optional[_Union[Measurement, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., suggestion_metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., run_id: _Optional[str] = ..., seed: _Optional[int] = ..., constraints: _Optional[_Iterable[float]] = ..., feasible: _Optional[bool] = ...) -> None: ...

@@ -211,18 +211,20 @@ class LinkRunResponse(_message.Message):
     def __init__(self, trial: _Optional[_Union[_study_pb2.Trial, _Mapping]] = ...) -> None: ...
 
 class CompleteTrialRequest(_message.Message):
-    __slots__ = ("trial_id", "worker_id", "outcome", "metrics", "reason")
+    __slots__ = ("trial_id", "worker_id", "outcome", "metrics", "reason", "constraints")
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
     trial_id: int
     worker_id: str
     outcome: Outcome
     metrics: _containers.RepeatedCompositeFieldContainer[_study_pb2.Metric]
     reason: str
-    def __init__(self, trial_id: _Optional[int] = ..., worker_id: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., metrics: _Optional[_Iterable[_Union[_study_pb2.Metric, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
+    constraints: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, trial_id: _Optional[int] = ..., worker_id: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., metrics: _Optional[_Iterable[_Union[_study_pb2.Metric, _Mapping]]] = ..., reason: _Optional[str] = ..., constraints: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class CompleteTrialResponse(_message.Message):
     __slots__ = ("trial",)

@@ -241,11 +241,14 @@ class SuggestionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CompleteTrial(self, request, context):
-        """Tell: finishes a trial. Repeating the same call returns the same trial.
+        """Tell: finishes a trial. Repeating the same call (same outcome, metrics and
+        constraints) returns the same trial.
         Errors: INVALID_ARGUMENT (missing objective value, non-finite value,
-        unspecified outcome), NOT_FOUND, FAILED_PRECONDITION (the lease was lost
-        and the trial went stale, it is leased to another worker, or it already
-        finished differently).
+        unspecified outcome; on `constraints`: a non-finite value, values for a study
+        that declares no constraints, or a count other than the number the study
+        declares, which SUCCEEDED always needs), NOT_FOUND, FAILED_PRECONDITION (the
+        lease was lost and the trial went stale, it is leased to another worker, or it
+        already finished differently).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -286,7 +289,9 @@ class SuggestionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetBestTrials(self, request, context):
-        """The best completed trial, or with several objectives the Pareto set.
+        """The best completed feasible trial, or with several objectives the Pareto set
+        of the completed feasible trials (in a constrained study, trials with a
+        constraint value above 0 never count).
         Errors: INVALID_ARGUMENT, NOT_FOUND (study).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
