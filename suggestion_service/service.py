@@ -293,6 +293,7 @@ class SuggestionService:
                 sequence=study.algorithm_seq,
                 pending=self.repo.pending_params(conn, study.id) if algorithm.uses_pending else (),
                 history=self.repo.history(conn, study) if algorithm.uses_history else (),
+                constraints=spec.constraints,
                 stage=telemetry.stage,
             )
             suggestions = self._propose(algorithm, context, n_new)

@@ -27,10 +27,11 @@ def algorithm_class(name: str) -> type[Algorithm]:
 
 def validate_algorithm(spec: StudySpec) -> None:
     cls = algorithm_class(spec.algorithm.name)
-    cls.parse_settings(spec.algorithm.settings)
+    settings = cls.parse_settings(spec.algorithm.settings)
     cls.check_space(spec.space)
     cls.check_objectives(spec.objectives)
     cls.check_fidelity(spec.fidelity)
+    cls.check_constraints(spec.constraints, settings)
     validate_pruner(spec)
 
 

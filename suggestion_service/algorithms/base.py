@@ -58,6 +58,8 @@ class SuggestContext:
     pending: Sequence[Mapping[str, Value]] = ()
     # Every trial so far, oldest first; only filled for algorithms with uses_history.
     history: Sequence[TrialView] = ()
+    # The study's declared constraint names (spec.constraints); empty: unconstrained.
+    constraints: tuple[str, ...] = ()
     # Wraps each costly stage, named "verb object" ("fit gp", "optimize acquisition"): the
     # service traces them; algorithms stay free of telemetry.
     stage: Callable[[str], AbstractContextManager] = lambda _name: nullcontext()
@@ -160,6 +162,15 @@ class Algorithm(Configurable, abc.ABC):
     @classmethod
     def check_fidelity(cls, fidelity: Fidelity | None, field: str = "spec.fidelity") -> None:
         """Raises InvalidArgument when the algorithm needs a fidelity the study lacks."""
+
+    @classmethod
+    def check_constraints(cls, constraints: Sequence[str], settings: Configurable.Settings,
+                          field: str = "spec.constraints") -> None:
+        """Raises InvalidArgument when the algorithm, so configured, cannot run a constrained study.
+
+        Every algorithm accepts constraints: those that do not model them (random, grid...)
+        simply propose as they would without, and the service still keeps infeasible trials
+        out of the best trials."""
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], settings: Configurable.Settings, seed: int):
         self.space = space

@@ -25,6 +25,12 @@ How a call to :meth:`GaussianProcessBO.suggest` proceeds:
    active numeric parameters (categoricals and condition parents stay put) and decoded
    back onto the domain's grid.
 
+**Constraints** (``constraints.py``): in a study that declares constraints, each one gets its
+own GP on the same inputs, and the acquisition becomes log EI (or log PI) plus the log
+probability of feasibility, with the best *feasible* observation as the incumbent; while
+none is feasible, the log probability of feasibility alone. The local candidates perturb the
+best feasible points, then the least violating ones. ``ucb`` is refused with constraints.
+
 If the fit or the acquisition optimisation fails (a singular matrix, non-finite
 values), the proposal falls back to the quasi-random point of its index and its
 metadata says so: ``{"fallback": "quasi_random", "reason": ...}``.
@@ -44,6 +50,7 @@ import numpy as np
 
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
 from suggestion_service.algorithms.gp import acquisition
+from suggestion_service.algorithms.gp.constraints import FeasibilityModel, feasible_rows, violations
 from suggestion_service.algorithms.gp.encoding import Encoder
 from suggestion_service.algorithms.gp.model import GaussianProcess, ModelError, fit_hyperparameters
 from suggestion_service.algorithms.gp.warping import OutputWarp
@@ -76,6 +83,7 @@ class _Data:
     values: np.ndarray  # [n] their objective values, as reported
     params: list[Mapping[str, Value]]  # [n]
     pending: list[Mapping[str, Value]]  # running or queued configurations
+    C: np.ndarray | None = None  # [n, K] constraint values of the completed trials; None: unconstrained
 
 
 class GaussianProcessBO(Algorithm):
@@ -122,6 +130,13 @@ class GaussianProcessBO(Algorithm):
     def check_objectives(cls, objectives, field="spec.objectives"):
         if len(objectives) != 1:
             raise InvalidArgument(field, f"the 'gp' algorithm optimises exactly one objective, got {len(objectives)}")
+
+    @classmethod
+    def check_constraints(cls, constraints, settings, field="spec.constraints"):
+        # A confidence bound has no scale on which a probability of feasibility could weigh it.
+        if constraints and settings.acquisition == "ucb":
+            raise InvalidArgument("spec.algorithm.settings.acquisition",
+                                  "'ucb' cannot weigh constraints; use 'log_ei' or 'pi' in a constrained study")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -177,15 +192,20 @@ class GaussianProcessBO(Algorithm):
         return low_discrepancy_points(len(self.space), self.seed, start, count)
 
     def _read_history(self, context: SuggestContext) -> _Data:
-        rows, values, params, pending = [], [], [], []
+        rows, values, params, pending, constraint_rows = [], [], [], [], []
+        n_constraints = len(context.constraints)
         for trial in context.history:
             try:
                 if trial.state is TrialState.COMPLETED:
                     value = float(trial.values[0]) if trial.values else math.nan
+                    if n_constraints and (trial.constraints is None or len(trial.constraints) != n_constraints):
+                        continue  # a constrained study's tell always carries them; nothing to learn otherwise
                     if math.isfinite(value):
                         rows.append(self.encoder.encode(trial.params))
                         values.append(value)
                         params.append(trial.params)
+                        if n_constraints:
+                            constraint_rows.append(trial.constraints)
                 elif trial.state in (TrialState.ACTIVE, TrialState.QUEUED):
                     self.encoder.encode(trial.params)  # skips what cannot be encoded
                     pending.append(trial.params)
@@ -197,7 +217,8 @@ class GaussianProcessBO(Algorithm):
                 known.add(config_key(extra))
                 pending.append(extra)
         X = np.array(rows) if rows else np.zeros((0, self.encoder.dim))
-        return _Data(X, np.array(values, dtype=float), params, pending)
+        C = np.array(constraint_rows, dtype=float).reshape(len(rows), n_constraints) if n_constraints else None
+        return _Data(X, np.array(values, dtype=float), params, pending, C)
 
     # -- model --------------------------------------------------------------------------------
 
@@ -209,8 +230,15 @@ class GaussianProcessBO(Algorithm):
         fit_rows = _select(X, y, _FIT_POINTS)
         theta = fit_hyperparameters(X[fit_rows], y[fit_rows], rng, self.settings.n_restarts)
         gp = GaussianProcess(X, y, theta)
-        best_rows = np.argsort(warp.y, kind="stable")[:_LOCAL_BEST]
-        return _ModelState(gp, warp, float(warp.y.min()), [data.params[i] for i in best_rows], len(keep))
+        if data.C is None:
+            best_rows = np.argsort(warp.y, kind="stable")[:_LOCAL_BEST]
+            return _ModelState(gp, warp, float(warp.y.min()), [data.params[i] for i in best_rows], len(keep))
+        feasibility = FeasibilityModel.fit(X, data.C[keep], rng, self.settings.n_restarts, fit_rows)
+        feasible = feasible_rows(data.C)
+        best = float(warp.y[feasible].min()) if feasible.any() else None
+        # Feasible points by value first, then infeasible ones by how little they violate.
+        best_rows = np.lexsort((np.where(feasible, warp.y, violations(data.C)), ~feasible))[:_LOCAL_BEST]
+        return _ModelState(gp, warp, best, [data.params[i] for i in best_rows], len(keep), feasibility)
 
     # -- acquisition ---------------------------------------------------------------------------
 
@@ -223,12 +251,19 @@ class GaussianProcessBO(Algorithm):
             # fantasies count as data, so they may also become the incumbent.
             X_b = self.encoder.encode_many(believed)
             y_b = state.gp.predict(X_b)[0]
-            gp, best = gp.with_fantasies(X_b, y_b), min(best, float(y_b.min()))
+            gp = gp.with_fantasies(X_b, y_b)
+            # A fantasy may be infeasible, so in a constrained study it never becomes the incumbent.
+            if state.feasibility is None:
+                best = min(best, float(y_b.min()))
         taken = {config_key(p) for p in believed}
+        feasibility = state.feasibility
 
         def score(X: np.ndarray) -> np.ndarray:
+            if best is None:  # nothing feasible yet: look for the feasible region
+                return feasibility.log_pof(X)
             mean, var = gp.predict(X)
-            return acquisition.evaluate(name, mean, np.sqrt(var), best, beta)[0]
+            value = acquisition.evaluate(name, mean, np.sqrt(var), best, beta)[0]
+            return value if feasibility is None else value + feasibility.log_pof(X)
 
         candidates = self._candidates(state, rng)
         X_c = self.encoder.encode_many(candidates)
@@ -241,20 +276,25 @@ class GaussianProcessBO(Algorithm):
 
         best_params, best_value = candidates[int(np.argmax(values))], float(np.max(values))
         for i in _top_distinct(X_c, values, _POLISH_STARTS):
-            polished = self._polish(gp, candidates[i], X_c[i], best)
+            polished = self._polish(gp, candidates[i], X_c[i], best, feasibility)
             if polished is None or config_key(polished) in taken:
                 continue
             value = float(score(self.encoder.encode(polished)[None, :])[0])
             if value > best_value:
                 best_params, best_value = polished, value
 
-        mean, var = state.gp.predict(self.encoder.encode(best_params)[None, :])
+        x_best = self.encoder.encode(best_params)[None, :]
+        mean, var = state.gp.predict(x_best)
         predicted_mean, predicted_std = state.warp.to_objective(float(mean[0]), float(math.sqrt(var[0])))
+        extra = {}
+        if feasibility is not None:
+            extra = {"acquisition": "log_pof" if best is None else f"{name}+log_pof",
+                     "probability_of_feasibility": float(np.exp(feasibility.log_pof(x_best)[0]))}
         return Suggestion(dict(best_params), metadata={
             **base, "phase": "model",
             "predicted_mean": predicted_mean, "predicted_std": predicted_std,
             "acquisition": name, "acquisition_value": best_value,
-            "n_observations": state.n_train, "n_pending": len(believed),
+            "n_observations": state.n_train, "n_pending": len(believed), **extra,
         })
 
     def _candidates(self, state: _ModelState, rng: np.random.Generator) -> list[dict[str, Value]]:
@@ -276,7 +316,7 @@ class GaussianProcessBO(Algorithm):
         return candidates
 
     def _polish(self, gp: GaussianProcess, params: Mapping[str, Value], x0: np.ndarray,
-                best: float) -> dict[str, Value] | None:
+                best: float | None, feasibility: FeasibilityModel | None = None) -> dict[str, Value] | None:
         """L-BFGS-B on the active numeric features of one start; the result decoded onto the grid."""
         from scipy.optimize import minimize
 
@@ -288,13 +328,18 @@ class GaussianProcessBO(Algorithm):
 
         def negative(z: np.ndarray) -> tuple[float, np.ndarray]:
             x[columns] = z
-            mean, var, dmean, dvar = gp.predict_with_grad(x)
-            std = math.sqrt(var)
-            value, d_mean, d_std = acquisition.evaluate(name, np.array([mean]), np.array([std]), best, beta)
-            grad = d_mean[0] * dmean + d_std[0] * dvar / (2.0 * std)
-            if not (math.isfinite(value[0]) and np.all(np.isfinite(grad))):
+            total, grad = 0.0, np.zeros_like(x)
+            if best is not None:
+                mean, var, dmean, dvar = gp.predict_with_grad(x)
+                std = math.sqrt(var)
+                value, d_mean, d_std = acquisition.evaluate(name, np.array([mean]), np.array([std]), best, beta)
+                total, grad = float(value[0]), d_mean[0] * dmean + d_std[0] * dvar / (2.0 * std)
+            if feasibility is not None:
+                log_pof, d_log_pof = feasibility.log_pof_with_grad(x)
+                total, grad = total + log_pof, grad + d_log_pof
+            if not (math.isfinite(total) and np.all(np.isfinite(grad))):
                 return 1e10, np.zeros(len(columns))
-            return -float(value[0]), -grad[columns]
+            return -total, -grad[columns]
 
         result = minimize(negative, x0[columns], jac=True, method="L-BFGS-B",
                           bounds=[(0.0, 1.0)] * len(columns), options={"maxiter": _POLISH_MAXITER})
@@ -307,9 +352,10 @@ class GaussianProcessBO(Algorithm):
 class _ModelState:
     gp: GaussianProcess  # conditioned on the observations only
     warp: OutputWarp
-    best: float  # lowest standardised loss observed
+    best: float | None  # lowest standardised loss observed (feasible only); None: none feasible yet
     best_params: list[Mapping[str, Value]]  # the best few observed configurations
     n_train: int
+    feasibility: FeasibilityModel | None = None  # the constraints' model, in a constrained study
 
 
 def _select(X: np.ndarray, y: np.ndarray, cap: int) -> np.ndarray:

@@ -42,6 +42,11 @@ History handling (what each trial state means to the model):
 * ACTIVE, QUEUED: with ``constant_liar``, bad observations too, so parallel workers spread out;
 * FAILED, STALE: ignored; a crash or a lost worker says nothing about the objective.
 
+Constrained studies (``constraints.py``): the completed trials are ranked feasible first (by
+y), then infeasible by total violation, and the below set takes the first n_below of that
+order, so infeasible trials land in A unless too few trials are feasible (Optuna's
+constrained TPE).
+
 The first ``n_startup_trials`` completions are awaited with scrambled Sobol points indexed by
 ``context.sequence``, exactly like ``quasi_random``. Everything below is vectorised over
 observations: one suggestion costs a few (candidates x observations) array passes per parameter.
@@ -56,6 +61,7 @@ import numpy as np
 
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
 from suggestion_service.algorithms.quasi_random import low_discrepancy_points
+from suggestion_service.algorithms.tpe.constraints import feasibility_ranks
 from suggestion_service.algorithms.tpe.parzen import Dim, Mixture, is_constant, ramp_weights
 from suggestion_service.domain.space import Parameter, SearchSpace, config_key
 from suggestion_service.domain.study import Direction
@@ -188,6 +194,9 @@ class TPE(Algorithm):
         rows = [t.params for t in trials]
         sign = self._sign
         losses = [sign * float(t.values[0]) if t.state is done and t.values else math.nan for t in trials]
+        if context.constraints:
+            # Only the order of the losses matters to the split, so ranks can stand in for them.
+            losses = feasibility_ranks(losses, [t.constraints for t in trials])
         # Configurations running now: a proposal repeating one is redrawn (see _propose).
         taken = {config_key(p) for p in context.pending}
         taken.update(config_key(t.params) for t in context.history if t.state in _PENDING_STATES)
