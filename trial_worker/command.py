@@ -6,12 +6,16 @@
 The command gets the trial's parameters as JSON, in ``$TUNING_PARAMS`` and in the file
 named by ``$TUNING_PARAMS_FILE``, with ``$TUNING_TRIAL_ID``, ``$TUNING_TRIAL_NUMBER``,
 ``$TUNING_STUDY``, ``$TUNING_RUN_ID`` (when tracking), ``$TUNING_BUDGET`` (multi-fidelity
-studies) and ``$TUNING_OUTPUT_DIR``: files it writes there become the run's artifacts.
+studies), ``$TUNING_CONSTRAINTS`` (constrained studies: the names, as a JSON list) and
+``$TUNING_OUTPUT_DIR``: files it writes there become the run's artifacts.
 
 It speaks through JSON lines on stdout; anything else it prints is passed through:
 
     {"step": 10, "val_loss": 0.41}     an intermediate report (logged, and shown to the pruner)
     {"val_loss": 0.38, "val_f1": 0.7}  final metrics (several such lines are merged)
+    {"constraints": {"memory_over": -1.5}}
+                                       the constraint values of a constrained study (by
+                                       name, or a list in declared order; <= 0: satisfied)
 
 When the pruner says stop, the command gets SIGTERM (SIGKILL ``stop_grace`` seconds later)
 and the trial ends pruned. A non-zero exit fails the trial with the end of its stderr as the
@@ -83,6 +87,8 @@ class CommandTrain:
                 env["TUNING_RUN_ID"] = ctx.run_id
             if ctx.budget is not None:
                 env["TUNING_BUDGET"] = f"{ctx.budget:g}"
+            if ctx.constraint_names:
+                env["TUNING_CONSTRAINTS"] = json.dumps(ctx.constraint_names)
             final = self._run(ctx, env)
             if ctx.run_id is not None and any(output_dir.iterdir()):
                 ctx.log_artifacts(output_dir)
@@ -106,6 +112,10 @@ class CommandTrain:
                 record = self._parse(line, number, ctx.trial_number)
                 if record is None:
                     continue
+                if "constraints" in record:
+                    self._constraints(ctx, record.pop("constraints"), number)
+                    if not record:
+                        continue
                 step = record.pop("step", None)
                 if step is None:
                     final.update(_metrics(record, number))
@@ -135,6 +145,18 @@ class CommandTrain:
             if not math.isfinite(value):
                 raise CommandFailed(f"final metric {name} is {value}")
         return final
+
+    @staticmethod
+    def _constraints(ctx: TrialContext, values: object, line_number: int) -> None:
+        if not isinstance(values, (dict, list)) or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) for v in
+                (values.values() if isinstance(values, dict) else values)):
+            raise CommandFailed(f"output line {line_number}: constraints must be an object of numbers by name "
+                                f"or a list of numbers, got {values!r:.60}")
+        try:
+            ctx.report_constraints(values)
+        except ValueError as error:
+            raise CommandFailed(f"output line {line_number}: {error}") from None
 
     def _parse(self, line: str, number: int, trial_number: int) -> dict | None:
         text = line.strip()

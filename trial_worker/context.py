@@ -12,6 +12,10 @@ raising :class:`TrialPruned` (or returning after ``report`` said stop) ends the 
 pruned. The return value is the trial's final metrics: a mapping, a single number for a
 single-objective study, or None to use the last reported values.
 
+In a study with constraints (``constraints: [memory_over]``), the function also states each
+constraint's value before it returns, ``ctx.report_constraints(memory_over=peak_gb - 8.0)``
+(<= 0: satisfied); a trial that completes without them fails with the service's reason.
+
 Inside a train function, :func:`get_context` returns the running trial's context, as
 Snowflake's ``tune.get_tuner_context()`` and Ray Tune's ``tune.get_context()`` do.
 """
@@ -21,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tuning_common import telemetry
@@ -78,6 +82,8 @@ class TrialContext:
         self._lost: str | None = None
         self.last_step: int | None = None
         self.last_metrics: dict[str, float] = {}
+        # Set by report_constraints: every declared constraint's value, by name.
+        self.constraints: dict[str, float] = {}
 
     # --- what the trial is -------------------------------------------------------------------
 
@@ -106,6 +112,11 @@ class TrialContext:
     @property
     def objectives(self) -> list[str]:
         return self._trial.study.objectives
+
+    @property
+    def constraint_names(self) -> list[str]:
+        """The study's declared constraints; report a value for each with :meth:`report_constraints`."""
+        return self._trial.study.constraints
 
     @property
     def should_stop(self) -> bool:
@@ -156,6 +167,34 @@ class TrialContext:
         if self._on_report is not None:
             self._on_report(self)
         return self._stop
+
+    def report_constraints(self, values: Sequence[float] | Mapping[str, float] | None = None, /,
+                           **by_name: float) -> None:
+        """States the trial's constraint values, told with its result (<= 0 means satisfied).
+
+        Either by name, ``ctx.report_constraints(memory_over=0.5, latency_over=-3)``, or as one
+        value per declared constraint in order, ``ctx.report_constraints([0.5, -3])``. Every
+        declared constraint needs a value; a later call replaces the earlier one.
+        """
+        from trial_worker.client import constraint_values
+
+        if values is not None and by_name:
+            raise ValueError("report_constraints() takes either values or keyword arguments, not both")
+        names = self.constraint_names
+        if not names:
+            raise ValueError(f"study {self.study!r} declares no constraints: create it with constraints=[...]")
+        given = by_name if values is None else values
+        if not isinstance(given, Mapping):
+            given = list(given)
+            if len(given) != len(names):
+                raise ValueError(f"expected {len(names)} constraint value(s), one for each of {names}, "
+                                 f"got {len(given)}")
+        ordered = constraint_values(given, names)
+        for name, value in zip(names, ordered):
+            if not math.isfinite(value):
+                raise ValueError(f"constraint {name!r} is {value}; constraint values must be finite")
+        with self._lock:
+            self.constraints = dict(zip(names, ordered))
 
     def lose(self, why: str) -> None:
         """Marks the trial as no longer this worker's; the next ``report`` says stop."""

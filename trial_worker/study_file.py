@@ -60,7 +60,7 @@ from tuning.suggestion.v1 import suggestion_service_pb2 as api
 
 _STUDY_KEYS = ("name", "parameters", "objectives", "algorithm", "algorithm_settings", "seed", "max_trials",
                "max_parallel_trials", "lease_seconds", "max_retries", "retry_failed", "fidelity", "pruner",
-               "pruner_settings")
+               "pruner_settings", "constraints")
 _TYPES: dict[str, tuple[Callable[..., Parameter], tuple[str, ...]]] = {
     "float": (Float, ("low", "high", "log", "step")),
     "int": (Int, ("low", "high", "log", "step")),
@@ -121,6 +121,10 @@ def from_dict(document: Mapping[str, Any]) -> tuple[str, StudySpec]:
     if pruner_settings is not None and pruner is None:
         raise StudyFileError("pruner_settings: needs a pruner")
     algorithm_settings = _get(document, "algorithm_settings", dict, "") or {}
+    constraints = _get(document, "constraints", list, "") or []
+    for i, constraint in enumerate(constraints):
+        if not isinstance(constraint, str):
+            raise StudyFileError(f"constraints[{i}]: expected a constraint name, got {constraint!r:.60}")
     return name, StudySpec(
         space=SearchSpace(tuple(_parameter(p, f"parameters[{i}]") for i, p in enumerate(parameters))),
         objectives=objectives,
@@ -134,6 +138,7 @@ def from_dict(document: Mapping[str, Any]) -> tuple[str, StudySpec]:
                                  _get(document, "retry_failed", bool, "", False)),
         fidelity=None if fidelity is None else _fidelity(fidelity),
         pruner=None if pruner is None else PrunerSpec(pruner, dict(pruner_settings or {})),
+        constraints=tuple(constraints),
     )
 
 
@@ -252,6 +257,8 @@ def to_dict(name: str, spec: pb.StudySpec) -> dict[str, Any]:
         document["pruner"] = study.pruner.name
         if study.pruner.settings:
             document["pruner_settings"] = _plain(study.pruner.settings)
+    if study.constraints:
+        document["constraints"] = list(study.constraints)
     return document
 
 

@@ -501,7 +501,7 @@ class Worker:
             return LOST, error
         try:
             if outcome == COMPLETED:
-                trial.study.tell(trial, metrics)
+                trial.study.tell(trial, metrics, constraints=ctx.constraints or None)
             elif outcome == PRUNED:
                 objective = ctx.objectives[0]
                 value = metrics.get(objective, ctx.last_metrics.get(objective))

@@ -75,6 +75,9 @@ class TunerConfig:
     pruner: str | None = None
     pruner_settings: Mapping[str, Any] = field(default_factory=dict)
     fidelity: Fidelity | None = None
+    # Names of the study's constraints; the train function reports their values with
+    # ctx.report_constraints(...) (<= 0: satisfied). Infeasible trials never count as best.
+    constraints: Sequence[str] = ()
     seed: int | None = None
     # Default: the train function's name and the time. An existing study of that name (same
     # spec) is resumed.
@@ -114,7 +117,8 @@ class TunerResults:
     metric: str
     mode: str
     trials: list[spb.Trial]
-    # As the suggestion service ranks them (GetBestTrials); None before any trial completed.
+    # As the suggestion service ranks them (GetBestTrials); None before any trial completed
+    # (in a constrained study: before any feasible trial completed).
     best_trial: spb.Trial | None
     suggestion_address: str
     tracking_address: str | None
@@ -163,6 +167,9 @@ class TunerResults:
                 "run_id": trial.run_id or None,
                 "seconds": _seconds(trial), "worker": trial.worker_id, "reason": trial.reason,
             }
+            if trial.HasField("feasible"):  # a constrained study's told trial
+                row["feasible"] = trial.feasible
+                row.update({f"constraints.{i}": value for i, value in enumerate(trial.constraints)})
             rows.append(row)
         return pandas.DataFrame(rows)
 
@@ -313,7 +320,7 @@ class Tuner:
             algorithm_settings=config.algorithm_settings, seed=config.seed, max_trials=config.num_trials,
             max_parallel_trials=config.max_concurrent_trials, lease_seconds=config.lease_seconds,
             max_retries=config.max_retries, fidelity=config.fidelity, pruner=config.pruner,
-            pruner_settings=config.pruner_settings,
+            pruner_settings=config.pruner_settings, constraints=config.constraints,
         )
         if study.created:
             for point in config.points_to_evaluate:
@@ -400,7 +407,12 @@ class NoTrialCompleted(TuningError):
             (spb.TRIAL_STATE_FAILED, "failed"), (spb.TRIAL_STATE_PRUNED, "pruned"),
             (spb.TRIAL_STATE_STALE, "handed back or lost")))
         last = f"; the last failure: {failed[-1].reason.strip().splitlines()[-1]}" if failed and failed[-1].reason else ""
-        super().__init__(f"no trial of study {results.study_name!r} completed ({len(results.trials)} trials: "
+        infeasible = sum(t.state == spb.TRIAL_STATE_COMPLETED and t.HasField("feasible") and not t.feasible
+                         for t in results.trials)
+        if infeasible:
+            counts += f", {infeasible} completed but infeasible (a constraint value above 0)"
+        what = "completed feasibly" if infeasible else "completed"
+        super().__init__(f"no trial of study {results.study_name!r} {what} ({len(results.trials)} trials: "
                          f"{counts}){last}")
 
 
