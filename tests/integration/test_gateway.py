@@ -179,6 +179,32 @@ def test_suggestion_routes(http: httpx.Client):
     error(http.get("/v1/studies/gw"), 404, "NOT_FOUND")
 
 
+def test_a_constrained_study_over_http(http: httpx.Client):
+    document = openapi.document()
+    body = {"name": "gw-constrained", "spec": {**STUDY["spec"], "constraints": ["memory_over"]}}
+    _conforms(document, "tuning.suggestion.v1.CreateStudyRequest", body)
+    assert ok(http.post("/v1/studies", json=body))["study"]["spec"]["constraints"] == ["memory_over"]
+    asked = ok(http.post("/v1/studies/gw-constrained/trials:suggest",
+                         json={"count": 2, "worker_id": "w", "request_id": "rc"}))
+    good, bad = (t["id"] for t in asked["trials"])
+
+    def complete(tid: str, loss: float, constraints: list) -> httpx.Response:
+        sent = {"worker_id": "w", "outcome": "OUTCOME_SUCCEEDED", "metrics": [{"name": "loss", "value": loss}],
+                "constraints": constraints}
+        return http.post(f"/v1/trials/{tid}:complete", json=sent)
+
+    # proto3 JSON spells a NaN double "NaN"; the service refuses it, naming the element.
+    assert error(complete(bad, 0.1, ["NaN"]), 400, "INVALID_ARGUMENT")["field"] == "constraints[0]"
+    assert error(complete(bad, 0.1, []), 400, "INVALID_ARGUMENT")["field"] == "constraints"
+    done = ok(complete(bad, 0.1, [2.5]))
+    _conforms(document, "tuning.suggestion.v1.CompleteTrialResponse", done)
+    assert done["trial"]["constraints"] == [2.5] and done["trial"]["feasible"] is False
+    assert ok(complete(good, 0.9, [-1]))["trial"]["feasible"] is True
+    assert ok(complete(good, 0.9, [-1]))["trial"]["feasible"] is True  # a retried tell: the same answer
+    assert [t["id"] for t in ok(http.get("/v1/studies/gw-constrained/trials:best"))["trials"]] == [good]
+    ok(http.delete("/v1/studies/gw-constrained"))
+
+
 def _sent(document: dict, rpc: str, body: dict) -> dict:
     """``body``, after checking it against the OpenAPI schema of ``rpc``'s request."""
     _conforms(document, f"tuning.tracking.v1.{rpc}Request", body)
