@@ -87,16 +87,23 @@ def _study_show(args: argparse.Namespace) -> int:
     print(f"objectives {objectives}")
     print(f"algorithm  {info.spec.algorithm.name}  seed {info.spec.seed}  max_trials {info.spec.max_trials or '-'}"
           f"  max_parallel {info.spec.max_parallel_trials or '-'}")
+    constraints = list(info.spec.constraints)
+    if constraints:
+        print(f"constraints {', '.join(constraints)} (<= 0 is feasible)")
     names = [p.name for p in info.spec.parameters]
     rows = []
     for t in trials[-args.limit:]:
         params = {k: _format_value(getattr(v, v.WhichOneof("kind"))) for k, v in t.parameters.items()}
         metrics = " ".join(f"{m.name}={m.value:.6g}" for m in t.metrics)
-        rows.append([("*" if t.id in best else "") + str(t.number),
-                     pb.TrialState.Name(t.state).removeprefix("TRIAL_STATE_"),
-                     *[params.get(n, "") for n in names], metrics or t.reason])
-    _table(["#", "state", *names, "result"], rows)
-    print(f"{len(trials)} trials; * marks the best")
+        row = [("*" if t.id in best else "") + str(t.number), pb.TrialState.Name(t.state).removeprefix("TRIAL_STATE_"),
+               *[params.get(n, "") for n in names]]
+        if constraints:
+            # An infeasible trial keeps its metrics; the column says why it is never the best.
+            values = " ".join(f"{n}={v:.6g}" for n, v in zip(constraints, t.constraints))
+            row.append("" if not t.HasField("feasible") else f"{'yes' if t.feasible else 'NO'} {values}")
+        rows.append([*row, metrics or t.reason])
+    _table(["#", "state", *names, *(["feasible"] if constraints else []), "result"], rows)
+    print(f"{len(trials)} trials; * marks the best" + ("; only feasible trials can be best" if constraints else ""))
     return 0
 
 

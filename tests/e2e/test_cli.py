@@ -275,6 +275,35 @@ def test_study_show_prints_a_failed_trials_reason_in_full(sqlite_url: str, spawn
     assert any(" COMPLETED " in line and "loss=0.25" in line for line in lines)
 
 
+def test_study_show_marks_infeasible_trials_and_the_study_file_keeps_constraints(sqlite_url: str, spawn_server,
+                                                                                 tmp_path):
+    from trial_worker import Float, SuggestionClient
+
+    address = spawn_server(sqlite_url).address
+    with SuggestionClient(address) as client:
+        study = client.create_study("cons", [Float("x", 0, 1)], objectives={"loss": "minimize"},
+                                    constraints=["memory_over"], seed=1)
+        infeasible, feasible = study.ask(), study.ask()
+        study.tell(infeasible, 0.125, constraints=[1.5])
+        study.tell(feasible, 0.75, constraints=[-0.5])
+    shown = tuning("study", "show", "cons", "--address", address)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "constraints memory_over (<= 0 is feasible)" in lines
+    header = next(line for line in lines if line.startswith("#"))
+    assert "feasible" in header.split()
+    row_of = {line.split()[0]: line for line in lines if line[:2].strip().lstrip("*").isdigit()}
+    assert "NO memory_over=1.5" in row_of[str(infeasible.number)] and "loss=0.125" in row_of[str(infeasible.number)]
+    # The better loss is infeasible: the best (*) is the feasible trial.
+    assert "yes memory_over=-0.5" in row_of[f"*{feasible.number}"]
+    exported = tuning("study", "export", "cons", "--address", address)
+    assert exported.returncode == 0 and "constraints: [memory_over]" in exported.stdout, exported.stdout
+    path = tmp_path / "cons.yaml"
+    path.write_text(exported.stdout)
+    again = tuning("study", "create", str(path), "--address", address)
+    assert again.returncode == 0, again.stderr  # the same spec again: the existing study
+
+
 OLD_FORM = """\
 name: xgb-wine
 spec:
