@@ -162,6 +162,7 @@ def study_summary(study: spb.Study) -> dict[str, Any]:
         "pruner_metric": _pruner_metric(spec),
         "fidelity": spec.fidelity.name if spec.HasField("fidelity") else "",
         "objectives": objectives(study),
+        "constraints": list(spec.constraints),
         "counts": tally,
         "total": sum(tally.values()),
         "max_trials": spec.max_trials,
@@ -260,6 +261,9 @@ async def study_detail(services: Services, name: str, cache: MeasurementCache) -
             "params": {k: param_value(v) for k, v in sorted(trial.parameters.items())},
             "values": values,
             "objectives": [values.get(g["metric"]) for g in goals],
+            # A constrained study's told trials: False keeps a completed trial from being the best.
+            "feasible": trial.feasible if trial.HasField("feasible") else None,
+            "constraints": list(trial.constraints),
             "budget": trial.budget if trial.HasField("budget") else None,
             "worker": trial.worker_id,
             "run_id": trial.run_id,

@@ -275,6 +275,31 @@ def test_a_failed_trials_reason_shows_in_full(browser, world: World):
     assert shown == reason
 
 
+def test_infeasible_trials_are_marked_in_the_table_and_greyed_in_the_history(browser, world: World):
+    with SuggestionClient(world.suggestion) as client:
+        study = client.create_study("constrained", [Float("x", 0, 1)], objectives={"loss": "minimize"},
+                                    constraints=["memory_over"], seed=1)
+        told = []
+        for loss, violation in ((0.1, 2.0), (0.5, -1.0), (0.3, 0.0), (0.05, 0.5)):
+            trial = study.ask()
+            study.tell(trial, loss, constraints=[violation])
+            told.append((trial.number, violation > 0))
+    visit(browser, world, "/ui/studies/constrained", plots=1)
+    traces = browser.evaluate("document.getElementById('history-plot').data.map(t => [t.name, t.x])")
+    by_name = dict((name, x) for name, x in traces)
+    infeasible = sorted(number for number, bad in told if bad)
+    assert sorted(by_name["infeasible"]) == infeasible
+    assert sorted(by_name["loss"]) == sorted(number for number, bad in told if not bad)
+    # The best-so-far line follows feasible trials only: 0.5, then 0.3.
+    assert browser.evaluate("document.getElementById('history-plot').data[1].y") == [0.5, 0.3]
+    rows = browser.evaluate("Array.from(document.querySelectorAll('#trials tbody tr'))"
+                            ".filter(r => r.classList.contains('infeasible')).map(r => r.id)")
+    assert sorted(rows) == [f"trial-{n}" for n in infeasible]
+    assert browser.count("#trials tbody .badge.state-infeasible") == len(infeasible)
+    assert browser.evaluate("document.querySelector('#trials thead th.constraint').textContent") == "memory_over"
+    assert browser.evaluate("document.getElementById('best-value').textContent").startswith("0.3")
+
+
 def test_compare_view(browser, world: World, shots: Path):
     completed = [r for r in world.runs if {t.key: t.value for t in r.tags}.get("tuning.trial_state") == "COMPLETED"]
     pruned = [r for r in world.runs if {t.key: t.value for t in r.tags}.get("tuning.trial_state") == "PRUNED"]

@@ -38,6 +38,11 @@
     return trials.filter((t) => t.state === "COMPLETED" && objectiveOf(t) !== null);
   }
 
+  // A completed trial that violates a constraint keeps its value but can never be the best.
+  function isInfeasible(trial) {
+    return trial.feasible === false;
+  }
+
   // --- optimisation history ---------------------------------------------------------------------
 
   function drawHistory() {
@@ -48,22 +53,34 @@
     let best = null;
     const bestX = [], bestY = [];
     for (const t of done) {
+      if (isInfeasible(t)) continue;
       const value = objectiveOf(t);
       if (best === null || better(value, best, target.direction)) best = value;
       bestX.push(t.number);
       bestY.push(best);
     }
+    const feasible = done.filter((t) => !isInfeasible(t));
+    const infeasible = done.filter(isInfeasible);
     const points = {
       type: "scatter", mode: "markers", name: TD.plotText(target.metric),
-      x: done.map((t) => t.number), y: done.map(objectiveOf),
-      text: done.map((t) => "trial " + t.number), hovertemplate: "%{text}<br>%{y}<extra></extra>",
+      x: feasible.map((t) => t.number), y: feasible.map(objectiveOf),
+      text: feasible.map((t) => "trial " + t.number), hovertemplate: "%{text}<br>%{y}<extra></extra>",
       marker: { color: "#2456a6", size: 7, opacity: 0.8 },
     };
     const line = {
-      type: "scatter", mode: "lines", name: "best so far", x: bestX, y: bestY,
+      type: "scatter", mode: "lines", name: "best so far (feasible)", x: bestX, y: bestY,
       line: { color: "#c62828", width: 2, shape: "hv" }, hoverinfo: "skip",
     };
-    return TD.plot(node, [points, line], {
+    const traces = [points, line];
+    if (infeasible.length) {
+      traces.push({
+        type: "scatter", mode: "markers", name: "infeasible", x: infeasible.map((t) => t.number),
+        y: infeasible.map(objectiveOf), text: infeasible.map((t) => "trial " + t.number + " (infeasible)"),
+        hovertemplate: "%{text}<br>%{y}<extra></extra>",
+        marker: { color: "#98a2b3", size: 7, opacity: 0.6, symbol: "x" },
+      });
+    }
+    return TD.plot(node, traces, {
       xaxis: { title: { text: "trial" }, gridcolor: "#eef0f3", zeroline: false },
       yaxis: { title: { text: TD.plotText(target.metric) }, gridcolor: "#eef0f3", zeroline: false, automargin: true },
       legend: { orientation: "h", y: 1.08, x: 0 }, margin: { l: 60, r: 16, t: 24, b: 44 },
@@ -86,10 +103,12 @@
     const node = document.getElementById("pareto-plot");
     if (!node) return Promise.resolve();
     const goals = state.detail.study.objectives;
-    const done = state.detail.trials.filter((t) => t.state === "COMPLETED" && t.objectives.every((v) => v !== null));
-    if (done.length === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
+    const all = state.detail.trials.filter((t) => t.state === "COMPLETED" && t.objectives.every((v) => v !== null));
+    if (all.length === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
+    // The front is made of feasible trials only, as GetBestTrials makes it.
+    const done = all.filter((t) => !isInfeasible(t));
     const front = done.filter((t) => !done.some((u) => u !== t && dominates(u, t, goals)));
-    const rest = done.filter((t) => !front.includes(t));
+    const rest = all.filter((t) => !front.includes(t));
     const trace = (trials, name, color, size) => ({
       type: "scatter", mode: "markers", name, x: trials.map((t) => t.objectives[0]), y: trials.map((t) => t.objectives[1]),
       text: trials.map((t) => "trial " + t.number), hovertemplate: "%{text}<br>(%{x}, %{y})<extra></extra>",
@@ -331,19 +350,28 @@
     const goalNames = new Set(goals.map((g) => g.metric));
     const others = Array.from(new Set(detail.trials.flatMap((t) => Object.keys(t.values))))
       .filter((k) => !goalNames.has(k)).sort();
+    const constraints = detail.study.constraints || [];
     const head = el("tr", {}, [
       el("th", { class: "num", text: "#" }), el("th", { text: "state" }),
       ...goals.map((g) => el("th", { class: "num metric", text: g.metric, title: "objective, " + g.direction })),
+      ...constraints.map((c) => el("th", { class: "num constraint", text: c, title: "constraint (<= 0 is feasible)" })),
       ...params.map((p) => el("th", { class: "param", text: p, title: "parameter" })),
       ...others.map((k) => el("th", { class: "num metric", text: k, title: "final metric" })),
       el("th", { class: "num", text: "duration" }), el("th", { text: "worker" }), el("th", { text: "run" }),
       el("th", { text: "started" }), el("th", { text: "note" }),
     ]);
     const sortKey = (v) => (v === null || v === undefined ? "" : typeof v === "number" ? String(v) : TD.fmt(v));
-    const rows = detail.trials.map((t) => el("tr", { id: "trial-" + t.number }, [
+    const rows = detail.trials.map((t) => el("tr", { id: "trial-" + t.number, class: isInfeasible(t) ? "infeasible" : "" }, [
       el("td", { class: "num", text: t.number }),
-      el("td", {}, [el("span", { class: "badge state-" + t.state.toLowerCase(), text: t.state.toLowerCase() })]),
+      el("td", {}, [el("span", { class: "badge state-" + t.state.toLowerCase(), text: t.state.toLowerCase() }),
+        ...(isInfeasible(t) ? [" ", el("span", { class: "badge state-infeasible", text: "infeasible",
+          title: "a constraint value is above 0: never the best trial" })] : [])]),
       ...t.objectives.map((v) => el("td", { class: "num", text: TD.fmt(v), dataset: { sort: sortKey(v) } })),
+      ...constraints.map((c, i) => {
+        const v = t.constraints.length ? t.constraints[i] : null;
+        return el("td", { class: "num" + (v !== null && v > 0 ? " violated" : ""), text: TD.fmt(v),
+          dataset: { sort: sortKey(v) } });
+      }),
       ...params.map((p) => el("td", { text: TD.fmt(t.params[p]), dataset: { sort: sortKey(t.params[p]) } })),
       ...others.map((k) => el("td", { class: "num", text: TD.fmt(t.values[k]), dataset: { sort: sortKey(t.values[k]) } })),
       el("td", { class: "num", text: TD.fmtDuration(t.duration), dataset: { sort: sortKey(t.duration) } }),
@@ -380,7 +408,7 @@
       if (node) node.textContent = count;
     }
     const target = goal();
-    const done = completedWithValue(state.detail.trials);
+    const done = completedWithValue(state.detail.trials).filter((t) => !isInfeasible(t));
     let best = null;
     for (const t of done) if (best === null || better(objectiveOf(t), objectiveOf(best), target.direction)) best = t;
     document.getElementById("best-value").textContent = best ? TD.fmt(objectiveOf(best)) + " (trial " + best.number + ")" : "–";
