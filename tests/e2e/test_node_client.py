@@ -156,3 +156,57 @@ def test_the_node_guide_runs_as_written(spawn_server, sqlite_url: str, tmp_path)
         assert all(t.seed == seed for t in trials)
         assert {pb.TrialState.Name(t.state) for t in trials} <= {"TRIAL_STATE_COMPLETED", "TRIAL_STATE_PRUNED"}
         assert [s.name for s in client.list_studies()] == ["guide"]  # the refused ones created nothing
+
+
+CONSTRAINED = """
+const path = require('node:path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+const definition = protoLoader.loadSync('tuning/suggestion/v1/suggestion_service.proto', {
+  includeDirs: [process.env.TUNING_PROTOS], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true,
+});
+const { SuggestionService } = grpc.loadPackageDefinition(definition).tuning.suggestion.v1;
+const client = new SuggestionService(process.env.TUNING_SUGGESTION_ADDRESS, grpc.credentials.createInsecure());
+const call = (method, request) => new Promise((resolve, reject) =>
+  client[method](request, (err, res) => (err ? reject(err) : resolve(res))));
+
+(async () => {
+  await call('CreateStudy', { name: 'node-constrained', spec: {
+    parameters: [{ name: 'x', float_range: { low: 0, high: 1 } }],
+    objectives: [{ metric: 'loss', direction: 'DIRECTION_MINIMIZE' }],
+    constraints: ['memory_over'], seed: 1 } });
+  const { trials } = await call('SuggestTrials', { study: 'node-constrained', count: 2, worker_id: 'n', request_id: 'r' });
+  const told = [];
+  for (const [i, trial] of trials.entries()) {
+    const answer = await call('CompleteTrial', { trial_id: trial.id, worker_id: 'n', outcome: 'OUTCOME_SUCCEEDED',
+      metrics: [{ name: 'loss', value: i }], constraints: [i === 0 ? 1.5 : -1] });
+    told.push({ id: answer.trial.id, constraints: answer.trial.constraints, feasible: answer.trial.feasible });
+  }
+  let refusal = null;
+  try {
+    await call('CompleteTrial', { trial_id: trials[0].id, worker_id: 'n', outcome: 'OUTCOME_SUCCEEDED',
+      metrics: [{ name: 'loss', value: 0 }], constraints: [] });
+  } catch (err) {
+    refusal = grpc.status[err.code];
+  }
+  const best = await call('GetBestTrials', { study: 'node-constrained' });
+  console.log(JSON.stringify({ told, best: best.trials.map((t) => t.id), refusal }));
+})().catch((err) => { console.error(err); process.exit(1); });
+"""
+
+
+def test_node_client_tells_constraints_and_reads_feasibility(spawn_server, sqlite_url: str, tmp_path) -> None:
+    server = spawn_server(sqlite_url)
+    script = tmp_path / "constrained.js"
+    script.write_text(CONSTRAINED)
+    env = {**os.environ, "NODE_PATH": str(ROOT / "node_modules"), "TUNING_PROTOS": str(ROOT / "protos"),
+           "TUNING_SUGGESTION_ADDRESS": server.address}
+    result = subprocess.run(["node", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"node exited {result.returncode}:\n{result.stderr}"
+    summary = json.loads(result.stdout)
+    infeasible, feasible = summary["told"]
+    assert infeasible["constraints"] == [1.5] and infeasible["feasible"] is False
+    assert feasible["constraints"] == [-1] and feasible["feasible"] is True
+    assert summary["best"] == [feasible["id"]]
+    # A successful tell without the declared constraint's value is refused.
+    assert summary["refusal"] == "INVALID_ARGUMENT"
