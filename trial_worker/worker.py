@@ -466,6 +466,11 @@ class Worker:
         if run_id is not None:
             if metrics:
                 self.logger.log_metrics(run_id, metrics, ctx.last_step or 0)
+            if ctx.constraints:
+                # The run shows what the study judged feasibility by (MLflow has no constraints).
+                self.logger.log_metrics(run_id, {f"constraint.{name}": value for name, value in ctx.constraints.items()},
+                                        ctx.last_step or 0)
+                self.logger.set_tags(run_id, {"tuning.feasible": str(all(v <= 0 for v in ctx.constraints.values()))})
             if outcome != LOST:
                 outcome = self._still_leased(trial, ctx, outcome)
             self._end_run(run_id, outcome, error)

@@ -14,6 +14,7 @@ from trial_worker import tune
 from trial_worker.client import SuggestionClient
 from trial_worker.command import CommandTrain
 from trial_worker.space import Float
+from trial_worker.tracking import TrackingClient
 from trial_worker.worker import COMPLETED, FAILED, Worker, WorkerConfig
 from tuning.suggestion.v1 import study_pb2 as pb
 
@@ -47,6 +48,13 @@ def test_the_tuner_reports_constraints_and_its_best_trial_is_feasible(services):
     assert feasible and results.best_params["x"] == min(feasible)
     frame = results.to_dataframe()
     assert frame["feasible"].tolist() == [t.feasible for t in results.trials]
+    # Each trial's run carries the constraint values and the verdict, for MLflow users.
+    with TrackingClient(services[1]) as tracking:
+        for trial in told:
+            run = tracking.get_run(trial.run_id)
+            logged = {m.key: m.value for m in run.latest_metrics}
+            assert logged["constraint.x_too_small"] == pytest.approx(trial.constraints[0])
+            assert {t.key: t.value for t in run.tags}["tuning.feasible"] == str(trial.feasible)
 
 
 def test_a_constrained_trial_without_constraint_values_fails_with_the_reason(services):
