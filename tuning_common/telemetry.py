@@ -100,7 +100,7 @@ _guards: dict[str, _Guard] = {}
 
 # At exit, what is still buffered gets this long to reach the collector: a stopping service
 # stays well inside its grace period (10 s) and the CLI returns at once, whatever the collector does.
-SHUTDOWN_SECONDS = 3.0
+SHUTDOWN_SECONDS = 5.0
 # After an export failed (the exporter gave up after its own retries), batches are dropped
 # without a try for this long, then the next one probes the collector again: a collector that
 # is away costs no retries, and the span queue never overflows behind a blocked export.
@@ -262,21 +262,24 @@ def shutdown(timeout_s: float = SHUTDOWN_SECONDS) -> None:
 
 
 def _within(timeout_s: float, what: str, calls: list[Callable[[], object]]) -> bool:
-    """Runs ``calls`` one after the other on a daemon thread; whether they finished in ``timeout_s``."""
-    if not calls:
-        return True
+    """Runs ``calls`` at once, each on a daemon thread; whether all finished in ``timeout_s``.
 
-    def run() -> None:
-        for call in calls:
-            try:
-                call()
-            except Exception as error:  # one provider's failure must not keep the others from stopping
-                export_log.debug("telemetry %s failed: %r", what, error)
+    Side by side rather than in turn: a slow trace export must not use up the time of the
+    final metric export (the last trial counts are read at that moment)."""
 
-    thread = threading.Thread(target=run, name=f"telemetry-{what}", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if thread.is_alive():
+    def run(call: Callable[[], object]) -> None:
+        try:
+            call()
+        except Exception as error:  # one provider's failure must not keep the others from stopping
+            export_log.debug("telemetry %s failed: %r", what, error)
+
+    threads = [threading.Thread(target=run, args=(call,), name=f"telemetry-{what}", daemon=True) for call in calls]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout_s
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in threads):
         export_log.debug("telemetry %s gave up after %.1f s", what, timeout_s)
         return False
     return True
