@@ -440,6 +440,21 @@ def test_without_a_reference_point_the_hypervolume_uses_the_documented_rule(clie
     assert single.hypervolume() is None and not single.best_response().reference_point
 
 
+def test_the_reference_point_is_part_of_the_studys_identity(client: SuggestionClient):
+    def create(**reference):
+        return client.create_study("ref-id", [Float("x", 0, 1)], objectives={"a": "minimize", "b": "minimize"},
+                                   seed=1, **reference)
+
+    assert create(reference_point={"a": 1.0}).created
+    assert not create(reference_point={"a": 1.0}).created
+    with pytest.raises(AlreadyExists):
+        create()
+    with pytest.raises(AlreadyExists):
+        create(reference_point={"a": 2.0})
+    with pytest.raises(ValueError, match="not objectives"):
+        create(reference_point={"c": 2.0})
+
+
 @pytest.mark.parametrize("value", [math.inf, math.nan])
 def test_a_non_finite_reference_point_is_refused_naming_the_field(client: SuggestionClient, value):
     with pytest.raises(InvalidArgument) as error:
