@@ -8,8 +8,9 @@ whole fronts fill the good group in order, and the first front that does not fit
 tie-broken by greedy hypervolume subset selection: repeatedly take the trial that adds the most
 hypervolume to those already taken from that front, against that front's reference point
 ``max(1.1 * worst, 0.9 * worst)`` per objective (0 replaced by a tiny positive number). Greedy
-selection is within 1 - 1/e of the best subset (hypervolume is submodular), and the lazy
-evaluation below gives the same picks as the plain greedy loop.
+selection is within 1 - 1/e of the best subset (hypervolume is submodular). Two objectives
+evaluate every candidate's gain at once per round; more use lazy evaluation (gains only
+shrink, so a fresh gain that still tops the stale ones is the greedy pick).
 
 Constraints (Optuna's constrained TPE, in both cases): the feasible trials are split as above;
 when they cannot fill the good group, the infeasible ones complete it by increasing total
@@ -88,6 +89,8 @@ def _hypervolume_subset(losses: np.ndarray, size: int) -> list[int]:
     points = losses[order]
     reference = reference_point(points)
     boxes = np.prod(reference - points, axis=1)
+    if points.shape[1] == 2:
+        return order[_greedy_2d(points, boxes, reference, size)].tolist()
     # Max-heap of upper bounds on each point's contribution; contributions only shrink as the
     # selection grows, so a point whose fresh contribution still tops the heap is the greedy pick.
     heap = [(-float(b), i, -1) for i, b in enumerate(boxes)]
@@ -101,6 +104,25 @@ def _hypervolume_subset(losses: np.ndarray, size: int) -> list[int]:
         gain = boxes[i] - _covered(points[i], points[selected], reference) if selected else boxes[i]
         heapq.heappush(heap, (-float(gain), i, len(selected)))
     return order[selected].tolist()
+
+
+def _greedy_2d(points: np.ndarray, boxes: np.ndarray, reference: np.ndarray, size: int) -> list[int]:
+    """Plain greedy for two objectives, every candidate's contribution at once per round."""
+    selected: list[int] = []
+    gains = boxes.copy()
+    for _ in range(size):
+        if selected:
+            # Covered part of each candidate's box: the 2-D hypervolume of the selected points
+            # clipped to the box, as one sweep per row (rows sorted by the first objective).
+            clipped = np.maximum(points[selected][None, :, :], points[:, None, :])
+            by_x = np.argsort(clipped[:, :, 0], axis=1, kind="stable")
+            x = np.take_along_axis(clipped[:, :, 0], by_x, axis=1)
+            y = np.minimum.accumulate(np.take_along_axis(clipped[:, :, 1], by_x, axis=1), axis=1)
+            x_next = np.concatenate([x[:, 1:], np.full((len(x), 1), reference[0])], axis=1)
+            gains = boxes - np.sum((x_next - x) * (reference[1] - y), axis=1)
+        gains[selected] = -np.inf
+        selected.append(int(np.argmax(gains)))
+    return selected
 
 
 def _covered(point: np.ndarray, selected: np.ndarray, reference: np.ndarray) -> float:
