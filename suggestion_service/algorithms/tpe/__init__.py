@@ -191,11 +191,10 @@ class TPE(Algorithm):
         trials = [t for t in context.history if t.state in used]
         rows = [t.params for t in trials]
         n_obj = len(self._signs)
-        losses = np.full((len(trials), n_obj), np.nan)
-        for row, t in enumerate(trials):
-            if t.state is done and t.values:
-                losses[row] = t.values[:n_obj]
-        losses *= self._signs
+        missing = (math.nan,) * n_obj
+        # A flat list of floats converts several times faster than a list of tuples.
+        flat = [v for t in trials for v in (t.values[:n_obj] if t.state is done and t.values else missing)]
+        losses = np.array(flat, dtype=float).reshape(len(trials), n_obj) * self._signs
         if n_obj > 1:
             losses[~np.isfinite(losses).all(axis=1)] = np.nan
         violation = np.array([total_violation(t.constraints) for t in trials]) if context.constraints else None
