@@ -28,7 +28,7 @@ from suggestion_service import instruments
 from suggestion_service.algorithms import Pruner, make_algorithm, make_pruner, validate_algorithm
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
 from suggestion_service.domain.codec import specs_match
-from suggestion_service.domain.ranking import best_trials
+from suggestion_service.domain.ranking import BestTrials, best_trials
 from suggestion_service.domain.space import Assignment, check_name
 from suggestion_service.domain.study import Study, StudySpec, StudyState
 from suggestion_service.domain.trial import (
@@ -647,10 +647,10 @@ class SuggestionService:
 
         return self.db.run(work, write=False)
 
-    def best_trials(self, study_name: str) -> list[Trial]:
+    def best_trials(self, study_name: str) -> BestTrials:
         check_name("study", study_name, "study name")
 
-        def work(conn: Connection) -> list[Trial]:
+        def work(conn: Connection) -> BestTrials:
             study = self._study(conn, study_name)
             completed = self.repo.list_trials(conn, study.id, [TrialState.COMPLETED], None, None)
             # A trial that violates a constraint is never a best trial, however good its value.

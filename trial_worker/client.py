@@ -132,6 +132,7 @@ class SuggestionClient:
         pruner: str | None = None,
         pruner_settings: Mapping[str, Any] | None = None,
         constraints: Sequence[str] = (),
+        reference_point: Mapping[str, float] | None = None,
     ) -> Study:
         """Gets or creates a study; ``objectives`` maps metric names to "minimize"/"maximize".
 
@@ -139,10 +140,17 @@ class SuggestionClient:
         budget; ``pruner`` ("median", "asha", "hyperband") makes ``Trial.report`` answer
         whether to stop early. ``constraints`` names the values every successful tell then
         carries (``study.tell(trial, value, constraints=[...])``); <= 0 is feasible.
+        ``reference_point`` maps objectives to their hypervolume reference value (a
+        multi-objective study's ``study.hypervolume()``); objectives left out get the derived one.
         """
+        reference_point = dict(reference_point or {})
+        unknown = sorted(set(reference_point) - set(objectives))
+        if unknown:
+            raise ValueError(f"reference_point names {unknown}, which are not objectives of this study")
         spec = StudySpec(
             space=SearchSpace(tuple(parameters)),
-            objectives=tuple(Objective(metric, Direction(direction.lower())) for metric, direction in objectives.items()),
+            objectives=tuple(Objective(metric, Direction(direction.lower()), reference_point.get(metric))
+                             for metric, direction in objectives.items()),
             algorithm=AlgorithmSpec(algorithm, dict(algorithm_settings or {})),
             seed=seed,
             max_trials=max_trials,
@@ -278,7 +286,21 @@ class Study:
                 return
 
     def best_trials(self) -> list[pb.Trial]:
-        return list(self.client.call("GetBestTrials", api.GetBestTrialsRequest(study=self.name)).trials)
+        """The best feasible trial, or with several objectives the feasible Pareto set."""
+        return list(self.best_response().trials)
+
+    def hypervolume(self) -> float | None:
+        """The Pareto set's hypervolume (several objectives; None otherwise or before any feasible trial).
+
+        ``best_trials()`` and this are one call each; ``GetBestTrials`` also carries the
+        reference point used (``reference_point``).
+        """
+        best = self.best_response()
+        return best.hypervolume if best.HasField("hypervolume") else None
+
+    def best_response(self) -> api.GetBestTrialsResponse:
+        """GetBestTrials as it answers: the trials, the hypervolume and its reference point."""
+        return self.client.call("GetBestTrials", api.GetBestTrialsRequest(study=self.name))
 
     def set_state(self, state: int) -> pb.Study:
         self.info = self.client.call("SetStudyState", api.SetStudyStateRequest(name=self.name, state=state)).study

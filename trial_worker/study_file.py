@@ -21,7 +21,8 @@ The form people write, in the Python API's words (:mod:`trial_worker.space`,
     fidelity: {name: boosting_rounds, min: 10, max: 300, reduction_factor: 3}
     pruner: asha                    # pruner_settings: {metric: val_logloss, direction: minimize}
 
-``objectives`` may also be a mapping, ``{val_f1: maximize}``. A file with a top-level
+An objective item may carry ``reference_point: 0.5`` (a multi-objective study's hypervolume
+reference, in the metric's units). ``objectives`` may also be a mapping, ``{val_f1: maximize}``. A file with a top-level
 ``spec`` is the older form, a CreateStudyRequest in proto JSON (``DIRECTION_MAXIMIZE``,
 ``{string_value: dart}``), still read. Unknown keys are errors that name the key.
 """
@@ -166,21 +167,23 @@ def _parameter(item: Any, where: str) -> Parameter:
 
 def _objectives(value: list | dict) -> tuple[Objective, ...]:
     if isinstance(value, dict):
-        pairs = [(metric, direction, f"objectives.{metric}") for metric, direction in value.items()]
+        pairs = [(metric, direction, f"objectives.{metric}", None) for metric, direction in value.items()]
     else:
         pairs = []
         for i, item in enumerate(value):
             where = f"objectives[{i}]"
             if not isinstance(item, dict):
                 raise StudyFileError(f"{where}: expected {{metric: val_f1, direction: maximize}}")
-            _known(item, ("metric", "direction"), where)
+            _known(item, ("metric", "direction", "reference_point"), where)
+            reference = _number(item, "reference_point", where, None)
             pairs.append((_get(item, "metric", str, where, required=True),
-                          _get(item, "direction", str, where, required=True), f"{where}.direction"))
+                          _get(item, "direction", str, where, required=True), f"{where}.direction",
+                          None if reference is None else float(reference)))
     words = [d.value for d in Direction]
-    for _, direction, where in pairs:
+    for _, direction, where, _ in pairs:
         if direction not in words:
             raise StudyFileError(f"{where}: must be minimize or maximize, got {direction!r}")
-    return tuple(Objective(str(metric), Direction(direction)) for metric, direction, _ in pairs)
+    return tuple(Objective(str(metric), Direction(direction), reference) for metric, direction, _, reference in pairs)
 
 
 def _fidelity(value: dict) -> Fidelity:
@@ -237,7 +240,9 @@ def to_dict(name: str, spec: pb.StudySpec) -> dict[str, Any]:
     """The human form of a study (what :func:`load` reads back to the same spec)."""
     study = convert.spec_from_proto(spec)
     document: dict[str, Any] = {"name": name, "parameters": [_parameter_dict(p) for p in study.space.parameters],
-                                "objectives": [{"metric": o.metric, "direction": o.direction.value}
+                                "objectives": [{"metric": o.metric, "direction": o.direction.value,
+                                                **({} if o.reference_point is None
+                                                   else {"reference_point": _plain(o.reference_point)})}
                                                for o in study.objectives],
                                 "algorithm": study.algorithm.name}
     if study.algorithm.settings:

@@ -79,7 +79,8 @@ def _study_show(args: argparse.Namespace) -> int:
             print(json_format.MessageToJson(study.info, preserving_proto_field_name=True))
             return 0
         trials = list(study.trials())
-        best = {t.id for t in study.best_trials()}
+        best_response = study.best_response()
+    best = {t.id for t in best_response.trials}
     info = study.info
     objectives = ", ".join(f"{o.metric} ({pb.Direction.Name(o.direction).removeprefix('DIRECTION_').lower()})"
                            for o in info.spec.objectives)
@@ -103,7 +104,14 @@ def _study_show(args: argparse.Namespace) -> int:
             row.append("" if not t.HasField("feasible") else f"{'yes' if t.feasible else 'NO'} {values}")
         rows.append([*row, metrics or t.reason])
     _table(["#", "state", *names, *(["feasible"] if constraints else []), "result"], rows)
-    print(f"{len(trials)} trials; * marks the best" + ("; only feasible trials can be best" if constraints else ""))
+    several = len(info.spec.objectives) > 1
+    print(f"{len(trials)} trials; * marks the " + ("Pareto set" if several else "best")
+          + ("; only feasible trials can be best" if constraints else ""))
+    if several and best_response.HasField("hypervolume"):
+        reference = ", ".join(f"{o.metric}={r:.6g}" for o, r in zip(info.spec.objectives, best_response.reference_point))
+        given = " (from the spec)" if all(o.HasField("reference_point") for o in info.spec.objectives) else ""
+        print(f"hypervolume {best_response.hypervolume:.6g}  reference point {reference}{given}")
+    return 0
     return 0
 
 

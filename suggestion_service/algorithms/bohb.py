@@ -37,6 +37,16 @@ class BOHB(TPE):
             raise InvalidArgument(f"{field}.min_points_in_model", "must be 0 (automatic) or more")
 
     @classmethod
+    def check_objectives(cls, objectives, field="spec.objectives"):
+        # Budgets are compared through early-stopped trials' last reports, and early stopping
+        # needs exactly one objective.
+        if len(objectives) != 1:
+            raise InvalidArgument(
+                field, f"bohb optimises exactly one objective, got {len(objectives)}; "
+                       "use 'tpe' (MOTPE) for multi-objective studies"
+            )
+
+    @classmethod
     def check_fidelity(cls, fidelity, field="spec.fidelity"):
         if fidelity is None:
             raise InvalidArgument(field, "bohb needs a fidelity (and usually the hyperband pruner)")

@@ -103,7 +103,8 @@ def spec_from_proto(spec: pb.StudySpec) -> StudySpec:
     for i, objective in enumerate(spec.objectives):
         if objective.direction not in _DIRECTIONS:
             raise InvalidArgument(f"spec.objectives[{i}].direction", "must be DIRECTION_MINIMIZE or DIRECTION_MAXIMIZE")
-        objectives.append(Objective(objective.metric, _DIRECTIONS[objective.direction]))
+        reference = objective.reference_point if objective.HasField("reference_point") else None
+        objectives.append(Objective(objective.metric, _DIRECTIONS[objective.direction], reference))
     algorithm = AlgorithmSpec()
     if spec.HasField("algorithm"):
         if not spec.algorithm.name:
@@ -211,7 +212,8 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
         parameters=[_parameter_to_proto(p) for p in spec.space],
         objectives=[
             pb.Objective(metric=o.metric, direction=pb.DIRECTION_MINIMIZE
-                         if o.direction is Direction.MINIMIZE else pb.DIRECTION_MAXIMIZE)
+                         if o.direction is Direction.MINIMIZE else pb.DIRECTION_MAXIMIZE,
+                         reference_point=o.reference_point)
             for o in spec.objectives
         ],
         algorithm=pb.Algorithm(name=spec.algorithm.name, settings=settings),

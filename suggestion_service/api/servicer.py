@@ -101,5 +101,6 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
         return api.ListMeasurementsResponse(measurements=[convert.measurement_to_proto(m) for m in measurements])
 
     def GetBestTrials(self, request, context):
-        trials = self.service.best_trials(request.study)
-        return api.GetBestTrialsResponse(trials=[convert.trial_to_proto(t) for t in trials])
+        best = self.service.best_trials(request.study)
+        return api.GetBestTrialsResponse(trials=[convert.trial_to_proto(t) for t in best.trials],
+                                         hypervolume=best.hypervolume, reference_point=best.reference_point)

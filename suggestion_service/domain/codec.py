@@ -61,7 +61,12 @@ def spec_to_dict(spec: StudySpec) -> dict[str, Any]:
             }
             for p in spec.space
         ],
-        "objectives": [{"metric": o.metric, "direction": o.direction.value} for o in spec.objectives],
+        "objectives": [
+            {"metric": o.metric, "direction": o.direction.value,
+             # Only when set, so that specs without one keep their canonical form.
+             **({} if o.reference_point is None else {"reference_point": o.reference_point})}
+            for o in spec.objectives
+        ],
         "algorithm": {"name": spec.algorithm.name, "settings": spec.algorithm.settings},
         "seed": spec.seed,
         "max_trials": spec.max_trials,
@@ -92,7 +97,8 @@ def spec_from_dict(data: dict[str, Any]) -> StudySpec:
                 for p in data["parameters"]
             )
         ),
-        objectives=tuple(Objective(o["metric"], Direction(o["direction"])) for o in data["objectives"]),
+        objectives=tuple(Objective(o["metric"], Direction(o["direction"]), o.get("reference_point"))
+                         for o in data["objectives"]),
         algorithm=AlgorithmSpec(data["algorithm"]["name"], data["algorithm"]["settings"]),
         seed=data["seed"],
         max_trials=data["max_trials"],

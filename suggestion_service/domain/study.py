@@ -33,6 +33,10 @@ class StudyState(enum.Enum):
 class Objective:
     metric: str
     direction: Direction
+    # This objective's coordinate of the hypervolume reference point, in the metric's own units
+    # (a trial counts toward the hypervolume only when it is better than this in every objective);
+    # None: derived from the study's trials (``domain/ranking.py``).
+    reference_point: float | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,9 @@ class StudySpec:
             if objective.metric in metrics:
                 raise InvalidArgument(f"spec.objectives[{i}].metric", f"duplicate objective {objective.metric!r}")
             metrics.add(objective.metric)
+            if objective.reference_point is not None and not math.isfinite(objective.reference_point):
+                raise InvalidArgument(f"spec.objectives[{i}].reference_point",
+                                      f"must be a finite number, got {objective.reference_point}")
         if self.max_trials < 0:
             raise InvalidArgument("spec.max_trials", f"must be 0 (no limit) or positive, got {self.max_trials}")
         if self.max_parallel_trials < 0:

@@ -304,6 +304,32 @@ def test_study_show_marks_infeasible_trials_and_the_study_file_keeps_constraints
     assert again.returncode == 0, again.stderr  # the same spec again: the existing study
 
 
+def test_study_show_marks_the_pareto_set_and_reports_the_hypervolume(sqlite_url: str, spawn_server, tmp_path):
+    from trial_worker import Float, SuggestionClient
+
+    address = spawn_server(sqlite_url).address
+    with SuggestionClient(address) as client:
+        study = client.create_study("mo", [Float("x", 0, 1)], objectives={"a": "minimize", "b": "minimize"},
+                                    reference_point={"a": 2, "b": 2}, algorithm="tpe", seed=1)
+        told = [study.ask() for _ in range(3)]
+        for trial, (a, b) in zip(told, [(0.0, 1.0), (1.0, 0.0), (1.5, 1.5)]):
+            study.tell(trial, {"a": a, "b": b})
+    shown = tuning("study", "show", "mo", "--address", address)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    row_of = {line.split()[0]: line for line in lines if line[:2].strip().lstrip("*").isdigit()}
+    assert f"*{told[0].number}" in row_of and f"*{told[1].number}" in row_of
+    assert str(told[2].number) in row_of and f"*{told[2].number}" not in row_of  # dominated
+    assert any("* marks the Pareto set" in line for line in lines)
+    assert "hypervolume 3  reference point a=2, b=2 (from the spec)" in lines
+    exported = tuning("study", "export", "mo", "--address", address)
+    assert exported.returncode == 0 and "reference_point: 2" in exported.stdout, exported.stdout
+    path = tmp_path / "mo.yaml"
+    path.write_text(exported.stdout)
+    again = tuning("study", "create", str(path), "--address", address)
+    assert again.returncode == 0, again.stderr  # the same spec again, reference point included
+
+
 OLD_FORM = """\
 name: xgb-wine
 spec:

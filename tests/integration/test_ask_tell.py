@@ -396,6 +396,84 @@ def test_best_trials_are_the_pareto_set_with_two_objectives(client: SuggestionCl
     assert best == {(1.0, 0.9), (2.0, 0.95), (0.5, 0.5)}
 
 
+@pytest.mark.parametrize("algorithm", ["tpe", "gp"])
+def test_a_two_objective_study_serves_its_pareto_set_and_hypervolume(client: SuggestionClient, algorithm):
+    # ZDT1 on 3 variables, through ask/tell with MOTPE or GP-ParEGO; the reference point comes from the spec.
+    study = client.create_study(f"mo-{algorithm}", [Float(f"x{i}", 0, 1) for i in range(3)], algorithm=algorithm,
+                                algorithm_settings={"n_startup_trials": 5},
+                                objectives={"f1": "minimize", "f2": "minimize"},
+                                reference_point={"f1": 1.1, "f2": 11.0}, seed=2)
+    assert [o.reference_point for o in study.info.spec.objectives] == [1.1, 11.0]
+    assert study.hypervolume() is None  # nothing completed yet
+    told = {}
+    for _ in range(16):
+        trial = study.ask()
+        x = [trial.params[f"x{i}"] for i in range(3)]
+        g = 1 + 9 * (x[1] + x[2]) / 2
+        told[trial.id] = (x[0], g * (1 - math.sqrt(x[0] / g)))
+        study.tell(trial, {"f1": told[trial.id][0], "f2": told[trial.id][1]})
+        metadata = trial.info.suggestion_metadata
+        assert trial.number < 5 or (metadata["phase"] == "model" and "fallback" not in metadata)
+        assert algorithm == "tpe" or trial.number < 5 or metadata["scalarisation"] == "parego"
+    best = study.best_response()
+    front = [told[t.id] for t in best.trials]
+    points = list(told.values())
+    dominated = [p for p in points if any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points)]
+    assert set(front) == set(points) - set(dominated) and front
+    # The 2-D staircase, by hand.
+    expected, last = 0.0, 11.0
+    for f1, f2 in sorted(front):
+        expected += (1.1 - f1) * (last - f2) if f2 < last else 0.0
+        last = min(last, f2)
+    assert best.hypervolume == pytest.approx(expected) and study.hypervolume() == best.hypervolume
+    assert list(best.reference_point) == [1.1, 11.0]
+
+
+def test_without_a_reference_point_the_hypervolume_uses_the_documented_rule(client: SuggestionClient):
+    study = client.create_study("derived-ref", [Float("x", 0, 1)], objectives={"loss": "minimize", "acc": "maximize"},
+                                reference_point={"acc": 0.0})
+    for loss, acc in [(1.0, 0.9), (3.0, 0.5), (2.0, 0.95)]:
+        study.tell(study.ask(), {"loss": loss, "acc": acc})
+    best = study.best_response()
+    # loss: worst 3.0 plus 10% of the range 2.0; acc: given.
+    assert list(best.reference_point) == pytest.approx([3.2, 0.0])
+    assert best.hypervolume == pytest.approx((3.2 - 1.0) * 0.9 + (3.2 - 2.0) * (0.95 - 0.9))
+    single = client.create_study("single-ref", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+    single.tell(single.ask(), 1.0)
+    assert single.hypervolume() is None and not single.best_response().reference_point
+
+
+def test_the_reference_point_is_part_of_the_studys_identity(client: SuggestionClient):
+    def create(**reference):
+        return client.create_study("ref-id", [Float("x", 0, 1)], objectives={"a": "minimize", "b": "minimize"},
+                                   seed=1, **reference)
+
+    assert create(reference_point={"a": 1.0}).created
+    assert not create(reference_point={"a": 1.0}).created
+    with pytest.raises(AlreadyExists):
+        create()
+    with pytest.raises(AlreadyExists):
+        create(reference_point={"a": 2.0})
+    with pytest.raises(ValueError, match="not objectives"):
+        create(reference_point={"c": 2.0})
+
+
+@pytest.mark.parametrize("value", [math.inf, math.nan])
+def test_a_non_finite_reference_point_is_refused_naming_the_field(client: SuggestionClient, value):
+    with pytest.raises(InvalidArgument) as error:
+        client.create_study("bad-ref", [Float("x", 0, 1)], objectives={"a": "minimize", "b": "minimize"},
+                            reference_point={"b": value})
+    assert error.value.field == "spec.objectives[1].reference_point"
+
+
+def test_bohb_refuses_a_multi_objective_study_naming_the_field(client: SuggestionClient):
+    algorithm = "bohb"
+    with pytest.raises(InvalidArgument, match="one objective") as error:
+        client.create_study(f"mo-{algorithm}", [Float("x", 0, 1)], algorithm=algorithm,
+                            objectives={"a": "minimize", "b": "minimize"})
+    assert error.value.field == "spec.objectives"
+
+
 def test_study_states(client: SuggestionClient):
     study = client.create_study("states", [Float("x", 0, 1)], objectives={"loss": "minimize"})
     running = study.ask()

@@ -179,6 +179,32 @@ def test_suggestion_routes(http: httpx.Client):
     error(http.get("/v1/studies/gw"), 404, "NOT_FOUND")
 
 
+def test_a_multi_objective_study_over_http_serves_the_pareto_set_and_hypervolume(http: httpx.Client):
+    document = openapi.document()
+    body = {"name": "gw-mo", "spec": {**STUDY["spec"], "algorithm": {"name": "tpe"}, "objectives": [
+        {"metric": "loss", "direction": "DIRECTION_MINIMIZE", "reference_point": 4},
+        {"metric": "acc", "direction": "DIRECTION_MAXIMIZE"}]}}
+    _conforms(document, "tuning.suggestion.v1.CreateStudyRequest", body)
+    created = ok(http.post("/v1/studies", json=body))
+    assert [o.get("reference_point") for o in created["study"]["spec"]["objectives"]] == [4, None]
+    asked = ok(http.post("/v1/studies/gw-mo/trials:suggest", json={"count": 3, "worker_id": "w", "request_id": "m"}))
+    for trial, (loss, acc) in zip(asked["trials"], [(1.0, 0.5), (2.0, 0.9), (3.0, 0.4)]):
+        ok(http.post(f"/v1/trials/{trial['id']}:complete", json={
+            "worker_id": "w", "outcome": "OUTCOME_SUCCEEDED",
+            "metrics": [{"name": "loss", "value": loss}, {"name": "acc", "value": acc}]}))
+    best = ok(http.get("/v1/studies/gw-mo/trials:best"))
+    _conforms(document, "tuning.suggestion.v1.GetBestTrialsResponse", best)
+    assert [t["id"] for t in best["trials"]] == [t["id"] for t in asked["trials"][:2]]
+    # acc's reference: worst 0.4 minus 10% of the range 0.5 (maximised: "worse" is lower).
+    assert best["reference_point"] == pytest.approx([4.0, 0.35])
+    assert best["hypervolume"] == pytest.approx((4 - 1) * (0.5 - 0.35) + (4 - 2) * (0.9 - 0.5))
+    bad = {"name": "gw-mo-bad", "spec": {**body["spec"], "objectives": [
+        {"metric": "loss", "direction": "DIRECTION_MINIMIZE", "reference_point": "Infinity"},
+        {"metric": "acc", "direction": "DIRECTION_MAXIMIZE"}]}}
+    assert error(http.post("/v1/studies", json=bad), 400, "INVALID_ARGUMENT")["field"] == \
+        "spec.objectives[0].reference_point"
+
+
 def test_a_constrained_study_over_http(http: httpx.Client):
     document = openapi.document()
     body = {"name": "gw-constrained", "spec": {**STUDY["spec"], "constraints": ["memory_over"]}}

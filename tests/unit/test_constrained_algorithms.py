@@ -15,7 +15,8 @@ from suggestion_service.algorithms import ALGORITHMS, make_algorithm, validate_a
 from suggestion_service.algorithms.base import SuggestContext, TrialView
 from suggestion_service.algorithms.gp.constraints import FeasibilityModel, feasible_rows, violations
 from suggestion_service.algorithms.gp.model import GaussianProcess
-from suggestion_service.algorithms.tpe.constraints import feasibility_ranks, total_violation
+from suggestion_service.algorithms.tpe.constraints import total_violation
+from suggestion_service.algorithms.tpe.multi_objective import select_below
 from suggestion_service.domain.space import SearchSpace
 from suggestion_service.domain.study import AlgorithmSpec, Direction, Fidelity, Objective, StudySpec
 from suggestion_service.domain.trial import TrialState
@@ -154,12 +155,14 @@ def test_gp_metadata_reports_the_probability_of_feasibility():
 
 
 def test_tpe_ranks_feasible_trials_by_loss_then_infeasible_ones_by_violation():
-    losses = [0.1, 5.0, 0.0, math.nan, 3.0, 2.0]
+    losses = np.array([[0.1], [5.0], [0.0], [math.nan], [3.0], [2.0]])
     constraints = [(1.0, 1.0), (-1.0, 0.0), (0.5, -3.0), (-1.0, -1.0), (-2.0, -2.0), None]
-    ranks = feasibility_ranks(losses, constraints)
+    violation = np.array([total_violation(c) for c in constraints])
     # feasible: #4 (3.0), #1 (5.0); infeasible: #2 (0.5), #0 (2.0), #5 (no values: infinite)
-    assert ranks[4] == 0 and ranks[1] == 1 and ranks[2] == 2 and ranks[0] == 3 and ranks[5] == 4
-    assert math.isnan(ranks[3])  # a pending or bad trial stays out of the ranking
+    order = [4, 1, 2, 0, 5]
+    for n_below in range(1, 7):
+        # A pending or bad trial (#3, NaN) never enters the good group.
+        assert np.flatnonzero(select_below(losses, violation, n_below)).tolist() == sorted(order[:n_below])
     assert total_violation(None) == math.inf and total_violation((-1.0, 2.0, 0.5)) == 2.5
 
 

@@ -64,8 +64,8 @@ def _trial(number: int, **metrics: float) -> Trial:
 
 def test_best_trial_single_objective_prefers_the_earliest_on_ties():
     trials = [_trial(0, loss=2.0), _trial(1, loss=1.0), _trial(2, loss=1.0)]
-    assert [t.number for t in best_trials(trials, [Objective("loss", Direction.MINIMIZE)])] == [1]
-    assert [t.number for t in best_trials(trials, [Objective("loss", Direction.MAXIMIZE)])] == [0]
+    assert [t.number for t in best_trials(trials, [Objective("loss", Direction.MINIMIZE)]).trials] == [1]
+    assert [t.number for t in best_trials(trials, [Objective("loss", Direction.MAXIMIZE)]).trials] == [0]
 
 
 def test_pareto_set_with_mixed_directions():
@@ -73,7 +73,7 @@ def test_pareto_set_with_mixed_directions():
     trials = [_trial(0, loss=1, acc=0.9), _trial(1, loss=2, acc=0.9), _trial(2, loss=0.5, acc=0.5),
               _trial(3, loss=1, acc=0.9)]
     # Equal points do not dominate each other; both stay.
-    assert [t.number for t in best_trials(trials, objectives)] == [0, 2, 3]
+    assert [t.number for t in best_trials(trials, objectives).trials] == [0, 2, 3]
 
 
 def test_metrics_are_checked():
@@ -85,3 +85,15 @@ def test_metrics_are_checked():
         assert error.value.field == field
     with pytest.raises(InvalidArgument):
         check_metrics("m", [], required=True)
+
+
+def test_the_derived_reference_point_falls_back_when_the_range_is_zero():
+    objectives = [Objective("a", Direction.MINIMIZE), Objective("b", Direction.MAXIMIZE)]
+    # One trial: no range; a's worst 2.0 gets 10% of its magnitude, b's worst 0.0 gets 1.
+    best = best_trials([_trial(0, a=2.0, b=0.0)], objectives)
+    assert best.reference_point == pytest.approx((2.2, -1.0))
+    assert best.hypervolume == pytest.approx(0.2 * 1.0)
+    given = [Objective("a", Direction.MINIMIZE, 5.0), Objective("b", Direction.MAXIMIZE, -3.0)]
+    best = best_trials([_trial(0, a=2.0, b=0.0), _trial(1, a=1.0, b=-1.0)], given)
+    assert best.reference_point == (5.0, -3.0) and best.hypervolume == pytest.approx(3 * 3 + 1 * 2)
+    assert best_trials([_trial(0, a=2.0)], objectives[:1]).hypervolume is None

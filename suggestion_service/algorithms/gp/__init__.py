@@ -1,4 +1,4 @@
-"""Gaussian-process Bayesian optimisation (GP-BO) for one objective.
+"""Gaussian-process Bayesian optimisation (GP-BO) for one objective (several: ParEGO, ``multi_objective.py``).
 
 How a call to :meth:`GaussianProcessBO.suggest` proceeds:
 
@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
-from suggestion_service.algorithms.gp import acquisition
+from suggestion_service.algorithms.gp import acquisition, multi_objective
 from suggestion_service.algorithms.gp.constraints import FeasibilityModel, feasible_rows, violations
 from suggestion_service.algorithms.gp.encoding import Encoder
 from suggestion_service.algorithms.gp.model import GaussianProcess, ModelError, fit_hyperparameters
@@ -127,11 +127,6 @@ class GaussianProcessBO(Algorithm):
             raise InvalidArgument(f"{field}.n_restarts", f"must be between 0 and 20, got {settings.n_restarts}")
 
     @classmethod
-    def check_objectives(cls, objectives, field="spec.objectives"):
-        if len(objectives) != 1:
-            raise InvalidArgument(field, f"the 'gp' algorithm optimises exactly one objective, got {len(objectives)}")
-
-    @classmethod
     def check_constraints(cls, constraints, settings, field="spec.constraints"):
         # A confidence bound has no scale on which a probability of feasibility could weigh it.
         if constraints and settings.acquisition == "ucb":
@@ -151,6 +146,9 @@ class GaussianProcessBO(Algorithm):
     # -- the public entry point -------------------------------------------------------------
 
     def suggest(self, context: SuggestContext, count: int) -> list[Suggestion]:
+        if len(self.objectives) > 1:  # ParEGO: this GP on a random scalarisation per suggestion
+            single = type(self)(self.space, (multi_objective.SCALARISED,), self.settings, self.seed)
+            return multi_objective.suggest(single, self.objectives, self.seed, context, count)
         rng = np.random.default_rng([self.seed, context.sequence])
         sobol_points = self._sobol(context.sequence, count)
         data = self._read_history(context)

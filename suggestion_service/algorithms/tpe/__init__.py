@@ -1,12 +1,14 @@
-"""Tree-structured Parzen Estimator (TPE), single objective, multivariate by default.
+"""Tree-structured Parzen Estimator (TPE), single- or multi-objective (MOTPE), multivariate by default.
 
 Notation
 --------
-    y          the loss of a completed trial: its objective value, negated when maximising
+    y          the loss of a completed trial: its objective values, each negated when maximising
     n          observations the model sees: completed trials, bad ones (PRUNED, INFEASIBLE) and,
                with ``constant_liar``, pending ones (ACTIVE, QUEUED, earlier proposals of this batch)
     n_below    min(ceil(gamma * n), max_below_trials), at most the number of completed trials
-    B, A       "below": the n_below completed trials with the lowest y; "above": every other observation
+    B, A       "below": the n_below best completed trials (lowest y; with several objectives, by
+               non-domination fronts and hypervolume, see ``multi_objective.py``); "above": every
+               other observation
     l(x), g(x) Parzen densities fitted to B and to A: a weighted mixture of one kernel per
                observation plus one broad prior kernel (weight ``prior_weight``)
     acq(x)     log l(x) - log g(x); maximising l/g maximises expected improvement (Bergstra et al. 2011)
@@ -42,10 +44,13 @@ History handling (what each trial state means to the model):
 * ACTIVE, QUEUED: with ``constant_liar``, bad observations too, so parallel workers spread out;
 * FAILED, STALE: ignored; a crash or a lost worker says nothing about the objective.
 
-Constrained studies (``constraints.py``): the completed trials are ranked feasible first (by
-y), then infeasible by total violation, and the below set takes the first n_below of that
-order, so infeasible trials land in A unless too few trials are feasible (Optuna's
-constrained TPE).
+Constrained studies (``constraints.py``): the below set is chosen among the feasible
+completed trials, completed with infeasible ones by increasing total violation only when too
+few trials are feasible (Optuna's constrained TPE), so infeasible trials land in A otherwise.
+
+Multi-objective studies (MOTPE, Optuna's split): see ``multi_objective.py``. The kernels of B
+then weigh 1 each (no ramp: a front has no "recent is better" order), as in Optuna; a completed
+trial with a non-finite value in any objective counts as bad.
 
 The first ``n_startup_trials`` completions are awaited with scrambled Sobol points indexed by
 ``context.sequence``, exactly like ``quasi_random``. Everything below is vectorised over
@@ -61,7 +66,8 @@ import numpy as np
 
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
 from suggestion_service.algorithms.quasi_random import low_discrepancy_points
-from suggestion_service.algorithms.tpe.constraints import feasibility_ranks
+from suggestion_service.algorithms.tpe.constraints import total_violation
+from suggestion_service.algorithms.tpe.multi_objective import select_below
 from suggestion_service.algorithms.tpe.parzen import Dim, Mixture, is_constant, ramp_weights
 from suggestion_service.domain.space import Parameter, SearchSpace, config_key
 from suggestion_service.domain.study import Direction
@@ -126,17 +132,9 @@ class TPE(Algorithm):
             if not ok:
                 raise InvalidArgument(f"{field}.{name}", f"{message}, got {getattr(s, name)!r}")
 
-    @classmethod
-    def check_objectives(cls, objectives, field="spec.objectives"):
-        if len(objectives) != 1:
-            raise InvalidArgument(
-                field, f"tpe optimises exactly one objective, got {len(objectives)}; "
-                       "use another algorithm for multi-objective studies"
-            )
-
     def __init__(self, space: SearchSpace, objectives, settings: Settings, seed: int):
         super().__init__(space, objectives, settings, seed)
-        self._sign = -1.0 if self.objectives and self.objectives[0].direction == Direction.MAXIMIZE else 1.0
+        self._signs = np.array([-1.0 if o.direction == Direction.MAXIMIZE else 1.0 for o in self.objectives])
         self._dims = [Dim(p) for p in space if not is_constant(p)]
         self._groups = self._make_groups()
 
@@ -192,11 +190,14 @@ class TPE(Algorithm):
         used = (done, *_BAD_STATES, *(_PENDING_STATES if s.constant_liar else ()))
         trials = [t for t in context.history if t.state in used]
         rows = [t.params for t in trials]
-        sign = self._sign
-        losses = [sign * float(t.values[0]) if t.state is done and t.values else math.nan for t in trials]
-        if context.constraints:
-            # Only the order of the losses matters to the split, so ranks can stand in for them.
-            losses = feasibility_ranks(losses, [t.constraints for t in trials])
+        n_obj = len(self._signs)
+        missing = (math.nan,) * n_obj
+        # A flat list of floats converts several times faster than a list of tuples.
+        flat = [v for t in trials for v in (t.values[:n_obj] if t.state is done and t.values else missing)]
+        losses = np.array(flat, dtype=float).reshape(len(trials), n_obj) * self._signs
+        if n_obj > 1:
+            losses[~np.isfinite(losses).all(axis=1)] = np.nan
+        violation = np.array([total_violation(t.constraints) for t in trials]) if context.constraints else None
         # Configurations running now: a proposal repeating one is redrawn (see _propose).
         taken = {config_key(p) for p in context.pending}
         taken.update(config_key(t.params) for t in context.history if t.state in _PENDING_STATES)
@@ -204,15 +205,18 @@ class TPE(Algorithm):
         x = np.full((n_hist + count, len(self._dims)), np.nan)
         for j, dim in enumerate(self._dims):
             x[:n_hist, j] = dim.column(rows)
-        loss = np.full(n_hist + count, np.nan)
+        loss = np.full((n_hist + count, n_obj), np.nan)
         loss[:n_hist] = losses
-        n_completed = int(np.sum(~np.isnan(loss)))
+        if violation is not None:
+            violation = np.append(violation, np.full(count, np.inf))
+        n_completed = int(np.sum(~np.isnan(loss).any(axis=1)))
 
         suggestions = []
         for i in range(count):
             n_rows = n_hist + i if s.constant_liar else n_hist
             rng = np.random.default_rng([self.seed or 0, context.sequence + i])
-            params, score = self._propose(x[:n_rows], loss[:n_rows], n_completed, rng, taken)
+            rows_violation = None if violation is None else violation[:n_rows]
+            params, score = self._propose(x[:n_rows], loss[:n_rows], rows_violation, n_completed, rng, taken)
             taken.add(config_key(params))
             if score is None:
                 metadata = self._metadata("model", log_l_over_g=None,
@@ -225,12 +229,12 @@ class TPE(Algorithm):
                     x[n_hist + i, j] = dim.encode([params[dim.parameter.name]])[0]
         return suggestions
 
-    def _propose(self, x, loss, n_completed, rng, taken) -> tuple[dict, float | None]:
+    def _propose(self, x, loss, violation, n_completed, rng, taken) -> tuple[dict, float | None]:
         s = self.settings
         n_below = min(math.ceil(s.gamma * len(loss)), s.max_below_trials, n_completed)
-        # NaN losses (bad and pending rows) sort last, so they never enter the below set.
-        below = np.zeros(len(loss), dtype=bool)
-        below[np.argsort(loss, kind="stable")[:n_below]] = True
+        # NaN losses (bad and pending rows) never enter the below set.
+        below = select_below(loss, violation, n_below)
+        multi_objective = loss.shape[1] > 1
 
         models = []
         for group in self._groups:
@@ -241,9 +245,10 @@ class TPE(Algorithm):
             active = ~np.isnan(xg).any(axis=1)
             # Row order is trial order, which the ramp weights rely on.
             parts = []
-            for mask in (active & below, active & ~below):
+            for is_below, mask in ((True, active & below), (False, active & ~below)):
                 obs = xg[mask]
-                parts.append(Mixture(group.dims, obs, ramp_weights(len(obs)), s.prior_weight))
+                weights = np.ones(len(obs)) if is_below and multi_objective else ramp_weights(len(obs))
+                parts.append(Mixture(group.dims, obs, weights, s.prior_weight))
             models.append(parts)
 
         for _ in range(_MODEL_REDRAWS):

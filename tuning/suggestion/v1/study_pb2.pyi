@@ -145,12 +145,14 @@ class ParameterSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., float_range: _Optional[_Union[FloatRange, _Mapping]] = ..., int_range: _Optional[_Union[IntRange, _Mapping]] = ..., categorical: _Optional[_Union[Categorical, _Mapping]] = ..., fixed: _Optional[_Union[Fixed, _Mapping]] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ...) -> None: ...
 
 class Objective(_message.Message):
-    __slots__ = ("metric", "direction")
+    __slots__ = ("metric", "direction", "reference_point")
     METRIC_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_POINT_FIELD_NUMBER: _ClassVar[int]
     metric: str
     direction: Direction
-    def __init__(self, metric: _Optional[str] = ..., direction: _Optional[_Union[Direction, str]] = ...) -> None: ...
+    reference_point: float
+    def __init__(self, metric: _Optional[str] = ..., direction: _Optional[_Union[Direction, str]] = ..., reference_point: _Optional[float] = ...) -> None: ...
 
 class Algorithm(_message.Message):
     __slots__ = ("name", "settings")

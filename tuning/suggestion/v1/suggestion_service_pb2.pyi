@@ -304,7 +304,11 @@ class GetBestTrialsRequest(_message.Message):
     def __init__(self, study: _Optional[str] = ...) -> None: ...
 
 class GetBestTrialsResponse(_message.Message):
-    __slots__ = ("trials",)
+    __slots__ = ("trials", "hypervolume", "reference_point")
     TRIALS_FIELD_NUMBER: _ClassVar[int]
+    HYPERVOLUME_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_POINT_FIELD_NUMBER: _ClassVar[int]
     trials: _containers.RepeatedCompositeFieldContainer[_study_pb2.Trial]
-    def __init__(self, trials: _Optional[_Iterable[_Union[_study_pb2.Trial, _Mapping]]] = ...) -> None: ...
+    hypervolume: float
+    reference_point: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, trials: _Optional[_Iterable[_Union[_study_pb2.Trial, _Mapping]]] = ..., hypervolume: _Optional[float] = ..., reference_point: _Optional[_Iterable[float]] = ...) -> None: ...
