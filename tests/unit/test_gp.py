@@ -263,6 +263,91 @@ def test_encoding_round_trips_and_inactive_parameters_are_neutral():
             assert x[encoder.dim - 2] == NEUTRAL and x[encoder.dim - 1] == NEUTRAL
 
 
+def test_neighbours_switch_categories_and_step_grid_values():
+    encoder = Encoder(MIXED)
+    params = {"lr": 0.01, "x": 0.0, "s": 0.5, "n": 20, "k": 4, "booster": "gbtree", "seed": 7}
+    moves = encoder.neighbours(params)
+    changed = []
+    for move in moves:
+        assert MIXED.complete(move) == move
+        assert move["lr"] == params["lr"] and move["x"] == params["x"]  # continuous: the polish's job
+        changed.append({name for name in ("s", "n", "k", "booster") if move[name] != params[name]})
+    assert all(len(c) == 1 for c in changed)  # one discrete move each
+    assert {m["booster"] for m in moves if m["booster"] != "gbtree"} == {"dart", True}
+    # A switch to a conditional branch activates its parameters (at neutral values).
+    assert all("rate" in m and "depth" in m for m in moves if m["booster"] == "dart")
+    # Small grids: every other value; the 1000-value log integer: 1, 2, 4, ... cells both ways.
+    assert {m["s"] for m in moves} == {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert {m["k"] for m in moves} == {0, 2, 4, 6, 8, 10}
+    steps = sorted({m["n"] for m in moves} - {20})
+    assert steps[0] == 1 and steps[-1] == 1000 and 19 in steps and 21 in steps
+    assert len(steps) > 10 and len(moves) == len({config_key(m) for m in moves})
+
+
+def test_column_bounds_stop_at_the_end_values():
+    encoder = Encoder(MIXED)
+    columns = {slot.parameter.name: slot.column for slot in encoder.slots}
+    bounds = {name: encoder.column_bounds([column])[0] for name, column in columns.items()
+              if name in ("lr", "x", "s", "n", "k")}
+    assert bounds["lr"] == (0.0, 1.0) and bounds["x"] == (0.0, 1.0)
+    assert bounds["s"] == pytest.approx((0.1, 0.9))  # centres of the end cells of 5
+    assert bounds["k"] == pytest.approx((1 / 12, 11 / 12))
+    low, high = bounds["n"]
+    assert 0.0 < low < 0.1 and 0.99 < high < 1.0
+    n_domain = next(p.domain for p in MIXED if p.name == "n")
+    assert n_domain.from_unit(low) == 1 and n_domain.from_unit(high) == 1000
+
+
+def test_the_acquisition_search_switches_to_a_better_category(monkeypatch):
+    """A run whose candidates all hold the worse category must still reach the better one."""
+    space = SearchSpace((Categorical("c", ["a", "b"]), Float("x", 0.0, 1.0)))
+
+    def f(p):
+        return (p["x"] - 0.3) ** 2 + (0.5 if p["c"] == "a" else 0.0)
+
+    points = [("a", x) for x in np.linspace(0.0, 1.0, 9)] + [("b", 0.8), ("b", 0.9), ("b", 1.0)]
+    history = [TrialView(i, TrialState.COMPLETED, {"c": c, "x": float(x)}, (f({"c": c, "x": x}),))
+               for i, (c, x) in enumerate(points)]
+    algorithm = gp(space, n_startup_trials=2)
+
+    def only_a(self, state, rng):
+        return [{"c": "a", "x": float(x)} for x in np.linspace(0.05, 0.95, 16)]
+
+    monkeypatch.setattr(GaussianProcessBO, "_candidates", only_a)
+    monkeypatch.setattr(gp_module, "_INCUMBENT_STARTS", 0)
+    [s] = algorithm.suggest(SuggestContext(space, MINIMIZE, len(history), history=tuple(history)), 1)
+    assert s.params["c"] == "b" and s.params["x"] < 0.8  # switched, then polished toward x = 0.3
+
+
+def test_an_interior_optimum_does_not_pile_suggestions_on_the_bounds():
+    space = SearchSpace((
+        Float("lr", 1e-4, 1.0, log=True),
+        Int("depth", 1, 12),
+        Int("n", 10, 1000, log=True),
+        Float("sub", 0.3, 1.0),
+    ))
+
+    def f(p):  # minimum 0 at lr 0.03, depth 6, n ~316, sub 0.65: inside every range
+        return ((math.log10(p["lr"]) + 1.5) ** 2 + (p["depth"] - 6) ** 2 / 8
+                + (math.log10(p["n"]) - 2.5) ** 2 + 2 * (p["sub"] - 0.65) ** 2)
+
+    algorithm = gp(space, seed=0)
+    history = []
+    on_bound = dict.fromkeys(("lr", "depth", "n", "sub"), 0)
+    n_model = 0
+    for i in range(40):
+        [s] = algorithm.suggest(SuggestContext(space, MINIMIZE, i, history=tuple(history)), 1)
+        history.append(TrialView(i, TrialState.COMPLETED, s.params, (f(s.params),)))
+        if s.metadata["phase"] == "model":
+            n_model += 1
+            for parameter in space:
+                domain = parameter.domain
+                on_bound[parameter.name] += s.params[parameter.name] in (domain.low, domain.high)
+    assert n_model == 30
+    assert max(on_bound.values()) <= 0.2 * n_model, on_bound
+    assert min(h.values[0] for h in history) < 0.05
+
+
 # -- (5) failures fall back, (6) settings -------------------------------------------------------
 
 

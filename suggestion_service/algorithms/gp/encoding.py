@@ -14,6 +14,13 @@ decoded value is on the domain's grid:
   interval ``IntDomain.from_unit`` samples (rounding then gives each integer its cell);
 * a degenerate range (``low == high``) encodes to 0.5.
 
+The continuous polish moves a numeric column only within ``column_bounds``: from the
+feature of the lowest value to that of the highest. For a grid parameter those are the
+centres of the end cells, not 0 and 1: the half-cells beyond them hold no data, so the
+GP's variance grows there and L-BFGS-B would slide into them, and every such point then
+decodes to the bound itself (this put up to half of an integer's suggestions on its
+bounds). Grid parameters and categoricals also take discrete steps, ``neighbours``.
+
 Inactive conditional parameters (their condition does not hold) are encoded at a fixed
 neutral value: ``NEUTRAL`` (0.5, the middle of the range) for a numeric column and all
 zeros for a one-hot block. Two trials where a parameter is inactive in both therefore
@@ -40,6 +47,19 @@ from suggestion_service.domain.space import (
 )
 
 NEUTRAL = 0.5
+# Grid parameters with at most this many values have all of them tried as discrete moves.
+_ALL_GRID = 16
+
+
+def _grid_size(domain: FloatDomain | IntDomain) -> int | None:
+    """Number of grid values of an integer or stepped float; None for a continuous float."""
+    if isinstance(domain, FloatDomain):
+        return domain.n_steps if domain.step is not None else None
+    return (domain.high - domain.low) // (domain.step or 1) + 1
+
+
+def _key(params: Mapping[str, Value]) -> tuple:
+    return tuple(sorted((name, repr(value)) for name, value in params.items()))
 
 
 @dataclass(frozen=True)
@@ -151,6 +171,60 @@ class Encoder:
             and slot.parameter.name not in self._parents
             and slot.parameter.domain.high > slot.parameter.domain.low
         ]
+
+    def column_bounds(self, columns: Sequence[int]) -> list[tuple[float, float]]:
+        """Feature range of each numeric column: the encodings of its lowest and highest value."""
+        by_column = {slot.column: slot for slot in self.slots}
+        out = []
+        for column in columns:
+            domain = by_column[column].parameter.domain
+            out.append((_encode_numeric(domain, domain.low), _encode_numeric(domain, domain.high)))
+        return out
+
+    def neighbours(self, params: Mapping[str, Value]) -> list[dict[str, Value]]:
+        """Assignments one discrete move away from ``params``: another choice of one active
+        categorical, or another grid value of one active integer or stepped float (every value
+        when there are at most ``_ALL_GRID`` of them, else 1, 2, 4, ... cells up and down in
+        feature space, so log-scaled grids step in log space). Switching a condition parent
+        activates its other branch at neutral values, which the polish then moves."""
+        x0 = self.encode(params)
+        seen = {_key(params)}
+        out: list[dict[str, Value]] = []
+
+        def add(x: np.ndarray, name: str) -> None:
+            # Decoding the whole vector settles which parameters are active; the others keep
+            # their exact values (a decode round trip may move a float in its last bit).
+            candidate = {k: (params[k] if k != name and k in params else v) for k, v in self.decode(x).items()}
+            key = _key(candidate)
+            if key not in seen:
+                seen.add(key)
+                out.append(candidate)
+
+        for slot in self.slots:
+            name, domain = slot.parameter.name, slot.parameter.domain
+            if name not in params:
+                continue
+            if not slot.numeric:
+                for k in range(slot.width):
+                    if x0[slot.column + k] != 1.0:
+                        x = x0.copy()
+                        x[slot.column: slot.column + slot.width] = 0.0
+                        x[slot.column + k] = 1.0
+                        add(x, name)
+                continue
+            n = _grid_size(domain)
+            if n is None or n < 2:
+                continue
+            if n <= _ALL_GRID:
+                targets = [_encode_numeric(domain, v) for v in domain.grid()]
+            else:
+                steps = 2.0 ** np.arange(math.ceil(math.log2(n)) + 1) / n
+                targets = [min(max(x0[slot.column] + s, 0.0), 1.0) for s in (*steps, *-steps)]
+            for target in targets:
+                x = x0.copy()
+                x[slot.column] = target
+                add(x, name)
+        return out
 
     def with_columns(self, params: Mapping[str, Value], x: np.ndarray, columns: Sequence[int]) -> dict[str, Value]:
         """``params`` with the parameters behind ``columns`` replaced by the decoded features."""
