@@ -50,8 +50,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import problems  # noqa: E402
 from problems import PROBLEMS, SUITES, Problem  # noqa: E402
 
-REGRET_FLOOR = 1e-12
-
 
 @dataclass(frozen=True)
 class Job:
@@ -223,9 +221,9 @@ def log_regrets(outcomes: Sequence[Outcome], budgets: Sequence[int]) -> tuple[di
     for outcome in outcomes:
         if outcome.error:
             continue
-        optimum = problems.get(outcome.job.problem, outcome.job.seed).optimum
+        problem = problems.get(outcome.job.problem, outcome.job.seed)
         for budget in budgets:
-            regret = max(outcome.best_so_far[budget - 1] - optimum, REGRET_FLOOR)
+            regret = max(outcome.best_so_far[budget - 1] - problem.optimum, problem.regret_floor)
             regrets[outcome.job.problem, budget, outcome.job.method].append(math.log10(regret))
         seconds[outcome.job.method].append(outcome.seconds / outcome.job.trials)
     return regrets, seconds
@@ -271,7 +269,8 @@ def render(outcomes, args) -> str:
         f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}",
         f"- Command: `{shlex.join([Path(sys.executable).name, *sys.argv])}`",
-        f"- {args.seeds} seeds per (problem, method); {track}; regret floor {REGRET_FLOOR:g}.",
+        f"- {args.seeds} seeds per (problem, method); {track}; regret floor 1e-12 "
+        "(for a table: a tenth of the gap between its best and second-best row).",
         "- Cells: mean ± standard error over seeds. Mann-Whitney: one-sided p-values that the first "
         "method's regrets are lower / higher than the second's (bold below 0.05).",
         "",

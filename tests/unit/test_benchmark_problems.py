@@ -83,6 +83,8 @@ def test_tabular_optimum_is_the_tables_best_mean(name):
 
     best_key = min(bench._dataset, key=lambda key: loss(bench._dataset[key]))
     assert problem.function(params_of(best_key)) - problem.optimum == 0
+    runner_up = min(v for v in (loss(runs) for runs in bench._dataset.values()) if v > problem.optimum)
+    assert problem.regret_floor == pytest.approx((runner_up - problem.optimum) / 10)
     some_key = sorted(bench._dataset)[len(bench._dataset) // 3]
     assert problem.function(params_of(some_key)) == pytest.approx(loss(bench._dataset[some_key]))
     # The search space asks indices for numeric grids and choices for strings.
