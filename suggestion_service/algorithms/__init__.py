@@ -6,6 +6,7 @@ No gRPC, SQL or telemetry in this package: the service hands each algorithm a
 
 from __future__ import annotations
 
+from suggestion_service.algorithms.auto import Auto
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion, TrialView, lookup
 from suggestion_service.algorithms.bohb import BOHB
 from suggestion_service.algorithms.gp import GaussianProcessBO
@@ -17,7 +18,7 @@ from suggestion_service.algorithms.tpe import TPE
 from suggestion_service.domain.study import StudySpec
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    cls.name: cls for cls in (RandomSearch, QuasiRandomSearch, GridSearch, TPE, BOHB, GaussianProcessBO)
+    cls.name: cls for cls in (RandomSearch, QuasiRandomSearch, GridSearch, TPE, BOHB, GaussianProcessBO, Auto)
 }
 
 
