@@ -626,3 +626,35 @@ def test_the_client_retries_while_the_service_is_unavailable(database_url: str):
         time.sleep(0.6)
         for server in restarted:
             server.stop()
+
+
+def test_auto_records_its_choice_switches_to_tpe_and_survives_a_restart(database_url: str):
+    space = [Float("x", 0.0, 1.0), Float("y", -2.0, 2.0)]
+
+    def run(name: str, restart_after: int) -> list[tuple[dict, str, str, str]]:
+        seen = []
+        running = serve(database_url, ServerOptions(port=0, grace_seconds=1))
+        for i in range(14):
+            if i == restart_after:
+                running.stop()
+                running = serve(database_url, ServerOptions(port=0, grace_seconds=1))
+            with SuggestionClient(running.address) as c:
+                # gp's start-up is 10 quasi-random trials here: 10 and 11 come from its model,
+                # and from 12 completed trials on TPE (past its own 10 start-up trials) takes over.
+                study = c.create_study(name, space, objectives={"loss": "minimize"}, seed=5,
+                                       constraints=["c"], algorithm="auto",
+                                       algorithm_settings={"gp_max_history": 12})
+                trial = study.ask()
+                metadata = trial.info.suggestion_metadata
+                seen.append((trial.params, metadata["algorithm"], metadata["auto_choice"], metadata["phase"]))
+                assert metadata["auto_reason"]
+                x, y = trial.params["x"], trial.params["y"]
+                study.tell(trial, (x - 0.3) ** 2 + (y - 0.5) ** 2, constraints=[x - 0.6])
+        running.stop()
+        return seen
+
+    seen = run("auto-a", restart_after=11)
+    assert {algorithm for _, algorithm, _, _ in seen} == {"auto"}
+    assert [(choice, phase) for _, _, choice, phase in seen] == \
+        [("gp", "startup")] * 10 + [("gp", "model")] * 2 + [("tpe", "model")] * 2
+    assert run("auto-b", restart_after=99) == seen
