@@ -27,15 +27,16 @@ from tuning_common.errors import InvalidArgument
 
 
 def describe_space(space: SearchSpace) -> str:
-    """"conditional", "categorical", "mixed" or "continuous" (the words the reason uses)."""
+    """"conditional", "categorical", "discrete", "continuous" or "mixed" (the words the reason uses)."""
     if any(p.condition is not None for p in space):
         return "conditional"
-    kinds = {type(p.domain) for p in space if not p.is_fixed}
-    if kinds and kinds <= {CategoricalDomain}:
+    free = [p for p in space if not p.is_fixed]
+    continuous = [isinstance(p.domain, FloatDomain) and p.domain.step is None for p in free]
+    if free and all(isinstance(p.domain, CategoricalDomain) for p in free):
         return "categorical"
-    if all(isinstance(p.domain, FloatDomain) and p.domain.step is None for p in space if not p.is_fixed):
-        return "continuous"
-    return "mixed"
+    if not any(continuous):
+        return "discrete"
+    return "continuous" if all(continuous) else "mixed"
 
 
 class Auto(Algorithm):

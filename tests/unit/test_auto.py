@@ -47,7 +47,8 @@ def context(study: StudySpec, past: tuple[TrialView, ...], sequence: int | None 
 def test_the_space_is_described_by_its_hardest_feature():
     assert describe_space(CONTINUOUS) == "continuous"
     assert describe_space(SearchSpace((Float("x", 0, 1), Int("n", 1, 5)))) == "mixed"
-    assert describe_space(SearchSpace((Float("x", 0, 1, step=0.1),))) == "mixed"
+    assert describe_space(SearchSpace((Float("x", 0, 1, step=0.1), Int("n", 1, 5)))) == "discrete"
+    assert describe_space(SearchSpace((Float("x", 0, 1, step=0.1), Categorical("k", ["a", "b"])))) == "discrete"
     assert describe_space(SearchSpace((Categorical("a", ["p", "q"]), Categorical("b", [1, 2]), Fixed("s", 1)))) \
         == "categorical"
     assert describe_space(SearchSpace((Categorical("k", ["a", "b"]), Float("r", 0, 1, when={"k": "b"})))) \
