@@ -409,6 +409,7 @@ def test_the_docs_python_examples_run_against_the_api(suite: Suite, document: st
         "SUGGESTION_ADDRESS": suite.suggestion, "XGBClassifier": XGBClassifier, "f1_score": f1_score,
         "x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val,
         "train_one_epoch": lambda **params: 0.5, "validation_loss_after": lambda rounds: 1.0 / rounds,
+        "train_and_measure": lambda **params: (params["x"], 40.0 + 20.0 * params["x"]),
         "space": [Float("x", 0, 1)],
     }
     exec(compile(program, document, "exec"), namespace)
