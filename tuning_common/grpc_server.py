@@ -68,9 +68,9 @@ def _add_reflection_v1_descriptor() -> None:
     file.name, file.package = "grpc/reflection/v1/reflection.proto", "grpc.reflection.v1"
     file.ClearField("options")  # v1alpha's are deprecated=true and its Java/Go package names
     for message in file.message_type:
-        for field in message.field:
-            if field.type_name:
-                field.type_name = field.type_name.replace(old, new)
+        for message_field in message.field:
+            if message_field.type_name:
+                message_field.type_name = message_field.type_name.replace(old, new)
     for method in file.service[0].method:
         method.input_type = method.input_type.replace(old, new)
         method.output_type = method.output_type.replace(old, new)

@@ -20,6 +20,7 @@ from suggestion_service.algorithms.tpe.multi_objective import select_below
 from suggestion_service.domain.space import SearchSpace
 from suggestion_service.domain.study import AlgorithmSpec, Direction, Fidelity, Objective, StudySpec
 from suggestion_service.domain.trial import TrialState
+from tests.unit import sequential
 from trial_worker.space import Categorical, Float, Int
 from tuning_common.errors import InvalidArgument
 
@@ -44,15 +45,7 @@ def spec(name: str, space=SQUARE, constraints=("c",), seed=4, **settings) -> Stu
 
 
 def run(study: StudySpec, n_trials: int, problem=toy) -> list[TrialView]:
-    algorithm = make_algorithm(study)
-    history: list[TrialView] = []
-    for i in range(n_trials):
-        context = SuggestContext(study.space, study.objectives, i, history=tuple(history),
-                                 constraints=study.constraints)
-        [s] = algorithm.suggest(context, 1)
-        value, constraints = problem(s.params)
-        history.append(TrialView(i, TrialState.COMPLETED, s.params, (value,), constraints=constraints))
-    return history
+    return sequential.run(study, n_trials, problem)
 
 
 def best_feasible(history) -> float:

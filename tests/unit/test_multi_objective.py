@@ -20,6 +20,7 @@ from suggestion_service.domain.hypervolume import hypervolume, pareto_mask
 from suggestion_service.domain.space import SearchSpace
 from suggestion_service.domain.study import AlgorithmSpec, Direction, Fidelity, Objective, StudySpec
 from suggestion_service.domain.trial import TrialState
+from tests.unit.sequential import run
 from trial_worker.space import Categorical, Float, Int
 from tuning_common.errors import InvalidArgument
 
@@ -128,18 +129,6 @@ def zdt1(params) -> tuple[float, float]:
     x = np.array([params[f"x{i}"] for i in range(6)])
     g = 1.0 + 9.0 * x[1:].mean()
     return float(x[0]), float(g * (1.0 - math.sqrt(x[0] / g)))
-
-
-def run(study: StudySpec, n_trials: int, problem) -> list[TrialView]:
-    algorithm = make_algorithm(study)
-    history: list[TrialView] = []
-    for i in range(n_trials):
-        context = SuggestContext(study.space, study.objectives, i, history=tuple(history),
-                                 constraints=study.constraints)
-        [s] = algorithm.suggest(context, 1)
-        values, constraints = problem(s.params)
-        history.append(TrialView(i, TrialState.COMPLETED, s.params, values, constraints=constraints))
-    return history
 
 
 def test_motpe_reaches_a_larger_hypervolume_than_random_search_on_zdt1():
