@@ -8,11 +8,10 @@ replica (suggestion latency, pruning decisions, leases it reclaimed) are its own
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable
 
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from tuning_common.telemetry import attributes, histogram, meter
 
@@ -28,19 +27,25 @@ LEASES_EXPIRED = meter().create_counter(
     description="Trials whose lease expired (the worker went silent), reclaimed by this replica")
 
 
-def observe_trials(census: Callable[[], tuple[dict[str, int], int]]) -> None:
-    """Registers the gauges read from ``census()`` (trials by state, retries) at each export."""
-    last: list = [-math.inf, None]  # when, what: both gauges of one export share one census
+def observe_trials(census: Callable[[], tuple[dict[str, int], int]], on: Meter | None = None) -> None:
+    """Registers the gauges read from ``census()`` (trials by state, retries) at each export,
+    on the suite's meter or ``on``."""
+    # Both gauges of one export share one census: the first gauge read takes it and leaves it
+    # for the other. A census kept across exports would make the final export at shutdown
+    # report the counts of a moment before the last trials finished.
+    left: list[tuple[float, tuple[dict[str, int], int] | None]] = []
 
     def read() -> tuple[dict[str, int], int] | None:
-        if time.monotonic() - last[0] > 1.0:
-            try:
-                last[1] = census()
-            except Exception as error:  # a database hiccup must not break the export of other metrics
-                log.info("trial census failed: %s", error)
-                last[1] = None
-            last[0] = time.monotonic()
-        return last[1]
+        if left and time.monotonic() - left[0][0] < 1.0:
+            return left.pop()[1]
+        left.clear()
+        try:
+            counts = census()
+        except Exception as error:  # a database hiccup must not break the export of other metrics
+            log.info("trial census failed: %s", error)
+            counts = None
+        left.append((time.monotonic(), counts))
+        return counts
 
     def by_state(_options: CallbackOptions) -> Iterable[Observation]:
         counts = read()
@@ -51,7 +56,8 @@ def observe_trials(census: Callable[[], tuple[dict[str, int], int]]) -> None:
         counts = read()
         return [] if counts is None else [Observation(counts[1])]
 
-    meter().create_observable_gauge("tuning.trials", [by_state], unit="{trial}",
-                                    description="Trials of every study by state (from the database)")
-    meter().create_observable_gauge("tuning.trials.retried", [retried], unit="{trial}",
-                                    description="Trials created as retries of failed or expired ones (from the database)")
+    on = on or meter()
+    on.create_observable_gauge("tuning.trials", [by_state], unit="{trial}",
+                               description="Trials of every study by state (from the database)")
+    on.create_observable_gauge("tuning.trials.retried", [retried], unit="{trial}",
+                               description="Trials created as retries of failed or expired ones (from the database)")

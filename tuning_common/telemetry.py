@@ -370,20 +370,22 @@ class _Guard:
                 self._exporting -= 1
 
     def close(self) -> None:
-        """The process is stopping: from now on a failure stops every exporter, and one that
-        failed or was retrying lately is not waited for."""
+        """The process is stopping: from now on a failure stops every exporter, and an export
+        retrying right now is not waited for."""
         self.closing = True
-        if self.troubled:
+        if self._troubled:
             self.abort()
 
     def should_try(self) -> bool:
         """Whether to export now: always while the collector answers; once per PROBE_SECONDS while
-        it does not (never while shutting down)."""
+        it does not; and at exit, whatever happened before. One failed export must not cost the
+        last one (the final trial counts): a collector still away fails it at once, and that
+        failure stops every exporter (closing)."""
         with self._lock:
-            if not self._down:
+            if not self._down or self.closing:
                 return True
             now = time.monotonic()
-            if self.closing or now < self._next_probe:
+            if now < self._next_probe:
                 return False
             self._next_probe = now + PROBE_SECONDS
             return True

@@ -174,3 +174,62 @@ def test_histogram_buckets_fit_their_unit(unit):
     counts = list(point.bucket_counts)
     assert counts[0] == 0 and counts[-1] == 0 and counts.count(1) == len(DURATIONS_S), counts
     provider.shutdown()
+
+
+def test_each_export_reads_a_fresh_trial_census():
+    """The final export at shutdown follows the last tell by milliseconds: it must count it."""
+    from suggestion_service import instruments
+
+    completed = iter(range(1, 100))
+    calls = []
+
+    def census():
+        calls.append(1)
+        return {"COMPLETED": next(completed)}, 0
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    instruments.observe_trials(census, on=provider.get_meter("test"))
+    for expected in (1, 2, 3):  # three exports in quick succession
+        data = {m.name: m.data.data_points for m in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics}
+        assert [p.value for p in data["tuning.trials"]] == [expected]
+        assert [p.value for p in data["tuning.trials.retried"]] == [0]
+    assert len(calls) == 3  # one census per export, shared by both gauges
+    provider.shutdown()
+
+
+def test_one_failed_export_does_not_cost_the_last_one():
+    """A collector that missed one export (a deadline under load) is skipped for a while, but
+    the export at exit is tried all the same: it carries the final counts. If the collector is
+    still away, that one failure stops every exporter of that collector at once."""
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    class Inner:
+        def __init__(self, results):
+            self.results, self.exported, self.stopped = list(results), 0, False
+
+        def export(self, _batch):
+            self.exported += 1
+            return self.results.pop(0)
+
+        def shutdown(self):
+            self.stopped = True
+
+    spans = telemetry._guarded_classes()["traces"]
+    guard = telemetry._Guard("http://collector:4317")
+    answering = Inner([SpanExportResult.FAILURE, SpanExportResult.SUCCESS])
+    exporter = spans(answering, guard)
+    assert exporter.export([]) == SpanExportResult.FAILURE  # the one warning; probing later
+    assert exporter.export([]) == SpanExportResult.FAILURE and answering.exported == 1  # skipped
+    guard.close()
+    assert exporter.export([]) == SpanExportResult.SUCCESS and answering.exported == 2
+    assert not answering.stopped
+
+    guard = telemetry._Guard("http://collector:4317")
+    away, other = Inner([SpanExportResult.FAILURE] * 2), Inner([])
+    first, second = spans(away, guard), spans(other, guard)
+    first.export([])
+    guard.close()
+    assert first.export([]) == SpanExportResult.FAILURE and away.exported == 2
+    assert away.stopped and other.stopped  # the exit costs no more tries
+    assert second.export([]) == SpanExportResult.FAILURE and other.exported == 0
