@@ -145,7 +145,9 @@ class SuggestionService:
 
     # --- studies ---------------------------------------------------------------------
 
-    def create_study(self, name: str, spec: StudySpec) -> tuple[Study, bool]:
+    def create_study(self, name: str, spec: StudySpec, algorithm_named: bool = True) -> tuple[Study, bool]:
+        """Gets or creates the study ``name``; ``algorithm_named`` False: the request named no
+        algorithm, so a new study gets the default one and an existing study keeps its own."""
         check_name("name", name, "study name")
         spec.validate()
         validate_algorithm(spec)
@@ -159,7 +161,7 @@ class SuggestionService:
                 existing = self.repo.find_study(conn, name=name)
                 if created:
                     return self.repo.with_counts(conn, existing), True
-            if not specs_match(existing.spec, spec):
+            if not specs_match(existing.spec, spec, algorithm_named):
                 raise AlreadyExists(
                     f"study {name!r} already exists with a different spec; pick another name or delete it first",
                     reason="STUDY_SPEC_MISMATCH",

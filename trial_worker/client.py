@@ -32,6 +32,7 @@ import grpc
 from suggestion_service.api import convert
 from suggestion_service.domain.space import Parameter, SearchSpace, Value
 from suggestion_service.domain.study import (
+    DEFAULT_ALGORITHM,
     AlgorithmSpec,
     Direction,
     Fidelity,
@@ -120,7 +121,7 @@ class SuggestionClient:
         parameters: Sequence[Parameter],
         *,
         objectives: Mapping[str, str],
-        algorithm: str = "random",
+        algorithm: str | None = None,
         algorithm_settings: Mapping[str, Any] | None = None,
         seed: int | None = None,
         max_trials: int = 0,
@@ -138,11 +139,14 @@ class SuggestionClient:
 
         ``fidelity`` (e.g. ``Fidelity("boosting_rounds", 10, 810)``) makes trials carry a
         budget; ``pruner`` ("median", "asha", "hyperband") makes ``Trial.report`` answer
-        whether to stop early. ``constraints`` names the values every successful tell then
+        whether to stop early. ``algorithm`` None: ``auto`` for a new study, and an existing
+        study of that name is joined whatever it runs. ``constraints`` names the values every successful tell then
         carries (``study.tell(trial, value, constraints=[...])``); <= 0 is feasible.
         ``reference_point`` maps objectives to their hypervolume reference value (a
         multi-objective study's ``study.hypervolume()``); objectives left out get the derived one.
         """
+        if algorithm is None and algorithm_settings:
+            raise ValueError("algorithm_settings needs an algorithm: name the one they are for")
         reference_point = dict(reference_point or {})
         unknown = sorted(set(reference_point) - set(objectives))
         if unknown:
@@ -151,7 +155,7 @@ class SuggestionClient:
             space=SearchSpace(tuple(parameters)),
             objectives=tuple(Objective(metric, Direction(direction.lower()), reference_point.get(metric))
                              for metric, direction in objectives.items()),
-            algorithm=AlgorithmSpec(algorithm, dict(algorithm_settings or {})),
+            algorithm=AlgorithmSpec(algorithm or DEFAULT_ALGORITHM, dict(algorithm_settings or {})),
             seed=seed,
             max_trials=max_trials,
             max_parallel_trials=max_parallel_trials,
@@ -164,6 +168,8 @@ class SuggestionClient:
         message = convert.spec_to_proto(spec)
         if seed is None:
             message.ClearField("seed")
+        if algorithm is None:
+            message.ClearField("algorithm")
         return self.create_study_from_proto(name, message)
 
     def create_study_from_proto(self, name: str, spec: pb.StudySpec) -> Study:

@@ -12,7 +12,7 @@ The form people write, in the Python API's words (:mod:`trial_worker.space`,
       - {name: random_state, type: fixed, value: 42}
     objectives:
       - {metric: val_f1, direction: maximize}
-    algorithm: tpe                  # algorithm_settings: {...}
+    algorithm: tpe                  # default auto; algorithm_settings: {...}
     seed: 7
     max_trials: 50
     max_parallel_trials: 8
@@ -44,6 +44,7 @@ from suggestion_service.domain.space import (
     SearchSpace,
 )
 from suggestion_service.domain.study import (
+    DEFAULT_ALGORITHM,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_RETRIES,
     DEFAULT_REDUCTION_FACTOR,
@@ -107,6 +108,8 @@ def load(path: str | os.PathLike) -> api.CreateStudyRequest:
     message = convert.spec_to_proto(spec)
     if spec.seed is None:
         message.ClearField("seed")
+    if document.get("algorithm") is None:  # auto for a new study; an existing one keeps its own
+        message.ClearField("algorithm")
     return api.CreateStudyRequest(name=name, spec=message)
 
 
@@ -122,6 +125,8 @@ def from_dict(document: Mapping[str, Any]) -> tuple[str, StudySpec]:
     if pruner_settings is not None and pruner is None:
         raise StudyFileError("pruner_settings: needs a pruner")
     algorithm_settings = _get(document, "algorithm_settings", dict, "") or {}
+    if algorithm_settings and document.get("algorithm") is None:
+        raise StudyFileError("algorithm_settings: needs an algorithm (the settings are that algorithm's)")
     constraints = _get(document, "constraints", list, "") or []
     for i, constraint in enumerate(constraints):
         if not isinstance(constraint, str):
@@ -129,8 +134,7 @@ def from_dict(document: Mapping[str, Any]) -> tuple[str, StudySpec]:
     return name, StudySpec(
         space=SearchSpace(tuple(_parameter(p, f"parameters[{i}]") for i, p in enumerate(parameters))),
         objectives=objectives,
-        algorithm=AlgorithmSpec(_get(document, "algorithm", str, "") or AlgorithmSpec().name,
-                                dict(algorithm_settings)),
+        algorithm=AlgorithmSpec(_get(document, "algorithm", str, "") or DEFAULT_ALGORITHM, dict(algorithm_settings)),
         seed=_get(document, "seed", int, ""),
         max_trials=_get(document, "max_trials", int, "") or 0,
         max_parallel_trials=_get(document, "max_parallel_trials", int, "") or 0,

@@ -93,7 +93,7 @@ COMMENTS = {
     'tuning.suggestion.v1.SetStudyStateResponse': 'Errors: see SuggestionService.SetStudyState.',
     'tuning.suggestion.v1.Study': 'A study as stored. `spec` is the spec with every default filled in.',
     'tuning.suggestion.v1.StudySpec': 'Everything that defines a study. Two CreateStudy calls with the same name\nmust carry the same spec.',
-    'tuning.suggestion.v1.StudySpec.algorithm': 'Absent: random search.',
+    'tuning.suggestion.v1.StudySpec.algorithm': 'Absent: `auto` for a new study (GP while the history is small, then TPE); a\nCreateStudy without it joins an existing study whatever that one runs, as one\nwithout a seed does.',
     'tuning.suggestion.v1.StudySpec.constraints': 'Names of the study\'s constraints, e.g. ["memory_gb_over_limit"]; unique, letters,\ndigits, `_`, `.`, `-`. A SUCCEEDED CompleteTrial then carries one value per name, in\nthis order, and a trial is feasible when every value is <= 0 (Optuna\'s convention:\nreport `usage - limit`). Empty: an unconstrained study, whose tells carry no values.\nEvery algorithm accepts constraints; gp and tpe (and bohb) also model them.',
     'tuning.suggestion.v1.StudySpec.fidelity': 'Absent: single-fidelity (trials have no budget).',
     'tuning.suggestion.v1.StudySpec.lease_duration': 'How long a lease lasts without a report or heartbeat. Absent: 120 s.',

@@ -24,7 +24,8 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
         self.service = service
 
     def CreateStudy(self, request, context):
-        study, created = self.service.create_study(request.name, convert.spec_from_proto(request.spec))
+        study, created = self.service.create_study(request.name, convert.spec_from_proto(request.spec),
+                                                   algorithm_named=request.spec.HasField("algorithm"))
         return api.CreateStudyResponse(study=convert.study_to_proto(study), created=created)
 
     def GetStudy(self, request, context):

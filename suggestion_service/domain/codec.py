@@ -5,6 +5,7 @@ Values keep their JSON types (``true`` is not ``1``), so the encoded form is can
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -116,8 +117,11 @@ def canonical(spec: StudySpec) -> str:
     return json.dumps(spec_to_dict(spec), sort_keys=True, separators=(",", ":"))
 
 
-def specs_match(stored: StudySpec, requested: StudySpec) -> bool:
-    """Whether a get-or-create with ``requested`` asks for the ``stored`` study; no seed matches any."""
+def specs_match(stored: StudySpec, requested: StudySpec, algorithm_named: bool = True) -> bool:
+    """Whether a get-or-create with ``requested`` asks for the ``stored`` study; no seed matches
+    any, and neither does no algorithm (``algorithm_named`` False: the request left it out)."""
     if requested.seed is None:
         requested = requested.with_seed(stored.seed)
+    if not algorithm_named:
+        requested = dataclasses.replace(requested, algorithm=stored.algorithm)
     return canonical(stored) == canonical(requested)

@@ -39,9 +39,14 @@ class Objective:
     reference_point: float | None = None
 
 
+# What a new study runs when its spec names no algorithm. A request without one joins an
+# existing study whatever it runs (as a request without a seed does).
+DEFAULT_ALGORITHM = "auto"
+
+
 @dataclass(frozen=True)
 class AlgorithmSpec:
-    name: str = "random"
+    name: str = DEFAULT_ALGORITHM
     settings: dict[str, Any] = field(default_factory=dict)
 
 

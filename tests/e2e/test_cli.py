@@ -405,6 +405,8 @@ def test_study_file_mistakes_name_the_key(tmp_path):
         "name: s\nparameters:\n  - {name: x, type: float, low: 0, high: 1, log: 1}\nobjectives: {loss: minimize}\n":
             "parameters[0].log: must be true or false, got 1",
         "name: s\nparameters: []\n": "objectives: is required",
+        "name: s\nparameters: []\nobjectives: {loss: minimize}\nalgorithm_settings: {gamma: 0.2}\n":
+            "algorithm_settings: needs an algorithm",
         "name: s\nspec: {parameters: [], objectivs: []}\n": 'has no field named "objectivs"',
     }
     for i, (text, message) in enumerate(cases.items()):

@@ -49,7 +49,8 @@ def ask_raw(client: SuggestionClient, study: str, count: int = 1, worker: str = 
 
 
 def test_round_trip_for_every_parameter_type(client: SuggestionClient):
-    study = client.create_study("types", ALL_TYPES, objectives={"f1": "maximize"}, max_trials=40, seed=3)
+    study = client.create_study("types", ALL_TYPES, objectives={"f1": "maximize"}, algorithm="random",
+                                max_trials=40, seed=3)
     assert study.created
     seen_boosters = set()
     while (trial := study.ask()) is not None:
@@ -106,6 +107,28 @@ def test_create_study_is_get_or_create(client: SuggestionClient):
         client.create_study("goc", [Float("x", 0, 2)], **kwargs)
     assert error.value.reason == "STUDY_SPEC_MISMATCH"
     assert client.get_study("goc").info.spec.parameters[0].float_range.high == 1
+
+
+def test_a_study_without_an_algorithm_runs_auto_and_is_joined_whatever_it_runs(client: SuggestionClient):
+    space = [Float("x", 0, 1), Categorical("kind", ["a", "b"])]
+    study = client.create_study("default-algo", space, objectives={"loss": "minimize"}, seed=1)
+    assert study.info.spec.algorithm.name == "auto"
+    trial = study.ask()
+    assert trial.info.suggestion_metadata["algorithm"] == "auto"
+    assert trial.info.suggestion_metadata["auto_choice"] == "gp"
+    # Like an absent seed, an absent algorithm joins the stored study: here one created with
+    # another algorithm (as studies made under the old default, random, were).
+    client.create_study("was-random", space, objectives={"loss": "minimize"}, algorithm="random")
+    joined = client.create_study("was-random", space, objectives={"loss": "minimize"})
+    assert not joined.created and joined.info.spec.algorithm.name == "random"
+    # Naming one must still match, the default included.
+    with pytest.raises(AlreadyExists) as error:
+        client.create_study("was-random", space, objectives={"loss": "minimize"}, algorithm="auto")
+    assert error.value.reason == "STUDY_SPEC_MISMATCH"
+    with pytest.raises(ValueError, match="algorithm_settings needs an algorithm"):
+        client.create_study("settings-alone", space, objectives={"loss": "minimize"},
+                            algorithm_settings={"gamma": 0.2})
+    assert "settings-alone" not in {s.name for s in client.list_studies()}
 
 
 def run_at_once(call, times: int = 8) -> list:

@@ -113,7 +113,8 @@ def test_an_older_schema_is_refused_then_upgraded_with_its_data(database_url: st
 
     first = spawn_server(database_url)
     with SuggestionClient(first.address) as client:
-        study = client.create_study("kept", [Float("x", 0, 1)], objectives={"loss": "minimize"}, seed=3)
+        study = client.create_study("kept", [Float("x", 0, 1)], objectives={"loss": "minimize"}, algorithm="random",
+                                    seed=3)
         trial = study.ask()
         assert trial.info.suggestion_metadata["algorithm"] == "random"
         study.tell(trial, 0.25)

@@ -228,6 +228,9 @@ def test_progress_shows_the_best_value_so_far():
 def test_worker_config_is_checked():
     with pytest.raises(ValueError, match="parallel"):
         Worker(lambda ctx: 0.0, WorkerConfig(study="s", parallel=0))
+    with pytest.raises(ValueError, match="algorithm_settings needs an algorithm"):
+        tune.TunerConfig(metric="loss", algorithm_settings={"gamma": 0.2}).validate()
+    assert tune.TunerConfig(metric="loss").algorithm is None  # auto for a new study
 
 
 TUNER_SCRIPT = """

@@ -66,7 +66,8 @@ HAND_BACK_SECONDS = 5.0
 class TunerConfig:
     metric: str
     mode: str = "max"
-    algorithm: str = "tpe"
+    # None: auto for a new study (GP while the history is small, then TPE); a resumed study keeps its own.
+    algorithm: str | None = None
     algorithm_settings: Mapping[str, Any] = field(default_factory=dict)
     num_trials: int = 20
     max_concurrent_trials: int = 1
@@ -104,6 +105,8 @@ class TunerConfig:
             raise ValueError(f"num_trials must be 1 or more, got {self.num_trials}")
         if self.max_concurrent_trials < 1:
             raise ValueError(f"max_concurrent_trials must be 1 or more, got {self.max_concurrent_trials}")
+        if self.algorithm_settings and self.algorithm is None:
+            raise ValueError("algorithm_settings needs an algorithm: name the one they are for")
         if self.pruner is not None and self.fidelity is None:
             raise ValueError(f"pruner {self.pruner!r} needs a fidelity: the resource reports count in, "
                              "e.g. Fidelity('epochs', 1, 100)")
