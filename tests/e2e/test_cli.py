@@ -72,7 +72,7 @@ def test_demo_replays_the_reference_workflow(tmp_path, spawn_server):
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "wine-quality data: 13940 train, 3060 validation, 3000 test samples" in out
-    assert "tuning 7 hyperparameters: 50 trials, 4 at a time, gp with ASHA" in out
+    assert "tuning 7 hyperparameters: 50 trials, 4 at a time, auto with ASHA" in out
     match = re.search(r"study (\S+): (\d+) completed, (\d+) pruned by ASHA, 0 failed", out)
     assert match and int(match[2]) + int(match[3]) == 50 and int(match[2]) >= 1, out
     assert "registered wine-quality-xgb version 1 (alias champion, stage Production)" in out
