@@ -114,6 +114,24 @@ def test_batch_with_pending_trials_is_valid_distinct_and_deterministic():
     assert [(s.params, s.metadata) for s in again] == [(s.params, s.metadata) for s in suggestions]
 
 
+@pytest.mark.parametrize("space", [
+    SearchSpace((Categorical("a", list("pqrst")), Categorical("b", list("pqrst")), Categorical("c", [1, 2, 3]))),
+    SearchSpace((Int("n", 1, 9), Categorical("kind", ["x", "y"]))),
+    SearchSpace((Categorical("kind", ["x", "y"]), Int("n", 1, 9, when={"kind": "x"}))),
+], ids=["categorical", "int-and-categorical", "conditional-int"])
+def test_the_model_proposes_in_spaces_without_continuous_parameters(space):
+    """A space with nothing continuous to polish must still get model-based proposals, not the
+    quasi-random fallback (a purely categorical space once failed every acquisition)."""
+    def loss(p):
+        return sum(hash((k, v)) % 7 for k, v in sorted(p.items())) / 7.0
+
+    history = random_history(space, loss, n_done=15, n_pending=2)
+    suggestions = gp(space).suggest(SuggestContext(space, MINIMIZE, sequence=18, history=tuple(history)), 3)
+    for s in suggestions:
+        assert space.complete(s.params) == s.params
+        assert s.metadata["phase"] == "model" and "fallback" not in s.metadata, s.metadata
+
+
 def test_startup_is_quasi_random_resumable_and_counts_are_honoured():
     algorithm = gp()
     assert algorithm.n_startup_trials == max(10, 2 * 8)  # 8 non-fixed parameters

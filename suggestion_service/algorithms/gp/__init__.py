@@ -322,6 +322,13 @@ class GaussianProcessBO(Algorithm):
             params = state.best_params[k % len(state.best_params)]
             x = self.encoder.encode(params)
             columns = self.encoder.free_columns(params)
+            if not columns:
+                # Nothing numeric to perturb (a purely categorical space, or only condition
+                # parents are numeric): a random discrete neighbour is the local candidate.
+                moves = self.encoder.neighbours(params)
+                if moves:
+                    candidates.append(moves[int(rng.integers(len(moves)))])
+                continue
             # Reflected at the column bounds: clipping would put every step that crosses a
             # bound exactly on it, and near a bound that is a large share of the candidates.
             lo, hi = np.array(self.encoder.column_bounds(columns)).T
