@@ -19,7 +19,13 @@ How a call to :meth:`GaussianProcessBO.suggest` proceeds:
    history, each entry of ``context.pending`` and each earlier proposal of this batch is
    added to the GP at its believed value, the current posterior mean. The mean is
    unchanged, but the variance there collapses, so the acquisition looks elsewhere and
-   parallel workers get distinct points. Exact repeats of those points are also excluded.
+   parallel workers get distinct points. Exact repeats of those points are also excluded,
+   and so are repeats of completed trials while any other candidate remains: with the
+   small learned noise, the posterior variance left at an observed point gives it a
+   positive EI, and where every improving direction costs probability of feasibility
+   (an optimum on a constraint's edge) or the space is small and discrete, that spurious
+   EI won and the incumbent was proposed again and again (half of 100 trials on the
+   pressure-vessel benchmark, benchmarks/constrained.py).
 5. **Acquisition** (``acquisition.py``; log EI by default) is scored on
    ``n_candidates`` scrambled Sobol points plus perturbations of the best observed points.
    Local searches then start from the best few distinct candidates and from the best
@@ -237,16 +243,18 @@ class GaussianProcessBO(Algorithm):
         fit_rows = _select(X, y, _FIT_POINTS)
         theta = fit_hyperparameters(X[fit_rows], y[fit_rows], rng, self.settings.n_restarts)
         gp = GaussianProcess(X, y, theta)
+        observed = frozenset(config_key(p) for p in data.params)
         if data.C is None:
             best_rows = np.argsort(warp.y, kind="stable")[:_LOCAL_BEST]
             return _ModelState(gp, warp, float(warp.y.min()) - offset, [data.params[i] for i in best_rows],
-                               len(keep), offset)
+                               len(keep), offset, observed)
         feasibility = FeasibilityModel.fit(X, data.C[keep], rng, self.settings.n_restarts, fit_rows)
         feasible = feasible_rows(data.C)
         best = float(warp.y[feasible].min()) - offset if feasible.any() else None
         # Feasible points by value first, then infeasible ones by how little they violate.
         best_rows = np.lexsort((np.where(feasible, warp.y, violations(data.C)), ~feasible))[:_LOCAL_BEST]
-        return _ModelState(gp, warp, best, [data.params[i] for i in best_rows], len(keep), offset, feasibility)
+        return _ModelState(gp, warp, best, [data.params[i] for i in best_rows], len(keep), offset, observed,
+                           feasibility)
 
     # -- acquisition ---------------------------------------------------------------------------
 
@@ -263,7 +271,7 @@ class GaussianProcessBO(Algorithm):
             # A fantasy may be infeasible, so in a constrained study it never becomes the incumbent.
             if state.feasibility is None:
                 best = min(best, float(y_b.min()))
-        taken = {config_key(p) for p in believed}
+        taken = {config_key(p) for p in believed} | state.observed
         feasibility = state.feasibility
 
         def score(X: np.ndarray) -> np.ndarray:
@@ -277,7 +285,7 @@ class GaussianProcessBO(Algorithm):
         X_c = self.encoder.encode_many(candidates)
         values = score(X_c)
         values[[config_key(p) in taken for p in candidates]] = -np.inf
-        if not np.any(np.isfinite(values)):  # every candidate repeats a pending point
+        if not np.any(np.isfinite(values)):  # every candidate repeats a pending or completed point
             values = score(X_c)
         if not np.any(np.isfinite(values)):
             raise ModelError("acquisition is not finite at any candidate")
@@ -402,6 +410,7 @@ class _ModelState:
     best_params: list[Mapping[str, Value]]  # the best few observed configurations
     n_train: int
     offset: float  # the GP's constant prior mean, in standardised units: it models y - offset
+    observed: frozenset  # config_key of every completed configuration: not proposed again
     feasibility: FeasibilityModel | None = None  # the constraints' model, in a constrained study
 
 
