@@ -175,7 +175,9 @@ def render(outcomes: Sequence[Outcome], args) -> str:
         f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}",
         f"- Command: `{shlex.join([Path(sys.executable).name, *sys.argv])}`",
-        f"- {args.seeds} seeds per (problem, method), sequential trials. Multi-objective problems "
+        "- Seeds per (problem, method): " + ", ".join(
+            f"{m} {min(sum(o.job.method == m and o.job.problem == p for o in good) for p in problem_names)}"
+            for m in methods) + " (the lowest over problems); sequential trials. Multi-objective problems "
         "(tnk): regret is the exact feasible front's hypervolume minus the found feasible front's.",
         "- No feasible trial yet: the worst feasible value any run found on the problem ("
         + ", ".join(f"{p} {v:.4g}" for p, v in sorted(penalty.items())) + "); hypervolume 0 with several objectives.",
