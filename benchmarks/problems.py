@@ -23,6 +23,9 @@ optimal value) changes with the seed.
   second-best row.
 
 The "bbob" and "hpo" suites need the bench venv (docs/BENCHMARKS.md); the classic one does not.
+
+``CONSTRAINED`` holds problems with inequality constraints (a value <= 0 is satisfied, Optuna's
+convention), for benchmarks/constrained.py; their sources are cited where they are defined.
 """
 
 from __future__ import annotations
@@ -281,6 +284,112 @@ SUITES: dict[str, tuple[str, ...]] = {
              "bbob_f15_d05", "bbob_f21_d05", "bbob_f01_d10", "bbob_f10_d10"),
     "hpo": ("hpobench_australian", "hpolib_naval_propulsion", "nasbench201_cifar10"),
 }
+
+
+# --- constrained problems --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConstrainedProblem:
+    name: str
+    space: SearchSpace
+    # params -> (objective values, constraint values); every objective is minimised.
+    function: Callable[[Mapping[str, Value]], tuple[tuple[float, ...], tuple[float, ...]]]
+    constraints: tuple[str, ...]
+    # The best feasible value; with several objectives, the hypervolume of the feasible Pareto
+    # front against ``reference_point``.
+    optimum: float
+    reference_point: tuple[float, ...] | None = None
+    minimiser: Mapping[str, Value] | None = None
+    regret_floor: float = 1e-12
+
+    @property
+    def objectives(self) -> int:
+        return 1 if self.reference_point is None else len(self.reference_point)
+
+
+def gardner(p) -> tuple[tuple[float], tuple[float]]:
+    """Gardner et al. (2014), "Bayesian optimization with inequality constraints", ICML, the
+    simulated toy: cos(2 x1) cos(x2) + sin(x1) with cos(x1) cos(x2) - sin(x1) sin(x2) <= 0.5
+    on [0, 6]^2. A third of the box is infeasible (bands where cos(x1 + x2) > 0.5), but the
+    unconstrained minimum -2 at (3 pi / 2, 0) is itself feasible (c = -0.5)."""
+    x1, x2 = p["x0"], p["x1"]
+    return ((math.cos(2 * x1) * math.cos(x2) + math.sin(x1),),
+            (math.cos(x1) * math.cos(x2) - math.sin(x1) * math.sin(x2) - 0.5,))
+
+
+def gramacy(p) -> tuple[tuple[float], tuple[float, float]]:
+    """Gramacy et al. (2016), "Modeling an augmented Lagrangian for blackbox constrained
+    optimization", Technometrics 58(1), the toy problem: minimise x1 + x2 on [0, 1]^2; the
+    sinusoidal constraint leaves the feasible set in disconnected pieces. Optimum 0.5998 at
+    about (0.1951, 0.4047)."""
+    x1, x2 = p["x0"], p["x1"]
+    return ((x1 + x2,), (1.5 - x1 - 2 * x2 - 0.5 * math.sin(2 * math.pi * (x1**2 - 2 * x2)),
+                         x1**2 + x2**2 - 1.5))
+
+
+def hartmann6_l1(p) -> tuple[tuple[float], tuple[float]]:
+    """Hartmann-6 with ||x||_1 <= 3 (Letham et al. 2019, "Constrained Bayesian optimization with
+    noisy experiments", Bayesian Analysis 14(2); BoTorch's constrained tutorial). The global
+    minimiser (||x||_1 = 2.07) is feasible, so the optimum stays -3.32237."""
+    x = _vector(p, 6)
+    return (_hartmann(x, _H6_A, _H6_P),), (float(np.sum(np.abs(x))) - 3.0,)
+
+
+PRESSURE_VESSEL_STEP = 0.0625  # the shell and head plates come in sixteenths of an inch
+
+
+def pressure_vessel(p) -> tuple[tuple[float], tuple[float, float, float, float]]:
+    """Pressure-vessel design as Coello Coello (2000), "Use of a self-adaptive penalty approach
+    for engineering optimization problems", Computers in Industry 41(2), states it (after Sandgren
+    1990 / Kannan and Kramer 1994): material, forming and welding cost of a cylindrical vessel
+    with hemispherical heads. Shell and head thicknesses Ts, Th are integer multiples of 0.0625
+    (here the integers 1..99), radius R and length L continuous in [10, 200]. Constraints: the
+    ASME minimum thicknesses (Ts >= 0.0193 R, Th >= 0.00954 R), a volume of at least 1,296,000
+    cubic inches, L <= 240 (always met on this box, kept as the formulation has it). Best known
+    6059.714335 at Ts = 13/16, Th = 7/16, R = 42.098446, L = 176.636596."""
+    ts, th = p["ts_units"] * PRESSURE_VESSEL_STEP, p["th_units"] * PRESSURE_VESSEL_STEP
+    r, length = p["radius"], p["length"]
+    cost = 0.6224 * ts * r * length + 1.7781 * th * r**2 + 3.1661 * ts**2 * length + 19.84 * ts**2 * r
+    return (cost,), (-ts + 0.0193 * r, -th + 0.00954 * r,
+                     -math.pi * r**2 * length - 4 / 3 * math.pi * r**3 + 1_296_000, length - 240)
+
+
+def tnk(p) -> tuple[tuple[float, float], tuple[float, float]]:
+    """TNK (Tanaka et al. 1995; as in Deb et al. 2002, NSGA-II, IEEE TEC 6(2)): minimise (x1, x2)
+    on [0, pi]^2 with x1^2 + x2^2 - 1 - 0.1 cos(16 atan(x1 / x2)) >= 0 and
+    (x1 - 0.5)^2 + (x2 - 0.5)^2 <= 0.5: the Pareto front is the wavy, disconnected edge of the
+    first constraint. atan2 makes x2 = 0 well defined (atan(x1 / 0) = pi / 2)."""
+    x1, x2 = p["x0"], p["x1"]
+    return (x1, x2), (1 + 0.1 * math.cos(16 * math.atan2(x1, x2)) - x1**2 - x2**2,
+                      (x1 - 0.5) ** 2 + (x2 - 0.5) ** 2 - 0.5)
+
+
+# TNK's reference point and the hypervolume of its exact feasible front against it: the
+# integral over f1 of 1.2 minus the lowest feasible f2 at or left of f1, that f2 found by
+# bisection on the constraint's edge at 120,001 values of f1, whose left and right Riemann sums
+# bracket it in [0.655047, 0.655059] (tests/unit/test_benchmark_problems.py checks a coarser
+# bracket).
+TNK_REFERENCE = (1.2, 1.2)
+TNK_HYPERVOLUME = 0.65505
+
+PRESSURE_VESSEL_SPACE = SearchSpace((Int("ts_units", 1, 99), Int("th_units", 1, 99),
+                                     Float("radius", 10, 200), Float("length", 10, 200)))
+
+CONSTRAINED: dict[str, ConstrainedProblem] = {p.name: p for p in (
+    ConstrainedProblem("gardner", _box(2, 0, 6), gardner, ("c",), -2.0, minimiser={"x0": 1.5 * math.pi, "x1": 0.0}),
+    ConstrainedProblem("gramacy", _box(2, 0, 1), gramacy, ("c1", "c2"), 0.5997880520100676,
+                       minimiser={"x0": 0.19512268351091763, "x1": 0.4046653684991499}),
+    ConstrainedProblem("hartmann6_l1", _box(6, 0, 1), hartmann6_l1, ("l1",), -3.32236801141551,
+                       minimiser={f"x{i}": v for i, v in
+                                  enumerate([0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573])}),
+    ConstrainedProblem("pressure_vessel", PRESSURE_VESSEL_SPACE, pressure_vessel, ("g1", "g2", "g3", "g4"),
+                       6059.714335048436, minimiser={"ts_units": 13, "th_units": 7, "radius": 0.8125 / 0.0193,
+                                                     "length": 176.63659584243945}),
+    # Hypervolume "regret" (the exact front's minus the found one's) is good to about 1e-5.
+    ConstrainedProblem("tnk", _box(2, 0, math.pi), tnk, ("c1", "c2"), TNK_HYPERVOLUME,
+                       reference_point=TNK_REFERENCE, regret_floor=1e-4),
+)}
 
 
 def get(name: str, seed: int = 0) -> Problem:

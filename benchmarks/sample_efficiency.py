@@ -233,6 +233,11 @@ def summarise(outcomes: Sequence[Outcome], budgets: Sequence[int]) -> tuple[dict
     """Mean log10 regret by (problem, budget, method), mean rank by (budget, method), seconds per trial."""
     regrets, seconds = log_regrets(outcomes, budgets)
     means = {key: float(np.mean(v)) for key, v in regrets.items()}
+    return means, mean_ranks(means, budgets), {k: float(np.mean(v)) for k, v in seconds.items()}
+
+
+def mean_ranks(means: dict, budgets: Sequence[int]) -> dict:
+    """Mean rank over problems by (budget, method) of scores by (problem, budget, method), lower better."""
     ranks: dict = defaultdict(list)
     for problem in {k[0] for k in means}:
         for budget in budgets:
@@ -242,7 +247,7 @@ def summarise(outcomes: Sequence[Outcome], budgets: Sequence[int]) -> tuple[dict
                 # Ties share the average rank.
                 tied = [i + 1 for i, m in enumerate(order) if scored[m] == scored[method]]
                 ranks[budget, method].append(float(np.mean(tied)))
-    return means, {k: float(np.mean(v)) for k, v in ranks.items()}, {k: float(np.mean(v)) for k, v in seconds.items()}
+    return {k: float(np.mean(v)) for k, v in ranks.items()}
 
 
 def standard_error(values: Sequence[float]) -> float:

@@ -126,3 +126,116 @@ def test_simulated_workers_keep_that_many_trials_pending_and_tell_in_finish_orde
     most_pending = 0
     sample_efficiency.simulate(ask, tell, problem, seed=3, trials=5, workers=1)
     assert told == list(range(5)) and most_pending == 1
+
+
+# --- constrained problems (benchmarks/constrained.py) ------------------------------------------
+
+
+def _grid(n: int, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    axis = np.linspace(low, high, n)
+    return np.meshgrid(axis, axis, indexing="ij")
+
+
+@pytest.mark.parametrize("name", sorted(problems.CONSTRAINED))
+def test_constrained_minimiser_is_feasible_and_scores_the_optimum(name):
+    problem = problems.CONSTRAINED[name]
+    if problem.minimiser is None:
+        pytest.skip("a multi-objective problem's optimum is a hypervolume (checked below)")
+    values, constraints = problem.function(problem.minimiser)
+    assert values[0] == pytest.approx(problem.optimum, abs=1e-9)
+    assert len(constraints) == len(problem.constraints) and max(constraints) <= 1e-9
+
+
+def test_gardner_and_gramacy_optima_match_a_dense_grid():
+    x1, x2 = _grid(1501, 0, 6)
+    f = np.cos(2 * x1) * np.cos(x2) + np.sin(x1)
+    feasible = np.cos(x1) * np.cos(x2) - np.sin(x1) * np.sin(x2) - 0.5 <= 0
+    assert 0.2 < 1 - feasible.mean() < 0.5  # the constraint bites somewhere
+    assert f[feasible].min() == pytest.approx(problems.CONSTRAINED["gardner"].optimum, abs=1e-5)
+    x1, x2 = _grid(2001, 0, 1)
+    feasible = ((1.5 - x1 - 2 * x2 - 0.5 * np.sin(2 * np.pi * (x1**2 - 2 * x2)) <= 0)
+                & (x1**2 + x2**2 - 1.5 <= 0))
+    best = (x1 + x2)[feasible].min()
+    optimum = problems.CONSTRAINED["gramacy"].optimum
+    assert optimum <= best < optimum + 1e-3 and optimum == pytest.approx(0.5998, abs=1e-4)  # Gramacy et al.'s value
+    assert problems.gramacy({"x0": x1[feasible][0], "x1": x2[feasible][0]})[0][0] == pytest.approx(
+        (x1 + x2)[feasible][0])
+
+
+def test_constrained_hartmann6_keeps_the_unconstrained_optimum_and_nothing_feasible_beats_it():
+    problem = problems.CONSTRAINED["hartmann6_l1"]
+    assert problem.optimum == problems.get("hartmann6").optimum
+    x = np.random.default_rng(0).uniform(0, 1, (20_000, 6))
+    scored = [problem.function(_point(problem, row)) for row in x[np.abs(x).sum(axis=1) <= 3][:5000]]
+    assert min(v[0] for v, _ in scored) > problem.optimum
+    assert problem.function(_point(problem, np.full(6, 0.6)))[1][0] == pytest.approx(0.6)
+
+
+def test_pressure_vessel_best_known_design_is_the_optimum_of_its_space():
+    # Cost grows with L, so for thicknesses (ts, th) and radius R the best L is the shortest one
+    # holding the volume; R is bounded by both thickness rules. Scan every pair of thicknesses.
+    step = problems.PRESSURE_VESSEL_STEP
+    best = np.inf
+    for ts_units in range(1, 100):
+        ts = ts_units * step
+        th = np.arange(1, 100)[:, None] * step
+        r_max = np.minimum(np.minimum(ts / 0.0193, th / 0.00954), 200.0)
+        r = 10 + (r_max - 10) * np.linspace(0, 1, 1500)[None, :]
+        length = np.maximum((1_296_000 - 4 / 3 * np.pi * r**3) / (np.pi * r**2), 10.0)
+        cost = 0.6224 * ts * r * length + 1.7781 * th * r**2 + 3.1661 * ts**2 * length + 19.84 * ts**2 * r
+        cost[(r_max < 10).repeat(r.shape[1], axis=1) | (length > 200)] = np.inf
+        best = min(best, float(cost.min()))
+    optimum = problems.CONSTRAINED["pressure_vessel"].optimum
+    assert optimum == pytest.approx(6059.714335, abs=1e-6)  # the best known design in the literature
+    assert optimum - 1e-6 <= best < optimum + 0.01
+
+
+def test_tnk_hypervolume_is_the_exact_fronts():
+    problem = problems.CONSTRAINED["tnk"]
+
+    def feasible(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return ((1 + 0.1 * np.cos(16 * np.arctan2(a, b)) - a**2 - b**2 <= 0)
+                & ((a - 0.5) ** 2 + (b - 0.5) ** 2 - 0.5 <= 0))
+
+    points = np.random.default_rng(1).uniform(0, np.pi, (200, 2))
+    assert [feasible(a, b) for a, b in points] == [
+        max(problem.function({"x0": a, "x1": b})[1]) <= 0 for a, b in points]
+    f1, f2 = _grid(2401, 0, 1.2)
+    ok = feasible(f1, f2)
+    has = ok.any(axis=1) & ~ok[:, 0]
+    first = ok.argmax(axis=1)[has]
+    a = f1[has, 0]
+    low, high = f2[0, first - 1], f2[0, first]
+    for _ in range(30):  # the lowest feasible f2 at each f1, on the first constraint's edge
+        middle = (low + high) / 2
+        inside = feasible(a, middle)
+        low, high = np.where(inside, low, middle), np.where(inside, middle, high)
+    lowest = np.full(len(f1), 1.2)
+    lowest[has] = high
+    # The front's height is non-increasing in f1, so its left and right Riemann sums bracket the
+    # hypervolume (they differ by 1.2 * 1.2 / 2400, about 6e-4).
+    front = np.minimum.accumulate(lowest)
+    width = np.diff(f1[:, 0])
+    assert float(np.sum((1.2 - front[:-1]) * width)) <= problem.optimum <= float(np.sum((1.2 - front[1:]) * width))
+    assert problem.reference_point == (1.2, 1.2) and problem.objectives == 2
+
+
+def test_constrained_scores_count_runs_without_a_feasible_trial_at_the_worst_feasible_value(monkeypatch):
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(variable, "1")  # the script sets these at import; keep them out of later tests
+    import constrained
+
+    def outcome(problem, method, values, feasible):
+        return constrained.Outcome(constrained.Job(problem, method, 0, len(values)), values, feasible, 1.0)
+
+    lucky = outcome("gardner", "a", [[-1.0], [0.5], [3.0]], [True, True, False])
+    late = outcome("gardner", "b", [[-1.5], [-1.9], [-2.0]], [False, False, True])
+    penalty = constrained.penalties([lucky, late])
+    assert penalty == {"gardner": 0.5}  # the infeasible 3.0 does not count
+    assert constrained.regret(late, 2, penalty) == pytest.approx(2.5)  # nothing feasible yet: the penalty
+    assert constrained.regret(late, 3, penalty) == 1e-12  # the optimum: the floor
+    assert constrained.regret(lucky, 1, penalty) == pytest.approx(1.0)
+    front = outcome("tnk", "a", [[0.2, 1.0], [1.0, 0.1], [0.0, 0.0]], [True, True, False])
+    volume = 1.0 * 0.2 + 0.2 * 0.9  # the union of [0.2, 1.2] x [1, 1.2] and [1, 1.2] x [0.1, 1.2]
+    assert constrained.regret(front, 3, penalty) == pytest.approx(problems.TNK_HYPERVOLUME - volume)
+    assert constrained.regret(outcome("tnk", "b", [[0.0, 0.0]], [False]), 1, {}) == problems.TNK_HYPERVOLUME

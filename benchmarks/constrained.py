@@ -1,0 +1,321 @@
+#!/usr/bin/env python
+"""Constrained optimisation: best feasible value after 30, 60 and 100 trials, ours vs Optuna.
+
+Each (problem, method, seed) run asks for up to the largest budget one trial at a time and
+records every trial's objective values and whether it was feasible (every constraint value
+<= 0); the scores at smaller budgets are read off the same run. Reported per problem and
+budget: the mean over seeds of log10 regret of the best feasible value (with several
+objectives: of the feasible front's hypervolume, the exact front's minus the found one's)
+with its standard error, each method's mean rank over problems (1 = best), one-sided
+Mann-Whitney U tests of ours-gp against optuna-gp and ours-tpe against optuna-tpe, and the
+share of infeasible trials.
+
+A run without a feasible trial by a budget scores as if its best were the worst feasible value
+that any run of any method found on that problem (it is counted, not dropped); with several
+objectives it simply has hypervolume 0.
+
+    python benchmarks/constrained.py --methods ours-gp,ours-tpe,optuna-gp,optuna-tpe \\
+        --seeds 10 --budgets 30,60,100 --jobs 1 --store runs.jsonl --markdown results.md
+
+Problems and their optima are in problems.py (``CONSTRAINED``). Ours run through the pure
+Algorithm interface; Optuna 5's GPSampler and TPESampler(multivariate=True, group=True) with
+``constraints_func`` through its ask/tell API, the constraint values set as a user attribute
+before each tell. Optuna is a benchmark-only dependency (the `bench` extra). This is a
+measurement: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import multiprocessing
+import os
+import platform
+import shlex
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import sample_efficiency  # noqa: F401  (first: it caps the BLAS threads before numpy loads)
+from sample_efficiency import PAIRS, Job, _optuna_params, mann_whitney, mean_ranks, standard_error
+
+import numpy as np  # noqa: E402
+
+from problems import CONSTRAINED, ConstrainedProblem  # noqa: E402
+
+
+@dataclass
+class Outcome:
+    job: Job
+    values: list[list[float]]  # per trial, in the order told
+    feasible: list[bool]
+    seconds: float
+    error: str = ""
+
+
+def run_ours(problem: ConstrainedProblem, algorithm: str, seed: int, trials: int) -> tuple[list, list]:
+    from suggestion_service.algorithms import make_algorithm
+    from suggestion_service.algorithms.base import SuggestContext, TrialView
+    from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, StudySpec
+    from suggestion_service.domain.trial import TrialState
+
+    objectives = tuple(Objective(f"f{i}", Direction.MINIMIZE) for i in range(problem.objectives))
+    spec = StudySpec(problem.space, objectives, AlgorithmSpec(algorithm, {}), seed=seed,
+                     constraints=problem.constraints)
+    model = make_algorithm(spec)
+    history: list[TrialView] = []
+    values, feasible = [], []
+    for number in range(trials):
+        context = SuggestContext(problem.space, objectives, sequence=number, history=tuple(history),
+                                 constraints=problem.constraints)
+        [suggestion] = model.suggest(context, 1)
+        objective, constraint = problem.function(suggestion.params)
+        history.append(TrialView(number, TrialState.COMPLETED, suggestion.params, objective, constraints=constraint))
+        values.append(list(objective))
+        feasible.append(history[-1].feasible)
+    return values, feasible
+
+
+def run_optuna(problem: ConstrainedProblem, sampler_name: str, seed: int, trials: int) -> tuple[list, list]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    def constraints_func(trial) -> Sequence[float]:
+        return trial.user_attrs["constraints"]
+
+    if sampler_name == "gp":
+        sampler = optuna.samplers.GPSampler(seed=seed, constraints_func=constraints_func)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                             constraints_func=constraints_func)
+    study = optuna.create_study(sampler=sampler, directions=["minimize"] * problem.objectives)
+    values, feasible = [], []
+    for _ in range(trials):
+        trial = study.ask()
+        objective, constraint = problem.function(_optuna_params(trial, problem))
+        trial.set_user_attr("constraints", list(constraint))
+        study.tell(trial, list(objective))
+        values.append(list(objective))
+        feasible.append(all(c <= 0 for c in constraint))
+    return values, feasible
+
+
+RUNNERS = {"ours": run_ours, "optuna": run_optuna}
+
+
+def run_job(job: Job) -> Outcome:
+    system, _, variant = job.method.partition("-")
+    began = time.perf_counter()
+    try:
+        values, feasible = RUNNERS[system](CONSTRAINED[job.problem], variant, job.seed, job.trials)
+    except Exception as error:  # reported in the table, not fatal to the other runs
+        return Outcome(job, [], [], time.perf_counter() - began, f"{type(error).__name__}: {error}")
+    return Outcome(job, values, feasible, time.perf_counter() - began)
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+
+def penalties(outcomes: Sequence[Outcome]) -> dict[str, float]:
+    """Per single-objective problem: the worst feasible value any run found (a run's best until it
+    finds a feasible trial)."""
+    worst: dict[str, float] = {}
+    for outcome in outcomes:
+        for value, ok in zip(outcome.values, outcome.feasible):
+            if ok and len(value) == 1:
+                worst[outcome.job.problem] = max(worst.get(outcome.job.problem, -math.inf), value[0])
+    return worst
+
+
+def regret(outcome: Outcome, budget: int, penalty: dict[str, float]) -> float:
+    """Regret of the feasible trials among the first ``budget``: best value minus the optimum, or
+    the exact front's hypervolume minus theirs; at least the problem's floor."""
+    from suggestion_service.domain.hypervolume import hypervolume
+
+    problem = CONSTRAINED[outcome.job.problem]
+    feasible = [v for v, ok in zip(outcome.values[:budget], outcome.feasible[:budget]) if ok]
+    if problem.reference_point is not None:
+        found = hypervolume(np.array(feasible).reshape(-1, problem.objectives), np.array(problem.reference_point))
+        gap = problem.optimum - found
+    else:
+        best = min((v[0] for v in feasible), default=penalty.get(outcome.job.problem, math.nan))
+        gap = best - problem.optimum
+    return max(gap, problem.regret_floor)
+
+
+def log_regrets(outcomes: Sequence[Outcome], budgets: Sequence[int]) -> dict:
+    """log10 regret per seed by (problem, budget, method)."""
+    penalty = penalties(outcomes)
+    regrets: dict = defaultdict(list)
+    for outcome in outcomes:
+        if not outcome.error:
+            for budget in budgets:
+                regrets[outcome.job.problem, budget, outcome.job.method].append(
+                    math.log10(regret(outcome, budget, penalty)))
+    return regrets
+
+
+def render(outcomes: Sequence[Outcome], args) -> str:
+    regrets = log_regrets(outcomes, args.budget_list)
+    means = {key: float(np.mean(v)) for key, v in regrets.items()}
+    ranks = mean_ranks(means, args.budget_list)
+    methods, problem_names = args.method_list, args.problem_list
+    penalty = penalties(outcomes)
+    good = [o for o in outcomes if not o.error]
+    lines = [
+        "# Constrained optimisation: mean log10 regret of the best feasible value (lower is better)",
+        "",
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- Machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}",
+        f"- Command: `{shlex.join([Path(sys.executable).name, *sys.argv])}`",
+        "- Seeds per (problem, method): " + ", ".join(
+            f"{m} {min(sum(o.job.method == m and o.job.problem == p for o in good) for p in problem_names)}"
+            for m in methods) + " (the lowest over problems); sequential trials. Multi-objective problems "
+        "(tnk): regret is the exact feasible front's hypervolume minus the found feasible front's.",
+        "- No feasible trial yet: the worst feasible value any run found on the problem ("
+        + ", ".join(f"{p} {v:.4g}" for p, v in sorted(penalty.items())) + "); hypervolume 0 with several objectives.",
+        "- Cells: mean ± standard error over seeds. Mann-Whitney: one-sided p-values that the first "
+        "method's regrets are lower / higher than the second's (bold below 0.05).",
+        "",
+    ]
+    pairs = [(a, b) for a, b in PAIRS if a in methods and b in methods]
+    for budget in args.budget_list:
+        header = "| problem | " + " | ".join(methods) + "".join(f" | {a} vs {b}" for a, b in pairs) + " |"
+        lines += [f"## {budget} trials", "", header, "|---|" + "---:|" * (len(methods) + len(pairs))]
+        wins: dict = defaultdict(int)
+        losses: dict = defaultdict(int)
+        for problem in problem_names:
+            cells = []
+            for m in methods:
+                values = regrets.get((problem, budget, m))
+                cells.append(f"{np.mean(values):.2f} ± {standard_error(values):.2f}" if values else "n/a")
+            for a, b in pairs:
+                ours, theirs = regrets.get((problem, budget, a)), regrets.get((problem, budget, b))
+                if not ours or not theirs:
+                    cells.append("n/a")
+                    continue
+                lower, higher = mann_whitney(ours, theirs)
+                wins[a] += lower < 0.05
+                losses[a] += higher < 0.05
+                cells.append(" / ".join(f"**{p:.3f}**" if p < 0.05 else f"{p:.3f}" for p in (lower, higher)))
+            lines.append(f"| {problem} | " + " | ".join(cells) + " |")
+        rank_cells = [f"**{ranks[budget, m]:.2f}**" if (budget, m) in ranks else "n/a" for m in methods]
+        lines += ["| mean rank | " + " | ".join(rank_cells + [""] * len(pairs)) + " |", ""]
+        lines += [f"- {a} vs {b}: significantly better (p < 0.05) on {wins[a]}, worse on {losses[a]} "
+                  f"of {len(problem_names)} problems." for a, b in pairs]
+        lines.append("")
+
+    lines += [f"## Infeasible trials (share of the first {args.budget_list[-1]}, mean over seeds) and "
+              "runs with a feasible trial by each budget", "",
+              "| problem | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    for problem in problem_names:
+        cells = []
+        for m in methods:
+            runs = [o for o in good if o.job.problem == problem and o.job.method == m]
+            if not runs:
+                cells.append("n/a")
+                continue
+            share = np.mean([1 - np.mean(o.feasible) for o in runs])
+            found = "/".join(str(sum(any(o.feasible[:b]) for o in runs)) for b in args.budget_list)
+            cells.append(f"{100 * share:.0f}% ({found} of {len(runs)})")
+        lines.append(f"| {problem} | " + " | ".join(cells) + " |")
+    lines.append("")
+
+    if any(CONSTRAINED[p].reference_point is not None for p in problem_names):
+        lines += ["## Feasible hypervolume (higher is better), mean ± standard error", "",
+                  "| problem | budget | exact front | " + " | ".join(methods) + " |",
+                  "|---|---:|---:|" + "---:|" * len(methods)]
+        for problem in problem_names:
+            definition = CONSTRAINED[problem]
+            if definition.reference_point is None:
+                continue
+            for budget in args.budget_list:
+                cells = []
+                for m in methods:
+                    runs = [o for o in good if o.job.problem == problem and o.job.method == m]
+                    volumes = [definition.optimum - regret(o, budget, penalty) for o in runs]
+                    cells.append(f"{np.mean(volumes):.4f} ± {standard_error(volumes):.4f}" if runs else "n/a")
+                lines.append(f"| {problem} (ref {definition.reference_point}) | {budget} | "
+                             f"{definition.optimum:.4f} | " + " | ".join(cells) + " |")
+        lines.append("")
+
+    seconds = defaultdict(list)
+    for o in good:
+        seconds[o.job.method].append(o.seconds / o.job.trials)
+    lines += ["## Seconds per trial (suggestion + evaluation)", "",
+              "| " + " | ".join(methods) + " |", "|" + "---:|" * len(methods),
+              "| " + " | ".join(f"{np.mean(seconds[m]):.3f}" if seconds[m] else "n/a" for m in methods) + " |", ""]
+    errors = sorted({f"{o.job.method} on {o.job.problem}: {o.error}" for o in outcomes if o.error})
+    if errors:
+        lines += ["Runs that failed (left out):", "", *[f"- {e}" for e in errors], ""]
+    return "\n".join(lines)
+
+
+# --- driver ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", default="ours-gp,ours-tpe,optuna-gp,optuna-tpe")
+    parser.add_argument("--problems", default=",".join(CONSTRAINED), help="comma-separated problem names")
+    parser.add_argument("--budgets", default="30,60,100")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs in parallel")
+    parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--store", type=Path, help="JSON lines of finished runs: appended to, and runs "
+                                                   "already there are reused (delete a method's lines to redo it)")
+    parser.add_argument("--render-only", action="store_true", help="only render what --store holds")
+    args = parser.parse_args(argv)
+    args.method_list = [m for m in args.methods.split(",") if m]
+    args.problem_list = [p for p in args.problems.split(",") if p]
+    args.budget_list = sorted(int(b) for b in args.budgets.split(","))
+    if unknown := [p for p in args.problem_list if p not in CONSTRAINED]:
+        parser.error(f"unknown problem(s) {unknown}; known: {', '.join(CONSTRAINED)}")
+    if bad := [m for m in args.method_list if m.partition("-")[0] not in RUNNERS]:
+        parser.error(f"unknown method(s) {bad}: use ours-<algorithm>, optuna-gp or optuna-tpe")
+    return args
+
+
+def load_store(path: Path | None) -> dict[Job, Outcome]:
+    if path is None or not path.exists():
+        return {}
+    stored = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        job = Job(**record["job"])
+        stored[job] = Outcome(job, record["values"], record["feasible"], record["seconds"], record["error"])
+    return stored
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    jobs = [Job(p, m, seed, args.budget_list[-1])
+            for p in args.problem_list for m in args.method_list for seed in range(args.seeds)]
+    stored = load_store(args.store)
+    outcomes = [stored[job] for job in jobs if job in stored]
+    todo = [] if args.render_only else [job for job in jobs if job not in stored]
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        for i, outcome in enumerate(pool.imap_unordered(run_job, todo), 1):
+            outcomes.append(outcome)
+            if args.store:
+                with args.store.open("a") as store:
+                    store.write(json.dumps(dataclasses.asdict(outcome)) + "\n")
+            status = outcome.error or f"{sum(outcome.feasible)} feasible"
+            print(f"[{i}/{len(todo)}] {outcome.job.problem} {outcome.job.method} seed {outcome.job.seed}: "
+                  f"{status} ({outcome.seconds:.1f} s)", file=sys.stderr, flush=True)
+    report = render(outcomes, args)
+    print(report)
+    if args.markdown:
+        args.markdown.write_text(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
