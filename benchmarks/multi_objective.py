@@ -111,22 +111,23 @@ def run_job(job: Job) -> Outcome:
 # --- reporting -------------------------------------------------------------------------------
 
 
-def metrics(outcomes: Sequence[Outcome], budgets: Sequence[int]) -> tuple[dict, dict, dict]:
+def metrics(outcomes: Sequence[Outcome], budgets: Sequence[int], references: dict) -> tuple[dict, dict, dict]:
     """Per seed by (problem, budget, method): hypervolume, log10 gap to the true front (known fronts
-    only); and seconds per trial by (problem, method)."""
+    only); and seconds per trial by (problem, method). ``references``: (reference point, true
+    hypervolume or None) by problem."""
     volumes: dict = defaultdict(list)
     gaps: dict = defaultdict(list)
     seconds: dict = defaultdict(list)
     for outcome in outcomes:
         if outcome.error:
             continue
-        problem = MO_PROBLEMS[outcome.job.problem]
+        reference, true_volume = references[outcome.job.problem]
         for budget in budgets:
-            volume = hypervolume(np.array(outcome.values[:budget]), np.array(problem.reference))
+            volume = hypervolume(np.array(outcome.values[:budget]), np.array(reference))
             key = outcome.job.problem, budget, outcome.job.method
             volumes[key].append(volume)
-            if problem.true_hypervolume is not None:
-                gaps[key].append(math.log10(max(problem.true_hypervolume - volume, GAP_FLOOR)))
+            if true_volume is not None:
+                gaps[key].append(math.log10(max(true_volume - volume, GAP_FLOOR)))
         seconds[outcome.job.problem, outcome.job.method].append(outcome.seconds / outcome.job.trials)
     return volumes, gaps, seconds
 
@@ -152,7 +153,7 @@ def _p(p: float) -> str:
 
 
 def render(outcomes: Sequence[Outcome], args: argparse.Namespace) -> str:
-    volumes, gaps, seconds = metrics(outcomes, args.budget_list)
+    volumes, gaps, seconds = metrics(outcomes, args.budget_list, args.references)
     methods, problem_names = args.method_list, args.problem_list
     ours = [m for m in methods if m.startswith("ours-")]
     theirs = [m for m in methods if m.startswith("optuna-")]
@@ -164,7 +165,7 @@ def render(outcomes: Sequence[Outcome], args: argparse.Namespace) -> str:
         f"- Machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}",
         f"- Command: `{shlex.join([Path(sys.executable).name, *sys.argv])}`",
         f"- {args.seeds} seeds per (problem, method); sequential trials.",
-        "- Reference points: " + "; ".join(f"{p} {MO_PROBLEMS[p].reference}" for p in problem_names) + ".",
+        "- Reference points: " + "; ".join(f"{p} {args.references[p][0]}" for p in problem_names) + ".",
         "- Cells: mean ± standard error over seeds. Mann-Whitney: one-sided p-values that the first "
         "method's hypervolumes are higher / lower than the second's (bold below 0.05).",
         "",
@@ -178,7 +179,7 @@ def render(outcomes: Sequence[Outcome], args: argparse.Namespace) -> str:
         ranks = mean_ranks(volumes, problem_names, budget, methods)
         lines += ["| mean rank | " + " | ".join(f"**{ranks[m]:.2f}**" if m in ranks else "n/a" for m in methods)
                   + " |", ""]
-        known = [p for p in problem_names if MO_PROBLEMS[p].true_hypervolume is not None]
+        known = [p for p in problem_names if args.references[p][1] is not None]
         if known:
             lines += ["### log10 hypervolume gap to the true front (lower is better)", "",
                       "| problem | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
@@ -232,6 +233,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--store", type=Path, help="JSON lines of finished runs: appended to, and runs "
                                                    "already there are reused (delete a method's lines to redo it)")
     parser.add_argument("--render-only", action="store_true", help="report the stored runs, run nothing")
+    parser.add_argument("--reference", action="append", default=[], metavar="PROBLEM=R1,R2[,R3]",
+                        help="measure PROBLEM against this reference point instead (its gap to the true "
+                             "front is then not reported), e.g. zdt1_d06=11,11 as BoTorch's ZDT")
     args = parser.parse_args(argv)
     args.method_list = [m for m in args.methods.split(",") if m]
     args.problem_list = [p for p in args.problems.split(",") if p]
@@ -239,6 +243,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = [p for p in args.problem_list if p not in MO_PROBLEMS]
     if unknown:
         parser.error(f"unknown problem(s) {unknown}; known: {', '.join(MO_PROBLEMS)}")
+    args.references = {name: (p.reference, p.true_hypervolume) for name, p in MO_PROBLEMS.items()}
+    for override in args.reference:
+        name, _, point = override.partition("=")
+        if name not in MO_PROBLEMS or len(point.split(",")) != len(MO_PROBLEMS[name].reference):
+            parser.error(f"--reference {override!r}: want PROBLEM=R1,R2[,...] with one value per objective")
+        args.references[name] = (tuple(float(v) for v in point.split(",")), None)
     bad = [m for m in args.method_list
            if not (m.startswith("ours-") or m.partition("-")[0] == "optuna" and m.partition("-")[2] in OPTUNA_SAMPLERS)]
     if bad:
