@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sample_efficiency  # noqa: F401  (first: it caps the BLAS threads before numpy loads)
-from sample_efficiency import PAIRS, Job, _optuna_params, mann_whitney, mean_ranks, standard_error
+from sample_efficiency import PAIRS, Job, optuna_params, mann_whitney, mean_ranks, standard_error
 
 import numpy as np  # noqa: E402
 
@@ -99,7 +99,7 @@ def run_optuna(problem: ConstrainedProblem, sampler_name: str, seed: int, trials
     values, feasible = [], []
     for _ in range(trials):
         trial = study.ask()
-        objective, constraint = problem.function(_optuna_params(trial, problem))
+        objective, constraint = problem.function(optuna_params(trial, problem))
         trial.set_user_attr("constraints", list(constraint))
         study.tell(trial, list(objective))
         values.append(list(objective))

@@ -413,3 +413,134 @@ def check_name(name: str) -> None:
     if _TABULAR_NAME.fullmatch(name):
         return
     raise KeyError(name)
+
+
+# --- multi-objective -------------------------------------------------------------------------
+
+# Every MO problem is minimised in all objectives. The ZDT and DTLZ2 problems run at d = 6, not
+# at their customary 30 (ZDT) or 12 (DTLZ2) dimensions: 100 trials of a 30-D problem measure
+# little beyond the start-up phase. Reference point: 1.1 in every objective, 10% beyond the
+# worst value any point of their true fronts takes (1 in every objective); the true front's
+# hypervolume against it is known, so the gap to it measures convergence.
+MO_DIMENSION = 6
+MO_REFERENCE = 1.1
+
+
+@dataclass(frozen=True)
+class MOProblem:
+    name: str
+    space: SearchSpace
+    # Objective values, in objective order, all minimised.
+    function: Callable[[Mapping[str, Value]], tuple[float, ...]]
+    reference: tuple[float, ...]
+    # Hypervolume of the true Pareto front against ``reference``; None where unknown.
+    true_hypervolume: float | None
+
+
+def _zdt_g(x: np.ndarray) -> float:
+    return 1.0 + 9.0 * float(np.sum(x[1:])) / (len(x) - 1)
+
+
+def zdt1(x: np.ndarray) -> tuple[float, float]:
+    f1, g = float(x[0]), _zdt_g(x)
+    return f1, g * (1.0 - math.sqrt(f1 / g))
+
+
+def zdt2(x: np.ndarray) -> tuple[float, float]:
+    f1, g = float(x[0]), _zdt_g(x)
+    return f1, g * (1.0 - (f1 / g) ** 2)
+
+
+def zdt3(x: np.ndarray) -> tuple[float, float]:
+    f1, g = float(x[0]), _zdt_g(x)
+    return f1, g * (1.0 - math.sqrt(f1 / g) - f1 / g * math.sin(10 * math.pi * f1))
+
+
+def dtlz2(x: np.ndarray, n_objectives: int = 3) -> tuple[float, ...]:
+    """f_i = (1 + g) * cos products of the first m - 1 angles: the front is the unit sphere's
+    positive orthant (g = 0: the last d - m + 1 coordinates at 0.5)."""
+    angles, tail = x[: n_objectives - 1] * math.pi / 2, x[n_objectives - 1:]
+    radius = 1.0 + float(np.sum((tail - 0.5) ** 2))
+    values = []
+    for i in range(n_objectives):
+        value = radius * float(np.prod(np.cos(angles[: n_objectives - 1 - i])))
+        if i > 0:
+            value *= math.sin(angles[n_objectives - 1 - i])
+        values.append(value)
+    return tuple(values)
+
+
+def zdt_front_hypervolume(zdt: Callable[[np.ndarray], tuple[float, float]], reference: tuple[float, float],
+                          points: int = 1_000_000) -> float:
+    """Hypervolume of a ZDT problem's true front (x2..xd = 0) sampled at ``points`` values of x1.
+
+    Numerical, because ZDT3's front is disconnected; the staircase misses O(1 / points) of it."""
+    from suggestion_service.domain.hypervolume import hypervolume
+
+    x1 = np.linspace(0.0, 1.0, points)
+    g = 1.0
+    f2 = {zdt1: g * (1 - np.sqrt(x1 / g)), zdt2: g * (1 - (x1 / g) ** 2),
+          zdt3: g * (1 - np.sqrt(x1 / g) - x1 / g * np.sin(10 * np.pi * x1))}[zdt]
+    return hypervolume(np.column_stack([x1, f2]), np.array(reference))
+
+
+# The XGBoost problem's space; objectives: 1 - validation F1 and log10 of the model's tree nodes.
+XGBOOST_MO_SPACE = SearchSpace((
+    Float("learning_rate", 1e-3, 0.5, log=True),
+    Int("max_depth", 1, 10),
+    Int("n_estimators", 10, 500, log=True),
+    Float("subsample", 0.5, 1.0),
+    Float("colsample_bytree", 0.5, 1.0),
+    Float("min_child_weight", 0.1, 10.0, log=True),
+))
+
+
+@functools.cache
+def _breast_cancer_data():
+    import xgboost as xgb
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
+    return xgb.DMatrix(x_train, label=y_train), xgb.DMatrix(x_val), y_val
+
+
+def xgboost_breast_cancer(p) -> tuple[float, float]:
+    """(1 - validation F1, log10 total tree nodes) of XGBoost on sklearn's breast cancer data
+    (569 samples, a stratified 70/30 split with a fixed seed).
+
+    The size is the number of nodes in the booster's dump (splits and leaves), in log10 so that the
+    hypervolume weighs a model of 30 nodes against one of 300 as it weighs 300 against 3,000.
+    Training is deterministic (one thread, fixed seed), so a configuration always scores the same.
+    """
+    import xgboost as xgb
+    from sklearn.metrics import f1_score
+
+    train, val, y_val = _breast_cancer_data()
+    params = {key: value for key, value in p.items() if key != "n_estimators"}
+    params.update(objective="binary:logistic", eval_metric="logloss", seed=0, nthread=1, tree_method="hist")
+    booster = xgb.train(params, train, num_boost_round=int(p["n_estimators"]))
+    nodes = sum(tree.count("\n") for tree in booster.get_dump())
+    return 1.0 - float(f1_score(y_val, booster.predict(val) > 0.5)), math.log10(nodes)
+
+
+def _mo(name: str, function: Callable[[np.ndarray], tuple[float, ...]], n_objectives: int,
+        true_hypervolume: float) -> MOProblem:
+    reference = (MO_REFERENCE,) * n_objectives
+    return MOProblem(name, _box(MO_DIMENSION, 0, 1), lambda p: function(_vector(p, MO_DIMENSION)), reference,
+                     true_hypervolume)
+
+
+MO_PROBLEMS: dict[str, MOProblem] = {p.name: p for p in (
+    # 1.21 minus the area under the fronts f2 = 1 - sqrt(f1) and 1 - f1^2 on [0, 1].
+    _mo("zdt1_d06", zdt1, 2, MO_REFERENCE**2 - 1 / 3),
+    _mo("zdt2_d06", zdt2, 2, MO_REFERENCE**2 - 2 / 3),
+    # zdt_front_hypervolume(zdt3, (1.1, 1.1)), rounded (sampling it takes a second at every import).
+    _mo("zdt3_d06", zdt3, 2, 1.331762),
+    # The reference box minus the unit ball's positive orthant (pi / 6).
+    _mo("dtlz2_d06", dtlz2, 3, MO_REFERENCE**3 - math.pi / 6),
+    # No known front. Reference: 1 - F1 = 1 (no correct positive) and 10^6 nodes, more than the space
+    # can build (500 trees of at most 2 * 398 - 1 nodes on 398 training rows: 397,500).
+    MOProblem("xgboost_breast_cancer", XGBOOST_MO_SPACE, xgboost_breast_cancer, (1.0, 6.0), None),
+)}

@@ -73,7 +73,8 @@ class Outcome:
 
 def simulate(ask: Callable[[], tuple[object, dict]], tell: Callable[[object, float], None],
              problem: Problem, seed: int, trials: int, workers: int) -> list[float]:
-    """Run ``trials`` evaluations with ``workers`` simulated concurrent workers; values in the order told.
+    """Run ``trials`` evaluations with ``workers`` simulated concurrent workers; values in the order told
+    (tuples where ``problem.function`` answers several objectives, as in multi_objective.py).
 
     Every worker asks as soon as it is free, with the others' trials still pending; a trial's
     run time is drawn from the seed and its number alone (uniform in [0.5, 1.5)), so every
@@ -96,31 +97,38 @@ def simulate(ask: Callable[[], tuple[object, dict]], tell: Callable[[object, flo
     return values
 
 
-def run_ours(problem: Problem, algorithm: str, seed: int, trials: int, workers: int = 1) -> list[float]:
-    """Ask/tell through the pure algorithm interface; running trials are in the history as ACTIVE."""
+def ours_ask_tell(space, objectives, algorithm: str, seed: int):
+    """``ask`` and ``tell`` through the pure algorithm interface; running trials are in the history as
+    ACTIVE. ``tell`` takes a number or, with several objectives, a tuple in objective order."""
     from suggestion_service.algorithms import make_algorithm
     from suggestion_service.algorithms.base import SuggestContext, TrialView
-    from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, StudySpec
+    from suggestion_service.domain.study import AlgorithmSpec, StudySpec
     from suggestion_service.domain.trial import TrialState
 
-    objectives = (Objective("value", Direction.MINIMIZE),)
-    spec = StudySpec(problem.space, objectives, AlgorithmSpec(algorithm, {}), seed=seed)
-    model = make_algorithm(spec)
+    model = make_algorithm(StudySpec(space, objectives, AlgorithmSpec(algorithm, {}), seed=seed))
     history: list[TrialView] = []
 
     def ask():
-        context = SuggestContext(problem.space, objectives, sequence=len(history), history=tuple(history))
+        context = SuggestContext(space, objectives, sequence=len(history), history=tuple(history))
         [suggestion] = model.suggest(context, 1)
         history.append(TrialView(len(history), TrialState.ACTIVE, suggestion.params))
         return len(history) - 1, suggestion.params
 
     def tell(number, value):
-        history[number] = TrialView(number, TrialState.COMPLETED, history[number].params, (value,))
+        values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+        history[number] = TrialView(number, TrialState.COMPLETED, history[number].params, values)
 
+    return ask, tell
+
+
+def run_ours(problem: Problem, algorithm: str, seed: int, trials: int, workers: int = 1) -> list[float]:
+    from suggestion_service.domain.study import Direction, Objective
+
+    ask, tell = ours_ask_tell(problem.space, (Objective("value", Direction.MINIMIZE),), algorithm, seed)
     return simulate(ask, tell, problem, seed, trials, workers)
 
 
-def _optuna_params(trial, problem: Problem) -> dict:
+def optuna_params(trial, problem: Problem) -> dict:
     """Define-by-run translation of our space (conditionals included)."""
     from suggestion_service.domain.space import CategoricalDomain, FixedDomain, FloatDomain
 
@@ -154,7 +162,7 @@ def run_optuna(problem: Problem, sampler_name: str, seed: int, trials: int, work
 
     def ask():
         trial = study.ask()
-        return trial, _optuna_params(trial, problem)
+        return trial, optuna_params(trial, problem)
 
     return simulate(ask, study.tell, problem, seed, trials, workers)
 

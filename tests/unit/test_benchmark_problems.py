@@ -239,3 +239,41 @@ def test_constrained_scores_count_runs_without_a_feasible_trial_at_the_worst_fea
     volume = 1.0 * 0.2 + 0.2 * 0.9  # the union of [0.2, 1.2] x [1, 1.2] and [1, 1.2] x [0.1, 1.2]
     assert constrained.regret(front, 3, penalty) == pytest.approx(problems.TNK_HYPERVOLUME - volume)
     assert constrained.regret(outcome("tnk", "b", [[0.0, 0.0]], [False]), 1, {}) == problems.TNK_HYPERVOLUME
+
+
+def test_multi_objective_fronts_are_reached_and_their_hypervolumes_match():
+    zdt1, zdt2, zdt3 = (problems.MO_PROBLEMS[f"zdt{i}_d06"] for i in (1, 2, 3))
+    rest = [0.0] * (problems.MO_DIMENSION - 1)
+    for f1 in (0.0, 0.25, 0.81, 1.0):
+        point = _point(zdt1, [f1, *rest])
+        assert zdt1.function(point) == pytest.approx((f1, 1 - np.sqrt(f1)))
+        assert zdt2.function(point) == pytest.approx((f1, 1 - f1**2))
+        assert zdt3.function(point) == pytest.approx((f1, 1 - np.sqrt(f1) - f1 * np.sin(10 * np.pi * f1)))
+    # Off the front g > 1: every objective but f1 gets worse.
+    assert zdt1.function(_point(zdt1, [0.25, 0.5, *rest[1:]]))[1] > 0.5
+    # The sampled fronts' hypervolumes meet the closed forms, and ZDT3's stored value the sampled one.
+    for problem, zdt in ((zdt1, problems.zdt1), (zdt2, problems.zdt2), (zdt3, problems.zdt3)):
+        sampled = problems.zdt_front_hypervolume(zdt, problem.reference, points=200_000)
+        assert sampled == pytest.approx(problem.true_hypervolume, abs=1e-5)
+
+    dtlz2 = problems.MO_PROBLEMS["dtlz2_d06"]
+    rng = np.random.default_rng(0)
+    for x in rng.uniform(0, 1, (20, problems.MO_DIMENSION)):
+        on_front = np.linalg.norm(dtlz2.function(_point(dtlz2, [*x[:2], *[0.5] * 4])))
+        off_front = np.linalg.norm(dtlz2.function(_point(dtlz2, x)))
+        assert on_front == pytest.approx(1.0) and off_front > 1.0
+    assert dtlz2.function(_point(dtlz2, [0.0, 0.0, *[0.5] * 4])) == pytest.approx((1.0, 0.0, 0.0))
+
+
+def test_xgboost_multi_objective_problem_is_deterministic_and_counts_nodes():
+    pytest.importorskip("xgboost", reason="xgboost is a benchmark-only dependency (the bench extra)")
+    pytest.importorskip("sklearn", reason="scikit-learn is a benchmark-only dependency (the bench extra)")
+    problem = problems.MO_PROBLEMS["xgboost_breast_cancer"]
+    stumps = {"learning_rate": 0.1, "max_depth": 1, "n_estimators": 10, "subsample": 1.0,
+              "colsample_bytree": 1.0, "min_child_weight": 1.0}
+    error, size = problem.function(stumps)
+    assert problem.function(stumps) == (error, size)
+    assert 0 < error < 0.2
+    # Ten depth-1 trees: at most 3 nodes each (a stump, or a single leaf once nothing is left to split).
+    assert np.log10(10) <= size <= np.log10(30)
+    assert all(v < r for v, r in zip((error, size), problem.reference))

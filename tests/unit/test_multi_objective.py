@@ -171,6 +171,21 @@ def test_the_parego_scalarisation_is_augmented_chebyshev_on_normalised_values():
     assert tied[3] > tied[2]
 
 
+def test_the_parego_scalarisation_is_normalised_by_the_front_so_dominated_outliers_do_not_skew_it():
+    front = np.array([[0.0, 1.0], [0.5, 0.3], [1.0, -0.5]])
+    weights = np.array([0.5, 0.5])
+    alone = scalarise(front, weights)
+    # A dominated trial far worse in f2 (a random start-up point) leaves the front's values as they were...
+    with_outlier = scalarise(np.vstack([front, [0.9, 50.0]]), weights)
+    assert with_outlier[:3] == pytest.approx(alone)
+    assert with_outlier[3] > with_outlier[:3].max()
+    # ...so equal weights still prefer the middle of the front, not the end with the smallest f1.
+    assert np.argmin(with_outlier) == 1
+    # A front of one point: the range over all trials stands in.
+    single = scalarise(np.array([[0.0, 0.0], [1.0, 2.0]]), weights)
+    assert single == pytest.approx([0.0, 0.5 + RHO * 1.0])
+
+
 def test_gp_parego_reaches_a_larger_hypervolume_than_random_search_on_zdt1():
     space = SearchSpace(tuple(Float(f"x{i}", 0.0, 1.0) for i in range(4)))
 
