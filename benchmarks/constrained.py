@@ -27,11 +27,8 @@ measurement: it asserts nothing.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
-import json
 import math
-import multiprocessing
 import os
 import platform
 import shlex
@@ -48,6 +45,7 @@ from sample_efficiency import PAIRS, Job, optuna_params, mann_whitney, mean_rank
 import numpy as np  # noqa: E402
 
 from problems import CONSTRAINED, ConstrainedProblem  # noqa: E402
+import runs  # noqa: E402
 
 
 @dataclass
@@ -283,33 +281,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def load_store(path: Path | None) -> dict[Job, Outcome]:
-    if path is None or not path.exists():
-        return {}
-    stored = {}
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        job = Job(**record["job"])
-        stored[job] = Outcome(job, record["values"], record["feasible"], record["seconds"], record["error"])
-    return stored
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     jobs = [Job(p, m, seed, args.budget_list[-1])
             for p in args.problem_list for m in args.method_list for seed in range(args.seeds)]
-    stored = load_store(args.store)
-    outcomes = [stored[job] for job in jobs if job in stored]
-    todo = [] if args.render_only else [job for job in jobs if job not in stored]
-    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        for i, outcome in enumerate(pool.imap_unordered(run_job, todo), 1):
-            outcomes.append(outcome)
-            if args.store:
-                with args.store.open("a") as store:
-                    store.write(json.dumps(dataclasses.asdict(outcome)) + "\n")
-            status = outcome.error or f"{sum(outcome.feasible)} feasible"
-            print(f"[{i}/{len(todo)}] {outcome.job.problem} {outcome.job.method} seed {outcome.job.seed}: "
-                  f"{status} ({outcome.seconds:.1f} s)", file=sys.stderr, flush=True)
+    outcomes = runs.run_jobs(jobs, run_job, processes=args.jobs, store=args.store, outcome_type=Outcome,
+                             describe=lambda o: f"{sum(o.feasible)} feasible", render_only=args.render_only)
     report = render(outcomes, args)
     print(report)
     if args.markdown:
