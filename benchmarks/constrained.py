@@ -216,13 +216,13 @@ def render(outcomes: Sequence[Outcome], args) -> str:
     for problem in problem_names:
         cells = []
         for m in methods:
-            runs = [o for o in good if o.job.problem == problem and o.job.method == m]
-            if not runs:
+            done = [o for o in good if o.job.problem == problem and o.job.method == m]
+            if not done:
                 cells.append("n/a")
                 continue
-            share = np.mean([1 - np.mean(o.feasible) for o in runs])
-            found = "/".join(str(sum(any(o.feasible[:b]) for o in runs)) for b in args.budget_list)
-            cells.append(f"{100 * share:.0f}% ({found} of {len(runs)})")
+            share = np.mean([1 - np.mean(o.feasible) for o in done])
+            found = "/".join(str(sum(any(o.feasible[:b]) for o in done)) for b in args.budget_list)
+            cells.append(f"{100 * share:.0f}% ({found} of {len(done)})")
         lines.append(f"| {problem} | " + " | ".join(cells) + " |")
     lines.append("")
 
@@ -237,8 +237,8 @@ def render(outcomes: Sequence[Outcome], args) -> str:
             for budget in args.budget_list:
                 cells = []
                 for m in methods:
-                    runs = [o for o in good if o.job.problem == problem and o.job.method == m]
-                    volumes = [definition.optimum - regret(o, budget, penalty) for o in runs]
+                    done = [o for o in good if o.job.problem == problem and o.job.method == m]
+                    volumes = [definition.optimum - regret(o, budget, penalty) for o in done]
                     cells.append(f"{np.mean(volumes):.4f} ± {standard_error(volumes):.4f}" if runs else "n/a")
                 lines.append(f"| {problem} (ref {definition.reference_point}) | {budget} | "
                              f"{definition.optimum:.4f} | " + " | ".join(cells) + " |")
@@ -250,9 +250,7 @@ def render(outcomes: Sequence[Outcome], args) -> str:
     lines += ["## Seconds per trial (suggestion + evaluation)", "",
               "| " + " | ".join(methods) + " |", "|" + "---:|" * len(methods),
               "| " + " | ".join(f"{np.mean(seconds[m]):.3f}" if seconds[m] else "n/a" for m in methods) + " |", ""]
-    errors = sorted({f"{o.job.method} on {o.job.problem}: {o.error}" for o in outcomes if o.error})
-    if errors:
-        lines += ["Runs that failed (left out):", "", *[f"- {e}" for e in errors], ""]
+    lines += runs.failures(outcomes)
     return "\n".join(lines)
 
 
@@ -288,9 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes = runs.run_jobs(jobs, run_job, processes=args.jobs, store=args.store, outcome_type=Outcome,
                              describe=lambda o: f"{sum(o.feasible)} feasible", render_only=args.render_only)
     report = render(outcomes, args)
-    print(report)
-    if args.markdown:
-        args.markdown.write_text(report + "\n")
+    runs.publish(report, args.markdown)
     return 0
 
 

@@ -213,9 +213,7 @@ def render(outcomes: Sequence[Outcome], args: argparse.Namespace) -> str:
         lines.append(f"| {problem} | " + " | ".join(
             f"{np.mean(seconds[problem, m]):.3f}" if seconds.get((problem, m)) else "n/a" for m in methods) + " |")
     lines.append("")
-    errors = sorted({f"{o.job.method} on {o.job.problem}: {o.error}" for o in outcomes if o.error})
-    if errors:
-        lines += ["Runs that failed (left out):", "", *[f"- {e}" for e in errors], ""]
+    lines += runs.failures(outcomes)
     return "\n".join(lines)
 
 
@@ -262,9 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         jobs, run_job, processes=args.jobs, store=args.store, outcome_type=Outcome, render_only=args.render_only,
         describe=lambda o: f"hypervolume {hypervolume(np.array(o.values), np.array(MO_PROBLEMS[o.job.problem].reference)):.4f}")
     report = render(outcomes, args)
-    print(report)
-    if args.markdown:
-        args.markdown.write_text(report + "\n")
+    runs.publish(report, args.markdown)
     return 0
 
 

@@ -43,3 +43,16 @@ def run_jobs(jobs: Sequence[Any], run_job: Callable[[Any], Any], *, processes: i
             print(f"[{i}/{len(todo)}] {outcome.job.problem} {outcome.job.method} seed {outcome.job.seed}: "
                   f"{outcome.error or describe(outcome)} ({outcome.seconds:.1f} s)", file=sys.stderr, flush=True)
     return outcomes
+
+
+def failures(outcomes: Sequence[Any]) -> list[str]:
+    """Markdown lines naming the runs that failed (they are left out of the tables), or none."""
+    errors = sorted({f"{o.job.method} on {o.job.problem}: {o.error}" for o in outcomes if o.error})
+    return ["Runs that failed (left out):", "", *[f"- {e}" for e in errors], ""] if errors else []
+
+
+def publish(report: str, markdown: Path | None) -> None:
+    """Prints the report, and writes it to ``markdown`` when one is given."""
+    print(report)
+    if markdown:
+        markdown.write_text(report + "\n")

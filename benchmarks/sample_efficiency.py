@@ -319,9 +319,7 @@ def render(outcomes, args) -> str:
     lines += ["## Seconds per trial (suggestion + evaluation, with --jobs runs in parallel)", "",
               "| " + " | ".join(methods) + " |", "|" + "---:|" * len(methods),
               "| " + " | ".join(f"{seconds.get(m, float('nan')):.3f}" for m in methods) + " |", ""]
-    errors = sorted({f"{o.job.method} on {o.job.problem}: {o.error}" for o in outcomes if o.error})
-    if errors:
-        lines += ["Runs that failed (left out):", "", *[f"- {e}" for e in errors], ""]
+    lines += runs.failures(outcomes)
     return "\n".join(lines)
 
 
@@ -373,9 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes = runs.run_jobs(jobs, run_job, processes=args.jobs, store=args.store, outcome_type=Outcome,
                              describe=lambda o: f"best {o.best_so_far[-1]:.4g}")
     report = render(outcomes, args)
-    print(report)
-    if args.markdown:
-        args.markdown.write_text(report + "\n")
+    runs.publish(report, args.markdown)
     return 0
 
 
