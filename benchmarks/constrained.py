@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sample_efficiency  # noqa: F401  (first: it caps the BLAS threads before numpy loads)
-from sample_efficiency import PAIRS, Job, optuna_params, mann_whitney, mean_ranks, standard_error
+from sample_efficiency import Job, mean_ranks, optuna_params, regret_table, standard_error
 
 import numpy as np  # noqa: E402
 
@@ -183,32 +183,8 @@ def render(outcomes: Sequence[Outcome], args) -> str:
         "method's regrets are lower / higher than the second's (bold below 0.05).",
         "",
     ]
-    pairs = [(a, b) for a, b in PAIRS if a in methods and b in methods]
     for budget in args.budget_list:
-        header = "| problem | " + " | ".join(methods) + "".join(f" | {a} vs {b}" for a, b in pairs) + " |"
-        lines += [f"## {budget} trials", "", header, "|---|" + "---:|" * (len(methods) + len(pairs))]
-        wins: dict = defaultdict(int)
-        losses: dict = defaultdict(int)
-        for problem in problem_names:
-            cells = []
-            for m in methods:
-                values = regrets.get((problem, budget, m))
-                cells.append(f"{np.mean(values):.2f} ± {standard_error(values):.2f}" if values else "n/a")
-            for a, b in pairs:
-                ours, theirs = regrets.get((problem, budget, a)), regrets.get((problem, budget, b))
-                if not ours or not theirs:
-                    cells.append("n/a")
-                    continue
-                lower, higher = mann_whitney(ours, theirs)
-                wins[a] += lower < 0.05
-                losses[a] += higher < 0.05
-                cells.append(" / ".join(f"**{p:.3f}**" if p < 0.05 else f"{p:.3f}" for p in (lower, higher)))
-            lines.append(f"| {problem} | " + " | ".join(cells) + " |")
-        rank_cells = [f"**{ranks[budget, m]:.2f}**" if (budget, m) in ranks else "n/a" for m in methods]
-        lines += ["| mean rank | " + " | ".join(rank_cells + [""] * len(pairs)) + " |", ""]
-        lines += [f"- {a} vs {b}: significantly better (p < 0.05) on {wins[a]}, worse on {losses[a]} "
-                  f"of {len(problem_names)} problems." for a, b in pairs]
-        lines.append("")
+        lines += regret_table(regrets, ranks, problem_names, methods, budget)
 
     lines += [f"## Infeasible trials (share of the first {args.budget_list[-1]}, mean over seeds) and "
               "runs with a feasible trial by each budget", "",
@@ -239,7 +215,7 @@ def render(outcomes: Sequence[Outcome], args) -> str:
                 for m in methods:
                     done = [o for o in good if o.job.problem == problem and o.job.method == m]
                     volumes = [definition.optimum - regret(o, budget, penalty) for o in done]
-                    cells.append(f"{np.mean(volumes):.4f} ± {standard_error(volumes):.4f}" if runs else "n/a")
+                    cells.append(f"{np.mean(volumes):.4f} ± {standard_error(volumes):.4f}" if done else "n/a")
                 lines.append(f"| {problem} (ref {definition.reference_point}) | {budget} | "
                              f"{definition.optimum:.4f} | " + " | ".join(cells) + " |")
         lines.append("")

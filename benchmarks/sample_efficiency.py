@@ -268,6 +268,38 @@ def mann_whitney(ours: Sequence[float], theirs: Sequence[float]) -> tuple[float,
             float(mannwhitneyu(theirs, ours, alternative="less").pvalue))
 
 
+def regret_table(regrets: dict, ranks: dict, problem_names: Sequence[str], methods: Sequence[str],
+                 budget: int) -> list[str]:
+    """Markdown for one budget: mean ± SE per problem and method, the Mann-Whitney p-values of
+    each PAIRS comparison present, the mean ranks, and how many problems each comparison won
+    and lost. ``regrets`` maps (problem, budget, method) to per-seed log10 regrets."""
+    pairs = [(a, b) for a, b in PAIRS if a in methods and b in methods]
+    header = "| problem | " + " | ".join(methods) + "".join(f" | {a} vs {b}" for a, b in pairs) + " |"
+    lines = [f"## {budget} trials", "", header, "|---|" + "---:|" * (len(methods) + len(pairs))]
+    wins = dict.fromkeys(pairs, 0)
+    losses = dict.fromkeys(pairs, 0)
+    for problem in problem_names:
+        cells = []
+        for m in methods:
+            values = regrets.get((problem, budget, m))
+            cells.append(f"{np.mean(values):.2f} ± {standard_error(values):.2f}" if values else "n/a")
+        for pair in pairs:
+            ours, theirs = (regrets.get((problem, budget, m)) for m in pair)
+            if not ours or not theirs:
+                cells.append("n/a")
+                continue
+            lower, higher = mann_whitney(ours, theirs)
+            wins[pair] += lower < 0.05
+            losses[pair] += higher < 0.05
+            cells.append(" / ".join(f"**{p:.3f}**" if p < 0.05 else f"{p:.3f}" for p in (lower, higher)))
+        lines.append(f"| {problem} | " + " | ".join(cells) + " |")
+    rank_cells = [f"**{ranks[budget, m]:.2f}**" if (budget, m) in ranks else "n/a" for m in methods]
+    lines += ["| mean rank | " + " | ".join(rank_cells + [""] * len(pairs)) + " |", ""]
+    lines += [f"- {a} vs {b}: significantly better (p < 0.05) on {wins[a, b]}, worse on {losses[a, b]} "
+              f"of {len(problem_names)} problems." for a, b in pairs]
+    return [*lines, ""]
+
+
 def render(outcomes, args) -> str:
     regrets, _ = log_regrets(outcomes, args.budget_list)
     means, ranks, seconds = summarise(outcomes, args.budget_list)
@@ -286,36 +318,8 @@ def render(outcomes, args) -> str:
         "method's regrets are lower / higher than the second's (bold below 0.05).",
         "",
     ]
-    pairs = [(a, b) for a, b in PAIRS if a in methods and b in methods]
     for budget in args.budget_list:
-        header = "| problem | " + " | ".join(methods) + "".join(f" | {a} vs {b}" for a, b in pairs) + " |"
-        lines += [f"## {budget} trials", "", header, "|---|" + "---:|" * (len(methods) + len(pairs))]
-        for problem in problem_names:
-            cells = []
-            for m in methods:
-                values = regrets.get((problem, budget, m))
-                cells.append(f"{np.mean(values):.2f} ± {standard_error(values):.2f}" if values else "n/a")
-            for a, b in pairs:
-                ours, theirs = regrets.get((problem, budget, a)), regrets.get((problem, budget, b))
-                if not ours or not theirs:
-                    cells.append("n/a")
-                    continue
-                lower, higher = mann_whitney(ours, theirs)
-                cells.append(" / ".join(f"**{p:.3f}**" if p < 0.05 else f"{p:.3f}" for p in (lower, higher)))
-            lines.append(f"| {problem} | " + " | ".join(cells) + " |")
-        rank_cells = [f"**{ranks[budget, m]:.2f}**" if (budget, m) in ranks else "n/a" for m in methods]
-        lines += ["| mean rank | " + " | ".join(rank_cells + [""] * len(pairs)) + " |", ""]
-        for a, b in pairs:
-            wins = losses = 0
-            for problem in problem_names:
-                ours, theirs = regrets.get((problem, budget, a)), regrets.get((problem, budget, b))
-                if ours and theirs:
-                    lower, higher = mann_whitney(ours, theirs)
-                    wins += lower < 0.05
-                    losses += higher < 0.05
-            lines.append(f"- {a} vs {b}: significantly better (p < 0.05) on {wins}, worse on {losses} "
-                         f"of {len(problem_names)} problems.")
-        lines.append("")
+        lines += regret_table(regrets, ranks, problem_names, methods, budget)
     lines += ["## Seconds per trial (suggestion + evaluation, with --jobs runs in parallel)", "",
               "| " + " | ".join(methods) + " |", "|" + "---:|" * len(methods),
               "| " + " | ".join(f"{seconds.get(m, float('nan')):.3f}" for m in methods) + " |", ""]

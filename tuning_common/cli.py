@@ -112,7 +112,6 @@ def _study_show(args: argparse.Namespace) -> int:
         given = " (from the spec)" if all(o.HasField("reference_point") for o in info.spec.objectives) else ""
         print(f"hypervolume {best_response.hypervolume:.6g}  reference point {reference}{given}")
     return 0
-    return 0
 
 
 def _study_export(args: argparse.Namespace) -> int:
