@@ -699,6 +699,25 @@ def _what_ended(spec: StudySpec, budget_left: float) -> str:
     return f"all {spec.max_trials} trials were created" if budget_left <= 0 else "the search space is exhausted"
 
 
+def _check_pruned_values(given: dict[str, float], trial: Trial) -> None:
+    """A pruned trial has no final values: where it stopped is its last report (an
+    intermediate value, often better than a finished trial's, so it must never read as a
+    result). Values sent with the prune may only repeat that report."""
+    last = trial.last_measurement
+    reported = {} if last is None else dict(last.metrics)
+    for name, value in given.items():
+        if reported.get(name) == value:
+            continue
+        if last is None:
+            found = "it reported nothing"
+        elif name in reported:
+            found = f"its last report (step {last.step}) has {name}={reported[name]!r}"
+        else:
+            found = f"its last report (step {last.step}) has no {name!r}"
+        raise InvalidArgument(f"metrics.{name}", "a pruned trial keeps no final values, only its last report, and "
+                              f"{found}: report {name} with ReportIntermediate before pruning, or send no metrics")
+
+
 def _done(study: Study, budget_left: float) -> SuggestResult:
     """The DONE answer of a study whose budget or space is spent (needs nothing running)."""
     reason = DoneReason.BUDGET_SPENT if budget_left <= 0 else DoneReason.SPACE_EXHAUSTED
@@ -715,10 +734,11 @@ def _remaining(limit: int | None, used: int) -> float:
 
 
 def _final_metrics(spec: StudySpec, outcome: Outcome, metrics: Metrics, trial: Trial) -> Metrics:
-    """Objective values first (in objective order), then the rest as given."""
+    """Objective values first (in objective order), then the rest as given; none for a pruned trial."""
     given = dict(metrics)
-    if outcome is Outcome.PRUNED and not given and trial.last_measurement is not None:
-        given = dict(trial.last_measurement.metrics)
+    if outcome is Outcome.PRUNED:
+        _check_pruned_values(given, trial)
+        return ()
     if outcome is Outcome.SUCCEEDED:
         for name in spec.metric_names:
             if name not in given:

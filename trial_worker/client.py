@@ -262,9 +262,9 @@ class Study:
     def mark_infeasible(self, trial: Trial | int, reason: str) -> pb.Trial:
         return self._complete(trial, api.OUTCOME_INFEASIBLE, [], reason)
 
-    def prune(self, trial: Trial | int, value: float | Mapping[str, float] | None = None) -> pb.Trial:
-        metrics = [] if value is None else _metrics(value, self.objectives)
-        return self._complete(trial, api.OUTCOME_PRUNED, metrics, "stopped early")
+    def prune(self, trial: Trial | int) -> pb.Trial:
+        """Ends ``trial`` as stopped early: it keeps no final values, where it stopped is its last report."""
+        return self._complete(trial, api.OUTCOME_PRUNED, [], "stopped early")
 
     def _complete(self, trial: Trial | int, outcome: int, metrics: list[pb.Metric], reason: str,
                   constraints: Sequence[float] = ()) -> pb.Trial:
@@ -363,8 +363,8 @@ class Trial:
         self.info = self.study.client.call("ReleaseTrial", request).trial
         return self.info
 
-    def prune(self, value: float | Mapping[str, float] | None = None) -> pb.Trial:
-        return self.study.prune(self, value)
+    def prune(self) -> pb.Trial:
+        return self.study.prune(self)
 
 
 __all__ = ["Study", "SuggestionClient", "Trial"]

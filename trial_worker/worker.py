@@ -21,7 +21,6 @@ what it cannot send.
 from __future__ import annotations
 
 import logging
-import math
 import socket
 import threading
 import time
@@ -508,9 +507,8 @@ class Worker:
             if outcome == COMPLETED:
                 trial.study.tell(trial, metrics, constraints=ctx.constraints or None)
             elif outcome == PRUNED:
-                objective = ctx.objectives[0]
-                value = metrics.get(objective, ctx.last_metrics.get(objective))
-                trial.study.prune(trial, None if value is None or not math.isfinite(value) else {objective: value})
+                # Where it stopped is its last report, which the study already holds.
+                trial.study.prune(trial)
             else:
                 trial.study.fail(trial, error or "failed")
         except FailedPrecondition as problem:  # the lease was lost: the study has moved on without this result

@@ -96,6 +96,10 @@ def _study_show(args: argparse.Namespace) -> int:
     for t in trials[-args.limit:]:
         params = {k: _format_value(getattr(v, v.WhichOneof("kind"))) for k, v in t.parameters.items()}
         metrics = " ".join(f"{m.name}={m.value:.6g}" for m in t.metrics)
+        if t.state == pb.TRIAL_STATE_PRUNED and t.HasField("last_measurement"):
+            # Not a result: where it stopped, said as such.
+            last = t.last_measurement
+            metrics = f"pruned at step {last.step}: " + " ".join(f"{m.name}={m.value:.6g}" for m in last.metrics)
         row = [("*" if t.id in best else "") + str(t.number), pb.TrialState.Name(t.state).removeprefix("TRIAL_STATE_"),
                *[params.get(n, "") for n in names]]
         if constraints:

@@ -272,9 +272,18 @@ async def study_detail(services: Services, name: str, cache: MeasurementCache) -
             "end_time": iso(trial.end_time, trial.HasField("end_time")),
             "duration": seconds_between(trial.start_time, trial.end_time) if trial.HasField("start_time") else None,
             "intermediate": (cache.get(trial) or []) if trial.HasField("last_measurement") else [],
+            # Where a pruned trial stopped: intermediate values, shown apart from results.
+            "stopped_at": _stopped_at(trial),
         })
     return {"study": summary, "params": param_specs(study.spec), "trials": rows, "truncated": truncated,
             "generated_at": iso_now()}
+
+
+def _stopped_at(trial: spb.Trial) -> dict[str, Any] | None:
+    if trial.state != spb.TRIAL_STATE_PRUNED or not trial.HasField("last_measurement"):
+        return None
+    last = trial.last_measurement
+    return {"step": last.step, "values": {m.name: number(m.value) for m in last.metrics}}
 
 
 def iso_now() -> str:

@@ -275,6 +275,23 @@ def test_study_show_prints_a_failed_trials_reason_in_full(sqlite_url: str, spawn
     assert any(" COMPLETED " in line and "loss=0.25" in line for line in lines)
 
 
+def test_study_show_says_where_a_pruned_trial_stopped_and_never_stars_it(sqlite_url: str, spawn_server):
+    from trial_worker import Float, SuggestionClient
+
+    address = spawn_server(sqlite_url).address
+    with SuggestionClient(address) as client:
+        study = client.create_study("stopped", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+        stopped, finished = study.ask(), study.ask()
+        stopped.report(3, 0.125)  # better than the finished trial's result, but not a result
+        stopped.prune()
+        study.tell(finished, 0.5)
+    shown = tuning("study", "show", "stopped", "--address", address)
+    assert shown.returncode == 0, shown.stderr
+    pruned = next(line for line in shown.stdout.splitlines() if " PRUNED " in line)
+    assert pruned.rstrip().endswith("pruned at step 3: loss=0.125") and not pruned.lstrip().startswith("*")
+    assert any(line.lstrip().startswith("*") and " COMPLETED " in line for line in shown.stdout.splitlines())
+
+
 def test_study_show_marks_infeasible_trials_and_the_study_file_keeps_constraints(sqlite_url: str, spawn_server,
                                                                                  tmp_path):
     from trial_worker import Float, SuggestionClient

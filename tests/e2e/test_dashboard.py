@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import urllib.parse
 from collections.abc import Iterator
@@ -190,7 +191,8 @@ def test_study_page(browser, world: World, shots: Path):
     browser.evaluate("document.querySelector('#trials thead th.metric').click()")
     values = browser.evaluate("Array.from(document.querySelectorAll('#trials tbody tr td:nth-child(3)'))"
                               ".map(td => td.dataset.sort).filter(v => v !== '').map(Number)")
-    assert values == sorted(values) and len(values) == TRIALS
+    completed = sum(r.status == tpb.RUN_STATUS_FINISHED and not _pruned(r) for r in world.runs)
+    assert values == sorted(values) and len(values) == completed
     # A categorical choice that looks like markup is text.
     assert SCRIPT in text and browser.count("#trials script") == 0
     assert "live updates stopped" in text  # the study is completed: no polling
@@ -243,6 +245,37 @@ def test_experiments_and_runs_table(browser, world: World, shots: Path):
     assert 0 < browser.count("#runs tbody tr") < TRIALS
     text = visit(browser, world, f"/ui/experiments/{experiment}?filter={quote('metrics.loss <')}")
     assert browser.count(".error-message") == 1 and browser.count("#runs tbody tr") == TRIALS
+
+
+def _pruned(run: tpb.Run) -> bool:
+    return {t.key: t.value for t in run.tags}.get("tuning.trial_state") == "PRUNED"
+
+
+def test_pruned_trials_never_read_as_results(browser, world: World):
+    # A pruned trial stopped at an intermediate step, where its loss can read better than a
+    # finished trial's: it gets no value in the trial table, sorts below every result in the
+    # runs table, and its run page says so.
+    pruned = [r for r in world.runs if _pruned(r)]
+    visit(browser, world, f"/ui/studies/{STUDY}", plots=4)
+    rows = browser.evaluate("Array.from(document.querySelectorAll('#trials tbody tr')).map(tr => "
+                            "[tr.children[1].textContent, tr.children[2].textContent, tr.lastChild.textContent])")
+    stopped = [row for row in rows if row[0] == "pruned"]
+    assert len(stopped) == len(pruned) and all(row[1] == "–" or row[1] == "" for row in stopped), stopped
+    assert all(re.fullmatch(r"pruned at step \d+ \(.*loss .*\)", row[2]) for row in stopped), stopped
+    best = browser.evaluate("document.getElementById('best-value').textContent")
+    best_number = int(re.search(r"trial (\d+)", best).group(1))
+    assert not _pruned(world.runs[best_number])
+
+    visit(browser, world, f"/ui/experiments/{world.runs[0].experiment_id}")
+    browser.evaluate("Array.from(document.querySelectorAll('#runs th.metric')).find(th => th.textContent === 'loss')"
+                     ".click()")
+    states = browser.evaluate("Array.from(document.querySelectorAll('#runs tbody tr')).map(tr => "
+                              "tr.querySelector('td.intermediate') ? 'pruned' : 'result')")
+    assert states == ["result"] * (TRIALS - len(pruned)) + ["pruned"] * len(pruned)
+
+    text = visit(browser, world, f"/ui/runs/{pruned[0].id}", plots=1)
+    assert "its latest values are intermediate ones" in text
+    assert "intermediate ones" not in visit(browser, world, f"/ui/runs/{world.best_run}", plots=1)
 
 
 def test_run_page(browser, world: World):

@@ -399,13 +399,37 @@ def test_failures_follow_the_retry_policy(client: SuggestionClient):
     assert (counts.failed, counts.infeasible, counts.queued) == (2, 1, 0)
 
 
-def test_pruned_trials_keep_their_last_report(client: SuggestionClient):
+def test_pruned_trials_keep_their_last_report_and_no_final_value(client: SuggestionClient):
+    # A pruned trial's intermediate value often reads better than any finished trial's: it must
+    # never be mistaken for a result.
     study = client.create_study("prune", [Float("x", 0, 1)], objectives={"loss": "minimize"})
-    trial = study.ask()
+    trial, other = study.ask(), study.ask()
     trial.report(0, 0.9)
-    trial.report(1, 0.8)
+    trial.report(1, 0.1)
+    study.tell(other, 0.5)
     pruned = trial.prune()
-    assert pruned.state == pb.TRIAL_STATE_PRUNED and pruned.metrics[0].value == 0.8
+    assert pruned.state == pb.TRIAL_STATE_PRUNED and list(pruned.metrics) == []
+    assert (pruned.last_measurement.step, pruned.last_measurement.metrics[0].value) == (1, 0.1)
+    assert [t.id for t in study.best_trials()] == [other.id]
+
+
+def test_a_prune_may_only_repeat_the_last_report(client: SuggestionClient):
+    study = client.create_study("prune-values", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+    trial, silent = study.ask(), study.ask()
+    trial.report(1, 0.4)
+
+    def prune(target, value: float, name: str = "loss"):
+        return client.call("CompleteTrial", api.CompleteTrialRequest(
+            trial_id=target.id, worker_id=study.worker_id, outcome=api.OUTCOME_PRUNED,
+            metrics=[pb.Metric(name=name, value=value)]))
+
+    for target, value, name, says in [(trial, 0.3, "loss", "has loss=0.4"), (trial, 0.4, "acc", "has no 'acc'"),
+                                      (silent, 0.4, "loss", "reported nothing")]:
+        with pytest.raises(InvalidArgument) as error:
+            prune(target, value, name)
+        assert error.value.field == f"metrics.{name}" and says in str(error.value)
+    assert {t.state for t in study.trials()} == {pb.TRIAL_STATE_ACTIVE}
+    assert list(prune(trial, 0.4).trial.metrics) == []  # repeating the last report is accepted
 
 
 def test_best_trials_are_the_pareto_set_with_two_objectives(client: SuggestionClient):

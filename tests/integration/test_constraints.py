@@ -99,7 +99,7 @@ def test_other_outcomes_take_all_constraint_values_or_none(client: SuggestionCli
     failed, pruned = study.ask(), study.ask()
     assert not study.fail(failed, "oom").HasField("feasible")
     request = api.CompleteTrialRequest(trial_id=pruned.id, worker_id=study.worker_id, outcome=api.OUTCOME_PRUNED,
-                                       metrics=[pb.Metric(name="loss", value=1.0)], constraints=[2.0])
+                                       constraints=[2.0])
     with pytest.raises(InvalidArgument):
         client.call("CompleteTrial", request)
     request.constraints[:] = [2.0, -1.0]

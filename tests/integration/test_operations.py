@@ -157,3 +157,34 @@ def test_tracking_upgrade_backfills_search_heads(database_url: str, spawn_server
         assert list(client.search_runs([0], "params.long = 'x'")) == []
     assert db.run(TRACKING_MIGRATIONS.current, write=False) == TRACKING_MIGRATIONS.head()
     db.dispose()
+
+
+def test_the_upgrade_moves_pruned_trials_values_to_their_last_report(database_url: str, spawn_server):
+    # Before 0005 a pruned trial's metrics repeated its last report, and a prune told with values
+    # and no report kept them only there: after the upgrade neither reads as a final value, and
+    # the second becomes a report at step 0.
+    from alembic import command
+
+    first = spawn_server(database_url)
+    with SuggestionClient(first.address) as client:
+        study = client.create_study("pruned", [Float("x", 0, 1)], objectives={"loss": "minimize"}, seed=1)
+        reported, unreported = study.ask(), study.ask()
+        reported.report(3, 0.8)
+        reported.prune()
+        unreported.prune()
+    first.stop()
+    db = Database.connect(database_url)
+    db.run(lambda conn: command.downgrade(MIGRATIONS._config(conn), "0004"), write=True)
+    trials = sa.table("trials", sa.column("id"), sa.column("metrics", sa.JSON))
+    db.run(lambda conn: conn.execute(trials.update().where(trials.c.id == unreported.id)
+                                     .values(metrics=[["loss", 0.7]])), write=True)
+    assert db.run(lambda conn: conn.execute(sa.select(trials.c.metrics).where(trials.c.id == reported.id)).scalar(),
+                  write=False) == [["loss", 0.8]]
+
+    upgraded = spawn_server(database_url, "--migrate")
+    with SuggestionClient(upgraded.address) as client:
+        after = {t.id: t for t in client.get_study("pruned").trials()}
+    assert [list(t.metrics) for t in after.values()] == [[], []]
+    assert (after[reported.id].last_measurement.step, after[reported.id].last_measurement.metrics[0].value) == (3, 0.8)
+    assert (after[unreported.id].last_measurement.step, after[unreported.id].last_measurement.metrics[0].value) == (0, 0.7)
+    db.dispose()

@@ -48,11 +48,13 @@ def test_asha_stops_worse_trials_at_rungs_and_decides_the_same_after_a_restart(d
         trials = {t.number: t for t in study.trials()}
         pruned = [n for n, t in trials.items() if t.state == pb.TRIAL_STATE_PRUNED]
         assert pruned and len(pruned) < 12
-        # Stops happen only at rungs (1, 3, 9), and a pruned trial keeps its last report.
+        # Stops happen only at rungs (1, 3, 9), and a pruned trial keeps its last report, as a
+        # report: it has no final value.
         assert {reported[n][-1] for n in pruned} <= {1, 3, 9}
         for n in pruned:
-            assert trials[n].metrics[0].value == pytest.approx(curve(trials[n].parameters["x"].float_value,
-                                                                     reported[n][-1]))
+            last = trials[n].last_measurement
+            assert list(trials[n].metrics) == [] and last.step == reported[n][-1]
+            assert last.metrics[0].value == pytest.approx(curve(trials[n].parameters["x"].float_value, last.step))
         # Survivors of the first rung beat the pruned ones there (x orders every curve).
         first_rung_losers = [n for n in pruned if reported[n][-1] == 1]
         best_x = min(t.parameters["x"].float_value for t in trials.values())

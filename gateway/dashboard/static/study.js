@@ -342,6 +342,13 @@
 
   // --- trial table ------------------------------------------------------------------------------
 
+  // A pruned trial has no result, only where it stopped: said in words, never in a value column.
+  function note(t) {
+    if (!t.stopped_at) return t.reason || "";
+    const values = Object.entries(t.stopped_at.values).map(([k, v]) => k + " " + TD.fmt(v)).join(", ");
+    return "pruned at step " + t.stopped_at.step + (values ? " (" + values + ")" : "");
+  }
+
   function drawTable() {
     const table = document.getElementById("trials");
     const detail = state.detail;
@@ -379,7 +386,7 @@
       el("td", {}, t.run_id ? [el("a", { href: "/ui/runs/" + encodeURIComponent(t.run_id), class: "mono",
         text: t.run_id.slice(0, 8) })] : []),
       el("td", { text: TD.fmtTime(t.start_time), dataset: { sort: t.start_time || "" } }),
-      el("td", { class: "small wrap", text: t.reason || "" }),
+      el("td", { class: "small wrap", text: note(t) }),
     ]));
     table.tHead.replaceChildren(head);
     table.tBodies[0].replaceChildren(...rows);

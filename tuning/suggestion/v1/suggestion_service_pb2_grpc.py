@@ -244,7 +244,7 @@ class SuggestionServiceServicer:
         """Tell: finishes a trial. Repeating the same call (same outcome, metrics and
         constraints) returns the same trial.
         Errors: INVALID_ARGUMENT (missing objective value, non-finite value,
-        unspecified outcome; on `constraints`: a non-finite value, values for a study
+        unspecified outcome, a PRUNED outcome with values its last report lacks; on `constraints`: a non-finite value, values for a study
         that declares no constraints, or a count other than the number the study
         declares, which SUCCEEDED always needs), NOT_FOUND, FAILED_PRECONDITION (the
         lease was lost and the trial went stale, it is leased to another worker, or it
