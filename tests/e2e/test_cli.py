@@ -72,9 +72,15 @@ def test_demo_replays_the_reference_workflow(tmp_path, spawn_server):
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "wine-quality data: 13940 train, 3060 validation, 3000 test samples" in out
-    assert "tuning 7 hyperparameters: 50 trials, 4 at a time, auto with ASHA" in out
-    match = re.search(r"study (\S+): (\d+) completed, (\d+) pruned by ASHA, 0 failed", out)
+    assert ("tuning 8 hyperparameters (the seed's seven and the decision threshold): 50 trials, 4 at a time, auto, "
+            "the baseline's configuration first, ASHA on validation log-loss") in out
+    match = re.search(r"study (\S+): (\d+) completed, (\d+) pruned by ASHA on val_logloss \((.*)\), 0 failed", out)
     assert match and int(match[2]) + int(match[3]) == 50 and int(match[2]) >= 1, out
+    # Where they stopped: rungs below the full 300 rounds, adding up to the pruned count.
+    stops = re.findall(r"(\d+) at (\d+)", match[4])
+    assert sum(int(n) for n, _ in stops) == int(match[3]) and all(int(step) < 300 for _, step in stops), out
+    baseline = re.search(r"baseline\s+(\S+)\s+(\S+)\s+([0-9a-f]{32})", out)
+    assert baseline and float(baseline[1]) == pytest.approx(0.7554, abs=1e-4), out
     assert "registered wine-quality-xgb version 1 (alias champion, stage Production)" in out
     best_run = re.search(r"best \(trial \d+\)\s+\S+\s+(\S+)\s+([0-9a-f]{32})", out)
     assert best_run, out
@@ -91,6 +97,12 @@ def test_demo_replays_the_reference_workflow(tmp_path, spawn_server):
         assert latest["test_f1"] == pytest.approx(float(best_run[1]), abs=1e-4)
         runs = list(client.search_runs([run.experiment_id]))
         assert len(runs) == 51  # the baseline and one run per trial
+        # The baseline's configuration was the study's first trial, and scored as the baseline did.
+        first = next(r for r in runs if r.HasField("trial") and r.trial.trial_number == 0)
+        assert {m.key: m.value for m in first.latest_metrics}["val_f1"] == pytest.approx(float(baseline[1]), abs=1e-4)
+        baseline_run = client.get_run(baseline[3])
+        assert {m.key: m.value for m in baseline_run.latest_metrics}["test_f1"] == pytest.approx(float(baseline[2]),
+                                                                                                 abs=1e-4)
 
 
 def test_up_starts_the_suite_and_stops_it_on_ctrl_c(tmp_path):
