@@ -311,6 +311,10 @@ class SuggestionService:
                 for i, s in enumerate(suggestions)
             ])
             budget_left -= n
+            if n < n_new and algorithm.waits_for_running and (active or leased):
+                # Its next proposals depend on the results of trials still running.
+                return SuggestResult(leased, SuggestStatus.WAIT, retry_after_s=WAIT_SECONDS,
+                                     message=f"{algorithm.name}: the next trials wait for running ones to finish")
             space_left = 0 if n < n_new else space_left - n
 
         if len(leased) == count:

@@ -232,8 +232,10 @@ def _components():
 
     fidelity = pb.Fidelity(name="epochs", min=1, max=9)
     for name, cls in ALGORITHMS.items():
+        # pbt schedules steps itself and refuses a fidelity.
         yield "algorithm", name, cls, lambda settings, name=name: _spec(
-            _float("x", 0, 1, step=0.5), fidelity=fidelity, algorithm=pb.Algorithm(name=name, settings=settings))
+            _float("x", 0, 1, step=0.5), fidelity=None if name == "pbt" else fidelity,
+            algorithm=pb.Algorithm(name=name, settings=settings))
     for name, cls in PRUNERS.items():
         yield "pruner", name, cls, lambda settings, name=name: _spec(
             fidelity=fidelity, pruner=pb.Pruner(name=name, settings=settings))
