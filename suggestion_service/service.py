@@ -664,6 +664,23 @@ class SuggestionService:
 
         return self.db.run(work, write=False)
 
+    def population(self, study_name: str) -> list[tuple[int, list[Trial]]]:
+        """A pbt study's members, each with its segments' trials by number (every attempt)."""
+        check_name("study", study_name, "study name")
+
+        def work(conn: Connection) -> list[tuple[int, list[Trial]]]:
+            study = self._study(conn, study_name)
+            if study.spec.algorithm.name != "pbt":
+                raise FailedPrecondition(f"study {study_name!r} runs {study.spec.algorithm.name!r}, not pbt: "
+                                         "it has no population", reason="NOT_PBT")
+            members: dict[int, list[Trial]] = {}
+            for trial in self.repo.list_trials(conn, study.id, [], None, None):
+                if (segment := trial.pbt_segment) is not None:
+                    members.setdefault(segment.member, []).append(trial)
+            return sorted(members.items())
+
+        return self.db.run(work, write=False)
+
     # --- helpers ---------------------------------------------------------------------
 
     def _study(self, conn: Connection, name: str, lock: bool = False) -> Study:

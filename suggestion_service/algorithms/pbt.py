@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion, TrialView
+from suggestion_service.domain.pbt import CONTINUE, EXPLOIT, KEY, REDO, START, Segment
 from suggestion_service.domain.space import (
     CategoricalDomain,
     FixedDomain,
@@ -58,51 +59,10 @@ from suggestion_service.domain.study import Direction, Fidelity, Objective, Stud
 from suggestion_service.domain.trial import TrialState
 from tuning_common.errors import InvalidArgument
 
-# The key of a segment's facts in its trial's suggestion metadata.
-KEY = "pbt"
-# Decisions, as stored in the metadata and returned by GetPopulation.
-START, CONTINUE, EXPLOIT, REDO = "start", "continue", "exploit", "redo"
 # A generation is tried at most this many times per member (the first try included) before
 # the member stops: a configuration whose training always fails must not burn the study.
 _MAX_REDOS = 3
 _PENDING = (TrialState.ACTIVE, TrialState.QUEUED)
-
-
-@dataclass(frozen=True)
-class Segment:
-    """What a segment's trial is: the facts stored under ``KEY`` in its metadata."""
-
-    member: int
-    generation: int
-    start_step: int
-    end_step: int
-    last: bool
-    decision: str
-    # The trial whose checkpoint this segment starts from (None: from scratch) and its member.
-    parent_trial_id: int | None = None
-    parent_member: int | None = None
-    # Exploit and redo: the donor's value at the copied generation, and how each parameter
-    # was explored ("x0.8", "x1.2", "resampled", "neighbour", "new": became active).
-    donor_value: float | None = None
-    explored: Mapping[str, str] | None = None
-
-    def to_metadata(self) -> dict[str, Any]:
-        facts = {"member": self.member, "generation": self.generation, "start_step": self.start_step,
-                 "end_step": self.end_step, "last": self.last, "decision": self.decision}
-        if self.parent_trial_id is not None:
-            facts.update(parent_trial_id=self.parent_trial_id, parent_member=self.parent_member)
-        if self.donor_value is not None:
-            facts["donor_value"] = self.donor_value
-        if self.explored is not None:
-            facts["explored"] = dict(self.explored)
-        return facts
-
-    @classmethod
-    def from_metadata(cls, metadata: Mapping[str, Any]) -> Segment | None:
-        facts = metadata.get(KEY)
-        if not isinstance(facts, Mapping):
-            return None
-        return cls(**{k: v for k, v in facts.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass

@@ -185,6 +185,10 @@ CASES = [
      "page_size"),
     ("measurements missing trial", "ListMeasurements", api.ListMeasurementsRequest(trial_id=10**9), NotFound, None),
     ("best of missing study", "GetBestTrials", api.GetBestTrialsRequest(study="missing"), NotFound, None),
+    ("population of missing study", "GetPopulation", api.GetPopulationRequest(study="missing"), NotFound, None),
+    ("population of a study that is not pbt", "GetPopulation", api.GetPopulationRequest(study="base"),
+     FailedPrecondition, None),
+    ("population of a bad name", "GetPopulation", api.GetPopulationRequest(study="a b"), InvalidArgument, "study"),
 ]
 
 

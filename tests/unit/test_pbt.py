@@ -7,7 +7,7 @@ import pytest
 
 from suggestion_service.algorithms import make_algorithm, validate_algorithm
 from suggestion_service.algorithms.base import SuggestContext, Suggestion, TrialView
-from suggestion_service.algorithms.pbt import KEY, Segment
+from suggestion_service.domain.pbt import KEY, Segment
 from suggestion_service.domain.space import SearchSpace
 from suggestion_service.domain.study import (
     AlgorithmSpec,
