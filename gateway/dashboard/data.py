@@ -272,9 +272,22 @@ async def study_detail(services: Services, name: str, cache: MeasurementCache) -
             "end_time": iso(trial.end_time, trial.HasField("end_time")),
             "duration": seconds_between(trial.start_time, trial.end_time) if trial.HasField("start_time") else None,
             "intermediate": (cache.get(trial) or []) if trial.HasField("last_measurement") else [],
+            "pbt": pbt_segment(trial),
         })
     return {"study": summary, "params": param_specs(study.spec), "trials": rows, "truncated": truncated,
             "generated_at": iso_now()}
+
+
+def pbt_segment(trial: spb.Trial) -> dict[str, Any] | None:
+    """A pbt trial's segment (member, steps, parent, decision), for the population charts."""
+    if not trial.HasField("pbt_segment"):
+        return None
+    segment = trial.pbt_segment
+    parent = segment.HasField("parent_trial_id")
+    return {"member": segment.member, "generation": segment.generation, "start_step": segment.start_step,
+            "end_step": segment.end_step, "decision": enum_name(spb.PbtDecision, segment.decision, "PBT_DECISION_"),
+            "parent_trial_id": segment.parent_trial_id if parent else None,
+            "parent_member": segment.parent_member if segment.HasField("parent_member") else None}
 
 
 def iso_now() -> str:
