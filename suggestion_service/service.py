@@ -614,6 +614,10 @@ class SuggestionService:
             assignment = study.spec.space.complete(params, "parameters")
             if study.state is StudyState.COMPLETED:
                 raise FailedPrecondition(f"study {study_name!r} is completed", reason="STUDY_COMPLETED")
+            algorithm, _ = self._components(study.id, study.spec)
+            if not algorithm.accepts_user_trials:
+                raise FailedPrecondition(f"study {study_name!r} runs {algorithm.name}, whose trials are segments it "
+                                         "schedules itself: it takes no hand-made trial", reason="ALGORITHM_ONLY")
             if _remaining(study.spec.max_trials, study.budget_used) <= 0:
                 raise ResourceExhausted(
                     f"study {study_name!r} already has max_trials ({study.spec.max_trials}) trials",

@@ -158,6 +158,9 @@ class Algorithm(Configurable, abc.ABC):
     # depends on their results (pbt); the service then answers WAIT, and the study is done
     # only when it returns nothing with nothing running. False: fewer means exhausted.
     waits_for_running: ClassVar[bool] = False
+    # False: every trial must come from the algorithm (pbt's are segments it schedules), so
+    # CreateTrial is refused.
+    accepts_user_trials: ClassVar[bool] = True
 
     @classmethod
     def check_space(cls, space: SearchSpace, field: str = "spec.parameters") -> None:

@@ -88,6 +88,7 @@ class PopulationBasedTraining(Algorithm):
     name = "pbt"
     uses_history = True
     waits_for_running = True
+    accepts_user_trials = False
 
     @dataclass(frozen=True)
     class Settings:

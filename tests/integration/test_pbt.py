@@ -97,6 +97,10 @@ def test_the_population_asks_wait_while_every_member_runs_and_the_study_ends_wit
         with pytest.raises(FailedPrecondition) as error:
             client.create_study("plain", SPACE, objectives={"q": "maximize"}, algorithm="random").population()
         assert error.value.reason == "NOT_PBT"
+        with pytest.raises(FailedPrecondition) as error:
+            client.create_study("by-hand", SPACE, objectives={"q": "maximize"}, algorithm="pbt").enqueue(
+                {"h0": 0.5, "h1": 0.5})
+        assert error.value.reason == "ALGORITHM_ONLY"
 
 
 def test_tuner_runs_pbt_with_checkpoints_as_run_artifacts_and_records_the_lineage(tmp_path: Path, spawn_server):

@@ -263,7 +263,8 @@ class SuggestionServiceServicer:
         """Enqueues a user-given configuration (warm start, a baseline); it is handed
         out before new suggestions.
         Errors: INVALID_ARGUMENT (a value outside the space, a missing or inactive
-        parameter), NOT_FOUND (study), FAILED_PRECONDITION (study completed),
+        parameter), NOT_FOUND (study), FAILED_PRECONDITION (study completed; or a pbt
+        study, whose trials are the segments it schedules, reason ALGORITHM_ONLY),
         RESOURCE_EXHAUSTED (max_trials reached).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
