@@ -25,6 +25,7 @@ Methods at equal compute (P = population, S = max_steps):
 - ``random``: P random configurations trained S steps each (pbt without exploit/explore);
 - ``asha``: random configurations with our ASHA pruner (rungs at S/10 * 3^k), new ones until
   P * S steps are spent;
+- simulated workers: as many as members (``--workers`` sets another number for ours);
 - ``ray-pbt`` (toy, ``--ray``): Ray Tune's PopulationBasedTraining with the same population,
   interval, quantile, resample probability and perturbation factors, all members concurrent.
 
@@ -172,15 +173,15 @@ class Running:
     end: int
 
 
-def run_ours(problem: Problem, method: str, population: int, seed: int) -> Outcome:
+def run_ours(problem: Problem, method: str, population: int, seed: int, workers: int | None = None) -> Outcome:
     from suggestion_service.server import serve
     from trial_worker import Fidelity, SuggestionClient
     from tuning.suggestion.v1 import study_pb2 as pb
     from tuning.suggestion.v1 import suggestion_service_pb2 as api
     from tuning_common.grpc_server import ServerOptions
 
-    # As many workers as members: every member trains at once, as in the paper and in Ray Tune.
-    budget, workers = population * problem.max_steps, population
+    # By default as many workers as members: every member trains at once, as in the paper and in Ray Tune.
+    budget, workers = population * problem.max_steps, workers or population
     options = {
         "pbt": dict(algorithm="pbt", algorithm_settings={
             "population_size": population, "perturbation_interval": problem.interval, "max_steps": problem.max_steps},
@@ -323,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--populations", default="8", help="comma-separated population sizes")
     parser.add_argument("--methods", default="pbt,random,asha")
     parser.add_argument("--ray", action="store_true", help="also Ray Tune's PopulationBasedTraining")
+    parser.add_argument("--workers", type=int, default=0, help="simulated workers for ours (0: the population)")
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
     problem = PROBLEMS[args.problem]
@@ -334,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  configure_logging=False)
     lines = [f"`{problem.name}`: best {problem.metric} of a model trained {problem.max_steps} steps "
              f"(mean ± standard error over seeds 0-{args.seeds - 1}); compute: population × {problem.max_steps} "
-             f"steps; as many simulated workers as members", "",
+             f"steps; {args.workers or 'as many'} simulated workers{'' if args.workers else ' as members'}", "",
              "| population | method | best | test | steps trained | exploits | seconds per run |",
              "|---|---|---|---|---|---|---|"]
     for population in (int(p) for p in args.populations.split(",")):
@@ -344,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if method == "ray-pbt":
                     outcome = run_ray(problem, population, seed)
                 else:
-                    outcome = run_ours(problem, method, population, seed)
+                    outcome = run_ours(problem, method, population, seed, args.workers)
                 outcomes.append(outcome)
                 print(f"{problem.name} P={population} {method} seed {seed}: best {outcome.best:.4f} "
                       f"test {outcome.test:.4f} steps {outcome.steps} exploits {outcome.exploits} "
