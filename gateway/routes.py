@@ -59,6 +59,7 @@ ROUTES: list[Route] = [
         ("DELETE", "/v1/studies/{name}", "DeleteStudy"),
         ("POST", "/v1/studies/{study}/trials:suggest", "SuggestTrials"),
         ("GET", "/v1/studies/{study}/trials:best", "GetBestTrials"),
+        ("GET", "/v1/studies/{study}/population", "GetPopulation"),
         ("POST", "/v1/studies/{study}/trials", "CreateTrial"),
         ("GET", "/v1/studies/{study}/trials", "ListTrials"),
         ("GET", "/v1/trials/{trial_id}", "GetTrial"),

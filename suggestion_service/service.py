@@ -311,6 +311,10 @@ class SuggestionService:
                 for i, s in enumerate(suggestions)
             ])
             budget_left -= n
+            if n < n_new and algorithm.waits_for_running and (active or leased):
+                # Its next proposals depend on the results of trials still running.
+                return SuggestResult(leased, SuggestStatus.WAIT, retry_after_s=WAIT_SECONDS,
+                                     message=f"{algorithm.name}: the next trials wait for running ones to finish")
             space_left = 0 if n < n_new else space_left - n
 
         if len(leased) == count:
@@ -610,6 +614,10 @@ class SuggestionService:
             assignment = study.spec.space.complete(params, "parameters")
             if study.state is StudyState.COMPLETED:
                 raise FailedPrecondition(f"study {study_name!r} is completed", reason="STUDY_COMPLETED")
+            algorithm, _ = self._components(study.id, study.spec)
+            if not algorithm.accepts_user_trials:
+                raise FailedPrecondition(f"study {study_name!r} runs {algorithm.name}, whose trials are segments it "
+                                         "schedules itself: it takes no hand-made trial", reason="ALGORITHM_ONLY")
             if _remaining(study.spec.max_trials, study.budget_used) <= 0:
                 raise ResourceExhausted(
                     f"study {study_name!r} already has max_trials ({study.spec.max_trials}) trials",
@@ -657,6 +665,23 @@ class SuggestionService:
             completed = self.repo.list_trials(conn, study.id, [TrialState.COMPLETED], None, None)
             # A trial that violates a constraint is never a best trial, however good its value.
             return best_trials([t for t in completed if t.feasible is not False], study.spec.objectives)
+
+        return self.db.run(work, write=False)
+
+    def population(self, study_name: str) -> list[tuple[int, list[Trial]]]:
+        """A pbt study's members, each with its segments' trials by number (every attempt)."""
+        check_name("study", study_name, "study name")
+
+        def work(conn: Connection) -> list[tuple[int, list[Trial]]]:
+            study = self._study(conn, study_name)
+            if study.spec.algorithm.name != "pbt":
+                raise FailedPrecondition(f"study {study_name!r} runs {study.spec.algorithm.name!r}, not pbt: "
+                                         "it has no population", reason="NOT_PBT")
+            members: dict[int, list[Trial]] = {}
+            for trial in self.repo.list_trials(conn, study.id, [], None, None):
+                if (segment := trial.pbt_segment) is not None:
+                    members.setdefault(segment.member, []).append(trial)
+            return sorted(members.items())
 
         return self.db.run(work, write=False)
 

@@ -308,6 +308,10 @@ class Study:
         """GetBestTrials as it answers: the trials, the hypervolume and its reference point."""
         return self.client.call("GetBestTrials", api.GetBestTrialsRequest(study=self.name))
 
+    def population(self) -> list[api.PopulationMember]:
+        """A pbt study's members, each with its segments' trials (GetPopulation)."""
+        return list(self.client.call("GetPopulation", api.GetPopulationRequest(study=self.name)).members)
+
     def set_state(self, state: int) -> pb.Study:
         self.info = self.client.call("SetStudyState", api.SetStudyStateRequest(name=self.name, state=state)).study
         return self.info
@@ -335,6 +339,11 @@ class Trial:
     @property
     def budget(self) -> float | None:
         return self.info.budget if self.info.HasField("budget") else None
+
+    @property
+    def pbt_segment(self) -> pb.PbtSegment | None:
+        """In a pbt study: the member's segment to train (steps, the checkpoint's trial), else None."""
+        return self.info.pbt_segment if self.info.HasField("pbt_segment") else None
 
     def report(self, step: int, value: float | Mapping[str, float], *, retries: int | None = None) -> bool:
         """Reports intermediate value(s) at ``step`` and renews the lease; True means stop now."""

@@ -9,6 +9,13 @@ named by ``$TUNING_PARAMS_FILE``, with ``$TUNING_TRIAL_ID``, ``$TUNING_TRIAL_NUM
 studies), ``$TUNING_CONSTRAINTS`` (constrained studies: the names, as a JSON list) and
 ``$TUNING_OUTPUT_DIR``: files it writes there become the run's artifacts.
 
+In a pbt study (population-based training) each trial is one segment of a member's
+training, and the command also gets ``$TUNING_PBT_SEGMENT`` (JSON: member, generation,
+start_step, end_step, last, parent_trial_id), ``$TUNING_START_STEP`` (train from there up
+to ``$TUNING_BUDGET``), ``$TUNING_CHECKPOINT_DIR`` (the checkpoint to resume from, a local
+folder; absent for a fresh start) and ``$TUNING_SAVE_CHECKPOINT_DIR``: what it writes
+there becomes this trial's checkpoint once it exits with 0 (required unless ``last``).
+
 It speaks through JSON lines on stdout; anything else it prints is passed through:
 
     {"step": 10, "val_loss": 0.41}     an intermediate report (logged, and shown to the pruner)
@@ -89,10 +96,30 @@ class CommandTrain:
                 env["TUNING_BUDGET"] = f"{ctx.budget:g}"
             if ctx.constraint_names:
                 env["TUNING_CONSTRAINTS"] = json.dumps(ctx.constraint_names)
+            save_dir = self._segment_env(ctx, env, Path(folder))
             final = self._run(ctx, env)
             if ctx.run_id is not None and any(output_dir.iterdir()):
                 ctx.log_artifacts(output_dir)
+            if save_dir is not None and any(save_dir.iterdir()):
+                ctx.save_checkpoint(save_dir)
         return final or None
+
+    @staticmethod
+    def _segment_env(ctx: TrialContext, env: dict[str, str], folder: Path) -> Path | None:
+        """A pbt segment's variables; returns the folder the command saves its checkpoint in."""
+        segment = ctx.pbt_segment
+        if segment is None:
+            return None
+        facts = {"member": segment.member, "generation": segment.generation, "start_step": segment.start_step,
+                 "end_step": segment.end_step, "last": segment.last,
+                 "parent_trial_id": segment.parent_trial_id if segment.HasField("parent_trial_id") else None}
+        save_dir = folder / "checkpoint"
+        save_dir.mkdir()
+        env.update(TUNING_PBT_SEGMENT=json.dumps(facts), TUNING_START_STEP=str(segment.start_step),
+                   TUNING_SAVE_CHECKPOINT_DIR=str(save_dir))
+        if (checkpoint := ctx.checkpoint) is not None:
+            env["TUNING_CHECKPOINT_DIR"] = str(checkpoint)
+        return save_dir
 
     def _run(self, ctx: TrialContext, env: dict[str, str]) -> dict[str, float]:
         # Its own process group, so that stopping it stops whatever it started too.

@@ -16,6 +16,12 @@ In a study with constraints (``constraints: [memory_over]``), the function also 
 constraint's value before it returns, ``ctx.report_constraints(memory_over=peak_gb - 8.0)``
 (<= 0: satisfied); a trial that completes without them fails with the service's reason.
 
+In a pbt study (population-based training) each trial is one segment of a member's
+training: resume from ``ctx.checkpoint`` (a local folder, or None for a fresh start) at
+``ctx.start_step``, train and report up to ``ctx.budget``, save with
+``ctx.save_checkpoint(folder)`` and return the value; the worker fails a segment that saved
+no checkpoint unless it is the member's last.
+
 Inside a train function, :func:`get_context` returns the running trial's context, as
 Snowflake's ``tune.get_tuner_context()`` and Ray Tune's ``tune.get_context()`` do.
 """
@@ -24,17 +30,22 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning_common import telemetry
-from tuning_common.errors import DeadlineExceeded, FailedPrecondition, TuningError, Unavailable
+from tuning_common.errors import DeadlineExceeded, FailedPrecondition, NotFound, TuningError, Unavailable
 
 if TYPE_CHECKING:
     import os
 
     from trial_worker.client import Trial
+    from tuning.suggestion.v1 import study_pb2 as spb
     from trial_worker.tracking import ModelInfo
     from trial_worker.tracking.client import TrackingClient
     from trial_worker.tracking.logger import RunLogger
@@ -45,6 +56,8 @@ log = logging.getLogger(__name__)
 
 # A report that cannot get through within about a second is skipped rather than blocking training.
 REPORT_RETRIES = 3
+# The folder of a run's artifacts that holds its checkpoint (pbt segments load their parent's).
+CHECKPOINT_ARTIFACTS = "checkpoint"
 
 
 class TrialPruned(Exception):  # noqa: N818 - the name users of Optuna know
@@ -84,6 +97,10 @@ class TrialContext:
         self.last_metrics: dict[str, float] = {}
         # Set by report_constraints: every declared constraint's value, by name.
         self.constraints: dict[str, float] = {}
+        # Whether save_checkpoint stored one for this trial.
+        self.checkpoint_saved = False
+        self._checkpoint: Path | None = None
+        self._scratch: str | None = None
 
     # --- what the trial is -------------------------------------------------------------------
 
@@ -117,6 +134,75 @@ class TrialContext:
     def constraint_names(self) -> list[str]:
         """The study's declared constraints; report a value for each with :meth:`report_constraints`."""
         return self._trial.study.constraints
+
+    @property
+    def pbt_segment(self) -> spb.PbtSegment | None:
+        """In a pbt study: this segment's member, generation, steps and parent trial; else None."""
+        return self._trial.pbt_segment
+
+    @property
+    def start_step(self) -> int:
+        """The step training resumes at (a pbt segment's start, where ``checkpoint`` was saved); else 0."""
+        segment = self.pbt_segment
+        return 0 if segment is None else segment.start_step
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The local folder holding the checkpoint this trial resumes from, or None to start from scratch.
+
+        In a pbt study it is the ``checkpoint/`` artifacts of the parent segment's run (the
+        member's own previous segment, or after an exploit a better member's), downloaded on
+        first use into a folder removed when the trial ends.
+        """
+        segment = self.pbt_segment
+        if segment is None or not segment.HasField("parent_trial_id"):
+            return None
+        with self._lock:
+            if self._checkpoint is None:
+                self._checkpoint = self._download_checkpoint(segment.parent_trial_id)
+            return self._checkpoint
+
+    def _download_checkpoint(self, parent_id: int) -> Path:
+        if self._tracking is None:
+            raise FailedPrecondition("loading a checkpoint needs a tracking service: this worker runs without one",
+                                     reason="NO_TRACKING")
+        client = self._trial.study.client
+        parent = client.call("GetTrial", api.GetTrialRequest(trial_id=parent_id)).trial
+        try:
+            saved = bool(parent.run_id) and bool(self._tracking.list_artifacts(parent.run_id, CHECKPOINT_ARTIFACTS))
+        except NotFound:
+            saved = False
+        if not saved:
+            raise FailedPrecondition(f"trial {parent.number} (id {parent_id}), whose checkpoint this segment starts "
+                                     f"from, saved none (ctx.save_checkpoint)", reason="CHECKPOINT_MISSING")
+        return self._tracking.download(parent.run_id, CHECKPOINT_ARTIFACTS, self.scratch_dir())
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """Stores a file or a folder as this trial's checkpoint (the run's ``checkpoint/`` artifacts).
+
+        Call it before returning: a pbt study's next segment of this member (or of a member that
+        exploits it) loads it. The upload is done when this returns.
+        """
+        run_id, local = self._run("save_checkpoint"), Path(path)
+        if local.is_dir():
+            self._tracking.upload_dir(run_id, local, CHECKPOINT_ARTIFACTS)
+        elif local.is_file():
+            self._tracking.upload_file(run_id, local, CHECKPOINT_ARTIFACTS)
+        else:
+            raise FileNotFoundError(f"save_checkpoint: {local} is neither a file nor a folder")
+        self.checkpoint_saved = True
+
+    def scratch_dir(self) -> Path:
+        """A private folder for this trial, removed when it ends."""
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix=f"tuning-trial-{self.trial_id}-")
+        return Path(self._scratch)
+
+    def close(self) -> None:
+        """Removes the trial's scratch folder (downloaded checkpoints); the worker calls it."""
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     @property
     def should_stop(self) -> bool:

@@ -141,6 +141,14 @@ def retries_for(seconds: float, backoff: float = 0.1, max_backoff: float = MAX_B
     return retries
 
 
+def _check_checkpoint(ctx: TrialContext) -> None:
+    """A pbt segment that saved no checkpoint would leave its member's next segment nothing to load."""
+    segment = ctx.pbt_segment
+    if segment is not None and not segment.last and not ctx.checkpoint_saved:
+        raise TuningError(f"pbt segment {segment.generation} of member {segment.member} saved no checkpoint: "
+                          f"call ctx.save_checkpoint(path) before returning (the next segment loads it)")
+
+
 class Worker:
     def __init__(self, train: TrainFunction, config: WorkerConfig, *,
                  on_result: Callable[[TrialResult], None] | None = None):
@@ -364,6 +372,10 @@ class Worker:
         }
         if trial.budget is not None:
             tags["tuning.budget"] = f"{trial.budget:g}"
+        if (segment := trial.pbt_segment) is not None:  # the lineage, readable from the tracking side too
+            tags.update({"tuning.pbt.member": str(segment.member), "tuning.pbt.generation": str(segment.generation)})
+            if segment.HasField("parent_trial_id"):
+                tags["tuning.pbt.parent_trial_id"] = str(segment.parent_trial_id)
         run = self.tracking.create_run(self._experiment_id, name=f"{trial.study.name}-{trial.number}", tags=tags,
                                        run_group=trial.study.name, trial=trial_link(trial))
         self.logger.trace_run(run.id, telemetry.current_context())
@@ -429,6 +441,7 @@ class Worker:
                     result = self.train(ctx)
                 if not ctx.should_stop:
                     metrics = final_metrics(result, ctx)
+                    _check_checkpoint(ctx)
         except TrialPruned:
             pass
         except LeaseLost as lost:
@@ -441,6 +454,7 @@ class Worker:
                     trial.study.name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
         finally:
             bind(None)
+            ctx.close()
             with self._lock:
                 self._active.pop(trial.id, None)
         if ctx.lost:

@@ -77,6 +77,7 @@ READ_ONLY_METHODS = frozenset({
     _SUGGESTION + "ListTrials",
     _SUGGESTION + "ListMeasurements",
     _SUGGESTION + "GetBestTrials",
+    _SUGGESTION + "GetPopulation",
     _TRACKING + "GetExperiment",
     _TRACKING + "GetExperimentByName",
     _TRACKING + "SearchExperiments",

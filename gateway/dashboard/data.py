@@ -274,6 +274,7 @@ async def study_detail(services: Services, name: str, cache: MeasurementCache) -
             "intermediate": (cache.get(trial) or []) if trial.HasField("last_measurement") else [],
             # Where a pruned trial stopped: intermediate values, shown apart from results.
             "stopped_at": _stopped_at(trial),
+            "pbt": pbt_segment(trial),
         })
     return {"study": summary, "params": param_specs(study.spec), "trials": rows, "truncated": truncated,
             "generated_at": iso_now()}
@@ -284,6 +285,18 @@ def _stopped_at(trial: spb.Trial) -> dict[str, Any] | None:
         return None
     last = trial.last_measurement
     return {"step": last.step, "values": {m.name: number(m.value) for m in last.metrics}}
+
+
+def pbt_segment(trial: spb.Trial) -> dict[str, Any] | None:
+    """A pbt trial's segment (member, steps, parent, decision), for the population charts."""
+    if not trial.HasField("pbt_segment"):
+        return None
+    segment = trial.pbt_segment
+    parent = segment.HasField("parent_trial_id")
+    return {"member": segment.member, "generation": segment.generation, "start_step": segment.start_step,
+            "end_step": segment.end_step, "decision": enum_name(spb.PbtDecision, segment.decision, "PBT_DECISION_"),
+            "parent_trial_id": segment.parent_trial_id if parent else None,
+            "parent_member": segment.parent_member if segment.HasField("parent_member") else None}
 
 
 def iso_now() -> str:

@@ -11,6 +11,7 @@ from suggestion_service.algorithms.base import Algorithm, SuggestContext, Sugges
 from suggestion_service.algorithms.bohb import BOHB
 from suggestion_service.algorithms.gp import GaussianProcessBO
 from suggestion_service.algorithms.grid import GridSearch
+from suggestion_service.algorithms.pbt import PopulationBasedTraining
 from suggestion_service.algorithms.pruners import Pruner, make_pruner, validate_pruner
 from suggestion_service.algorithms.quasi_random import QuasiRandomSearch
 from suggestion_service.algorithms.random_search import RandomSearch
@@ -18,7 +19,8 @@ from suggestion_service.algorithms.tpe import TPE
 from suggestion_service.domain.study import StudySpec
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    cls.name: cls for cls in (RandomSearch, QuasiRandomSearch, GridSearch, TPE, BOHB, GaussianProcessBO, Auto)
+    cls.name: cls for cls in (RandomSearch, QuasiRandomSearch, GridSearch, TPE, BOHB, GaussianProcessBO, Auto,
+                                 PopulationBasedTraining)
 }
 
 
@@ -33,6 +35,7 @@ def validate_algorithm(spec: StudySpec) -> None:
     cls.check_objectives(spec.objectives)
     cls.check_fidelity(spec.fidelity)
     cls.check_constraints(spec.constraints, settings)
+    cls.check_spec(spec, settings)
     validate_pruner(spec)
 
 

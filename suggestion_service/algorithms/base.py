@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 from suggestion_service.domain.space import SearchSpace, Value
-from suggestion_service.domain.study import Fidelity, Objective
+from suggestion_service.domain.study import Fidelity, Objective, StudySpec
 from suggestion_service.domain.trial import TrialState
 from tuning_common.errors import InvalidArgument
 
@@ -41,6 +41,10 @@ class TrialView:
     # Constraint values (<= 0: satisfied) in the study's declared order; None when the tell
     # carried none (always, in an unconstrained study).
     constraints: tuple[float, ...] | None = None
+    # The trial's id (what a worker refers to, e.g. a checkpoint's source) and its stored
+    # suggestion metadata (the algorithm's own facts about it; a retry keeps its original's).
+    id: int | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def feasible(self) -> bool:
@@ -150,6 +154,13 @@ class Algorithm(Configurable, abc.ABC):
     uses_history: ClassVar[bool] = False
     # Whether suggest() looks at SuggestContext.pending (the service skips a query if not).
     uses_pending: bool = False
+    # True: suggest() may return fewer than asked while trials run, because what comes next
+    # depends on their results (pbt); the service then answers WAIT, and the study is done
+    # only when it returns nothing with nothing running. False: fewer means exhausted.
+    waits_for_running: ClassVar[bool] = False
+    # False: every trial must come from the algorithm (pbt's are segments it schedules), so
+    # CreateTrial is refused.
+    accepts_user_trials: ClassVar[bool] = True
 
     @classmethod
     def check_space(cls, space: SearchSpace, field: str = "spec.parameters") -> None:
@@ -172,6 +183,11 @@ class Algorithm(Configurable, abc.ABC):
         simply propose as they would without, and the service still keeps infeasible trials
         out of the best trials."""
 
+    @classmethod
+    def check_spec(cls, spec: StudySpec, settings: Configurable.Settings) -> None:
+        """Raises InvalidArgument when the rest of the spec (pruner, settings against the space)
+        does not suit the algorithm; runs after the other checks."""
+
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], settings: Configurable.Settings, seed: int):
         self.space = space
         self.objectives = tuple(objectives)
@@ -184,7 +200,8 @@ class Algorithm(Configurable, abc.ABC):
 
     @abc.abstractmethod
     def suggest(self, context: SuggestContext, count: int) -> list[Suggestion]:
-        """Up to ``count`` new configurations; fewer only when the space is exhausted."""
+        """Up to ``count`` new configurations; fewer only when the space is exhausted (or, with
+        ``waits_for_running``, until running trials finish)."""
 
 
 def lookup(registry: Mapping[str, T], name: str, field: str, kind: str) -> T:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
+from suggestion_service.domain.pbt import CONTINUE, EXPLOIT, REDO, START, Segment
 from suggestion_service.domain.space import (
     CategoricalDomain,
     Condition,
@@ -279,7 +280,20 @@ def trial_to_proto(trial: Trial) -> pb.Trial:
         seed=seed if type(seed := trial.suggestion_metadata.get("seed")) is int else None,
         constraints=trial.constraints or (),
         feasible=trial.feasible,
+        pbt_segment=_segment_to_proto(trial.pbt_segment),
     )
+
+
+_DECISIONS = {START: pb.PBT_DECISION_START, CONTINUE: pb.PBT_DECISION_CONTINUE, EXPLOIT: pb.PBT_DECISION_EXPLOIT,
+              REDO: pb.PBT_DECISION_REDO}
+
+
+def _segment_to_proto(segment: Segment | None) -> pb.PbtSegment | None:
+    if segment is None:
+        return None
+    return pb.PbtSegment(member=segment.member, generation=segment.generation, start_step=segment.start_step,
+                         end_step=segment.end_step, last=segment.last, parent_trial_id=segment.parent_trial_id,
+                         parent_member=segment.parent_member, decision=_DECISIONS[segment.decision])
 
 
 # Integers a double holds exactly; a Struct number is a double.

@@ -105,3 +105,10 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
         best = self.service.best_trials(request.study)
         return api.GetBestTrialsResponse(trials=[convert.trial_to_proto(t) for t in best.trials],
                                          hypervolume=best.hypervolume, reference_point=best.reference_point)
+
+    def GetPopulation(self, request, context):
+        members = self.service.population(request.study)
+        return api.GetPopulationResponse(members=[
+            api.PopulationMember(member=member, trials=[convert.trial_to_proto(t) for t in trials])
+            for member, trials in members
+        ])

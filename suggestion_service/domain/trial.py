@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from suggestion_service.domain.pbt import Segment
 from suggestion_service.domain.space import Value, check_name
 from tuning_common.errors import InvalidArgument
 
@@ -130,3 +131,8 @@ class Trial:
 
     def metric(self, name: str) -> float | None:
         return dict(self.metrics).get(name)
+
+    @property
+    def pbt_segment(self) -> Segment | None:
+        """The population-based training segment this trial runs (algorithm pbt), else None."""
+        return Segment.from_metadata(self.suggestion_metadata)

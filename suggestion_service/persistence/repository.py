@@ -336,12 +336,14 @@ class Repository:
 
         views = []
         query = sa.select(trials.c.number, trials.c.state, trials.c.params, trials.c.metrics, trials.c.budget,
-                          trials.c.last_step, trials.c.last_metrics, trials.c.constraints)
+                          trials.c.last_step, trials.c.last_metrics, trials.c.constraints, trials.c.id,
+                          trials.c.suggestion_metadata)
         for row in conn.execute(query.where(trials.c.study_id == study.id).order_by(trials.c.number)):
             values = objective_values(row.metrics) if row.state == TrialState.COMPLETED.value else None
             views.append(TrialView(row.number, TrialState(row.state), row.params, values, row.budget,
                                    row.last_step, objective_values(row.last_metrics),
-                                   None if row.constraints is None else tuple(row.constraints)))
+                                   None if row.constraints is None else tuple(row.constraints),
+                                   row.id, row.suggestion_metadata or {}))
         return views
 
     def expired_trials(self, conn: Connection, study_id: int, now_ms: int) -> list[Trial]:

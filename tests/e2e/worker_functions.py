@@ -74,3 +74,48 @@ def stepped(ctx) -> dict[str, float]:
         if stop:
             return None
     return {"loss": loss_at(ctx.params, STEPS)}
+
+
+_segments_started = 0
+
+
+def pbt_toy(ctx) -> dict[str, float]:
+    """The toy problem of the PBT paper as pbt segments: gradient ascent on
+    Q_hat(theta | h) = 1.2 - (h0 theta0^2 + h1 theta1^2), scored by Q = 1.2 - |theta|^2.
+
+    theta lives in the checkpoint (``theta.json``, with the step and the trial that saved it),
+    and the run records which trial's checkpoint it resumed from (param ``resumed_from``), so
+    tests can check every segment against its ``pbt_segment``. ``$TEST_HANG_AT=N``: the N-th
+    segment of this process hangs after its first report (see :func:`stepped`).
+    """
+    import json
+
+    global _segments_started
+    _segments_started += 1
+    hang = _segments_started == int(os.environ.get("TEST_HANG_AT", "0"))
+    theta, resumed_from = [0.9, 0.9], "none"
+    if ctx.checkpoint is not None:
+        saved = json.loads((ctx.checkpoint / "theta.json").read_text())
+        if saved["step"] != ctx.start_step:
+            raise RuntimeError(f"the checkpoint is of step {saved['step']}, the segment starts at {ctx.start_step}")
+        theta, resumed_from = saved["theta"], str(saved["trial_id"])
+    ctx.log_params({"resumed_from": resumed_from})
+    h = (ctx.params["h0"], ctx.params["h1"])
+    q = 1.2 - theta[0] ** 2 - theta[1] ** 2
+    for step in range(ctx.start_step + 1, int(ctx.budget) + 1):
+        time.sleep(STEP_SECONDS)
+        theta = [t - 0.1 * 2 * hi * t for t, hi in zip(theta, h)]
+        q = 1.2 - theta[0] ** 2 - theta[1] ** 2
+        ctx.report(step, q=q)
+        if hang:
+            marker = os.environ["TEST_HANG_MARKER"]
+            with open(marker + ".part", "w") as handle:
+                handle.write(str(ctx.trial_id))
+            os.replace(marker + ".part", marker)
+            time.sleep(3600)
+    folder = ctx.scratch_dir() / "out"
+    folder.mkdir()
+    (folder / "theta.json").write_text(json.dumps({"theta": theta, "step": int(ctx.budget),
+                                                   "trial_id": ctx.trial_id}))
+    ctx.save_checkpoint(folder)
+    return {"q": q}

@@ -185,6 +185,10 @@ CASES = [
      "page_size"),
     ("measurements missing trial", "ListMeasurements", api.ListMeasurementsRequest(trial_id=10**9), NotFound, None),
     ("best of missing study", "GetBestTrials", api.GetBestTrialsRequest(study="missing"), NotFound, None),
+    ("population of missing study", "GetPopulation", api.GetPopulationRequest(study="missing"), NotFound, None),
+    ("population of a study that is not pbt", "GetPopulation", api.GetPopulationRequest(study="base"),
+     FailedPrecondition, None),
+    ("population of a bad name", "GetPopulation", api.GetPopulationRequest(study="a b"), InvalidArgument, "study"),
 ]
 
 
@@ -232,8 +236,10 @@ def _components():
 
     fidelity = pb.Fidelity(name="epochs", min=1, max=9)
     for name, cls in ALGORITHMS.items():
+        # pbt schedules steps itself and refuses a fidelity.
         yield "algorithm", name, cls, lambda settings, name=name: _spec(
-            _float("x", 0, 1, step=0.5), fidelity=fidelity, algorithm=pb.Algorithm(name=name, settings=settings))
+            _float("x", 0, 1, step=0.5), fidelity=None if name == "pbt" else fidelity,
+            algorithm=pb.Algorithm(name=name, settings=settings))
     for name, cls in PRUNERS.items():
         yield "pruner", name, cls, lambda settings, name=name: _spec(
             fidelity=fidelity, pruner=pb.Pruner(name=name, settings=settings))

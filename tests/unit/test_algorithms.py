@@ -29,6 +29,8 @@ CONTINUOUS = SearchSpace((
 
 def spec(name: str, space: SearchSpace, seed: int = 5, **settings) -> StudySpec:
     fidelity = Fidelity("rounds", 1, 27) if name == "bohb" else None  # bohb needs one
+    if name == "pbt":  # proposes a generation at first, then waits for results: make it larger than any ask here
+        settings = {"population_size": 24, **settings}
     return StudySpec(space, (Objective("loss", Direction.MINIMIZE),), AlgorithmSpec(name, settings), seed=seed,
                      fidelity=fidelity)
 

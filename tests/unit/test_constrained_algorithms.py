@@ -58,7 +58,10 @@ def best_feasible(history) -> float:
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_every_algorithm_accepts_a_constrained_study_and_proposes_valid_points(name):
     space = MIXED if name != "grid" else SearchSpace((Int("n", 1, 9), Categorical("kind", ["a", "b"])))
-    study = spec(name, space, n_startup_trials=3) if name in ("tpe", "bohb", "gp") else spec(name, space)
+    # pbt: a population larger than the history, so that these proposals are its first generation.
+    settings = {"n_startup_trials": 3} if name in ("tpe", "bohb", "gp") else {"population_size": 16} \
+        if name == "pbt" else {}
+    study = spec(name, space, **settings)
     validate_algorithm(study)
     algorithm = make_algorithm(study)
     rng = np.random.default_rng(0)

@@ -223,7 +223,8 @@ MIXED = SearchSpace((Float("x", 0.0, 1.0), Int("n", 1, 9), Categorical("kind", [
 FINITE = SearchSpace((Int("n", 1, 9), Categorical("kind", ["a", "b"])))
 # What each algorithm does with a study of several objectives.
 SUPPORTS_MULTI_OBJECTIVE = {"random": True, "quasi_random": True, "grid": True, "tpe": True,
-                            "bohb": False, "gp": True, "auto": True}
+                            "bohb": False, "gp": True, "auto": True,
+                            "pbt": False}
 
 
 def test_the_table_covers_every_algorithm():

@@ -340,6 +340,92 @@
     });
   }
 
+  // --- population (pbt) -------------------------------------------------------------------------
+
+  // Each member's segments by generation, the latest attempt of each (a retry or redo replaces
+  // the attempt that lost its lease or failed).
+  function members() {
+    const byMember = new Map();
+    for (const t of state.detail.trials.filter((t) => t.pbt).sort((a, b) => a.number - b.number)) {
+      if (!byMember.has(t.pbt.member)) byMember.set(t.pbt.member, new Map());
+      byMember.get(t.pbt.member).set(t.pbt.generation, t);
+    }
+    return Array.from(byMember.entries()).sort((a, b) => a[0] - b[0])
+      .map(([member, segments]) => [member, Array.from(segments.values()).sort((a, b) => a.pbt.generation - b.pbt.generation)]);
+  }
+
+  function memberColor(member) {
+    return TD.palette[member % TD.palette.length];
+  }
+
+  function exploitText(t) {
+    return "member " + t.pbt.member + " took member " + t.pbt.parent_member + "'s checkpoint (trial " +
+      t.pbt.parent_trial_id + ") at step " + t.pbt.start_step;
+  }
+
+  function drawPopulation() {
+    const scoreNode = document.getElementById("population-score-plot");
+    if (!scoreNode) return Promise.resolve();
+    const scheduleNode = document.getElementById("population-schedule-plot");
+    const select = document.getElementById("population-param");
+    const names = state.detail.params.map((p) => p.name);
+    if (select.options.length !== names.length) {
+      select.replaceChildren(...names.map((n) => el("option", { value: n, text: n })));
+    }
+    const param = select.value || names[0];
+    const target = goal();
+    const population = members();
+    if (!target || population.length === 0) {
+      return Promise.all([TD.plot(scoreNode, [], TD.emptyLayout("no segment suggested yet")),
+        TD.plot(scheduleNode, [], TD.emptyLayout("no segment suggested yet"))]);
+    }
+    const byId = new Map(state.detail.trials.map((t) => [t.id, t]));
+    const scores = [], schedules = [];
+    const exploits = population.flatMap(([, segments]) => segments.filter((t) => t.pbt.decision === "EXPLOIT"));
+    for (const [member, segments] of population) {
+      const color = memberColor(member);
+      const x = [], y = [], text = [];
+      for (const t of segments) {
+        const points = t.intermediate.filter((m) => m.values[target.metric] !== undefined && m.values[target.metric] !== null);
+        if (points.length === 0 && objectiveOf(t) !== null) points.push({ step: t.pbt.end_step, values: { [target.metric]: objectiveOf(t) } });
+        for (const m of points) {
+          x.push(m.step);
+          y.push(m.values[target.metric]);
+          text.push("member " + member + ", trial " + t.number + " (" + t.pbt.decision.toLowerCase() + ")");
+        }
+      }
+      scores.push({ type: "scatter", mode: "lines", name: "member " + member, legendgroup: "m" + member, x, y, text,
+        hovertemplate: "%{text}<br>step %{x}: %{y}<extra></extra>", line: { color, width: 1.6 } });
+      const sx = [], sy = [], stext = [];
+      for (const t of segments) {
+        if (t.params[param] === undefined) continue;
+        sx.push(t.pbt.start_step, t.pbt.end_step);
+        sy.push(t.params[param], t.params[param]);
+        const label = "member " + member + ", trial " + t.number;
+        stext.push(label, label);
+      }
+      schedules.push({ type: "scatter", mode: "lines", name: "member " + member, legendgroup: "m" + member,
+        showlegend: false, x: sx, y: sy, text: stext, hovertemplate: "%{text}<br>step %{x}: %{y}<extra></extra>",
+        line: { color, width: 1.6, shape: "hv" } });
+    }
+    const marker = { symbol: "diamond", size: 10, color: exploits.map((t) => memberColor(t.pbt.member)),
+      line: { color: "#1f2937", width: 1 } };
+    scores.push({ type: "scatter", mode: "markers", name: "exploit", x: exploits.map((t) => t.pbt.start_step),
+      y: exploits.map((t) => { const parent = byId.get(t.pbt.parent_trial_id); return parent ? objectiveOf(parent) : null; }),
+      text: exploits.map(exploitText), hovertemplate: "%{text}<extra></extra>", marker });
+    schedules.push({ type: "scatter", mode: "markers", name: "exploit", showlegend: false,
+      x: exploits.map((t) => t.pbt.start_step), y: exploits.map((t) => t.params[param]),
+      text: exploits.map(exploitText), hovertemplate: "%{text}<extra></extra>", marker });
+    document.getElementById("population-note").textContent = population.length + " members, " + exploits.length +
+      " exploits so far.";
+    const spec = state.detail.params.find((p) => p.name === param) || {};
+    const axis = (title) => ({ title: { text: TD.plotText(title) }, gridcolor: "#eef0f3", zeroline: false, automargin: true });
+    const layout = (yTitle, log) => ({ xaxis: axis("step"), yaxis: { ...axis(yTitle), type: log ? "log" : "-" },
+      legend: { orientation: "h", y: 1.12, x: 0 }, margin: { l: 60, r: 16, t: 28, b: 44 } });
+    return Promise.all([TD.plot(scoreNode, scores, layout(target.metric, false)),
+      TD.plot(scheduleNode, schedules, layout(param, spec.log === true))]);
+  }
+
   // --- trial table ------------------------------------------------------------------------------
 
   // A pruned trial has no result, only where it stopped: said in words, never in a value column.
@@ -424,7 +510,8 @@
   function drawAll() {
     drawHeader();
     drawTable();
-    return Promise.all([drawHistory(), drawPareto(), drawParallel(), drawIntermediate(), drawImportance(false)]);
+    return Promise.all([drawHistory(), drawPareto(), drawParallel(), drawIntermediate(), drawPopulation(),
+      drawImportance(false)]);
   }
 
   function finished() {
@@ -480,6 +567,8 @@
       drawAll();
     });
   }
+  const populationParam = document.getElementById("population-param");
+  if (populationParam) populationParam.addEventListener("change", drawPopulation);
   document.getElementById("intermediate-metric").addEventListener("change", (event) => {
     state.metric = event.target.value;
     drawIntermediate();

@@ -49,6 +49,14 @@ class TrialSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRIAL_SOURCE_ALGORITHM: _ClassVar[TrialSource]
     TRIAL_SOURCE_USER: _ClassVar[TrialSource]
     TRIAL_SOURCE_RETRY: _ClassVar[TrialSource]
+
+class PbtDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PBT_DECISION_UNSPECIFIED: _ClassVar[PbtDecision]
+    PBT_DECISION_START: _ClassVar[PbtDecision]
+    PBT_DECISION_CONTINUE: _ClassVar[PbtDecision]
+    PBT_DECISION_EXPLOIT: _ClassVar[PbtDecision]
+    PBT_DECISION_REDO: _ClassVar[PbtDecision]
 SCALE_UNSPECIFIED: Scale
 SCALE_LINEAR: Scale
 SCALE_LOG: Scale
@@ -71,6 +79,11 @@ TRIAL_SOURCE_UNSPECIFIED: TrialSource
 TRIAL_SOURCE_ALGORITHM: TrialSource
 TRIAL_SOURCE_USER: TrialSource
 TRIAL_SOURCE_RETRY: TrialSource
+PBT_DECISION_UNSPECIFIED: PbtDecision
+PBT_DECISION_START: PbtDecision
+PBT_DECISION_CONTINUE: PbtDecision
+PBT_DECISION_EXPLOIT: PbtDecision
+PBT_DECISION_REDO: PbtDecision
 
 class ParameterValue(_message.Message):
     __slots__ = ("float_value", "int_value", "string_value", "bool_value")
@@ -269,7 +282,7 @@ class Measurement(_message.Message):
     def __init__(self, step: _Optional[int] = ..., metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Trial(_message.Message):
-    __slots__ = ("id", "study", "number", "state", "source", "parameters", "budget", "worker_id", "lease_expire_time", "attempt", "retry_of", "metrics", "reason", "last_measurement", "create_time", "start_time", "end_time", "suggestion_metadata", "run_id", "seed", "constraints", "feasible")
+    __slots__ = ("id", "study", "number", "state", "source", "parameters", "budget", "worker_id", "lease_expire_time", "attempt", "retry_of", "metrics", "reason", "last_measurement", "create_time", "start_time", "end_time", "suggestion_metadata", "run_id", "seed", "constraints", "feasible", "pbt_segment")
     class ParametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -299,6 +312,7 @@ class Trial(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
     FEASIBLE_FIELD_NUMBER: _ClassVar[int]
+    PBT_SEGMENT_FIELD_NUMBER: _ClassVar[int]
     id: int
     study: str
     number: int
@@ -321,4 +335,25 @@ class Trial(_message.Message):
     seed: int
     constraints: _containers.RepeatedScalarFieldContainer[float]
     feasible: bool
-    def __init__(self, id: _Optional[int] = ..., study: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., source: _Optional[_Union[TrialSource, str]] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., budget: _Optional[float] = ..., worker_id: _Optional[str] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., retry_of: _Optional[int] = ..., metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., reason: _Optional[str] = ..., last_measurement: _Optional[_Union[Measurement, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., suggestion_metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., run_id: _Optional[str] = ..., seed: _Optional[int] = ..., constraints: _Optional[_Iterable[float]] = ..., feasible: _Optional[bool] = ...) -> None: ...
+    pbt_segment: PbtSegment
+    def __init__(self, id: _Optional[int] = ..., study: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., source: _Optional[_Union[TrialSource, str]] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., budget: _Optional[float] = ..., worker_id: _Optional[str] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., retry_of: _Optional[int] = ..., metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., reason: _Optional[str] = ..., last_measurement: _Optional[_Union[Measurement, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., suggestion_metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., run_id: _Optional[str] = ..., seed: _Optional[int] = ..., constraints: _Optional[_Iterable[float]] = ..., feasible: _Optional[bool] = ..., pbt_segment: _Optional[_Union[PbtSegment, _Mapping]] = ...) -> None: ...
+
+class PbtSegment(_message.Message):
+    __slots__ = ("member", "generation", "start_step", "end_step", "last", "parent_trial_id", "parent_member", "decision")
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    START_STEP_FIELD_NUMBER: _ClassVar[int]
+    END_STEP_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    PARENT_TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_MEMBER_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    member: int
+    generation: int
+    start_step: int
+    end_step: int
+    last: bool
+    parent_trial_id: int
+    parent_member: int
+    decision: PbtDecision
+    def __init__(self, member: _Optional[int] = ..., generation: _Optional[int] = ..., start_step: _Optional[int] = ..., end_step: _Optional[int] = ..., last: _Optional[bool] = ..., parent_trial_id: _Optional[int] = ..., parent_member: _Optional[int] = ..., decision: _Optional[_Union[PbtDecision, str]] = ...) -> None: ...

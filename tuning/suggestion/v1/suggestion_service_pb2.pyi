@@ -312,3 +312,23 @@ class GetBestTrialsResponse(_message.Message):
     hypervolume: float
     reference_point: _containers.RepeatedScalarFieldContainer[float]
     def __init__(self, trials: _Optional[_Iterable[_Union[_study_pb2.Trial, _Mapping]]] = ..., hypervolume: _Optional[float] = ..., reference_point: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class GetPopulationRequest(_message.Message):
+    __slots__ = ("study",)
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    def __init__(self, study: _Optional[str] = ...) -> None: ...
+
+class GetPopulationResponse(_message.Message):
+    __slots__ = ("members",)
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[PopulationMember]
+    def __init__(self, members: _Optional[_Iterable[_Union[PopulationMember, _Mapping]]] = ...) -> None: ...
+
+class PopulationMember(_message.Message):
+    __slots__ = ("member", "trials")
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    TRIALS_FIELD_NUMBER: _ClassVar[int]
+    member: int
+    trials: _containers.RepeatedCompositeFieldContainer[_study_pb2.Trial]
+    def __init__(self, member: _Optional[int] = ..., trials: _Optional[_Iterable[_Union[_study_pb2.Trial, _Mapping]]] = ...) -> None: ...

@@ -126,6 +126,11 @@ class SuggestionServiceStub:
                 request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetBestTrialsRequest.SerializeToString,
                 response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetBestTrialsResponse.FromString,
                 _registered_method=True)
+        self.GetPopulation = channel.unary_unary(
+                '/tuning.suggestion.v1.SuggestionService/GetPopulation',
+                request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetPopulationRequest.SerializeToString,
+                response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetPopulationResponse.FromString,
+                _registered_method=True)
 
 
 class SuggestionServiceServicer:
@@ -258,7 +263,8 @@ class SuggestionServiceServicer:
         """Enqueues a user-given configuration (warm start, a baseline); it is handed
         out before new suggestions.
         Errors: INVALID_ARGUMENT (a value outside the space, a missing or inactive
-        parameter), NOT_FOUND (study), FAILED_PRECONDITION (study completed),
+        parameter), NOT_FOUND (study), FAILED_PRECONDITION (study completed; or a pbt
+        study, whose trials are the segments it schedules, reason ALGORITHM_ONLY),
         RESOURCE_EXHAUSTED (max_trials reached).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -293,6 +299,17 @@ class SuggestionServiceServicer:
         of the completed feasible trials (in a constrained study, trials with a
         constraint value above 0 never count).
         Errors: INVALID_ARGUMENT, NOT_FOUND (study).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPopulation(self, request, context):
+        """The population of a pbt study: each member's segments (trials, retries included) in
+        order, with their hyperparameters, parent checkpoint, decision and value; together the
+        members' hyperparameter schedules and lineage.
+        Errors: INVALID_ARGUMENT (bad study name), NOT_FOUND (study), FAILED_PRECONDITION (the
+        study's algorithm is not pbt, reason NOT_PBT).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -380,6 +397,11 @@ def add_SuggestionServiceServicer_to_server(servicer, server):
                     servicer.GetBestTrials,
                     request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetBestTrialsRequest.FromString,
                     response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetBestTrialsResponse.SerializeToString,
+            ),
+            'GetPopulation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPopulation,
+                    request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetPopulationRequest.FromString,
+                    response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetPopulationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -826,6 +848,33 @@ class SuggestionService:
             '/tuning.suggestion.v1.SuggestionService/GetBestTrials',
             tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetBestTrialsRequest.SerializeToString,
             tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetBestTrialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPopulation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.suggestion.v1.SuggestionService/GetPopulation',
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetPopulationRequest.SerializeToString,
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetPopulationResponse.FromString,
             options,
             channel_credentials,
             insecure,
