@@ -6,9 +6,12 @@ best validation F1 and the rounds spent (15,000). Then, through a real suggestio
 (in-process, SQLite), 4 worker threads run a pruned study: each trains a configuration
 incrementally, reports validation F1 at every rung (rounds 300/27, 300/9, 300/3) and stops
 when told. We record how many boosting rounds the pruned study needed to reach random
-search's best F1, and its best F1 within a third of random's rounds.
+search's best F1, and its best F1 within a third of random's rounds. The studies
+``optuna-tpe+sh`` and ``optuna-tpe+hb`` run Optuna 5's TPESampler (defaults, the seed) with its
+SuccessiveHalvingPruner or HyperbandPruner (min resource the lowest rung, eta 3) through
+ask/tell in the same 4 worker threads, as the anchor.
 
-    python benchmarks/multi_fidelity.py --seeds 3 --pruners asha,hyperband --markdown out.md
+    python benchmarks/multi_fidelity.py --seeds 3 --studies random+asha,bohb+hyperband,optuna-tpe+hb --markdown out.md
 
 Needs xgboost(-cpu) and scikit-learn (the `bench` extra). A measurement: it asserts nothing.
 """
