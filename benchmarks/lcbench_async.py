@@ -35,8 +35,8 @@ incumbent at time t is the best error among the trials *told* (trained to 52 epo
 pruned trials' intermediate values never count. Before a run's first told trial its
 incumbent is the mean error at 52 epochs of 256 fixed random configurations (the "horizon
 sample", drawn with seed 12345), i.e. what an arbitrary configuration would give. Regret is the
-incumbent minus the best error any stored run found on that task (all methods, seeds,
-worker counts). The horizon of a task for W workers is ``--evals`` x the mean 52-epoch time of
+incumbent minus the best error any run in the store found on that task (all methods, seeds,
+worker counts and horizons). The horizon of a task for W workers is ``--evals`` x the mean 52-epoch time of
 the horizon sample / W: the time random search needs for about that many full evaluations,
 so every worker count gets the same total compute.
 
@@ -573,11 +573,11 @@ def svg_plot(outcomes: Sequence[Outcome], methods: Sequence[str], workers: int, 
     return "\n".join(parts) + "\n"
 
 
-def report(outcomes: Sequence[Outcome], methods: Sequence[str], worker_counts: Sequence[int], args) -> str:
+def report(outcomes: Sequence[Outcome], methods: Sequence[str], worker_counts: Sequence[int], args,
+           ref: dict[str, float]) -> str:
     import runs
 
     good = [o for o in outcomes if not o.error]
-    ref = references(good)
     lines = [
         "### LCBench (YAHPO Gym surrogate), asynchronous workers simulated in time",
         "",
@@ -662,9 +662,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                            f"{o.trajectory[-1][1] if o.trajectory else math.nan:.4f}",
         render_only=args.render_only,
     )
-    runs.publish(report(outcomes, methods, worker_counts, args), args.markdown)
+    # The reference is the best any stored run found, this command's selection or not (a longer
+    # horizon's runs included), so that tables rendered from one store share it.
+    stored = runs.load_store(args.store, Job, Outcome).values() if args.store else outcomes
+    ref = references([o for o in stored if not o.error])
+    runs.publish(report(outcomes, methods, worker_counts, args, ref), args.markdown)
     if args.svg:
-        ref = references([o for o in outcomes if not o.error])
         args.svg.write_text(svg_plot([o for o in outcomes if not o.error], methods, args.svg_workers, ref))
     return 0
 
