@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import dataclasses
 import datetime
 import heapq
 import json
@@ -608,7 +607,7 @@ def rank_correlation(tasks: Sequence[str], count: int) -> str:
 
     sur = surrogate(SETTINGS["yahpo_python"], SETTINGS["yahpo_data"])
     configs = random_configs(0, count)
-    lines = [f"| task | " + " | ".join(f"epoch {r}" for r in RUNGS) + " |", "|---|" + "---:|" * len(RUNGS)]
+    lines = ["| task | " + " | ".join(f"epoch {r}" for r in RUNGS) + " |", "|---|" + "---:|" * len(RUNGS)]
     for task in tasks:
         curves = sur.query(task, configs, [*RUNGS, EPOCHS])
         final = [c[-1][1] for c in curves]
@@ -626,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--workers", default="8", help="comma-separated worker counts")
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--evals", type=int, default=40,
+    parser.add_argument("--evals", type=int, default=30,
                         help="the horizon: this many mean full-fidelity evaluations of compute")
     parser.add_argument("--initial", type=int, default=10, help="shared initial configurations")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
