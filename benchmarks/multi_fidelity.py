@@ -6,9 +6,12 @@ best validation F1 and the rounds spent (15,000). Then, through a real suggestio
 (in-process, SQLite), 4 worker threads run a pruned study: each trains a configuration
 incrementally, reports validation F1 at every rung (rounds 300/27, 300/9, 300/3) and stops
 when told. We record how many boosting rounds the pruned study needed to reach random
-search's best F1, and its best F1 within a third of random's rounds.
+search's best F1, and its best F1 within a third of random's rounds. The studies
+``optuna-tpe+sh`` and ``optuna-tpe+hb`` run Optuna 5's TPESampler (defaults, the seed) with its
+SuccessiveHalvingPruner or HyperbandPruner (min resource the lowest rung, eta 3) through
+ask/tell in the same 4 worker threads, as the anchor.
 
-    python benchmarks/multi_fidelity.py --seeds 3 --pruners asha,hyperband --markdown out.md
+    python benchmarks/multi_fidelity.py --seeds 3 --studies random+asha,bohb+hyperband,optuna-tpe+hb --markdown out.md
 
 Needs xgboost(-cpu) and scikit-learn (the `bench` extra). A measurement: it asserts nothing.
 """
@@ -103,14 +106,19 @@ class Ledger:
 
 def pruned_search(data: Split, seed: int, pruner: str, algorithm: str, budget_rounds: int,
                   target: float, rungs_below_max: int) -> Ledger:
-    """4 workers against a real service until ``budget_rounds`` boosting rounds are spent."""
+    """4 workers until ``budget_rounds`` boosting rounds are spent: against a real service, or
+    (algorithm ``optuna-tpe``) against an in-memory Optuna study driven the same way."""
+    ledger = Ledger(target)
+    # Reports at every rung: 11, 33, 100, 300 with 3 rungs below the maximum.
+    rungs = [round(MAX_ROUNDS / ETA**k) for k in range(rungs_below_max, -1, -1)]
+    if algorithm == "optuna-tpe":
+        run_workers(ledger, rungs, data, seed, budget_rounds, OptunaStudy(seed, pruner, rungs[0]))
+        return ledger
+
     from suggestion_service.server import serve
     from trial_worker import Fidelity, SuggestionClient
     from tuning_common.grpc_server import ServerOptions
 
-    ledger = Ledger(target)
-    # Reports at every rung: 11, 33, 100, 300 with 3 rungs below the maximum.
-    rungs = [round(MAX_ROUNDS / ETA**k) for k in range(rungs_below_max, -1, -1)]
     with tempfile.TemporaryDirectory() as tmp:
         running = serve(f"sqlite:///{tmp}/s.db", ServerOptions(port=0))
         with SuggestionClient(running.address) as client:
@@ -118,35 +126,102 @@ def pruned_search(data: Split, seed: int, pruner: str, algorithm: str, budget_ro
                 "xgb", space(), objectives={"val_f1": "maximize"}, algorithm=algorithm, seed=seed,
                 fidelity=Fidelity("boosting_rounds", MAX_ROUNDS / ETA**rungs_below_max, MAX_ROUNDS, ETA), pruner=pruner,
             )
-
-        def worker() -> None:
-            with SuggestionClient(running.address) as c:
-                study = c.get_study("xgb")
-                while ledger.rounds < budget_rounds:
-                    trial = study.ask()
-                    trainer = Trainer(data, trial.params, seed)
-                    for rung in rungs:
-                        spent = rung - trainer.rounds
-                        f1 = trainer.boost_to(rung)
-                        if rung == MAX_ROUNDS:
-                            ledger.spend(spent, full_budget_f1=f1)
-                            study.tell(trial, f1)
-                        elif trial.report(rung, f1):
-                            ledger.spend(spent, pruned=True)
-                            trial.prune()
-                            break
-                        else:
-                            ledger.spend(spent)
-                    with ledger.lock:
-                        ledger.trials += 1
-
-        threads = [threading.Thread(target=worker) for _ in range(WORKERS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+            run_workers(ledger, rungs, data, seed, budget_rounds, OurStudy(running.address))
         running.stop()
     return ledger
+
+
+class OurStudy:
+    """Each worker thread gets its own client of the service: ask, report (True: stop), prune, tell, close."""
+
+    def __init__(self, address: str):
+        self.address = address
+
+    def worker(self):
+        from trial_worker import SuggestionClient
+
+        client = SuggestionClient(self.address)
+        study = client.get_study("xgb")
+
+        def ask():
+            trial = study.ask()
+            return trial, trial.params
+
+        return ask, lambda trial, step, f1: trial.report(step, f1), lambda trial: trial.prune(), study.tell, client.close
+
+
+class OptunaStudy:
+    """Optuna 5's TPESampler (its defaults, the run's seed) with its SuccessiveHalvingPruner
+    (``sh``) or HyperbandPruner (``hb``) over the same rungs, through ask/tell."""
+
+    def __init__(self, seed: int, pruner: str, min_resource: int):
+        import optuna
+        from optuna.distributions import FloatDistribution, IntDistribution
+
+        from suggestion_service.domain.space import FloatDomain
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        pruners = {"sh": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=min_resource, reduction_factor=int(ETA)),
+                   "hb": lambda: optuna.pruners.HyperbandPruner(min_resource=min_resource, max_resource=MAX_ROUNDS,
+                                                                reduction_factor=int(ETA))}
+        if pruner not in pruners:
+            raise ValueError(f"optuna-tpe takes the pruner sh or hb, got {pruner!r}")
+        self.optuna = optuna
+        self.study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                         pruner=pruners[pruner]())
+        self.distributions = {
+            p.name: (FloatDistribution(p.domain.low, p.domain.high, log=p.domain.log)
+                     if isinstance(p.domain, FloatDomain) else
+                     IntDistribution(p.domain.low, p.domain.high, log=p.domain.log))
+            for p in space()
+        }
+
+    def worker(self):
+        def ask():
+            trial = self.study.ask(self.distributions)
+            return trial, trial.params
+
+        def report(trial, step, f1):
+            trial.report(f1, step)
+            return trial.should_prune()
+
+        def prune(trial):
+            self.study.tell(trial, state=self.optuna.trial.TrialState.PRUNED)
+
+        return ask, report, prune, lambda trial, f1: self.study.tell(trial, f1), lambda: None
+
+
+def run_workers(ledger: Ledger, rungs: Sequence[int], data: Split, seed: int, budget_rounds: int, backend) -> None:
+    """WORKERS threads: each trains a trial rung by rung, reporting F1, until told to stop."""
+
+    def worker() -> None:
+        ask, report, prune, tell, close = backend.worker()
+        try:
+            while ledger.rounds < budget_rounds:
+                trial, params = ask()
+                trainer = Trainer(data, params, seed)
+                for rung in rungs:
+                    spent = rung - trainer.rounds
+                    f1 = trainer.boost_to(rung)
+                    if rung == MAX_ROUNDS:
+                        ledger.spend(spent, full_budget_f1=f1)
+                        tell(trial, f1)
+                    elif report(trial, rung, f1):
+                        ledger.spend(spent, pruned=True)
+                        prune(trial)
+                        break
+                    else:
+                        ledger.spend(spent)
+                with ledger.lock:
+                    ledger.trials += 1
+        finally:
+            close()
+
+    threads = [threading.Thread(target=worker) for _ in range(WORKERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def rank_correlation(data: Split, configs: int, seed: int) -> list[tuple[int, float]]:
@@ -176,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--studies", default="random+asha,tpe+asha,random+hyperband",
-                        help="comma-separated algorithm+pruner pairs")
+                        help="comma-separated algorithm+pruner pairs; optuna-tpe+sh and optuna-tpe+hb "
+                             "run Optuna's TPE with its SuccessiveHalving or Hyperband pruner")
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--rungs", type=int, default=3,
                         help="rungs below the full budget: the lowest is 300 / 3^rungs rounds")
