@@ -105,6 +105,8 @@ def report(outcomes: list[Outcome], command: str) -> str:
         "`tuning demo --seed S` in a fresh `TUNING_HOME`, run alone, as a new user runs it: 50 trials, 4 at",
         "a time, `auto`, the baseline's configuration first, ASHA on validation log-loss. The study chooses",
         "on validation F1; the test set is scored once, at the end, for the baseline and the champion.",
+        "With four workers, which trials have finished when the model proposes depends on timing, so a",
+        "seed does not replay exactly: read the spread over seeds, not one row.",
         "",
         f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}",
