@@ -169,8 +169,11 @@ def xgboost_train(ctx):
     from xgboost import XGBClassifier
 
     x_train, y_train, x_val, y_val = data(2000, seed=1)
+    from trial_worker.integrations.xgboost import f1_metric
+
+    # A callable metric comes on top of the objective's logloss: both are reported every round.
     model = XGBClassifier(n_estimators=45, learning_rate=ctx.params["learning_rate"], max_depth=3, n_jobs=1,
-                          callbacks=[ctx.xgboost_callback()])
+                          eval_metric=f1_metric, callbacks=[ctx.xgboost_callback()])
     model.fit(x_train, y_train, eval_set=[(x_val, y_val)], verbose=False)
     return {"val_logloss": float(model.evals_result()["validation_0"]["logloss"][-1])}
 
@@ -196,6 +199,8 @@ def test_the_xgboost_callback_reports_every_round_and_asha_prunes_inside_fit(ser
             else:
                 assert steps == list(range(1, 46))
                 assert history == [*steps, 45]  # the rounds, then the final value
+                f1 = tracking.get_metric_history(trial.run_id, "val_f1")
+                assert [m.step for m in f1] == steps and all(0 <= m.value <= 1 for m in f1)
 
 
 def test_fit_and_score_trains_partial_fit_estimators_epoch_by_epoch(services):
