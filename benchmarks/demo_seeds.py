@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from runs import standard_error
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_GAIN = 0.008
 
@@ -94,9 +96,9 @@ def report(outcomes: list[Outcome], command: str) -> str:
     val_gains = [o.val_gain for o in outcomes]
     beat_val = sum(o.best_val > o.baseline_val for o in outcomes)
     held_test = sum(o.best_test >= o.baseline_test for o in outcomes)
-    sem = statistics.stdev(val_gains) / n ** 0.5 if n > 1 else float("nan")
+    sem = standard_error(val_gains)
     test_gains = [o.test_gain for o in outcomes]
-    test_sem = statistics.stdev(test_gains) / n ** 0.5 if n > 1 else float("nan")
+    test_sem = standard_error(test_gains)
     slowest = max(o.seconds for o in outcomes)
     lines = [
         "# The reference demo over seeds",

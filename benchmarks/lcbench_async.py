@@ -64,6 +64,7 @@ import math
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -410,36 +411,16 @@ def references(outcomes: Sequence[Outcome]) -> dict[str, float]:
     return best
 
 
-def ranks(values: Sequence[float]) -> list[float]:
-    """Ranks, 1 = smallest, ties sharing their mean rank."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    result = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            result[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return result
-
-
-def mean_se(xs: Sequence[float]) -> tuple[float, float]:
-    n = len(xs)
-    mean = sum(xs) / n
-    if n < 2:
-        return mean, math.nan
-    var = sum((x - mean) ** 2 for x in xs) / (n - 1)
-    return mean, math.sqrt(var / n)
-
-
 def _fraction(b: float) -> str:
     return "1" if b == 1 else f"1/{round(1 / b)}"
 
 
 def regret_table(outcomes: Sequence[Outcome], methods: Sequence[str], workers: int, ref: dict[str, float]) -> list[str]:
     """Mean regret (with its standard error over task x seed runs) and mean rank per budget."""
+    from scipy.stats import rankdata  # ties share their mean rank
+
+    import runs
+
     cells = {(o.job.problem, o.job.seed, o.job.method): o for o in outcomes if o.job.workers == workers}
     runs = sorted({(t, s) for t, s, _ in cells})
     complete = [(t, s) for t, s in runs if all((t, s, m) in cells for m in methods)]
@@ -454,17 +435,17 @@ def regret_table(outcomes: Sequence[Outcome], methods: Sequence[str], workers: i
     for task, seed in complete:
         for b in BUDGETS:
             values = [incumbent(cells[task, seed, m], b * cells[task, seed, m].horizon) - ref[task] for m in methods]
-            for m, v, r in zip(methods, values, ranks(values)):
+            for m, v, r in zip(methods, values, rankdata(values)):
                 regrets[m][b].append(v)
                 rank_lists[m][b].append(r)
     for m in methods:
         regret_cells = []
         for b in BUDGETS:
-            mean, se = mean_se(regrets[m][b])
+            mean, se = statistics.fmean(regrets[m][b]), runs.standard_error(regrets[m][b])
             regret_cells.append(f"{mean:.4f} ± {se:.4f}")
         rank_cells = [f"{sum(rank_lists[m][b]) / len(rank_lists[m][b]):.2f}" for b in BUDGETS]
-        trials = mean_se([cells[t, s, m].trials for t, s in complete])[0]
-        pruned = mean_se([cells[t, s, m].pruned for t, s in complete])[0]
+        trials = statistics.fmean(cells[t, s, m].trials for t, s in complete)
+        pruned = statistics.fmean(cells[t, s, m].pruned for t, s in complete)
         lines.append(f"| {m} | " + " | ".join(regret_cells) + " | " + " | ".join(rank_cells)
                      + f" | {trials:.0f} ({pruned:.0f}) |")
     return lines + [""]

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import multiprocessing
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,6 +45,11 @@ def run_jobs(jobs: Sequence[Any], run_job: Callable[[Any], Any], *, processes: i
             print(f"[{i}/{len(todo)}] {outcome.job.problem} {outcome.job.method} seed {outcome.job.seed}: "
                   f"{outcome.error or describe(outcome)} ({outcome.seconds:.1f} s)", file=sys.stderr, flush=True)
     return outcomes
+
+
+def standard_error(values: Sequence[float]) -> float:
+    """The standard error of the mean (NaN below two values)."""
+    return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
 
 
 def failures(outcomes: Sequence[Any]) -> list[str]:

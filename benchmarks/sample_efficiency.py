@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import problems  # noqa: E402
 from problems import PROBLEMS, SUITES, Problem  # noqa: E402
 import runs  # noqa: E402
+from runs import standard_error  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -254,10 +255,6 @@ def mean_ranks(means: dict, budgets: Sequence[int]) -> dict:
                 tied = [i + 1 for i, m in enumerate(order) if scored[m] == scored[method]]
                 ranks[budget, method].append(float(np.mean(tied)))
     return {k: float(np.mean(v)) for k, v in ranks.items()}
-
-
-def standard_error(values: Sequence[float]) -> float:
-    return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
 
 
 def mann_whitney(ours: Sequence[float], theirs: Sequence[float]) -> tuple[float, float]:
