@@ -413,9 +413,11 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def suggestion_server(database_url: str, log_path: Path, max_workers: int | None) -> Iterator[ServerProcess]:
-    """Starts a suggestion server on a free port; stops it with SIGTERM (then SIGKILL) on exit."""
-    command = [sys.executable, "-m", "suggestion_service", "--port", "0", "--database-url", database_url]
+def suggestion_server(database_url: str, log_path: Path, max_workers: int | None,
+                      extra: Sequence[str] = ()) -> Iterator[ServerProcess]:
+    """Starts a suggestion server on a free port (``extra``: more flags); stops it with SIGTERM
+    (then SIGKILL) on exit."""
+    command = [sys.executable, "-m", "suggestion_service", "--port", "0", "--database-url", database_url, *extra]
     if max_workers:
         command += ["--max-workers", str(max_workers)]
     env = {**os.environ, "TUNING_LOG_LEVEL": "WARNING"}

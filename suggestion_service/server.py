@@ -15,6 +15,7 @@ from suggestion_service.service import SuggestionService
 from tuning.suggestion.v1 import suggestion_service_pb2, suggestion_service_pb2_grpc
 from tuning_common import telemetry
 from tuning_common.database import Database
+from tuning_common.errors import InvalidArgument
 from tuning_common.grpc_server import (
     RunningServer,
     ServerOptions,
@@ -28,6 +29,8 @@ from tuning_common.settings import add_option, data_dir
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = suggestion_service_pb2.DESCRIPTOR.services_by_name["SuggestionService"].full_name
+ASK_METHOD = f"/{SERVICE_NAME}/SuggestTrials"
+MAX_MODEL_WORKERS = 64
 
 
 def default_database_url() -> str:
@@ -64,15 +67,20 @@ def serve(
     *,
     migrate: bool = False,
     lease_check_seconds: float = 5.0,
+    model_workers: int = 1,
 ) -> RunningServer:
     """Starts a suggestion server (tests call this directly with port 0)."""
+    if not 0 <= model_workers <= MAX_MODEL_WORKERS:
+        raise InvalidArgument("model_workers", f"must be between 0 and {MAX_MODEL_WORKERS}, got {model_workers}")
     db = Database.connect(database_url, pool_size=options.max_workers)
     MIGRATIONS.ensure(db, upgrade=migrate)
-    service = SuggestionService(db)
+    service = SuggestionService(db, model_workers=model_workers)
     service.renew_leases()
+    service.models.start()
     # SQLite takes one writer at a time, so handlers run on the event loop thread (no
-    # per-call thread hand-off); PostgreSQL transactions run concurrently on the pool.
-    options = replace(options, inline=db.single_writer)
+    # per-call thread hand-off); PostgreSQL transactions run concurrently on the pool. An ask
+    # may wait for a model-based suggestion to be computed: it runs on the pool either way.
+    options = replace(options, inline=db.single_writer, offload=frozenset({ASK_METHOD}))
     running = start_server(
         [(suggestion_service_pb2_grpc.add_SuggestionServiceServicer_to_server, SuggestionServicer(service))],
         [SERVICE_NAME],
@@ -80,7 +88,7 @@ def serve(
     )
     reaper = LeaseReaper(service, lease_check_seconds)
     reaper.start()
-    running.on_stop += [reaper.stop, db.dispose]
+    running.on_stop += [reaper.stop, service.models.stop, db.dispose]
     return running
 
 
@@ -89,13 +97,17 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     add_server_options(parser, "suggestion", 50051, default_database_url())
     add_option(parser, "--lease-check-seconds", env="TUNING_LEASE_CHECK_SECONDS", default=5.0, type=float,
                help="how often this replica reclaims expired leases")
+    add_option(parser, "--model-workers", env="TUNING_MODEL_WORKERS", default=1, type=int,
+               help="processes computing model-based (gp, tpe, bohb, auto) suggestions; each study uses one, "
+                    "several studies spread over them; 0 computes in the serving threads")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     # server_options reads the tokens: a bad tokens file is a "cannot start" (exit 2) like any other.
     return serve_until_terminated("suggestion-service", lambda: serve(
-        args.database_url, server_options(args), migrate=args.migrate, lease_check_seconds=args.lease_check_seconds))
+        args.database_url, server_options(args), migrate=args.migrate, lease_check_seconds=args.lease_check_seconds,
+        model_workers=args.model_workers))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from suggestion_service.algorithms import Pruner, make_algorithm, make_pruner, v
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
 from suggestion_service.domain.codec import specs_match
 from suggestion_service.domain.ranking import BestTrials, best_trials
-from suggestion_service.domain.space import Assignment, check_name
+from suggestion_service.domain.space import Assignment, check_name, config_key
 from suggestion_service.domain.study import Study, StudySpec, StudyState
 from suggestion_service.domain.trial import (
     MAX_REASON_CHARS,
@@ -42,6 +42,7 @@ from suggestion_service.domain.trial import (
     check_constraints,
     check_metrics,
 )
+from suggestion_service.model_work import ModelWork, Proposal, StudyHistory
 from suggestion_service.persistence.repository import Repository
 from tuning_common import telemetry
 from tuning_common.database import Database
@@ -129,10 +130,13 @@ def _decode_token(token: str, kind: type) -> object | None:
 
 
 class SuggestionService:
-    def __init__(self, db: Database, clock: Callable[[], int] = _now_ms):
+    def __init__(self, db: Database, clock: Callable[[], int] = _now_ms, model_workers: int = 0):
+        """``model_workers``: model processes computing model-based suggestions; 0 computes them in
+        the asking thread (still outside the study's lock)."""
         self.db = db
         self.clock = clock
         self.repo = Repository()
+        self.models = ModelWork(model_workers, self._read_history)
         self._cache: dict[int, tuple[Algorithm, Pruner | None]] = {}
         # Striped: bounded memory; two studies rarely share a stripe.
         self._ask_locks = [threading.Lock() for _ in range(64)]
@@ -203,7 +207,13 @@ class SuggestionService:
 
     def delete_study(self, name: str) -> None:
         check_name("name", name, "study name")
-        self.db.run(lambda conn: self.repo.delete_study(conn, self._study(conn, name, lock=True).id), write=True)
+
+        def work(conn: Connection) -> int:
+            study_id = self._study(conn, name, lock=True).id
+            self.repo.delete_study(conn, study_id)
+            return study_id
+
+        self.models.forget(self.db.run(work, write=True))
 
     # --- ask -------------------------------------------------------------------------
 
@@ -213,7 +223,49 @@ class SuggestionService:
             raise InvalidArgument("count", f"must be between 1 and {MAX_SUGGEST_COUNT}, got {count}")
         _check_id("worker_id", worker_id)
         _check_id("request_id", request_id)
+        with telemetry.span("suggest trials", study=study_name, count=count, worker=worker_id) as span:
+            result = self._ask(study_name, count, worker_id, request_id)
+            telemetry.set_attributes(span, trial_ids=[t.id for t in result.trials],
+                                     suggest_status=result.status.value)
+            return result
 
+    def _ask(self, study_name: str, count: int, worker_id: str, request_id: str) -> SuggestResult:
+        """Model-based algorithms propose outside the study's lock (see suggestion_service.model_work):
+        read, compute, then commit if the proposals are still fresh, else again; the last
+        attempt computes under the lock, so an ask always ends."""
+        for attempt in range(_ASK_ATTEMPTS):
+            plan = self.db.run(lambda conn: self._plan(conn, study_name, count, request_id), write=False)
+            proposals = self.models.propose(plan.study, plan.new, plan.limit) if plan and plan.new > 0 else []
+            supply = _Supply(self, proposals, last=attempt == _ASK_ATTEMPTS - 1) if plan else None
+            try:
+                result = self._commit_ask(study_name, count, worker_id, request_id, supply)
+            except _StaleProposals:
+                continue
+            if supply is not None:
+                self.models.give_back(plan.study, supply.unused)
+            return result
+        raise AssertionError("unreachable: the last attempt computes under the lock")
+
+    def _plan(self, conn: Connection, study_name: str, count: int, request_id: str) -> _AskPlan | None:
+        """How many new suggestions the ask will likely need (None: not a model-based study)."""
+        study = self._study(conn, study_name)
+        algorithm, _ = self._components(study.id, study.spec)
+        if not algorithm.model_based:
+            return None
+        spec = study.spec
+        if study.state is not StudyState.ACTIVE or self.repo.find_request(conn, study.id, request_id) is not None:
+            return _AskPlan(study, 0, 0)
+        active, queued, _ = self.repo.pending_summary(conn, study.id)
+        budget_left = _remaining(spec.max_trials, study.budget_used)
+        room = count if spec.max_parallel_trials == 0 else max(0, min(count, spec.max_parallel_trials - active))
+        new = min(room - min(queued, room), budget_left)
+        # A batch may serve the asks that come next, within what the study can still take.
+        limit = budget_left if spec.max_parallel_trials == 0 else min(
+            budget_left, spec.max_parallel_trials - active - queued)
+        return _AskPlan(study, int(max(new, 0)), int(min(limit, MAX_SUGGEST_COUNT)))
+
+    def _commit_ask(self, study_name: str, count: int, worker_id: str, request_id: str,
+                    supply: _Supply | None) -> SuggestResult:
         def work(conn: Connection) -> SuggestResult:
             study = self._study(conn, study_name, lock=True)
             seen = self.repo.find_request(conn, study.id, request_id)
@@ -224,7 +276,7 @@ class SuggestionService:
             if earliest_expiry is not None and earliest_expiry < now and self._reclaim_expired(conn, study, now):
                 study = self.repo.find_study(conn, study_id=study.id)  # retries advanced its counters
                 active, queued, _ = self.repo.pending_summary(conn, study.id)
-            result = self._suggest(conn, study, count, worker_id, request_id, active, queued)
+            result = self._suggest(conn, study, count, worker_id, request_id, active, queued, supply)
             self.repo.record_request(
                 conn, study.id, request_id, worker_id, result.status.value,
                 result.done_reason.value if result.done_reason else None, result.message, now,
@@ -234,12 +286,19 @@ class SuggestionService:
         # Asks for one study queue here first, so at most one per replica waits on the
         # study's row lock: a crowd of waiters on one PostgreSQL row lock is far slower
         # than a queue in front of it.
-        with telemetry.span("suggest trials", study=study_name, count=count, worker=worker_id) as span, \
-                self._ask_locks[hash(study_name) % len(self._ask_locks)]:
-            result = self.db.run(work, write=True)
-            telemetry.set_attributes(span, trial_ids=[t.id for t in result.trials],
-                                     suggest_status=result.status.value)
-            return result
+        with self._ask_locks[hash(study_name) % len(self._ask_locks)]:
+            return self.db.run(work, write=True)
+
+    def _read_history(self, history: StudyHistory) -> Study:
+        """The study now, with ``history`` brought up to date in the same read."""
+        def work(conn: Connection) -> Study:
+            study = self.repo.find_study(conn, study_id=history.study.id)
+            if study is None:
+                raise NotFound(f"study {history.study.name!r} does not exist", reason="STUDY_NOT_FOUND")
+            history.refresh(conn, self.repo)
+            return study
+
+        return self.db.run(work, write=False)
 
     def _replay(self, conn: Connection, study: Study, seen, worker_id: str, request_id: str) -> SuggestResult:
         if seen.worker_id != worker_id:
@@ -256,7 +315,8 @@ class SuggestionService:
         )
 
     def _suggest(
-        self, conn: Connection, study: Study, count: int, worker_id: str, request_id: str, active: int, queued: int
+        self, conn: Connection, study: Study, count: int, worker_id: str, request_id: str, active: int, queued: int,
+        supply: _Supply | None,
     ) -> SuggestResult:
         """Leases queued trials, then new suggestions, within the cap and the budget. Needs the study lock."""
         spec = study.spec
@@ -289,16 +349,19 @@ class SuggestionService:
 
         n_new = min(room - len(leased), budget_left, space_left)
         if n_new > 0:
-            context = SuggestContext(
-                space=spec.space,
-                objectives=spec.objectives,
-                sequence=study.algorithm_seq,
-                pending=self.repo.pending_params(conn, study.id) if algorithm.uses_pending else (),
-                history=self.repo.history(conn, study) if algorithm.uses_history else (),
-                constraints=spec.constraints,
-                stage=telemetry.stage,
-            )
-            suggestions = self._propose(algorithm, context, n_new)
+            if supply is not None:
+                suggestions = supply.take(conn, study, n_new)
+            else:
+                context = SuggestContext(
+                    space=spec.space,
+                    objectives=spec.objectives,
+                    sequence=study.algorithm_seq,
+                    pending=self.repo.pending_params(conn, study.id) if algorithm.uses_pending else (),
+                    history=self.repo.history(conn, study) if algorithm.uses_history else (),
+                    constraints=spec.constraints,
+                    stage=telemetry.stage,
+                )
+                suggestions = self._propose(algorithm, context, n_new)
             n = len(suggestions)
             first = self.repo.advance_counters(conn, study.id, trials_=n, budget=n, algorithm=n)
             leased += self.repo.insert_trials(conn, study.name, [
@@ -584,7 +647,9 @@ class SuggestionService:
                 self._maybe_retry(conn, study, trial, ending["end_ms"])
             return replace(trial, **ending)
 
-        return self.db.run(work, write=True)
+        trial = self.db.run(work, write=True)
+        self.models.prefetch(trial.study_id)  # a busy model-based study's next batch, computed ahead
+        return trial
 
     def _repeat_tell(self, conn: Connection, trial: Trial, outcome: Outcome, metrics: Metrics,
                      constraints: tuple[float, ...] | None) -> Trial:
@@ -718,6 +783,56 @@ class SuggestionService:
                 reason="LEASED_TO_ANOTHER_WORKER",
             )
         return trial
+
+
+# Ask attempts whose proposals, computed outside the lock, went stale before the commit; the
+# last attempt computes under the lock.
+_ASK_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class _AskPlan:
+    study: Study
+    new: int  # new suggestions the ask will likely need
+    limit: int  # how many the study could take now (a batch for the asks that come next)
+
+
+class _StaleProposals(Exception):
+    """The study moved on while the ask computed: roll back and ask again."""
+
+
+class _Supply:
+    """An ask's proposals, computed outside the lock, checked under it (model_work.Batch.is_fresh;
+    no trial created since may have the same configuration)."""
+
+    def __init__(self, service: SuggestionService, proposals: list[Proposal], last: bool):
+        self.service, self.proposals, self.last = service, proposals, last
+        self.unused: list[Proposal] = []
+
+    def take(self, conn: Connection, study: Study, count: int) -> list[Suggestion]:
+        models = self.service.models
+        history = models.work(study).history
+        with history.lock:
+            history.refresh(conn, self.service.repo)
+            finished = len(history.arrival)
+            created: dict[int, set] = {}
+            fresh = []
+            for proposal in self.proposals:
+                batch = proposal.batch
+                if not batch.is_fresh(finished):
+                    continue
+                if id(batch) not in created:
+                    created[id(batch)] = {config_key(v.params) for v in history.created_since(batch.snapshot)}
+                if config_key(proposal.suggestion.params) not in created[id(batch)]:
+                    fresh.append(proposal)
+            exhausted = any(len(p.batch.suggestions) < p.batch.size for p in self.proposals)
+            if len(fresh) >= count or (exhausted and len(fresh) == len(self.proposals)):
+                self.unused = fresh[count:]
+                return [p.suggestion for p in fresh[:count]]
+            if not self.last:
+                raise _StaleProposals()
+            snapshot = history.snapshot()
+        return models.compute_now(history, snapshot, study, count)
 
 
 def _what_ended(spec: StudySpec, budget_left: float) -> str:

@@ -15,7 +15,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -90,8 +90,10 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     iterator raises that error where it meets the bad message.
     """
 
-    def __init__(self, executor: Executor | None = None):
+    def __init__(self, executor: Executor | None = None, executors: Mapping[str, Executor] | None = None):
         self.executor = executor
+        # Methods that run on an executor of their own choosing whatever ``executor`` is.
+        self.executors = dict(executors or {})
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -101,7 +103,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         # Interceptors before this one (auth, telemetry) keep the deserializer set here.
         deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary is not None and not inspect.iscoroutinefunction(handler.unary_unary):
-            return handler._replace(unary_unary=self._wrap(handler.unary_unary, method),
+            executor = self.executors.get(method, self.executor)
+            return handler._replace(unary_unary=self._wrap(handler.unary_unary, method, executor),
                                     request_deserializer=deserializer)
         if handler.stream_unary is not None and not inspect.iscoroutinefunction(handler.stream_unary):
             return handler._replace(stream_unary=self._wrap_client_stream(handler.stream_unary, method),
@@ -156,9 +159,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
         return handler
 
-    def _wrap(self, behaviour: Callable, method: str) -> Callable:
-        executor = self.executor
-
+    @staticmethod
+    def _wrap(behaviour: Callable, method: str, executor: Executor | None) -> Callable:
         async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if isinstance(request, _Undecodable):
                 await abort_with_error(context, request.error())  # raises: the call ends here

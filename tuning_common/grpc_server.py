@@ -98,8 +98,11 @@ class ServerOptions:
     max_workers: int = 16
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     grace_seconds: float = 10.0
-    # Run handlers on the event loop thread instead of the thread pool.
+    # Run handlers on the event loop thread instead of the thread pool...
     inline: bool = False
+    # ...except these methods ("/package.Service/Method"), which may wait long (an ask waiting
+    # for its suggestions to be computed) and always run on the pool.
+    offload: frozenset[str] = frozenset()
     # Accepted bearer tokens; None: access control off (every call allowed).
     tokens: TokenStore | None = None
     # Certificate and key (and a client CA for mutual TLS); None: plain gRPC.
@@ -158,7 +161,8 @@ def start_server(
     options: ServerOptions,
 ) -> RunningServer:
     """Builds and starts a server; ``register`` pairs ``add_XServicer_to_server`` with a servicer."""
-    executor = None if options.inline else futures.ThreadPoolExecutor(options.max_workers, thread_name_prefix="rpc")
+    pooled = not options.inline or options.offload
+    executor = futures.ThreadPoolExecutor(options.max_workers, thread_name_prefix="rpc") if pooled else None
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True)
     thread.start()
@@ -168,7 +172,8 @@ def start_server(
     interceptors: list[grpc.aio.ServerInterceptor] = telemetry.server_interceptors()
     if options.tokens is not None:
         interceptors.append(AuthInterceptor(options.tokens))
-    interceptors.append(ErrorMappingInterceptor(executor))
+    interceptors.append(ErrorMappingInterceptor(None if options.inline else executor,
+                                                {method: executor for method in options.offload}))
 
     async def build() -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
         server = grpc.aio.server(

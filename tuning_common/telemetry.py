@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -72,6 +72,7 @@ ATTRIBUTES = {
     "step": "tuning.step",
     "count": "tuning.count",
     "history": "tuning.history.size",
+    "prefetch": "tuning.suggest.prefetch",
     "suggest_status": "tuning.suggest.status",
     "decision": "tuning.pruning.decision",
     "artifact_path": "tuning.artifact.path",
@@ -620,6 +621,15 @@ def stage(name: str) -> contextlib.AbstractContextManager:
     """A child span for a stage of an algorithm (``fit gp``, ``optimize acquisition``, ``sample tpe``):
     the hook the suggestion service hands to the pure algorithms through their context."""
     return span(name)
+
+
+def record_stages(stages: Sequence[tuple[str, int, int]]) -> None:
+    """Child spans of the current span for stages timed elsewhere (``(name, start_ns, end_ns)``,
+    e.g. an algorithm's stages in a model process, which has no tracer of its own)."""
+    if not trace.get_current_span().is_recording():
+        return
+    for name, start_ns, end_ns in stages:
+        _tracer.start_span(name, start_time=start_ns).end(end_time=end_ns)
 
 
 @contextlib.contextmanager

@@ -44,6 +44,7 @@ class Auto(Algorithm):
 
     name = "auto"
     uses_history = True
+    model_based = True
 
     @dataclass(frozen=True)
     class Settings:

@@ -152,6 +152,11 @@ class Algorithm(Configurable, abc.ABC):
     """A suggestion algorithm. See the module docstring for the state rules."""
 
     uses_history: ClassVar[bool] = False
+    # True: a model of the history proposes (gp, tpe, bohb, auto), costly enough to be computed
+    # outside the study's lock, in batches, in a model process (suggestion_service.model_work).
+    # Its proposals must stay sound while other trials run and finish: it reads pending trials
+    # from the history, and the service checks staleness before handing one out.
+    model_based: ClassVar[bool] = False
     # Whether suggest() looks at SuggestContext.pending (the service skips a query if not).
     uses_pending: bool = False
     # True: suggest() may return fewer than asked while trials run, because what comes next

@@ -82,6 +82,15 @@ _PENDING_SUMMARY = (
 _PENDING_PARAMS = sa.select(trials.c.params).where(
     trials.c.study_id == bindparam("study_id"), trials.c.state.in_([ACTIVE, QUEUED])
 )
+_HISTORY = sa.select(trials.c.number, trials.c.state, trials.c.params, trials.c.metrics, trials.c.budget,
+                     trials.c.last_step, trials.c.last_metrics, trials.c.constraints, trials.c.id,
+                     trials.c.suggestion_metadata)
+_HISTORY_SINCE = _HISTORY.where(
+    trials.c.study_id == bindparam("study_id"),
+    sa.or_(trials.c.number > bindparam("after"), trials.c.number.in_(bindparam("numbers", expanding=True))),
+)
+# More unfinished trials than this to read again: read from the smallest instead.
+_MAX_REREAD = 500
 # Without .values(), the SET clause comes from the keys passed at execution.
 _UPDATE_TRIAL_IF = trials.update().where(
     trials.c.id == bindparam("where_id"), trials.c.state == bindparam("where_state")
@@ -328,6 +337,18 @@ class Repository:
         return list(conn.execute(_PENDING_PARAMS, {"study_id": study_id}).scalars())
 
     def history(self, conn: Connection, study: Study) -> list[TrialView]:
+        """Every trial of the study as an algorithm sees it, oldest first."""
+        return self._views(conn, study, _HISTORY.where(trials.c.study_id == bindparam("study_id")), {})
+
+    def history_since(self, conn: Connection, study: Study, after_number: int,
+                      numbers: Sequence[int]) -> list[TrialView]:
+        """The trials numbered above ``after_number`` or in ``numbers`` (those not finished at the
+        last read): what changed since then, because a finished trial never changes again."""
+        if len(numbers) > _MAX_REREAD:  # a long list costs more than reading from its smallest
+            after_number, numbers = min(numbers) - 1, []
+        return self._views(conn, study, _HISTORY_SINCE, {"after": after_number, "numbers": list(numbers)})
+
+    def _views(self, conn: Connection, study: Study, query: sa.Select, params: dict) -> list[TrialView]:
         names = study.spec.metric_names
 
         def objective_values(raw: list | None) -> tuple[float, ...] | None:
@@ -335,10 +356,7 @@ class Repository:
             return tuple(metrics[n] for n in names) if all(n in metrics for n in names) else None
 
         views = []
-        query = sa.select(trials.c.number, trials.c.state, trials.c.params, trials.c.metrics, trials.c.budget,
-                          trials.c.last_step, trials.c.last_metrics, trials.c.constraints, trials.c.id,
-                          trials.c.suggestion_metadata)
-        for row in conn.execute(query.where(trials.c.study_id == study.id).order_by(trials.c.number)):
+        for row in conn.execute(query.order_by(trials.c.number), {"study_id": study.id, **params}):
             values = objective_values(row.metrics) if row.state == TrialState.COMPLETED.value else None
             views.append(TrialView(row.number, TrialState(row.state), row.params, values, row.budget,
                                    row.last_step, objective_values(row.last_metrics),

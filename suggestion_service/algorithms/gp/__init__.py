@@ -105,6 +105,7 @@ class GaussianProcessBO(Algorithm):
 
     name = "gp"
     uses_history = True
+    model_based = True
 
     @dataclass(frozen=True)
     class Settings:

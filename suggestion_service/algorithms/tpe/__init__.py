@@ -100,6 +100,7 @@ class TPE(Algorithm):
 
     name = "tpe"
     uses_history = True
+    model_based = True
 
     @dataclass(frozen=True)
     class Settings:

@@ -1,0 +1,195 @@
+"""Model-based suggestions outside the study's lock (suggestion_service.model_work), on real SQLite.
+
+The in-memory history must always equal what a full read of the database gives; a batch is
+handed out only while it is fresh; a lane that lost its state, or its process, recovers.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+import uuid
+
+import pytest
+
+from suggestion_service.algorithms.base import Suggestion, TrialView
+from suggestion_service.domain.space import FloatDomain, Parameter, SearchSpace
+from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, StudySpec
+from suggestion_service.domain.trial import Outcome, TrialState
+from suggestion_service.model_work import Batch, Job, Lane, LaneState, Resync, Snapshot, StudyHistory
+from suggestion_service.persistence import MIGRATIONS
+from suggestion_service.service import SuggestionService, _StaleProposals, _Supply
+from tuning_common.database import Database
+
+SPACE = SearchSpace(tuple(Parameter(f"x{i}", FloatDomain(0.0, 1.0)) for i in range(3)))
+OBJECTIVES = (Objective("loss", Direction.MINIMIZE),)
+
+
+def spec(algorithm: str = "tpe", **settings) -> StudySpec:
+    return StudySpec(SPACE, OBJECTIVES, AlgorithmSpec(algorithm, settings), seed=1, lease_seconds=600.0)
+
+
+@pytest.fixture
+def service(tmp_path):
+    db = Database.connect(f"sqlite:///{tmp_path / 's.db'}")
+    MIGRATIONS.ensure(db, upgrade=False)
+    yield SuggestionService(db)
+    db.dispose()
+
+
+def ask(service: SuggestionService, name: str, count: int = 1):
+    return service.suggest_trials(name, count, "w", uuid.uuid4().hex).trials
+
+
+def tell(service: SuggestionService, trial) -> None:
+    value = sum((v - 0.3) ** 2 for v in trial.params.values())
+    service.complete_trial(trial.id, "w", Outcome.SUCCEEDED, (("loss", value),), "")
+
+
+def full_read(service: SuggestionService, study) -> list[TrialView]:
+    return service.db.run(lambda conn: service.repo.history(conn, study), write=False)
+
+
+def test_the_history_in_memory_equals_a_full_read_after_every_change(service):
+    study, _ = service.create_study("h", spec("random"))
+    history = StudyHistory(study)
+    rng = random.Random(0)
+    running = []
+    for _ in range(60):
+        move = rng.random()
+        if move < 0.4 or not running:
+            running += ask(service, "h", rng.randint(1, 3))
+        elif move < 0.8:
+            tell(service, running.pop(rng.randrange(len(running))))
+        elif move < 0.9:
+            trial = running.pop(rng.randrange(len(running)))
+            service.complete_trial(trial.id, "w", Outcome.FAILED, (), "broke")
+        else:
+            service.create_trial("h", {"x0": 0.5, "x1": 0.5, "x2": rng.random()})
+        with history.lock:
+            service.db.run(lambda conn: history.refresh(conn, service.repo), write=False)
+            snapshot = history.snapshot()
+        assert history.views(snapshot) == full_read(service, study)
+        assert snapshot.finished == sum(1 for v in full_read(service, study) if v.state.finished)
+
+
+def test_a_refresh_reads_only_new_and_unfinished_trials(service, monkeypatch):
+    study, _ = service.create_study("r", spec("random"))
+    running = ask(service, "r", 5)
+    for trial in running[:4]:
+        tell(service, trial)
+    history = StudyHistory(study)
+    read = []
+    original = service.repo.history_since
+
+    def counting(conn, study, after, numbers):
+        views = original(conn, study, after, numbers)
+        read.append(len(views))
+        return views
+
+    monkeypatch.setattr(service.repo, "history_since", counting)
+    with history.lock:
+        service.db.run(lambda conn: history.refresh(conn, service.repo), write=False)
+        tell(service, running[4])
+        ask(service, "r", 2)
+        service.db.run(lambda conn: history.refresh(conn, service.repo), write=False)
+    assert read == [5, 3]  # all five; then the one that was running and the two new ones
+
+
+def _batch(finished: int, pending: int, size: int) -> Batch:
+    views = tuple(TrialView(i, TrialState.ACTIVE, {}) for i in range(pending))
+    return Batch(Snapshot(finished, views, 0), [Suggestion({})] * size, size)
+
+
+def test_a_batch_stays_fresh_while_it_misses_no_more_results_than_it_allowed_for():
+    batch = _batch(finished=10, pending=3, size=2)
+    assert batch.allowance == 5
+    assert batch.is_fresh(10) and batch.is_fresh(15)
+    assert not batch.is_fresh(16)
+
+
+def test_proposals_gone_stale_are_refused_and_the_last_attempt_computes_under_the_lock(service):
+    service.create_study("s", spec("tpe", n_startup_trials=2))
+    for trial in ask(service, "s", 4):
+        tell(service, trial)
+    study = service.get_study("s")
+    proposals = service.models.propose(study, 1, 1)
+    assert len(proposals) == 1
+    # Far more results arrive than the batch allowed for (it knew of nothing running).
+    for trial in ask(service, "s", 3):
+        tell(service, trial)
+    stale = _Supply(service, proposals, last=False)
+    with pytest.raises(_StaleProposals):
+        service.db.run(lambda conn: stale.take(conn, service.get_study("s"), 1), write=True)
+    last = _Supply(service, proposals, last=True)
+    [suggestion] = service.db.run(lambda conn: last.take(conn, service.get_study("s"), 1), write=True)
+    assert suggestion.metadata["phase"] != "startup"
+
+
+def test_a_proposal_repeating_a_trial_created_since_its_snapshot_is_refused(service):
+    service.create_study("d", spec("tpe", n_startup_trials=2))
+    for trial in ask(service, "d", 3):
+        tell(service, trial)
+    study = service.get_study("d")
+    [proposal] = service.models.propose(study, 1, 1)
+    service.create_trial("d", proposal.suggestion.params)  # someone enqueued the same configuration
+    supply = _Supply(service, [proposal], last=False)
+    with pytest.raises(_StaleProposals):
+        service.db.run(lambda conn: supply.take(conn, service.get_study("d"), 1), write=True)
+
+
+def test_asks_of_a_model_study_go_on_after_the_batch_was_used_up(service):
+    service.create_study("m", spec("gp", n_startup_trials=3))
+    numbers = []
+    for _ in range(8):
+        trials = ask(service, "m", 2)
+        numbers += [t.number for t in trials]
+        for trial in trials:
+            tell(service, trial)
+    assert numbers == list(range(16))
+    phases = [t.suggestion_metadata["phase"] for t in service.list_trials("m", [], 100, "")[0]]
+    assert phases[:3] == ["startup"] * 3 and set(phases[3:]) == {"model"}
+
+
+def _job(study_id: int, base: int, finished: tuple, count: int = 1) -> Job:
+    return Job(study_id, spec("tpe", n_startup_trials=2), base, finished, (), len(finished) + base, (), count)
+
+
+def _views(numbers) -> tuple[TrialView, ...]:
+    return tuple(TrialView(n, TrialState.COMPLETED, {"x0": n / 10, "x1": 0.5, "x2": 0.5}, (float(n),))
+                 for n in numbers)
+
+
+def test_a_lane_asks_for_the_whole_history_when_it_does_not_hold_what_the_job_assumes():
+    state = LaneState()
+    with pytest.raises(Resync):
+        state.run(_job(1, base=3, finished=_views([3])))  # it holds nothing of study 1
+    state.run(_job(1, base=0, finished=_views(range(3))))
+    state.run(_job(1, base=3, finished=_views([3, 4])))
+    with pytest.raises(Resync):
+        state.run(_job(1, base=3, finished=_views([5])))  # it holds 5 trials, not 3
+
+
+def test_a_lane_whose_process_died_starts_another(service):
+    service.create_study("p", spec("tpe", n_startup_trials=2))
+    for trial in ask(service, "p", 3):
+        tell(service, trial)
+    study = service.get_study("p")
+    history = StudyHistory(study)
+    with history.lock:
+        service.db.run(lambda conn: history.refresh(conn, service.repo), write=False)
+        snapshot = history.snapshot()
+    lane = Lane(process=True)
+    lane.start()
+    try:
+        first = lane.compute(history, snapshot, study.spec, 3, 2)
+        for pid in list(lane._executor._processes):
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        again = lane.compute(history, snapshot, study.spec, 3, 2)
+    finally:
+        lane.stop()
+    # The new process rebuilt the study from the whole history: the same answer as before.
+    assert [s.params for s in again.suggestions] == [s.params for s in first.suggestions]
