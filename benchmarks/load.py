@@ -10,7 +10,7 @@ trial link, LinkRun, K ReportIntermediate with a random 50-200 ms "training" pau
 each, one LogBatch (params and the K points), CompleteTrial, UpdateRun(FINISHED). A report
 answered should_stop ends the trial early: CompleteTrial(PRUNED) and UpdateRun(KILLED).
 
-The study: random search, no trial budget, no parallel cap, a 300 s lease, no pruner
+The study: random search (``--algorithm tpe`` or ``gp``: a model-based study), no trial budget, no parallel cap, a 300 s lease, no pruner
 (``--pruner median``: the median pruner, which here prunes most trials at their first
 report, since the median of the completed trials ratchets down). No error is expected: leases cannot expire within the
 run and a pruned trial is told PRUNED without reporting again, so every error counts as
@@ -273,6 +273,8 @@ def main() -> int:
     parser.add_argument("--min-sleep", type=float, default=0.05)
     parser.add_argument("--max-sleep", type=float, default=0.2)
     parser.add_argument("--pruner", choices=("median", "none"), default="none")
+    parser.add_argument("--algorithm", choices=("random", "tpe", "gp"), default="random",
+                        help="the study's algorithm (tpe and gp: model-based asks, computed in batches)")
     parser.add_argument("--timeout", type=float, default=30.0, help="deadline of every call, seconds")
     args = parser.parse_args()
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, "
@@ -288,14 +290,14 @@ def run(home: str, database_url: str | None, args: argparse.Namespace) -> int:
     with LocalSuite(home, database_url=database_url) as suite:
         with SuggestionClient(suite.suggestion_address) as client:
             client.create_study(STUDY, [Float("x", 0, 1), Float("lr", 1e-4, 1e-1, log=True), Int("depth", 2, 12)],
-                                objectives={"loss": "minimize"}, algorithm="random", max_trials=0,
+                                objectives={"loss": "minimize"}, algorithm=args.algorithm, max_trials=0,
                                 max_parallel_trials=0, lease_seconds=300.0,
                                 pruner=None if args.pruner == "none" else args.pruner)
         with TrackingClient(suite.tracking_address) as tracking:
             experiment_id = tracking.create_experiment("load").id
         print(f"{args.workers} workers, {args.channels} channels per service, {args.database}, "
               f"{args.warm_up:.0f} s warm-up + {args.seconds:.0f} s measured, {args.steps} reports per trial, "
-              f"pruner {args.pruner}", flush=True)
+              f"pruner {args.pruner}, algorithm {args.algorithm}", flush=True)
         return asyncio.run(drive(suite, experiment_id, args))
 
 

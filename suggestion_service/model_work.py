@@ -229,21 +229,29 @@ class Lane:
         self.process = process
         self._state = None if process else LaneState()
         self._executor: ProcessPoolExecutor | None = None
+        self._stopped = False
         self._lock = threading.Lock()
         # Per study: how many of its finished trials (StudyHistory.arrival) the lane holds.
         self._sent: dict[int, int] = {}
 
     def start(self) -> None:
-        if self.process and self._executor is None:
+        """Starts the model process now rather than on the first job."""
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
+        if self.process and self._executor is None and not self._stopped:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["suggestion_service.model_work"])
             self._executor = ProcessPoolExecutor(1, mp_context=context)
-            self._executor.submit(int).result()  # starts the process now, not on the first ask
+            self._executor.submit(int).result()
 
     def stop(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        with self._lock:
+            self._stopped = True
+            if self._executor is not None:
+                self._executor.shutdown(wait=True, cancel_futures=True)
+                self._executor = None
 
     def compute(self, history: StudyHistory, snapshot: Snapshot, spec: StudySpec, sequence: int,
                 count: int) -> JobResult:
@@ -258,7 +266,9 @@ class Lane:
                     job = Job(study_id, spec, base, finished, snapshot.pending, sequence, spec.constraints, count)
                     self._sent[study_id] = snapshot.finished
                     if self.process:
-                        self.start()
+                        self._start()
+                        if self._executor is None:
+                            raise Unavailable("the service is stopping", reason="SERVER_SHUTTING_DOWN")
                         outcome = self._executor.submit(_run_in_process, job)
                     else:
                         outcome = self._local(job)
@@ -323,8 +333,10 @@ class ModelWork:
             self._prefetch = ThreadPoolExecutor(max(1, lanes), thread_name_prefix="prefetch")
 
     def start(self) -> None:
+        """Starts the model processes in the background: a service starts serving at once, and
+        a first ask that comes sooner waits for its lane."""
         for lane in self._lanes:
-            lane.start()
+            threading.Thread(target=lane.start, name="start model worker", daemon=True).start()
 
     def stop(self) -> None:
         if self._prefetch is not None:
@@ -356,6 +368,7 @@ class ModelWork:
         finished_now = self._refresh(work)
         with work.cond:
             work.last_ask = time.monotonic()
+            counted = False
             while True:
                 work.ready = [p for p in work.ready if p.batch.is_fresh(finished_now)]
                 if len(work.ready) >= count:
@@ -363,7 +376,9 @@ class ModelWork:
                     return taken
                 if not work.computing:
                     break
-                work.demand_during += count
+                if not counted:  # this ask's demand sizes the next batch
+                    work.demand_during += count
+                    counted = True
                 work.waiting += count
                 work.cond.wait()
                 work.waiting -= count

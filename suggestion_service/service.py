@@ -235,6 +235,8 @@ class SuggestionService:
         attempt computes under the lock, so an ask always ends."""
         for attempt in range(_ASK_ATTEMPTS):
             plan = self.db.run(lambda conn: self._plan(conn, study_name, count, request_id), write=False)
+            if plan is not None:
+                telemetry.set_attributes(algorithm=plan.study.spec.algorithm.name)
             proposals = self.models.propose(plan.study, plan.new, plan.limit) if plan and plan.new > 0 else []
             supply = _Supply(self, proposals, last=attempt == _ASK_ATTEMPTS - 1) if plan else None
             try:

@@ -15,6 +15,8 @@ Handlers are plain functions. ``ServerOptions.inline`` decides where they run: o
 event loop thread (right for SQLite, one writer at a time: it saves a thread hand-off
 per call) or on a pool of ``max_workers`` threads (PostgreSQL, whose transactions run
 concurrently and may wait on row locks). See docs/BENCHMARKS.md for the difference.
+Methods named in ``ServerOptions.offload``, which may wait long, run on a second pool either
+way, so waiting calls never hold up the others.
 """
 
 from __future__ import annotations
@@ -100,8 +102,9 @@ class ServerOptions:
     grace_seconds: float = 10.0
     # Run handlers on the event loop thread instead of the thread pool...
     inline: bool = False
-    # ...except these methods ("/package.Service/Method"), which may wait long (an ask waiting
-    # for its suggestions to be computed) and always run on the pool.
+    # Methods ("/package.Service/Method") that may wait long (an ask waiting for its suggestions
+    # to be computed): they run on a pool of their own, so that however many of them wait, the
+    # other calls are answered at once (on the loop, or on the main pool).
     offload: frozenset[str] = frozenset()
     # Accepted bearer tokens; None: access control off (every call allowed).
     tokens: TokenStore | None = None
@@ -119,7 +122,7 @@ class RunningServer:
     grace_seconds: float
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
-    executor: futures.ThreadPoolExecutor | None
+    executors: list[futures.ThreadPoolExecutor]
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     _stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -136,8 +139,8 @@ class RunningServer:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()
         self.loop.close()
-        if self.executor is not None:
-            self.executor.shutdown(wait=True)
+        for executor in self.executors:
+            executor.shutdown(wait=True)
         for callback in self.on_stop:
             callback()
 
@@ -161,8 +164,8 @@ def start_server(
     options: ServerOptions,
 ) -> RunningServer:
     """Builds and starts a server; ``register`` pairs ``add_XServicer_to_server`` with a servicer."""
-    pooled = not options.inline or options.offload
-    executor = futures.ThreadPoolExecutor(options.max_workers, thread_name_prefix="rpc") if pooled else None
+    executor = None if options.inline else futures.ThreadPoolExecutor(options.max_workers, thread_name_prefix="rpc")
+    waiting = futures.ThreadPoolExecutor(options.max_workers, thread_name_prefix="rpc-wait") if options.offload else None
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True)
     thread.start()
@@ -172,8 +175,7 @@ def start_server(
     interceptors: list[grpc.aio.ServerInterceptor] = telemetry.server_interceptors()
     if options.tokens is not None:
         interceptors.append(AuthInterceptor(options.tokens))
-    interceptors.append(ErrorMappingInterceptor(None if options.inline else executor,
-                                                {method: executor for method in options.offload}))
+    interceptors.append(ErrorMappingInterceptor(executor, {method: waiting for method in options.offload}))
 
     async def build() -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
         server = grpc.aio.server(
@@ -211,7 +213,8 @@ def start_server(
         raise
     _log_access_control(options)
     host = f"[{options.host}]" if ":" in options.host else options.host
-    return RunningServer(server, f"{host}:{port}", health_servicer, options.grace_seconds, loop, thread, executor)
+    return RunningServer(server, f"{host}:{port}", health_servicer, options.grace_seconds, loop, thread,
+                         [e for e in (executor, waiting) if e is not None])
 
 
 def _log_access_control(options: ServerOptions) -> None:

@@ -168,8 +168,13 @@ def test_custom_spans_carry_the_tuning_ids(study_run):
     spans = study_run["receiver"].spans
     asks = [s for s in spans if s.name == "suggest trials" and "tuning.algorithm" in s.attributes]
     assert len(asks) == TRIALS and all(s.attributes["tuning.algorithm"] == "tpe" for s in asks)
+    # A batch is computed for an ask (a child of its span) or, after a tell, ahead of the next
+    # ask (a trace of its own, marked prefetch); the model process's stages are its children.
+    computes = [s for s in spans if s.name == "compute suggestions"]
+    assert computes and all(c.attributes["tuning.algorithm"] == "tpe" for c in computes)
+    assert all(c.parent_id in {a.span_id for a in asks} or c.attributes["tuning.suggest.prefetch"] for c in computes)
     samples = [s for s in spans if s.name == "sample tpe"]
-    assert samples and all(s.parent_id in {a.span_id for a in asks} for s in samples)
+    assert samples and all(s.parent_id in {c.span_id for c in computes} for s in samples)
 
 
 def test_no_attribute_holds_a_hyperparameter_value(study_run):
