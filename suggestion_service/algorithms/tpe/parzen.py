@@ -18,6 +18,8 @@ _FLAT_WEIGHTS = 25
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 # Floor for Gaussian masses: far-off kernels underflow, and log(0) would poison a logsumexp.
 _TINY = 1e-300
+# exp(x) is exactly 0 in double precision below x = -745.2.
+_EXP_UNDERFLOW = -746.0
 
 CONTINUOUS, DISCRETE, CATEGORICAL = 0, 1, 2
 
@@ -47,10 +49,17 @@ def _truncnorm_standard(u: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarr
 
 
 def _logsumexp_rows(acc: np.ndarray) -> np.ndarray:
-    """Row-wise logsumexp that overwrites ``acc`` (in place: ~10x cheaper than scipy's here)."""
+    """Row-wise logsumexp that overwrites ``acc``.
+
+    exp is only evaluated where it is not exactly 0: numpy's exp is ~20x slower on results
+    that underflow, and with many observations most terms do. In place, because a fresh
+    array this size costs more in page faults than the arithmetic on it.
+    """
     top = acc.max(axis=1, keepdims=True)
     acc -= top
-    np.exp(acc, out=acc)
+    negligible = acc < _EXP_UNDERFLOW
+    np.exp(acc, out=acc, where=~negligible)
+    acc[negligible] = 0.0
     return np.log(acc.sum(axis=1)) + top[:, 0]
 
 
@@ -278,10 +287,12 @@ class Mixture:
     def log_pdf(self, x: np.ndarray) -> np.ndarray:
         """log density (mass, for discrete dims) of each row of x (internal coordinates)."""
         acc = self._features(x) @ self.coef
+        gathered = None
         for j, dim in enumerate(self.dims):
             if dim.kind == DISCRETE:
                 mu, sigma = self.mu[j], self.sigma[j]
                 cell_lo, cell_hi = dim.cells(x[:, j, None])
                 table = _log_mass((cell_lo - mu) / sigma, (cell_hi - mu) / sigma) - self.log_z[j]
-                acc += table[:, self.kernel_of[j]]
+                gathered = np.take(table, self.kernel_of[j], axis=1, out=gathered)
+                acc += gathered
         return _logsumexp_rows(acc)
