@@ -6,6 +6,7 @@ See the package docstring for the method; this module is the numerical part of i
 from __future__ import annotations
 
 import math
+from itertools import repeat
 from operator import itemgetter
 
 import numpy as np
@@ -163,11 +164,17 @@ class Dim:
     def column(self, rows: list[dict]) -> np.ndarray:
         """Internal coordinates of this parameter in each row of trial params (NaN where absent)."""
         name = self.parameter.name
+        values = map(itemgetter(name), rows)
         try:
-            values = list(map(itemgetter(name), rows))  # present everywhere: the common, faster case
-        except KeyError:
-            values = [p.get(name) for p in rows]
-        return self.encode(values)
+            # Present everywhere, numbers or plain-string choices: the common case, read without
+            # an intermediate list (a third of the cost at 10,000 trials).
+            if self.kind != CATEGORICAL:
+                return self._from_raw(np.fromiter(values, dtype=float, count=len(rows)))
+            if not self.typed:
+                return np.fromiter(map(self.index.get, values, repeat(np.nan)), dtype=float, count=len(rows))
+        except (KeyError, TypeError, ValueError):
+            pass
+        return self.encode([p.get(name) for p in rows])
 
     def encode(self, values: list) -> np.ndarray:
         """Internal coordinates of raw trial values (None where the parameter is absent)."""
@@ -182,6 +189,9 @@ class Dim:
         except (TypeError, ValueError):
             # A stray non-numeric value: NaN rather than an error (slower, hence not the default).
             raw = np.array([v if type(v) in (float, int) else np.nan for v in values], dtype=float)
+        return self._from_raw(raw)
+
+    def _from_raw(self, raw: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             if self.kind == CONTINUOUS:
                 return np.clip(np.log(raw) if self.log else raw, self.lo, self.hi)
