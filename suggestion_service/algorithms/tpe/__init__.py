@@ -187,17 +187,11 @@ class TPE(Algorithm):
         # for this batch's own proposals, which join as pending as they are made.
         # Comprehensions rather than one loop with branches: this is the part that scales with
         # the history in pure Python (states compare by identity, tuples avoid Enum hashing).
-        done = TrialState.COMPLETED
-        used = (done, *_BAD_STATES, *(_PENDING_STATES if s.constant_liar else ()))
+        used = (TrialState.COMPLETED, *_BAD_STATES, *(_PENDING_STATES if s.constant_liar else ()))
         trials = [t for t in context.history if t.state in used]
         rows = [t.params for t in trials]
-        n_obj = len(self._signs)
-        missing = (math.nan,) * n_obj
-        # A flat list of floats converts several times faster than a list of tuples.
-        flat = [v for t in trials for v in (t.values[:n_obj] if t.state is done and t.values else missing)]
-        losses = np.array(flat, dtype=float).reshape(len(trials), n_obj) * self._signs
-        if n_obj > 1:
-            losses[~np.isfinite(losses).all(axis=1)] = np.nan
+        losses = self._losses(trials)
+        n_obj = losses.shape[1]
         violation = np.array([total_violation(t.constraints) for t in trials]) if context.constraints else None
         # Configurations running now: a proposal repeating one is redrawn (see _propose).
         taken = {config_key(p) for p in context.pending}
@@ -229,6 +223,20 @@ class TPE(Algorithm):
                 if dim.parameter.name in params:
                     x[n_hist + i, j] = dim.encode([params[dim.parameter.name]])[0]
         return suggestions
+
+    def _losses(self, trials) -> np.ndarray:
+        """(trials, objectives): y of each completed trial (lower is better), NaN for the others."""
+        done, n_obj = TrialState.COMPLETED, len(self._signs)
+        if n_obj == 1:  # the common case, twice as fast as the general one
+            values = [t.values[0] if t.state is done and t.values else math.nan for t in trials]
+        else:
+            # A flat list of floats converts several times faster than a list of tuples.
+            missing = (math.nan,) * n_obj
+            values = [v for t in trials for v in (t.values[:n_obj] if t.state is done and t.values else missing)]
+        losses = np.array(values, dtype=float).reshape(len(trials), n_obj) * self._signs
+        if n_obj > 1:
+            losses[~np.isfinite(losses).all(axis=1)] = np.nan
+        return losses
 
     def _propose(self, x, loss, violation, n_completed, rng, taken) -> tuple[dict, float | None]:
         s = self.settings

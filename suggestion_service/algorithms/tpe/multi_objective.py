@@ -55,7 +55,12 @@ def select_below(losses: np.ndarray, violation: np.ndarray | None, n_below: int)
 def _best_subset(losses: np.ndarray, n_below: int) -> np.ndarray:
     """Indices into ``losses`` (all finite, more rows than ``n_below``) of the good group."""
     if losses.shape[1] == 1:
-        return np.argsort(losses[:, 0], kind="stable")[:n_below]
+        # The stable sort of just the values up to the n_below-th smallest: the same pick (ties
+        # to the earlier trial), without sorting the whole history.
+        loss = losses[:, 0]
+        kth = np.partition(loss, n_below - 1)[n_below - 1]
+        best = np.flatnonzero(loss <= kth)
+        return best[np.argsort(loss[best], kind="stable")[:n_below]]
     remaining = np.arange(len(losses))
     chosen: list[int] = []
     while len(chosen) + len(remaining) > n_below:
