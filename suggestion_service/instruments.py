@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 
 SUGGEST_DURATION = histogram(
     "tuning.suggest.duration", "s", "Time the study's algorithm took to propose new configurations, by algorithm")
+STALE_PROPOSALS = meter().create_counter(
+    "tuning.suggest.stale", unit="{ask}",
+    description="Asks whose model-based proposals, computed outside the study's lock, went stale before the "
+                "commit (the study had moved on too far), by algorithm; each computed again")
 PRUNING_DECISIONS = meter().create_counter(
     "tuning.pruning.decisions", unit="{decision}",
     description="Pruner verdicts on intermediate reports, by pruner and decision (stop or continue)")

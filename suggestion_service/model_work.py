@@ -47,7 +47,7 @@ from suggestion_service.domain.space import config_key
 from suggestion_service.domain.study import Study, StudySpec, StudyState
 from suggestion_service.domain.trial import TrialState
 from tuning_common import telemetry
-from tuning_common.errors import Unavailable
+from tuning_common.errors import TuningError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -479,6 +479,8 @@ class ModelWork:
     def _prefetch_batch(self, work: _StudyWork, size: int) -> None:
         try:
             self._compute(work, size, prefetch=True)
+        except TuningError as error:  # the study was deleted, the service is stopping...
+            log.info("no suggestions prefetched for study %r: %s", work.history.study.name, error)
         except Exception:
             log.exception("prefetching suggestions failed; asks will compute their own")
 

@@ -242,6 +242,8 @@ class SuggestionService:
             try:
                 result = self._commit_ask(study_name, count, worker_id, request_id, supply)
             except _StaleProposals:
+                instruments.STALE_PROPOSALS.add(1, telemetry.attributes(algorithm=plan.study.spec.algorithm.name))
+                log.debug("ask of study %r: proposals went stale (attempt %d)", study_name, attempt + 1)
                 continue
             if supply is not None:
                 self.models.give_back(plan.study, supply.unused)
