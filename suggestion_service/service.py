@@ -138,6 +138,8 @@ class SuggestionService:
         self.repo = Repository()
         self.models = ModelWork(model_workers, self._read_history)
         self._cache: dict[int, tuple[Algorithm, Pruner | None]] = {}
+        # Whether a study (by name) runs a model-based algorithm; a stale entry only costs speed.
+        self._model_based: dict[str, bool] = {}
         # Striped: bounded memory; two studies rarely share a stripe.
         self._ask_locks = [threading.Lock() for _ in range(64)]
         if telemetry.enabled():
@@ -233,6 +235,8 @@ class SuggestionService:
         """Model-based algorithms propose outside the study's lock (see suggestion_service.model_work):
         read, compute, then commit if the proposals are still fresh, else again; the last
         attempt computes under the lock, so an ask always ends."""
+        if self._model_based.get(study_name) is False:  # saves a read per ask of random, grid, pbt...
+            return self._commit_ask(study_name, count, worker_id, request_id, None)
         for attempt in range(_ASK_ATTEMPTS):
             plan = self.db.run(lambda conn: self._plan(conn, study_name, count, request_id), write=False)
             if plan is not None:
@@ -254,6 +258,7 @@ class SuggestionService:
         """How many new suggestions the ask will likely need (None: not a model-based study)."""
         study = self._study(conn, study_name)
         algorithm, _ = self._components(study.id, study.spec)
+        self._remember_kind(study_name, algorithm)
         if not algorithm.model_based:
             return None
         spec = study.spec
@@ -292,6 +297,11 @@ class SuggestionService:
         # than a queue in front of it.
         with self._ask_locks[hash(study_name) % len(self._ask_locks)]:
             return self.db.run(work, write=True)
+
+    def _remember_kind(self, study_name: str, algorithm: Algorithm) -> None:
+        if len(self._model_based) >= 4096:
+            self._model_based.clear()
+        self._model_based[study_name] = algorithm.model_based
 
     def _read_history(self, history: StudyHistory) -> Study:
         """The study now, with ``history`` brought up to date in the same read."""
@@ -353,6 +363,10 @@ class SuggestionService:
 
         n_new = min(room - len(leased), budget_left, space_left)
         if n_new > 0:
+            if supply is None and algorithm.model_based:
+                # A study of this name was deleted and made again with a model-based algorithm:
+                # this ask computes under the lock, the next ones outside it.
+                self._remember_kind(study.name, algorithm)
             if supply is not None:
                 suggestions = supply.take(conn, study, n_new)
             else:

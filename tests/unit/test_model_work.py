@@ -193,3 +193,17 @@ def test_a_lane_whose_process_died_starts_another(service):
         lane.stop()
     # The new process rebuilt the study from the whole history: the same answer as before.
     assert [s.params for s in again.suggestions] == [s.params for s in first.suggestions]
+
+
+def test_a_study_made_again_under_its_name_with_a_model_algorithm_is_asked_as_one(service):
+    service.create_study("again", spec("random"))
+    tell(service, ask(service, "again")[0])
+    service.delete_study("again")
+    service.create_study("again", spec("tpe", n_startup_trials=2))
+    for _ in range(4):
+        tell(service, ask(service, "again")[0])
+    study = service.get_study("again")
+    # The later asks went through the model work (its history holds the study's trials).
+    assert service.models.work(study).history.max_number == 2  # read before the last ask inserted 3
+    phases = [t.suggestion_metadata["phase"] for t in service.list_trials("again", [], 10, "")[0]]
+    assert phases == ["startup", "startup", "model", "model"]
