@@ -261,3 +261,25 @@ def test_zero_startup_trials_models_from_the_first_completion():
     history = (TrialView(0, TrialState.COMPLETED, first.params, (1.0,)),)
     [second] = algorithm.suggest(SuggestContext(space, MINIMIZE, sequence=1, history=history), 1)
     assert second.metadata["phase"] == "model"
+
+
+def test_rows_reused_from_the_previous_call_give_the_answer_a_fresh_instance_gives():
+    # In a model process the finished trials stay the same objects from one ask to the next,
+    # and TPE reads only the rows after the longest identical prefix (TPE._read).
+    space = SearchSpace((Float("x", -5.0, 5.0), Int("n", 1, 50), Categorical("c", ["a", "b", "c"])))
+    objectives = (Objective("loss", Direction.MINIMIZE),)
+    rng = np.random.default_rng(0)
+
+    def view(number: int, state: TrialState = TrialState.COMPLETED) -> TrialView:
+        params = {"x": float(rng.uniform(-5, 5)), "n": int(rng.integers(1, 51)), "c": str(rng.choice(["a", "b", "c"]))}
+        value = (params["x"] ** 2 + params["n"] / 10,) if state is TrialState.COMPLETED else None
+        return TrialView(number, state, params, value)
+
+    history = [view(i) for i in range(60)]
+    cached = TPE(space, objectives, TPE.Settings(), seed=5)
+    for step in range(4):
+        pending = [view(100 + step, TrialState.ACTIVE)]
+        context = SuggestContext(space, objectives, sequence=len(history), history=[*history, *pending])
+        fresh = TPE(space, objectives, TPE.Settings(), seed=5)
+        assert [s.params for s in cached.suggest(context, 3)] == [s.params for s in fresh.suggest(context, 3)]
+        history = [*history[:30], view(200 + step), *history[30:], view(300 + step)]  # new rows inside and after

@@ -60,11 +60,13 @@ observations: one suggestion costs a few (candidates x observations) array passe
 from __future__ import annotations
 
 import math
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
+from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion, TrialView
 from suggestion_service.algorithms.quasi_random import low_discrepancy_points
 from suggestion_service.algorithms.tpe.constraints import total_violation
 from suggestion_service.algorithms.tpe.multi_objective import select_below
@@ -93,6 +95,19 @@ class _Group:
     constants: list[Parameter]
     # Columns of ``dims`` in the observation matrix.
     columns: list[int]
+
+
+@dataclass
+class _Rows:
+    """What :meth:`TPE._read` read of a history (and keeps for the next call)."""
+
+    history: Sequence[TrialView]
+    used_before: np.ndarray  # [len(history) + 1]: how many of the first i trials are rows
+    trials: list[TrialView]  # the rows' trials
+    x: np.ndarray  # [rows, dims] encoded parameters
+    losses: np.ndarray  # [rows, objectives]
+    violation: np.ndarray | None  # [rows] total constraint violation (constrained studies)
+    running: list[tuple[int, TrialView]]  # the history's running and queued trials, by position
 
 
 class TPE(Algorithm):
@@ -138,6 +153,8 @@ class TPE(Algorithm):
         self._signs = np.array([-1.0 if o.direction == Direction.MAXIMIZE else 1.0 for o in self.objectives])
         self._dims = [Dim(p) for p in space if not is_constant(p)]
         self._groups = self._make_groups()
+        empty = np.empty((0, len(self._dims)))
+        self._last_read = _Rows((), np.zeros(1, dtype=int), [], empty, np.empty((0, len(self.objectives))), None, [])
 
     def _make_groups(self) -> list[_Group]:
         dim_of = {d.parameter.name: d for d in self._dims}
@@ -188,18 +205,15 @@ class TPE(Algorithm):
         # Comprehensions rather than one loop with branches: this is the part that scales with
         # the history in pure Python (states compare by identity, tuples avoid Enum hashing).
         used = (TrialState.COMPLETED, *_BAD_STATES, *(_PENDING_STATES if s.constant_liar else ()))
-        trials = [t for t in context.history if t.state in used]
-        rows = [t.params for t in trials]
-        losses = self._losses(trials)
+        read = self._read(context.history, used, bool(context.constraints))
+        trials, x_hist, losses, violation = read.trials, read.x, read.losses, read.violation
         n_obj = losses.shape[1]
-        violation = np.array([total_violation(t.constraints) for t in trials]) if context.constraints else None
         # Configurations running now: a proposal repeating one is redrawn (see _propose).
         taken = {config_key(p) for p in context.pending}
-        taken.update(config_key(t.params) for t in context.history if t.state in _PENDING_STATES)
-        n_hist = len(rows)
+        taken.update(config_key(t.params) for _, t in read.running)
+        n_hist = len(trials)
         x = np.full((n_hist + count, len(self._dims)), np.nan)
-        for j, dim in enumerate(self._dims):
-            x[:n_hist, j] = dim.column(rows)
+        x[:n_hist] = x_hist
         loss = np.full((n_hist + count, n_obj), np.nan)
         loss[:n_hist] = losses
         if violation is not None:
@@ -223,6 +237,42 @@ class TPE(Algorithm):
                 if dim.parameter.name in params:
                     x[n_hist + i, j] = dim.encode([params[dim.parameter.name]])[0]
         return suggestions
+
+    def _read(self, history: Sequence[TrialView], used: tuple[TrialState, ...], constrained: bool) -> _Rows:
+        """The model's rows: the trials of ``history`` in a ``used`` state, encoded.
+
+        Rows of the longest prefix of ``history`` made of the very objects the previous call
+        read are reused: in a model process (suggestion_service.model_work) the finished
+        trials stay the same objects from one ask of a study to the next, so only the newest
+        trials are read (at 10,000 trials, reading them all was a third of a suggestion). Trial
+        views are immutable and a row depends on its trial alone, so this never changes an
+        answer; the cache is the only thing an instance keeps between calls."""
+        known = self._last_read
+        same = list(map(operator.is_, known.history, history))
+        h = same.index(False) if False in same else len(same)
+        k = int(known.used_before[h])  # rows among the first h trials
+        new = [t for t in history[h:] if t.state in used]
+        rows = [t.params for t in new]
+        x_new = np.empty((len(new), len(self._dims)))
+        for j, dim in enumerate(self._dims):
+            x_new[:, j] = dim.column(rows)
+        violation = None
+        if constrained:
+            fresh = np.array([total_violation(t.constraints) for t in new], dtype=float)
+            violation = fresh if known.violation is None else np.concatenate((known.violation[:k], fresh))
+        read = _Rows(
+            history=history,
+            used_before=np.concatenate((known.used_before[:h + 1],
+                                        k + np.cumsum([t.state in used for t in history[h:]], dtype=int))),
+            trials=known.trials[:k] + new,
+            x=np.concatenate((known.x[:k], x_new)),
+            losses=np.concatenate((known.losses[:k], self._losses(new))),
+            violation=violation,
+            running=[(i, t) for i, t in known.running if i < h]
+            + [(h + i, t) for i, t in enumerate(history[h:]) if t.state in _PENDING_STATES],
+        )
+        self._last_read = read
+        return read
 
     def _losses(self, trials) -> np.ndarray:
         """(trials, objectives): y of each completed trial (lower is better), NaN for the others."""
