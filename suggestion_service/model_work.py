@@ -28,6 +28,7 @@ from the threaded service process.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import multiprocessing
 import threading
@@ -172,7 +173,25 @@ class JobResult:
 class _LaneStudy:
     spec: StudySpec
     algorithm: Algorithm
+    # The finished trials, by number (and their numbers, to insert into): kept sorted, so a
+    # job's history is this list with its few pending trials put in, the same objects from
+    # one job to the next (TPE reuses what it read of an unchanged prefix).
     finished: list[TrialView] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+
+    def add(self, views: Sequence[TrialView]) -> None:
+        for view in views:
+            at = bisect.bisect(self.numbers, view.number)
+            self.numbers.insert(at, view.number)
+            self.finished.insert(at, view)
+
+    def history(self, pending: Sequence[TrialView]) -> list[TrialView]:
+        history, numbers = list(self.finished), list(self.numbers)
+        for view in sorted(pending, key=lambda v: v.number):
+            at = bisect.bisect(numbers, view.number)
+            numbers.insert(at, view.number)
+            history.insert(at, view)
+        return history
 
 
 class LaneState:
@@ -193,8 +212,8 @@ class LaneState:
         self.studies.move_to_end(job.study_id)
         while len(self.studies) > MAX_STUDIES:
             self.studies.popitem(last=False)
-        study.finished.extend(job.finished)
-        history = sorted([*study.finished, *job.pending], key=lambda v: v.number)
+        study.add(job.finished)
+        history = study.history(job.pending)
         stages: list[tuple[str, int, int]] = []
 
         class _Stage:

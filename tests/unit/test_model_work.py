@@ -207,3 +207,15 @@ def test_a_study_made_again_under_its_name_with_a_model_algorithm_is_asked_as_on
     assert service.models.work(study).history.max_number == 2  # read before the last ask inserted 3
     phases = [t.suggestion_metadata["phase"] for t in service.list_trials("again", [], 10, "")[0]]
     assert phases == ["startup", "startup", "model", "model"]
+
+
+def test_a_lane_gives_the_algorithm_its_history_oldest_first_whatever_order_trials_finished_in():
+    from suggestion_service.model_work import _LaneStudy
+
+    study = _LaneStudy(spec(), None)
+    study.add(_views([0, 1, 4, 2]))
+    study.add(_views([6, 3]))
+    pending = tuple(TrialView(n, TrialState.ACTIVE, {}) for n in (7, 5))
+    history = study.history(pending)
+    assert [v.number for v in history] == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert [v.number for v in study.history(())] == [0, 1, 2, 3, 4, 6]  # pending ones were not kept
