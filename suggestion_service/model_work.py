@@ -12,7 +12,8 @@ steps (docs/ALGORITHMS.md, "Cost, and where it is paid"):
    for that batch instead of starting their own, and the next batch is sized by how many
    asked during this one;
 3. commit under the study's lock after checking that the study has not moved on by more than
-   the batch allowed for (:meth:`Batch.is_fresh`) and that no trial created since repeats a
+   the batch allowed for (:meth:`Batch.is_fresh`: no more results missed than there are trials
+   running alongside, plus twice the batch's size) and that no trial created since repeats a
    suggestion; otherwise the ask computes again.
 
 A tell of a busy study also starts the next batch early (prefetch), so that the next ask
@@ -125,16 +126,18 @@ class Batch:
     suggestions: list[Suggestion]
     size: int  # how many were asked for; fewer came back: the space is exhausted
 
-    @property
-    def allowance(self) -> int:
-        """How many results a suggestion of this batch may miss: those of the trials it knew to
-        be running (the model counted them as pending, as an asynchronous worker's suggestion
-        always does) plus one per suggestion of its own batch."""
-        return len(self.snapshot.pending) + self.size
+    def allowance(self, running_now: int) -> int:
+        """How many results a suggestion of this batch may miss: as many as there are trials
+        running alongside it (when it was computed or now, whichever is more), the results an
+        asynchronous worker's suggestion always lacks; plus two per suggestion of its batch:
+        its siblings' results, and as many again from the workers the batch was sized for
+        (with no training time, every worker may be between a tell and an ask, so none is
+        running at either moment)."""
+        return max(len(self.snapshot.pending), running_now) + 2 * self.size
 
-    def is_fresh(self, finished_now: int) -> bool:
+    def is_fresh(self, finished_now: int, running_now: int) -> bool:
         """Whether the study has moved on by no more than the batch allowed for."""
-        return finished_now - self.snapshot.finished <= self.allowance
+        return finished_now - self.snapshot.finished <= self.allowance(running_now)
 
 
 @dataclass
@@ -384,12 +387,12 @@ class ModelWork:
 
         Fewer than ``count`` only when the algorithm ran out of configurations."""
         work = self.work(study)
-        finished_now = self._refresh(work)
+        finished_now, running_now = self._refresh(work)
         with work.cond:
             work.last_ask = time.monotonic()
             counted = False
             while True:
-                work.ready = [p for p in work.ready if p.batch.is_fresh(finished_now)]
+                work.ready = [p for p in work.ready if p.batch.is_fresh(finished_now, running_now)]
                 if len(work.ready) >= count:
                     taken, work.ready = work.ready[:count], work.ready[count:]
                     return taken
@@ -419,11 +422,12 @@ class ModelWork:
             if not work.ready or work.ready[0].batch is batch:
                 work.ready[:0] = list(proposals)
 
-    def _refresh(self, work: _StudyWork) -> int:
+    def _refresh(self, work: _StudyWork) -> tuple[int, int]:
+        """How many trials of the study have finished, and how many are running or queued."""
         with work.history.lock:
             study = self._read(work.history)
             work.next_sequence = max(work.next_sequence, study.algorithm_seq)
-            return len(work.history.arrival)
+            return len(work.history.arrival), len(work.history.pending)
 
     def _compute(self, work: _StudyWork, size: int, prefetch: bool) -> None:
         """Computes a batch (the caller set ``work.computing``) and makes it the ready one."""

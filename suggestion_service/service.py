@@ -832,12 +832,12 @@ class _Supply:
         history = models.work(study).history
         with history.lock:
             history.refresh(conn, self.service.repo)
-            finished = len(history.arrival)
+            finished, running = len(history.arrival), len(history.pending)
             created: dict[int, set] = {}
             fresh = []
             for proposal in self.proposals:
                 batch = proposal.batch
-                if not batch.is_fresh(finished):
+                if not batch.is_fresh(finished, running):
                     continue
                 if id(batch) not in created:
                     created[id(batch)] = {config_key(v.params) for v in history.created_since(batch.snapshot)}

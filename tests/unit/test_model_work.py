@@ -103,11 +103,12 @@ def _batch(finished: int, pending: int, size: int) -> Batch:
     return Batch(Snapshot(finished, views, 0), [Suggestion({})] * size, size)
 
 
-def test_a_batch_stays_fresh_while_it_misses_no_more_results_than_it_allowed_for():
+def test_a_batch_stays_fresh_while_it_misses_no_more_results_than_trials_run_alongside_it():
     batch = _batch(finished=10, pending=3, size=2)
-    assert batch.allowance == 5
-    assert batch.is_fresh(10) and batch.is_fresh(15)
-    assert not batch.is_fresh(16)
+    assert batch.allowance(running_now=1) == 7
+    assert batch.is_fresh(10, 1) and batch.is_fresh(17, 1)
+    assert not batch.is_fresh(18, 1)
+    assert batch.is_fresh(18, 4) and not batch.is_fresh(19, 4)  # more running now: more allowed
 
 
 def test_proposals_gone_stale_are_refused_and_the_last_attempt_computes_under_the_lock(service):
