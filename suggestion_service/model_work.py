@@ -80,12 +80,19 @@ class StudyHistory:
         self.arrival: list[int] = []
         self.pending: dict[int, TrialView] = {}
         self.max_number = -1
+        # The highest position in the algorithm's random streams a stored trial was proposed at
+        # (its metadata's "index"): a new batch starts above it, so no replica draws from a
+        # stream another already used for a trial it can see (it would propose the same point).
+        self.max_index = -1
         self.lock = threading.Lock()
 
     def refresh(self, conn: Connection, repo) -> None:
         """Reads what changed; call with ``lock`` held (reads are then applied in order)."""
         for view in repo.history_since(conn, self.study, self.max_number, list(self.pending)):
             self.max_number = max(self.max_number, view.number)
+            index = view.metadata.get("index")
+            if isinstance(index, (int, float)) and index > self.max_index:
+                self.max_index = int(index)
             if view.state in _PENDING:
                 self.pending[view.number] = view
             elif view.number not in self.finished:
@@ -95,7 +102,7 @@ class StudyHistory:
 
     def snapshot(self) -> Snapshot:
         """What the history is now; call with ``lock`` held."""
-        return Snapshot(len(self.arrival), tuple(self.pending.values()), self.max_number)
+        return Snapshot(len(self.arrival), tuple(self.pending.values()), self.max_number, self.max_index + 1)
 
     def views(self, snapshot: Snapshot) -> list[TrialView]:
         """The trials of ``snapshot``, oldest first."""
@@ -113,6 +120,7 @@ class Snapshot:
     finished: int  # how many trials had finished (a prefix of StudyHistory.arrival)
     pending: tuple[TrialView, ...]  # the trials then running or queued
     max_number: int  # the highest trial number then
+    next_index: int = 0  # above every stream position a trial then stored was proposed at
 
 
 # --- batches ---------------------------------------------------------------------------------
@@ -125,6 +133,7 @@ class Batch:
     snapshot: Snapshot
     suggestions: list[Suggestion]
     size: int  # how many were asked for; fewer came back: the space is exhausted
+    sequence: int = 0  # the algorithm's stream position of the first suggestion
 
     def allowance(self, running_now: int) -> int:
         """How many results a suggestion of this batch may miss: as many as there are trials
@@ -144,6 +153,12 @@ class Batch:
 class Proposal:
     suggestion: Suggestion
     batch: Batch
+    position: int = 0  # in its batch
+
+    def stamped(self) -> Suggestion:
+        """The suggestion with its stream position as the metadata's ``index``."""
+        s = self.suggestion
+        return Suggestion(s.params, s.budget, {**s.metadata, "index": self.batch.sequence + self.position})
 
 
 # --- lanes: where suggestions are computed ------------------------------------------------------
@@ -440,11 +455,11 @@ class ModelWork:
                 if study.state is not StudyState.ACTIVE or size <= 0:
                     return
             with work.cond:
-                sequence = work.next_sequence = max(work.next_sequence, study.algorithm_seq)
+                sequence = work.next_sequence = max(work.next_sequence, study.algorithm_seq, snapshot.next_index)
             result = self._run(work.history, snapshot, study, sequence, size, prefetch)
-            batch = Batch(snapshot, result.suggestions, size)
+            batch = Batch(snapshot, result.suggestions, size, sequence)
             with work.cond:
-                work.ready = [Proposal(s, batch) for s in result.suggestions]
+                work.ready = [Proposal(s, batch, j) for j, s in enumerate(result.suggestions)]
                 work.next_sequence = sequence + size
                 work.recent_demand = max(1, work.demand_during)
                 work.demand_during = 0
@@ -459,7 +474,10 @@ class ModelWork:
 
     def compute_now(self, history: StudyHistory, snapshot: Snapshot, study: Study, count: int) -> list[Suggestion]:
         """Suggestions for ``snapshot`` of the study as it is now (the caller holds its lock)."""
-        return self._run(history, snapshot, study, study.algorithm_seq, count, prefetch=False).suggestions
+        sequence = max(study.algorithm_seq, snapshot.next_index)
+        result = self._run(history, snapshot, study, sequence, count, prefetch=False)
+        batch = Batch(snapshot, result.suggestions, count, sequence)
+        return [Proposal(s, batch, j).stamped() for j, s in enumerate(result.suggestions)]
 
     def _run(self, history: StudyHistory, snapshot: Snapshot, study: Study, sequence: int, size: int,
              prefetch: bool) -> JobResult:

@@ -846,7 +846,7 @@ class _Supply:
             exhausted = any(len(p.batch.suggestions) < p.batch.size for p in self.proposals)
             if len(fresh) >= count or (exhausted and len(fresh) == len(self.proposals)):
                 self.unused = fresh[count:]
-                return [p.suggestion for p in fresh[:count]]
+                return [p.stamped() for p in fresh[:count]]
             if not self.last:
                 raise _StaleProposals()
             snapshot = history.snapshot()

@@ -132,6 +132,14 @@ def test_replicas_never_duplicate_lose_or_overrun(database_url, spawn_server, al
             lease_seconds=LEASE_SECONDS,
         )
         assert study.created
+    if algorithm != "random":
+        # Each replica's model process starts in the background; without this, one replica
+        # could spend the whole (short) budget before the other's is ready.
+        for address in addresses:
+            with SuggestionClient(address) as client:
+                warm_up = client.create_study(f"warm-up-{uuid.uuid4().hex[:8]}", [Float("x", 0.0, 1.0)],
+                                              objectives={"loss": "minimize"}, algorithm=algorithm)
+                warm_up.tell(warm_up.ask(), 0.0)
 
     lock = threading.Lock()
     in_flight = 0
@@ -216,8 +224,11 @@ def test_replicas_never_duplicate_lose_or_overrun(database_url, spawn_server, al
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT id, state, start_ms, end_ms FROM trials")).all()
-            n_requests = conn.execute(sa.text("SELECT count(*) FROM suggest_requests")).scalar_one()
+            of_study = {"name": name}
+            rows = conn.execute(sa.text("SELECT id, state, start_ms, end_ms FROM trials WHERE study_id = "
+                                        "(SELECT id FROM studies WHERE name = :name)"), of_study).all()
+            n_requests = conn.execute(sa.text("SELECT count(*) FROM suggest_requests WHERE study_id = "
+                                              "(SELECT id FROM studies WHERE name = :name)"), of_study).scalar_one()
     finally:
         engine.dispose()
     assert len(rows) == max_trials
