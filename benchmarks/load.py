@@ -298,7 +298,14 @@ def run(home: str, database_url: str | None, args: argparse.Namespace) -> int:
         print(f"{args.workers} workers, {args.channels} channels per service, {args.database}, "
               f"{args.warm_up:.0f} s warm-up + {args.seconds:.0f} s measured, {args.steps} reports per trial, "
               f"pruner {args.pruner}, algorithm {args.algorithm}", flush=True)
-        return asyncio.run(drive(suite, experiment_id, args))
+        status = asyncio.run(drive(suite, experiment_id, args))
+        with SuggestionClient(suite.suggestion_address) as client:
+            trials = list(client.get_study(STUDY).trials())
+        configurations = Counter(tuple(sorted((k, str(v)) for k, v in t.parameters.items())) for t in trials
+                                 if t.source == spb.TRIAL_SOURCE_ALGORITHM)
+        repeated = sum(n - 1 for n in configurations.values() if n > 1)
+        print(f"the study's trials: {len(trials):,}, {repeated} configuration(s) handed out more than once")
+        return status or (1 if repeated and args.algorithm != "random" else 0)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,8 @@ MAX_STUDIES = 256
 
 class StudyHistory:
     """A study's trials as the algorithms see them, brought up to date by reading only the
-    trials numbered above the last one seen and those that were not finished then.
+    trials numbered above the last one seen and those that were running then and have finished
+    since (a running trial's reports are no algorithm's input: they read finished trials').
 
     Trial numbers are handed out and committed in order under the study's lock, so a read
     never misses a number below the highest it saw. ``arrival`` lists finished trials in the
@@ -397,12 +398,20 @@ class ModelWork:
 
     # -- asks ----------------------------------------------------------------------------------
 
-    def propose(self, study: Study, count: int, limit: int) -> list[Proposal]:
+    def refresh(self, conn: Connection, study: Study, repo) -> tuple[int, int]:
+        """Brings the study's history up to date in the caller's read; returns how many of its
+        trials have finished and how many are running or queued."""
+        history = self.work(study).history
+        with history.lock:
+            history.refresh(conn, repo)
+            return len(history.arrival), len(history.pending)
+
+    def propose(self, study: Study, count: int, limit: int, finished_now: int, running_now: int) -> list[Proposal]:
         """Up to ``count`` fresh proposals, computing a batch (of up to ``limit``) if none are ready.
 
-        Fewer than ``count`` only when the algorithm ran out of configurations."""
+        ``finished_now`` and ``running_now``: what :meth:`refresh` just said. Fewer than ``count``
+        only when the algorithm ran out of configurations."""
         work = self.work(study)
-        finished_now, running_now = self._refresh(work)
         with work.cond:
             work.last_ask = time.monotonic()
             counted = False
@@ -436,13 +445,6 @@ class ModelWork:
             batch = proposals[0].batch
             if not work.ready or work.ready[0].batch is batch:
                 work.ready[:0] = list(proposals)
-
-    def _refresh(self, work: _StudyWork) -> tuple[int, int]:
-        """How many trials of the study have finished, and how many are running or queued."""
-        with work.history.lock:
-            study = self._read(work.history)
-            work.next_sequence = max(work.next_sequence, study.algorithm_seq)
-            return len(work.history.arrival), len(work.history.pending)
 
     def _compute(self, work: _StudyWork, size: int, prefetch: bool) -> None:
         """Computes a batch (the caller set ``work.computing``) and makes it the ready one."""

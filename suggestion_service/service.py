@@ -241,7 +241,8 @@ class SuggestionService:
             plan = self.db.run(lambda conn: self._plan(conn, study_name, count, request_id), write=False)
             if plan is not None:
                 telemetry.set_attributes(algorithm=plan.study.spec.algorithm.name)
-            proposals = self.models.propose(plan.study, plan.new, plan.limit) if plan and plan.new > 0 else []
+            proposals = (self.models.propose(plan.study, plan.new, plan.limit, plan.finished, plan.running)
+                         if plan and plan.new > 0 else [])
             supply = _Supply(self, proposals, last=attempt == _ASK_ATTEMPTS - 1) if plan else None
             try:
                 result = self._commit_ask(study_name, count, worker_id, request_id, supply)
@@ -271,7 +272,8 @@ class SuggestionService:
         # A batch may serve the asks that come next, within what the study can still take.
         limit = budget_left if spec.max_parallel_trials == 0 else min(
             budget_left, spec.max_parallel_trials - active - queued)
-        return _AskPlan(study, int(max(new, 0)), int(min(limit, MAX_SUGGEST_COUNT)))
+        finished, running = self.models.refresh(conn, study, self.repo) if new > 0 else (0, 0)
+        return _AskPlan(study, int(max(new, 0)), int(min(limit, MAX_SUGGEST_COUNT)), finished, running)
 
     def _commit_ask(self, study_name: str, count: int, worker_id: str, request_id: str,
                     supply: _Supply | None) -> SuggestResult:
@@ -813,6 +815,8 @@ class _AskPlan:
     study: Study
     new: int  # new suggestions the ask will likely need
     limit: int  # how many the study could take now (a batch for the asks that come next)
+    finished: int = 0  # the study's finished trials, and its running or queued ones, as read
+    running: int = 0
 
 
 class _StaleProposals(Exception):

@@ -87,10 +87,11 @@ _HISTORY = sa.select(trials.c.number, trials.c.state, trials.c.params, trials.c.
                      trials.c.suggestion_metadata)
 _HISTORY_SINCE = _HISTORY.where(
     trials.c.study_id == bindparam("study_id"),
-    sa.or_(trials.c.number > bindparam("after"), trials.c.number.in_(bindparam("numbers", expanding=True))),
+    sa.or_(trials.c.number > bindparam("after"),
+           sa.and_(trials.c.number.in_(bindparam("numbers", expanding=True)), trials.c.state.not_in([ACTIVE, QUEUED]))),
 )
-# More unfinished trials than this to read again: read from the smallest instead.
-_MAX_REREAD = 500
+# More unfinished trials than this to look up by number: look from the smallest instead.
+_MAX_REREAD = 5000
 # Without .values(), the SET clause comes from the keys passed at execution.
 _UPDATE_TRIAL_IF = trials.update().where(
     trials.c.id == bindparam("where_id"), trials.c.state == bindparam("where_state")
@@ -342,8 +343,9 @@ class Repository:
 
     def history_since(self, conn: Connection, study: Study, after_number: int,
                       numbers: Sequence[int]) -> list[TrialView]:
-        """The trials numbered above ``after_number`` or in ``numbers`` (those not finished at the
-        last read): what changed since then, because a finished trial never changes again."""
+        """The trials numbered above ``after_number``, and those of ``numbers`` (running or queued
+        at the last read) that have finished since: what changed for an algorithm, since a
+        finished trial never changes again (and a running one's reports are no algorithm's input)."""
         if len(numbers) > _MAX_REREAD:  # a long list costs more than reading from its smallest
             after_number, numbers = min(numbers) - 1, []
         return self._views(conn, study, _HISTORY_SINCE, {"after": after_number, "numbers": list(numbers)})
