@@ -79,13 +79,14 @@ def random_history(space, f, n_done: int, n_pending: int = 0, seed: int = 0) -> 
 
 
 def run(algorithm, space, f, n_trials: int) -> list[float]:
-    """Sequential optimisation: one suggestion per step, told back at once."""
+    """Sequential optimisation: one suggestion per step, told back at once (with its metadata, as the
+    service stores it: the next fit starts from the stored one)."""
     history, values = [], []
     for i in range(n_trials):
         [s] = algorithm.suggest(SuggestContext(space, algorithm.objectives, i, history=tuple(history)), 1)
         value = f(s.params)
         values.append(value)
-        history.append(TrialView(i, TrialState.COMPLETED, s.params, (value,)))
+        history.append(TrialView(i, TrialState.COMPLETED, s.params, (value,), metadata=s.metadata))
     return values
 
 
@@ -355,7 +356,7 @@ def test_an_interior_optimum_does_not_pile_suggestions_on_the_bounds():
     n_model = 0
     for i in range(40):
         [s] = algorithm.suggest(SuggestContext(space, MINIMIZE, i, history=tuple(history)), 1)
-        history.append(TrialView(i, TrialState.COMPLETED, s.params, (f(s.params),)))
+        history.append(TrialView(i, TrialState.COMPLETED, s.params, (f(s.params),), metadata=s.metadata))
         if s.metadata["phase"] == "model":
             n_model += 1
             for parameter in space:
