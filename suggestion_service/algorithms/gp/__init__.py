@@ -72,6 +72,7 @@ from suggestion_service.algorithms.gp import acquisition, multi_objective
 from suggestion_service.algorithms.gp.constraints import FeasibilityModel, feasible_rows, violations
 from suggestion_service.algorithms.gp.encoding import Encoder
 from suggestion_service.algorithms.gp.model import (
+    Cross,
     GaussianProcess,
     ModelError,
     fit_hyperparameters,
@@ -243,7 +244,7 @@ class GaussianProcessBO(Algorithm):
                         # Candidates are drawn once per call: a batch's proposals differ by
                         # their fantasies, and encoding the candidates is a large part of the cost.
                         if pool is None:
-                            pool = _Candidates.of(self._candidates(state, rng), self.encoder)
+                            pool = _Candidates.of(self._candidates(state, rng), self.encoder, state)
                         suggestions.append(self._propose(state, pool, believed, base))
                     continue
                 except _FAILURES as error:
@@ -354,18 +355,23 @@ class GaussianProcessBO(Algorithm):
         taken = {config_key(p) for p in believed} | state.observed
         feasibility = state.feasibility
 
-        def score(X: np.ndarray) -> np.ndarray:
+        def acquire(mean: np.ndarray, var: np.ndarray, log_pof: np.ndarray | None) -> np.ndarray:
             if best is None:  # nothing feasible yet: look for the feasible region
-                return feasibility.log_pof(X)
-            mean, var = gp.predict(X)
+                return log_pof
             value = acquisition.evaluate(name, mean, np.sqrt(var), best, beta)[0]
-            return value if feasibility is None else value + feasibility.log_pof(X)
+            return value if log_pof is None else value + log_pof
+
+        def score(X: np.ndarray) -> np.ndarray:
+            return acquire(*gp.predict(X), None if feasibility is None else feasibility.log_pof(X))
 
         candidates, X_c = pool.params, pool.X
-        values = score(X_c)
+        # The pool's cross-covariance with the observations is the same for every proposal of
+        # the call: only the fantasies' part is computed here.
+        unmasked = acquire(*gp.predict_at(pool.cross), pool.log_pof)
+        values = unmasked.copy()
         values[[key in taken for key in pool.keys]] = -np.inf
         if not np.any(np.isfinite(values)):  # every candidate repeats a pending or completed point
-            values = score(X_c)
+            values = unmasked
         if not np.any(np.isfinite(values)):
             raise ModelError("acquisition is not finite at any candidate")
 
@@ -504,15 +510,20 @@ class _ModelState:
 
 @dataclass(frozen=True)
 class _Candidates:
-    """The configurations the acquisition is scored on first, with their features and keys."""
+    """The configurations the acquisition is scored on first, and what scoring them again for
+    another proposal of the same call can reuse."""
 
     params: list[dict[str, Value]]
     X: np.ndarray  # [m, D]
     keys: list[tuple]  # config_key of each
+    cross: Cross  # the objective GP's, before fantasies
+    log_pof: np.ndarray | None  # [m] log probability of feasibility; None: unconstrained
 
     @classmethod
-    def of(cls, params: list[dict[str, Value]], encoder: Encoder) -> _Candidates:
-        return cls(params, encoder.encode_many(params), [config_key(p) for p in params])
+    def of(cls, params: list[dict[str, Value]], encoder: Encoder, state: _ModelState) -> _Candidates:
+        X = encoder.encode_many(params)
+        log_pof = None if state.feasibility is None else state.feasibility.log_pof(X)
+        return cls(params, X, [config_key(p) for p in params], state.gp.cross(X), log_pof)
 
 
 def _prior_mean(y: np.ndarray) -> float:
@@ -539,14 +550,15 @@ def _select(X: np.ndarray, y: np.ndarray, cap: int) -> np.ndarray:
     order = np.argsort(y, kind="stable")
     chosen = list(order[: cap // 2])
     rest = order[cap // 2:]
+    X_rest = X[rest]
     # Distance of each remaining row to the chosen set.
-    nearest = np.sqrt(np.maximum(_sq_dist(X[rest], X[chosen]), 0.0)).min(1)
+    nearest = np.sqrt(np.maximum(_sq_dist(X_rest, X[chosen]), 0.0)).min(1)
     taken = np.zeros(len(rest), dtype=bool)
     for _ in range(cap - len(chosen)):
         k = int(np.argmax(np.where(taken, -1.0, nearest)))
         taken[k] = True
         chosen.append(rest[k])
-        d = np.sqrt(((X[rest] - X[rest[k]]) ** 2).sum(1))
+        d = np.sqrt(((X_rest - X_rest[k]) ** 2).sum(1))
         nearest = np.minimum(nearest, d)
     return np.sort(np.array(chosen))
 

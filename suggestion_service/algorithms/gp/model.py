@@ -188,6 +188,16 @@ def refit_hyperparameters(X: np.ndarray, y: np.ndarray, warm_start: np.ndarray) 
     return result.x
 
 
+@dataclass(frozen=True)
+class Cross:
+    """A GP's cross-covariance with query points x [m, D], and its whitened form."""
+
+    x: np.ndarray  # [m, D]
+    k: np.ndarray  # [m, n] k(x, X)
+    v: np.ndarray  # [n, m] L^-1 k(X, x)
+    vv: np.ndarray  # [m] column sums of v * v: the variance the data explain
+
+
 @dataclass
 class GaussianProcess:
     """The posterior given training data and fixed hyperparameters.
@@ -232,7 +242,7 @@ class GaussianProcess:
         B = solve_triangular(self._L, matern52(np.sqrt(_scaled_sq_dist(self._Xs, Xs_new)), self.signal),
                              lower=True, check_finite=False)
         K_new = matern52(np.sqrt(_scaled_sq_dist(Xs_new, Xs_new)), self.signal)
-        L = np.zeros((n + k, n + k))
+        L = np.zeros((n + k, n + k), order="F")  # LAPACK's layout, as cholesky returns it: no copy per solve
         L[:n, :n] = self._L
         L[n:, :n] = B.T
         L[n:, n:] = _cholesky(K_new - B.T @ B + _FANTASY_NOISE * self.signal * np.eye(k))
@@ -242,11 +252,27 @@ class GaussianProcess:
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean [m] and variance [m] of the latent f at x [m, D]."""
+        return self.predict_at(self.cross(x))
+
+    def cross(self, x: np.ndarray) -> Cross:
+        """What predicting at x [m, D] costs O(m n^2) for, kept for this GP's fantasy extensions."""
         k_xX = matern52(np.sqrt(_scaled_sq_dist(x / self.length_scales, self._Xs)), self.signal)
-        mean = k_xX @ self._alpha
         v = solve_triangular(self._L, k_xX.T, lower=True, check_finite=False)
-        var = np.maximum(self.signal - (v * v).sum(0), 1e-12 * self.signal)
-        return mean, var
+        return Cross(x, k_xX, v, (v * v).sum(0))
+
+    def predict_at(self, c: Cross) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean [m] and variance [m] at ``c.x``, where ``c`` is this GP's ``cross`` or that
+        of the GP it extends (``with_fantasies``): then only the fantasies' rows are new, O(m n k)."""
+        n0 = c.k.shape[1]
+        mean = c.k @ self._alpha[:n0]
+        vv = c.vv
+        if n0 < len(self.X):
+            k_new = matern52(np.sqrt(_scaled_sq_dist(c.x / self.length_scales, self._Xs[n0:])), self.signal)
+            w = solve_triangular(self._L[n0:, n0:], k_new.T - self._L[n0:, :n0] @ c.v, lower=True,
+                                 check_finite=False)
+            mean = mean + k_new @ self._alpha[n0:]
+            vv = vv + (w * w).sum(0)
+        return mean, np.maximum(self.signal - vv, 1e-12 * self.signal)
 
     def predict_with_grad(self, x: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
         """Mean, variance and their gradients [D] at one point x [D]."""
