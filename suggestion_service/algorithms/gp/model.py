@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import cho_solve, cholesky, solve_triangular
-from scipy.linalg.lapack import dpotri
+from scipy.linalg.lapack import dpotri, dpotrs
 from scipy.optimize import minimize
 
 SQRT5 = math.sqrt(5.0)
@@ -275,16 +275,20 @@ class GaussianProcess:
         return mean, np.maximum(self.signal - vv, 1e-12 * self.signal)
 
     def predict_with_grad(self, x: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
-        """Mean, variance and their gradients [D] at one point x [D]."""
-        diff = x[None, :] - self.X  # [n, D]
-        r = np.sqrt(np.maximum(((diff / self.length_scales) ** 2).sum(1), 0.0))
+        """Mean, variance and their gradients [D] at one point x [D] (the acquisition polish's
+        inner loop: LAPACK is called directly, and the [n, D] gradient of k is never formed)."""
+        diff = x / self.length_scales - self._Xs  # [n, D], in length-scale units
+        r = np.sqrt((diff * diff).sum(1))
         e = np.exp(-SQRT5 * r)
         k = self.signal * (1.0 + SQRT5 * r + (5.0 / 3.0) * r * r) * e
-        # dk/dx_d = -5/3 s2 (1 + sqrt5 r) e^(-sqrt5 r) (x_d - X_d) / l_d^2
-        dk = -((5.0 / 3.0) * self.signal * (1.0 + SQRT5 * r) * e)[:, None] * diff / (self.length_scales ** 2)
+        # dk/dx_d = c (x_d - X_d) / l_d^2 = c diff_d / l_d, with c = -5/3 s2 (1 + sqrt5 r) e^(-sqrt5 r).
+        c = -(5.0 / 3.0) * self.signal * (1.0 + SQRT5 * r) * e
         mean = float(k @ self._alpha)
-        Kinv_k = cho_solve((self._L, True), k, check_finite=False)
+        Kinv_k, info = dpotrs(self._L, k, lower=1)
+        if info != 0:
+            raise ModelError("posterior solve failed")
         var = self.signal - float(k @ Kinv_k)
         floor = 1e-12 * self.signal
-        dvar = -2.0 * (dk.T @ Kinv_k) if var > floor else np.zeros_like(x)
-        return mean, max(var, floor), dk.T @ self._alpha, dvar
+        dmean = (diff.T @ (c * self._alpha)) / self.length_scales
+        dvar = -2.0 * (diff.T @ (c * Kinv_k)) / self.length_scales if var > floor else np.zeros_like(x)
+        return mean, max(var, floor), dmean, dvar
