@@ -136,9 +136,12 @@ class _WarmStart:
             index = facts["full_fit_index"]
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
-        if type(index) is not int or len(thetas) != 1 + n_constraints or any(len(t) != dim + 2 for t in thetas):
+        # An integral double is a fine index (a Struct carries every number as one).
+        if type(index) not in (int, float) or not float(index).is_integer():
             return None
-        return cls(thetas[0], thetas[1:], index)
+        if len(thetas) != 1 + n_constraints or any(len(t) != dim + 2 for t in thetas):
+            return None
+        return cls(thetas[0], thetas[1:], int(index))
 
 
 def _theta(facts: Mapping[str, Any]) -> np.ndarray:
@@ -306,7 +309,7 @@ class GaussianProcessBO(Algorithm):
         fit_rows = _select(X, y, _FIT_POINTS)
         warm = data.warm
         stored = None if warm is None else [warm.theta, *warm.constraint_thetas]
-        scheduled = warm is None or index - warm.full_fit_index >= _FULL_FIT_EVERY
+        scheduled = warm is None or not 0 <= index - warm.full_fit_index < _FULL_FIT_EVERY
         full_fit_index = index if scheduled else warm.full_fit_index
 
         def fit(y_fit: np.ndarray, k: int) -> tuple[np.ndarray, bool]:
