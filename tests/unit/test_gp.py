@@ -161,11 +161,12 @@ def told(history: list[TrialView], suggestions, f) -> list[TrialView]:
                       for i, s in enumerate(suggestions)]
 
 
-def test_the_fit_is_stored_and_warm_starts_the_next_one_with_a_full_fit_every_tenth():
+def stored_fits(n_done: int, n_proposals: int) -> list[tuple[str, int]]:
+    """(fit, full_fit_index) of each of n_proposals sequential proposals after n_done random trials."""
     algorithm, encoder = gp(), Encoder(MIXED)
-    history = random_history(MIXED, mixed_loss, n_done=20)[:-1]
+    history = random_history(MIXED, mixed_loss, n_done=n_done)[:-1]
     fits = []
-    for i in range(12):
+    for _ in range(n_proposals):
         context = SuggestContext(MIXED, MINIMIZE, sequence=len(history), history=tuple(history))
         [s] = algorithm.suggest(context, 1)
         kernel = s.metadata["kernel"]
@@ -175,10 +176,20 @@ def test_the_fit_is_stored_and_warm_starts_the_next_one_with_a_full_fit_every_te
         assert algorithm.suggest(context, 1) == [s]  # the stored fit is part of the context: same answer
         fits.append((kernel["fit"], kernel["full_fit_index"]))
         history = told(history, [s], mixed_loss)
+    return fits
+
+
+def test_the_fit_is_stored_and_warm_starts_the_next_one_with_a_full_fit_every_tenth():
+    fits = stored_fits(100, 12)
     # No stored fit at first: a full one; then warm starts until the full fit is 10 proposals old.
-    assert fits[0] == ("full", 20) and fits[10] == ("full", 30)
-    assert all(index == 20 for _, index in fits[1:10]) and [f for f, _ in fits[1:10]].count("warm") >= 7
-    assert all(index == 30 for _, index in fits[10:])
+    assert fits[0] == ("full", 100) and fits[10] == ("full", 110)
+    assert all(index == 100 for _, index in fits[1:10]) and [f for f, _ in fits[1:10]].count("warm") >= 7
+    assert all(index == 110 for _, index in fits[10:])
+
+
+def test_early_in_a_study_full_fits_come_more_often():
+    # Every tenth of the study's length: at proposal 20, every second one.
+    assert [index for _, index in stored_fits(20, 5)] == [20, 20, 22, 22, 24]
 
 
 def test_a_warm_fit_lands_where_a_full_fit_would():

@@ -89,7 +89,9 @@ from tuning_common.errors import InvalidArgument
 _MIN_OBSERVATIONS = 2
 # Hyperparameters are fitted on at most this many training points (see the module docstring).
 _FIT_POINTS = 200
-# A full hyperparameter fit (every start) at least every this many proposals; warm starts between.
+# A full hyperparameter fit (every start) at least every this many proposals, and more often
+# early on: every tenth of the study's length so far (at proposal 40, every 4th), while each
+# new observation still reshapes the likelihood and a full fit is cheap; warm starts between.
 _FULL_FIT_EVERY = 10
 # Where a model proposal's metadata keeps its fit (documented in docs/ALGORITHMS.md).
 KERNEL_KEY = "kernel"
@@ -220,7 +222,9 @@ class GaussianProcessBO(Algorithm):
         if len(self.objectives) > 1:  # ParEGO: this GP on a random scalarisation per suggestion
             single = type(self)(self.space, (multi_objective.SCALARISED,), self.settings, self.seed)
             return multi_objective.suggest(single, self.objectives, self.seed, context, count)
-        rng = np.random.default_rng([self.seed, context.sequence])
+        # Separate streams for the fit and the acquisition search: a warm fit draws no restarts,
+        # and the candidates then stay those a full fit would have been followed by.
+        fit_rng, search_rng = np.random.default_rng([self.seed, context.sequence]).spawn(2)
         sobol_points = self._sobol(context.sequence, count)
         data = self._read_history(context)
         base = {"algorithm": self.name, "seed": self.seed}
@@ -237,7 +241,7 @@ class GaussianProcessBO(Algorithm):
             if state is None and failure is None:
                 try:
                     with context.stage("fit gp"):
-                        state = self._fit(data, rng, index)
+                        state = self._fit(data, fit_rng, index)
                 except _FAILURES as error:
                     failure = f"model fit failed: {type(error).__name__}: {error}"
             if failure is None:
@@ -247,7 +251,7 @@ class GaussianProcessBO(Algorithm):
                         # Candidates are drawn once per call: a batch's proposals differ by
                         # their fantasies, and encoding the candidates is a large part of the cost.
                         if pool is None:
-                            pool = _Candidates.of(self._candidates(state, rng), self.encoder, state)
+                            pool = _Candidates.of(self._candidates(state, search_rng), self.encoder, state)
                         suggestions.append(self._propose(state, pool, believed, base))
                     continue
                 except _FAILURES as error:
@@ -309,7 +313,7 @@ class GaussianProcessBO(Algorithm):
         fit_rows = _select(X, y, _FIT_POINTS)
         warm = data.warm
         stored = None if warm is None else [warm.theta, *warm.constraint_thetas]
-        scheduled = warm is None or not 0 <= index - warm.full_fit_index < _FULL_FIT_EVERY
+        scheduled = warm is None or not 0 <= index - warm.full_fit_index < _full_fit_interval(warm.full_fit_index)
         full_fit_index = index if scheduled else warm.full_fit_index
 
         def fit(y_fit: np.ndarray, k: int) -> tuple[np.ndarray, bool]:
@@ -527,6 +531,11 @@ class _Candidates:
         X = encoder.encode_many(params)
         log_pof = None if state.feasibility is None else state.feasibility.log_pof(X)
         return cls(params, X, [config_key(p) for p in params], state.gp.cross(X), log_pof)
+
+
+def _full_fit_interval(full_fit_index: int) -> int:
+    """Proposals from a full fit (at ``full_fit_index``) to the next one."""
+    return min(max(full_fit_index // 10, 1), _FULL_FIT_EVERY)
 
 
 def _prior_mean(y: np.ndarray) -> float:
