@@ -6,8 +6,8 @@ study, the last trial carries the fit its suggestion stored (the untimed suggest
 trial computes it). Three costs per size:
 
 * ``warm``: the usual suggestion, its fit warm-started from the stored one;
-* ``full``: a suggestion whose fit is a scheduled full fit (one in ``_FULL_FIT_EVERY``, or the
-  first model proposal of a study), every start plus the stored fit;
+* ``full``: a suggestion whose fit is a scheduled full fit (every tenth from proposal 100 on,
+  more often before), all the seeded starts plus the stored fit;
 * ``batch``: ``suggest(context, --batch)`` with a warm start (0: not timed).
 
 With ``--optuna``, Optuna's ``GPSampler`` is timed on the same histories (one ask on a study
@@ -26,7 +26,7 @@ from dataclasses import replace
 import numpy as np
 
 from suggestion_service.algorithms.base import SuggestContext, TrialView
-from suggestion_service.algorithms.gp import _FULL_FIT_EVERY, GaussianProcessBO
+from suggestion_service.algorithms.gp import GaussianProcessBO, _full_fit_interval
 from suggestion_service.domain.space import FloatDomain, Parameter, SearchSpace
 from suggestion_service.domain.study import Direction, Objective
 from suggestion_service.domain.trial import TrialState
@@ -101,7 +101,7 @@ def main() -> None:
         # The suggestion that made trial n - 1 stored its fit (a full one: index n - 1 is its own full fit).
         [made] = algorithm.suggest(SuggestContext(space, objectives, n - 1, history=history[:n - 1]), 1)
         stored = history[:n - 1] + [replace(history[n - 1], metadata=made.metadata)]
-        results = [timed(stored, n, 1), timed(stored, n - 1 + _FULL_FIT_EVERY, 1)]
+        results = [timed(stored, n, 1), timed(stored, n - 1 + _full_fit_interval(n - 1), 1)]
         if args.batch:
             results.append(timed(stored, n, args.batch))
         if args.optuna:

@@ -16,12 +16,12 @@ How a call to :meth:`GaussianProcessBO.suggest` proceeds:
    (the best and a spread, as above): the cubic cost of the many likelihood evaluations
    then stays bounded, while the posterior itself uses the whole training set.
    **Warm start**: every model proposal stores its fitted hyperparameters in its metadata
-   (``KERNEL_KEY``), and the history hands them back. The next fit is a single short
-   L-BFGS-B run from the most recent stored ones (one more observation barely moves the
-   optimum); a full fit from every start (the warm one among them) runs instead when the
-   last full one is ``_FULL_FIT_EVERY`` proposals old or more, when no compatible stored fit
-   exists, and, per GP, when the warm run does not converge. All of it is read from the
-   context, so a restart or another replica computes the same fit.
+   (``KERNEL_KEY``), and the history hands them back. The next fit is a single L-BFGS-B
+   run from the most recent stored ones (one more observation barely moves the optimum);
+   a full fit from every start (the warm one among them) runs instead when the last full
+   one is ``_full_fit_interval`` proposals old, when no compatible stored fit exists, and,
+   per GP, when the warm run does not converge. All of it is read from the context, so a
+   restart or another replica computes the same fit.
 4. **Pending trials and batches (Kriging believer).** Each ACTIVE/QUEUED trial in the
    history, each entry of ``context.pending`` and each earlier proposal of this batch is
    added to the GP at its believed value, the current posterior mean. The mean is
