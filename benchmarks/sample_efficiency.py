@@ -98,7 +98,9 @@ def simulate(ask: Callable[[], tuple[object, dict]], tell: Callable[[object, flo
 
 def ours_ask_tell(space, objectives, algorithm: str, seed: int):
     """``ask`` and ``tell`` through the pure algorithm interface; running trials are in the history as
-    ACTIVE, and every trial keeps its suggestion metadata (as the service stores it). ``tell`` takes a number or, with several objectives, a tuple in objective order."""
+    ACTIVE, and every trial keeps its suggestion metadata (as the service stores it: gp's next fit
+    starts from the one stored there). ``tell`` takes a number or, with several objectives, a tuple
+    in objective order."""
     from suggestion_service.algorithms import make_algorithm
     from suggestion_service.algorithms.base import SuggestContext, TrialView
     from suggestion_service.domain.study import AlgorithmSpec, StudySpec
