@@ -224,14 +224,14 @@ def test_a_stored_fit_that_does_not_suit_is_ignored(kernel):
 def test_a_constrained_fit_stores_each_constraints_kernel():
     space = BRANIN
     history = [TrialView(t.number, t.state, t.params, t.values, constraints=(t.params["x1"] - 2.0,))
-               for t in random_history(space, branin_loss, n_done=15)[:-1]]
-    first = SuggestContext(space, MINIMIZE, 15, history=tuple(history), constraints=("c",))
+               for t in random_history(space, branin_loss, n_done=40)[:-1]]
+    first = SuggestContext(space, MINIMIZE, 40, history=tuple(history), constraints=("c",))
     [s] = gp(space).suggest(first, 1)
     assert len(s.metadata["kernel"]["constraints"]) == 1 and s.metadata["kernel"]["fit"] == "full"
-    history.append(TrialView(15, TrialState.COMPLETED, s.params, (branin_loss(s.params),),
+    history.append(TrialView(40, TrialState.COMPLETED, s.params, (branin_loss(s.params),),
                              constraints=(s.params["x1"] - 2.0,), metadata=s.metadata))
-    [s] = gp(space).suggest(SuggestContext(space, MINIMIZE, 16, history=tuple(history), constraints=("c",)), 1)
-    assert s.metadata["kernel"]["full_fit_index"] == 15 and len(s.metadata["kernel"]["constraints"]) == 1
+    [s] = gp(space).suggest(SuggestContext(space, MINIMIZE, 41, history=tuple(history), constraints=("c",)), 1)
+    assert s.metadata["kernel"]["full_fit_index"] == 40 and len(s.metadata["kernel"]["constraints"]) == 1
 
 
 def test_fantasies_extend_the_factor_exactly_and_reuse_the_cross_covariance():
