@@ -88,6 +88,7 @@ def _numeric_encoder(domain: FloatDomain | IntDomain) -> Callable[[Value], float
         low, lo = domain.low, math.log(domain.low - 0.5)
         log_width = math.log(domain.high + 0.5) - lo
         return lambda v: min(max((math.log(max(float(v), low)) - lo) / log_width, 0.0), 1.0)
+    # A grid (stepped float, linear int): the centre of the value's cell.
     low, step, n = domain.low, domain.step or 1, _grid_size(domain)
     return lambda v: (min(max(round((float(v) - low) / step), 0), n - 1) + 0.5) / n
 
