@@ -74,7 +74,8 @@ def run_ours(problem: ConstrainedProblem, algorithm: str, seed: int, trials: int
                                  constraints=problem.constraints)
         [suggestion] = model.suggest(context, 1)
         objective, constraint = problem.function(suggestion.params)
-        history.append(TrialView(number, TrialState.COMPLETED, suggestion.params, objective, constraints=constraint))
+        history.append(TrialView(number, TrialState.COMPLETED, suggestion.params, objective, constraints=constraint,
+                                 metadata=suggestion.metadata))
         values.append(list(objective))
         feasible.append(history[-1].feasible)
     return values, feasible

@@ -41,7 +41,8 @@ def run(problem_name: str, seed: int, trials: int) -> tuple[Counter, int, float]
         [suggestion] = model.suggest(context, 1)
         value = problem.function(suggestion.params)
         best = min(best, value)
-        history.append(TrialView(number, TrialState.COMPLETED, suggestion.params, (value,)))
+        history.append(TrialView(number, TrialState.COMPLETED, suggestion.params, (value,),
+                                 metadata=suggestion.metadata))
         if suggestion.metadata.get("phase") != "model":
             continue
         n_model += 1

@@ -98,7 +98,9 @@ def simulate(ask: Callable[[], tuple[object, dict]], tell: Callable[[object, flo
 
 def ours_ask_tell(space, objectives, algorithm: str, seed: int):
     """``ask`` and ``tell`` through the pure algorithm interface; running trials are in the history as
-    ACTIVE. ``tell`` takes a number or, with several objectives, a tuple in objective order."""
+    ACTIVE, and every trial keeps its suggestion metadata (as the service stores it: gp's next fit
+    starts from the one stored there). ``tell`` takes a number or, with several objectives, a tuple
+    in objective order."""
     from suggestion_service.algorithms import make_algorithm
     from suggestion_service.algorithms.base import SuggestContext, TrialView
     from suggestion_service.domain.study import AlgorithmSpec, StudySpec
@@ -110,12 +112,13 @@ def ours_ask_tell(space, objectives, algorithm: str, seed: int):
     def ask():
         context = SuggestContext(space, objectives, sequence=len(history), history=tuple(history))
         [suggestion] = model.suggest(context, 1)
-        history.append(TrialView(len(history), TrialState.ACTIVE, suggestion.params))
+        history.append(TrialView(len(history), TrialState.ACTIVE, suggestion.params, metadata=suggestion.metadata))
         return len(history) - 1, suggestion.params
 
     def tell(number, value):
         values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-        history[number] = TrialView(number, TrialState.COMPLETED, history[number].params, values)
+        history[number] = TrialView(number, TrialState.COMPLETED, history[number].params, values,
+                                    metadata=history[number].metadata)
 
     return ask, tell
 

@@ -1,23 +1,32 @@
 """Wall time of one GP-BO ``suggest(context, 1)`` as the history grows.
 
 The history is Hartmann6 (6-D, minimised) evaluated at uniform random points: what matters
-for the cost is how many completed trials the model sees, not where they are. With
-``--optuna``, Optuna's ``GPSampler`` is timed on the same histories (one ask on a study
+for the cost is how many completed trials the model sees, not where they are. As in a running
+study, the last trial carries the fit its suggestion stored (the untimed suggestion for that
+trial computes it). Three costs per size:
+
+* ``warm``: the usual suggestion, its fit warm-started from the stored one;
+* ``full``: a suggestion whose fit is a scheduled full fit (every tenth from proposal 100 on,
+  more often before), all the seeded starts plus the stored fit;
+* ``batch``: ``suggest(context, --batch)`` with a warm start (0: not timed).
+
+With ``--optuna``, Optuna's ``GPSampler`` is timed on the same histories (one ask on a study
 pre-filled with the same trials), in the same run.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/suggest_cost_gp.py \
-        [--sizes 50 100 500 1000] [--repeats 3] [--optuna]
+        [--sizes 50 100 500 1000] [--repeats 3] [--batch 8] [--optuna]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from suggestion_service.algorithms.base import SuggestContext, TrialView
-from suggestion_service.algorithms.gp import GaussianProcessBO
+from suggestion_service.algorithms.gp import GaussianProcessBO, _full_fit_interval
 from suggestion_service.domain.space import FloatDomain, Parameter, SearchSpace
 from suggestion_service.domain.study import Direction, Objective
 from suggestion_service.domain.trial import TrialState
@@ -60,6 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 500, 1000])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=0, help="also time suggest(context, BATCH)")
     parser.add_argument("--optuna", action="store_true", help="also time Optuna's GPSampler")
     args = parser.parse_args()
 
@@ -74,20 +84,30 @@ def main() -> None:
     ]
     algorithm.suggest(SuggestContext(space, objectives, 0, history=history[:20]), 1)  # warm imports
 
-    header = f"{'observations':>12}  {'median s':>9}  {'min s':>7}  {'max s':>7}  phase"
-    print(header + (f"  {'optuna median s':>15}" if args.optuna else ""))
-    for n in args.sizes:
-        times, phase = [], ""
+    def timed(trials: list[TrialView], first: int, count: int) -> list[float]:
+        """Seconds per suggest(count) at sequences first, first + 1, ... on ``trials``."""
+        times = []
         for r in range(args.repeats):
-            context = SuggestContext(space, objectives, sequence=n + r, history=history[:n])
+            context = SuggestContext(space, objectives, sequence=first + r, history=trials)
             start = time.perf_counter()
-            [suggestion] = algorithm.suggest(context, 1)
+            suggestions = algorithm.suggest(context, count)
             times.append(time.perf_counter() - start)
-            phase = suggestion.metadata.get("fallback") or suggestion.metadata["phase"]
-        line = f"{n:>12}  {np.median(times):>9.3f}  {min(times):>7.3f}  {max(times):>7.3f}  {phase}"
+            assert all(s.metadata["phase"] == "model" and "fallback" not in s.metadata for s in suggestions)
+        return times
+
+    columns = ["warm", "full"] + (["batch"] if args.batch else []) + (["optuna"] if args.optuna else [])
+    print(f"{'observations':>12}" + "".join(f"  {c + ' median s':>15}  {'min-max':>11}" for c in columns))
+    for n in args.sizes:
+        # The suggestion that made trial n - 1 stored its fit (a full one: index n - 1 is its own full fit).
+        [made] = algorithm.suggest(SuggestContext(space, objectives, n - 1, history=history[:n - 1]), 1)
+        stored = history[:n - 1] + [replace(history[n - 1], metadata=made.metadata)]
+        results = [timed(stored, n, 1), timed(stored, n - 1 + _full_fit_interval(n - 1), 1)]
+        if args.batch:
+            results.append(timed(stored, n, args.batch))
         if args.optuna:
-            line += f"  {np.median(optuna_gp(history[:n], args.repeats)):>15.3f}"
-        print(line, flush=True)
+            results.append(optuna_gp(history[:n], args.repeats))
+        print(f"{n:>12}" + "".join(f"  {np.median(t):>15.3f}  {min(t):>5.3f}-{max(t):<5.3f}" for t in results),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -21,5 +21,6 @@ def run(study: StudySpec, n_trials: int, problem: Callable) -> list[TrialView]:
         [s] = algorithm.suggest(context, 1)
         values, constraints = problem(s.params)
         values = values if isinstance(values, tuple) else (values,)
-        history.append(TrialView(i, TrialState.COMPLETED, s.params, values, constraints=constraints))
+        history.append(TrialView(i, TrialState.COMPLETED, s.params, values, constraints=constraints,
+                                 metadata=s.metadata))
     return history

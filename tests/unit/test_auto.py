@@ -110,7 +110,7 @@ def test_a_study_switches_from_gp_to_tpe_and_a_fresh_instance_resumes_it_exactly
                 algorithm = make_algorithm(study)
             [s] = algorithm.suggest(context(study, tuple(past)), 1)
             out.append((s.params, s.metadata["auto_choice"]))
-            past.append(TrialView(i, TrialState.COMPLETED, s.params, (loss(s.params),)))
+            past.append(TrialView(i, TrialState.COMPLETED, s.params, (loss(s.params),), metadata=s.metadata))
         return out
 
     once = run(restart_every=100)

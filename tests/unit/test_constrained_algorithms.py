@@ -14,7 +14,7 @@ from scipy.stats import norm
 from suggestion_service.algorithms import ALGORITHMS, make_algorithm, validate_algorithm
 from suggestion_service.algorithms.base import SuggestContext, TrialView
 from suggestion_service.algorithms.gp.constraints import FeasibilityModel, feasible_rows, violations
-from suggestion_service.algorithms.gp.model import GaussianProcess
+from suggestion_service.algorithms.gp.model import GaussianProcess, fit_hyperparameters
 from suggestion_service.algorithms.tpe.constraints import total_violation
 from suggestion_service.algorithms.tpe.multi_objective import select_below
 from suggestion_service.domain.space import SearchSpace
@@ -102,7 +102,7 @@ def test_the_probability_of_feasibility_is_the_product_of_the_constraints_poster
     rng = np.random.default_rng(1)
     X = rng.random((12, 2))
     C = np.column_stack([X[:, 0] - 0.5, 0.3 - X[:, 1]])
-    model = FeasibilityModel.fit(X, C, rng, n_restarts=0)
+    model = FeasibilityModel.fit(X, C, lambda y, _: fit_hyperparameters(X, y, rng, n_restarts=0))
     query = rng.random((5, 2))
     expected = np.zeros(5)
     for gp, t in zip(model.gps, model.thresholds):
@@ -118,7 +118,7 @@ def test_the_log_pof_gradient_matches_finite_differences():
     rng = np.random.default_rng(2)
     X = rng.random((10, 3))
     C = np.column_stack([X.sum(1) - 1.5, X[:, 2] - 0.4])
-    model = FeasibilityModel.fit(X, C, rng, n_restarts=0)
+    model = FeasibilityModel.fit(X, C, lambda y, _: fit_hyperparameters(X, y, rng, n_restarts=0))
     for x in rng.random((4, 3)):
         value, grad = model.log_pof_with_grad(x)
         assert value == pytest.approx(model.log_pof(x[None, :])[0])
@@ -128,7 +128,8 @@ def test_the_log_pof_gradient_matches_finite_differences():
 
 def test_constant_constraint_values_still_give_a_model():
     X = np.random.default_rng(3).random((6, 2))
-    model = FeasibilityModel.fit(X, np.full((6, 1), 2.0), np.random.default_rng(0), n_restarts=0)
+    rng = np.random.default_rng(0)
+    model = FeasibilityModel.fit(X, np.full((6, 1), 2.0), lambda y, _: fit_hyperparameters(X, y, rng, n_restarts=0))
     assert isinstance(model.gps[0], GaussianProcess)
     assert model.log_pof(X)[0] < math.log(0.5)  # all observed infeasible
 

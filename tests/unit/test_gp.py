@@ -20,6 +20,7 @@ from suggestion_service.algorithms.gp.model import (
     fit_hyperparameters,
     length_scale_prior,
     neg_log_posterior,
+    refit_hyperparameters,
 )
 from suggestion_service.algorithms.gp.warping import OutputWarp
 from suggestion_service.algorithms.random_search import RandomSearch
@@ -79,13 +80,14 @@ def random_history(space, f, n_done: int, n_pending: int = 0, seed: int = 0) -> 
 
 
 def run(algorithm, space, f, n_trials: int) -> list[float]:
-    """Sequential optimisation: one suggestion per step, told back at once."""
+    """Sequential optimisation: one suggestion per step, told back at once (with its metadata, as the
+    service stores it: the next fit starts from the stored one)."""
     history, values = [], []
     for i in range(n_trials):
         [s] = algorithm.suggest(SuggestContext(space, algorithm.objectives, i, history=tuple(history)), 1)
         value = f(s.params)
         values.append(value)
-        history.append(TrialView(i, TrialState.COMPLETED, s.params, (value,)))
+        history.append(TrialView(i, TrialState.COMPLETED, s.params, (value,), metadata=s.metadata))
     return values
 
 
@@ -151,6 +153,103 @@ def test_a_batch_crossing_the_end_of_start_up_mixes_phases():
     suggestions = gp(BRANIN).suggest(context, 4)
     assert [s.metadata["phase"] for s in suggestions] == ["startup", "startup", "model", "model"]
     assert len({config_key(s.params) for s in suggestions}) == 4
+
+
+def told(history: list[TrialView], suggestions, f) -> list[TrialView]:
+    """``history`` plus the suggestions, completed, each with its metadata (as the service stores it)."""
+    return history + [TrialView(len(history) + i, TrialState.COMPLETED, s.params, (f(s.params),), metadata=s.metadata)
+                      for i, s in enumerate(suggestions)]
+
+
+def stored_fits(n_done: int, n_proposals: int) -> list[tuple[str, int]]:
+    """(fit, full_fit_index) of each of n_proposals sequential proposals after n_done random trials."""
+    algorithm, encoder = gp(), Encoder(MIXED)
+    history = random_history(MIXED, mixed_loss, n_done=n_done)[:-1]
+    fits = []
+    for _ in range(n_proposals):
+        context = SuggestContext(MIXED, MINIMIZE, sequence=len(history), history=tuple(history))
+        [s] = algorithm.suggest(context, 1)
+        kernel = s.metadata["kernel"]
+        assert len(kernel["length_scales"]) == encoder.dim and "constraints" not in kernel
+        assert all(v > 0 and math.isfinite(v) for v in [*kernel["length_scales"], kernel["signal_variance"],
+                                                         kernel["noise_variance"]])
+        assert algorithm.suggest(context, 1) == [s]  # the stored fit is part of the context: same answer
+        fits.append((kernel["fit"], kernel["full_fit_index"]))
+        history = told(history, [s], mixed_loss)
+    return fits
+
+
+def test_the_fit_is_stored_and_warm_starts_the_next_one_with_a_full_fit_every_tenth():
+    fits = stored_fits(100, 12)
+    # No stored fit at first: a full one; then warm starts until the full fit is 10 proposals old.
+    assert fits[0] == ("full", 100) and fits[10] == ("full", 110)
+    assert all(index == 100 for _, index in fits[1:10]) and [f for f, _ in fits[1:10]].count("warm") >= 7
+    assert all(index == 110 for _, index in fits[10:])
+
+
+def test_early_in_a_study_full_fits_come_more_often():
+    # Every tenth of the study's length: at proposal 20, every second one.
+    assert [index for _, index in stored_fits(20, 5)] == [20, 20, 22, 22, 24]
+
+
+def test_a_warm_fit_lands_where_a_full_fit_would():
+    rng = np.random.default_rng(4)
+    X = rng.random((40, 3))
+    y = np.sin(5 * X[:, 0]) + X[:, 1] ** 2 + 0.01 * rng.normal(size=40)
+    y = (y - y.mean()) / y.std()
+    full = fit_hyperparameters(X[:39], y[:39], rng, n_restarts=2)
+    warm = refit_hyperparameters(X, y, full)  # one more observation
+    assert warm is not None
+    target = fit_hyperparameters(X, y, rng, n_restarts=2, warm_start=full)
+    assert neg_log_posterior(warm, X, y)[0] == pytest.approx(neg_log_posterior(target, X, y)[0], abs=1e-3)
+
+
+@pytest.mark.parametrize("kernel", [
+    {"length_scales": [0.5, 0.5], "signal_variance": 1.0, "noise_variance": 1e-3, "fit": "full",
+     "full_fit_index": 20},  # another space's: 2 columns
+    {"length_scales": [float("nan")] * 11, "signal_variance": 1.0, "noise_variance": 1e-3, "full_fit_index": 20},
+    {"length_scales": [0.5] * 11, "signal_variance": -1.0, "noise_variance": 1e-3, "full_fit_index": 20},
+    {"length_scales": "long", "signal_variance": 1.0, "noise_variance": 1e-3, "full_fit_index": 20},
+    {"length_scales": [0.5] * 11, "signal_variance": 1.0, "noise_variance": 1e-3},
+    "not a mapping",
+])
+def test_a_stored_fit_that_does_not_suit_is_ignored(kernel):
+    history = random_history(MIXED, mixed_loss, n_done=20)
+    history[5] = TrialView(5, TrialState.COMPLETED, history[5].params, history[5].values, metadata={"kernel": kernel})
+    [s] = gp().suggest(SuggestContext(MIXED, MINIMIZE, 21, history=tuple(history)), 1)
+    assert "fallback" not in s.metadata
+    assert s.metadata["kernel"]["fit"] == "full" and s.metadata["kernel"]["full_fit_index"] == 21
+
+
+def test_a_constrained_fit_stores_each_constraints_kernel():
+    space = BRANIN
+    history = [TrialView(t.number, t.state, t.params, t.values, constraints=(t.params["x1"] - 2.0,))
+               for t in random_history(space, branin_loss, n_done=40)[:-1]]
+    first = SuggestContext(space, MINIMIZE, 40, history=tuple(history), constraints=("c",))
+    [s] = gp(space).suggest(first, 1)
+    assert len(s.metadata["kernel"]["constraints"]) == 1 and s.metadata["kernel"]["fit"] == "full"
+    history.append(TrialView(40, TrialState.COMPLETED, s.params, (branin_loss(s.params),),
+                             constraints=(s.params["x1"] - 2.0,), metadata=s.metadata))
+    [s] = gp(space).suggest(SuggestContext(space, MINIMIZE, 41, history=tuple(history), constraints=("c",)), 1)
+    assert s.metadata["kernel"]["full_fit_index"] == 40 and len(s.metadata["kernel"]["constraints"]) == 1
+
+
+def test_fantasies_extend_the_factor_exactly_and_reuse_the_cross_covariance():
+    rng = np.random.default_rng(5)
+    X, y = rng.random((30, 2)), rng.normal(size=30)
+    theta = np.array([-1.0, -0.5, 0.0, -5.0])
+    model = GaussianProcess(X, y, theta)
+    X_new = rng.random((3, 2))
+    extended = model.with_fantasies(X_new, model.predict(X_new)[0])
+    rebuilt = GaussianProcess(np.vstack([X, X_new]), np.concatenate([y, model.predict(X_new)[0]]), theta,
+                              np.r_[np.zeros(30, dtype=bool), np.ones(3, dtype=bool)])
+    query = rng.random((50, 2))
+    cross = model.cross(query)
+    for got in (extended.predict(query), extended.predict_at(cross)):
+        np.testing.assert_allclose(got[0], rebuilt.predict(query)[0], atol=1e-9)
+        np.testing.assert_allclose(got[1], rebuilt.predict(query)[1], atol=1e-9)
+    np.testing.assert_allclose(model.predict_at(cross)[1], model.predict(query)[1])
+    assert extended.predict(X_new)[1].max() < 1e-4 * extended.signal  # noise-free at the fantasies
 
 
 # -- (2) it optimises, (3) in either direction -------------------------------------------------
@@ -355,7 +454,7 @@ def test_an_interior_optimum_does_not_pile_suggestions_on_the_bounds():
     n_model = 0
     for i in range(40):
         [s] = algorithm.suggest(SuggestContext(space, MINIMIZE, i, history=tuple(history)), 1)
-        history.append(TrialView(i, TrialState.COMPLETED, s.params, (f(s.params),)))
+        history.append(TrialView(i, TrialState.COMPLETED, s.params, (f(s.params),), metadata=s.metadata))
         if s.metadata["phase"] == "model":
             n_model += 1
             for parameter in space:

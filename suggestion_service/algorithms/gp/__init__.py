@@ -15,6 +15,13 @@ How a call to :meth:`GaussianProcessBO.suggest` proceeds:
    (``model.py``), fitted once per call on at most ``_FIT_POINTS`` of the training points
    (the best and a spread, as above): the cubic cost of the many likelihood evaluations
    then stays bounded, while the posterior itself uses the whole training set.
+   **Warm start**: every model proposal stores its fitted hyperparameters in its metadata
+   (``KERNEL_KEY``), and the history hands them back. The next fit is a single L-BFGS-B
+   run from the most recent stored ones (one more observation barely moves the optimum);
+   a full fit from every start (the warm one among them) runs instead when the last full
+   one is ``_full_fit_interval`` proposals old, when no compatible stored fit exists, and,
+   per GP, when the warm run does not converge. All of it is read from the context, so a
+   restart or another replica computes the same fit.
 4. **Pending trials and batches (Kriging believer).** Each ACTIVE/QUEUED trial in the
    history, each entry of ``context.pending`` and each earlier proposal of this batch is
    added to the GP at its believed value, the current posterior mean. The mean is
@@ -56,6 +63,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +71,13 @@ from suggestion_service.algorithms.base import Algorithm, SuggestContext, Sugges
 from suggestion_service.algorithms.gp import acquisition, multi_objective
 from suggestion_service.algorithms.gp.constraints import FeasibilityModel, feasible_rows, violations
 from suggestion_service.algorithms.gp.encoding import Encoder
-from suggestion_service.algorithms.gp.model import GaussianProcess, ModelError, fit_hyperparameters
+from suggestion_service.algorithms.gp.model import (
+    Cross,
+    GaussianProcess,
+    ModelError,
+    fit_hyperparameters,
+    refit_hyperparameters,
+)
 from suggestion_service.algorithms.gp.warping import OutputWarp
 from suggestion_service.algorithms.quasi_random import low_discrepancy_points
 from suggestion_service.domain.space import Value, config_key
@@ -75,6 +89,12 @@ from tuning_common.errors import InvalidArgument
 _MIN_OBSERVATIONS = 2
 # Hyperparameters are fitted on at most this many training points (see the module docstring).
 _FIT_POINTS = 200
+# A full hyperparameter fit (every start) at least every this many proposals, and more often
+# early on: every tenth of the study's length so far (at proposal 40, every 4th), while each
+# new observation still reshapes the likelihood and a full fit is cheap; warm starts between.
+_FULL_FIT_EVERY = 10
+# Where a model proposal's metadata keeps its fit (documented in docs/ALGORITHMS.md).
+KERNEL_KEY = "kernel"
 # Local searches per proposal: from the best distinct candidates and from the best observed
 # points; rounds of polish + discrete move each may take; L-BFGS-B iterations per polish.
 _SEARCH_STARTS = 8
@@ -98,6 +118,45 @@ class _Data:
     params: list[Mapping[str, Value]]  # [n]
     pending: list[Mapping[str, Value]]  # running or queued configurations
     C: np.ndarray | None = None  # [n, K] constraint values of the completed trials; None: unconstrained
+    warm: _WarmStart | None = None  # the most recent stored fit that suits this space and study
+
+
+@dataclass(frozen=True)
+class _WarmStart:
+    """A fit stored under ``KERNEL_KEY`` by an earlier proposal of the study."""
+
+    theta: np.ndarray  # the objective GP's log hyperparameters [D + 2]
+    constraint_thetas: list[np.ndarray]  # each constraint GP's
+    full_fit_index: int  # the proposal index of the last scheduled full fit
+
+    @classmethod
+    def parse(cls, facts: Any, dim: int, n_constraints: int) -> _WarmStart | None:
+        """The stored fit, or None when it does not fit this encoding (another dimension, another
+        number of constraints) or is malformed."""
+        try:
+            thetas = [_theta(facts)] + [_theta(k) for k in facts.get("constraints", ())]
+            index = facts["full_fit_index"]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+        # An integral double is a fine index (a Struct carries every number as one).
+        if type(index) not in (int, float) or not float(index).is_integer():
+            return None
+        if len(thetas) != 1 + n_constraints or any(len(t) != dim + 2 for t in thetas):
+            return None
+        return cls(thetas[0], thetas[1:], int(index))
+
+
+def _theta(facts: Mapping[str, Any]) -> np.ndarray:
+    """Log hyperparameters from their stored form (natural units); ValueError unless all positive and finite."""
+    values = np.array([*facts["length_scales"], facts["signal_variance"], facts["noise_variance"]], dtype=float)
+    if not (values.ndim == 1 and np.all(np.isfinite(values)) and np.all(values > 0)):
+        raise ValueError("not positive and finite")
+    return np.log(values)
+
+
+def _kernel_facts(gp: GaussianProcess) -> dict[str, Any]:
+    return {"length_scales": [float(v) for v in gp.length_scales], "signal_variance": gp.signal,
+            "noise_variance": gp.noise}
 
 
 class GaussianProcessBO(Algorithm):
@@ -164,12 +223,15 @@ class GaussianProcessBO(Algorithm):
         if len(self.objectives) > 1:  # ParEGO: this GP on a random scalarisation per suggestion
             single = type(self)(self.space, (multi_objective.SCALARISED,), self.settings, self.seed)
             return multi_objective.suggest(single, self.objectives, self.seed, context, count)
-        rng = np.random.default_rng([self.seed, context.sequence])
+        # Separate streams for the fit and the acquisition search: a warm fit draws no restarts,
+        # and the candidates then stay those a full fit would have been followed by.
+        fit_rng, search_rng = np.random.default_rng([self.seed, context.sequence]).spawn(2)
         sobol_points = self._sobol(context.sequence, count)
         data = self._read_history(context)
         base = {"algorithm": self.name, "seed": self.seed}
         suggestions: list[Suggestion] = []
         state: _ModelState | None = None
+        pool: _Candidates | None = None
         failure: str | None = None
         for j in range(count):
             index = context.sequence + j
@@ -180,14 +242,18 @@ class GaussianProcessBO(Algorithm):
             if state is None and failure is None:
                 try:
                     with context.stage("fit gp"):
-                        state = self._fit(data, rng)
+                        state = self._fit(data, fit_rng, index)
                 except _FAILURES as error:
                     failure = f"model fit failed: {type(error).__name__}: {error}"
             if failure is None:
                 try:
                     believed = data.pending + [s.params for s in suggestions]
                     with context.stage("optimize acquisition"):
-                        suggestions.append(self._propose(state, believed, rng, base))
+                        # Candidates are drawn once per call: a batch's proposals differ by
+                        # their fantasies, and encoding the candidates is a large part of the cost.
+                        if pool is None:
+                            pool = _Candidates.of(self._candidates(state, search_rng), self.encoder, state)
+                        suggestions.append(self._propose(state, pool, believed, base))
                     continue
                 except _FAILURES as error:
                     reason = f"acquisition failed: {type(error).__name__}: {error}"
@@ -231,36 +297,58 @@ class GaussianProcessBO(Algorithm):
                 pending.append(extra)
         X = np.array(rows) if rows else np.zeros((0, self.encoder.dim))
         C = np.array(constraint_rows, dtype=float).reshape(len(rows), n_constraints) if n_constraints else None
-        return _Data(X, np.array(values, dtype=float), params, pending, C)
+        stored = (_WarmStart.parse(t.metadata[KERNEL_KEY], self.encoder.dim, n_constraints)
+                  for t in reversed(context.history) if KERNEL_KEY in t.metadata)
+        return _Data(X, np.array(values, dtype=float), params, pending, C, next(filter(None, stored), None))
 
     # -- model --------------------------------------------------------------------------------
 
-    def _fit(self, data: _Data, rng: np.random.Generator) -> _ModelState:
+    def _fit(self, data: _Data, rng: np.random.Generator, index: int) -> _ModelState:
+        """The models for proposal ``index`` on: a warm start from ``data.warm`` or a full fit
+        (see the module docstring, step 3)."""
         maximize = self.objectives[0].direction is Direction.MAXIMIZE
         warp = OutputWarp(data.values, maximize)
         keep = _select(data.X, warp.y, self.settings.max_observations)
         offset = _prior_mean(warp.y)
         X, y = data.X[keep], warp.y[keep] - offset
         fit_rows = _select(X, y, _FIT_POINTS)
-        theta = fit_hyperparameters(X[fit_rows], y[fit_rows], rng, self.settings.n_restarts)
+        warm = data.warm
+        stored = None if warm is None else [warm.theta, *warm.constraint_thetas]
+        scheduled = warm is None or not 0 <= index - warm.full_fit_index < _full_fit_interval(warm.full_fit_index)
+        full_fit_index = index if scheduled else warm.full_fit_index
+
+        def fit(y_fit: np.ndarray, k: int) -> tuple[np.ndarray, bool]:
+            """Model k's (0: the objective, then each constraint) log hyperparameters, and whether
+            they come from the warm start alone."""
+            if not scheduled:
+                theta = refit_hyperparameters(X[fit_rows], y_fit, stored[k])
+                if theta is not None:
+                    return theta, True
+            # A full fit starts from the stored fit too, so it never ends worse than that start's optimum.
+            return fit_hyperparameters(X[fit_rows], y_fit, rng, self.settings.n_restarts,
+                                       None if stored is None else stored[k]), False
+
+        theta, warm_started = fit(y[fit_rows], 0)
         gp = GaussianProcess(X, y, theta)
+        kernel = {**_kernel_facts(gp), "fit": "warm" if warm_started else "full", "full_fit_index": full_fit_index}
         observed = frozenset(config_key(p) for p in data.params)
         if data.C is None:
             best_rows = np.argsort(warp.y, kind="stable")[:_LOCAL_BEST]
             return _ModelState(gp, warp, float(warp.y.min()) - offset, [data.params[i] for i in best_rows],
-                               len(keep), offset, observed)
-        feasibility = FeasibilityModel.fit(X, data.C[keep], rng, self.settings.n_restarts, fit_rows)
+                               len(keep), offset, observed, kernel)
+        feasibility = FeasibilityModel.fit(X, data.C[keep], lambda c, k: fit(c[fit_rows], 1 + k)[0])
+        kernel["constraints"] = [_kernel_facts(g) for g in feasibility.gps]
         feasible = feasible_rows(data.C)
         best = float(warp.y[feasible].min()) - offset if feasible.any() else None
         # Feasible points by value first, then infeasible ones by how little they violate.
         best_rows = np.lexsort((np.where(feasible, warp.y, violations(data.C)), ~feasible))[:_LOCAL_BEST]
         return _ModelState(gp, warp, best, [data.params[i] for i in best_rows], len(keep), offset, observed,
-                           feasibility)
+                           kernel, feasibility)
 
     # -- acquisition ---------------------------------------------------------------------------
 
-    def _propose(self, state: _ModelState, believed: Sequence[Mapping[str, Value]],
-                 rng: np.random.Generator, base: dict) -> Suggestion:
+    def _propose(self, state: _ModelState, pool: _Candidates, believed: Sequence[Mapping[str, Value]],
+                 base: dict) -> Suggestion:
         name, beta = self.settings.acquisition, self.settings.ucb_beta
         gp, best = state.gp, state.best
         if believed:
@@ -275,19 +363,23 @@ class GaussianProcessBO(Algorithm):
         taken = {config_key(p) for p in believed} | state.observed
         feasibility = state.feasibility
 
-        def score(X: np.ndarray) -> np.ndarray:
+        def acquire(mean: np.ndarray, var: np.ndarray, log_pof: np.ndarray | None) -> np.ndarray:
             if best is None:  # nothing feasible yet: look for the feasible region
-                return feasibility.log_pof(X)
-            mean, var = gp.predict(X)
+                return log_pof
             value = acquisition.evaluate(name, mean, np.sqrt(var), best, beta)[0]
-            return value if feasibility is None else value + feasibility.log_pof(X)
+            return value if log_pof is None else value + log_pof
 
-        candidates = self._candidates(state, rng)
-        X_c = self.encoder.encode_many(candidates)
-        values = score(X_c)
-        values[[config_key(p) in taken for p in candidates]] = -np.inf
+        def score(X: np.ndarray) -> np.ndarray:
+            return acquire(*gp.predict(X), None if feasibility is None else feasibility.log_pof(X))
+
+        candidates, X_c = pool.params, pool.X
+        # The pool's cross-covariance with the observations is the same for every proposal of
+        # the call: only the fantasies' part is computed here.
+        unmasked = acquire(*gp.predict_at(pool.cross), pool.log_pof)
+        values = unmasked.copy()
+        values[[key in taken for key in pool.keys]] = -np.inf
         if not np.any(np.isfinite(values)):  # every candidate repeats a pending or completed point
-            values = score(X_c)
+            values = unmasked
         if not np.any(np.isfinite(values)):
             raise ModelError("acquisition is not finite at any candidate")
 
@@ -315,6 +407,7 @@ class GaussianProcessBO(Algorithm):
             "predicted_mean": predicted_mean, "predicted_std": predicted_std,
             "acquisition": name, "acquisition_value": best_value,
             "n_observations": state.n_train, "n_pending": len(believed), **extra,
+            KERNEL_KEY: state.kernel,
         })
 
     def _candidates(self, state: _ModelState, rng: np.random.Generator) -> list[dict[str, Value]]:
@@ -419,7 +512,31 @@ class _ModelState:
     n_train: int
     offset: float  # the GP's constant prior mean, in standardised units: it models y - offset
     observed: frozenset  # config_key of every completed configuration: not proposed again
+    kernel: dict[str, Any]  # the fit, as stored under KERNEL_KEY: the next call's warm start
     feasibility: FeasibilityModel | None = None  # the constraints' model, in a constrained study
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """The configurations the acquisition is scored on first, and what scoring them again for
+    another proposal of the same call can reuse."""
+
+    params: list[dict[str, Value]]
+    X: np.ndarray  # [m, D]
+    keys: list[tuple]  # config_key of each
+    cross: Cross  # the objective GP's, before fantasies
+    log_pof: np.ndarray | None  # [m] log probability of feasibility; None: unconstrained
+
+    @classmethod
+    def of(cls, params: list[dict[str, Value]], encoder: Encoder, state: _ModelState) -> _Candidates:
+        X = encoder.encode_many(params)
+        log_pof = None if state.feasibility is None else state.feasibility.log_pof(X)
+        return cls(params, X, [config_key(p) for p in params], state.gp.cross(X), log_pof)
+
+
+def _full_fit_interval(full_fit_index: int) -> int:
+    """Proposals from a full fit (at ``full_fit_index``) to the next one."""
+    return min(max(full_fit_index // 10, 1), _FULL_FIT_EVERY)
 
 
 def _prior_mean(y: np.ndarray) -> float:
@@ -446,14 +563,15 @@ def _select(X: np.ndarray, y: np.ndarray, cap: int) -> np.ndarray:
     order = np.argsort(y, kind="stable")
     chosen = list(order[: cap // 2])
     rest = order[cap // 2:]
+    X_rest = X[rest]
     # Distance of each remaining row to the chosen set.
-    nearest = np.sqrt(np.maximum(_sq_dist(X[rest], X[chosen]), 0.0)).min(1)
+    nearest = np.sqrt(np.maximum(_sq_dist(X_rest, X[chosen]), 0.0)).min(1)
     taken = np.zeros(len(rest), dtype=bool)
     for _ in range(cap - len(chosen)):
         k = int(np.argmax(np.where(taken, -1.0, nearest)))
         taken[k] = True
         chosen.append(rest[k])
-        d = np.sqrt(((X[rest] - X[rest[k]]) ** 2).sum(1))
+        d = np.sqrt(((X_rest - X_rest[k]) ** 2).sum(1))
         nearest = np.minimum(nearest, d)
     return np.sort(np.array(chosen))
 

@@ -19,13 +19,13 @@ first. Everything here is pure numpy/scipy.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import log_ndtr
 
-from suggestion_service.algorithms.gp.model import GaussianProcess, fit_hyperparameters
+from suggestion_service.algorithms.gp.model import GaussianProcess
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -48,10 +48,10 @@ class FeasibilityModel:
     thresholds: np.ndarray  # [K] the value 0 in each GP's standardised units
 
     @classmethod
-    def fit(cls, X: np.ndarray, C: np.ndarray, rng: np.random.Generator, n_restarts: int,
-            fit_rows: np.ndarray | None = None) -> FeasibilityModel:
-        """GPs on ``X`` [n, D] and constraint values ``C`` [n, K]; hyperparameters fitted on ``fit_rows``."""
-        rows = np.arange(len(X)) if fit_rows is None else fit_rows
+    def fit(cls, X: np.ndarray, C: np.ndarray,
+            hyperparameters: Callable[[np.ndarray, int], np.ndarray]) -> FeasibilityModel:
+        """GPs on ``X`` [n, D] and constraint values ``C`` [n, K]; ``hyperparameters(y, k)`` gives
+        the log hyperparameters of constraint k's GP from its standardised values y [n]."""
         gps, thresholds = [], []
         for k in range(C.shape[1]):
             c = C[:, k]
@@ -59,8 +59,7 @@ class FeasibilityModel:
             if not scale > 0.0:
                 scale = max(abs(center), 1.0)
             y = (c - center) / scale
-            theta = fit_hyperparameters(X[rows], y[rows], rng, n_restarts)
-            gps.append(GaussianProcess(X, y, theta))
+            gps.append(GaussianProcess(X, y, hyperparameters(y, k)))
             thresholds.append(-center / scale)
         return cls(gps, np.array(thresholds))
 

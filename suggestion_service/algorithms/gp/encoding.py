@@ -30,7 +30,7 @@ agree on its columns, and the kernel sees them as "the same" there.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +43,6 @@ from suggestion_service.domain.space import (
     Parameter,
     SearchSpace,
     Value,
-    same_value,
 )
 
 NEUTRAL = 0.5
@@ -67,33 +66,31 @@ class _Slot:
     parameter: Parameter
     column: int  # first feature column
     width: int  # 1 for numeric parameters, len(choices) for categoricals
+    numeric: bool
+    encode: Callable[[Value], float] | None  # numeric: value -> feature
+    choice_index: dict[tuple[type, Value], int] | None  # categorical: (type, value) -> offset of its column
 
-    @property
-    def numeric(self) -> bool:
-        return isinstance(self.parameter.domain, (FloatDomain, IntDomain))
 
-
-def _encode_numeric(domain: FloatDomain | IntDomain, value: Value) -> float:
-    v = float(value)
+def _numeric_encoder(domain: FloatDomain | IntDomain) -> Callable[[Value], float]:
+    """``value -> feature`` for a float or int parameter, with the domain's constants computed once
+    (an encoder runs on thousands of candidates per proposal)."""
     if domain.high <= domain.low:
-        return NEUTRAL
-    if isinstance(domain, FloatDomain):
-        if domain.step is not None:
-            n = domain.n_steps
-            index = min(max(round((v - domain.low) / domain.step), 0), n - 1)
-            return (index + 0.5) / n
+        return lambda v: NEUTRAL
+    if isinstance(domain, FloatDomain) and domain.step is None:
+        low = domain.low
         if domain.log:
-            u = (math.log(max(v, domain.low)) - math.log(domain.low)) / (math.log(domain.high) - math.log(domain.low))
-        else:
-            u = (v - domain.low) / (domain.high - domain.low)
-        return min(max(u, 0.0), 1.0)
-    if domain.log:
-        lo, hi = math.log(domain.low - 0.5), math.log(domain.high + 0.5)
-        return min(max((math.log(max(v, domain.low)) - lo) / (hi - lo), 0.0), 1.0)
-    step = domain.step or 1
-    n = (domain.high - domain.low) // step + 1
-    index = min(max(round((v - domain.low) / step), 0), n - 1)
-    return (index + 0.5) / n
+            log_low = math.log(low)
+            log_width = math.log(domain.high) - log_low
+            return lambda v: min(max((math.log(max(float(v), low)) - log_low) / log_width, 0.0), 1.0)
+        width = domain.high - low
+        return lambda v: min(max((float(v) - low) / width, 0.0), 1.0)
+    if isinstance(domain, IntDomain) and domain.log:
+        low, lo = domain.low, math.log(domain.low - 0.5)
+        log_width = math.log(domain.high + 0.5) - lo
+        return lambda v: min(max((math.log(max(float(v), low)) - lo) / log_width, 0.0), 1.0)
+    # A grid (stepped float, linear int): the centre of the value's cell.
+    low, step, n = domain.low, domain.step or 1, _grid_size(domain)
+    return lambda v: (min(max(round((float(v) - low) / step), 0), n - 1) + 0.5) / n
 
 
 class Encoder:
@@ -107,12 +104,17 @@ class Encoder:
             domain = parameter.domain
             if isinstance(domain, FixedDomain):
                 continue
-            width = len(domain.choices) if isinstance(domain, CategoricalDomain) else 1
-            slots.append(_Slot(parameter, column, width))
-            column += width
+            if isinstance(domain, CategoricalDomain):
+                # Keyed by type too, as in domain.space.same_value: True is not the choice 1.
+                index = {(type(choice), choice): k for k, choice in reversed(list(enumerate(domain.choices)))}
+                slots.append(_Slot(parameter, column, len(domain.choices), False, None, index))
+            else:
+                slots.append(_Slot(parameter, column, 1, True, _numeric_encoder(domain), None))
+            column += slots[-1].width
         self.slots = tuple(slots)
         self.dim = column
         self._slot_by_name = {slot.parameter.name: slot for slot in slots}
+        self._slot_by_column = {slot.column: slot for slot in slots}
         # Parameters other parameters' conditions depend on: moving them changes which
         # parameters are active, so the continuous polish leaves them alone.
         self._parents = {p.condition.parent for p in space if p.condition is not None}
@@ -122,16 +124,14 @@ class Encoder:
         x = np.zeros(self.dim)
         for slot in self.slots:
             name = slot.parameter.name
-            domain = slot.parameter.domain
             if slot.numeric:
-                x[slot.column] = _encode_numeric(domain, params[name]) if name in params else NEUTRAL
+                x[slot.column] = slot.encode(params[name]) if name in params else NEUTRAL
             elif name in params:
-                for k, choice in enumerate(domain.choices):
-                    if same_value(choice, params[name]):
-                        x[slot.column + k] = 1.0
-                        break
-                else:
-                    raise ValueError(f"{params[name]!r} is not a choice of {name!r}")
+                value = params[name]
+                k = slot.choice_index.get((type(value), value))
+                if k is None:
+                    raise ValueError(f"{value!r} is not a choice of {name!r}")
+                x[slot.column + k] = 1.0
         return x
 
     def encode_many(self, assignments: Sequence[Mapping[str, Value]]) -> np.ndarray:
@@ -174,11 +174,10 @@ class Encoder:
 
     def column_bounds(self, columns: Sequence[int]) -> list[tuple[float, float]]:
         """Feature range of each numeric column: the encodings of its lowest and highest value."""
-        by_column = {slot.column: slot for slot in self.slots}
         out = []
         for column in columns:
-            domain = by_column[column].parameter.domain
-            out.append((_encode_numeric(domain, domain.low), _encode_numeric(domain, domain.high)))
+            slot = self._slot_by_column[column]
+            out.append((slot.encode(slot.parameter.domain.low), slot.encode(slot.parameter.domain.high)))
         return out
 
     def neighbours(self, params: Mapping[str, Value]) -> list[dict[str, Value]]:
@@ -216,7 +215,7 @@ class Encoder:
             if n is None or n < 2:
                 continue
             if n <= _ALL_GRID:
-                targets = [_encode_numeric(domain, v) for v in domain.grid()]
+                targets = [slot.encode(v) for v in domain.grid()]
             else:
                 steps = 2.0 ** np.arange(math.ceil(math.log2(n)) + 1) / n
                 targets = [min(max(x0[slot.column] + s, 0.0), 1.0) for s in (*steps, *-steps)]
@@ -229,8 +228,7 @@ class Encoder:
     def with_columns(self, params: Mapping[str, Value], x: np.ndarray, columns: Sequence[int]) -> dict[str, Value]:
         """``params`` with the parameters behind ``columns`` replaced by the decoded features."""
         out = dict(params)
-        by_column = {slot.column: slot for slot in self.slots}
         for column in columns:
-            parameter = by_column[column].parameter
+            parameter = self._slot_by_column[column].parameter
             out[parameter.name] = parameter.domain.from_unit(float(np.clip(x[column], 0.0, 1.0)))
         return out
