@@ -114,8 +114,12 @@ def preload_optuna(url: str, algorithm: str, n: int) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from sqlalchemy.pool import NullPool
+
     distributions = {f"x{i}": optuna.distributions.FloatDistribution(0.0, 1.0) for i in range(DIM)}
-    study = optuna.create_study(storage=url, study_name=STUDY, direction="minimize")
+    # No pooled connection may stay open: PostgreSQL copies a template only when nobody uses it.
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"poolclass": NullPool})
+    study = optuna.create_study(storage=storage, study_name=STUDY, direction="minimize")
     study.add_trials([optuna.trial.create_trial(params=p, distributions=distributions, value=hartmann6(p))
                       for p in _history(n)])
 
@@ -429,8 +433,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for backend in args.backend:
             if "ours" in args.systems:
                 results += run_ours(args, backend, Path(tmp), progress)
+                write(results, args, argv)
             if "optuna" in args.systems:
                 results += run_optuna(args, backend, Path(tmp), progress)
+                write(results, args, argv)
+    return 0
+
+
+def write(results: list[Result], args: argparse.Namespace, argv: Sequence[str] | None) -> None:
+    """Prints the table so far and writes it to ``--markdown`` (a later failure keeps it)."""
     headers, rows = table(results)
     text = render_table(headers, rows, markdown=True)
     machine = machine_description()
@@ -441,10 +452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             lines.insert(3, f"- PostgreSQL {postgres_version(args.postgres_url)}")
     document = "\n".join(lines) + "\n" + text + "\n"
-    print(document)
+    print(document, flush=True)
     if args.markdown:
         args.markdown.write_text(document)
-    return 0
 
 
 if __name__ == "__main__":
