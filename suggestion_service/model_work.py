@@ -30,12 +30,13 @@ from the threaded service process.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import multiprocessing
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -177,7 +178,6 @@ class Job:
     finished: tuple[TrialView, ...]  # the ones it does not have yet
     pending: tuple[TrialView, ...]
     sequence: int
-    constraints: tuple[str, ...]
     count: int
 
 
@@ -234,22 +234,22 @@ class LaneState:
         study.add(job.finished)
         history = study.history(job.pending)
         stages: list[tuple[str, int, int]] = []
-
-        class _Stage:
-            def __init__(self, name: str):
-                self.name = name
-
-            def __enter__(self):
-                self.start = time.time_ns()
-
-            def __exit__(self, *exc):
-                stages.append((self.name, self.start, time.time_ns()))
-
         context = SuggestContext(
             space=job.spec.space, objectives=job.spec.objectives, sequence=job.sequence,
-            pending=[v.params for v in job.pending], history=history, constraints=job.constraints, stage=_Stage,
+            pending=[v.params for v in job.pending], history=history, constraints=job.spec.constraints,
+            stage=lambda name: _timed(name, stages),
         )
         return JobResult(study.algorithm.suggest(context, job.count), stages)
+
+
+@contextlib.contextmanager
+def _timed(name: str, stages: list[tuple[str, int, int]]) -> Iterator[None]:
+    """An algorithm's stage hook in a model process: records the stage's start and end."""
+    start = time.time_ns()
+    try:
+        yield
+    finally:
+        stages.append((name, start, time.time_ns()))
 
 
 _PROCESS_STATE = LaneState()
@@ -301,7 +301,7 @@ class Lane:
                     # Submitted under the lock: jobs reach the process in the order their bases were set.
                     base = min(self._sent.get(study_id, 0), snapshot.finished) if attempt == 0 else 0
                     finished = tuple(history.finished[n] for n in history.arrival[base:snapshot.finished])
-                    job = Job(study_id, spec, base, finished, snapshot.pending, sequence, spec.constraints, count)
+                    job = Job(study_id, spec, base, finished, snapshot.pending, sequence, count)
                     self._sent[study_id] = snapshot.finished
                     if self.process:
                         self._start()

@@ -169,7 +169,7 @@ def test_asks_of_a_model_study_go_on_after_the_batch_was_used_up(service):
 
 
 def _job(study_id: int, base: int, finished: tuple, count: int = 1) -> Job:
-    return Job(study_id, spec("tpe", n_startup_trials=2), base, finished, (), len(finished) + base, (), count)
+    return Job(study_id, spec("tpe", n_startup_trials=2), base, finished, (), len(finished) + base, count)
 
 
 def _views(numbers) -> tuple[TrialView, ...]:
