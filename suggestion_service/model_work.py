@@ -46,7 +46,6 @@ from sqlalchemy.engine import Connection
 from suggestion_service import instruments
 from suggestion_service.algorithms import make_algorithm
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion, TrialView
-from suggestion_service.domain.space import config_key
 from suggestion_service.domain.study import Study, StudySpec, StudyState
 from suggestion_service.domain.trial import TrialState
 from tuning_common import telemetry
