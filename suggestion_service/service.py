@@ -5,7 +5,8 @@ changes a study's trial bookkeeping (numbers, budget, leases handed out, retries
 locks the study's row, so any number of replicas on one PostgreSQL database serialise
 per study and never hand out a trial twice or exceed ``max_parallel_trials``. Single
 trial transitions are compare-and-set on the trial's state, so a late (zombie) tell
-cannot overwrite a reclaimed trial.
+cannot overwrite a reclaimed trial. An ask of a model-based study reads and computes first,
+with no lock (suggestion_service.model_work), and only its commit takes the study's lock.
 """
 
 from __future__ import annotations
