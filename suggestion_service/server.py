@@ -76,7 +76,6 @@ def serve(
     MIGRATIONS.ensure(db, upgrade=migrate)
     service = SuggestionService(db, model_workers=model_workers)
     service.renew_leases()
-    service.models.start()
     # SQLite takes one writer at a time, so handlers run on the event loop thread (no
     # per-call thread hand-off); PostgreSQL transactions run concurrently on the pool. An ask
     # may wait for a model-based suggestion to be computed: it runs on the pool either way.
@@ -86,6 +85,8 @@ def serve(
         [SERVICE_NAME],
         options,
     )
+    # Only once the port is ours: a service that cannot start leaves no model process behind.
+    service.models.start()
     reaper = LeaseReaper(service, lease_check_seconds)
     reaper.start()
     running.on_stop += [reaper.stop, service.models.stop, db.dispose]

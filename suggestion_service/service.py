@@ -240,7 +240,7 @@ class SuggestionService:
             return self._commit_ask(study_name, count, worker_id, request_id, None)
         for attempt in range(_ASK_ATTEMPTS):
             plan = self.db.run(lambda conn: self._plan(conn, study_name, count, request_id), write=False)
-            if plan is not None:
+            if plan is not None and plan.new > 0:  # the ask draws on the algorithm
                 telemetry.set_attributes(algorithm=plan.study.spec.algorithm.name)
             proposals = (self.models.propose(plan.study, plan.new, plan.limit, plan.finished, plan.running)
                          if plan and plan.new > 0 else [])
