@@ -39,13 +39,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import sample_efficiency  # noqa: F401  (first: it caps the BLAS threads before numpy loads)
-from sample_efficiency import Job, mean_ranks, optuna_params, regret_table, standard_error
-
 import numpy as np  # noqa: E402
-
-from problems import CONSTRAINED, ConstrainedProblem  # noqa: E402
 import runs  # noqa: E402
+import sample_efficiency  # noqa: F401  (first: it caps the BLAS threads before numpy loads)
+from problems import CONSTRAINED, ConstrainedProblem  # noqa: E402
+from sample_efficiency import Job, mean_ranks, optuna_params, regret_table, standard_error
 
 
 @dataclass
@@ -60,8 +58,8 @@ class Outcome:
 def run_ours(problem: ConstrainedProblem, algorithm: str, seed: int, trials: int) -> tuple[list, list]:
     from suggestion_service.algorithms import make_algorithm
     from suggestion_service.algorithms.base import SuggestContext, TrialView
-    from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, StudySpec
     from suggestion_service.domain.trial import TrialState
+    from tuning_types.study import AlgorithmSpec, Direction, Objective, StudySpec
 
     objectives = tuple(Objective(f"f{i}", Direction.MINIMIZE) for i in range(problem.objectives))
     spec = StudySpec(problem.space, objectives, AlgorithmSpec(algorithm, {}), seed=seed,

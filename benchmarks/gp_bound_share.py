@@ -25,9 +25,9 @@ from problems import PROBLEMS  # noqa: E402
 def run(problem_name: str, seed: int, trials: int) -> tuple[Counter, int, float]:
     from suggestion_service.algorithms import make_algorithm
     from suggestion_service.algorithms.base import SuggestContext, TrialView
-    from suggestion_service.domain.space import FloatDomain, IntDomain
-    from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, StudySpec
     from suggestion_service.domain.trial import TrialState
+    from tuning_types.space import FloatDomain, IntDomain
+    from tuning_types.study import AlgorithmSpec, Direction, Objective, StudySpec
 
     problem = PROBLEMS[problem_name]
     objectives = (Objective("value", Direction.MINIMIZE),)
@@ -69,7 +69,7 @@ def main() -> int:
         n_total += n_model
         print(f"seed {seed}: regret {regret:.3g}, on bounds {dict(on_bounds)} of {n_model}", file=sys.stderr)
     print(f"| parameter | share of {n_total} model-phase suggestions on a bound |\n|---|---:|")
-    from suggestion_service.domain.space import FloatDomain, IntDomain
+    from tuning_types.space import FloatDomain, IntDomain
 
     for parameter in PROBLEMS[args.problem].space:
         if isinstance(parameter.domain, (FloatDomain, IntDomain)):

@@ -417,13 +417,12 @@ def _fraction(b: float) -> str:
 
 def regret_table(outcomes: Sequence[Outcome], methods: Sequence[str], workers: int, ref: dict[str, float]) -> list[str]:
     """Mean regret (with its standard error over task x seed runs) and mean rank per budget."""
+    import runs
     from scipy.stats import rankdata  # ties share their mean rank
 
-    import runs
-
     cells = {(o.job.problem, o.job.seed, o.job.method): o for o in outcomes if o.job.workers == workers}
-    runs = sorted({(t, s) for t, s, _ in cells})
-    complete = [(t, s) for t, s in runs if all((t, s, m) in cells for m in methods)]
+    pairs = sorted({(t, s) for t, s, _ in cells})
+    complete = [(t, s) for t, s in pairs if all((t, s, m) in cells for m in methods)]
     if not complete:
         return []
     lines = [f"#### {workers} workers ({len(complete)} task x seed runs with every method)", "",

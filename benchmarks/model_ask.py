@@ -84,12 +84,12 @@ def _history(n: int) -> list[dict]:
 
 def preload_ours(url: str, algorithm: str, n: int) -> None:
     """The model study with ``n`` completed trials and the probe study, written through the service."""
-    from suggestion_service.domain.space import FloatDomain, Parameter, SearchSpace
-    from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, StudySpec
     from suggestion_service.domain.trial import Outcome
     from suggestion_service.persistence import MIGRATIONS
     from suggestion_service.service import SuggestionService
     from tuning_common.database import Database
+    from tuning_types.space import FloatDomain, Parameter, SearchSpace
+    from tuning_types.study import AlgorithmSpec, Direction, Objective, StudySpec
 
     db = Database.connect(url)
     MIGRATIONS.ensure(db, upgrade=False)

@@ -72,8 +72,8 @@ def random_search(data: Split, seed: int) -> tuple[float, int]:
     """Best F1 of 50 full random trials, and the rounds spent."""
     from suggestion_service.algorithms import make_algorithm
     from suggestion_service.algorithms.base import SuggestContext
-    from suggestion_service.domain.space import SearchSpace
-    from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, StudySpec
+    from tuning_types.space import SearchSpace
+    from tuning_types.study import AlgorithmSpec, Direction, Objective, StudySpec
 
     objectives = (Objective("val_f1", Direction.MAXIMIZE),)
     spec = StudySpec(SearchSpace(tuple(space())), objectives, AlgorithmSpec("random"), seed=seed)
@@ -158,7 +158,7 @@ class OptunaStudy:
         import optuna
         from optuna.distributions import FloatDistribution, IntDistribution
 
-        from suggestion_service.domain.space import FloatDomain
+        from tuning_types.space import FloatDomain
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         pruners = {"sh": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=min_resource, reduction_factor=int(ETA)),
@@ -232,8 +232,8 @@ def rank_correlation(data: Split, configs: int, seed: int) -> list[tuple[int, fl
 
     from suggestion_service.algorithms import make_algorithm
     from suggestion_service.algorithms.base import SuggestContext
-    from suggestion_service.domain.space import SearchSpace
-    from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, StudySpec
+    from tuning_types.space import SearchSpace
+    from tuning_types.study import AlgorithmSpec, Direction, Objective, StudySpec
 
     objectives = (Objective("val_f1", Direction.MAXIMIZE),)
     spec = StudySpec(SearchSpace(tuple(space())), objectives, AlgorithmSpec("random"), seed=seed)

@@ -36,11 +36,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Imported first: it pins BLAS and torch to one thread per run before numpy loads.
-from sample_efficiency import mann_whitney, optuna_params, ours_ask_tell, simulate, standard_error  # noqa: E402
-
 import numpy as np  # noqa: E402
-from problems import MO_PROBLEMS, MOProblem  # noqa: E402
 import runs  # noqa: E402
+from problems import MO_PROBLEMS, MOProblem  # noqa: E402
+from sample_efficiency import mann_whitney, optuna_params, ours_ask_tell, simulate, standard_error  # noqa: E402
 
 from suggestion_service.domain.hypervolume import hypervolume  # noqa: E402
 
@@ -68,7 +67,7 @@ class Outcome:
 
 
 def run_ours(problem: MOProblem, algorithm: str, seed: int, trials: int) -> list:
-    from suggestion_service.domain.study import Direction, Objective
+    from tuning_types.study import Direction, Objective
 
     objectives = tuple(Objective(f"f{i + 1}", Direction.MINIMIZE) for i in range(len(problem.reference)))
     ask, tell = ours_ask_tell(problem.space, objectives, algorithm, seed)

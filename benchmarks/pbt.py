@@ -257,7 +257,6 @@ def run_ray(problem: Problem, population: int, seed: int) -> Outcome:
     import random
 
     import numpy as np
-    import ray
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
 

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from suggestion_service.domain.space import Parameter, SearchSpace, Value
 from trial_worker.space import Categorical, Float, Int
+from tuning_types.space import Parameter, SearchSpace, Value
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import problems  # noqa: E402
-from problems import PROBLEMS, SUITES, Problem  # noqa: E402
 import runs  # noqa: E402
+from problems import PROBLEMS, SUITES, Problem  # noqa: E402
 from runs import standard_error  # noqa: E402
 
 
@@ -103,8 +103,8 @@ def ours_ask_tell(space, objectives, algorithm: str, seed: int):
     in objective order."""
     from suggestion_service.algorithms import make_algorithm
     from suggestion_service.algorithms.base import SuggestContext, TrialView
-    from suggestion_service.domain.study import AlgorithmSpec, StudySpec
     from suggestion_service.domain.trial import TrialState
+    from tuning_types.study import AlgorithmSpec, StudySpec
 
     model = make_algorithm(StudySpec(space, objectives, AlgorithmSpec(algorithm, {}), seed=seed))
     history: list[TrialView] = []
@@ -124,7 +124,7 @@ def ours_ask_tell(space, objectives, algorithm: str, seed: int):
 
 
 def run_ours(problem: Problem, algorithm: str, seed: int, trials: int, workers: int = 1) -> list[float]:
-    from suggestion_service.domain.study import Direction, Objective
+    from tuning_types.study import Direction, Objective
 
     ask, tell = ours_ask_tell(problem.space, (Objective("value", Direction.MINIMIZE),), algorithm, seed)
     return simulate(ask, tell, problem, seed, trials, workers)
@@ -132,7 +132,7 @@ def run_ours(problem: Problem, algorithm: str, seed: int, trials: int, workers: 
 
 def optuna_params(trial, problem: Problem) -> dict:
     """Define-by-run translation of our space (conditionals included)."""
-    from suggestion_service.domain.space import CategoricalDomain, FixedDomain, FloatDomain
+    from tuning_types.space import CategoricalDomain, FixedDomain, FloatDomain
 
     params: dict = {}
     for parameter in problem.space:
@@ -176,7 +176,7 @@ def run_skopt(problem: Problem, _: str, seed: int, trials: int, workers: int = 1
     if workers != 1:
         raise NotImplementedError("skopt-gp runs sequentially only")
 
-    from suggestion_service.domain.space import CategoricalDomain, FixedDomain, FloatDomain
+    from tuning_types.space import CategoricalDomain, FixedDomain, FloatDomain
 
     if any(p.condition is not None for p in problem.space):
         raise NotImplementedError("skopt has no conditional parameters")

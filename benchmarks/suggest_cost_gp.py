@@ -27,9 +27,9 @@ import numpy as np
 
 from suggestion_service.algorithms.base import SuggestContext, TrialView
 from suggestion_service.algorithms.gp import GaussianProcessBO, _full_fit_interval
-from suggestion_service.domain.space import FloatDomain, Parameter, SearchSpace
-from suggestion_service.domain.study import Direction, Objective
 from suggestion_service.domain.trial import TrialState
+from tuning_types.space import FloatDomain, Parameter, SearchSpace
+from tuning_types.study import Direction, Objective
 
 _A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
                [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])

@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from suggestion_service.algorithms.base import SuggestContext, TrialView
 from suggestion_service.algorithms.random_search import RandomSearch
 from suggestion_service.algorithms.tpe import TPE
-from suggestion_service.domain.space import SearchSpace
-from suggestion_service.domain.study import Direction, Objective
 from suggestion_service.domain.trial import TrialState
 from trial_worker.space import Categorical, Float, Int
+from tuning_types.space import SearchSpace
+from tuning_types.study import Direction, Objective
 
 SPACE = SearchSpace((
     Float("lr", 1e-5, 1.0, log=True),

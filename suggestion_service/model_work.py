@@ -46,10 +46,11 @@ from sqlalchemy.engine import Connection
 from suggestion_service import instruments
 from suggestion_service.algorithms import make_algorithm
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion, TrialView
-from suggestion_service.domain.study import Study, StudySpec, StudyState
+from suggestion_service.domain.study import Study, StudyState
 from suggestion_service.domain.trial import TrialState
 from tuning_common import telemetry
 from tuning_common.errors import TuningError, Unavailable
+from tuning_types.study import StudySpec
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,7 @@ from suggestion_service.algorithms import Pruner, make_algorithm, make_pruner, v
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
 from suggestion_service.domain.codec import specs_match
 from suggestion_service.domain.ranking import BestTrials, best_trials
-from suggestion_service.domain.space import Assignment, check_name, config_key
-from suggestion_service.domain.study import Study, StudySpec, StudyState
+from suggestion_service.domain.study import Study, StudyState
 from suggestion_service.domain.trial import (
     MAX_REASON_CHARS,
     Measurement,
@@ -55,6 +54,8 @@ from tuning_common.errors import (
     NotFound,
     ResourceExhausted,
 )
+from tuning_types.space import Assignment, check_name, config_key
+from tuning_types.study import StudySpec
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from tracking_service.artifacts import ArtifactStore, clean_relative_path
-from tracking_service.domain import paging, search
+from tracking_service.domain import paging
 from tracking_service.domain.model import (
     MAX_DESCRIPTION,
     MAX_KEY,
@@ -37,6 +37,7 @@ from tracking_service.persistence import search_sql
 from tracking_service.service import live_run, now_ms, page_size, paged_search
 from tuning_common.database import Database
 from tuning_common.errors import AlreadyExists, InvalidArgument, NotFound
+from tuning_types import search
 
 RUNS_SCHEME = "runs:/"
 READY = "READY"

@@ -17,10 +17,10 @@ from sqlalchemy.exc import IntegrityError
 
 from tracking_service.artifacts import ArtifactStore, FileInfo, clean_relative_path
 from tracking_service.artifacts.store import check_upload_header
-from tracking_service.domain import paging, search
+from tracking_service.domain import paging
 from tracking_service.domain.model import (
-    MAX_INPUTS,
     MAX_EXPERIMENT_NAME,
+    MAX_INPUTS,
     MAX_KEY,
     MAX_REQUEST_ID,
     MAX_TAG_VALUE,
@@ -49,6 +49,7 @@ from tracking_service.persistence.tables import experiments, runs
 from tuning_common import telemetry
 from tuning_common.database import Database
 from tuning_common.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from tuning_types import search
 
 DEFAULT_EXPERIMENT_ID = 0
 DEFAULT_EXPERIMENT_NAME = "Default"

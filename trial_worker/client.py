@@ -29,9 +29,17 @@ from typing import Any
 
 import grpc
 
-from suggestion_service.api import convert
-from suggestion_service.domain.space import Parameter, SearchSpace, Value
-from suggestion_service.domain.study import (
+from tuning.suggestion.v1 import study_pb2 as pb
+from tuning.suggestion.v1 import suggestion_service_pb2 as api
+from tuning.suggestion.v1 import suggestion_service_pb2_grpc as api_grpc
+from tuning_common import telemetry, tls
+from tuning_common.auth import authorized_channel, client_token
+from tuning_common.errors import DeadlineExceeded
+from tuning_common.grpc_errors import MAX_BACKOFF, call_with_retries
+from tuning_common.settings import suggestion_address
+from tuning_types import convert
+from tuning_types.space import Parameter, SearchSpace, Value
+from tuning_types.study import (
     DEFAULT_ALGORITHM,
     AlgorithmSpec,
     Direction,
@@ -41,14 +49,6 @@ from suggestion_service.domain.study import (
     RetryPolicy,
     StudySpec,
 )
-from tuning.suggestion.v1 import study_pb2 as pb
-from tuning.suggestion.v1 import suggestion_service_pb2 as api
-from tuning.suggestion.v1 import suggestion_service_pb2_grpc as api_grpc
-from tuning_common import telemetry, tls
-from tuning_common.auth import authorized_channel, client_token
-from tuning_common.errors import DeadlineExceeded
-from tuning_common.grpc_errors import MAX_BACKOFF, call_with_retries
-from tuning_common.settings import suggestion_address
 
 
 def default_worker_id() -> str:

@@ -45,10 +45,10 @@ if TYPE_CHECKING:
     import os
 
     from trial_worker.client import Trial
-    from tuning.suggestion.v1 import study_pb2 as spb
     from trial_worker.tracking import ModelInfo
     from trial_worker.tracking.client import TrackingClient
     from trial_worker.tracking.logger import RunLogger
+    from tuning.suggestion.v1 import study_pb2 as spb
     from tuning.tracking.v1 import tracking_pb2 as tpb
 
 

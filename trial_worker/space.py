@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from suggestion_service.domain.space import (
+from tuning_types.space import (
     CategoricalDomain,
     Condition,
     FixedDomain,

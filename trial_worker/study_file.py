@@ -34,8 +34,11 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from suggestion_service.api import convert
-from suggestion_service.domain.space import (
+from trial_worker.space import Categorical, Fixed, Float, Int
+from tuning.suggestion.v1 import study_pb2 as pb
+from tuning.suggestion.v1 import suggestion_service_pb2 as api
+from tuning_types import convert
+from tuning_types.space import (
     CategoricalDomain,
     FixedDomain,
     FloatDomain,
@@ -43,7 +46,7 @@ from suggestion_service.domain.space import (
     Parameter,
     SearchSpace,
 )
-from suggestion_service.domain.study import (
+from tuning_types.study import (
     DEFAULT_ALGORITHM,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_RETRIES,
@@ -56,9 +59,6 @@ from suggestion_service.domain.study import (
     RetryPolicy,
     StudySpec,
 )
-from trial_worker.space import Categorical, Fixed, Float, Int
-from tuning.suggestion.v1 import study_pb2 as pb
-from tuning.suggestion.v1 import suggestion_service_pb2 as api
 
 _STUDY_KEYS = ("name", "parameters", "objectives", "algorithm", "algorithm_settings", "seed", "max_trials",
                "max_parallel_trials", "lease_seconds", "max_retries", "retry_failed", "fidelity", "pruner",

@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracking_service.domain.search import quote_string
 from trial_worker.client import Study, SuggestionClient, Trial, default_worker_id
 from trial_worker.context import LeaseLost, TrialContext, TrialPruned, bind, final_metrics
 from trial_worker.tracking import provenance
@@ -42,6 +41,7 @@ from tuning.tracking.v1 import tracking_pb2 as tpb
 from tuning_common import telemetry
 from tuning_common.errors import DeadlineExceeded, FailedPrecondition, NotFound, TuningError, Unavailable
 from tuning_common.grpc_errors import MAX_BACKOFF
+from tuning_types.search import quote_string
 
 log = logging.getLogger(__name__)
 

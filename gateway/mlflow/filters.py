@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.mlflow.errors import MlflowError
-from tracking_service.domain import search as s
 from tuning_common.errors import InvalidArgument
+from tuning_types import search as s
 
 _N, _S = s.ValueType.NUMBER, s.ValueType.STRING
 

@@ -16,7 +16,7 @@ from suggestion_service.algorithms.pruners import Pruner, make_pruner, validate_
 from suggestion_service.algorithms.quasi_random import QuasiRandomSearch
 from suggestion_service.algorithms.random_search import RandomSearch
 from suggestion_service.algorithms.tpe import TPE
-from suggestion_service.domain.study import StudySpec
+from tuning_types.study import StudySpec
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
     cls.name: cls for cls in (RandomSearch, QuasiRandomSearch, GridSearch, TPE, BOHB, GaussianProcessBO, Auto,

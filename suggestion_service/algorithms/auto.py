@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
 from suggestion_service.algorithms.gp import GaussianProcessBO
 from suggestion_service.algorithms.tpe import TPE
-from suggestion_service.domain.space import CategoricalDomain, FloatDomain, SearchSpace
 from suggestion_service.domain.trial import TrialState
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import CategoricalDomain, FloatDomain, SearchSpace
 
 
 def describe_space(space: SearchSpace) -> str:

@@ -17,10 +17,10 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
-from suggestion_service.domain.space import SearchSpace, Value
-from suggestion_service.domain.study import Fidelity, Objective, StudySpec
 from suggestion_service.domain.trial import TrialState
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import SearchSpace, Value
+from tuning_types.study import Fidelity, Objective, StudySpec
 
 T = TypeVar("T")
 

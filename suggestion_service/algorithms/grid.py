@@ -8,8 +8,8 @@ from functools import cached_property
 import numpy as np
 
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
-from suggestion_service.domain.space import FloatDomain, SearchSpace, Value
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import FloatDomain, SearchSpace, Value
 
 MAX_GRID_POINTS = 1_000_000
 

@@ -45,7 +45,9 @@ import numpy as np
 
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion, TrialView
 from suggestion_service.domain.pbt import CONTINUE, EXPLOIT, KEY, REDO, START, Segment
-from suggestion_service.domain.space import (
+from suggestion_service.domain.trial import TrialState
+from tuning_common.errors import InvalidArgument
+from tuning_types.space import (
     CategoricalDomain,
     FixedDomain,
     FloatDomain,
@@ -55,9 +57,7 @@ from suggestion_service.domain.space import (
     Value,
     same_value,
 )
-from suggestion_service.domain.study import Direction, Fidelity, Objective, StudySpec
-from suggestion_service.domain.trial import TrialState
-from tuning_common.errors import InvalidArgument
+from tuning_types.study import Direction, Fidelity, Objective, StudySpec
 
 # A generation is tried at most this many times per member (the first try included) before
 # the member stops: a configuration whose training always fails must not burn the study.

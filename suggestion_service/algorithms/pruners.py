@@ -32,10 +32,10 @@ from typing import ClassVar
 import numpy as np
 
 from suggestion_service.algorithms.base import Configurable, lookup
-from suggestion_service.domain.space import check_name
-from suggestion_service.domain.study import Direction, Fidelity, Objective, StudySpec
 from suggestion_service.domain.trial import TrialState
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import check_name
+from tuning_types.study import Direction, Fidelity, Objective, StudySpec
 
 
 @dataclass(frozen=True)

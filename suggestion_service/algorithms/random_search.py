@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
-from suggestion_service.domain.space import FloatDomain, config_key
+from tuning_types.space import FloatDomain, config_key
 
 # Redraws before accepting a configuration identical to a pending one (small finite spaces).
 _MAX_REDRAWS = 16

@@ -11,6 +11,7 @@ from suggestion_service.api import convert
 from suggestion_service.service import SuggestionService
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc as api_grpc
+from tuning_types.convert import params_from_proto, spec_from_proto, timestamp
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
@@ -24,7 +25,7 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
         self.service = service
 
     def CreateStudy(self, request, context):
-        study, created = self.service.create_study(request.name, convert.spec_from_proto(request.spec),
+        study, created = self.service.create_study(request.name, spec_from_proto(request.spec),
                                                    algorithm_named=request.spec.HasField("algorithm"))
         return api.CreateStudyResponse(study=convert.study_to_proto(study), created=created)
 
@@ -58,7 +59,7 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
             request.trial_id, request.worker_id, request.step, convert.metrics_from_proto(request.metrics)
         )
         return api.ReportIntermediateResponse(
-            should_stop=result.should_stop, lease_expire_time=convert.timestamp(result.lease_expires_ms)
+            should_stop=result.should_stop, lease_expire_time=timestamp(result.lease_expires_ms)
         )
 
     def LinkRun(self, request, context):
@@ -67,7 +68,7 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
 
     def Heartbeat(self, request, context):
         expires = self.service.heartbeat(request.trial_id, request.worker_id)
-        return api.HeartbeatResponse(lease_expire_time=convert.timestamp(expires))
+        return api.HeartbeatResponse(lease_expire_time=timestamp(expires))
 
     def ReleaseTrial(self, request, context):
         trial = self.service.release_trial(request.trial_id, request.worker_id, request.reason)
@@ -85,7 +86,7 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
         return api.CompleteTrialResponse(trial=convert.trial_to_proto(trial))
 
     def CreateTrial(self, request, context):
-        trial = self.service.create_trial(request.study, convert.params_from_proto(request.parameters))
+        trial = self.service.create_trial(request.study, params_from_proto(request.parameters))
         return api.CreateTrialResponse(trial=convert.trial_to_proto(trial))
 
     def GetTrial(self, request, context):

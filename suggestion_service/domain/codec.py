@@ -9,7 +9,7 @@ import dataclasses
 import json
 from typing import Any
 
-from suggestion_service.domain.space import (
+from tuning_types.space import (
     CategoricalDomain,
     Condition,
     FixedDomain,
@@ -18,7 +18,7 @@ from suggestion_service.domain.space import (
     Parameter,
     SearchSpace,
 )
-from suggestion_service.domain.study import (
+from tuning_types.study import (
     AlgorithmSpec,
     Direction,
     Fidelity,

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from suggestion_service.domain.hypervolume import hypervolume, pareto_mask
-from suggestion_service.domain.study import Direction, Objective
 from suggestion_service.domain.trial import Trial
+from tuning_types.study import Direction, Objective
 
 # Share of the observed range the derived reference point lies beyond the worst value.
 REFERENCE_MARGIN = 0.1

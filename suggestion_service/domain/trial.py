@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from suggestion_service.domain.pbt import Segment
-from suggestion_service.domain.space import Value, check_name
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import Value, check_name
 
 
 class TrialState(enum.Enum):

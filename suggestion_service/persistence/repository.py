@@ -21,9 +21,10 @@ from sqlalchemy.engine import Connection
 from suggestion_service.algorithms.base import TrialView
 from suggestion_service.algorithms.pruners import PeerValue
 from suggestion_service.domain.codec import spec_from_dict, spec_to_dict
-from suggestion_service.domain.study import Study, StudySpec, StudyState, TrialCounts
+from suggestion_service.domain.study import Study, StudyState, TrialCounts
 from suggestion_service.domain.trial import Measurement, Metrics, Trial, TrialSource, TrialState
 from suggestion_service.persistence.tables import measurements, studies, suggest_requests, trials
+from tuning_types.study import StudySpec
 
 ACTIVE, QUEUED = TrialState.ACTIVE.value, TrialState.QUEUED.value
 _SPEC_CACHE_SIZE = 1024

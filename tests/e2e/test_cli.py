@@ -17,12 +17,12 @@ import sqlalchemy as sa
 from suggestion_service.persistence import MIGRATIONS
 from tests.conftest import ROOT
 from tracking_service.persistence import MIGRATIONS as TRACKING_MIGRATIONS
-from trial_worker.tracking import TrackingClient
 from trial_worker.examples import wine
+from trial_worker.tracking import TrackingClient
 from tuning.suggestion.v1 import study_pb2 as spb
 from tuning.tracking.v1 import registry_pb2 as rpb
-from suggestion_service.domain.study import Fidelity
 from tuning_common.local_suite import alive
+from tuning_types.study import Fidelity
 
 
 def tuning(*args: str, env: dict[str, str] | None = None, timeout: float = 120, unset: tuple[str, ...] = (),

@@ -24,7 +24,6 @@ import pytest
 
 from gateway.dashboard.importance import MIN_TRIALS
 from gateway.server import GatewayOptions, RunningGateway, serve
-from suggestion_service.domain.study import Fidelity
 from tests.conftest import gateway_suite, require
 from trial_worker import SuggestionClient, tune
 from trial_worker.space import Categorical, Float
@@ -32,6 +31,7 @@ from trial_worker.tracking import TrackingClient
 from trial_worker.tracking.client import metric
 from tuning.suggestion.v1 import study_pb2 as spb
 from tuning.tracking.v1 import tracking_pb2 as tpb
+from tuning_types.study import Fidelity
 
 pytestmark = pytest.mark.timeout(300)
 

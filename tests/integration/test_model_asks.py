@@ -12,8 +12,6 @@ import uuid
 
 import pytest
 
-from suggestion_service.domain.space import FloatDomain, Parameter, SearchSpace
-from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, StudySpec
 from suggestion_service.domain.trial import Outcome
 from suggestion_service.persistence import MIGRATIONS
 from suggestion_service.server import serve
@@ -22,6 +20,8 @@ from trial_worker import Float, SuggestionClient
 from tuning_common.database import Database
 from tuning_common.errors import InvalidArgument
 from tuning_common.grpc_server import ServerOptions
+from tuning_types.space import FloatDomain, Parameter, SearchSpace
+from tuning_types.study import AlgorithmSpec, Direction, Objective, StudySpec
 
 SPACE = [Float(f"x{i}", 0.0, 1.0) for i in range(6)]
 

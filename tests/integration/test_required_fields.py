@@ -20,11 +20,15 @@ from google.protobuf.message import Message
 
 from gateway.openapi import required
 from tracking_service.server import serve
-from tuning.tracking.v1 import registry_service_pb2, registry_service_pb2_grpc, tracking_service_pb2
-from tuning.tracking.v1 import tracking_service_pb2_grpc
+from tuning.tracking.v1 import (
+    registry_service_pb2,
+    registry_service_pb2_grpc,
+    tracking_service_pb2,
+    tracking_service_pb2_grpc,
+)
+from tuning_common.errors import InvalidArgument
 from tuning_common.grpc_errors import error_from_rpc
 from tuning_common.grpc_server import ServerOptions
-from tuning_common.errors import InvalidArgument
 
 SERVICES = [
     (tracking_service_pb2.DESCRIPTOR.services_by_name["TrackingService"], tracking_service_pb2_grpc.TrackingServiceStub),

@@ -11,17 +11,6 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from tracking_service.domain.search import (
-    EXPERIMENTS,
-    MAX_COMPARISONS,
-    MAX_NESTING,
-    MAX_ORDER_KEYS,
-    MODEL_VERSIONS,
-    REGISTERED_MODELS,
-    RUNS,
-    parse_filter,
-    parse_order_by,
-)
 from tracking_service.persistence import tables as t
 from tracking_service.persistence.search_sql import (
     experiment_condition,
@@ -32,6 +21,17 @@ from tracking_service.persistence.search_sql import (
     registered_model_ordering,
     run_condition,
     run_ordering,
+)
+from tuning_types.search import (
+    EXPERIMENTS,
+    MAX_COMPARISONS,
+    MAX_NESTING,
+    MAX_ORDER_KEYS,
+    MODEL_VERSIONS,
+    REGISTERED_MODELS,
+    RUNS,
+    parse_filter,
+    parse_order_by,
 )
 
 ALL = frozenset(range(30))

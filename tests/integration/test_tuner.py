@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from trial_worker import tune
-from trial_worker.integrations.sklearn import fit_and_score
 from trial_worker.client import SuggestionClient
+from trial_worker.integrations.sklearn import fit_and_score
 from trial_worker.tracking import TrackingClient
 from trial_worker.tune.tuner import Progress
 from trial_worker.worker import COMPLETED, PRUNED, TrialResult, Worker, WorkerConfig

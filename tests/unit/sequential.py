@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from suggestion_service.algorithms import make_algorithm
 from suggestion_service.algorithms.base import SuggestContext, TrialView
-from suggestion_service.domain.study import StudySpec
 from suggestion_service.domain.trial import TrialState
+from tuning_types.study import StudySpec
 
 
 def run(study: StudySpec, n_trials: int, problem: Callable) -> list[TrialView]:

@@ -6,10 +6,10 @@ import pytest
 
 from suggestion_service.algorithms import ALGORITHMS, make_algorithm, validate_algorithm
 from suggestion_service.algorithms.base import SuggestContext
-from suggestion_service.domain.space import SearchSpace
-from suggestion_service.domain.study import AlgorithmSpec, Direction, Fidelity, Objective, StudySpec
 from trial_worker.space import Categorical, Fixed, Float, Int
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import SearchSpace
+from tuning_types.study import AlgorithmSpec, Direction, Fidelity, Objective, StudySpec
 
 FINITE = SearchSpace((
     Int("depth", 1, 4),

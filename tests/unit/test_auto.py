@@ -7,11 +7,11 @@ import pytest
 from suggestion_service.algorithms import make_algorithm, validate_algorithm
 from suggestion_service.algorithms.auto import describe_space
 from suggestion_service.algorithms.base import SuggestContext, TrialView
-from suggestion_service.domain.space import SearchSpace
-from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, StudySpec
 from suggestion_service.domain.trial import TrialState
 from trial_worker.space import Categorical, Fixed, Float, Int
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import SearchSpace
+from tuning_types.study import AlgorithmSpec, Direction, Objective, StudySpec
 
 CONTINUOUS = SearchSpace((Float("x", 0.0, 1.0), Float("y", -2.0, 2.0), Fixed("seed", 3)))
 MINIMIZE = (Objective("loss", Direction.MINIMIZE),)

@@ -6,11 +6,11 @@ import pytest
 
 from suggestion_service.algorithms import make_algorithm, validate_algorithm
 from suggestion_service.algorithms.base import SuggestContext, TrialView
-from suggestion_service.domain.space import SearchSpace
-from suggestion_service.domain.study import AlgorithmSpec, Direction, Fidelity, Objective, StudySpec
 from suggestion_service.domain.trial import TrialState
 from trial_worker.space import Float
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import SearchSpace
+from tuning_types.study import AlgorithmSpec, Direction, Fidelity, Objective, StudySpec
 
 SPACE = SearchSpace((Float("x", 0.0, 1.0), Float("y", 0.0, 1.0)))
 OBJECTIVES = (Objective("loss", Direction.MINIMIZE),)

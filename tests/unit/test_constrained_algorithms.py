@@ -17,12 +17,12 @@ from suggestion_service.algorithms.gp.constraints import FeasibilityModel, feasi
 from suggestion_service.algorithms.gp.model import GaussianProcess, fit_hyperparameters
 from suggestion_service.algorithms.tpe.constraints import total_violation
 from suggestion_service.algorithms.tpe.multi_objective import select_below
-from suggestion_service.domain.space import SearchSpace
-from suggestion_service.domain.study import AlgorithmSpec, Direction, Fidelity, Objective, StudySpec
 from suggestion_service.domain.trial import TrialState
 from tests.unit import sequential
 from trial_worker.space import Categorical, Float, Int
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import SearchSpace
+from tuning_types.study import AlgorithmSpec, Direction, Fidelity, Objective, StudySpec
 
 SQUARE = SearchSpace((Float("x", 0.0, 1.0), Float("y", 0.0, 1.0)))
 MIXED = SearchSpace((Float("x", 0.0, 1.0), Int("n", 1, 9), Categorical("kind", ["a", "b"])))

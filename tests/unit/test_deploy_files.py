@@ -239,10 +239,10 @@ def test_the_tracking_service_writes_its_artifacts_on_a_volume_its_user_owns(mon
 
 
 def test_the_workers_run_the_study_the_study_service_creates(monkeypatch):
-    from suggestion_service.api import convert
     from trial_worker import demo
     from trial_worker.examples import wine
     from trial_worker.tune.space import to_parameters
+    from tuning_types import convert
 
     services = compose()["services"]
     with monkeypatch.context() as env:

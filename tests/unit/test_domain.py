@@ -6,11 +6,11 @@ import pytest
 
 from suggestion_service.domain.codec import canonical, spec_from_dict, spec_to_dict, specs_match
 from suggestion_service.domain.ranking import best_trials
-from suggestion_service.domain.space import FloatDomain, IntDomain, SearchSpace
-from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, RetryPolicy, StudySpec
 from suggestion_service.domain.trial import Trial, TrialSource, TrialState, check_metrics
 from trial_worker.space import Categorical, Fixed, Float
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import FloatDomain, IntDomain, SearchSpace
+from tuning_types.study import AlgorithmSpec, Direction, Objective, RetryPolicy, StudySpec
 
 SPACE = SearchSpace((
     Categorical("booster", ["gbtree", "dart"]),

@@ -24,11 +24,11 @@ from suggestion_service.algorithms.gp.model import (
 )
 from suggestion_service.algorithms.gp.warping import OutputWarp
 from suggestion_service.algorithms.random_search import RandomSearch
-from suggestion_service.domain.space import SearchSpace, config_key
-from suggestion_service.domain.study import Direction, Objective
 from suggestion_service.domain.trial import TrialState
 from trial_worker.space import Categorical, Fixed, Float, Int
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import SearchSpace, config_key
+from tuning_types.study import Direction, Objective
 
 MIXED = SearchSpace((
     Float("lr", 1e-4, 1.0, log=True),
@@ -535,8 +535,8 @@ def test_training_set_is_capped():
 def test_completed_configurations_are_not_proposed_again_while_others_remain(constraints):
     # On a small integer grid the posterior variance the learned noise leaves at the incumbent
     # gave it a positive EI that beat every other point: 5-8 of 20 trials were repeats.
-    from suggestion_service.domain.study import AlgorithmSpec, StudySpec
     from tests.unit import sequential
+    from tuning_types.study import AlgorithmSpec, StudySpec
 
     space = SearchSpace((Int("a", 0, 4), Int("b", 0, 4)))
     spec = StudySpec(space, (Objective("loss", Direction.MINIMIZE),), AlgorithmSpec("gp", {}), seed=0,

@@ -15,13 +15,13 @@ import uuid
 import pytest
 
 from suggestion_service.algorithms.base import Suggestion, TrialView
-from suggestion_service.domain.space import FloatDomain, Parameter, SearchSpace
-from suggestion_service.domain.study import AlgorithmSpec, Direction, Objective, StudySpec
 from suggestion_service.domain.trial import Outcome, TrialState
 from suggestion_service.model_work import Batch, Job, Lane, LaneState, Resync, Snapshot, StudyHistory
 from suggestion_service.persistence import MIGRATIONS
 from suggestion_service.service import SuggestionService, _StaleProposals, _Supply
 from tuning_common.database import Database
+from tuning_types.space import FloatDomain, Parameter, SearchSpace
+from tuning_types.study import AlgorithmSpec, Direction, Objective, StudySpec
 
 SPACE = SearchSpace(tuple(Parameter(f"x{i}", FloatDomain(0.0, 1.0)) for i in range(3)))
 OBJECTIVES = (Objective("loss", Direction.MINIMIZE),)

@@ -17,12 +17,12 @@ from suggestion_service.algorithms.gp.multi_objective import RHO, scalarise
 from suggestion_service.algorithms.tpe.constraints import total_violation
 from suggestion_service.algorithms.tpe.multi_objective import reference_point, select_below
 from suggestion_service.domain.hypervolume import hypervolume, pareto_mask
-from suggestion_service.domain.space import SearchSpace
-from suggestion_service.domain.study import AlgorithmSpec, Direction, Fidelity, Objective, StudySpec
 from suggestion_service.domain.trial import TrialState
 from tests.unit.sequential import run
 from trial_worker.space import Categorical, Float, Int
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import SearchSpace
+from tuning_types.study import AlgorithmSpec, Direction, Fidelity, Objective, StudySpec
 
 TWO = (Objective("f1", Direction.MINIMIZE), Objective("f2", Direction.MINIMIZE))
 

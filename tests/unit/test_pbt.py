@@ -8,18 +8,11 @@ import pytest
 from suggestion_service.algorithms import make_algorithm, validate_algorithm
 from suggestion_service.algorithms.base import SuggestContext, Suggestion, TrialView
 from suggestion_service.domain.pbt import KEY, Segment
-from suggestion_service.domain.space import SearchSpace
-from suggestion_service.domain.study import (
-    AlgorithmSpec,
-    Direction,
-    Fidelity,
-    Objective,
-    PrunerSpec,
-    StudySpec,
-)
 from suggestion_service.domain.trial import TrialState
 from trial_worker.space import Categorical, Fixed, Float, Int
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import SearchSpace
+from tuning_types.study import AlgorithmSpec, Direction, Fidelity, Objective, PrunerSpec, StudySpec
 
 SPACE = SearchSpace((Float("lr", 1e-4, 1.0, log=True), Float("momentum", 0.0, 0.99),
                      Int("batch", 16, 256, log=True), Categorical("opt", ["sgd", "adam", "rmsprop"]),

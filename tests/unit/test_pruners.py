@@ -8,11 +8,11 @@ import pytest
 
 from suggestion_service.algorithms import validate_algorithm
 from suggestion_service.algorithms.pruners import AshaPruner, HyperbandPruner, MedianPruner, PeerValue
-from suggestion_service.domain.space import SearchSpace
-from suggestion_service.domain.study import Direction, Fidelity, Objective, PrunerSpec, StudySpec
 from suggestion_service.domain.trial import TrialState
 from trial_worker.space import Float
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import SearchSpace
+from tuning_types.study import Direction, Fidelity, Objective, PrunerSpec, StudySpec
 
 LOSS = Objective("loss", Direction.MINIMIZE)
 ACC = Objective("acc", Direction.MAXIMIZE)
@@ -75,7 +75,7 @@ def test_hyperband_brackets_are_deterministic_weighted_and_separate():
 
 
 def _spec(pruner: PrunerSpec | None, fidelity: Fidelity | None = ROUNDS, objectives=(LOSS,)) -> StudySpec:
-    from suggestion_service.domain.study import AlgorithmSpec
+    from tuning_types.study import AlgorithmSpec
 
     return StudySpec(SearchSpace((Float("x", 0, 1),)), objectives, AlgorithmSpec("random"), seed=1,
                      fidelity=fidelity, pruner=pruner)

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from tracking_service.domain.paging import decode_page_token, encode_page_token
-from tracking_service.domain.search import (
+from tuning_common.errors import InvalidArgument
+from tuning_types.search import (
     EXPERIMENTS,
     MAX_COMPARISONS,
     MAX_FILTER_CHARS,
@@ -25,7 +26,6 @@ from tracking_service.domain.search import (
     parse_filter,
     parse_order_by,
 )
-from tuning_common.errors import InvalidArgument
 
 
 def metric(key, op, value):

@@ -10,11 +10,11 @@ import pytest
 from suggestion_service.algorithms.base import SuggestContext, TrialView
 from suggestion_service.algorithms.random_search import RandomSearch
 from suggestion_service.algorithms.tpe import TPE
-from suggestion_service.domain.space import SearchSpace
-from suggestion_service.domain.study import Direction, Objective
 from suggestion_service.domain.trial import TrialState
 from trial_worker.space import Categorical, Fixed, Float, Int
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import SearchSpace
+from tuning_types.study import Direction, Objective
 
 # The spaces of the shared contract suite (tests/unit/test_algorithms.py), plus steps and a fixed value.
 FINITE = SearchSpace((

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from suggestion_service.domain.space import (
+from trial_worker import Float, tune
+from trial_worker.tune.space import to_parameters
+from tuning_types.space import (
     CategoricalDomain,
     Condition,
     FixedDomain,
@@ -12,8 +14,6 @@ from suggestion_service.domain.space import (
     IntDomain,
     SearchSpace,
 )
-from trial_worker import Float, tune
-from trial_worker.tune.space import to_parameters
 
 
 def test_helpers_map_to_domains():

@@ -21,6 +21,7 @@ from tracking_service.domain.model import (
 )
 from tuning.tracking.v1 import tracking_pb2 as pb
 from tuning_common.errors import InvalidArgument
+from tuning_types.convert import timestamp
 
 _STAGES = {LifecycleStage.ACTIVE: pb.LIFECYCLE_STAGE_ACTIVE, LifecycleStage.DELETED: pb.LIFECYCLE_STAGE_DELETED}
 _STATUSES = {status: getattr(pb, f"RUN_STATUS_{status.name}") for status in RunStatus}
@@ -29,12 +30,6 @@ _VIEWS = {
     pb.VIEW_TYPE_UNSPECIFIED: ViewType.ACTIVE_ONLY, pb.VIEW_TYPE_ACTIVE_ONLY: ViewType.ACTIVE_ONLY,
     pb.VIEW_TYPE_DELETED_ONLY: ViewType.DELETED_ONLY, pb.VIEW_TYPE_ALL: ViewType.ALL,
 }
-
-
-def timestamp(ms: int) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromMilliseconds(ms)
-    return stamp
 
 
 # google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.

@@ -1,4 +1,4 @@
-"""Turns parsed searches (:mod:`tracking_service.domain.search`) into SQLAlchemy Core expressions.
+"""Turns parsed searches (:mod:`tuning_types.search`) into SQLAlchemy Core expressions.
 
 Nothing from a filter reaches SQL as text: keys, values and patterns are all bound parameters,
 and identifiers only select among the columns listed here.
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from tracking_service.domain.search import ATTRIBUTES, And, Comparison, Node, Op, Or, OrderKey, Value
 from tracking_service.persistence import tables as t
+from tuning_types.search import ATTRIBUTES, And, Comparison, Node, Op, Or, OrderKey, Value
 
 Condition = ColumnElement[bool]
 

@@ -34,7 +34,6 @@ from typing import Any, TypeVar
 
 import grpc
 
-from tracking_service.api.convert import timestamp
 from tuning.tracking.v1 import registry_pb2 as rpb
 from tuning.tracking.v1 import registry_service_pb2 as rapi
 from tuning.tracking.v1 import registry_service_pb2_grpc as rapi_grpc
@@ -45,6 +44,7 @@ from tuning_common import telemetry, tls
 from tuning_common.auth import authorized_channel, client_token
 from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, TuningError
 from tuning_common.grpc_errors import MAX_BACKOFF, call_with_retries
+from tuning_types.convert import timestamp
 
 DEFAULT_ADDRESS = "127.0.0.1:50052"
 CHUNK_BYTES = 1024 * 1024

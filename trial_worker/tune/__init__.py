@@ -13,10 +13,10 @@
     print(results.best_params, results.best_result)
 """
 
-from suggestion_service.domain.study import Fidelity
 from trial_worker.context import TrialContext, TrialPruned, get_context
 from trial_worker.tune.space import choice, lograndint, loguniform, qrandint, quniform, randint, uniform
 from trial_worker.tune.tuner import Interrupted, NoTrialCompleted, Tuner, TunerConfig, TunerResults
+from tuning_types.study import Fidelity
 
 __all__ = [
     "Fidelity", "Interrupted", "NoTrialCompleted", "TrialContext", "TrialPruned", "Tuner", "TunerConfig", "TunerResults", "choice", "get_context",

@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from suggestion_service.domain.space import Parameter, Value
 from trial_worker.space import Categorical, Fixed, Float, Int
+from tuning_types.space import Parameter, Value
 
 When = Mapping[str, Value | Sequence[Value]] | None
 

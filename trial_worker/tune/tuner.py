@@ -41,7 +41,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from suggestion_service.domain.study import Fidelity
 from trial_worker.client import Study, SuggestionClient
 from trial_worker.context import TrialContext, get_context
 from trial_worker.tune.space import to_parameters
@@ -51,6 +50,7 @@ from tuning_common import telemetry
 from tuning_common.errors import NotFound, TuningError, Unavailable
 from tuning_common.local_suite import Found, LocalSuite, exit_now, find_address, health_problem
 from tuning_common.settings import data_dir
+from tuning_types.study import Fidelity
 
 if TYPE_CHECKING:
     import pandas
@@ -191,7 +191,7 @@ def _value(trial: spb.Trial, metric: str) -> float | None:
 
 
 def _params(trial: spb.Trial) -> dict[str, Any]:
-    from suggestion_service.api import convert
+    from tuning_types import convert
 
     return {name: convert.value_from_proto(value, name) for name, value in trial.parameters.items()}
 

@@ -80,10 +80,10 @@ from suggestion_service.algorithms.gp.model import (
 )
 from suggestion_service.algorithms.gp.warping import OutputWarp
 from suggestion_service.algorithms.quasi_random import low_discrepancy_points
-from suggestion_service.domain.space import Value, config_key
-from suggestion_service.domain.study import Direction
 from suggestion_service.domain.trial import TrialState
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import Value, config_key
+from tuning_types.study import Direction
 
 # The model needs at least this many completed trials; before that proposals stay quasi-random.
 _MIN_OBSERVATIONS = 2

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from suggestion_service.domain.space import (
+from tuning_types.space import (
     CategoricalDomain,
     FixedDomain,
     FloatDomain,

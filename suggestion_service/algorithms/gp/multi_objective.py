@@ -27,8 +27,8 @@ import numpy as np
 
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
 from suggestion_service.domain.hypervolume import pareto_mask
-from suggestion_service.domain.study import Direction, Objective
 from suggestion_service.domain.trial import TrialState
+from tuning_types.study import Direction, Objective
 
 # Weight of the linear term: small, so that the Chebyshev term shapes the scalarisation, but
 # positive, so that weakly dominated points score worse than the points dominating them.

@@ -71,10 +71,10 @@ from suggestion_service.algorithms.quasi_random import low_discrepancy_points
 from suggestion_service.algorithms.tpe.constraints import total_violation
 from suggestion_service.algorithms.tpe.multi_objective import select_below
 from suggestion_service.algorithms.tpe.parzen import Dim, Mixture, is_constant, ramp_weights
-from suggestion_service.domain.space import Parameter, SearchSpace, config_key
-from suggestion_service.domain.study import Direction
 from suggestion_service.domain.trial import TrialState
 from tuning_common.errors import InvalidArgument
+from tuning_types.space import Parameter, SearchSpace, config_key
+from tuning_types.study import Direction
 
 __all__ = ["TPE"]
 

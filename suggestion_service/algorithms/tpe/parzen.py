@@ -12,7 +12,7 @@ from operator import itemgetter
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from suggestion_service.domain.space import CategoricalDomain, FloatDomain, IntDomain, Parameter
+from tuning_types.space import CategoricalDomain, FloatDomain, IntDomain, Parameter
 
 # Observations beyond the newest this many get linearly decreasing kernel weights (as Optuna).
 _FLAT_WEIGHTS = 25
