@@ -75,7 +75,7 @@ def run(seed: int, extra: list[str]) -> Outcome:
     with tempfile.TemporaryDirectory(prefix=f"demo-{seed}-") as home:
         started = time.perf_counter()
         result = subprocess.run(
-            [sys.executable, "-m", "tuning_common.cli", "demo", "--seed", str(seed), *extra],
+            [sys.executable, "-m", "tuning_suite", "demo", "--seed", str(seed), *extra],
             cwd=ROOT, env={**os.environ, "TUNING_HOME": home}, capture_output=True, text=True, timeout=900)
         seconds = time.perf_counter() - started
     if result.returncode != 0:

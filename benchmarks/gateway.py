@@ -28,9 +28,9 @@ from datetime import datetime, timezone
 import httpx
 
 from trial_worker import Float, SuggestionClient
+from trial_worker.local_suite import LocalSuite
 from trial_worker.tracking import TrackingClient, metric
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
-from tuning_common.local_suite import LocalSuite
 
 BATCH = 1000
 

@@ -42,6 +42,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from trial_worker import Float, Int, SuggestionClient
+from trial_worker.local_suite import LocalSuite
 from trial_worker.tracking import TrackingClient
 from tuning.suggestion.v1 import study_pb2 as spb
 from tuning.suggestion.v1 import suggestion_service_pb2 as sapi
@@ -49,7 +50,6 @@ from tuning.suggestion.v1 import suggestion_service_pb2_grpc as sgrpc
 from tuning.tracking.v1 import tracking_pb2 as tpb
 from tuning.tracking.v1 import tracking_service_pb2 as tapi
 from tuning.tracking.v1 import tracking_service_pb2_grpc as tgrpc
-from tuning_common.local_suite import LocalSuite
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 RPCS = ("SuggestTrials", "CreateRun", "LinkRun", "ReportIntermediate", "LogBatch", "CompleteTrial", "UpdateRun")

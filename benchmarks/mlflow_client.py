@@ -102,7 +102,7 @@ def main() -> int:
     if args.role == "client":
         print(json.dumps(workload(args.uri, args.runs)))
         return 0
-    from tuning_common.local_suite import LocalSuite
+    from trial_worker.local_suite import LocalSuite
 
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs; "
           f"{' '.join(sys.argv)}")

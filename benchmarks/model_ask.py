@@ -324,8 +324,8 @@ def run_clients(spec: RunSpec) -> Result:
 
 def check_trials(address: str, result: Result) -> None:
     """Configurations handed out twice, and asks whose trial the study does not have."""
-    from suggestion_service.api.convert import params_from_proto
     from trial_worker import SuggestionClient
+    from tuning_types.convert import params_from_proto
 
     with SuggestionClient(address) as connection:
         trials = list(connection.get_study(STUDY).trials())

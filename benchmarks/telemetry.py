@@ -143,8 +143,8 @@ def run_study(suite, trials: int, slots: int, seed: int) -> dict:
 
 def child(args: argparse.Namespace) -> int:
     from trial_worker import Float, SuggestionClient
+    from trial_worker.local_suite import LocalSuite
     from tuning_common import telemetry
-    from tuning_common.local_suite import LocalSuite
 
     on = telemetry.setup(telemetry.TRIAL_WORKER)
     result: dict = {"mode": args.mode, "telemetry": on, "ask_tell": {}}

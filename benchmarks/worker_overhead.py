@@ -30,8 +30,8 @@ from datetime import datetime, timezone
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from trial_worker import Float, SuggestionClient  # noqa: E402
+from trial_worker.local_suite import LocalSuite  # noqa: E402
 from trial_worker.worker import COMPLETED, Worker, WorkerConfig  # noqa: E402
-from tuning_common.local_suite import LocalSuite  # noqa: E402
 
 
 def noop(ctx) -> dict[str, float]:

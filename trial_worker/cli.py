@@ -180,7 +180,7 @@ def _study_name(args: argparse.Namespace) -> str:
 def _find_services(args: argparse.Namespace) -> None:
     """Fills in the services' addresses (a flag, $TUNING_*_ADDRESS, the suite `tuning up`
     recorded, the default) and says on stderr which ones the worker talks to."""
-    from tuning_common.local_suite import find_address
+    from trial_worker.local_suite import find_address
 
     found = [find_address("suggestion", args.suggestion_address, flag="--suggestion-address")]
     args.suggestion_address = found[0].address
@@ -253,7 +253,7 @@ def _install_signal_handlers(worker, grace_seconds: float) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tuning_common.cli import run_command
+    from tuning_common.commands import run_command
 
     telemetry.configure_logging("WARNING")
     args = build_parser().parse_args(argv)

@@ -20,13 +20,13 @@ from google.protobuf.json_format import MessageToDict
 
 from tests.conftest import ROOT
 from trial_worker import Categorical, Float, SuggestionClient
+from trial_worker.local_suite import LocalSuite
 from trial_worker.tracking import TrackingClient
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
-from tuning_common.local_suite import LocalSuite
 
 
 def tuning(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tuning_common.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tuning_suite", *args], capture_output=True, text=True,
                           timeout=120, cwd=ROOT, env={**os.environ, **env})
 
 

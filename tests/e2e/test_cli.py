@@ -18,17 +18,17 @@ from suggestion_service.persistence import MIGRATIONS
 from tests.conftest import ROOT
 from tracking_service.persistence import MIGRATIONS as TRACKING_MIGRATIONS
 from trial_worker.examples import wine
+from trial_worker.local_suite import alive
 from trial_worker.tracking import TrackingClient
 from tuning.suggestion.v1 import study_pb2 as spb
 from tuning.tracking.v1 import registry_pb2 as rpb
-from tuning_common.local_suite import alive
 from tuning_types.study import Fidelity
 
 
 def tuning(*args: str, env: dict[str, str] | None = None, timeout: float = 120, unset: tuple[str, ...] = (),
            input: str | None = None) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
-    return subprocess.run([sys.executable, "-m", "tuning_common.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tuning_suite", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env=environment, input=input)
 
 
@@ -114,7 +114,7 @@ def test_demo_replays_the_reference_workflow(tmp_path, spawn_server):
 
 def test_up_starts_the_suite_and_stops_it_on_ctrl_c(tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "tuning_common.cli", "up", "--suggestion-port", "0", "--tracking-port", "0",
+        [sys.executable, "-m", "tuning_suite", "up", "--suggestion-port", "0", "--tracking-port", "0",
          "--gateway-port", "0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "TUNING_HOME": str(tmp_path)})
@@ -267,7 +267,7 @@ def test_a_closed_output_pipe_is_no_traceback(sqlite_url: str, spawn_server):
     read, write = os.pipe()
     os.close(read)  # as `| head` does once it has its lines: every write now fails with EPIPE
     try:
-        result = subprocess.run([sys.executable, "-m", "tuning_common.cli", "study", "list", "--address", address],
+        result = subprocess.run([sys.executable, "-m", "tuning_suite", "study", "list", "--address", address],
                                 stdout=write, stderr=subprocess.PIPE, text=True, timeout=120, cwd=ROOT)
     finally:
         os.close(write)
@@ -454,7 +454,7 @@ def test_study_file_mistakes_name_the_key(tmp_path):
 
 def _start_demo(home) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tuning_common.cli", "demo", "--trials", "40", "--workers", "3"],
+        [sys.executable, "-m", "tuning_suite", "demo", "--trials", "40", "--workers", "3"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "TUNING_HOME": str(home)})
     for line in process.stdout:  # the tuning has started once this line is out
@@ -541,7 +541,7 @@ def test_a_hangup_of_tuning_up_takes_its_services_along(tmp_path):
     """The services have a process group of their own (so Ctrl-C reaches `tuning up` alone): a
     closed terminal's SIGHUP, which reaches `tuning up` alone too, must not leave them running."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tuning_common.cli", "up", "--suggestion-port", "0", "--tracking-port", "0",
+        [sys.executable, "-m", "tuning_suite", "up", "--suggestion-port", "0", "--tracking-port", "0",
          "--gateway-port", "0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "TUNING_HOME": str(tmp_path)})

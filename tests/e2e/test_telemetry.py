@@ -16,15 +16,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from suggestion_service.api.convert import value_from_proto
 from tests.conftest import ROOT
 from trial_worker import Categorical, Float, SuggestionClient
+from trial_worker.local_suite import LocalSuite
 from trial_worker.tracking import TrackingClient
 from tuning.suggestion.v1 import study_pb2 as pb
 from tuning.tracking.v1 import tracking_pb2 as tpb
 from tuning_common import telemetry
-from tuning_common.local_suite import LocalSuite
 from tuning_common.otlp_receiver import OtlpReceiver, SpanRecord, format_trace
+from tuning_types.convert import value_from_proto
 
 TRIALS = 6
 # Values of the study's categorical parameter: no span attribute may ever contain them.
@@ -369,7 +369,7 @@ def test_a_collector_that_is_away_costs_one_line_per_process_and_loses_nothing(t
             client.create_study(name, [Float("x", -3, 3)], objectives={"loss": "minimize"}, algorithm="random",
                                 max_trials=AWAY_TRIALS, seed=5)
         workers = [subprocess.Popen(
-            [sys.executable, "-m", "tuning_common.cli", "worker", "--study", name, "--suggestion-address",
+            [sys.executable, "-m", "tuning_suite", "worker", "--study", name, "--suggestion-address",
              suite.suggestion_address, "--tracking-address", suite.tracking_address,
              "--train", "tests.e2e.worker_functions:traced"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

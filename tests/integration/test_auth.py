@@ -20,6 +20,7 @@ from suggestion_service.server import serve as serve_suggestion
 from tests.conftest import ROOT
 from tracking_service.server import serve as serve_tracking
 from trial_worker import Float, SuggestionClient
+from trial_worker.local_suite import start_service
 from trial_worker.tracking import TrackingClient, metric
 from tuning.suggestion.v1 import study_pb2 as spb
 from tuning.suggestion.v1 import suggestion_service_pb2
@@ -28,7 +29,6 @@ from tuning_common.auth import TokenStore, is_read_only
 from tuning_common.errors import NotFound, PermissionDenied, Unauthenticated
 from tuning_common.grpc_errors import error_from_rpc
 from tuning_common.grpc_server import RunningServer, ServerOptions
-from tuning_common.local_suite import start_service
 
 WRITE_TOKEN = "write-token-0123456789abcdef"
 READ_TOKEN = "read-token-0123456789abcdef"

@@ -409,7 +409,7 @@ def test_tuning_serve_gateway_runs_until_sigterm(gateway: RunningGateway, tmp_pa
     from tests.conftest import ROOT
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "tuning_common.cli", "serve", "gateway", "--port", "0",
+        [sys.executable, "-m", "tuning_suite", "serve", "gateway", "--port", "0",
          "--suggestion-address", "127.0.0.1:1", "--tracking-address", "127.0.0.1:1"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

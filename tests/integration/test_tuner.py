@@ -15,6 +15,7 @@ import pytest
 from trial_worker import tune
 from trial_worker.client import SuggestionClient
 from trial_worker.integrations.sklearn import fit_and_score
+from trial_worker.local_suite import LocalSuite, write_state
 from trial_worker.tracking import TrackingClient
 from trial_worker.tune.tuner import Progress
 from trial_worker.worker import COMPLETED, PRUNED, TrialResult, Worker, WorkerConfig
@@ -22,7 +23,6 @@ from tuning.suggestion.v1 import study_pb2 as pb
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning.tracking.v1 import tracking_pb2 as tpb
 from tuning_common.errors import TuningError, Unavailable
-from tuning_common.local_suite import LocalSuite, write_state
 
 
 @pytest.fixture

@@ -118,7 +118,7 @@ def environment(service: dict) -> dict[str, str]:
 
 def parse_command(service: dict, monkeypatch) -> argparse.Namespace:
     """The service's command parsed by the real `tuning` CLI, under the service's environment."""
-    from tuning_common.cli import build_parser
+    from tuning_suite.cli import build_parser
 
     for key, value in environment(service).items():
         monkeypatch.setenv(key, value)
@@ -239,9 +239,9 @@ def test_the_tracking_service_writes_its_artifacts_on_a_volume_its_user_owns(mon
 
 
 def test_the_workers_run_the_study_the_study_service_creates(monkeypatch):
-    from trial_worker import demo
     from trial_worker.examples import wine
     from trial_worker.tune.space import to_parameters
+    from tuning_suite import demo
     from tuning_types import convert
 
     services = compose()["services"]
@@ -291,7 +291,7 @@ def test_compose_health_checks_and_dependencies_agree(monkeypatch):
 def test_the_health_probes_pass_on_live_services_and_leave_no_trace(tmp_path, monkeypatch):
     """Compose's probes, run against the real services: exit 0 while they serve, and no span
     for the probes themselves (a trace every 10 s would bury the trials' in Jaeger)."""
-    from tuning_common.local_suite import LocalSuite
+    from trial_worker.local_suite import LocalSuite
     from tuning_common.otlp_receiver import OtlpReceiver
 
     services = compose()["services"]
@@ -544,7 +544,7 @@ def container_environment(container: dict, config_maps: dict[str, dict], secrets
 
 def parse_args(args: list[str], env: dict[str, str], monkeypatch) -> argparse.Namespace:
     """Arguments parsed by the real `tuning` CLI under this environment, and no other TUNING_* or OTEL_* variable."""
-    from tuning_common.cli import build_parser
+    from tuning_suite.cli import build_parser
 
     for key in list(os.environ):
         if key.startswith(("TUNING_", "OTEL_")):

@@ -43,12 +43,12 @@ from typing import TYPE_CHECKING, Any
 
 from trial_worker.client import Study, SuggestionClient
 from trial_worker.context import TrialContext, get_context
+from trial_worker.local_suite import Found, LocalSuite, exit_now, find_address, health_problem
 from trial_worker.tune.space import to_parameters
 from trial_worker.worker import COMPLETED, FAILED, PRUNED, TrialResult, Worker, WorkerConfig
 from tuning.suggestion.v1 import study_pb2 as spb
 from tuning_common import telemetry
 from tuning_common.errors import NotFound, TuningError, Unavailable
-from tuning_common.local_suite import Found, LocalSuite, exit_now, find_address, health_problem
 from tuning_common.settings import data_dir
 from tuning_types.study import Fidelity
 

@@ -21,10 +21,10 @@ from typing import Any
 from trial_worker import tracking, tune
 from trial_worker.examples import wine
 from trial_worker.integrations.sklearn import classification_metrics
+from trial_worker.local_suite import LocalSuite
 from tuning.suggestion.v1 import study_pb2 as spb
 from tuning.tracking.v1 import registry_pb2 as rpb
 from tuning_common import telemetry
-from tuning_common.local_suite import LocalSuite
 from tuning_common.settings import data_dir
 
 MODEL_NAME = "wine-quality-xgb"
