@@ -21,5 +21,9 @@ echo "== buf lint"
 npx --no-install buf lint protos
 echo "== generated code is fresh"
 .venv/bin/python -m tuning_common.codegen --check
+echo "== import layering (docs/ARCHITECTURE.md, \"Layers\")"
+.venv/bin/lint-imports --no-cache
+echo "== ruff"
+.venv/bin/ruff check --quiet .
 echo "== pytest"
 .venv/bin/python -m pytest "$@"

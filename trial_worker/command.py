@@ -44,7 +44,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from trial_worker.context import LeaseLost, TrialContext, TrialPruned
+from trial_worker.context import TrialContext
+from trial_worker.exceptions import LeaseLost, TrialPruned
 
 log = logging.getLogger(__name__)
 

@@ -60,12 +60,6 @@ REPORT_RETRIES = 3
 CHECKPOINT_ARTIFACTS = "checkpoint"
 
 
-class TrialPruned(Exception):  # noqa: N818 - the name users of Optuna know
-    """Raised inside a train function to end the trial as pruned (stopped early)."""
-
-
-class LeaseLost(Exception):  # noqa: N818
-    """The trial is no longer this worker's (its lease expired, or the worker handed it back)."""
 
 
 _local = threading.local()

@@ -19,6 +19,7 @@ talk to them whatever ports they got (:func:`find_address`).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuning_common.errors import Unavailable
+from tuning_common.errors import FailedPrecondition, Unavailable
 from tuning_common.settings import data_dir
 
 START_TIMEOUT = 60.0
@@ -118,6 +119,14 @@ def _listening_line(process: subprocess.Popen, log_path: Path, start: int) -> st
     return ""
 
 
+# What the services import that a client install (`pip install tuning-suite`, no `server` extra) lacks.
+SERVER_MODULES = ("sqlalchemy", "alembic", "scipy", "starlette", "uvicorn", "jinja2")
+
+
+def missing_server_modules() -> list[str]:
+    return [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
+
+
 class LocalSuite:
     """The suggestion and tracking services on this machine (SQLite, local artifacts), and the
     gateway in front of them when a ``gateway_port`` is given."""
@@ -151,6 +160,12 @@ class LocalSuite:
         return self.services[1].address
 
     def start(self) -> LocalSuite:
+        absent = missing_server_modules()
+        if absent:
+            raise FailedPrecondition(
+                f"a local suite runs the services, which this install lacks (no {', '.join(absent)}): "
+                "pip install 'tuning-suite[server]', or give the addresses of a running suite",
+                reason="SERVER_NOT_INSTALLED")
         self.home.mkdir(parents=True, exist_ok=True)
         if not self.detach and threading.current_thread() is threading.main_thread():
             # The services have a process group of their own, so a closed terminal's SIGHUP reaches

@@ -134,7 +134,7 @@ def run_task(index: int, train_spec: str, command: list[str], config: WorkerConf
     ``ray.cancel`` raises KeyboardInterrupt here (the task's main thread): the worker stops
     asking, running trials finish for ``grace_seconds``, then they are handed back.
     """
-    from trial_worker.cli import load_callable
+    from trial_worker.train_function import load_callable
     from trial_worker.worker import Worker, print_result
 
     logging.getLogger("trial_worker").setLevel(os.environ.get("TUNING_LOG_LEVEL", "WARNING").upper())

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trial_worker.client import Study, SuggestionClient, Trial, default_worker_id
-from trial_worker.context import LeaseLost, TrialContext, TrialPruned, bind, final_metrics
+from trial_worker.context import TrialContext, bind, final_metrics
+from trial_worker.exceptions import LeaseLost, TrialPruned
 from trial_worker.tracking import provenance
 from trial_worker.tracking.client import TrackingClient
 from trial_worker.tracking.fluent import trial_link

@@ -77,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
         import xgboost  # noqa: F401
     except ImportError as error:
         print(f"error: the demo trains XGBoost with scikit-learn's metrics ({error}): "
-              "pip install -c constraints.txt -e '.[examples]'", file=sys.stderr)
+              "pip install -c constraints.txt -e '.[server,examples]'", file=sys.stderr)
         return 2
     telemetry.setup(telemetry.TRIAL_WORKER)
     started = time.perf_counter()

@@ -217,25 +217,6 @@ def dataset_input_json(item: pb.DatasetInput) -> dict:
     return {"tags": tag_list(tags), "dataset": dataset}
 
 
-def run_json(run: pb.Run) -> dict:
-    from gateway.mlflow import logged_models
-
-    tag_values = {t.key: t.value for t in run.tags}
-    return {
-        "info": run_info_json(run),
-        "data": {
-            "metrics": [metric_json(m) for m in run.latest_metrics],
-            "params": [{"key": p.key, "value": p.value} for p in run.params],
-            "tags": tag_list(run_tags(run)),
-        },
-        "inputs": {
-            "dataset_inputs": [dataset_input_json(i) for i in run.inputs],
-            "model_inputs": [{"model_id": m} for m in json_list(tag_values.get(MODEL_INPUTS))],
-        },
-        "outputs": {"model_outputs": logged_models.outputs_of(run)},
-    }
-
-
 def json_list(text: str | None) -> list:
     if not text:
         return []

@@ -87,16 +87,3 @@ def internal_error_response(where: str) -> JSONResponse:
     incident = uuid.uuid4().hex[:12]
     log.exception("unhandled error in %s (incident %s)", where, incident)
     return error_response(MlflowError("INTERNAL_ERROR", f"internal error (incident {incident}); see the gateway log"))
-
-
-# The Guard's refusals (gateway/app.py) under MLflow's paths, in MLflow's shape.
-_GUARD_CODES = {400: "INVALID_PARAMETER_VALUE", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-                413: "INVALID_PARAMETER_VALUE", 415: "BAD_REQUEST"}
-
-
-def guard_refusal_body(path: str, status: int, code: str, message: str, reason: str) -> dict | None:
-    from gateway.mlflow.routes import is_mlflow_path
-
-    if not is_mlflow_path(path):
-        return None
-    return error_body(_GUARD_CODES.get(status, FROM_OURS.get(code, "INTERNAL_ERROR")), message)

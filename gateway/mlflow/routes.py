@@ -33,7 +33,14 @@ from starlette.routing import BaseRoute, Route
 
 from gateway.mlflow import artifacts, convert, filters, logged_models
 from gateway.mlflow.context import Context
-from gateway.mlflow.errors import MlflowError, error_response, from_tuning_error, internal_error_response
+from gateway.mlflow.errors import (
+    FROM_OURS,
+    MlflowError,
+    error_body,
+    error_response,
+    from_tuning_error,
+    internal_error_response,
+)
 from tuning.tracking.v1 import registry_service_pb2 as rapi
 from tuning.tracking.v1 import tracking_pb2 as pb
 from tuning.tracking.v1 import tracking_service_pb2 as api
@@ -61,6 +68,35 @@ Handler = Callable[[Context], Awaitable[Any]]
 
 def is_mlflow_path(path: str) -> bool:
     return path.startswith(PREFIXES)
+
+
+# The Guard's refusals (gateway/app.py) under MLflow's paths, in MLflow's shape.
+_GUARD_CODES = {400: "INVALID_PARAMETER_VALUE", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                413: "INVALID_PARAMETER_VALUE", 415: "BAD_REQUEST"}
+
+
+def guard_refusal_body(path: str, status: int, code: str, message: str, reason: str) -> dict | None:
+    if not is_mlflow_path(path):
+        return None
+    return error_body(_GUARD_CODES.get(status, FROM_OURS.get(code, "INTERNAL_ERROR")), message)
+
+
+def run_json(run: pb.Run) -> dict:
+    """A run as MLflow returns it, with the logged models it produced."""
+    tag_values = {t.key: t.value for t in run.tags}
+    return {
+        "info": convert.run_info_json(run),
+        "data": {
+            "metrics": [convert.metric_json(m) for m in run.latest_metrics],
+            "params": [{"key": p.key, "value": p.value} for p in run.params],
+            "tags": convert.tag_list(convert.run_tags(run)),
+        },
+        "inputs": {
+            "dataset_inputs": [convert.dataset_input_json(i) for i in run.inputs],
+            "model_inputs": [{"model_id": m} for m in convert.json_list(tag_values.get(convert.MODEL_INPUTS))],
+        },
+        "outputs": {"model_outputs": logged_models.outputs_of(run)},
+    }
 
 
 def read_only_rule(method: str, path: str) -> bool | None:
@@ -196,12 +232,12 @@ async def create_run(ctx: Context) -> dict:
     if start > 0:
         request.start_time.CopyFrom(convert.timestamp(start))
     run = (await ctx.tracking("CreateRun", request)).run
-    return {"run": convert.run_json(run)}
+    return {"run": run_json(run)}
 
 
 async def get_run(ctx: Context) -> dict:
     run = (await ctx.tracking("GetRun", api.GetRunRequest(run_id=_run_id(ctx)))).run
-    return {"run": convert.run_json(run)}
+    return {"run": run_json(run)}
 
 
 async def _rename(ctx: Context, run_id: str, name: str, run: pb.Run | None = None) -> pb.Run:
@@ -405,7 +441,7 @@ async def search_runs(ctx: Context) -> dict:
         filter=f"({wanted}) AND {hidden}" if wanted else hidden,
         order_by=filters.translate_order_by(filters.RUNS, ctx.strings("order_by")),
         view_type=_view_type(ctx, "run_view_type"), page_size=size, page_token=ctx.text("page_token")))
-    return _page("runs", [convert.run_json(r) for r in answer.runs], answer.next_page_token)
+    return _page("runs", [run_json(r) for r in answer.runs], answer.next_page_token)
 
 
 async def _history(ctx: Context, run_id: str, key: str, page_size: int = HISTORY_PAGE,

@@ -37,9 +37,14 @@ def documents(path) -> list[dict]:
 
 def test_the_image_copies_what_exists_and_runs_the_tuning_command():
     dockerfile = (DEPLOY / "Dockerfile").read_text()
+    copied = set()
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, flags=re.MULTILINE):
         for path in source.split():
             assert (ROOT / path).exists(), f"the Dockerfile copies {path}, which is not in the repository"
+            copied.add(path)
+    # Every top-level package the distribution holds, or the image's install lacks one.
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name not in ("tests", "benchmarks")}
+    assert packages <= copied, f"the Dockerfile does not copy {sorted(packages - copied)}"
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert 'ENTRYPOINT ["/usr/bin/tini", "--", "tuning"]' in dockerfile and "tuning" in scripts
     extras = re.search(r'pip install .* "\.\[([a-z,]+)\]"', dockerfile)[1].split(",")

@@ -12,11 +12,14 @@ can stop them early.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trial_worker.context import TrialContext, TrialPruned
+from trial_worker.exceptions import TrialPruned
+
+if TYPE_CHECKING:  # the context hands itself in; importing it here would loop (it offers these helpers)
+    from trial_worker.context import TrialContext
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 

@@ -8,16 +8,23 @@ Each round's evaluation results become metrics named ``<data>_<metric>``: the sc
 API's ``validation_0`` is called ``val`` (``validation_1`` is ``val_1``), ``xgb.train``'s
 ``evals`` names are kept. The report's step is the number of rounds trained (the unit of a
 ``boosting_rounds`` fidelity). When the pruner says stop, the callback raises
-:class:`~trial_worker.context.TrialPruned`, which ends ``fit`` and the trial.
+:class:`~trial_worker.exceptions.TrialPruned`, which ends ``fit`` and the trial.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol
 
 import xgboost
 
-from trial_worker.context import TrialContext, TrialPruned
+from trial_worker.exceptions import TrialPruned
+
+
+class Reporter(Protocol):
+    """What the callback reports to: a :class:`~trial_worker.context.TrialContext`."""
+
+    def report(self, step: int, /, **metrics: float) -> bool: ...
 
 
 def f1_metric(y_true, y_score) -> float:
@@ -38,7 +45,7 @@ def data_prefix(name: str) -> str:
 
 
 class ReportCallback(xgboost.callback.TrainingCallback):
-    def __init__(self, ctx: TrialContext, *, names: Mapping[str, str] | None = None, report_every: int = 1):
+    def __init__(self, ctx: Reporter, *, names: Mapping[str, str] | None = None, report_every: int = 1):
         if report_every < 1:
             raise ValueError(f"report_every must be 1 or more, got {report_every}")
         super().__init__()

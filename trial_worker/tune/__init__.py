@@ -13,7 +13,8 @@
     print(results.best_params, results.best_result)
 """
 
-from trial_worker.context import TrialContext, TrialPruned, get_context
+from trial_worker.context import TrialContext, get_context
+from trial_worker.exceptions import TrialPruned
 from trial_worker.tune.space import choice, lograndint, loguniform, qrandint, quniform, randint, uniform
 from trial_worker.tune.tuner import Interrupted, NoTrialCompleted, Tuner, TunerConfig, TunerResults
 from tuning_types.study import Fidelity

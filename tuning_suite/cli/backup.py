@@ -6,6 +6,7 @@ import argparse
 import os
 
 from tuning_suite.cli.db import default_database_url
+from tuning_suite.cli.server_extra import needs_server
 
 
 def register(commands) -> None:
@@ -46,6 +47,7 @@ def _artifacts(args: argparse.Namespace):
     return Path(args.artifacts or os.environ.get("TUNING_ARTIFACTS") or default_artifacts())
 
 
+@needs_server("tuning backup")
 def _backup(args: argparse.Namespace) -> int:
     from tuning_suite.backup import backup
 
@@ -56,6 +58,7 @@ def _backup(args: argparse.Namespace) -> int:
     return 0
 
 
+@needs_server("tuning restore")
 def _restore(args: argparse.Namespace) -> int:
     from tuning_suite.backup import restore
 

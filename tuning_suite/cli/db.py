@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from tuning_suite.cli.server_extra import needs_server
+
 
 def register(commands) -> None:
     db = commands.add_parser("db", help="database schema")
@@ -18,6 +20,7 @@ def register(commands) -> None:
         db_actions.add_parser(verb, parents=[database], help=text).set_defaults(run=_db)
 
 
+@needs_server("tuning db")
 def _db(args: argparse.Namespace) -> int:
     from tuning_common.database import Database
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tuning_suite.cli.server_extra import needs_server
+
 
 def register(commands) -> None:
     demo = commands.add_parser("demo", help="the wine-quality XGBoost workflow end to end on embedded defaults")
@@ -15,6 +17,7 @@ def register(commands) -> None:
     demo.set_defaults(run=_demo)
 
 
+@needs_server("tuning demo")
 def _demo(args: argparse.Namespace) -> int:
     from tuning_suite import demo
 

@@ -7,6 +7,7 @@ import os
 import sys
 
 from tuning_common.settings import add_option
+from tuning_suite.cli.server_extra import needs_server
 
 
 def register(commands) -> None:
@@ -38,6 +39,7 @@ def register(commands) -> None:
     health.set_defaults(run=_health)
 
 
+@needs_server("tuning up")
 def _up(args: argparse.Namespace) -> int:
     import signal
     import threading

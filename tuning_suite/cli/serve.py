@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from tuning_suite.cli.server_extra import installed, needs_server
+
 
 def register(commands) -> None:
+    serve = commands.add_parser("serve", help="start one service")
+    if not installed():
+        # The services' options come from their own parsers, which a client install cannot import.
+        serve.add_argument("service", choices=("suggestion", "tracking", "gateway"))
+        serve.add_argument("options", nargs=argparse.REMAINDER)
+        serve.set_defaults(run=needs_server("tuning serve")(_serve))
+        return
     from gateway import server as gateway_server
     from suggestion_service import server
     from tracking_service import server as tracking_server
 
-    serve = commands.add_parser("serve", help="start one service")
     services = serve.add_subparsers(dest="service", required=True, metavar="SERVICE")
     suggestion = services.add_parser("suggestion", help="the suggestion service (gRPC)")
     server.build_parser(suggestion)
