@@ -14,14 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tracking_service.domain.model import (
-    ModelVersion,
-    RegisteredModel,
-    RegistryAction,
-    RegistryEvent,
-    Stage,
-    TrialLink,
-)
+from tracking_service.domain.model import TrialLink
 from tracking_service.persistence.repository import delete_tag, upsert, upsert_tags
 from tracking_service.persistence.tables import (
     model_aliases,
@@ -32,6 +25,7 @@ from tracking_service.persistence.tables import (
     registry_events,
     runs,
 )
+from tracking_service.registry.domain.model import ModelVersion, RegisteredModel, RegistryAction, RegistryEvent, Stage
 
 # The order of RegisteredModel.latest_versions.
 _STAGE_ORDER = {stage: i for i, stage in enumerate(Stage)}

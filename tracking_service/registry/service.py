@@ -9,7 +9,6 @@ same transaction as the change itself.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
@@ -17,60 +16,27 @@ from sqlalchemy.exc import IntegrityError
 
 from tracking_service.artifacts import ArtifactStore, clean_relative_path
 from tracking_service.domain import paging
-from tracking_service.domain.model import (
-    MAX_DESCRIPTION,
-    MAX_KEY,
-    MAX_REASON,
-    MAX_TAG_VALUE,
+from tracking_service.domain.model import MAX_TAG_VALUE, check_key, check_run_id, check_tags, check_text
+from tracking_service.persistence import search_sql
+from tracking_service.registry.domain.model import (
+    READY,
+    RUNS_SCHEME,
     ModelVersion,
     RegisteredModel,
     RegistryAction,
     RegistryEvent,
     Stage,
-    check_key,
-    check_run_id,
-    check_tags,
-    check_text,
+    check_actor,
+    check_alias,
+    check_description,
+    check_reason,
+    check_version,
 )
-from tracking_service.persistence import registry_repository as repo
-from tracking_service.persistence import search_sql
+from tracking_service.registry.persistence import repository as repo
 from tracking_service.service import live_run, now_ms, page_size, paged_search
 from tuning_common.database import Database
 from tuning_common.errors import AlreadyExists, InvalidArgument, NotFound
 from tuning_types import search
-
-RUNS_SCHEME = "runs:/"
-READY = "READY"
-
-_ALIAS = re.compile(r"[A-Za-z0-9_-]{1,250}")
-# "latest" and "v<digits>" name versions where a model URI takes an alias (models:/wine@champion).
-_RESERVED_ALIAS = re.compile(r"latest|v\d+.*", re.IGNORECASE)
-
-
-def check_alias(alias: str, field: str = "alias") -> str:
-    if not _ALIAS.fullmatch(alias):
-        raise InvalidArgument(field, f"must be 1-250 letters, digits, '_' or '-', got {alias!r:.80}")
-    if _RESERVED_ALIAS.fullmatch(alias):
-        raise InvalidArgument(field, f"{alias!r:.80} is reserved: 'latest' and 'v<digits>...' refer to versions")
-    return alias
-
-
-def check_version(version: int, field: str = "version") -> int:
-    if version <= 0:
-        raise InvalidArgument(field, f"must be a version number (1 or more), got {version}")
-    return version
-
-
-def _check_actor(actor: str) -> str:
-    return check_text(actor, "actor", MAX_KEY)
-
-
-def _check_reason(reason: str) -> str:
-    return check_text(reason, "reason", MAX_REASON)
-
-
-def _check_description(description: str) -> str:
-    return check_text(description, "description", MAX_DESCRIPTION)
 
 
 class RegistryService:
@@ -81,7 +47,7 @@ class RegistryService:
 
     def create_model(self, name: str, description: str = "", tags: dict[str, str] | None = None) -> RegisteredModel:
         check_key(name, "name")
-        _check_description(description)
+        check_description(description)
         tags = check_tags(tags or {}, "tags")
 
         def work(conn: Connection) -> RegisteredModel:
@@ -119,7 +85,7 @@ class RegistryService:
     def rename_model(self, name: str, new_name: str, actor: str = "") -> RegisteredModel:
         check_key(name, "name")
         check_key(new_name, "new_name")
-        _check_actor(actor)
+        check_actor(actor)
 
         def work(conn: Connection) -> RegisteredModel:
             model_id = self._model_id(conn, name, for_update=True)
@@ -141,7 +107,7 @@ class RegistryService:
 
     def update_model(self, name: str, description: str) -> RegisteredModel:
         check_key(name, "name")
-        _check_description(description)
+        check_description(description)
 
         def work(conn: Connection) -> RegisteredModel:
             model_id = self._model_id(conn, name, for_update=True)
@@ -176,7 +142,7 @@ class RegistryService:
 
     def delete_model(self, name: str, actor: str = "") -> None:
         check_key(name, "name")
-        _check_actor(actor)
+        check_actor(actor)
 
         def work(conn: Connection) -> None:
             model_id = self._model_id(conn, name, for_update=True)
@@ -191,9 +157,9 @@ class RegistryService:
                        tags: dict[str, str] | None = None, actor: str = "") -> ModelVersion:
         """The model's next version from ``source``; creates the model if it does not exist."""
         check_key(name, "name")
-        _check_description(description)
+        check_description(description)
         tags = check_tags(tags or {}, "tags")
-        _check_actor(actor)
+        check_actor(actor)
         if not source:
             raise InvalidArgument("source", "must not be empty")
         if source.startswith(RUNS_SCHEME):
@@ -254,7 +220,7 @@ class RegistryService:
     def update_version(self, name: str, version: int, description: str) -> ModelVersion:
         check_key(name, "name")
         check_version(version)
-        _check_description(description)
+        check_description(description)
 
         def work(conn: Connection) -> ModelVersion:
             model_id, _ = self._version(conn, name, version, for_update=True)
@@ -292,7 +258,7 @@ class RegistryService:
     def delete_version(self, name: str, version: int, actor: str = "") -> None:
         check_key(name, "name")
         check_version(version)
-        _check_actor(actor)
+        check_actor(actor)
 
         def work(conn: Connection) -> None:
             model_id, _ = self._version(conn, name, version, for_update=True)
@@ -314,8 +280,8 @@ class RegistryService:
         if archive_existing_versions and stage not in (Stage.STAGING, Stage.PRODUCTION):
             raise InvalidArgument("archive_existing_versions",
                                   f"applies to transitions to Staging or Production, not {stage.value}")
-        _check_actor(actor)
-        _check_reason(reason)
+        check_actor(actor)
+        check_reason(reason)
 
         def work(conn: Connection) -> ModelVersion:
             model_id, current = self._version(conn, name, version, for_update=True)
@@ -347,8 +313,8 @@ class RegistryService:
         check_key(name, "name")
         check_alias(alias)
         check_version(version)
-        _check_actor(actor)
-        _check_reason(reason)
+        check_actor(actor)
+        check_reason(reason)
 
         def work(conn: Connection) -> None:
             model_id, _ = self._version(conn, name, version, for_update=True)
@@ -367,8 +333,8 @@ class RegistryService:
     def delete_alias(self, name: str, alias: str, actor: str = "", reason: str = "") -> None:
         check_key(name, "name")
         check_alias(alias)
-        _check_actor(actor)
-        _check_reason(reason)
+        check_actor(actor)
+        check_reason(reason)
 
         def work(conn: Connection) -> None:
             model_id = self._model_id(conn, name, for_update=True)
