@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from tracking_service.artifacts import ArtifactStore, clean_relative_path
 from tracking_service.domain import paging
 from tracking_service.domain.model import MAX_TAG_VALUE, check_key, check_run_id, check_tags, check_text
-from tracking_service.persistence import search_sql
+from tracking_service.persistence.repository import RunRepository
 from tracking_service.registry.domain.model import (
     READY,
     RUNS_SCHEME,
@@ -42,6 +42,7 @@ from tuning_types import search
 class RegistryService:
     def __init__(self, db: Database, store: ArtifactStore):
         self.db, self.store = db, store
+        self.runs = RunRepository()
 
     # -- registered models ----------------------------------------------------------------------
 
@@ -75,12 +76,8 @@ class RegistryService:
 
     def search_models(self, filter_text: str = "", order_by: Sequence[str] = (), size: int = 0, token: str = ""
                       ) -> tuple[list[RegisteredModel], str]:
-        def fetch(conn: Connection, where, ordering, offset: int, limit: int) -> list[RegisteredModel]:
-            return repo.get_models(conn, repo.select_model_ids(conn, where, ordering, offset, limit))
-
-        return paged_search(self.db, search.REGISTERED_MODELS, search_sql.registered_model_condition,
-                            search_sql.registered_model_ordering, fetch, filter_text=filter_text, order_by=order_by,
-                            size=size, token=token, default_size=100, max_size=1_000)
+        return paged_search(self.db, search.REGISTERED_MODELS, repo.search_models, filter_text=filter_text,
+                            order_by=order_by, size=size, token=token, default_size=100, max_size=1_000)
 
     def rename_model(self, name: str, new_name: str, actor: str = "") -> RegisteredModel:
         check_key(name, "name")
@@ -175,7 +172,7 @@ class RegistryService:
         def work(conn: Connection) -> ModelVersion:
             storage_uri = location
             if run_id:
-                artifact_uri = live_run(conn, run_id).artifact_uri
+                artifact_uri = live_run(self.runs, conn, run_id).artifact_uri
                 if path is not None:
                     storage_uri = f"{artifact_uri}/{path}"
             # A file-system check inside the transaction: the run cannot be deleted in between.
@@ -210,12 +207,8 @@ class RegistryService:
 
     def search_versions(self, filter_text: str = "", order_by: Sequence[str] = (), size: int = 0, token: str = ""
                         ) -> tuple[list[ModelVersion], str]:
-        def fetch(conn: Connection, where, ordering, offset: int, limit: int) -> list[ModelVersion]:
-            return repo.get_versions(conn, repo.select_version_keys(conn, where, ordering, offset, limit))
-
-        return paged_search(self.db, search.MODEL_VERSIONS, search_sql.model_version_condition,
-                            search_sql.model_version_ordering, fetch, filter_text=filter_text, order_by=order_by,
-                            size=size, token=token, default_size=1_000, max_size=10_000)
+        return paged_search(self.db, search.MODEL_VERSIONS, repo.search_versions, filter_text=filter_text,
+                            order_by=order_by, size=size, token=token, default_size=1_000, max_size=10_000)
 
     def update_version(self, name: str, version: int, description: str) -> ModelVersion:
         check_key(name, "name")

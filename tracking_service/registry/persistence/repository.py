@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tracking_service.domain.model import TrialLink
+from tracking_service.persistence import search_sql
 from tracking_service.persistence.repository import delete_tag, upsert, upsert_tags
 from tracking_service.persistence.tables import (
     model_aliases,
@@ -26,6 +27,7 @@ from tracking_service.persistence.tables import (
     runs,
 )
 from tracking_service.registry.domain.model import ModelVersion, RegisteredModel, RegistryAction, RegistryEvent, Stage
+from tuning_types.search import Node, OrderKey
 
 # The order of RegisteredModel.latest_versions.
 _STAGE_ORDER = {stage: i for i, stage in enumerate(Stage)}
@@ -105,9 +107,12 @@ def get_models(conn: Connection, model_ids: Sequence[int]) -> list[RegisteredMod
     return out
 
 
-def select_model_ids(conn: Connection, where, order_by: Sequence, offset: int, limit: int) -> list[int]:
-    query = sa.select(registered_models.c.id).where(where).order_by(*order_by).offset(offset).limit(limit)
-    return list(conn.execute(query).scalars())
+def search_models(conn: Connection, node: Node | None, keys: Sequence[OrderKey], offset: int,
+                  limit: int) -> list[RegisteredModel]:
+    dialect = conn.dialect.name
+    query = (sa.select(registered_models.c.id).where(search_sql.registered_model_condition(node, dialect))
+             .order_by(*search_sql.registered_model_ordering(keys, dialect)).offset(offset).limit(limit))
+    return get_models(conn, list(conn.execute(query).scalars()))
 
 
 def set_model_tags(conn: Connection, model_id: int, items: dict[str, str]) -> None:
@@ -166,10 +171,13 @@ def _versions(conn: Connection, keys: Sequence[VersionKey]) -> dict[VersionKey, 
     return out
 
 
-def select_version_keys(conn: Connection, where, order_by: Sequence, offset: int, limit: int) -> list[VersionKey]:
-    query = (sa.select(model_versions.c.model_id, model_versions.c.version).where(where)
-             .order_by(*order_by).offset(offset).limit(limit))
-    return [(row.model_id, row.version) for row in conn.execute(query)]
+def search_versions(conn: Connection, node: Node | None, keys: Sequence[OrderKey], offset: int,
+                    limit: int) -> list[ModelVersion]:
+    dialect = conn.dialect.name
+    query = (sa.select(model_versions.c.model_id, model_versions.c.version)
+             .where(search_sql.model_version_condition(node, dialect))
+             .order_by(*search_sql.model_version_ordering(keys, dialect)).offset(offset).limit(limit))
+    return get_versions(conn, [(row.model_id, row.version) for row in conn.execute(query)])
 
 
 def versions_in_stage(conn: Connection, model_id: int, stage: Stage) -> list[int]:
