@@ -8,11 +8,11 @@ import os
 import sys
 from dataclasses import replace
 
-from tracking_service.api.registry_servicer import ModelRegistryServicer
 from tracking_service.api.servicer import TrackingServicer
 from tracking_service.artifacts import make_store
 from tracking_service.persistence import MIGRATIONS
-from tracking_service.registry import RegistryService
+from tracking_service.registry.api.servicer import ModelRegistryServicer
+from tracking_service.registry.service import RegistryService
 from tracking_service.service import MAX_ARTIFACT_BYTES, TrackingService
 from tuning.tracking.v1 import (
     registry_service_pb2,

@@ -12,8 +12,6 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from tracking_service.artifacts import ArtifactStore, FileInfo, clean_relative_path
 from tracking_service.artifacts.store import check_upload_header
@@ -43,9 +41,8 @@ from tracking_service.domain.model import (
     check_text,
     new_run_id,
 )
-from tracking_service.persistence import repository as repo
-from tracking_service.persistence import search_sql
-from tracking_service.persistence.tables import experiments, runs
+from tracking_service.persistence import Transaction
+from tracking_service.persistence.repository import ExperimentRepository, RunRepository, RunState, stored_value
 from tuning_common import telemetry
 from tuning_common.database import Database
 from tuning_common.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -71,38 +68,33 @@ def page_size(value: int, default: int, limit: int, field: str = "page_size") ->
     return value or default
 
 
-def paged_search(db: Database, schema: search.EntitySchema, condition, ordering, fetch, *, filter_text: str,
-                 order_by: Sequence[str], size: int, token: str, default_size: int, max_size: int,
-                 scope: tuple = (), where=None) -> tuple[list, str]:
+def paged_search(db: Database, schema: search.EntitySchema, fetch, *, filter_text: str, order_by: Sequence[str],
+                 size: int, token: str, default_size: int, max_size: int, scope: tuple = ()) -> tuple[list, str]:
     """One page of a search: parse the filter and order, check the page token against this
-    query, compile to SQL, and fetch one more than a page to know whether another follows.
+    query, and fetch one more than a page to know whether another follows.
 
-    ``condition(node, dialect)`` and ``ordering(keys, dialect)`` come from search_sql;
-    ``fetch(conn, where, order_by, offset, limit)`` reads the entities; ``scope`` is whatever
-    else shapes the result (experiment ids, view type) and ``where`` the clause it adds.
+    ``fetch(conn, node, keys, offset, limit)`` is a repository's search (which compiles the
+    parsed filter and order to SQL); ``scope`` is whatever else shapes the result (experiment
+    ids, view type), so that a page token is refused by another query.
     """
     size = page_size(size, default_size, max_size)
     node = search.parse_filter(filter_text, schema)
     keys = search.parse_order_by(list(order_by), schema)
     fingerprint = paging.fingerprint(schema.entity, filter_text, list(order_by), *scope)
     offset = paging.decode_page_token(token, fingerprint)
-    dialect = db.engine.dialect.name
-    clause = condition(node, dialect)
-    if where is not None:
-        clause = clause & where
-    sort = ordering(keys, dialect)
-    found = db.run(lambda conn: fetch(conn, clause, sort, offset, size + 1), write=False)
+    found = db.run(lambda conn: fetch(conn, node, keys, offset, size + 1), write=False)
     more = len(found) > size
     return found[:size], paging.encode_page_token(offset + size, fingerprint) if more else ""
 
 
-def live_run(conn: Connection, run_id: str, *, allow_deleted: bool = False, lock: bool = False) -> repo.RunState:
+def live_run(runs: RunRepository, conn: Transaction, run_id: str, *, allow_deleted: bool = False,
+             lock: bool = False) -> RunState:
     """The run, which must exist and (unless ``allow_deleted``) not be in the trash; with ``lock``,
     its row is locked until the transaction ends (writers that compare before they write)."""
-    state = repo.run_state(conn, run_id, lock=lock)
+    state = runs.state(conn, run_id, lock=lock)
     if state is None:
         raise NotFound(f"no run {run_id}")
-    if state.lifecycle_stage == repo.DELETED and not allow_deleted:
+    if state.lifecycle_stage is LifecycleStage.DELETED and not allow_deleted:
         raise FailedPrecondition(f"run {run_id} is deleted; restore it first", reason="RUN_DELETED")
     return state
 
@@ -116,23 +108,15 @@ ARTIFACT_BYTES = telemetry.meter().create_counter(
 class TrackingService:
     def __init__(self, db: Database, store: ArtifactStore, *, max_artifact_bytes: int = MAX_ARTIFACT_BYTES):
         self.db, self.store, self.max_artifact_bytes = db, store, max_artifact_bytes
+        self.experiments, self.runs = ExperimentRepository(), RunRepository()
 
     # -- experiments --------------------------------------------------------------------------
 
     def ensure_default_experiment(self) -> None:
         """Experiment 0, "Default", where runs go when no experiment is named (as in MLflow)."""
-        def work(conn: Connection) -> None:
-            if repo.find_experiment(conn, experiment_id=DEFAULT_EXPERIMENT_ID) is not None:
-                return
-            now = now_ms()
-            conn.execute(experiments.insert().values(
-                id=DEFAULT_EXPERIMENT_ID, name=DEFAULT_EXPERIMENT_NAME,
-                artifact_location=self.store.default_experiment_location(DEFAULT_EXPERIMENT_ID),
-                lifecycle_stage=repo.ACTIVE, create_ms=now, update_ms=now))
-        try:
-            self.db.run(work, write=True)
-        except IntegrityError:
-            pass  # another replica created it first
+        location = self.store.default_experiment_location(DEFAULT_EXPERIMENT_ID)
+        self.db.run(lambda conn: self.experiments.insert_if_absent(
+            conn, DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, location, now_ms()), write=True)
 
     def create_experiment(self, name: str, artifact_location: str = "", tags: dict[str, str] | None = None
                           ) -> Experiment:
@@ -140,33 +124,31 @@ class TrackingService:
         tags = check_tags(tags or {}, "tags")
         location = self.store.check_location(artifact_location, "artifact_location") if artifact_location else None
 
-        def work(conn: Connection) -> Experiment:
-            if repo.experiment_exists_named(conn, name):
+        def work(conn: Transaction) -> Experiment:
+            if self.experiments.exists_named(conn, name):
                 raise AlreadyExists(f"an experiment named {name!r} exists (it may be deleted: restore or rename it)")
-            experiment_id = repo.insert_experiment(conn, name, location, now_ms())
+            experiment_id = self.experiments.insert(conn, name, location, now_ms())
             if location is None:
-                repo.set_experiment_location(conn, experiment_id, self.store.default_experiment_location(experiment_id))
-            repo.set_experiment_tags(conn, experiment_id, tags)
-            return repo.find_experiment(conn, experiment_id=experiment_id)
+                # The default location holds the id, known only once the row exists.
+                self.experiments.set_location(conn, experiment_id,
+                                              self.store.default_experiment_location(experiment_id))
+            self.experiments.set_tags(conn, experiment_id, tags)
+            return self.experiments.find(conn, experiment_id=experiment_id)
 
-        try:
-            return self.db.run(work, write=True)
-        except IntegrityError as error:
-            raise AlreadyExists(f"an experiment named {name!r} exists") from error
+        return self.db.run(work, write=True)
 
     def get_experiment(self, experiment_id: int) -> Experiment:
         return self.db.run(lambda conn: self._experiment(conn, experiment_id), write=False)
 
     def get_experiment_by_name(self, name: str) -> Experiment:
         check_key(name, "name", MAX_EXPERIMENT_NAME)
-        experiment = self.db.run(lambda conn: repo.find_experiment(conn, name=name), write=False)
+        experiment = self.db.run(lambda conn: self.experiments.find(conn, name=name), write=False)
         if experiment is None:
             raise NotFound(f"no experiment named {name!r}")
         return experiment
 
-    @staticmethod
-    def _experiment(conn: Connection, experiment_id: int, *, for_update: bool = False) -> Experiment:
-        experiment = repo.find_experiment(conn, experiment_id=experiment_id, for_update=for_update)
+    def _experiment(self, conn: Transaction, experiment_id: int, *, for_update: bool = False) -> Experiment:
+        experiment = self.experiments.find(conn, experiment_id=experiment_id, for_update=for_update)
         if experiment is None:
             raise NotFound(f"no experiment with id {experiment_id}")
         return experiment
@@ -174,35 +156,32 @@ class TrackingService:
     def search_experiments(self, filter_text: str = "", order_by: Sequence[str] = (),
                            view: ViewType = ViewType.ACTIVE_ONLY, size: int = 0, token: str = ""
                            ) -> tuple[list[Experiment], str]:
-        return paged_search(
-            self.db, search.EXPERIMENTS, search_sql.experiment_condition, search_sql.experiment_ordering,
-            repo.select_experiments, filter_text=filter_text, order_by=order_by, size=size, token=token,
-            default_size=100, max_size=1_000, scope=(view.value,),
-            where=experiments.c.lifecycle_stage.in_(view.stages()))
+        def fetch(conn: Transaction, node, keys, offset: int, limit: int) -> list[Experiment]:
+            return self.experiments.search(conn, node, keys, view, offset, limit)
+
+        return paged_search(self.db, search.EXPERIMENTS, fetch, filter_text=filter_text, order_by=order_by, size=size,
+                            token=token, default_size=100, max_size=1_000, scope=(view.value,))
 
     def rename_experiment(self, experiment_id: int, new_name: str) -> Experiment:
         check_key(new_name, "new_name", MAX_EXPERIMENT_NAME)
 
-        def work(conn: Connection) -> Experiment:
+        def work(conn: Transaction) -> Experiment:
             experiment = self._experiment(conn, experiment_id, for_update=True)
-            if experiment.name != new_name and repo.experiment_exists_named(conn, new_name):
+            if experiment.name != new_name and self.experiments.exists_named(conn, new_name):
                 raise AlreadyExists(f"an experiment named {new_name!r} exists")
-            repo.update_experiment(conn, experiment_id, now_ms(), name=new_name)
+            self.experiments.rename(conn, experiment_id, new_name, now_ms())
             return self._experiment(conn, experiment_id)
 
-        try:
-            return self.db.run(work, write=True)
-        except IntegrityError as error:
-            raise AlreadyExists(f"an experiment named {new_name!r} exists") from error
+        return self.db.run(work, write=True)
 
     def set_experiment_tag(self, experiment_id: int, key: str, value: str) -> None:
         check_key(key, "key")
         check_text(value, "value", MAX_TAG_VALUE)
 
-        def work(conn: Connection) -> None:
+        def work(conn: Transaction) -> None:
             self._experiment(conn, experiment_id)
-            repo.set_experiment_tags(conn, experiment_id, {key: value})
-            repo.update_experiment(conn, experiment_id, now_ms())
+            self.experiments.set_tags(conn, experiment_id, {key: value})
+            self.experiments.touch(conn, experiment_id, now_ms())
 
         self.db.run(work, write=True)
 
@@ -211,13 +190,10 @@ class TrackingService:
         if stage is LifecycleStage.DELETED and experiment_id == DEFAULT_EXPERIMENT_ID:
             raise FailedPrecondition("the Default experiment (id 0) cannot be deleted")
 
-        def work(conn: Connection) -> None:
+        def work(conn: Transaction) -> None:
             experiment = self._experiment(conn, experiment_id, for_update=True)
-            if experiment.lifecycle_stage is stage:
-                return
-            now = now_ms()
-            repo.update_experiment(conn, experiment_id, now, lifecycle_stage=stage.value)
-            repo.set_experiment_runs_stage(conn, experiment_id, stage.value, now)
+            if experiment.lifecycle_stage is not stage:
+                self.experiments.set_stage(conn, experiment_id, stage, now_ms())
 
         self.db.run(work, write=True)
 
@@ -242,16 +218,16 @@ class TrackingService:
         if start_ms is not None and start_ms < 0:
             raise InvalidArgument("start_time", "must not be before 1970")
 
-        def work(conn: Connection) -> Run:
+        def work(conn: Transaction) -> Run:
             if request_id:
-                existing = repo.run_id_for_request(conn, experiment_id, request_id)
+                existing = self.runs.id_for_request(conn, experiment_id, request_id)
                 if existing is not None:
-                    return repo.get_runs(conn, [existing])[0]
+                    return self.runs.get(conn, [existing])[0]
             experiment = self._experiment(conn, experiment_id)
             if experiment.lifecycle_stage is LifecycleStage.DELETED:
                 raise FailedPrecondition(f"experiment {experiment_id} is deleted; restore it first")
             if parent_run_id:
-                parent = repo.run_state(conn, parent_run_id)
+                parent = self.runs.state(conn, parent_run_id)
                 if parent is None:
                     raise NotFound(f"no parent run {parent_run_id}")
             run_id = new_run_id()
@@ -260,22 +236,17 @@ class TrackingService:
                       now if start_ms is None else start_ms, None, parent_run_id or None, run_group, user,
                       self.store.run_root(experiment_id, run_id, experiment.artifact_location), {}, tags, {}, (),
                       trial)
-            repo.insert_run(conn, run, request_id or None, now)
-            repo.set_tags(conn, run_id, list(tags.items()))
+            if not self.runs.insert(conn, run, request_id or None, now):
+                # A concurrent retry of the same request created it: return that one.
+                return self.runs.get(conn, [self.runs.id_for_request(conn, experiment_id, request_id)])[0]
+            self.runs.set_tags(conn, run_id, tags.items())
             return run
 
-        try:
-            return self.db.run(work, write=True)
-        except IntegrityError:
-            if not request_id:
-                raise
-            # A concurrent retry of the same request created it: return that one.
-            return self.db.run(lambda conn: repo.get_runs(conn, [repo.run_id_for_request(
-                conn, experiment_id, request_id)])[0], write=False)
+        return self.db.run(work, write=True)
 
     def get_run(self, run_id: str) -> Run:
         check_run_id(run_id)
-        found = self.db.run(lambda conn: repo.get_runs(conn, [run_id]), write=False)
+        found = self.db.run(lambda conn: self.runs.get(conn, [run_id]), write=False)
         if not found:
             raise NotFound(f"no run {run_id}")
         return found[0]
@@ -287,36 +258,28 @@ class TrackingService:
             check_key(name, "name")
         if end_ms is not None and end_ms < 0:
             raise InvalidArgument("end_time", "must not be before 1970")
-        values: dict = {}
-        if status is not None:
-            values["status"] = status.value
-            if status.terminal and end_ms is None:
-                end_ms = now_ms()
-        if end_ms is not None:
-            values["end_ms"] = end_ms
-        if name:
-            values["name"] = name
+        if status is not None and status.terminal and end_ms is None:
+            end_ms = now_ms()
 
-        def work(conn: Connection) -> Run:
-            live_run(conn, run_id, allow_deleted=True)
-            if values:
-                repo.update_run(conn, run_id, now_ms(), **values)
-            return repo.get_runs(conn, [run_id])[0]
+        def work(conn: Transaction) -> Run:
+            live_run(self.runs, conn, run_id, allow_deleted=True)
+            self.runs.update(conn, run_id, now_ms(), status=status, end_ms=end_ms, name=name or None)
+            return self.runs.get(conn, [run_id])[0]
 
         return self.db.run(work, write=True)
 
     def set_run_stage(self, run_id: str, stage: LifecycleStage) -> None:
         check_run_id(run_id)
 
-        def work(conn: Connection) -> None:
-            state = live_run(conn, run_id, allow_deleted=True)
+        def work(conn: Transaction) -> None:
+            state = live_run(self.runs, conn, run_id, allow_deleted=True)
             if stage is LifecycleStage.ACTIVE:
                 experiment = self._experiment(conn, state.experiment_id)
                 if experiment.lifecycle_stage is LifecycleStage.DELETED:
                     raise FailedPrecondition(
                         f"run {run_id}'s experiment {state.experiment_id} is deleted; restore it first")
-            if state.lifecycle_stage != stage.value:
-                repo.update_run(conn, run_id, now_ms(), lifecycle_stage=stage.value)
+            if state.lifecycle_stage is not stage:
+                self.runs.update(conn, run_id, now_ms(), stage=stage)
 
         self.db.run(work, write=True)
 
@@ -327,14 +290,12 @@ class TrackingService:
         if len(experiment_ids) > 1_000:
             raise InvalidArgument("experiment_ids", f"at most 1000 experiments, got {len(experiment_ids)}")
 
-        def fetch(conn: Connection, where, ordering, offset: int, limit: int) -> list[Run]:
-            return repo.get_runs(conn, repo.select_run_ids(conn, where, ordering, offset, limit))
+        def fetch(conn: Transaction, node, keys, offset: int, limit: int) -> list[Run]:
+            return self.runs.search(conn, node, keys, experiment_ids, view, offset, limit)
 
-        return paged_search(
-            self.db, search.RUNS, search_sql.run_condition, search_sql.run_ordering, fetch,
-            filter_text=filter_text, order_by=order_by, size=size, token=token, default_size=1_000,
-            max_size=50_000, scope=(sorted(experiment_ids), view.value),
-            where=runs.c.experiment_id.in_(list(experiment_ids)) & runs.c.lifecycle_stage.in_(view.stages()))
+        return paged_search(self.db, search.RUNS, fetch, filter_text=filter_text, order_by=order_by, size=size,
+                            token=token, default_size=1_000, max_size=50_000,
+                            scope=(sorted(experiment_ids), view.value))
 
     # -- logging ------------------------------------------------------------------------------
 
@@ -357,10 +318,10 @@ class TrackingService:
         expected = list(expected_tags)
         check_expected_tags(expected)
 
-        def work(conn: Connection) -> bool:
-            live_run(conn, run_id, lock=bool(expected))
+        def work(conn: Transaction) -> bool:
+            live_run(self.runs, conn, run_id, lock=bool(expected))
             if request_id:
-                stored = repo.claim_batch_request(conn, run_id, request_id, digest, now_ms())
+                stored = self.runs.claim_batch_request(conn, run_id, request_id, digest, now_ms())
                 if stored == digest:
                     return False
                 if stored is not None:
@@ -369,14 +330,14 @@ class TrackingService:
                         "request id per batch (and the same one only when re-sending that batch)",
                         reason="REQUEST_ID_REUSED")
             if expected:
-                found = repo.run_tag_values(conn, run_id, [key for key, _ in expected])
+                found = self.runs.tag_values(conn, run_id, [key for key, _ in expected])
                 changed = next((key for key, value in expected if found.get(key) != value), None)
                 if changed is not None:
                     raise Aborted(f"run {run_id}'s tag {changed!r:.80} is not as expected (changed since it was "
                                   "read); read it again and retry", reason="TAG_CHANGED")
-            repo.log_params(conn, run_id, params)
-            repo.set_tags(conn, run_id, tags)
-            repo.log_metrics(conn, run_id, metrics, series)
+            self.runs.log_params(conn, run_id, params)
+            self.runs.set_tags(conn, run_id, tags)
+            self.runs.log_metrics(conn, run_id, metrics, series)
             return True
 
         stored = self.db.run(work, write=True)
@@ -388,11 +349,11 @@ class TrackingService:
         check_run_id(run_id)
         check_key(key, "key")
 
-        def work(conn: Connection) -> None:
+        def work(conn: Transaction) -> None:
             # Locked as a LogBatch with expected_tags locks it, so that a delete cannot slip between
             # such a batch's comparison and its write (and be undone by it).
-            live_run(conn, run_id, lock=True)
-            if not repo.delete_run_tag(conn, run_id, key):
+            live_run(self.runs, conn, run_id, lock=True)
+            if not self.runs.delete_tag(conn, run_id, key):
                 raise NotFound(f"run {run_id} has no tag {key!r}")
 
         self.db.run(work, write=True)
@@ -404,8 +365,8 @@ class TrackingService:
         for i, item in enumerate(inputs):
             check_dataset_input(item, f"inputs[{i}]")
 
-        def work(conn: Connection) -> None:
-            repo.log_inputs(conn, run_id, live_run(conn, run_id).experiment_id, inputs)
+        def work(conn: Transaction) -> None:
+            self.runs.log_inputs(conn, run_id, live_run(self.runs, conn, run_id).experiment_id, inputs)
 
         self.db.run(work, write=True)
 
@@ -420,11 +381,11 @@ class TrackingService:
         # (step, timestamp_ms, value, is_nan) of the previous page's last point.
         after = paging.decode_keyset_token(token, fingerprint, (int, int, (int, float), bool)) if token else None
 
-        def work(conn: Connection):
-            live_run(conn, run_id, allow_deleted=True)
+        def work(conn: Transaction):
+            live_run(self.runs, conn, run_id, allow_deleted=True)
             if max_points:
-                return repo.metric_columns(conn, run_id, key)
-            return repo.metric_history(conn, run_id, key, after, size + 1)
+                return self.runs.metric_columns(conn, run_id, key)
+            return self.runs.metric_history(conn, run_id, key, after, size + 1)
 
         found = self.db.run(work, write=False)
         if max_points:
@@ -434,7 +395,7 @@ class TrackingService:
         if not more:
             return page, ""
         last = page[-1]
-        value, is_nan = repo.stored_value(last.value)
+        value, is_nan = stored_value(last.value)
         return page, paging.encode_keyset_token([last.step, last.timestamp_ms, value, is_nan], fingerprint)
 
     # -- artifacts ----------------------------------------------------------------------------
@@ -442,8 +403,8 @@ class TrackingService:
     def _artifact_root(self, run_id: str, *, write: bool, field: str = "run_id") -> str:
         check_run_id(run_id, field)
 
-        def work(conn: Connection) -> str:
-            return live_run(conn, run_id, allow_deleted=not write).artifact_uri
+        def work(conn: Transaction) -> str:
+            return live_run(self.runs, conn, run_id, allow_deleted=not write).artifact_uri
 
         return self.db.run(work, write=False)
 

@@ -30,8 +30,6 @@ MAX_BATCH_SERIES_POINTS = 10_000
 MAX_BATCH_PARAMS = 100
 MAX_BATCH_TAGS = 100
 MAX_EXPECTED_TAGS = 100
-MAX_DESCRIPTION = MAX_TAG_VALUE  # a model's description is as long as a run's may be
-MAX_REASON = 1_000
 MAX_DATASET_TEXT = 65_536
 MAX_INPUTS = 100
 
@@ -66,23 +64,6 @@ class ViewType(enum.Enum):
             ViewType.DELETED_ONLY: (LifecycleStage.DELETED.value,),
             ViewType.ALL: (LifecycleStage.ACTIVE.value, LifecycleStage.DELETED.value),
         }[self]
-
-
-class Stage(enum.Enum):
-    NONE = "None"
-    STAGING = "Staging"
-    PRODUCTION = "Production"
-    ARCHIVED = "Archived"
-
-
-class RegistryAction(enum.Enum):
-    CREATE_VERSION = "CREATE_VERSION"
-    TRANSITION_STAGE = "TRANSITION_STAGE"
-    SET_ALIAS = "SET_ALIAS"
-    DELETE_ALIAS = "DELETE_ALIAS"
-    DELETE_VERSION = "DELETE_VERSION"
-    RENAME_MODEL = "RENAME_MODEL"
-    DELETE_MODEL = "DELETE_MODEL"
 
 
 class Metric(NamedTuple):
@@ -156,51 +137,6 @@ class Run:
     latest_metrics: dict[str, Metric]
     inputs: tuple[DatasetInput, ...]
     trial: TrialLink | None
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    name: str
-    version: int
-    source: str
-    storage_uri: str
-    run_id: str | None
-    status: str
-    stage: Stage
-    description: str
-    user: str
-    tags: dict[str, str]
-    aliases: tuple[str, ...]
-    create_ms: int
-    update_ms: int
-    # Provenance through the run (None when registered from a plain URI).
-    experiment_id: int | None = None
-    trial: TrialLink | None = None
-
-
-@dataclass(frozen=True)
-class RegisteredModel:
-    name: str
-    description: str
-    tags: dict[str, str]
-    aliases: dict[str, int]
-    latest_versions: tuple[ModelVersion, ...]
-    create_ms: int
-    update_ms: int
-
-
-@dataclass(frozen=True)
-class RegistryEvent:
-    id: int
-    model_name: str
-    version: int
-    action: RegistryAction
-    from_value: str
-    to_value: str
-    alias: str
-    actor: str
-    reason: str
-    time_ms: int
 
 
 # -- validation ------------------------------------------------------------------------------

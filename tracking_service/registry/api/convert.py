@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tracking_service.api.convert import tags_to_proto, timestamp, trial_to_proto
-from tracking_service.domain.model import ModelVersion, RegisteredModel, RegistryAction, RegistryEvent, Stage
+from tracking_service.registry.domain.model import ModelVersion, RegisteredModel, RegistryAction, RegistryEvent, Stage
 from tuning.tracking.v1 import registry_pb2 as pb
 from tuning_common.errors import InvalidArgument
 

@@ -9,144 +9,98 @@ same transaction as the change itself.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from tracking_service.artifacts import ArtifactStore, clean_relative_path
 from tracking_service.domain import paging
-from tracking_service.domain.model import (
-    MAX_DESCRIPTION,
-    MAX_KEY,
-    MAX_REASON,
-    MAX_TAG_VALUE,
+from tracking_service.domain.model import MAX_TAG_VALUE, check_key, check_run_id, check_tags, check_text
+from tracking_service.persistence import Transaction
+from tracking_service.persistence.repository import RunRepository
+from tracking_service.registry.domain.model import (
+    READY,
+    RUNS_SCHEME,
     ModelVersion,
     RegisteredModel,
     RegistryAction,
     RegistryEvent,
     Stage,
-    check_key,
-    check_run_id,
-    check_tags,
-    check_text,
+    check_actor,
+    check_alias,
+    check_description,
+    check_reason,
+    check_version,
 )
-from tracking_service.persistence import registry_repository as repo
-from tracking_service.persistence import search_sql
+from tracking_service.registry.persistence.repository import RegistryRepository
 from tracking_service.service import live_run, now_ms, page_size, paged_search
 from tuning_common.database import Database
 from tuning_common.errors import AlreadyExists, InvalidArgument, NotFound
 from tuning_types import search
 
-RUNS_SCHEME = "runs:/"
-READY = "READY"
-
-_ALIAS = re.compile(r"[A-Za-z0-9_-]{1,250}")
-# "latest" and "v<digits>" name versions where a model URI takes an alias (models:/wine@champion).
-_RESERVED_ALIAS = re.compile(r"latest|v\d+.*", re.IGNORECASE)
-
-
-def check_alias(alias: str, field: str = "alias") -> str:
-    if not _ALIAS.fullmatch(alias):
-        raise InvalidArgument(field, f"must be 1-250 letters, digits, '_' or '-', got {alias!r:.80}")
-    if _RESERVED_ALIAS.fullmatch(alias):
-        raise InvalidArgument(field, f"{alias!r:.80} is reserved: 'latest' and 'v<digits>...' refer to versions")
-    return alias
-
-
-def check_version(version: int, field: str = "version") -> int:
-    if version <= 0:
-        raise InvalidArgument(field, f"must be a version number (1 or more), got {version}")
-    return version
-
-
-def _check_actor(actor: str) -> str:
-    return check_text(actor, "actor", MAX_KEY)
-
-
-def _check_reason(reason: str) -> str:
-    return check_text(reason, "reason", MAX_REASON)
-
-
-def _check_description(description: str) -> str:
-    return check_text(description, "description", MAX_DESCRIPTION)
-
 
 class RegistryService:
     def __init__(self, db: Database, store: ArtifactStore):
         self.db, self.store = db, store
+        self.repo, self.runs = RegistryRepository(), RunRepository()
 
     # -- registered models ----------------------------------------------------------------------
 
     def create_model(self, name: str, description: str = "", tags: dict[str, str] | None = None) -> RegisteredModel:
         check_key(name, "name")
-        _check_description(description)
+        check_description(description)
         tags = check_tags(tags or {}, "tags")
 
-        def work(conn: Connection) -> RegisteredModel:
-            if repo.find_model_id(conn, name) is not None:
+        def work(conn: Transaction) -> RegisteredModel:
+            if self.repo.find_model_id(conn, name) is not None:
                 raise AlreadyExists(f"a registered model named {name!r} exists")
-            model_id = repo.insert_model(conn, name, description, now_ms())
-            repo.set_model_tags(conn, model_id, tags)
-            return repo.get_models(conn, [model_id])[0]
+            model_id = self.repo.insert_model(conn, name, description, now_ms())
+            self.repo.set_model_tags(conn, model_id, tags)
+            return self.repo.get_models(conn, [model_id])[0]
 
-        try:
-            return self.db.run(work, write=True)
-        except IntegrityError as error:
-            raise AlreadyExists(f"a registered model named {name!r} exists") from error
+        return self.db.run(work, write=True)
 
     def get_model(self, name: str) -> RegisteredModel:
         check_key(name, "name")
-        return self.db.run(lambda conn: repo.get_models(conn, [self._model_id(conn, name)])[0], write=False)
+        return self.db.run(lambda conn: self.repo.get_models(conn, [self._model_id(conn, name)])[0], write=False)
 
-    @staticmethod
-    def _model_id(conn: Connection, name: str, *, for_update: bool = False) -> int:
-        model_id = repo.find_model_id(conn, name, for_update=for_update)
+    def _model_id(self, conn: Transaction, name: str, *, for_update: bool = False) -> int:
+        model_id = self.repo.find_model_id(conn, name, for_update=for_update)
         if model_id is None:
             raise NotFound(f"no registered model named {name!r}")
         return model_id
 
     def search_models(self, filter_text: str = "", order_by: Sequence[str] = (), size: int = 0, token: str = ""
                       ) -> tuple[list[RegisteredModel], str]:
-        def fetch(conn: Connection, where, ordering, offset: int, limit: int) -> list[RegisteredModel]:
-            return repo.get_models(conn, repo.select_model_ids(conn, where, ordering, offset, limit))
-
-        return paged_search(self.db, search.REGISTERED_MODELS, search_sql.registered_model_condition,
-                            search_sql.registered_model_ordering, fetch, filter_text=filter_text, order_by=order_by,
-                            size=size, token=token, default_size=100, max_size=1_000)
+        return paged_search(self.db, search.REGISTERED_MODELS, self.repo.search_models, filter_text=filter_text,
+                            order_by=order_by, size=size, token=token, default_size=100, max_size=1_000)
 
     def rename_model(self, name: str, new_name: str, actor: str = "") -> RegisteredModel:
         check_key(name, "name")
         check_key(new_name, "new_name")
-        _check_actor(actor)
+        check_actor(actor)
 
-        def work(conn: Connection) -> RegisteredModel:
+        def work(conn: Transaction) -> RegisteredModel:
             model_id = self._model_id(conn, name, for_update=True)
             if new_name != name:
-                if repo.find_model_id(conn, new_name) is not None:
+                if self.repo.find_model_id(conn, new_name) is not None:
                     raise AlreadyExists(f"a registered model named {new_name!r} exists")
                 now = now_ms()
-                repo.update_model(conn, model_id, now, name=new_name)
+                self.repo.update_model(conn, model_id, now, name=new_name)
                 # The log is kept by name: the model's history follows it to the new one.
-                repo.rename_events(conn, name, new_name)
-                repo.add_event(conn, new_name, 0, RegistryAction.RENAME_MODEL, now, from_value=name,
+                self.repo.rename_events(conn, name, new_name)
+                self.repo.add_event(conn, new_name, 0, RegistryAction.RENAME_MODEL, now, from_value=name,
                                to_value=new_name, actor=actor)
-            return repo.get_models(conn, [model_id])[0]
+            return self.repo.get_models(conn, [model_id])[0]
 
-        try:
-            return self.db.run(work, write=True)
-        except IntegrityError as error:
-            raise AlreadyExists(f"a registered model named {new_name!r} exists") from error
+        return self.db.run(work, write=True)
 
     def update_model(self, name: str, description: str) -> RegisteredModel:
         check_key(name, "name")
-        _check_description(description)
+        check_description(description)
 
-        def work(conn: Connection) -> RegisteredModel:
+        def work(conn: Transaction) -> RegisteredModel:
             model_id = self._model_id(conn, name, for_update=True)
-            repo.update_model(conn, model_id, now_ms(), description=description)
-            return repo.get_models(conn, [model_id])[0]
+            self.repo.update_model(conn, model_id, now_ms(), description=description)
+            return self.repo.get_models(conn, [model_id])[0]
 
         return self.db.run(work, write=True)
 
@@ -155,10 +109,10 @@ class RegistryService:
         check_key(key, "key")
         check_text(value, "value", MAX_TAG_VALUE)
 
-        def work(conn: Connection) -> None:
+        def work(conn: Transaction) -> None:
             model_id = self._model_id(conn, name, for_update=True)
-            repo.set_model_tags(conn, model_id, {key: value})
-            repo.update_model(conn, model_id, now_ms())
+            self.repo.set_model_tags(conn, model_id, {key: value})
+            self.repo.update_model(conn, model_id, now_ms())
 
         self.db.run(work, write=True)
 
@@ -166,22 +120,22 @@ class RegistryService:
         check_key(name, "name")
         check_key(key, "key")
 
-        def work(conn: Connection) -> None:
+        def work(conn: Transaction) -> None:
             model_id = self._model_id(conn, name, for_update=True)
-            if not repo.delete_model_tag(conn, model_id, key):
+            if not self.repo.delete_model_tag(conn, model_id, key):
                 raise NotFound(f"registered model {name!r} has no tag {key!r}")
-            repo.update_model(conn, model_id, now_ms())
+            self.repo.update_model(conn, model_id, now_ms())
 
         self.db.run(work, write=True)
 
     def delete_model(self, name: str, actor: str = "") -> None:
         check_key(name, "name")
-        _check_actor(actor)
+        check_actor(actor)
 
-        def work(conn: Connection) -> None:
+        def work(conn: Transaction) -> None:
             model_id = self._model_id(conn, name, for_update=True)
-            repo.delete_model(conn, model_id)
-            repo.add_event(conn, name, 0, RegistryAction.DELETE_MODEL, now_ms(), actor=actor)
+            self.repo.delete_model(conn, model_id)
+            self.repo.add_event(conn, name, 0, RegistryAction.DELETE_MODEL, now_ms(), actor=actor)
 
         self.db.run(work, write=True)
 
@@ -191,9 +145,9 @@ class RegistryService:
                        tags: dict[str, str] | None = None, actor: str = "") -> ModelVersion:
         """The model's next version from ``source``; creates the model if it does not exist."""
         check_key(name, "name")
-        _check_description(description)
+        check_description(description)
         tags = check_tags(tags or {}, "tags")
-        _check_actor(actor)
+        check_actor(actor)
         if not source:
             raise InvalidArgument("source", "must not be empty")
         if source.startswith(RUNS_SCHEME):
@@ -206,25 +160,25 @@ class RegistryService:
                 check_run_id(run_id, "run_id")
             path, location = None, self.store.check_location(source, "source")
 
-        def work(conn: Connection) -> ModelVersion:
+        def work(conn: Transaction) -> ModelVersion:
             storage_uri = location
             if run_id:
-                artifact_uri = live_run(conn, run_id).artifact_uri
+                artifact_uri = live_run(self.runs, conn, run_id).artifact_uri
                 if path is not None:
                     storage_uri = f"{artifact_uri}/{path}"
             # A file-system check inside the transaction: the run cannot be deleted in between.
             if not self.store.exists(storage_uri):
                 raise NotFound(f"source: nothing is stored at {source!r:.300}")
             now = now_ms()
-            repo.ensure_model(conn, name, now)
+            self.repo.ensure_model(conn, name, now)
             model_id = self._model_id(conn, name, for_update=True)
-            version = repo.next_version(conn, model_id)
-            repo.insert_version(conn, model_id, version, source=source, storage_uri=storage_uri,
+            version = self.repo.next_version(conn, model_id)
+            self.repo.insert_version(conn, model_id, version, source=source, storage_uri=storage_uri,
                                 run_id=run_id or None, status=READY, description=description, user=actor, now=now)
-            repo.set_version_tags(conn, model_id, version, tags)
-            repo.update_model(conn, model_id, now)
-            repo.add_event(conn, name, version, RegistryAction.CREATE_VERSION, now, to_value=source, actor=actor)
-            return repo.get_versions(conn, [(model_id, version)])[0]
+            self.repo.set_version_tags(conn, model_id, version, tags)
+            self.repo.update_model(conn, model_id, now)
+            self.repo.add_event(conn, name, version, RegistryAction.CREATE_VERSION, now, to_value=source, actor=actor)
+            return self.repo.get_versions(conn, [(model_id, version)])[0]
 
         return self.db.run(work, write=True)
 
@@ -233,33 +187,29 @@ class RegistryService:
         check_version(version)
         return self.db.run(lambda conn: self._version(conn, name, version)[1], write=False)
 
-    def _version(self, conn: Connection, name: str, version: int, *, for_update: bool = False
+    def _version(self, conn: Transaction, name: str, version: int, *, for_update: bool = False
                  ) -> tuple[int, ModelVersion]:
         """The model's id and the version; NotFound for either."""
         model_id = self._model_id(conn, name, for_update=for_update)
-        found = repo.get_versions(conn, [(model_id, version)])
+        found = self.repo.get_versions(conn, [(model_id, version)])
         if not found:
             raise NotFound(f"registered model {name!r} has no version {version}")
         return model_id, found[0]
 
     def search_versions(self, filter_text: str = "", order_by: Sequence[str] = (), size: int = 0, token: str = ""
                         ) -> tuple[list[ModelVersion], str]:
-        def fetch(conn: Connection, where, ordering, offset: int, limit: int) -> list[ModelVersion]:
-            return repo.get_versions(conn, repo.select_version_keys(conn, where, ordering, offset, limit))
-
-        return paged_search(self.db, search.MODEL_VERSIONS, search_sql.model_version_condition,
-                            search_sql.model_version_ordering, fetch, filter_text=filter_text, order_by=order_by,
-                            size=size, token=token, default_size=1_000, max_size=10_000)
+        return paged_search(self.db, search.MODEL_VERSIONS, self.repo.search_versions, filter_text=filter_text,
+                            order_by=order_by, size=size, token=token, default_size=1_000, max_size=10_000)
 
     def update_version(self, name: str, version: int, description: str) -> ModelVersion:
         check_key(name, "name")
         check_version(version)
-        _check_description(description)
+        check_description(description)
 
-        def work(conn: Connection) -> ModelVersion:
+        def work(conn: Transaction) -> ModelVersion:
             model_id, _ = self._version(conn, name, version, for_update=True)
-            repo.update_version(conn, model_id, version, now_ms(), description=description)
-            return repo.get_versions(conn, [(model_id, version)])[0]
+            self.repo.update_version(conn, model_id, version, now_ms(), description=description)
+            return self.repo.get_versions(conn, [(model_id, version)])[0]
 
         return self.db.run(work, write=True)
 
@@ -269,10 +219,10 @@ class RegistryService:
         check_key(key, "key")
         check_text(value, "value", MAX_TAG_VALUE)
 
-        def work(conn: Connection) -> None:
+        def work(conn: Transaction) -> None:
             model_id, _ = self._version(conn, name, version, for_update=True)
-            repo.set_version_tags(conn, model_id, version, {key: value})
-            repo.update_version(conn, model_id, version, now_ms())
+            self.repo.set_version_tags(conn, model_id, version, {key: value})
+            self.repo.update_version(conn, model_id, version, now_ms())
 
         self.db.run(work, write=True)
 
@@ -281,28 +231,28 @@ class RegistryService:
         check_version(version)
         check_key(key, "key")
 
-        def work(conn: Connection) -> None:
+        def work(conn: Transaction) -> None:
             model_id, _ = self._version(conn, name, version, for_update=True)
-            if not repo.delete_version_tag(conn, model_id, version, key):
+            if not self.repo.delete_version_tag(conn, model_id, version, key):
                 raise NotFound(f"version {version} of registered model {name!r} has no tag {key!r}")
-            repo.update_version(conn, model_id, version, now_ms())
+            self.repo.update_version(conn, model_id, version, now_ms())
 
         self.db.run(work, write=True)
 
     def delete_version(self, name: str, version: int, actor: str = "") -> None:
         check_key(name, "name")
         check_version(version)
-        _check_actor(actor)
+        check_actor(actor)
 
-        def work(conn: Connection) -> None:
+        def work(conn: Transaction) -> None:
             model_id, _ = self._version(conn, name, version, for_update=True)
             now = now_ms()
-            aliases = repo.delete_version(conn, model_id, version)
-            repo.update_model(conn, model_id, now)
-            repo.add_event(conn, name, version, RegistryAction.DELETE_VERSION, now, actor=actor)
+            aliases = self.repo.delete_version(conn, model_id, version)
+            self.repo.update_model(conn, model_id, now)
+            self.repo.add_event(conn, name, version, RegistryAction.DELETE_VERSION, now, actor=actor)
             # The aliases went with the version; the log says so, or it would show them still set.
             for alias in aliases:
-                repo.add_event(conn, name, version, RegistryAction.DELETE_ALIAS, now, from_value=str(version),
+                self.repo.add_event(conn, name, version, RegistryAction.DELETE_ALIAS, now, from_value=str(version),
                                alias=alias, actor=actor, reason=f"deleted with version {version}")
 
         self.db.run(work, write=True)
@@ -314,27 +264,27 @@ class RegistryService:
         if archive_existing_versions and stage not in (Stage.STAGING, Stage.PRODUCTION):
             raise InvalidArgument("archive_existing_versions",
                                   f"applies to transitions to Staging or Production, not {stage.value}")
-        _check_actor(actor)
-        _check_reason(reason)
+        check_actor(actor)
+        check_reason(reason)
 
-        def work(conn: Connection) -> ModelVersion:
+        def work(conn: Transaction) -> ModelVersion:
             model_id, current = self._version(conn, name, version, for_update=True)
             if current.stage is stage:
                 return current
             now = now_ms()
-            repo.update_version(conn, model_id, version, now, stage=stage.value)
-            repo.add_event(conn, name, version, RegistryAction.TRANSITION_STAGE, now, from_value=current.stage.value,
+            self.repo.update_version(conn, model_id, version, now, stage=stage)
+            self.repo.add_event(conn, name, version, RegistryAction.TRANSITION_STAGE, now, from_value=current.stage.value,
                            to_value=stage.value, actor=actor, reason=reason)
             if archive_existing_versions:
-                for other in repo.versions_in_stage(conn, model_id, stage):
+                for other in self.repo.versions_in_stage(conn, model_id, stage):
                     if other == version:
                         continue
-                    repo.update_version(conn, model_id, other, now, stage=Stage.ARCHIVED.value)
-                    repo.add_event(conn, name, other, RegistryAction.TRANSITION_STAGE, now, from_value=stage.value,
+                    self.repo.update_version(conn, model_id, other, now, stage=Stage.ARCHIVED)
+                    self.repo.add_event(conn, name, other, RegistryAction.TRANSITION_STAGE, now, from_value=stage.value,
                                    to_value=Stage.ARCHIVED.value, actor=actor,
                                    reason=f"archived by the transition of version {version}")
-            repo.update_model(conn, model_id, now)
-            return repo.get_versions(conn, [(model_id, version)])[0]
+            self.repo.update_model(conn, model_id, now)
+            return self.repo.get_versions(conn, [(model_id, version)])[0]
 
         return self.db.run(work, write=True)
 
@@ -347,18 +297,18 @@ class RegistryService:
         check_key(name, "name")
         check_alias(alias)
         check_version(version)
-        _check_actor(actor)
-        _check_reason(reason)
+        check_actor(actor)
+        check_reason(reason)
 
-        def work(conn: Connection) -> None:
+        def work(conn: Transaction) -> None:
             model_id, _ = self._version(conn, name, version, for_update=True)
-            previous = repo.alias_version(conn, model_id, alias)
+            previous = self.repo.alias_version(conn, model_id, alias)
             if previous == version:
                 return
             now = now_ms()
-            repo.set_alias(conn, model_id, alias, version)
-            repo.update_model(conn, model_id, now)
-            repo.add_event(conn, name, version, RegistryAction.SET_ALIAS, now,
+            self.repo.set_alias(conn, model_id, alias, version)
+            self.repo.update_model(conn, model_id, now)
+            self.repo.add_event(conn, name, version, RegistryAction.SET_ALIAS, now,
                            from_value="" if previous is None else str(previous), to_value=str(version), alias=alias,
                            actor=actor, reason=reason)
 
@@ -367,18 +317,18 @@ class RegistryService:
     def delete_alias(self, name: str, alias: str, actor: str = "", reason: str = "") -> None:
         check_key(name, "name")
         check_alias(alias)
-        _check_actor(actor)
-        _check_reason(reason)
+        check_actor(actor)
+        check_reason(reason)
 
-        def work(conn: Connection) -> None:
+        def work(conn: Transaction) -> None:
             model_id = self._model_id(conn, name, for_update=True)
-            version = repo.alias_version(conn, model_id, alias)
+            version = self.repo.alias_version(conn, model_id, alias)
             if version is None:
                 raise NotFound(f"registered model {name!r} has no alias {alias!r}")
             now = now_ms()
-            repo.delete_alias(conn, model_id, alias)
-            repo.update_model(conn, model_id, now)
-            repo.add_event(conn, name, version, RegistryAction.DELETE_ALIAS, now, from_value=str(version),
+            self.repo.delete_alias(conn, model_id, alias)
+            self.repo.update_model(conn, model_id, now)
+            self.repo.add_event(conn, name, version, RegistryAction.DELETE_ALIAS, now, from_value=str(version),
                            alias=alias, actor=actor, reason=reason)
 
         self.db.run(work, write=True)
@@ -387,12 +337,12 @@ class RegistryService:
         check_key(name, "name")
         check_alias(alias)
 
-        def work(conn: Connection) -> ModelVersion:
+        def work(conn: Transaction) -> ModelVersion:
             model_id = self._model_id(conn, name)
-            version = repo.alias_version(conn, model_id, alias)
+            version = self.repo.alias_version(conn, model_id, alias)
             if version is None:
                 raise NotFound(f"registered model {name!r} has no alias {alias!r}")
-            return repo.get_versions(conn, [(model_id, version)])[0]
+            return self.repo.get_versions(conn, [(model_id, version)])[0]
 
         return self.db.run(work, write=False)
 
@@ -408,7 +358,7 @@ class RegistryService:
         fingerprint = paging.fingerprint("registry_events", name, version)
         # Keyset on the event id: the log grows at the front while someone pages through it.
         before = paging.decode_keyset_token(token, fingerprint, (int,))[0] if token else None
-        found = self.db.run(lambda conn: repo.select_events(conn, name, version, before, size + 1), write=False)
+        found = self.db.run(lambda conn: self.repo.select_events(conn, name, version, before, size + 1), write=False)
         if len(found) <= size:
             return found, ""
         page = found[:size]

@@ -5,9 +5,9 @@ Errors are raised as :mod:`tuning_common.errors` and mapped by the server's inte
 
 from __future__ import annotations
 
-from tracking_service.api import registry_convert as convert
 from tracking_service.api.convert import tags_from_proto
-from tracking_service.registry import RegistryService
+from tracking_service.registry.api import convert
+from tracking_service.registry.service import RegistryService
 from tuning.tracking.v1 import registry_service_pb2 as api
 from tuning.tracking.v1 import registry_service_pb2_grpc as api_grpc
 

@@ -1,0 +1,1 @@
+"""The gRPC face of the tracking service: a thin servicer and the proto <-> domain conversion."""

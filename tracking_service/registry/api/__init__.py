@@ -1,0 +1,1 @@
+"""The registry's gRPC face: a thin servicer and the proto <-> domain conversion."""

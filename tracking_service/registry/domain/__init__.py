@@ -1,0 +1,1 @@
+"""Plain values and rules of the model registry: no gRPC, no SQL."""
