@@ -60,6 +60,7 @@ ROUTES: list[Route] = [
         ("POST", "/v1/studies/{study}/trials:suggest", "SuggestTrials"),
         ("GET", "/v1/studies/{study}/trials:best", "GetBestTrials"),
         ("GET", "/v1/studies/{study}/population", "GetPopulation"),
+        ("GET", "/v1/studies/{study}/importance", "GetParameterImportance"),
         ("POST", "/v1/studies/{study}/trials", "CreateTrial"),
         ("GET", "/v1/studies/{study}/trials", "ListTrials"),
         ("GET", "/v1/trials/{trial_id}", "GetTrial"),

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = suggestion_service_pb2.DESCRIPTOR.services_by_name["SuggestionService"].full_name
 ASK_METHOD = f"/{SERVICE_NAME}/SuggestTrials"
+# Fits a forest (up to seconds for a large study): kept off the event loop like an ask.
+IMPORTANCE_METHOD = f"/{SERVICE_NAME}/GetParameterImportance"
 MAX_MODEL_WORKERS = 64
 
 
@@ -78,8 +80,9 @@ def serve(
     service.renew_leases()
     # SQLite takes one writer at a time, so handlers run on the event loop thread (no
     # per-call thread hand-off); PostgreSQL transactions run concurrently on the pool. An ask
-    # may wait for a model-based suggestion to be computed: it runs on the pool either way.
-    options = replace(options, inline=db.single_writer, offload=frozenset({ASK_METHOD}))
+    # may wait for a model-based suggestion to be computed, and parameter importance fits a
+    # forest: they run on the pool either way.
+    options = replace(options, inline=db.single_writer, offload=frozenset({ASK_METHOD, IMPORTANCE_METHOD}))
     running = start_server(
         [(suggestion_service_pb2_grpc.add_SuggestionServiceServicer_to_server, SuggestionServicer(service))],
         [SERVICE_NAME],

@@ -20,6 +20,7 @@ import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -28,6 +29,7 @@ from sqlalchemy.engine import Connection
 from suggestion_service import instruments
 from suggestion_service.algorithms import Pruner, make_algorithm, make_pruner, validate_algorithm
 from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
+from suggestion_service.algorithms.importance import MIN_TRIALS, Importance, parameter_importance
 from suggestion_service.domain.codec import specs_match
 from suggestion_service.domain.ranking import BestTrials, best_trials
 from suggestion_service.domain.study import Study, StudyState
@@ -68,6 +70,8 @@ _RUN_ID = re.compile(r"[0-9a-f]{32}")
 WAIT_SECONDS = 0.5
 # A released trial's reason (ReleaseTrial); also how a repeated release recognises it.
 _HANDED_BACK = "handed back by worker {worker!r}"
+# Parameter importances kept, by (study id, objective, completed trials).
+IMPORTANCE_CACHE = 64
 
 
 class SuggestStatus(enum.Enum):
@@ -144,6 +148,8 @@ class SuggestionService:
         self._model_based: dict[str, bool] = {}
         # Striped: bounded memory; two studies rarely share a stripe.
         self._ask_locks = [threading.Lock() for _ in range(64)]
+        self._importances: OrderedDict[tuple[int, str, int], Importance] = OrderedDict()
+        self._importances_lock = threading.Lock()
         if telemetry.enabled():
             instruments.observe_trials(self._census)
 
@@ -771,6 +777,46 @@ class SuggestionService:
             return sorted(members.items())
 
         return self.db.run(work, write=False)
+
+    def parameter_importance(self, study_name: str, objective: str) -> tuple[str, Importance]:
+        """``objective``'s (default: the first objective's) importance of each non-fixed parameter,
+        from the completed trials (``algorithms/importance.py``).
+
+        Completed trials never change and ids are never reused, so (study id, objective, number of
+        completed trials) identifies the input, and an answer is cached under it.
+        """
+        check_name("study", study_name, "study name")
+
+        def work(conn: Connection) -> tuple[Study, str, list[Trial]]:
+            study = self._study(conn, study_name)
+            metrics = study.spec.metric_names
+            if objective and objective not in metrics:
+                raise InvalidArgument("objective", f"{objective!r} is not an objective of study {study_name!r} "
+                                                   f"(its objectives: {', '.join(metrics)})")
+            return study, objective or metrics[0], self.repo.list_trials(conn, study.id, [TrialState.COMPLETED],
+                                                                         None, None)
+
+        with telemetry.span("compute parameter importance", study=study_name) as span:
+            study, metric, completed = self.db.run(work, write=False)
+            rows = [(t.params, value) for t in completed if (value := dict(t.metrics).get(metric)) is not None]
+            telemetry.set_attributes(span, count=len(rows))
+            if len(rows) < MIN_TRIALS:
+                raise FailedPrecondition(
+                    f"parameter importance needs at least {MIN_TRIALS} completed trials ({len(rows)} so far)",
+                    reason="TOO_FEW_TRIALS", metadata={"min_trials": str(MIN_TRIALS), "trials": str(len(rows))})
+            key = (study.id, metric, len(rows))
+            with self._importances_lock:
+                cached = self._importances.get(key)
+                if cached is not None:
+                    self._importances.move_to_end(key)
+                    return metric, cached
+            result = parameter_importance(study.spec.space, [p for p, _ in rows], [v for _, v in rows],
+                                          seed=study.spec.seed or 0)
+            with self._importances_lock:
+                self._importances[key] = result
+                while len(self._importances) > IMPORTANCE_CACHE:
+                    self._importances.popitem(last=False)
+            return metric, result
 
     # --- helpers ---------------------------------------------------------------------
 

@@ -78,6 +78,7 @@ READ_ONLY_METHODS = frozenset({
     _SUGGESTION + "ListMeasurements",
     _SUGGESTION + "GetBestTrials",
     _SUGGESTION + "GetPopulation",
+    _SUGGESTION + "GetParameterImportance",
     _TRACKING + "GetExperiment",
     _TRACKING + "GetExperimentByName",
     _TRACKING + "SearchExperiments",

@@ -22,6 +22,7 @@ from tuning.tracking.v1 import registry_pb2 as rpb
 from tuning.tracking.v1 import registry_service_pb2 as rapi
 from tuning.tracking.v1 import tracking_pb2 as tpb
 from tuning.tracking.v1 import tracking_service_pb2 as tapi
+from tuning_common.errors import FailedPrecondition
 from tuning_common.grpc_errors import error_from_rpc
 
 TIMEOUT = 30.0
@@ -303,26 +304,25 @@ def iso_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-async def importance_inputs(services: Services, name: str, metric: str | None
-                            ) -> tuple[str, list[dict[str, Any]], list[float], list[str]]:
-    """The objective (``metric``, default the first), completed trials' parameters and values, and
-    the parameters to rank."""
-    study = (await services.suggestion("GetStudy", sapi.GetStudyRequest(name=name))).study
-    goals = [o.metric for o in study.spec.objectives]
-    if metric is None or metric not in goals:
-        metric = goals[0] if goals else ""
-    trials, _ = await services.pages(
-        lambda token: services.suggestion("ListTrials", sapi.ListTrialsRequest(
-            study=name, states=[spb.TRIAL_STATE_COMPLETED], page_size=1000, page_token=token)),
-        "trials", MAX_TRIALS)
-    params, values = [], []
-    for trial in trials:
-        value = objective_value(trial.metrics, metric)
-        if value is not None:
-            params.append({k: param_value(v) for k, v in trial.parameters.items()})
-            values.append(value)
-    names = [p.name for p in study.spec.parameters if p.WhichOneof("domain") != "fixed"]
-    return metric, params, values, names
+async def importance(services: Services, name: str, metric: str | None) -> dict[str, Any]:
+    """The importance panel's data, from the suggestion service (GetParameterImportance): the
+    objective, each parameter's importance (largest first), the trials used, and a message when
+    there is nothing to show (too few completed trials, or nothing varies)."""
+    request = sapi.GetParameterImportanceRequest(study=name, objective=metric or "")
+    try:
+        answer = await services.suggestion("GetParameterImportance", request)
+    except FailedPrecondition as error:
+        if error.reason != "TOO_FEW_TRIALS":
+            raise
+        return {"objective": metric or "", "importances": [], "trials": int(error.metadata.get("trials", 0)),
+                "min_trials": int(error.metadata.get("min_trials", 0)), "message": error.message}
+    ranked = [{"param": entry.parameter, "importance": entry.importance} for entry in answer.importances]
+    message = ""
+    if not ranked:
+        message = "the study has no parameters to rank"
+    elif all(entry["importance"] == 0 for entry in ranked):
+        message = "nothing to rank: the objective has the same value in every completed trial, or no parameter varies"
+    return {"objective": answer.objective, "importances": ranked, "trials": answer.trial_count, "message": message}
 
 
 # --- experiments and runs ------------------------------------------------------------------------

@@ -20,7 +20,6 @@ import math
 import mimetypes
 import threading
 import urllib.parse
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +31,6 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from gateway.dashboard import data
-from gateway.dashboard.importance import MIN_TRIALS, parameter_importance
 from gateway.errors import error_response, http_status
 from gateway.http_api import forwarded
 from tuning_common.errors import InvalidArgument, TuningError
@@ -47,15 +45,13 @@ PAGE_HEADERS = {**COMMON_HEADERS, "content-security-policy": CSP, "x-frame-optio
 JSON_HEADERS = {**COMMON_HEADERS, "cache-control": "no-store"}
 IMMUTABLE = "public, max-age=31536000, immutable"
 REFRESH_DEFAULT, REFRESH_MIN, REFRESH_MAX = 5, 1, 60
-IMPORTANCE_CACHE = 64
 
 IMPORTANCE_HELP = (
-    "How much of the objective's variation each parameter explains. A random forest (scikit-learn's "
-    "RandomForestRegressor, 64 trees) is fitted on the completed trials' parameters -> objective; a "
-    "parameter's importance is the mean decrease in impurity of the splits on it (categorical parameters "
-    "one-hot encoded, their columns summed), normalised to sum to 1. As Optuna's mean-decrease-impurity "
-    f"evaluator; it needs at least {MIN_TRIALS} completed trials and says nothing about interactions or "
-    "direction.")
+    "How much of the objective's variation each parameter explains, computed by the suggestion service "
+    "(GetParameterImportance): fANOVA on a seeded random forest of the completed trials, as Optuna's default "
+    "evaluator. A parameter's importance is the share of the objective's variance its main effect explains, "
+    "normalised to sum to 1; a conditional parameter's inactive state counts as a value of its own. It needs a "
+    "few completed trials and says nothing about interactions or direction.")
 
 
 def _plotly_file() -> Path | None:
@@ -223,7 +219,7 @@ def best_value_text(best: Mapping[str, Any] | None) -> str:
 def _environment(static: StaticFiles) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("gateway.dashboard", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(static=static.url, importance_help=IMPORTANCE_HELP, min_trials=MIN_TRIALS,
+    env.globals.update(static=static.url, importance_help=IMPORTANCE_HELP,
                        plotly_available=static.plotly_path is not None)
     env.filters.update(time=fmt_time, duration=fmt_duration, value=fmt_value, bytes=fmt_bytes, sortkey=sort_key,
                        path=path_url, best=best_value_text, short=short_value)
@@ -240,8 +236,6 @@ class Dashboard:
         self.static = StaticFiles()
         self.env = _environment(self.static)
         self.measurements = data.MeasurementCache()
-        self.importance_cache: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
-        self.importance_slots = asyncio.Semaphore(2)
 
     def services(self, request: Request) -> data.Services:
         return data.Services(self.stubs, forwarded(request))
@@ -312,20 +306,8 @@ class Dashboard:
         return await data.study_detail(self.services(request), request.path_params["name"], self.measurements)
 
     async def importance_json(self, request: Request) -> dict[str, Any]:
-        name = request.path_params["name"]
-        metric, params, values, names = await data.importance_inputs(
-            self.services(request), name, request.query_params.get("objective"))
-        key = (name, metric, tuple(names), hashlib.sha256(repr((params, values)).encode()).hexdigest())
-        cached = self.importance_cache.get(key)
-        if cached is None:
-            async with self.importance_slots:
-                result = await asyncio.to_thread(parameter_importance, params, values, names=names)
-            cached = {"objective": metric, **result.to_json()}
-            self.importance_cache[key] = cached
-            while len(self.importance_cache) > IMPORTANCE_CACHE:
-                self.importance_cache.popitem(last=False)
-        self.importance_cache.move_to_end(key)
-        return cached
+        return await data.importance(self.services(request), request.path_params["name"],
+                                     request.query_params.get("objective"))
 
     # --- experiments and runs ---
 

@@ -113,3 +113,9 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
             api.PopulationMember(member=member, trials=[convert.trial_to_proto(t) for t in trials])
             for member, trials in members
         ])
+
+    def GetParameterImportance(self, request, context):
+        objective, result = self.service.parameter_importance(request.study, request.objective)
+        return api.GetParameterImportanceResponse(objective=objective, trial_count=result.trials, importances=[
+            api.ParameterImportance(parameter=name, importance=value) for name, value in result.importances.items()
+        ])

@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.dashboard.importance import MIN_TRIALS
 from gateway.server import GatewayOptions, RunningGateway, serve
+from suggestion_service.algorithms.importance import MIN_TRIALS
 from tests.conftest import gateway_suite, require
 from trial_worker import SuggestionClient, tune
 from trial_worker.space import Categorical, Float
@@ -179,7 +179,8 @@ def test_study_page(browser, world: World, shots: Path):
     bars = browser.evaluate("document.getElementById('importance-plot').data[0].x")
     assert len(bars) == 3 and abs(sum(bars) - 1) < 1e-6
     assert "needs at least" not in browser.evaluate("document.getElementById('importance-note').textContent")
-    assert "random forest" in browser.evaluate("document.querySelector('h2 .help').title").lower()
+    assert "fanova" in browser.evaluate("document.querySelector('h2 .help').title").lower()
+    assert "fANOVA importance" in browser.evaluate("document.getElementById('importance-note').textContent")
     # Intermediate values: a line per trial, pruned ones marked.
     traces = browser.evaluate("document.getElementById('intermediate-plot').data.map(t => [t.name, t.line.dash])")
     assert len(traces) == TRIALS and ["pruned", "dash"] in traces and ["completed", "solid"] in traces

@@ -205,6 +205,33 @@ def test_a_multi_objective_study_over_http_serves_the_pareto_set_and_hypervolume
         "spec.objectives[0].reference_point"
 
 
+def test_parameter_importance_over_http(http: httpx.Client):
+    document = openapi.document()
+    body = {"name": "gw-imp", "spec": {**STUDY["spec"], "max_trials": 0, "algorithm": {"name": "random"},
+                                       "parameters": [{"name": "x", "float_range": {"low": 0, "high": 1}},
+                                                      {"name": "k", "categorical": {"choices": [
+                                                          {"string_value": "a"}, {"string_value": "b"}]}}],
+                                       "objectives": [{"metric": "loss", "direction": "DIRECTION_MINIMIZE"},
+                                                      {"metric": "acc", "direction": "DIRECTION_MAXIMIZE"}]}}
+    ok(http.post("/v1/studies", json=body))
+    assert error(http.get("/v1/studies/gw-imp/importance"), 400, "FAILED_PRECONDITION")["reason"] == "TOO_FEW_TRIALS"
+    asked = ok(http.post("/v1/studies/gw-imp/trials:suggest", json={"count": 8, "worker_id": "w", "request_id": "i"}))
+    for trial in asked["trials"]:
+        x, k = trial["parameters"]["x"]["float_value"], trial["parameters"]["k"]["string_value"]
+        ok(http.post(f"/v1/trials/{trial['id']}:complete", json={
+            "worker_id": "w", "outcome": "OUTCOME_SUCCEEDED",
+            "metrics": [{"name": "loss", "value": x}, {"name": "acc", "value": 1.0 if k == "a" else 0.0}]}))
+    answer = ok(http.get("/v1/studies/gw-imp/importance", params={"objective": "acc"}))
+    _conforms(document, "tuning.suggestion.v1.GetParameterImportanceResponse", answer)
+    assert answer["objective"] == "acc" and answer["trial_count"] == 8
+    assert [e["parameter"] for e in answer["importances"]] == ["k", "x"]
+    assert sum(e.get("importance", 0) for e in answer["importances"]) == pytest.approx(1.0)
+    assert ok(http.get("/v1/studies/gw-imp/importance"))["objective"] == "loss"
+    assert error(http.get("/v1/studies/gw-imp/importance", params={"objective": "speed"}),
+                 400, "INVALID_ARGUMENT")["field"] == "objective"
+    error(http.get("/v1/studies/gw-missing/importance"), 404, "NOT_FOUND")
+
+
 def test_a_constrained_study_over_http(http: httpx.Client):
     document = openapi.document()
     body = {"name": "gw-constrained", "spec": {**STUDY["spec"], "constraints": ["memory_over"]}}

@@ -189,6 +189,14 @@ CASES = [
     ("population of a study that is not pbt", "GetPopulation", api.GetPopulationRequest(study="base"),
      FailedPrecondition, None),
     ("population of a bad name", "GetPopulation", api.GetPopulationRequest(study="a b"), InvalidArgument, "study"),
+    ("importance of missing study", "GetParameterImportance", api.GetParameterImportanceRequest(study="missing"),
+     NotFound, None),
+    ("importance of a bad name", "GetParameterImportance", api.GetParameterImportanceRequest(study="a b"),
+     InvalidArgument, "study"),
+    ("importance of another metric", "GetParameterImportance",
+     api.GetParameterImportanceRequest(study="base", objective="accuracy"), InvalidArgument, "objective"),
+    ("importance from one completed trial", "GetParameterImportance",
+     api.GetParameterImportanceRequest(study="base"), FailedPrecondition, None),
 ]
 
 

@@ -223,7 +223,7 @@ EXPECTED = {
         "DeleteStudy": "write", "SuggestTrials": "write", "ReportIntermediate": "write", "LinkRun": "write",
         "Heartbeat": "write", "ReleaseTrial": "write", "CompleteTrial": "write", "CreateTrial": "write",
         "GetTrial": "read", "ListTrials": "read", "ListMeasurements": "read", "GetBestTrials": "read",
-        "GetPopulation": "read",
+        "GetPopulation": "read", "GetParameterImportance": "read",
     },
     "tuning.tracking.v1.TrackingService": {
         "CreateExperiment": "write", "GetExperiment": "read", "GetExperimentByName": "read",

@@ -259,10 +259,11 @@
     const ranked = result.importances.slice().reverse();
     note.textContent = result.message
       ? result.message
-      : "Random-forest importance (mean decrease in impurity) for " + result.objective + ", from " +
+      : "fANOVA importance (random forest, main effects) for " + result.objective + ", from " +
         result.trials + " completed trials; sums to 1.";
     if (result.message && ranked.every((r) => r.importance === 0)) {
-      const short = result.trials < result.min_trials ? "not enough completed trials yet" : "nothing to rank";
+      const short = result.min_trials && result.trials < result.min_trials
+        ? "not enough completed trials yet" : "nothing to rank";
       return TD.plot(node, [], TD.emptyLayout(short));
     }
     return TD.plot(node, [{

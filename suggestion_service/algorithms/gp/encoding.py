@@ -71,9 +71,10 @@ class _Slot:
     choice_index: dict[tuple[type, Value], int] | None  # categorical: (type, value) -> offset of its column
 
 
-def _numeric_encoder(domain: FloatDomain | IntDomain) -> Callable[[Value], float]:
+def numeric_encoder(domain: FloatDomain | IntDomain) -> Callable[[Value], float]:
     """``value -> feature`` for a float or int parameter, with the domain's constants computed once
-    (an encoder runs on thousands of candidates per proposal)."""
+    (an encoder runs on thousands of candidates per proposal). Parameter importance
+    (``algorithms/importance.py``) measures parameters on the same scale."""
     if domain.high <= domain.low:
         return lambda v: NEUTRAL
     if isinstance(domain, FloatDomain) and domain.step is None:
@@ -109,7 +110,7 @@ class Encoder:
                 index = {(type(choice), choice): k for k, choice in reversed(list(enumerate(domain.choices)))}
                 slots.append(_Slot(parameter, column, len(domain.choices), False, None, index))
             else:
-                slots.append(_Slot(parameter, column, 1, True, _numeric_encoder(domain), None))
+                slots.append(_Slot(parameter, column, 1, True, numeric_encoder(domain), None))
             column += slots[-1].width
         self.slots = tuple(slots)
         self.dim = column

@@ -332,3 +332,29 @@ class PopulationMember(_message.Message):
     member: int
     trials: _containers.RepeatedCompositeFieldContainer[_study_pb2.Trial]
     def __init__(self, member: _Optional[int] = ..., trials: _Optional[_Iterable[_Union[_study_pb2.Trial, _Mapping]]] = ...) -> None: ...
+
+class GetParameterImportanceRequest(_message.Message):
+    __slots__ = ("study", "objective")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    objective: str
+    def __init__(self, study: _Optional[str] = ..., objective: _Optional[str] = ...) -> None: ...
+
+class GetParameterImportanceResponse(_message.Message):
+    __slots__ = ("objective", "importances", "trial_count")
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCES_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    objective: str
+    importances: _containers.RepeatedCompositeFieldContainer[ParameterImportance]
+    trial_count: int
+    def __init__(self, objective: _Optional[str] = ..., importances: _Optional[_Iterable[_Union[ParameterImportance, _Mapping]]] = ..., trial_count: _Optional[int] = ...) -> None: ...
+
+class ParameterImportance(_message.Message):
+    __slots__ = ("parameter", "importance")
+    PARAMETER_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCE_FIELD_NUMBER: _ClassVar[int]
+    parameter: str
+    importance: float
+    def __init__(self, parameter: _Optional[str] = ..., importance: _Optional[float] = ...) -> None: ...

@@ -131,6 +131,11 @@ class SuggestionServiceStub:
                 request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetPopulationRequest.SerializeToString,
                 response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetPopulationResponse.FromString,
                 _registered_method=True)
+        self.GetParameterImportance = channel.unary_unary(
+                '/tuning.suggestion.v1.SuggestionService/GetParameterImportance',
+                request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetParameterImportanceRequest.SerializeToString,
+                response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetParameterImportanceResponse.FromString,
+                _registered_method=True)
 
 
 class SuggestionServiceServicer:
@@ -315,6 +320,18 @@ class SuggestionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetParameterImportance(self, request, context):
+        """How much of an objective's variation each parameter explains, from the study's
+        completed trials: fANOVA on a seeded random forest (docs/ALGORITHMS.md, "Parameter
+        importance"); the same study and trials give the same answer.
+        Errors: INVALID_ARGUMENT (bad study name; `objective` not an objective of the study),
+        NOT_FOUND (study), FAILED_PRECONDITION (fewer than 5 completed trials, reason
+        TOO_FEW_TRIALS).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SuggestionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -402,6 +419,11 @@ def add_SuggestionServiceServicer_to_server(servicer, server):
                     servicer.GetPopulation,
                     request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetPopulationRequest.FromString,
                     response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetPopulationResponse.SerializeToString,
+            ),
+            'GetParameterImportance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetParameterImportance,
+                    request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetParameterImportanceRequest.FromString,
+                    response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetParameterImportanceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -875,6 +897,33 @@ class SuggestionService:
             '/tuning.suggestion.v1.SuggestionService/GetPopulation',
             tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetPopulationRequest.SerializeToString,
             tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetPopulationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetParameterImportance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.suggestion.v1.SuggestionService/GetParameterImportance',
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetParameterImportanceRequest.SerializeToString,
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetParameterImportanceResponse.FromString,
             options,
             channel_credentials,
             insecure,
