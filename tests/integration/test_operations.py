@@ -9,33 +9,14 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 
 from suggestion_service.persistence import MIGRATIONS
-from suggestion_service.persistence.tables import metadata
 from tests.conftest import ROOT
 from tracking_service.persistence import MIGRATIONS as TRACKING_MIGRATIONS
-from tracking_service.persistence.tables import metadata as tracking_metadata
 from trial_worker import Float, SuggestionClient
 from tuning_common.database import Database
 from tuning_common.errors import TuningError, Unavailable
-
-
-@pytest.mark.parametrize("migrations, metadata", [(MIGRATIONS, metadata), (TRACKING_MIGRATIONS, tracking_metadata)],
-                         ids=["suggestion", "tracking"])
-def test_migrations_build_exactly_the_declared_schema(database_url: str, migrations, metadata):
-    db = Database.connect(database_url)
-    assert migrations.ensure(db, upgrade=False) == migrations.head()
-    with db.engine.connect() as conn:
-        context = MigrationContext.configure(
-            conn, opts={"include_name": lambda name, kind, _: kind != "table" or name != migrations.version_table}
-        )
-        diff = compare_metadata(context, metadata)
-    db.dispose()
-    assert diff == []
 
 
 def test_generated_code_is_fresh():

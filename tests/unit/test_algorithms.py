@@ -1,10 +1,11 @@
-"""The contract every algorithm honours, run against each one (pure: no server, no database)."""
+"""Random, quasi-random and grid search in particular (pure: no server, no database); the contract
+every algorithm honours is tests/contracts/test_algorithm_contract.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from suggestion_service.algorithms import ALGORITHMS, make_algorithm, validate_algorithm
+from suggestion_service.algorithms import make_algorithm, validate_algorithm
 from suggestion_service.algorithms.base import SuggestContext
 from trial_worker.space import Categorical, Fixed, Float, Int
 from tuning_common.errors import InvalidArgument
@@ -29,47 +30,14 @@ CONTINUOUS = SearchSpace((
 
 def spec(name: str, space: SearchSpace, seed: int = 5, **settings) -> StudySpec:
     fidelity = Fidelity("rounds", 1, 27) if name == "bohb" else None  # bohb needs one
-    if name == "pbt":  # proposes a generation at first, then waits for results: make it larger than any ask here
-        settings = {"population_size": 24, **settings}
     return StudySpec(space, (Objective("loss", Direction.MINIMIZE),), AlgorithmSpec(name, settings), seed=seed,
                      fidelity=fidelity)
-
-
-def spaces_for(name: str) -> list[SearchSpace]:
-    return [FINITE] if name == "grid" else [FINITE, CONTINUOUS]
 
 
 def propose(study: StudySpec, start: int, count: int, pending=()) -> list[dict]:
     algorithm = make_algorithm(study)
     context = SuggestContext(study.space, study.objectives, sequence=start, pending=pending)
     return [s.params for s in algorithm.suggest(context, count)]
-
-
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
-def test_suggestions_are_inside_the_space_and_count_is_honoured(name):
-    for space in spaces_for(name):
-        study = spec(name, space)
-        validate_algorithm(study)
-        proposals = propose(study, 0, 20)
-        assert len(proposals) == 20
-        for params in proposals:
-            # complete() accepts exactly the valid assignments (active parameters only, in range).
-            assert space.complete(params) == params
-
-
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
-def test_deterministic_under_a_seed_and_resumable_at_any_position(name):
-    for space in spaces_for(name):
-        whole = propose(spec(name, space), 0, 12)
-        assert propose(spec(name, space), 0, 12) == whole
-        # Asking in pieces (as after a restart, with the first piece still running) gives the same sequence.
-        first = propose(spec(name, space), 0, 5)
-        assert first + propose(spec(name, space), 5, 7, pending=first) == whole
-
-
-@pytest.mark.parametrize("name", ["random", "quasi_random"])
-def test_different_seeds_give_different_sequences(name):
-    assert propose(spec(name, CONTINUOUS, seed=1), 0, 5) != propose(spec(name, CONTINUOUS, seed=2), 0, 5)
 
 
 def test_grid_enumerates_each_point_once_respecting_conditions():
@@ -90,14 +58,6 @@ def test_grid_refuses_continuous_and_huge_spaces():
     huge = SearchSpace(tuple(Int(f"p{i}", 1, 100) for i in range(4)))
     with pytest.raises(InvalidArgument, match="more than"):
         validate_algorithm(spec("grid", huge))
-
-
-def test_random_search_avoids_pending_duplicates_in_a_small_space():
-    tiny = SearchSpace((Categorical("a", [1, 2, 3]), Categorical("b", ["x", "y"])))
-    pending = propose(spec("random", tiny), 0, 1)
-    proposals = propose(spec("random", tiny), 1, 5, pending=pending)
-    keys = [tuple(sorted(p.items())) for p in pending + proposals]
-    assert len(set(keys)) == 6
 
 
 def test_quasi_random_covers_the_unit_interval_evenly():

@@ -11,13 +11,12 @@ import pytest
 from scipy.optimize import approx_fprime
 from scipy.stats import norm
 
-from suggestion_service.algorithms import ALGORITHMS, make_algorithm, validate_algorithm
+from suggestion_service.algorithms import make_algorithm, validate_algorithm
 from suggestion_service.algorithms.base import SuggestContext, TrialView
 from suggestion_service.algorithms.gp.constraints import FeasibilityModel, feasible_rows, violations
 from suggestion_service.algorithms.gp.model import GaussianProcess, fit_hyperparameters
 from suggestion_service.algorithms.tpe.constraints import total_violation
 from suggestion_service.algorithms.tpe.multi_objective import select_below
-from suggestion_service.domain.trial import TrialState
 from tests.unit import sequential
 from trial_worker.space import Categorical, Float, Int
 from tuning_common.errors import InvalidArgument
@@ -52,34 +51,7 @@ def best_feasible(history) -> float:
     return min((t.values[0] for t in history if t.feasible), default=math.inf)
 
 
-# -- the contract, on constrained studies -------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
-def test_every_algorithm_accepts_a_constrained_study_and_proposes_valid_points(name):
-    space = MIXED if name != "grid" else SearchSpace((Int("n", 1, 9), Categorical("kind", ["a", "b"])))
-    # pbt: a population larger than the history, so that these proposals are its first generation.
-    settings = {"n_startup_trials": 3} if name in ("tpe", "bohb", "gp") else {"population_size": 16} \
-        if name == "pbt" else {}
-    study = spec(name, space, **settings)
-    validate_algorithm(study)
-    algorithm = make_algorithm(study)
-    rng = np.random.default_rng(0)
-    history = []
-    for i in range(8):
-        params = space.from_unit(rng.random(len(space)))
-        # Feasible and infeasible ones, plus a trial told without values (a PRUNED one).
-        state = TrialState.PRUNED if i == 7 else TrialState.COMPLETED
-        constraints = None if i == 7 else (float(i % 3) - 1.0,)
-        history.append(TrialView(i, state, params, (float(i),) if state is TrialState.COMPLETED else None,
-                                 constraints=constraints))
-    context = SuggestContext(space, MINIMIZE, 8, history=tuple(history), constraints=("c",))
-    proposals = algorithm.suggest(context, 4)
-    assert len(proposals) == 4
-    for s in proposals:
-        assert space.complete(s.params) == s.params
-    again = make_algorithm(study).suggest(context, 4)
-    assert [s.params for s in again] == [s.params for s in proposals]
+# -- GP and TPE on constrained studies (the contract every algorithm honours: tests/contracts) --------
 
 
 @pytest.mark.parametrize("name", ["gp", "tpe"])

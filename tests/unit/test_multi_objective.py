@@ -11,18 +11,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from suggestion_service.algorithms import ALGORITHMS, make_algorithm, validate_algorithm
-from suggestion_service.algorithms.base import SuggestContext, TrialView
+from suggestion_service.algorithms import make_algorithm
+from suggestion_service.algorithms.base import SuggestContext
 from suggestion_service.algorithms.gp.multi_objective import RHO, scalarise
 from suggestion_service.algorithms.tpe.constraints import total_violation
 from suggestion_service.algorithms.tpe.multi_objective import reference_point, select_below
 from suggestion_service.domain.hypervolume import hypervolume, pareto_mask
-from suggestion_service.domain.trial import TrialState
 from tests.unit.sequential import run
-from trial_worker.space import Categorical, Float, Int
-from tuning_common.errors import InvalidArgument
+from trial_worker.space import Float
 from tuning_types.space import SearchSpace
-from tuning_types.study import AlgorithmSpec, Direction, Fidelity, Objective, StudySpec
+from tuning_types.study import AlgorithmSpec, Direction, Objective, StudySpec
 
 TWO = (Objective("f1", Direction.MINIMIZE), Objective("f2", Direction.MINIMIZE))
 
@@ -215,48 +213,3 @@ def test_gp_parego_batches_draw_their_own_weights_and_say_so():
     # The second proposal of a batch is the one asked for alone with the first one running.
     alone = make_algorithm(study).suggest(replace(context, sequence=7, pending=(batch[0].params,)), 1)
     assert alone[0].params == batch[1].params
-
-
-# -- the contract, on multi-objective studies ---------------------------------------------------------
-
-MIXED = SearchSpace((Float("x", 0.0, 1.0), Int("n", 1, 9), Categorical("kind", ["a", "b"])))
-FINITE = SearchSpace((Int("n", 1, 9), Categorical("kind", ["a", "b"])))
-# What each algorithm does with a study of several objectives.
-SUPPORTS_MULTI_OBJECTIVE = {"random": True, "quasi_random": True, "grid": True, "tpe": True,
-                            "bohb": False, "gp": True, "auto": True,
-                            "pbt": False}
-
-
-def test_the_table_covers_every_algorithm():
-    assert set(SUPPORTS_MULTI_OBJECTIVE) == set(ALGORITHMS)
-
-
-@pytest.mark.parametrize("constraints", [(), ("c",)])
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
-def test_every_algorithm_proposes_valid_points_in_a_multi_objective_study_or_refuses_it_clearly(name, constraints):
-    space = FINITE if name == "grid" else MIXED
-    settings = {"n_startup_trials": 3} if name in ("tpe", "bohb", "gp") else {}
-    objectives = TWO + (Objective("f3", Direction.MAXIMIZE),)
-    study = StudySpec(space, objectives, AlgorithmSpec(name, settings), seed=2, constraints=constraints,
-                      fidelity=Fidelity("rounds", 1, 27) if name == "bohb" else None)
-    if not SUPPORTS_MULTI_OBJECTIVE[name]:
-        with pytest.raises(InvalidArgument, match="one objective") as error:
-            validate_algorithm(study)
-        assert error.value.field == "spec.objectives"
-        return
-    validate_algorithm(study)
-    rng = np.random.default_rng(0)
-    history = []
-    for i in range(9):
-        params = space.from_unit(rng.random(len(space)))
-        state = TrialState.PRUNED if i == 8 else TrialState.COMPLETED
-        values = (float(i % 4), float(-i), math.inf if i == 5 else float(i % 3)) if state is TrialState.COMPLETED else None
-        trial_constraints = (float(i % 3) - 1.0,) if constraints and values else None
-        history.append(TrialView(i, state, params, values, constraints=trial_constraints))
-    context = SuggestContext(space, objectives, 9, history=tuple(history), constraints=constraints)
-    proposals = make_algorithm(study).suggest(context, 4)
-    assert len(proposals) == 4
-    for s in proposals:
-        assert space.complete(s.params) == s.params
-    again = make_algorithm(study).suggest(context, 4)
-    assert [s.params for s in again] == [s.params for s in proposals]

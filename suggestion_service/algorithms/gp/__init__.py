@@ -378,7 +378,13 @@ class GaussianProcessBO(Algorithm):
         unmasked = acquire(*gp.predict_at(pool.cross), pool.log_pof)
         values = unmasked.copy()
         values[[key in taken for key in pool.keys]] = -np.inf
-        if not np.any(np.isfinite(values)):  # every candidate repeats a pending or completed point
+        if not np.any(np.isfinite(values)):
+            # Every candidate repeats a pending or completed point: repeat a completed one
+            # rather than one that is running (or proposed earlier in this batch).
+            running = {config_key(p) for p in believed}
+            values = unmasked.copy()
+            values[[key in running for key in pool.keys]] = -np.inf
+        if not np.any(np.isfinite(values)):  # every candidate is running
             values = unmasked
         if not np.any(np.isfinite(values)):
             raise ModelError("acquisition is not finite at any candidate")
