@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from tracking_service.api.servicer import TrackingServicer
 from tracking_service.artifacts import make_store
+from tracking_service.logged_model_service import LoggedModelService
 from tracking_service.persistence import MIGRATIONS
 from tracking_service.registry.api.servicer import ModelRegistryServicer
 from tracking_service.registry.service import RegistryService
@@ -62,7 +63,7 @@ def serve(database_url: str, artifacts: str, options: ServerOptions, *, migrate:
     options = replace(options, inline=db.single_writer)
     running = start_server(
         [
-            (tracking_service_pb2_grpc.add_TrackingServiceServicer_to_server, TrackingServicer(service)),
+            (tracking_service_pb2_grpc.add_TrackingServiceServicer_to_server, TrackingServicer(service, LoggedModelService(db))),
             (registry_service_pb2_grpc.add_ModelRegistryServiceServicer_to_server, ModelRegistryServicer(registry)),
         ],
         SERVICE_NAMES,

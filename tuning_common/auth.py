@@ -87,6 +87,8 @@ READ_ONLY_METHODS = frozenset({
     _TRACKING + "GetMetricHistory",
     _TRACKING + "DownloadArtifact",
     _TRACKING + "ListArtifacts",
+    _TRACKING + "GetLoggedModel",
+    _TRACKING + "SearchLoggedModels",
     _REGISTRY + "GetRegisteredModel",
     _REGISTRY + "SearchRegisteredModels",
     _REGISTRY + "GetModelVersion",

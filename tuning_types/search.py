@@ -176,6 +176,17 @@ MODEL_VERSIONS = _schema(
     ("current_stage", _S, ("stage",)),
     *_TIMES,
 )
+LOGGED_MODELS = _schema(
+    "logged models",
+    {"metrics": _N, "params": _S, "tags": _S},
+    ("model_id", _S, ("id",)),
+    ("name", _S, ()),
+    ("status", _S, ()),
+    ("model_type", _S, ()),
+    ("source_run_id", _S, ()),
+    ("experiment_id", _N, ()),
+    *_TIMES,
+)
 
 
 # --- tokens ----------------------------------------------------------------------------

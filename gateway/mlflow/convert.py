@@ -30,8 +30,6 @@ RUN_NAME, PARENT_RUN, USER = "mlflow.runName", "mlflow.parentRunId", "mlflow.use
 DATASET_CONTEXT = "mlflow.data.context"
 # Our own records on a run, hidden from MLflow's answers.
 INTERNAL_PREFIX = "tuning.mlflow."
-MODEL_TAG = INTERNAL_PREFIX + "model."
-MODELS_MARKER = INTERNAL_PREFIX + "models"
 MODEL_INPUTS = INTERNAL_PREFIX + "modelInputs"
 MODEL_OUTPUTS = INTERNAL_PREFIX + "modelOutputs"
 # Marks the run that holds a logged model created without a run (mlflow.set_active_model):
@@ -136,10 +134,6 @@ def experiment_location(exp_id: int) -> str:
 
 def run_artifact_uri(exp_id: int, run_id: str) -> str:
     return f"{ARTIFACTS_SCHEME}/{exp_id}/{run_id}/artifacts"
-
-
-def model_folder(model_id: str) -> str:
-    return f"{MODELS_FOLDER}/{model_id}"
 
 
 def split_artifact_path(path: str) -> tuple[str, str]:
@@ -262,8 +256,8 @@ def version_number(value: Any) -> int:
 
 def logged_model_of_source(source: str) -> tuple[str, str] | None:
     """(run id, model id) when ``source`` is where a logged model of this server lives."""
-    match = re.fullmatch(rf"runs:/([0-9a-f]{{32}})/{MODELS_FOLDER}/(m-[0-9a-f]{{40}})/?", source)
-    if match and match.group(2)[2:34] == match.group(1):
+    match = re.fullmatch(rf"runs:/([0-9a-f]{{32}})/{MODELS_FOLDER}/(m-[0-9a-f]{{32}}(?:[0-9a-f]{{8}})?)/?", source)
+    if match:
         return match.group(1), match.group(2)
     return None
 

@@ -17,7 +17,7 @@ filtering by ``attributes.artifact_uri``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.mlflow.errors import MlflowError
@@ -44,14 +44,17 @@ class Dialect:
     absent_unequal: frozenset[str] = frozenset()
     # Attributes we cannot filter by but can order by, as the keys of ours that give their order.
     order_only: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Attribute values spelled differently: attribute -> {MLflow's value: ours}.
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 def _dialect(entity: str, namespaces: dict, attributes: dict[str, tuple[s.ValueType, str | None, tuple[str, ...]]],
              tags: Mapping[str, str] | None = None, absent_unequal: frozenset[str] = frozenset(),
-             order_only: Mapping[str, tuple[str, ...]] | None = None) -> Dialect:
+             order_only: Mapping[str, tuple[str, ...]] | None = None,
+             values: Mapping[str, Mapping[str, str]] | None = None) -> Dialect:
     schema = s._schema(entity, namespaces, *((name, kind, aliases) for name, (kind, _, aliases) in attributes.items()))
     return Dialect(schema, {name: ours for name, (_, ours, _) in attributes.items()}, tags or {}, absent_unequal,
-                   order_only or {})
+                   order_only or {}, values or {})
 
 
 PROMPT_TAG = frozenset({"mlflow.prompt.is_prompt"})
@@ -167,10 +170,15 @@ def _write(dialect: Dialect, node: s.Node, text: str) -> str:
     name = _identifier(dialect, node.namespace, node.key, text)
     if node.op in (s.Op.IS_NULL, s.Op.IS_NOT_NULL):
         return f"{name} {node.op.value}"
+    spelled = dialect.values.get(node.key, {}) if node.namespace == s.ATTRIBUTES else {}
+
+    def literal(value: s.Scalar) -> str:
+        return _literal(spelled.get(value, value) if isinstance(value, str) else value)
+
     if node.op in (s.Op.IN, s.Op.NOT_IN):
-        text = f"{name} {node.op.value} ({', '.join(_literal(v) for v in node.value)})"
+        text = f"{name} {node.op.value} ({', '.join(literal(v) for v in node.value)})"
     else:
-        text = f"{name} {node.op.value} {_literal(node.value)}"
+        text = f"{name} {node.op.value} {literal(node.value)}"
     if node.namespace == "tags" and node.key in dialect.absent_unequal and node.op in (s.Op.NE, s.Op.NOT_IN):
         return f"{name} IS NULL OR {text}"
     return text
@@ -202,74 +210,24 @@ def translate_order_by(dialect: Dialect, items: list[str]) -> list[str]:
     return keys
 
 
-# --- filters evaluated here (logged models, which the service does not know) --------------------
-
-LOGGED_MODELS = s._schema(
+LOGGED_MODELS = _dialect(
     "logged models", {"metrics": _N, "params": _S, "tags": _S},
-    ("name", _S, ()), ("model_id", _S, ()), ("model_type", _S, ()), ("status", _S, ()),
-    ("source_run_id", _S, ()), ("creation_timestamp", _N, ("creation_time",)),
-    ("last_updated_timestamp", _N, ("last_update_time",)), ("experiment_id", _N, ()),
+    {
+        "name": (_S, "name", ()),
+        "model_id": (_S, "model_id", ()),
+        "model_type": (_S, "model_type", ()),
+        "status": (_S, "status", ()),
+        "source_run_id": (_S, "source_run_id", ()),
+        "experiment_id": (_N, "experiment_id", ()),
+        "creation_timestamp": (_N, "creation_time", ("creation_time",)),
+        "last_updated_timestamp": (_N, "last_update_time", ("last_update_time",)),
+    },
+    # MLflow's statuses are ours with a prefix (and FAILED is UPLOAD_FAILED there).
+    values={"status": {"LOGGED_MODEL_PENDING": "PENDING", "LOGGED_MODEL_READY": "READY",
+                       "LOGGED_MODEL_UPLOAD_FAILED": "FAILED", "UPLOAD_FAILED": "FAILED"}},
 )
 
 
-def _like(pattern: str, value: str, fold: bool) -> bool:
-    import re
-
-    parts, escaped = [], False
-    for char in pattern:
-        if escaped:
-            parts.append(re.escape(char))
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == "%":
-            parts.append(".*")
-        elif char == "_":
-            parts.append(".")
-        else:
-            parts.append(re.escape(char))
-    return re.fullmatch("".join(parts), value, re.DOTALL | (re.IGNORECASE if fold else 0)) is not None
-
-
-def _compare(op: s.Op, have, want) -> bool:
-    if op is s.Op.IS_NULL:
-        return have is None
-    if op is s.Op.IS_NOT_NULL:
-        return have is not None
-    if have is None or (isinstance(have, float) and math.isnan(have)):
-        return False
-    if op in (s.Op.IN, s.Op.NOT_IN):
-        return (have in want) == (op is s.Op.IN)
-    if op in (s.Op.LIKE, s.Op.ILIKE, s.Op.NOT_LIKE, s.Op.NOT_ILIKE):
-        matched = _like(want, str(have), op in (s.Op.ILIKE, s.Op.NOT_ILIKE))
-        return matched == (op in (s.Op.LIKE, s.Op.ILIKE))
-    return {s.Op.EQ: have == want, s.Op.NE: have != want, s.Op.LT: have < want, s.Op.LE: have <= want,
-            s.Op.GT: have > want, s.Op.GE: have >= want}[op]
-
-
-def predicate(text: str | None, schema: s.EntitySchema = LOGGED_MODELS) -> Callable[[Callable], bool]:
-    """A test for ``text``, called with ``lookup(namespace, key)`` giving an entity's value (None: absent)."""
-    if not text or not text.strip():
-        return lambda lookup: True
-    try:
-        node = s.parse_filter(_respell_prefixes(text, "filter"), schema)
-    except InvalidArgument as error:
-        raise _invalid(error, "filter") from None
-
-    def test(lookup: Callable, item: s.Node = node) -> bool:
-        if isinstance(item, s.And):
-            return all(test(lookup, part) for part in item.items)
-        if isinstance(item, s.Or):
-            return any(test(lookup, part) for part in item.items)
-        return _compare(item.op, lookup(item.namespace, item.key), item.value)
-
-    return test
-
-
-def order_keys(items: list[tuple[str, bool]], allowed: set[str]) -> list[tuple[str, bool]]:
-    """(attribute, ascending) pairs, checked against ``allowed``."""
-    for name, _ in items:
-        if name not in allowed:
-            raise MlflowError.invalid(f"cannot order logged models by {name!r}; use one of "
-                                      f"{', '.join(sorted(allowed))}")
-    return items
+def quote(value: str) -> str:
+    """A string literal of our language."""
+    return s.quote_string(value)

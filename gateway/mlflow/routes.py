@@ -396,8 +396,11 @@ async def log_outputs(ctx: Context) -> dict:
         if not isinstance(item, dict) or not item.get("model_id"):
             raise MlflowError.invalid("models must be a list of objects with model_id and step")
         models.append((str(item["model_id"]), int(item.get("step", 0) or 0)))
-    run = (await ctx.tracking("GetRun", api.GetRunRequest(run_id=run_id))).run
-    await logged_models.record_outputs(ctx, run, models)
+    for model_id, _ in models:
+        if not logged_models.MODEL_ID.fullmatch(model_id):
+            raise MlflowError.missing(f"Logged model with ID '{model_id:.80}' not found.")
+    await logged_models.get_run(ctx, run_id)
+    await logged_models.record_outputs(ctx, run_id, models)
     return {}
 
 
@@ -574,8 +577,7 @@ async def _model_source(ctx: Context, source: str, model_id: str) -> str:
     """Our registry's source for MLflow's: a runs:/ path of the run that holds the files."""
     if model_id or source.startswith("models:/m-"):
         model_id = model_id or source.removeprefix("models:/").strip("/")
-        run, _ = await logged_models.load(ctx, model_id)
-        return f"runs:/{run.id}/{convert.model_folder(model_id)}"
+        return logged_models.source(await logged_models.get_model(ctx, model_id))
     if source.startswith("models:/"):
         # Another registered version (models:/<name>/<version> or models:/<name>@<alias>): its files.
         reference = source.removeprefix("models:/").strip("/")
@@ -597,10 +599,9 @@ async def _model_source(ctx: Context, source: str, model_id: str) -> str:
         name, _, rest = path.partition("/")
         if convert.RUN_ID.fullmatch(run_id) and name:
             run = (await ctx.tracking("GetRun", api.GetRunRequest(run_id=run_id))).run
-            named = [(r.get("created", 0), m) for m, r in logged_models.records(run).items() if r.get("name") == name]
-            if named:
-                folder = convert.model_folder(max(named)[1])
-                return f"runs:/{run_id}/{folder}/{rest}".rstrip("/")
+            named = await logged_models.named_model_of_run(ctx, run, name)
+            if named is not None and named.artifact_location:
+                return f"{logged_models.source(named)}/{rest}".rstrip("/")
     return source
 
 

@@ -66,6 +66,9 @@ CASES = {
         "UpdateRun", {"run_id": "0" * 32, "status": "RUN_STATUS_FINISHED"}, ("status",), "status", False),
     "tuning.tracking.v1.SearchRunsRequest.view_type": Case(
         "SearchRuns", {"experiment_ids": ["0"], "view_type": "VIEW_TYPE_ALL"}, ("view_type",), "view_type", False),
+    "tuning.tracking.v1.FinalizeLoggedModelRequest.status": Case(
+        "FinalizeLoggedModel", {"model_id": "m-" + "0" * 32, "status": "LOGGED_MODEL_STATUS_READY"},
+        ("status",), "status", True),
     "tuning.tracking.v1.TransitionModelVersionStageRequest.stage": Case(
         "TransitionModelVersionStage", {"name": "m", "version": "1", "stage": "STAGE_STAGING"},
         ("stage",), "stage", True),

@@ -232,6 +232,9 @@ EXPECTED = {
         "GetRun": "read", "SearchRuns": "read", "DeleteRun": "write", "RestoreRun": "write", "LogBatch": "write",
         "LogMetric": "write", "LogParam": "write", "SetTag": "write", "DeleteTag": "write", "LogInputs": "write",
         "GetMetricHistory": "read", "UploadArtifact": "write", "DownloadArtifact": "read", "ListArtifacts": "read",
+        "CreateLoggedModel": "write", "GetLoggedModel": "read", "FinalizeLoggedModel": "write",
+        "DeleteLoggedModel": "write", "SetLoggedModelTags": "write", "DeleteLoggedModelTag": "write",
+        "LogLoggedModelParams": "write", "LogLoggedModelMetrics": "write", "SearchLoggedModels": "read",
     },
     "tuning.tracking.v1.ModelRegistryService": {
         "CreateRegisteredModel": "write", "GetRegisteredModel": "read", "SearchRegisteredModels": "read",

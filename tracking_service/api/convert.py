@@ -7,6 +7,7 @@ import hashlib
 from google.protobuf import timestamp_pb2
 
 from tracking_service.artifacts import FileInfo
+from tracking_service.domain.logged_model import LoggedModel, LoggedModelStatus, ModelMetric
 from tracking_service.domain.model import (
     Dataset,
     DatasetInput,
@@ -154,3 +155,33 @@ def digest(request) -> str:
     if not request.request_id:
         return ""
     return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+
+
+# -- logged models ---------------------------------------------------------------------------
+
+_MODEL_STATUSES = {LoggedModelStatus.PENDING: pb.LOGGED_MODEL_STATUS_PENDING,
+                   LoggedModelStatus.READY: pb.LOGGED_MODEL_STATUS_READY,
+                   LoggedModelStatus.FAILED: pb.LOGGED_MODEL_STATUS_FAILED}
+_MODEL_STATUS_FROM = {v: k for k, v in _MODEL_STATUSES.items()}
+
+
+def model_status_from_proto(value: int) -> LoggedModelStatus | None:
+    """None for UNSPECIFIED or an unknown number (the service refuses it naming the field)."""
+    return _MODEL_STATUS_FROM.get(value)
+
+
+def model_metric_from_proto(m: pb.LoggedModelMetric, received_ms: int, field: str) -> ModelMetric:
+    stamp = checked_ms(m.timestamp, f"{field}.timestamp") if m.HasField("timestamp") else received_ms
+    return ModelMetric(m.key, m.value, stamp, m.step, m.run_id, m.dataset_name, m.dataset_digest)
+
+
+def logged_model_to_proto(m: LoggedModel) -> pb.LoggedModel:
+    return pb.LoggedModel(
+        id=m.id, experiment_id=m.experiment_id, name=m.name, source_run_id=m.source_run_id or "",
+        status=_MODEL_STATUSES[m.status], status_message=m.status_message, model_type=m.model_type,
+        artifact_location=m.artifact_location,
+        params=[pb.Param(key=k, value=v) for k, v in m.params.items()], tags=tags_to_proto(m.tags),
+        metrics=[pb.LoggedModelMetric(key=x.key, value=x.value, timestamp=timestamp(x.timestamp_ms), step=x.step,
+                                      run_id=x.run_id, dataset_name=x.dataset_name, dataset_digest=x.dataset_digest)
+                 for x in m.metrics],
+        create_time=timestamp(m.create_ms), update_time=timestamp(m.update_ms))

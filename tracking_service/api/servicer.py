@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from tracking_service.api import convert
 from tracking_service.domain.model import LifecycleStage, RunStatus
+from tracking_service.logged_model_service import LoggedModelService
 from tracking_service.service import TrackingService, now_ms
 from tuning.tracking.v1 import tracking_service_pb2 as api
 from tuning.tracking.v1 import tracking_service_pb2_grpc as api_grpc
@@ -16,8 +17,8 @@ from tuning_common.errors import InvalidArgument
 
 
 class TrackingServicer(api_grpc.TrackingServiceServicer):
-    def __init__(self, service: TrackingService):
-        self.service = service
+    def __init__(self, service: TrackingService, models: LoggedModelService):
+        self.service, self.models = service, models
 
     # -- experiments --------------------------------------------------------------------------
 
@@ -155,3 +156,48 @@ class TrackingServicer(api_grpc.TrackingServiceServicer):
     def ListArtifacts(self, request, context):
         files = self.service.list_artifacts(request.run_id, request.path)
         return api.ListArtifactsResponse(files=[convert.file_to_proto(f) for f in files])
+
+    # -- logged models ------------------------------------------------------------------------
+
+    def CreateLoggedModel(self, request, context):
+        model = self.models.create(request.experiment_id, request.name, source_run_id=request.source_run_id,
+                                   model_type=request.model_type, params=[(p.key, p.value) for p in request.params],
+                                   tags=convert.tags_from_proto(request.tags),
+                                   artifact_run_id=request.artifact_run_id)
+        return api.CreateLoggedModelResponse(model=convert.logged_model_to_proto(model))
+
+    def GetLoggedModel(self, request, context):
+        return api.GetLoggedModelResponse(model=convert.logged_model_to_proto(self.models.get(request.model_id)))
+
+    def FinalizeLoggedModel(self, request, context):
+        model = self.models.finalize(request.model_id, convert.model_status_from_proto(request.status),
+                                     request.status_message)
+        return api.FinalizeLoggedModelResponse(model=convert.logged_model_to_proto(model))
+
+    def DeleteLoggedModel(self, request, context):
+        self.models.delete(request.model_id)
+        return api.DeleteLoggedModelResponse()
+
+    def SetLoggedModelTags(self, request, context):
+        model = self.models.set_tags(request.model_id, convert.tags_from_proto(request.tags))
+        return api.SetLoggedModelTagsResponse(model=convert.logged_model_to_proto(model))
+
+    def DeleteLoggedModelTag(self, request, context):
+        self.models.delete_tag(request.model_id, request.key)
+        return api.DeleteLoggedModelTagResponse()
+
+    def LogLoggedModelParams(self, request, context):
+        self.models.log_params(request.model_id, [(p.key, p.value) for p in request.params])
+        return api.LogLoggedModelParamsResponse()
+
+    def LogLoggedModelMetrics(self, request, context):
+        received = now_ms()
+        self.models.log_metrics(request.model_id, [convert.model_metric_from_proto(m, received, f"metrics[{i}]")
+                                                   for i, m in enumerate(request.metrics)])
+        return api.LogLoggedModelMetricsResponse()
+
+    def SearchLoggedModels(self, request, context):
+        found, token = self.models.search(list(request.experiment_ids), request.filter, list(request.order_by),
+                                          request.page_size, request.page_token)
+        return api.SearchLoggedModelsResponse(models=[convert.logged_model_to_proto(m) for m in found],
+                                              next_page_token=token)

@@ -45,6 +45,9 @@ class _KeyValues:
     is_nan: sa.Column | None = None
     # An indexed prefix of ``value`` (t.VALUE_HEAD characters) that equality filters narrow by first.
     head: sa.Column | None = None
+    # Where an owner has several rows of a key (a logged model's metric per run and dataset):
+    # ordering takes the first row in this order (the latest point); filters match any row.
+    latest: tuple[ColumnElement, ...] = ()
 
     def rows(self, key: str) -> list[Condition]:
         return [mine == owner for mine, owner in self.links] + [self.table.c.key == key]
@@ -124,6 +127,30 @@ _MODEL_VERSIONS = _Entity(
     },
     default_order=(OrderKey(ATTRIBUTES, "name"), OrderKey(ATTRIBUTES, "version", descending=True)),
     tie_breakers=(t.model_versions.c.model_id, t.model_versions.c.version),
+)
+
+_M = t.logged_model_metrics
+_LOGGED_MODELS = _Entity(
+    attributes={
+        "model_id": t.logged_models.c.id,
+        "name": t.logged_models.c.name,
+        "status": t.logged_models.c.status,
+        "model_type": t.logged_models.c.model_type,
+        "source_run_id": t.logged_models.c.source_run_id,
+        "experiment_id": t.logged_models.c.experiment_id,
+        **_times(t.logged_models),
+    },
+    namespaces={
+        "metrics": _KeyValues(_M, ((_M.c.model_id, t.logged_models.c.id),), _M.c.is_nan,
+                              latest=(_M.c.step.desc(), _M.c.timestamp_ms.desc(), _M.c.is_nan.asc(),
+                                      _M.c.value.desc())),
+        "params": _KeyValues(t.logged_model_params, ((t.logged_model_params.c.model_id, t.logged_models.c.id),),
+                             head=t.logged_model_params.c.value_head),
+        "tags": _KeyValues(t.logged_model_tags, ((t.logged_model_tags.c.model_id, t.logged_models.c.id),),
+                           head=t.logged_model_tags.c.value_head),
+    },
+    default_order=(OrderKey(ATTRIBUTES, "creation_time", descending=True),),
+    tie_breakers=(t.logged_models.c.id,),
 )
 
 
@@ -253,11 +280,17 @@ def _directed(expression: ColumnElement, descending: bool, nullable: bool) -> Co
 
 def _key_ordering(values: _KeyValues, key: OrderKey, dialect_name: str) -> list[ColumnElement]:
     rows = values.rows(key.key)
-    value = _by_code_point(sa.select(values.table.c.value).where(*rows).scalar_subquery(), dialect_name)
+    def first(column: ColumnElement) -> ColumnElement:
+        query = sa.select(column).where(*rows)
+        if values.latest:
+            query = query.order_by(*values.latest).limit(1)
+        return query.scalar_subquery()
+
+    value = _by_code_point(first(values.table.c.value), dialect_name)
     if values.is_nan is None:
         return [_directed(value, key.descending, nullable=True)]
     # Rank 0: a number, 1: NaN (stored as 0), 2: no such metric; numbers then sort by value.
-    rank = sa.select(sa.case((values.is_nan, 1), else_=0)).where(*rows).scalar_subquery()
+    rank = first(sa.case((values.is_nan, 1), else_=0))
     return [sa.func.coalesce(rank, 2), _directed(value, key.descending, nullable=False)]
 
 
@@ -316,3 +349,15 @@ def model_version_condition(node: Node | None, dialect_name: str) -> Condition:
 def model_version_ordering(keys: Sequence[OrderKey], dialect_name: str) -> list[ColumnElement]:
     """ORDER BY clauses for ``model_versions``; without keys, model name then version DESC. Ends with the key."""
     return _ordering(keys, _MODEL_VERSIONS, dialect_name)
+
+
+def logged_model_condition(node: Node | None, dialect_name: str) -> Condition:
+    """A WHERE clause on ``logged_models`` for a filter parsed with the LOGGED_MODELS schema. A
+    metric matches when any of the model's points of that key (per run and dataset) does."""
+    return _condition(node, _LOGGED_MODELS, dialect_name)
+
+
+def logged_model_ordering(keys: Sequence[OrderKey], dialect_name: str) -> list[ColumnElement]:
+    """ORDER BY clauses for ``logged_models`` (a metric by its latest point); without keys,
+    creation_time DESC. Ends with the model id."""
+    return _ordering(keys, _LOGGED_MODELS, dialect_name)

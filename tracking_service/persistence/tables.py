@@ -239,3 +239,61 @@ registry_events = sa.Table(
     sa.Index("ix_registry_events_model", "model_name", "version"),
     sqlite_autoincrement=True,
 )
+
+# MLflow 3's logged models (migration 0005). A model's files live in the artifacts of a run
+# (``artifact_run_id``: its source run, or the run made to hold a model created on its own).
+MODEL_ID = sa.String(42)
+
+logged_models = sa.Table(
+    "logged_models",
+    metadata,
+    sa.Column("id", MODEL_ID, primary_key=True),
+    sa.Column("experiment_id", ID, sa.ForeignKey("experiments.id"), nullable=False),
+    sa.Column("name", KEY, nullable=False),
+    sa.Column("source_run_id", RUN_ID, nullable=True),
+    sa.Column("artifact_run_id", RUN_ID, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_message", sa.Text, nullable=False, server_default=""),
+    sa.Column("model_type", KEY, nullable=False, server_default=""),
+    sa.Column("create_ms", sa.BigInteger, nullable=False),
+    sa.Column("update_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_logged_models_experiment_create", "experiment_id", "create_ms"),
+    sa.Index("ix_logged_models_source_run", "source_run_id"),
+)
+
+logged_model_params = sa.Table(
+    "logged_model_params",
+    metadata,
+    sa.Column("model_id", MODEL_ID, sa.ForeignKey("logged_models.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", KEY, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("value_head", sa.String(VALUE_HEAD), nullable=False, server_default=""),
+    sa.Index("ix_logged_model_params_key_head_model", "key", "value_head", "model_id"),
+)
+
+logged_model_tags = sa.Table(
+    "logged_model_tags",
+    metadata,
+    sa.Column("model_id", MODEL_ID, sa.ForeignKey("logged_models.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", KEY, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("value_head", sa.String(VALUE_HEAD), nullable=False, server_default=""),
+    sa.Index("ix_logged_model_tags_key_head_model", "key", "value_head", "model_id"),
+)
+
+# The latest point of each (model, metric, run, dataset); empty strings where a point has no
+# run or dataset (they are part of the key). NaN is stored as 0 with is_nan set, as in metrics.
+logged_model_metrics = sa.Table(
+    "logged_model_metrics",
+    metadata,
+    sa.Column("model_id", MODEL_ID, sa.ForeignKey("logged_models.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", KEY, primary_key=True),
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("dataset_name", KEY, primary_key=True),
+    sa.Column("dataset_digest", sa.String(128), primary_key=True),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("timestamp_ms", sa.BigInteger, nullable=False),
+    sa.Column("value", sa.Float(precision=53), nullable=False),
+    sa.Column("is_nan", sa.Boolean, nullable=False),
+    sa.Index("ix_logged_model_metrics_key_value_model", "key", "value", "is_nan", "model_id"),
+)

@@ -32,6 +32,13 @@ class RunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUN_STATUS_FINISHED: _ClassVar[RunStatus]
     RUN_STATUS_FAILED: _ClassVar[RunStatus]
     RUN_STATUS_KILLED: _ClassVar[RunStatus]
+
+class LoggedModelStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOGGED_MODEL_STATUS_UNSPECIFIED: _ClassVar[LoggedModelStatus]
+    LOGGED_MODEL_STATUS_PENDING: _ClassVar[LoggedModelStatus]
+    LOGGED_MODEL_STATUS_READY: _ClassVar[LoggedModelStatus]
+    LOGGED_MODEL_STATUS_FAILED: _ClassVar[LoggedModelStatus]
 LIFECYCLE_STAGE_UNSPECIFIED: LifecycleStage
 LIFECYCLE_STAGE_ACTIVE: LifecycleStage
 LIFECYCLE_STAGE_DELETED: LifecycleStage
@@ -45,6 +52,10 @@ RUN_STATUS_SCHEDULED: RunStatus
 RUN_STATUS_FINISHED: RunStatus
 RUN_STATUS_FAILED: RunStatus
 RUN_STATUS_KILLED: RunStatus
+LOGGED_MODEL_STATUS_UNSPECIFIED: LoggedModelStatus
+LOGGED_MODEL_STATUS_PENDING: LoggedModelStatus
+LOGGED_MODEL_STATUS_READY: LoggedModelStatus
+LOGGED_MODEL_STATUS_FAILED: LoggedModelStatus
 
 class Tag(_message.Message):
     __slots__ = ("key", "value")
@@ -187,3 +198,51 @@ class FileInfo(_message.Message):
     size: int
     sha256: str
     def __init__(self, path: _Optional[str] = ..., is_dir: _Optional[bool] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class LoggedModelMetric(_message.Message):
+    __slots__ = ("key", "value", "timestamp", "step", "run_id", "dataset_name", "dataset_digest")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_NAME_FIELD_NUMBER: _ClassVar[int]
+    DATASET_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: float
+    timestamp: _timestamp_pb2.Timestamp
+    step: int
+    run_id: str
+    dataset_name: str
+    dataset_digest: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., step: _Optional[int] = ..., run_id: _Optional[str] = ..., dataset_name: _Optional[str] = ..., dataset_digest: _Optional[str] = ...) -> None: ...
+
+class LoggedModel(_message.Message):
+    __slots__ = ("id", "experiment_id", "name", "source_run_id", "status", "status_message", "model_type", "artifact_location", "params", "tags", "metrics", "create_time", "update_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_LOCATION_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    experiment_id: int
+    name: str
+    source_run_id: str
+    status: LoggedModelStatus
+    status_message: str
+    model_type: str
+    artifact_location: str
+    params: _containers.RepeatedCompositeFieldContainer[Param]
+    tags: _containers.RepeatedCompositeFieldContainer[Tag]
+    metrics: _containers.RepeatedCompositeFieldContainer[LoggedModelMetric]
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., experiment_id: _Optional[int] = ..., name: _Optional[str] = ..., source_run_id: _Optional[str] = ..., status: _Optional[_Union[LoggedModelStatus, str]] = ..., status_message: _Optional[str] = ..., model_type: _Optional[str] = ..., artifact_location: _Optional[str] = ..., params: _Optional[_Iterable[_Union[Param, _Mapping]]] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., metrics: _Optional[_Iterable[_Union[LoggedModelMetric, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -396,3 +396,137 @@ class ListArtifactsResponse(_message.Message):
     FILES_FIELD_NUMBER: _ClassVar[int]
     files: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.FileInfo]
     def __init__(self, files: _Optional[_Iterable[_Union[_tracking_pb2.FileInfo, _Mapping]]] = ...) -> None: ...
+
+class CreateLoggedModelRequest(_message.Message):
+    __slots__ = ("experiment_id", "name", "source_run_id", "model_type", "params", "tags", "artifact_run_id")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: int
+    name: str
+    source_run_id: str
+    model_type: str
+    params: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Param]
+    tags: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Tag]
+    artifact_run_id: str
+    def __init__(self, experiment_id: _Optional[int] = ..., name: _Optional[str] = ..., source_run_id: _Optional[str] = ..., model_type: _Optional[str] = ..., params: _Optional[_Iterable[_Union[_tracking_pb2.Param, _Mapping]]] = ..., tags: _Optional[_Iterable[_Union[_tracking_pb2.Tag, _Mapping]]] = ..., artifact_run_id: _Optional[str] = ...) -> None: ...
+
+class CreateLoggedModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: _tracking_pb2.LoggedModel
+    def __init__(self, model: _Optional[_Union[_tracking_pb2.LoggedModel, _Mapping]] = ...) -> None: ...
+
+class GetLoggedModelRequest(_message.Message):
+    __slots__ = ("model_id",)
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    def __init__(self, model_id: _Optional[str] = ...) -> None: ...
+
+class GetLoggedModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: _tracking_pb2.LoggedModel
+    def __init__(self, model: _Optional[_Union[_tracking_pb2.LoggedModel, _Mapping]] = ...) -> None: ...
+
+class FinalizeLoggedModelRequest(_message.Message):
+    __slots__ = ("model_id", "status", "status_message")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    status: _tracking_pb2.LoggedModelStatus
+    status_message: str
+    def __init__(self, model_id: _Optional[str] = ..., status: _Optional[_Union[_tracking_pb2.LoggedModelStatus, str]] = ..., status_message: _Optional[str] = ...) -> None: ...
+
+class FinalizeLoggedModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: _tracking_pb2.LoggedModel
+    def __init__(self, model: _Optional[_Union[_tracking_pb2.LoggedModel, _Mapping]] = ...) -> None: ...
+
+class DeleteLoggedModelRequest(_message.Message):
+    __slots__ = ("model_id",)
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    def __init__(self, model_id: _Optional[str] = ...) -> None: ...
+
+class DeleteLoggedModelResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetLoggedModelTagsRequest(_message.Message):
+    __slots__ = ("model_id", "tags")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    tags: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Tag]
+    def __init__(self, model_id: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[_tracking_pb2.Tag, _Mapping]]] = ...) -> None: ...
+
+class SetLoggedModelTagsResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: _tracking_pb2.LoggedModel
+    def __init__(self, model: _Optional[_Union[_tracking_pb2.LoggedModel, _Mapping]] = ...) -> None: ...
+
+class DeleteLoggedModelTagRequest(_message.Message):
+    __slots__ = ("model_id", "key")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    key: str
+    def __init__(self, model_id: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class DeleteLoggedModelTagResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LogLoggedModelParamsRequest(_message.Message):
+    __slots__ = ("model_id", "params")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    params: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Param]
+    def __init__(self, model_id: _Optional[str] = ..., params: _Optional[_Iterable[_Union[_tracking_pb2.Param, _Mapping]]] = ...) -> None: ...
+
+class LogLoggedModelParamsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LogLoggedModelMetricsRequest(_message.Message):
+    __slots__ = ("model_id", "metrics")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    metrics: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.LoggedModelMetric]
+    def __init__(self, model_id: _Optional[str] = ..., metrics: _Optional[_Iterable[_Union[_tracking_pb2.LoggedModelMetric, _Mapping]]] = ...) -> None: ...
+
+class LogLoggedModelMetricsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SearchLoggedModelsRequest(_message.Message):
+    __slots__ = ("experiment_ids", "filter", "order_by", "page_size", "page_token")
+    EXPERIMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    experiment_ids: _containers.RepeatedScalarFieldContainer[int]
+    filter: str
+    order_by: _containers.RepeatedScalarFieldContainer[str]
+    page_size: int
+    page_token: str
+    def __init__(self, experiment_ids: _Optional[_Iterable[int]] = ..., filter: _Optional[str] = ..., order_by: _Optional[_Iterable[str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class SearchLoggedModelsResponse(_message.Message):
+    __slots__ = ("models", "next_page_token")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.LoggedModel]
+    next_page_token: str
+    def __init__(self, models: _Optional[_Iterable[_Union[_tracking_pb2.LoggedModel, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

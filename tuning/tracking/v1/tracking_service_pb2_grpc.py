@@ -173,6 +173,51 @@ class TrackingServiceStub:
                 request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListArtifactsRequest.SerializeToString,
                 response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListArtifactsResponse.FromString,
                 _registered_method=True)
+        self.CreateLoggedModel = channel.unary_unary(
+                '/tuning.tracking.v1.TrackingService/CreateLoggedModel',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.CreateLoggedModelRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.CreateLoggedModelResponse.FromString,
+                _registered_method=True)
+        self.GetLoggedModel = channel.unary_unary(
+                '/tuning.tracking.v1.TrackingService/GetLoggedModel',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.GetLoggedModelRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.GetLoggedModelResponse.FromString,
+                _registered_method=True)
+        self.FinalizeLoggedModel = channel.unary_unary(
+                '/tuning.tracking.v1.TrackingService/FinalizeLoggedModel',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.FinalizeLoggedModelRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.FinalizeLoggedModelResponse.FromString,
+                _registered_method=True)
+        self.DeleteLoggedModel = channel.unary_unary(
+                '/tuning.tracking.v1.TrackingService/DeleteLoggedModel',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelResponse.FromString,
+                _registered_method=True)
+        self.SetLoggedModelTags = channel.unary_unary(
+                '/tuning.tracking.v1.TrackingService/SetLoggedModelTags',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SetLoggedModelTagsRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SetLoggedModelTagsResponse.FromString,
+                _registered_method=True)
+        self.DeleteLoggedModelTag = channel.unary_unary(
+                '/tuning.tracking.v1.TrackingService/DeleteLoggedModelTag',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelTagRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelTagResponse.FromString,
+                _registered_method=True)
+        self.LogLoggedModelParams = channel.unary_unary(
+                '/tuning.tracking.v1.TrackingService/LogLoggedModelParams',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelParamsRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelParamsResponse.FromString,
+                _registered_method=True)
+        self.LogLoggedModelMetrics = channel.unary_unary(
+                '/tuning.tracking.v1.TrackingService/LogLoggedModelMetrics',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelMetricsRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelMetricsResponse.FromString,
+                _registered_method=True)
+        self.SearchLoggedModels = channel.unary_unary(
+                '/tuning.tracking.v1.TrackingService/SearchLoggedModels',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsResponse.FromString,
+                _registered_method=True)
 
 
 class TrackingServiceServicer:
@@ -417,6 +462,92 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateLoggedModel(self, request, context):
+        """Creates a logged model (status PENDING) in an experiment, from a source
+        run or on its own.
+        Errors: INVALID_ARGUMENT (bad name, params or tags; a source run of
+        another experiment), NOT_FOUND (experiment, source or artifact run),
+        FAILED_PRECONDITION (a run or the experiment is deleted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLoggedModel(self, request, context):
+        """Errors: INVALID_ARGUMENT (malformed model id), NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinalizeLoggedModel(self, request, context):
+        """Sets the model's status (READY or FAILED once its files are stored).
+        Errors: INVALID_ARGUMENT (status unspecified or unknown), NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLoggedModel(self, request, context):
+        """Deletes the model with its params, tags and metrics (its files stay in
+        the run's artifacts).
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLoggedModelTags(self, request, context):
+        """Sets tags, overwriting the values of existing keys.
+        Errors: INVALID_ARGUMENT (bad key or value, more than 100 tags),
+        NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLoggedModelTag(self, request, context):
+        """Errors: INVALID_ARGUMENT, NOT_FOUND (model or tag).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogLoggedModelParams(self, request, context):
+        """Logs params; a param logged again takes the new value (as MLflow does
+        for a model's params).
+        Errors: INVALID_ARGUMENT (bad key or value, more than 100 params),
+        NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogLoggedModelMetrics(self, request, context):
+        """Links metric points to the model: per key, run and dataset the model
+        keeps the latest point (an older point arriving late changes nothing).
+        The points themselves are logged to their run with LogBatch; this does
+        not store them there.
+        Errors: INVALID_ARGUMENT (bad key or run id, more than 1,000 metrics),
+        NOT_FOUND (model).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchLoggedModels(self, request, context):
+        """Searches the logged models of some experiments with the filter language
+        of SearchRuns: metrics. (the latest value of any run and dataset),
+        params., tags., and the attributes model_id, name, status (PENDING,
+        READY, FAILED), model_type, source_run_id, experiment_id, creation_time,
+        last_update_time; ordered by any of those keys.
+        Errors: INVALID_ARGUMENT (malformed filter or order_by, with the offending
+        token's position; no experiment ids; bad page_size or page_token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrackingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -539,6 +670,51 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.ListArtifacts,
                     request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListArtifactsRequest.FromString,
                     response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListArtifactsResponse.SerializeToString,
+            ),
+            'CreateLoggedModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateLoggedModel,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.CreateLoggedModelRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.CreateLoggedModelResponse.SerializeToString,
+            ),
+            'GetLoggedModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoggedModel,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.GetLoggedModelRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.GetLoggedModelResponse.SerializeToString,
+            ),
+            'FinalizeLoggedModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinalizeLoggedModel,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.FinalizeLoggedModelRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.FinalizeLoggedModelResponse.SerializeToString,
+            ),
+            'DeleteLoggedModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLoggedModel,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelResponse.SerializeToString,
+            ),
+            'SetLoggedModelTags': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLoggedModelTags,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SetLoggedModelTagsRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SetLoggedModelTagsResponse.SerializeToString,
+            ),
+            'DeleteLoggedModelTag': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLoggedModelTag,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelTagRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelTagResponse.SerializeToString,
+            ),
+            'LogLoggedModelParams': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogLoggedModelParams,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelParamsRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelParamsResponse.SerializeToString,
+            ),
+            'LogLoggedModelMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogLoggedModelMetrics,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelMetricsRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelMetricsResponse.SerializeToString,
+            ),
+            'SearchLoggedModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchLoggedModels,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1208,6 +1384,249 @@ class TrackingService:
             '/tuning.tracking.v1.TrackingService/ListArtifacts',
             tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListArtifactsRequest.SerializeToString,
             tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListArtifactsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateLoggedModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.TrackingService/CreateLoggedModel',
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.CreateLoggedModelRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.CreateLoggedModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoggedModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.TrackingService/GetLoggedModel',
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.GetLoggedModelRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.GetLoggedModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinalizeLoggedModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.TrackingService/FinalizeLoggedModel',
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.FinalizeLoggedModelRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.FinalizeLoggedModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLoggedModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.TrackingService/DeleteLoggedModel',
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLoggedModelTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.TrackingService/SetLoggedModelTags',
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SetLoggedModelTagsRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SetLoggedModelTagsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLoggedModelTag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.TrackingService/DeleteLoggedModelTag',
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelTagRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelTagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogLoggedModelParams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.TrackingService/LogLoggedModelParams',
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelParamsRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelParamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogLoggedModelMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.TrackingService/LogLoggedModelMetrics',
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelMetricsRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchLoggedModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.TrackingService/SearchLoggedModels',
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,
