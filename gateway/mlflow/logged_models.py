@@ -167,6 +167,18 @@ async def record_outputs(ctx: Context, run_id: str, models: list[tuple[str, int]
     await compare_and_set(ctx, lambda: get_run(ctx, run_id), add, lambda name: name == convert.MODEL_OUTPUTS)
 
 
+async def forget_output(ctx: Context, run_id: str, model_id: str) -> None:
+    """Takes ``model_id`` off the run's outputs."""
+    def remove(current: pb.Run) -> list[pb.Tag] | None:
+        listed = outputs_of(current)
+        kept = [o for o in listed if o["model_id"] != model_id]
+        if len(kept) == len(listed):
+            return None
+        return [pb.Tag(key=convert.MODEL_OUTPUTS, value=json.dumps(kept, separators=(",", ":")))]
+
+    await compare_and_set(ctx, lambda: get_run(ctx, run_id), remove, lambda name: name == convert.MODEL_OUTPUTS)
+
+
 # --- handlers -----------------------------------------------------------------------------------
 
 async def _holder_run(ctx: Context, experiment: int, name: str) -> pb.Run:
@@ -246,8 +258,11 @@ async def finalize(ctx: Context) -> dict:
 
 
 async def delete(ctx: Context) -> dict:
-    model_id = check_model_id(ctx.text("model_id", required=True))
+    model = await get_model(ctx, ctx.text("model_id", required=True))
+    model_id = model.id
     await ctx.tracking("DeleteLoggedModel", api.DeleteLoggedModelRequest(model_id=model_id))
+    if model.source_run_id:  # a deleted model is no longer one of its run's outputs (as in MLflow)
+        await forget_output(ctx, model.source_run_id, model_id)
     return {}
 
 

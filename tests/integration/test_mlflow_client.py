@@ -766,6 +766,15 @@ def test_a_logged_models_tags_and_params_are_kept_with_its_run(http: httpx.Clien
     model = http.get(f"{API}/logged-models/{model_id}").json()["model"]
     assert "team" not in {t["key"] for t in model["info"].get("tags", [])}
     mlflow_error(http.delete(f"{API}/logged-models/{model_id}/tags/team"), 404, "RESOURCE_DOES_NOT_EXIST")
+    # Deleted, it is gone, and no longer one of its run's outputs.
+    def outputs() -> list[str]:
+        run = http.get(f"{API}/runs/get", params={"run_id": run_id}).json()["run"]
+        return [o["model_id"] for o in run.get("outputs", {}).get("model_outputs", [])]
+
+    assert outputs() == [model_id]
+    assert http.delete(f"{API}/logged-models/{model_id}").status_code == 200
+    mlflow_error(http.get(f"{API}/logged-models/{model_id}"), 404, "RESOURCE_DOES_NOT_EXIST")
+    assert outputs() == []
 
 
 CONCURRENT_MODEL_SCRIPT = """
