@@ -195,13 +195,14 @@ class Browser:
     def count(self, selector: str) -> int:
         return self.evaluate(f"document.querySelectorAll({json.dumps(selector)}).length")
 
-    def screenshot(self, path: Path, max_height: int = 4000) -> Path:
-        """The page from its top, at most ``max_height`` pixels of it, as a PNG."""
+    def screenshot(self, path: Path, max_height: int = 4000, top: int = 0) -> Path:
+        """The page from ``top`` (its top by default), at most ``max_height`` pixels of it, as a PNG."""
         height = self.evaluate("Math.ceil(document.documentElement.scrollHeight)")
         width = self.evaluate("Math.ceil(document.documentElement.scrollWidth)")
         shot = self.call("Page.captureScreenshot", {
             "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": width, "height": min(height, max_height), "scale": 1}}, session=True)
+            "clip": {"x": 0, "y": top, "width": width, "height": max(1, min(height - top, max_height)), "scale": 1}},
+            session=True)
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
 

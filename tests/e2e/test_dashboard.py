@@ -200,6 +200,74 @@ def test_study_page(browser, world: World, shots: Path):
     browser.screenshot(shots / "dashboard-study.png", max_height=1600)
 
 
+def _plot(browser, name: str, expression: str):
+    return browser.evaluate(f"(() => {{ const p = document.getElementById('{name}-plot'); return {expression}; }})()")
+
+
+def _choose(browser, select: str, value: str) -> None:
+    browser.evaluate(f"(() => {{ const s = document.getElementById('{select}'); s.value = {json.dumps(value)}; "
+                     "s.dispatchEvent(new Event('change')); })()")
+
+
+def test_study_page_slice_contour_rank_edf_and_timeline(browser, world: World, http: httpx.Client, shots: Path):
+    visit(browser, world, f"/ui/studies/{STUDY}", plots=9)
+    trials = browser.evaluate("JSON.parse(document.getElementById('page-data').textContent).trials")
+    completed = [t for t in trials if t["state"] == "COMPLETED"]
+    assert len(completed) == sum(not _pruned(r) for r in world.runs) >= 5
+    by_number = {t["number"]: t for t in completed}
+    for chart in ("slice", "contour", "rank", "edf", "timeline"):
+        assert browser.count(f"#{chart}-plot.js-plotly-plot .main-svg") >= 1, chart
+
+    # Slice: a point per completed trial, at its value, coloured by trial number; log and categorical axes.
+    options = browser.evaluate("Array.from(document.getElementById('slice-param').options).map(o => o.value)")
+    assert set(options) == {"x", "lr", "kind"}
+    for name, axis in (("x", "linear"), ("lr", "log"), ("kind", "category")):
+        _choose(browser, "slice-param", name)
+        browser.wait_for(f"document.getElementById('slice-plot').layout.xaxis.title.text === '{name}'", timeout=10)
+        points = _plot(browser, "slice", "[p.data[0].x, p.data[0].y, p.data[0].marker.color, p.layout.xaxis.type]")
+        assert len(points[0]) == len(completed) and points[3] == axis, name
+        assert sorted(points[2]) == sorted(by_number)
+        for value, objective, number in zip(*points[:3]):
+            assert objective == by_number[number]["objectives"][0]
+            if name != "kind":
+                assert value == by_number[number]["params"][name]
+
+    # Contour: by default the two most important numeric parameters; the trials as dots.
+    ranked = [r["param"] for r in http.get(f"/ui/api/importance/{STUDY}").json()["importances"] if r["param"] != "kind"]
+    pair = browser.evaluate("[document.getElementById('contour-x').value, document.getElementById('contour-y').value]")
+    assert pair == ranked[:2]
+    assert _plot(browser, "contour", "p.data.length") == 2
+    assert _plot(browser, "contour", "p.data[0].type") == "contour"
+    assert len(_plot(browser, "contour", "p.data[1].x")) == len(completed)
+    assert len(_plot(browser, "rank", "p.data[0].x")) == len(completed)
+    # Choosing the pair redraws both, lr on a log axis.
+    _choose(browser, "contour-x", "lr")
+    _choose(browser, "contour-y", "x")
+    browser.wait_for("document.getElementById('contour-plot').layout.xaxis.title.text === 'lr' && "
+                     "document.getElementById('contour-plot').layout.yaxis.title.text === 'x'", timeout=10)
+    assert _plot(browser, "contour", "[p.layout.xaxis.type, p.layout.yaxis.type]") == ["log", "linear"]
+    assert sorted(_plot(browser, "contour", "p.data[1].x")) == sorted(t["params"]["lr"] for t in completed)
+    assert _plot(browser, "rank", "p.layout.xaxis.title.text") == "lr"
+    ranks = _plot(browser, "rank", "p.data[0].marker.color")
+    assert len(ranks) == len(completed) and min(ranks) == 0 and max(ranks) == 1
+    top = browser.evaluate("Math.floor(document.getElementById('slice-plot').closest('.grid')"
+                           ".getBoundingClientRect().top + scrollY) - 12")
+    browser.screenshot(shots / "dashboard-study-plots.png", max_height=1240, top=top)
+    _choose(browser, "contour-y", "lr")  # the same parameter twice: nothing to draw
+    browser.wait_for("document.getElementById('contour-plot').data.length === 0", timeout=10)
+
+    # EDF: every completed trial's objective, sorted, rising to 1.
+    edf = _plot(browser, "edf", "[p.data[0].x, p.data[0].y]")
+    assert edf[0] == sorted(t["objectives"][0] for t in completed) and edf[1][-1] == 1
+
+    # Timeline: a bar per started trial, a trace per state, a row per worker.
+    bars = _plot(browser, "timeline", "p.data.map(t => [t.name, t.x.length, t.y])")
+    assert sum(count for _, count, _ in bars) == TRIALS
+    assert {"completed", "pruned"} <= {name for name, _, _ in bars}
+    assert {y for _, _, ys in bars for y in ys} == {t["worker"] or "(no worker)" for t in trials}
+    assert browser.report.errors() == []
+
+
 def test_study_page_updates_live_and_stops_when_the_study_completes(browser, world: World):
     with SuggestionClient(world.suggestion) as client:
         study = client.create_study("live", [Float("x", 0.0, 1.0), Categorical("c", ["a", "b"])],
@@ -210,6 +278,10 @@ def test_study_page_updates_live_and_stops_when_the_study_completes(browser, wor
         visit(browser, world, "/ui/studies/live?refresh=1", plots=5)
         assert browser.count("#trials tbody tr") == 1
         assert browser.count("#pareto-plot .main-svg") >= 1  # two objectives: a Pareto front
+        # One numeric parameter: no contour, and no error.
+        assert "needs two numeric parameters" in browser.evaluate(
+            "document.getElementById('contour-plot').layout.annotations[0].text")
+        assert browser.evaluate("document.getElementById('edf-plot').data[0].x") == [0.5]
         note = browser.evaluate("document.getElementById('importance-note').textContent")
         assert f"needs at least {MIN_TRIALS} completed trials" in note and "(1 so far)" in note
         assert "live: every 1 s" in browser.evaluate("document.getElementById('live-status').textContent")

@@ -1,5 +1,6 @@
-/* The study page: optimisation history, parameter importance, parallel coordinates,
-   intermediate values, the trial table, and live updates while the study runs. */
+/* The study page: optimisation history, parameter importance, parallel coordinates, slice,
+   contour, rank, EDF, timeline, intermediate values, the trial table, and live updates while
+   the study runs. */
 "use strict";
 
 (function () {
@@ -19,6 +20,8 @@
     refresh: Math.max(1, Number(live.dataset.refresh) || 5),
     failures: 0,
     scrolled: false,
+    importance: null, // the parameters by importance, most important first (for the contour's default pair)
+    pairChosen: false,
   };
 
   function goal() {
@@ -256,6 +259,11 @@
       state.importanceKey = null;
       return TD.plot(node, [], TD.emptyLayout("importance unavailable"));
     }
+    const known = state.importance;
+    state.importance = result.importances.some((r) => r.importance > 0) ? result.importances.slice() : null;
+    if (!state.pairChosen && JSON.stringify(known) !== JSON.stringify(state.importance)) {
+      await Promise.all([drawContour(), drawRank()]);
+    }
     const ranked = result.importances.slice().reverse();
     note.textContent = result.message
       ? result.message
@@ -427,6 +435,200 @@
       TD.plot(scheduleNode, schedules, layout(param, spec.log === true))]);
   }
 
+  // --- slice, contour, rank, EDF, timeline ------------------------------------------------------
+
+  function numericSpecs() {
+    return state.detail.params.filter((p) => p.kind === "float" || p.kind === "int");
+  }
+
+  function present(v) {
+    return v !== null && v !== undefined;
+  }
+
+  // Fills a select with names, keeping the current choice when it is still there.
+  function fillSelect(select, names, fallback) {
+    const current = Array.from(select.options).map((o) => o.value);
+    if (current.join("\n") !== names.join("\n")) {
+      const keep = select.value;
+      select.replaceChildren(...names.map((n) => el("option", { value: n, text: n })));
+      select.value = names.includes(keep) ? keep : fallback || names[0] || "";
+    }
+    select.disabled = names.length < 2;
+  }
+
+  function paramAxis(spec, title) {
+    const axis = { title: { text: TD.plotText(title) }, gridcolor: "#eef0f3", zeroline: false, automargin: true };
+    if (spec && spec.kind === "categorical") axis.type = "category";
+    else if (spec && spec.log) axis.type = "log";
+    return axis;
+  }
+
+  const TRIAL_SCALE = "Viridis";
+
+  // Objective against one parameter; a conditional parameter's inactive trials are left out.
+  function drawSlice() {
+    const node = document.getElementById("slice-plot");
+    const note = document.getElementById("slice-note");
+    const select = document.getElementById("slice-param");
+    const specs = state.detail.params.filter((p) => p.kind !== "fixed");
+    fillSelect(select, specs.map((p) => p.name));
+    const target = goal();
+    const done = completedWithValue(state.detail.trials).sort((a, b) => a.number - b.number);
+    const spec = specs.find((p) => p.name === select.value);
+    if (!target || !spec || done.length === 0) {
+      note.textContent = "";
+      return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
+    }
+    const active = done.filter((t) => present(t.params[spec.name]));
+    const inactive = done.length - active.length;
+    note.textContent = inactive ? inactive + " completed trials where " + spec.name + " was inactive are not drawn." : "";
+    const value = (v) => (spec.kind === "categorical" ? TD.plotText(v) : v);
+    return TD.plot(node, [{
+      type: "scatter", mode: "markers", name: TD.plotText(target.metric),
+      x: active.map((t) => value(t.params[spec.name])), y: active.map(objectiveOf),
+      text: active.map((t) => "trial " + t.number), hovertemplate: "%{text}<br>%{x}: %{y}<extra></extra>",
+      marker: { size: 8, opacity: 0.85, color: active.map((t) => t.number), colorscale: TRIAL_SCALE,
+        showscale: true, colorbar: { title: { text: "trial" }, thickness: 12 } },
+    }], {
+      xaxis: paramAxis(spec, spec.name),
+      yaxis: { title: { text: TD.plotText(target.metric) }, gridcolor: "#eef0f3", zeroline: false, automargin: true },
+      showlegend: false, margin: { l: 60, r: 16, t: 16, b: 44 },
+    });
+  }
+
+  // The pair of parameters for the contour and rank plots: the user's choice, else the two
+  // most important numeric parameters once the importance is known, else the first two.
+  function updatePairChoice() {
+    const names = numericSpecs().map((p) => p.name);
+    const xs = document.getElementById("contour-x"), ys = document.getElementById("contour-y");
+    let ranked = names;
+    if (state.importance) {
+      const order = state.importance.map((r) => r.param).filter((n) => names.includes(n));
+      ranked = order.concat(names.filter((n) => !order.includes(n)));
+    }
+    const chosen = state.pairChosen && names.includes(xs.value) && names.includes(ys.value);
+    fillSelect(xs, names, ranked[0]);
+    fillSelect(ys, names, ranked[1]);
+    if (!chosen && names.length >= 2) {
+      xs.value = ranked[0];
+      ys.value = ranked[1];
+    }
+    return names.length >= 2 && xs.value !== ys.value ? [xs.value, ys.value] : null;
+  }
+
+  function pairTrials(pair) {
+    return completedWithValue(state.detail.trials)
+      .filter((t) => typeof t.params[pair[0]] === "number" && typeof t.params[pair[1]] === "number");
+  }
+
+  function pairLayout(pair, extra) {
+    const spec = (name) => state.detail.params.find((p) => p.name === name);
+    return Object.assign({ xaxis: paramAxis(spec(pair[0]), pair[0]), yaxis: paramAxis(spec(pair[1]), pair[1]),
+      showlegend: false, margin: { l: 60, r: 16, t: 16, b: 44 } }, extra || {});
+  }
+
+  function pairMessage(pair) {
+    return numericSpecs().length < 2 ? "needs two numeric parameters" : pair ? "" : "choose two different parameters";
+  }
+
+  function drawContour() {
+    const node = document.getElementById("contour-plot");
+    const pair = updatePairChoice();
+    const target = goal();
+    if (!pair || !target) return TD.plot(node, [], TD.emptyLayout(pairMessage(pair) || "no completed trials yet"));
+    const trials = pairTrials(pair);
+    if (trials.length < 2) return TD.plot(node, [], TD.emptyLayout("needs two completed trials with both parameters"));
+    const x = trials.map((t) => t.params[pair[0]]), y = trials.map((t) => t.params[pair[1]]);
+    // A grid of the distinct values, the objective where a trial was, the gaps interpolated.
+    const gx = Array.from(new Set(x)).sort((a, b) => a - b), gy = Array.from(new Set(y)).sort((a, b) => a - b);
+    const z = gy.map(() => gx.map(() => null));
+    for (const t of trials) z[gy.indexOf(t.params[pair[1]])][gx.indexOf(t.params[pair[0]])] = objectiveOf(t);
+    // The better values darker: Blues runs from dark (low) to light (high).
+    const reverse = target.direction === "maximize";
+    return TD.plot(node, [{
+      type: "contour", x: gx, y: gy, z, connectgaps: true, colorscale: "Blues", reversescale: reverse,
+      contours: { coloring: "heatmap" }, line: { smoothing: 1.0 }, hoverinfo: "skip",
+      colorbar: { title: { text: TD.plotText(target.metric) }, thickness: 12 },
+    }, {
+      type: "scatter", mode: "markers", x, y, text: trials.map((t) => "trial " + t.number + ": " + TD.fmt(objectiveOf(t))),
+      hovertemplate: "%{text}<br>(%{x}, %{y})<extra></extra>",
+      marker: { color: "#1f2937", size: 6, line: { color: "#fff", width: 1 } },
+    }], pairLayout(pair));
+  }
+
+  // Each completed trial at its pair of parameters, coloured by its objective's rank (0 the best).
+  function drawRank() {
+    const node = document.getElementById("rank-plot");
+    const pair = updatePairChoice();
+    const target = goal();
+    if (!pair || !target) return TD.plot(node, [], TD.emptyLayout(pairMessage(pair) || "no completed trials yet"));
+    const trials = pairTrials(pair);
+    if (trials.length === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials with both parameters"));
+    const order = trials.slice().sort((a, b) => (better(objectiveOf(a), objectiveOf(b), target.direction) ? -1 :
+      better(objectiveOf(b), objectiveOf(a), target.direction) ? 1 : 0));
+    const rank = new Map(order.map((t, i) => [t, trials.length > 1 ? i / (trials.length - 1) : 0]));
+    return TD.plot(node, [{
+      type: "scatter", mode: "markers", x: trials.map((t) => t.params[pair[0]]), y: trials.map((t) => t.params[pair[1]]),
+      text: trials.map((t) => "trial " + t.number + ": " + TD.fmt(objectiveOf(t)) + " (rank " +
+        (order.indexOf(t) + 1) + " of " + trials.length + ")"),
+      hovertemplate: "%{text}<br>(%{x}, %{y})<extra></extra>",
+      marker: { size: 9, color: trials.map((t) => rank.get(t)), colorscale: [[0, "#2456a6"], [0.5, "#f2e394"], [1, "#c62828"]], cmin: 0, cmax: 1,
+        showscale: true, colorbar: { title: { text: "rank" }, thickness: 12, tickvals: [0, 1], ticktext: ["best", "worst"] },
+        line: { color: "#1f2937", width: 0.5 } },
+    }], pairLayout(pair));
+  }
+
+  // Empirical distribution function: the share of completed trials with a value at most y.
+  function drawEdf() {
+    const node = document.getElementById("edf-plot");
+    const target = goal();
+    const values = completedWithValue(state.detail.trials).map(objectiveOf).sort((a, b) => a - b);
+    if (!target || values.length === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
+    return TD.plot(node, [{
+      type: "scatter", mode: "lines+markers", name: TD.plotText(target.metric), x: values,
+      y: values.map((_, i) => (i + 1) / values.length), line: { color: "#2456a6", width: 2, shape: "hv" },
+      marker: { size: 5, color: "#2456a6" }, hovertemplate: "%{x}: %{y:.0%} of trials at most<extra></extra>",
+    }], {
+      xaxis: { title: { text: TD.plotText(target.metric) }, gridcolor: "#eef0f3", zeroline: false },
+      yaxis: { title: { text: "cumulative share of completed trials" }, range: [0, 1.04], tickformat: ".0%",
+        gridcolor: "#eef0f3", zeroline: false, automargin: true },
+      showlegend: false, margin: { l: 60, r: 16, t: 16, b: 44 },
+    });
+  }
+
+  // One bar per started trial, from its start to its end (now while it runs), a row per worker.
+  function drawTimeline() {
+    const node = document.getElementById("timeline-plot");
+    const started = state.detail.trials.filter((t) => t.start_time).sort((a, b) => a.number - b.number);
+    if (started.length === 0) return TD.plot(node, [], TD.emptyLayout("no trial started yet"));
+    const byState = new Map();
+    for (const t of started) {
+      if (!byState.has(t.state)) byState.set(t.state, []);
+      byState.get(t.state).push(t);
+    }
+    const workers = Array.from(new Set(started.map((t) => t.worker || "(no worker)"))).sort();
+    const traces = Array.from(byState.entries()).map(([name, trials]) => ({
+      type: "bar", orientation: "h", name: name.toLowerCase(),
+      base: trials.map((t) => Date.parse(t.start_time)),
+      x: trials.map((t) => Math.max(1, 1000 * (t.duration || 0))),
+      y: trials.map((t) => TD.plotText(t.worker || "(no worker)")),
+      text: trials.map((t) => "trial " + t.number + " (" + name.toLowerCase() + ", " + TD.fmtDuration(t.duration) + ")"),
+      textposition: "none", hovertemplate: "%{text}<extra></extra>",
+      marker: { color: STATE_COLORS[name] || "#667085", line: { color: "#fff", width: 1 } },
+    }));
+    return TD.plot(node, traces, {
+      barmode: "overlay",
+      xaxis: { type: "date", title: { text: "time" }, gridcolor: "#eef0f3", zeroline: false },
+      yaxis: { type: "category", categoryorder: "array", categoryarray: workers.map(TD.plotText), automargin: true,
+        title: { text: "worker" } },
+      legend: { orientation: "h", y: 1.12, x: 0 }, margin: { l: 60, r: 16, t: 28, b: 44 },
+    });
+  }
+
+  function drawExtra() {
+    return Promise.all([drawSlice(), drawContour(), drawRank(), drawEdf(), drawTimeline()]);
+  }
+
   // --- trial table ------------------------------------------------------------------------------
 
   // A pruned trial has no result, only where it stopped: said in words, never in a value column.
@@ -512,7 +714,7 @@
     drawHeader();
     drawTable();
     return Promise.all([drawHistory(), drawPareto(), drawParallel(), drawIntermediate(), drawPopulation(),
-      drawImportance(false)]);
+      drawExtra(), drawImportance(false)]);
   }
 
   function finished() {
@@ -570,6 +772,14 @@
   }
   const populationParam = document.getElementById("population-param");
   if (populationParam) populationParam.addEventListener("change", drawPopulation);
+  document.getElementById("slice-param").addEventListener("change", drawSlice);
+  for (const id of ["contour-x", "contour-y"]) {
+    document.getElementById(id).addEventListener("change", () => {
+      state.pairChosen = true;
+      drawContour();
+      drawRank();
+    });
+  }
   document.getElementById("intermediate-metric").addEventListener("change", (event) => {
     state.metric = event.target.value;
     drawIntermediate();
