@@ -6,7 +6,7 @@ tags, linked metrics and search. Domain objects and domain errors only; the SQL 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tracking_service.domain.logged_model import (
     MAX_MODEL_TYPE,
@@ -84,18 +84,26 @@ class LoggedModelService:
         check_model_id(model_id)
         return self.db.run(lambda conn: self._model(conn, model_id), write=False)
 
+    def _update(self, model_id: str, change: Callable[[Transaction], None], *, returning: bool = False,
+                **fields) -> LoggedModel | None:
+        """Applies ``change`` to an existing model under its row lock and stamps its update time
+        (with ``fields``: status, status_message); the model as stored after, when ``returning``.
+        The caller has checked ``model_id``."""
+
+        def work(conn: Transaction) -> LoggedModel | None:
+            self._existing(conn, model_id)
+            change(conn)
+            self.models.touch(conn, model_id, now_ms(), **fields)
+            return self._model(conn, model_id) if returning else None
+
+        return self.db.run(work, write=True)
+
     def finalize(self, model_id: str, status: LoggedModelStatus | None, message: str = "") -> LoggedModel:
         check_model_id(model_id)
         if status is None:
             raise InvalidArgument("status", "must be PENDING, READY or FAILED")
         check_text(message, "status_message", MAX_TAG_VALUE)
-
-        def work(conn: Transaction) -> LoggedModel:
-            self._existing(conn, model_id)
-            self.models.touch(conn, model_id, now_ms(), status=status, status_message=message)
-            return self._model(conn, model_id)
-
-        return self.db.run(work, write=True)
+        return self._update(model_id, lambda conn: None, returning=True, status=status, status_message=message)
 
     def delete(self, model_id: str) -> None:
         check_model_id(model_id)
@@ -109,49 +117,28 @@ class LoggedModelService:
     def set_tags(self, model_id: str, tags: Sequence[tuple[str, str]]) -> LoggedModel:
         check_model_id(model_id)
         checked = check_model_tags(list(tags))
-
-        def work(conn: Transaction) -> LoggedModel:
-            self._existing(conn, model_id)
-            self.models.set_tags(conn, model_id, checked)
-            self.models.touch(conn, model_id, now_ms())
-            return self._model(conn, model_id)
-
-        return self.db.run(work, write=True)
+        return self._update(model_id, lambda conn: self.models.set_tags(conn, model_id, checked), returning=True)
 
     def delete_tag(self, model_id: str, key: str) -> None:
         check_model_id(model_id)
         check_key(key, "key")
 
-        def work(conn: Transaction) -> None:
-            self._existing(conn, model_id)
+        def change(conn: Transaction) -> None:
             if not self.models.delete_tag(conn, model_id, key):
                 raise NotFound(f"logged model {model_id} has no tag {key!r:.250}")
-            self.models.touch(conn, model_id, now_ms())
 
-        self.db.run(work, write=True)
+        self._update(model_id, change)
 
     def log_params(self, model_id: str, params: Sequence[tuple[str, str]]) -> None:
         check_model_id(model_id)
         checked = check_params(list(params))
-
-        def work(conn: Transaction) -> None:
-            self._existing(conn, model_id)
-            self.models.set_params(conn, model_id, checked)
-            self.models.touch(conn, model_id, now_ms())
-
-        self.db.run(work, write=True)
+        self._update(model_id, lambda conn: self.models.set_params(conn, model_id, checked))
 
     def log_metrics(self, model_id: str, metrics: Sequence[ModelMetric]) -> None:
         check_model_id(model_id)
         items = list(metrics)
         check_model_metrics(items)
-
-        def work(conn: Transaction) -> None:
-            self._existing(conn, model_id)
-            self.models.link_metrics(conn, model_id, items)
-            self.models.touch(conn, model_id, now_ms())
-
-        self.db.run(work, write=True)
+        self._update(model_id, lambda conn: self.models.link_metrics(conn, model_id, items))
 
     def search(self, experiment_ids: Sequence[int], filter_text: str = "", order_by: Sequence[str] = (),
                size: int = 0, token: str = "") -> tuple[list[LoggedModel], str]:

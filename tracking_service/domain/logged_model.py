@@ -13,9 +13,9 @@ from tracking_service.domain.model import (
     MAX_BATCH_PARAMS,
     MAX_BATCH_TAGS,
     MAX_PARAM_VALUE,
-    MAX_TAG_VALUE,
     check_key,
     check_run_id,
+    check_tags,
     check_text,
 )
 from tuning_common.errors import InvalidArgument
@@ -100,10 +100,7 @@ def check_params(params: list[tuple[str, str]], field: str = "params") -> dict[s
 def check_model_tags(tags: list[tuple[str, str]], field: str = "tags") -> dict[str, str]:
     if len(tags) > MAX_BATCH_TAGS:
         raise InvalidArgument(field, f"at most {MAX_BATCH_TAGS} tags per call, got {len(tags)}")
-    for i, (key, value) in enumerate(tags):
-        check_key(key, f"{field}[{i}].key")
-        check_text(value, f"{field}[{i}].value", MAX_TAG_VALUE)
-    return dict(tags)
+    return check_tags(tags, field)
 
 
 def check_model_metrics(metrics: list[ModelMetric], field: str = "metrics") -> None:
