@@ -10,11 +10,30 @@ Guard, in order:
    a file named "\ufffd\ufffd\ufffd\ufffd", the same file as ``.../%c0%af%c0%af``; and no route
    matches a path holding a newline, so it got the gateway's 404 even under MLflow's prefixes.
    400 otherwise.
-3. **Bearer token** when tokens are configured: 401 without a valid one, 403 when a read-only
-   token writes. Messages never echo the token.
+3. **Bearer token** when tokens are configured, from the ``Authorization`` header or, for a
+   browser, from the session cookie that the login page sets (:mod:`gateway.session`):
+
+   - A request with an ``Authorization`` header is checked by it alone, as it always was: 401
+     JSON without a valid token, 403 when a read-only token writes.
+   - Otherwise the session cookie's token is checked the same way. Without a valid one, a
+     dashboard page (a GET under ``/ui/`` but for ``/ui/api/``) redirects to
+     ``/ui/login?next=<the page>``; anything else gets the 401 JSON.
+   - A cookie-authenticated request that is not a GET, HEAD or OPTIONS (on every path: ``/v1``,
+     MLflow's routes, the dashboard) must come from this gateway's own pages
+     (``Sec-Fetch-Site``/``Origin``, :func:`gateway.session.same_origin`) and carry the
+     session's CSRF token in ``x-csrf-token``: 403 otherwise. A bearer header needs neither: a
+     page on another site cannot make a browser send one.
+   - The login page, logging out and the static files need no token.
+
+   The session (principal, CSRF token) is left in ``scope["tuning.session"]`` and in
+   :data:`gateway.session.current`; :func:`gateway.http_api.forwarded` sends its token to the
+   services as bearer metadata, so they check it too. Messages never echo a token.
 4. **No cross-site form posts:** a write with a body must say ``Content-Type:
    application/json``; artifact uploads (PUT, which no form and no cross-site page without a
-   CORS preflight can send) may carry any type, or none. 415 otherwise.
+   CORS preflight can send) may carry any type, or none. 415 otherwise. The two forms of the
+   dashboard (``POST /ui/login``, ``POST /ui/logout``) post ``application/x-www-form-urlencoded``
+   and must come from this gateway's own pages (the ``Sec-Fetch-Site``/``Origin`` rule); 403
+   otherwise.
 5. **Size:** a declared ``Content-Length`` over the limit is refused with 413 before reading;
    bodies are also counted while they are read.
 """
@@ -32,13 +51,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
-from gateway import openapi
+from gateway import openapi, session
 from gateway.errors import error_body, internal_error_response
 from gateway.routes import ROUTES
 from tuning_common.errors import TuningError
 
 OPENAPI_PATH = "/v1/openapi.json"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -50,8 +71,8 @@ class GuardSettings:
     allowed_hosts: frozenset[str]
     max_json_bytes: int
     max_artifact_bytes: int
-    # An object with check(authorization: str | None, read_only: bool), raising
-    # Unauthenticated or PermissionDenied; None: no authentication.
+    # A tuning_common.auth.TokenStore (check, authenticate, authorize), raising Unauthenticated
+    # or PermissionDenied; None: no authentication.
     tokens: Any = None
     # (method, path) -> read-only? for requests that are not reads by their HTTP method.
     read_only_paths: list[Callable[[str, str], bool | None]] = field(default_factory=list)
@@ -86,11 +107,16 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope[session.SCOPE_KEY] = None
         refusal = self._refusal(scope)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        reset = session.current.set(scope[session.SCOPE_KEY])
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            session.current.reset(reset)
 
     def _refusal(self, scope: Scope) -> Response | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -103,25 +129,29 @@ class Guard:
         if problem:
             return self._refuse(path, 400, "INVALID_ARGUMENT", problem, "BAD_URL_ENCODING")
         if self.settings.tokens is not None:
-            try:
-                self.settings.tokens.check(headers.get("authorization"), self._read_only(method, path))
-            except TuningError as error:
-                status = 401 if error.code == "UNAUTHENTICATED" else 403
-                response = self._refuse(path, status, error.code, error.message, error.reason)
-                if status == 401:
-                    response.headers["www-authenticate"] = 'Bearer realm="tuning"'
-                return response
+            refusal = self._authenticate(scope, headers, method, path)
+            if refusal is not None:
+                return refusal
         if method in WRITE_METHODS:
             media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
             length = headers.get("content-length")
             has_body = (length is not None and length != "0") or "transfer-encoding" in headers
             artifact = _is_artifact_upload(method, path)
+            form = session.is_form_post(method, path)
+            if form and not session.same_origin(headers, scope.get("scheme", "http"), allowed):
+                return self._refuse(path, 403, "PERMISSION_DENIED", session.CROSS_ORIGIN_MESSAGE, "CROSS_ORIGIN")
             # An artifact's bytes may come with any type or none: MLflow's client sends the file's
             # guessed type, text/plain for a .txt. Only POSTs can be cross-site form posts; a page
             # on another site can only PUT through a CORS preflight, which the gateway never grants.
-            refused = False if artifact else media_type != "application/json"
+            # The dashboard's own two forms are posts from its pages, checked just above.
+            if artifact:
+                refused = False
+            elif form:
+                refused = media_type not in (FORM_MEDIA_TYPE, "application/json")
+            else:
+                refused = media_type != "application/json"
             if has_body and refused:
-                wanted = "application/octet-stream" if artifact else "application/json"
+                wanted = "application/octet-stream" if artifact else FORM_MEDIA_TYPE if form else "application/json"
                 return self._refuse(path, 415, "INVALID_ARGUMENT", f"writes need Content-Type: {wanted}",
                                     "UNSUPPORTED_MEDIA_TYPE")
             limit = self.settings.max_artifact_bytes if artifact else self.settings.max_json_bytes
@@ -129,6 +159,49 @@ class Guard:
                 return self._refuse(path, 413, "RESOURCE_EXHAUSTED",
                                     f"the request body is larger than the limit of {limit} bytes", "REQUEST_TOO_LARGE")
         return None
+
+    def _authenticate(self, scope: Scope, headers: dict[str, str], method: str, path: str) -> Response | None:
+        """Step 3 of the module's docstring; None: let the request through."""
+        tokens = self.settings.tokens
+        is_open = session.is_open(method, path)
+        if "authorization" in headers and not is_open:
+            try:
+                tokens.check(headers["authorization"], self._read_only(method, path))
+            except TuningError as error:
+                return self._token_refusal(path, error)
+            return None
+        scheme = scope.get("scheme", "http")
+        cookies = [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"cookie"]
+        token = session.cookie_token(cookies, scheme)
+        try:
+            principal = tokens.authenticate(token)
+        except TuningError as error:
+            if is_open:
+                return None
+            if session.is_page(method, path):
+                return _to_login(scope, forget_cookie=token is not None)
+            return self._token_refusal(path, error)
+        if is_open:  # no check, but the login page and logging out know the session
+            scope[session.SCOPE_KEY] = session.Session(principal.name, principal.role, session.csrf_token(token), token)
+            return None
+        if method not in SAFE_METHODS:
+            if not session.same_origin(headers, scheme, self.settings.allowed_hosts):
+                return self._refuse(path, 403, "PERMISSION_DENIED", session.CROSS_ORIGIN_MESSAGE, "CROSS_ORIGIN")
+            if not session.csrf_valid(token, headers.get(session.CSRF_HEADER)):
+                return self._refuse(path, 403, "PERMISSION_DENIED", session.CSRF_MESSAGE, "CSRF_TOKEN_INVALID")
+        try:
+            tokens.authorize(principal, read_only=self._read_only(method, path))
+        except TuningError as error:
+            return self._token_refusal(path, error)
+        scope[session.SCOPE_KEY] = session.Session(principal.name, principal.role, session.csrf_token(token), token)
+        return None
+
+    def _token_refusal(self, path: str, error: TuningError) -> JSONResponse:
+        status = 401 if error.code == "UNAUTHENTICATED" else 403
+        response = self._refuse(path, status, error.code, error.message, error.reason)
+        if status == 401:
+            response.headers["www-authenticate"] = 'Bearer realm="tuning"'
+        return response
 
     def _refuse(self, path: str, status: int, code: str, message: str, reason: str) -> JSONResponse:
         for shape in self.settings.refusal_bodies:
@@ -155,6 +228,18 @@ def _url_problem(scope: Scope) -> str | None:
     if any(ord(char) < 32 or ord(char) == 127 for char in scope["path"]):
         return "the URL's path must not contain control characters"
     return None
+
+
+def _to_login(scope: Scope, *, forget_cookie: bool) -> Response:
+    """A browser without a valid session goes to the login page, and back here afterwards."""
+    headers = {"location": session.login_url(scope.get("raw_path") or scope["path"].encode(),
+                                              scope.get("query_string", b"")),
+               "cache-control": "no-store", "referrer-policy": "same-origin"}
+    response = Response(status_code=303, headers=headers)
+    if forget_cookie:  # its token is no longer accepted
+        secure = scope.get("scheme") == "https"
+        response.headers.append("set-cookie", session.clearing_cookie_header(secure=secure))
+    return response
 
 
 def _is_artifact_upload(method: str, path: str) -> bool:

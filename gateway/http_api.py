@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as StarletteRoute
 
+from gateway import session
 from gateway.errors import error_response
 from gateway.routes import ROUTES, Route
 from tuning.tracking.v1 import tracking_service_pb2 as tapi
@@ -312,6 +313,11 @@ def _quote(name: str) -> str:
 
 
 def forwarded(request: Request) -> tuple[tuple[str, str], ...]:
-    """What the services must see of the caller: its bearer token (the services check it too)."""
+    """What the services must see of the caller: its bearer token (the services check it too),
+    from its ``Authorization`` header or from its dashboard session's cookie (the Guard checked
+    either and left the session in the scope)."""
+    cookie_session = request.scope.get(session.SCOPE_KEY)
+    if cookie_session is not None:
+        return (("authorization", f"Bearer {cookie_session.token}"),)
     authorization = request.headers.get("authorization")
     return (("authorization", authorization),) if authorization else ()

@@ -27,6 +27,7 @@ from gateway.http_api import HttpApi
 from gateway.mlflow import read_only_rule as mlflow_read_only_rule
 from gateway.mlflow import refusal_body as mlflow_refusal_body
 from gateway.mlflow import routes as mlflow_routes
+from gateway.session import SESSION_SECONDS
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc
 from tuning.tracking.v1 import registry_service_pb2_grpc, tracking_service_pb2_grpc
 from tuning_common import telemetry, tls
@@ -53,6 +54,8 @@ class GatewayOptions:
     grace_seconds: float = 10.0
     # tuning_common.auth.TokenStore; None: no authentication.
     tokens: object = None
+    # How long the dashboard's login lasts in the browser (the session cookie's Max-Age).
+    session_seconds: int = SESSION_SECONDS
     # PEM files: serve HTTPS (both, or neither).
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -172,6 +175,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                help="how long in-flight requests may finish after SIGTERM")
     add_option(parser, "--tokens-file", env="TUNING_TOKENS_FILE", default=None,
                help="accepted bearer tokens, as the services take them (also $TUNING_TOKENS); none: no auth")
+    add_option(parser, "--session-hours", env="TUNING_GATEWAY_SESSION_HOURS", default=8.0, type=float,
+               help="how long a login to the dashboard lasts (with tokens on; at most 720)")
     # HTTPS; its own calls to the services use TLS when $TUNING_TLS_CA is set.
     add_tls_options(parser, mutual=False)
     return parser
@@ -188,6 +193,7 @@ def options_from(args: argparse.Namespace) -> GatewayOptions:
         max_json_bytes=args.max_request_bytes, max_artifact_bytes=args.max_artifact_bytes,
         grace_seconds=args.grace_seconds, tokens=load_tokens(args.tokens_file, os.environ.get(TOKENS_ENV)),
         tls_cert=args.tls_cert or None, tls_key=args.tls_key or None,
+        session_seconds=round(args.session_hours * 3600),
     )
 
 

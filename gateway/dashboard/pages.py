@@ -30,7 +30,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from gateway import session
 from gateway.dashboard import data
+from gateway.dashboard.login import Login
 from gateway.errors import error_response, http_status
 from gateway.http_api import forwarded
 from tuning_common.errors import InvalidArgument, TuningError
@@ -220,7 +222,7 @@ def _environment(static: StaticFiles) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("gateway.dashboard", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals.update(static=static.url, importance_help=IMPORTANCE_HELP,
-                       plotly_available=static.plotly_path is not None)
+                       plotly_available=static.plotly_path is not None, auth_session=session.current.get)
     env.filters.update(time=fmt_time, duration=fmt_duration, value=fmt_value, bytes=fmt_bytes, sortkey=sort_key,
                        path=path_url, best=best_value_text, short=short_value)
     return env
@@ -236,6 +238,8 @@ class Dashboard:
         self.static = StaticFiles()
         self.env = _environment(self.static)
         self.measurements = data.MeasurementCache()
+        self.login = Login(self.render, getattr(options, "tokens", None),
+                           getattr(options, "session_seconds", session.SESSION_SECONDS))
 
     def services(self, request: Request) -> data.Services:
         return data.Services(self.stubs, forwarded(request))
@@ -284,6 +288,7 @@ class Dashboard:
             Route("/ui/api/studies/{name:path}", api(self.study_json), methods=["GET"]),
             Route("/ui/api/importance/{name:path}", api(self.importance_json), methods=["GET"]),
             Route("/ui/static/{name}", self.static.respond, methods=["GET"]),
+            *self.login.routes(),
         ]
 
     # --- studies ---
