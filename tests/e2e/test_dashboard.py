@@ -516,8 +516,11 @@ def test_the_dashboard_is_behind_the_gateways_tokens():
     guarded = serve(GatewayOptions(suggestion_address="127.0.0.1:1", tracking_address="127.0.0.1:1", tokens=tokens))
     try:
         with httpx.Client(base_url=guarded.url, timeout=30) as http:
-            for path in ("/ui/studies", f"/ui/studies/{STUDY}", "/ui/api/studies/x", "/ui/static/common.js"):
-                assert http.get(path).status_code == 401, path
+            for path in ("/ui/studies", f"/ui/studies/{STUDY}"):  # a browser goes to the login page
+                answer = http.get(path)
+                assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/login?next="), path
+            assert http.get("/ui/api/studies/x").status_code == 401
+            assert http.get("/ui/static/common.js").status_code == 200  # package data; the login page needs it
             page = http.get("/ui/studies", headers={"authorization": f"Bearer {read}"})
             assert page.status_code == 503 and "UNAVAILABLE" in page.text
             assert http.get("/ui/static/common.js", headers={"authorization": f"Bearer {read}"}).status_code == 200

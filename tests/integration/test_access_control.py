@@ -13,7 +13,9 @@ very route. (The ``/v1`` routes have the same table-driven test in
    the write token on anything get past the check. MLflow's paths refuse in MLflow's error JSON
    (``{"error_code": "UNAUTHENTICATED", "message": ...}``, which the ``mlflow`` client turns
    into an ``MlflowException`` with that code); the dashboard's in the gateway's own JSON
-   (``{"error": {"code": 401, "status": "UNAUTHENTICATED", ...}}``). No answer holds a token.
+   (``{"error": {"code": 401, "status": "UNAUTHENTICATED", ...}}``), except that a dashboard
+   page asked without any token redirects to the login page, and the login page, logging out
+   and the static files need no token. No answer holds a token.
 2. **Any method on any path:** a read token cannot write through a method the route does not
    list (the guard decides before routing); paths that no route serves need a token too.
 3. **The real ``mlflow`` client** against real services with the same tokens: the write token
@@ -124,6 +126,18 @@ def is_read(method: str, path: str) -> bool:
     return method in ("GET", "HEAD") or (method == "POST" and path in MLFLOW_READ_POSTS)
 
 
+# The dashboard's login (docs/GATEWAY.md, "Logging in to the dashboard"): the login page, logging
+# out and the static files need no token; a page asked without one redirects to the login page.
+def is_open(method: str, path: str) -> bool:
+    return (path == "/ui/login" and method in ("GET", "HEAD", "POST")) or (path == "/ui/logout" and method == "POST") \
+        or (path.startswith("/ui/static/") and method in ("GET", "HEAD"))
+
+
+def is_page(method: str, path: str) -> bool:
+    return method in ("GET", "HEAD") and (path in ("/", "/ui") or path.startswith("/ui/")) \
+        and not path.startswith("/ui/api/")
+
+
 @dataclass(frozen=True)
 class Case:
     surface: str
@@ -134,6 +148,10 @@ class Case:
     @property
     def read(self) -> bool:
         return is_read(self.method, self.path)
+
+    @property
+    def open(self) -> bool:
+        return is_open(self.method, self.path)
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
@@ -219,6 +237,12 @@ def assert_refused(response: httpx.Response, status: int, surface: str, method: 
         assert response.json() == {"error": {"code": status, "status": code, "message": message, "reason": reason}}
 
 
+def assert_sent_to_login(response: httpx.Response) -> None:
+    where = f"{response.request.method} {response.request.url.path}"
+    assert response.status_code == 303, (where, response.status_code, response.text)
+    assert response.headers["location"].startswith("/ui/login"), where
+
+
 def assert_past_the_check(response: httpx.Response) -> None:
     """Not refused by the guard, and no crash: services unavailable, a parameter refused before any
     call, ENDPOINT_NOT_FOUND, NOT_IMPLEMENTED, a page or a static file."""
@@ -228,7 +252,14 @@ def assert_past_the_check(response: httpx.Response) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_the_guard(http: httpx.Client, case: Case):
-    assert_refused(send(http, case.method, case.path, None), 401, case.surface, case.method, "TOKEN_MISSING")
+    if case.open:
+        for token in (None, WRONG_TOKEN, READ_TOKEN, WRITE_TOKEN):
+            assert_past_the_check(send(http, case.method, case.path, token))
+        return
+    if is_page(case.method, case.path):
+        assert_sent_to_login(send(http, case.method, case.path, None))
+    else:
+        assert_refused(send(http, case.method, case.path, None), 401, case.surface, case.method, "TOKEN_MISSING")
     assert_refused(send(http, case.method, case.path, WRONG_TOKEN), 401, case.surface, case.method, "TOKEN_INVALID")
     as_reader = send(http, case.method, case.path, READ_TOKEN)
     if case.read:
@@ -247,7 +278,7 @@ def test_a_read_token_cannot_write_with_any_method(http: httpx.Client, where: tu
     # route `.../logged-models/{model_id}`: the method decides, not the path alone.
     kind, path = where
     for method in WRITE_METHODS:
-        if is_read(method, path):
+        if is_read(method, path) or is_open(method, path):
             continue
         assert_refused(send(http, method, path, READ_TOKEN), 403, kind, method, "READ_ONLY_TOKEN")
         as_writer = send(http, method, path, WRITE_TOKEN)
@@ -260,7 +291,10 @@ def test_a_read_token_cannot_write_with_any_method(http: httpx.Client, where: tu
 def test_paths_no_route_serves_need_a_token_too(http: httpx.Client, request_: tuple[str, str]):
     method, path = request_
     kind = "mlflow" if is_mlflow_path(path) else "gateway"
-    assert_refused(send(http, method, path, None), 401, kind, method, "TOKEN_MISSING")
+    if is_page(method, path):
+        assert_sent_to_login(send(http, method, path, None))
+    else:
+        assert_refused(send(http, method, path, None), 401, kind, method, "TOKEN_MISSING")
     answer = send(http, method, path, WRITE_TOKEN)
     assert answer.status_code in (307, 404, 405), (method, path, answer.text)  # 307: the same path with a "/"
     if kind == "mlflow":
@@ -377,4 +411,4 @@ def test_the_mlflow_client_with_each_token(secured: RunningGateway, tmp_path: Pa
         page = http.get(f"/ui/experiments/{out['experiment_id']}", headers=reader)
         assert page.status_code == 200 and "by-the-writer" in page.text, page.text[:500]
         assert http.get(f"/ui/runs/{out['run_id']}", headers=reader).status_code == 200
-        assert http.get(f"/ui/experiments/{out['experiment_id']}").status_code == 401
+        assert http.get(f"/ui/experiments/{out['experiment_id']}").status_code == 303  # to the login page
