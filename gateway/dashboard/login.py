@@ -23,6 +23,7 @@ from gateway import session
 from tuning_common.errors import InvalidArgument, TuningError
 
 MAX_FORM_BYTES = 8 * 1024
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 NO_STORE = {"cache-control": "no-store", "referrer-policy": "same-origin", "x-content-type-options": "nosniff"}
 
 WRONG_TOKEN = "That token is not accepted here. Check that you pasted all of it, and that it is in the " \
@@ -86,12 +87,14 @@ class Login:
         secure = request.url.scheme == "https"
         current = request.scope.get(session.SCOPE_KEY)  # the Guard's, when the cookie is valid
         if current is not None:
-            # Only a page of this session may end it (a forged logout would be a nuisance).
-            try:
-                fields = await _form(request)
-            except FormProblem as problem:
-                return self.page(problem.status, problem=problem.message)
-            presented = request.headers.get(session.CSRF_HEADER) or fields.get(session.CSRF_FIELD)
+            # Only a page of this session may end it (a forged logout would be a nuisance): the
+            # header's form sends the CSRF token as a field, scripts as the usual header.
+            presented = request.headers.get(session.CSRF_HEADER)
+            if presented is None and _media_type(request) == FORM_MEDIA_TYPE:
+                try:
+                    presented = (await _form(request)).get(session.CSRF_FIELD)
+                except FormProblem as problem:
+                    return self.page(problem.status, problem=problem.message)
             if not session.csrf_valid(current.token, presented):
                 return self.render("error.html", status=403, status_code=403, code="PERMISSION_DENIED",
                                    message=session.CSRF_MESSAGE, section="")
@@ -101,9 +104,13 @@ class Login:
         return response
 
 
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 async def _form(request: Request) -> dict[str, str]:
     """The posted form's fields (the first value of each); an empty body is no fields."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media_type = _media_type(request)
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
@@ -111,8 +118,8 @@ async def _form(request: Request) -> dict[str, str]:
             raise FormProblem(413, f"the form is larger than {MAX_FORM_BYTES} bytes")
     if not body.strip():
         return {}
-    if media_type != "application/x-www-form-urlencoded":
-        raise FormProblem(415, "this form posts application/x-www-form-urlencoded")
+    if media_type != FORM_MEDIA_TYPE:
+        raise FormProblem(415, f"this form posts {FORM_MEDIA_TYPE}")
     try:
         parsed = urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True,
                                        max_num_fields=8)
