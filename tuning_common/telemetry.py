@@ -841,7 +841,7 @@ def asgi_middleware(app):
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
     from opentelemetry.util.http import OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS, get_custom_headers
 
-    redacted = ["authorization", "proxy-authorization", "cookie", "set-cookie",
+    redacted = ["authorization", "proxy-authorization", "cookie", "set-cookie", "x-csrf-token",
                 *get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS)]
 
     def without_query(current: Span, scope: dict) -> None:
