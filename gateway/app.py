@@ -182,7 +182,7 @@ class Guard:
                 return _to_login(scope, forget_cookie=token is not None)
             return self._token_refusal(path, error)
         if is_open:  # no check, but the login page and logging out know the session
-            scope[session.SCOPE_KEY] = session.Session(principal.name, principal.role, session.csrf_token(token), token)
+            scope[session.SCOPE_KEY] = session.Session.of(principal, token)
             return None
         if method not in SAFE_METHODS:
             if not session.same_origin(headers, scheme, self.settings.allowed_hosts):
@@ -193,7 +193,7 @@ class Guard:
             tokens.authorize(principal, read_only=self._read_only(method, path))
         except TuningError as error:
             return self._token_refusal(path, error)
-        scope[session.SCOPE_KEY] = session.Session(principal.name, principal.role, session.csrf_token(token), token)
+        scope[session.SCOPE_KEY] = session.Session.of(principal, token)
         return None
 
     def _token_refusal(self, path: str, error: TuningError) -> JSONResponse:

@@ -37,6 +37,8 @@ from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from tuning_common.auth import WRITE, Principal
+
 LOGIN_PATH = "/ui/login"
 LOGOUT_PATH = "/ui/logout"
 STATIC_PREFIX = "/ui/static/"
@@ -68,9 +70,14 @@ class Session:
     csrf: str
     token: str = field(repr=False)
 
+    @classmethod
+    def of(cls, principal: Principal, token: str) -> Session:
+        """The session of ``token``, which authenticated as ``principal``."""
+        return cls(principal.name, principal.role, csrf_token(token), token)
+
     @property
     def can_write(self) -> bool:
-        return self.role == "write"
+        return self.role == WRITE
 
 
 # The session of the request being handled, for the templates (set by the Guard around the app).
