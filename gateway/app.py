@@ -11,7 +11,8 @@ Guard, in order:
    matches a path holding a newline, so it got the gateway's 404 even under MLflow's prefixes.
    400 otherwise.
 3. **Bearer token** when tokens are configured: 401 without a valid one, 403 when a read-only
-   token writes. Messages never echo the token.
+   token writes. Messages never echo the token. The token's principal goes in the request's
+   state (``request.state.principal``).
 4. **No cross-site form posts:** a write with a body must say ``Content-Type:
    application/json``; artifact uploads (PUT, which no form and no cross-site page without a
    CORS preflight can send) may carry any type, or none. 415 otherwise.
@@ -104,7 +105,9 @@ class Guard:
             return self._refuse(path, 400, "INVALID_ARGUMENT", problem, "BAD_URL_ENCODING")
         if self.settings.tokens is not None:
             try:
-                self.settings.tokens.check(headers.get("authorization"), self._read_only(method, path))
+                principal = self.settings.tokens.check(headers.get("authorization"), self._read_only(method, path))
+                # Who asks, for the handlers (the registry's actor: gateway.http_api).
+                scope.setdefault("state", {})["principal"] = principal
             except TuningError as error:
                 status = 401 if error.code == "UNAUTHENTICATED" else 403
                 response = self._refuse(path, status, error.code, error.message, error.reason)
