@@ -418,3 +418,39 @@ def test_the_http_api_records_the_tokens_principal_as_the_actor(pages: Pages):
         assert http.put(path, json={"version": "3"}).status_code == 200
         events = http.get(f"/v1/registered-models/{MODEL}/events", params={"version": 3}).json()["events"]
         assert events[0]["alias"] == "by-api" and events[0]["actor"] == "ana-token"
+
+
+# --- the compare view ------------------------------------------------------------------------------
+
+
+def test_compare_columns_stay_aligned_with_long_names_and_values(browser, pages: Pages):
+    long_name = "a-run-name-without-spaces-" + "that-goes-on-" * 8
+    with TrackingClient(pages.tracking) as client:
+        experiment = client.create_experiment("compare-widths")
+        ids = []
+        for i, name in enumerate(["short", long_name, "third run with a name " * 4 + "end"]):
+            run = client.create_run(experiment.id, name=name)
+            client.log_batch(run.id, params={"lr": str(i), "a_parameter_name_" + "long_" * 10: "x" * (20 + 60 * i)})
+            client.set_tag(run.id, "note", "word " * (15 * i))
+            ids.append(run.id)
+    visit(browser, pages.url + "/ui/compare?" + "&".join(f"runs={i}" for i in ids))
+    widths = browser.evaluate("Array.from(document.querySelectorAll('#compare-table thead th'))"
+                              ".slice(1).map(th => th.getBoundingClientRect().width)")
+    assert max(widths) - min(widths) < 1, f"run columns of unequal width: {widths}"
+    # Three runs fit the page: nothing pushed off to the right.
+    assert browser.evaluate("document.getElementById('compare-table').getBoundingClientRect().right <= "
+                            "document.querySelector('.table-wrap').getBoundingClientRect().right + 0.5")
+    # Every cell starts where its column's header starts (no right-aligned numbers under left-aligned names).
+    misaligned = browser.evaluate("""(() => {
+        const heads = Array.from(document.querySelectorAll('#compare-table thead th')).map(th => th.getBoundingClientRect().left);
+        const bad = [];
+        for (const row of document.querySelectorAll('#compare-table tbody tr:not(.section)')) {
+          Array.from(row.cells).forEach((cell, i) => {
+            const style = getComputedStyle(cell);
+            if (Math.abs(cell.getBoundingClientRect().left - heads[i]) > 0.5 || style.textAlign !== 'left') bad.push(row.innerText);
+          });
+        }
+        return bad; })()""")
+    assert misaligned == []
+    assert browser.evaluate("getComputedStyle(document.querySelector('#compare-table thead th:nth-child(3)')).whiteSpace") \
+        == "normal"
