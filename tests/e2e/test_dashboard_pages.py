@@ -454,3 +454,13 @@ def test_compare_columns_stay_aligned_with_long_names_and_values(browser, pages:
     assert misaligned == []
     assert browser.evaluate("getComputedStyle(document.querySelector('#compare-table thead th:nth-child(3)')).whiteSpace") \
         == "normal"
+
+
+def test_mlflows_api_records_the_tokens_principal_too(pages: Pages):
+    with httpx.Client(base_url=pages.guarded.url, timeout=30,
+                      headers={"authorization": f"Bearer {WRITE_TOKEN}"}) as http:
+        answer = http.post("/api/2.0/mlflow/registered-models/alias",
+                           json={"name": MODEL, "alias": "by-mlflow", "version": "3"})
+        assert answer.status_code == 200, answer.text
+        events = http.get(f"/v1/registered-models/{MODEL}/events", params={"version": 3}).json()["events"]
+        assert events[0]["alias"] == "by-mlflow" and events[0]["actor"] == "ana-token"
