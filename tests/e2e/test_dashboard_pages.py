@@ -464,3 +464,26 @@ def test_mlflows_api_records_the_tokens_principal_too(pages: Pages):
         assert answer.status_code == 200, answer.text
         events = http.get(f"/v1/registered-models/{MODEL}/events", params={"version": 3}).json()["events"]
         assert events[0]["alias"] == "by-mlflow" and events[0]["actor"] == "ana-token"
+
+
+def test_hostile_text_on_the_trial_and_version_pages_is_text(browser, pages: Pages):
+    hostile = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+    with SuggestionClient(pages.suggestion) as client:
+        study = client.create_study("hostile-pages", [Categorical("kind", [hostile, "plain"])],
+                                    objectives={"loss": "minimize"}, algorithm="random", seed=1)
+        trial = study.ask()
+        study.fail(trial, hostile)
+    with TrackingClient(pages.tracking) as client:
+        version = client.create_model_version(hostile, f"runs:/{pages.run_id}/model", run_id=pages.run_id,
+                                              description=hostile, tags={hostile: hostile}, actor=hostile).version
+        client.set_registered_model_alias(hostile, "a1", version, actor=hostile, reason=hostile)
+    from urllib.parse import quote
+
+    for path in (f"/ui/trials/{trial.id}", f"/ui/model-versions/{version}/{quote(hostile, safe='')}"):
+        text = visit(browser, pages.url + path)
+        assert hostile in text, path
+        assert browser.count("img") == 0, path
+        assert browser.evaluate("Array.from(document.scripts).filter(s => !s.src && s.type !== 'application/json')"
+                                ".length") == 0, path
+    browser.pump(0.3)
+    assert browser.report.dialogs == []
