@@ -388,13 +388,14 @@ def state_history(trial: spb.Trial, chain: dict[str, Any], measurements: list[di
     if trial.HasField("start_time"):
         detail = f"leased by worker {trial.worker_id}" if trial.worker_id else "leased"
         events.append({"event": "started", "time": iso(trial.start_time), "detail": detail})
-    if trial.HasField("lease_expire_time") and iso(trial.lease_expire_time):
-        events.append({"event": "lease expires", "time": iso(trial.lease_expire_time),
-                       "detail": "unless the worker reports, heartbeats or tells before"})
     if measurements:
         first, last = measurements[0], measurements[-1]
         events.append({"event": "reported", "time": first.get("time"),
                        "detail": f"{len(measurements)} intermediate value(s), steps {first['step']} to {last['step']}"})
+    if trial.HasField("lease_expire_time") and iso(trial.lease_expire_time):
+        # Only a leased trial has one (the service clears it at the end): a time to come.
+        events.append({"event": "lease expires", "time": iso(trial.lease_expire_time),
+                       "detail": "unless the worker reports, heartbeats or tells before"})
     if trial.HasField("end_time") or trial.state in FINISHED_TRIALS:
         detail = ""
         if trial.state == spb.TRIAL_STATE_PRUNED and trial.HasField("last_measurement"):

@@ -487,3 +487,17 @@ def test_hostile_text_on_the_trial_and_version_pages_is_text(browser, pages: Pag
                                 ".length") == 0, path
     browser.pump(0.3)
     assert browser.report.dialogs == []
+
+
+def test_an_active_trial_shows_its_lease(browser, pages: Pages):
+    with SuggestionClient(pages.suggestion) as client:
+        study = client.create_study("leased", [Float("x", 0, 1)], objectives={"loss": "minimize"},
+                                    algorithm="random", seed=2, lease_seconds=600)
+        study.worker_id = "worker-9"
+        trial = study.ask()
+        trial.report(1, 0.5)
+    visit(browser, f"{pages.url}/ui/trials/{trial.id}", plots=1)
+    events = rows(browser, "#trial-history tbody tr")
+    assert [e.split("\t")[0] for e in events] == ["created", "started", "reported", "lease expires"]
+    assert "leased by worker worker-9" in events[1]
+    assert "lease expires" in browser.evaluate("document.getElementById('trial-facts').innerText").lower()
