@@ -27,7 +27,9 @@ Guard, in order:
 
    The session (principal, CSRF token) is left in ``scope["tuning.session"]`` and in
    :data:`gateway.session.current`; :func:`gateway.http_api.forwarded` sends its token to the
-   services as bearer metadata, so they check it too. Messages never echo a token.
+   services as bearer metadata, so they check it too. Messages never echo a token. The
+   principal (from either) goes in the request's state (``request.state.principal``): the
+   registry's actor is recorded from it (:mod:`gateway.http_api`).
 4. **No cross-site form posts:** a write with a body must say ``Content-Type:
    application/json``; artifact uploads (PUT, which no form and no cross-site page without a
    CORS preflight can send) may carry any type, or none. 415 otherwise. The two forms of the
@@ -80,6 +82,11 @@ class GuardSettings:
     # clients expect errors in another shape (MLflow's client reads {"error_code", "message"});
     # None: the gateway's own shape.
     refusal_bodies: list[Callable[[str, int, str, str, str], dict | None]] = field(default_factory=list)
+
+
+def _remember(scope: Scope, principal: Any) -> None:
+    """Who asks, for the handlers (the registry's actor: :func:`gateway.http_api.record_actor`)."""
+    scope.setdefault("state", {})["principal"] = principal
 
 
 def default_allowed_hosts(bind_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
@@ -166,9 +173,10 @@ class Guard:
         is_open = session.is_open(method, path)
         if "authorization" in headers and not is_open:
             try:
-                tokens.check(headers["authorization"], self._read_only(method, path))
+                principal = tokens.check(headers["authorization"], self._read_only(method, path))
             except TuningError as error:
                 return self._token_refusal(path, error)
+            _remember(scope, principal)
             return None
         scheme = scope.get("scheme", "http")
         cookies = [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"cookie"]
@@ -194,6 +202,7 @@ class Guard:
         except TuningError as error:
             return self._token_refusal(path, error)
         scope[session.SCOPE_KEY] = session.Session.of(principal, token)
+        _remember(scope, principal)
         return None
 
     def _token_refusal(self, path: str, error: TuningError) -> JSONResponse:

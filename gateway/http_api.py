@@ -222,6 +222,7 @@ class HttpApi:
     async def _unary(self, route: Route, request: Request) -> Response:
         body = None if route.method == "GET" else await read_json(request, self.max_json_bytes)
         message = await build_request(route, request, body)
+        record_actor(message, request)
         try:
             answer = await self._rpc(route)(message, timeout=UNARY_TIMEOUT, metadata=forwarded(request))
         except grpc.RpcError as error:
@@ -270,6 +271,18 @@ class HttpApi:
         headers = {"content-length": str(info.size), "x-checksum-sha256": info.sha256,
                    "content-disposition": f'attachment; filename="{_quote(info.path.rsplit("/", 1)[-1])}"'}
         return StreamingResponse(chunks(), media_type=media_type, headers=headers)
+
+
+def record_actor(message: Message, request: Request) -> None:
+    """With tokens on, the registry's audit records the token's principal as the ``actor``:
+    an empty actor is filled in, and another name is refused rather than recorded or dropped."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None or "actor" not in message.DESCRIPTOR.fields_by_name:
+        return
+    if message.actor and message.actor != principal.name:
+        raise InvalidArgument("actor", f"is recorded from your token, as {principal.name!r}; "
+                                       f"leave it out or give that name", reason="ACTOR_NOT_PRINCIPAL")
+    message.actor = principal.name
 
 
 # What grpc.aio reports, instead of the service's status, when a write fails because the service

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 
 from tuning.suggestion.v1 import study_pb2 as spb
 from tuning.suggestion.v1 import suggestion_service_pb2 as sapi
@@ -22,7 +23,7 @@ from tuning.tracking.v1 import registry_pb2 as rpb
 from tuning.tracking.v1 import registry_service_pb2 as rapi
 from tuning.tracking.v1 import tracking_pb2 as tpb
 from tuning.tracking.v1 import tracking_service_pb2 as tapi
-from tuning_common.errors import FailedPrecondition
+from tuning_common.errors import FailedPrecondition, NotFound
 from tuning_common.grpc_errors import error_from_rpc
 
 TIMEOUT = 30.0
@@ -34,6 +35,9 @@ MAX_EVENTS = 1_000
 MAX_POINTS = 1_000
 MAX_ARTIFACTS = 500
 MAX_COMPARE = 12
+# A trial page finds the trials that retried it by scanning its study (ListTrials filters by
+# state only, and a retry may be in any state): at most this many trials.
+MAX_RETRY_SCAN = MAX_TRIALS
 FINISHED_TRIALS = {spb.TRIAL_STATE_COMPLETED, spb.TRIAL_STATE_PRUNED, spb.TRIAL_STATE_FAILED,
                    spb.TRIAL_STATE_INFEASIBLE, spb.TRIAL_STATE_STALE}
 
@@ -300,6 +304,173 @@ def pbt_segment(trial: spb.Trial) -> dict[str, Any] | None:
             "parent_member": segment.parent_member if segment.HasField("parent_member") else None}
 
 
+# --- one trial -------------------------------------------------------------------------------------
+
+# suggestion_metadata's keys that the algorithms document (study.proto), in this order, labelled;
+# any other key follows under its own name.
+SUGGESTION_KEYS = (
+    ("algorithm", "algorithm"), ("seed", "seed"), ("index", "index in the seeded sequence"), ("phase", "phase"),
+    ("predicted_mean", "predicted mean"), ("predicted_std", "predicted std"), ("acquisition", "acquisition"),
+    ("acquisition_value", "acquisition value"), ("fallback", "fallback"), ("reason", "fallback reason"),
+)
+
+
+def suggestion_metadata(trial: spb.Trial) -> list[dict[str, Any]]:
+    """Every key of the trial's suggestion_metadata: the documented ones first, labelled."""
+    found = json_format.MessageToDict(trial.suggestion_metadata) if trial.HasField("suggestion_metadata") else {}
+    labels = dict(SUGGESTION_KEYS)
+    order = [key for key, _ in SUGGESTION_KEYS if key in found] + sorted(k for k in found if k not in labels)
+    return [{"key": key, "label": labels.get(key, key), "value": found[key],
+             "known": key in labels} for key in order]
+
+
+def trial_params(trial: spb.Trial, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The study's parameters in the spec's order: the value, or inactive for a conditional
+    parameter whose condition did not hold (the trial does not carry it)."""
+    rows = []
+    for spec in specs:
+        present = spec["name"] in trial.parameters
+        rows.append({"name": spec["name"], "kind": spec["kind"], "log": spec.get("log", False),
+                     "active": present, "condition": spec.get("condition"),
+                     "value": param_value(trial.parameters[spec["name"]]) if present else None})
+    named = {spec["name"] for spec in specs}
+    for name in sorted(set(trial.parameters) - named):  # not in the spec (a user-created trial's extra)
+        rows.append({"name": name, "kind": "", "log": False, "active": True, "condition": None,
+                     "value": param_value(trial.parameters[name])})
+    return rows
+
+
+def trial_ref(trial: spb.Trial) -> dict[str, Any]:
+    return {"id": trial.id, "number": trial.number, "attempt": trial.attempt,
+            "state": enum_name(spb.TrialState, trial.state, "TRIAL_STATE_"), "reason": trial.reason,
+            "create_time": iso(trial.create_time, trial.HasField("create_time"))}
+
+
+async def retry_chain(services: Services, trial: spb.Trial) -> dict[str, Any]:
+    """The attempts at the trial's configuration: the trials it retries (``retry_of``, back to
+    the first attempt) and the trials that retried it, found by scanning the study's trials
+    (at most MAX_RETRY_SCAN; ``complete`` says whether the scan saw them all)."""
+    if trial.attempt == 0 and trial.state not in (spb.TRIAL_STATE_FAILED, spb.TRIAL_STATE_STALE):
+        # Only a failed or stale trial is ever retried, and a first attempt retries nothing.
+        return {"attempts": [trial_ref(trial)], "complete": True, "scanned": 0}
+    trials, truncated = await services.pages(
+        lambda token: services.suggestion("ListTrials", sapi.ListTrialsRequest(study=trial.study, page_size=1000,
+                                                                               page_token=token)),
+        "trials", MAX_RETRY_SCAN)
+    by_id = {t.id: t for t in trials}
+    by_id[trial.id] = trial
+    retried_by = {t.retry_of: t for t in trials if t.HasField("retry_of")}
+    chain = [trial]
+    while chain[0].HasField("retry_of") and chain[0].retry_of in by_id:
+        chain.insert(0, by_id[chain[0].retry_of])
+    while chain[-1].id in retried_by:
+        chain.append(retried_by[chain[-1].id])
+    missing = trial.HasField("retry_of") and trial.retry_of not in by_id
+    return {"attempts": [trial_ref(t) for t in chain], "complete": not truncated and not missing,
+            "scanned": len(trials)}
+
+
+def state_history(trial: spb.Trial, chain: dict[str, Any], measurements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the services store of the trial's life, in order: created (and how), leased,
+    the lease's expiry, the intermediate values, the end and its reason, the retry."""
+    state = enum_name(spb.TrialState, trial.state, "TRIAL_STATE_")
+    events: list[dict[str, Any]] = []
+    source = enum_name(spb.TrialSource, trial.source, "TRIAL_SOURCE_")
+    attempts = chain["attempts"]
+    position = next((i for i, a in enumerate(attempts) if a["id"] == trial.id), 0)
+    how = {"ALGORITHM": "suggested by the study's algorithm", "USER": "created by a user (CreateTrial)",
+           "RETRY": "queued again as a retry"}.get(source, source.lower())
+    created = {"event": "created", "time": iso(trial.create_time, trial.HasField("create_time")), "detail": how}
+    if trial.HasField("retry_of"):
+        created["trial"] = attempts[position - 1] if position > 0 else {"id": trial.retry_of, "number": None, "state": ""}
+        created["detail"] = f"attempt {trial.attempt + 1}: a retry of"
+    events.append(created)
+    if trial.HasField("start_time"):
+        detail = f"leased by worker {trial.worker_id}" if trial.worker_id else "leased"
+        events.append({"event": "started", "time": iso(trial.start_time), "detail": detail})
+    if measurements:
+        first, last = measurements[0], measurements[-1]
+        events.append({"event": "reported", "time": first.get("time"),
+                       "detail": f"{len(measurements)} intermediate value(s), steps {first['step']} to {last['step']}"})
+    if trial.HasField("lease_expire_time") and iso(trial.lease_expire_time):
+        # Only a leased trial has one (the service clears it at the end): a time to come.
+        events.append({"event": "lease expires", "time": iso(trial.lease_expire_time),
+                       "detail": "unless the worker reports, heartbeats or tells before"})
+    if trial.HasField("end_time") or trial.state in FINISHED_TRIALS:
+        detail = ""
+        if trial.state == spb.TRIAL_STATE_PRUNED and trial.HasField("last_measurement"):
+            detail = f"at step {trial.last_measurement.step}"
+        events.append({"event": state.lower(), "time": iso(trial.end_time, trial.HasField("end_time")),
+                       "detail": detail, "reason": trial.reason})
+    if position + 1 < len(attempts):
+        after = attempts[position + 1]
+        events.append({"event": "retried", "time": after["create_time"], "detail": "its configuration was queued "
+                       "again as", "trial": after})
+    return [{"detail": "", "trial": None, "reason": "", **event} for event in events]
+
+
+async def _run_and_versions(services: Services, run_id: str) -> tuple[dict[str, Any] | None, str, list]:
+    """The linked run (None when the tracking service no longer has it, with why) and the model
+    versions registered from it."""
+    if not run_id:
+        return None, "", []
+    try:
+        run = (await services.tracking("GetRun", tapi.GetRunRequest(run_id=run_id))).run
+    except NotFound as error:
+        return None, error.message, []
+    experiment, versions = await asyncio.gather(
+        services.tracking("GetExperiment", tapi.GetExperimentRequest(experiment_id=run.experiment_id)),
+        services.registry("SearchModelVersions", rapi.SearchModelVersionsRequest(
+            filter=f"run_id = {filter_string(run_id)}", page_size=100)))
+    summary = run_summary(run)
+    summary["experiment_name"] = experiment.experiment.name
+    return summary, "", [version_summary(v) for v in versions.model_versions]
+
+
+async def trial_detail(services: Services, trial_id: int) -> dict[str, Any]:
+    trial = (await services.suggestion("GetTrial", sapi.GetTrialRequest(trial_id=trial_id))).trial
+    study, measured, chain, linked = await asyncio.gather(
+        services.suggestion("GetStudy", sapi.GetStudyRequest(name=trial.study)),
+        services.suggestion("ListMeasurements", sapi.ListMeasurementsRequest(trial_id=trial_id)),
+        retry_chain(services, trial),
+        _run_and_versions(services, trial.run_id),
+    )
+    summary = study_summary(study.study)
+    measurements = [{"step": m.step, "values": {x.name: number(x.value) for x in m.metrics},
+                     "time": iso(m.create_time, m.HasField("create_time"))} for m in measured.measurements]
+    goals = {g["metric"]: g["direction"] for g in summary["objectives"]}
+    values = [{"name": m.name, "value": number(m.value), "objective": goals.get(m.name, "")} for m in trial.metrics]
+    order = list(goals)
+    values.sort(key=lambda v: order.index(v["name"]) if v["objective"] else len(order))
+    constraints = [{"name": name, "value": number(value), "satisfied": value <= 0}
+                   for name, value in zip(summary["constraints"], trial.constraints)]
+    run, run_problem, versions = linked
+    return {
+        "trial": {
+            "id": trial.id, "number": trial.number, "study": trial.study,
+            "state": enum_name(spb.TrialState, trial.state, "TRIAL_STATE_"),
+            "source": enum_name(spb.TrialSource, trial.source, "TRIAL_SOURCE_"),
+            "attempt": trial.attempt, "retry_of": trial.retry_of if trial.HasField("retry_of") else None,
+            "worker": trial.worker_id, "reason": trial.reason,
+            "budget": trial.budget if trial.HasField("budget") else None,
+            "seed": str(trial.seed) if trial.HasField("seed") else None,
+            "feasible": trial.feasible if trial.HasField("feasible") else None,
+            "create_time": iso(trial.create_time, trial.HasField("create_time")),
+            "start_time": iso(trial.start_time, trial.HasField("start_time")),
+            "end_time": iso(trial.end_time, trial.HasField("end_time")),
+            "lease_expire_time": iso(trial.lease_expire_time, trial.HasField("lease_expire_time")),
+            "duration": seconds_between(trial.start_time, trial.end_time) if trial.HasField("start_time") else None,
+            "run_id": trial.run_id, "stopped_at": _stopped_at(trial), "pbt": pbt_segment(trial),
+        },
+        "study": summary, "params": trial_params(trial, param_specs(study.study.spec)), "values": values,
+        "constraints": constraints, "measurements": measurements,
+        "metric_names": sorted({k for m in measurements for k in m["values"]}),
+        "suggestion": suggestion_metadata(trial), "attempts": chain,
+        "history": state_history(trial, chain, measurements),
+        "run": run, "run_problem": run_problem, "model_versions": versions,
+    }
+
+
 def iso_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -494,11 +665,19 @@ async def list_models(services: Services) -> list[dict[str, Any]]:
     return [model_summary(m) for m in models]
 
 
+def stage_text(value: str) -> str:
+    """A stage as a reader says it: the registry's stage "None" (MLflow's name) is no stage."""
+    return "no stage" if value == "None" else value
+
+
 def event_summary(event: rpb.RegistryEvent) -> dict[str, Any]:
-    return {"id": event.id, "version": event.version,
-            "action": enum_name(rpb.RegistryAction, event.action, "REGISTRY_ACTION_").replace("_", " ").lower(),
-            "from": event.from_value, "to": event.to_value, "alias": event.alias, "actor": event.actor,
-            "reason": event.reason, "time": iso(event.time, event.HasField("time"))}
+    action = enum_name(rpb.RegistryAction, event.action, "REGISTRY_ACTION_")
+    # A stage transition's from/to are stage names, and "None" there is the stage, not a
+    # missing value; the other actions' from/to are versions or sources, empty when none.
+    shown = stage_text if action == "TRANSITION_STAGE" else str
+    return {"id": event.id, "version": event.version, "action": action.replace("_", " ").lower(),
+            "from": shown(event.from_value), "to": shown(event.to_value), "alias": event.alias,
+            "actor": event.actor, "reason": event.reason, "time": iso(event.time, event.HasField("time"))}
 
 
 async def model_detail(services: Services, name: str) -> dict[str, Any]:
@@ -512,3 +691,39 @@ async def model_detail(services: Services, name: str) -> dict[str, Any]:
     )
     return {"model": model_summary(model), "versions": [version_summary(v) for v in versions[0]],
             "events": [event_summary(e) for e in events[0]], "events_truncated": events[1]}
+
+
+async def version_detail(services: Services, name: str, version: int) -> dict[str, Any]:
+    """One model version with its lineage (version -> run -> trial -> study, and the run's
+    experiment), the model's aliases, and the version's audit events."""
+    found = (await services.registry("GetModelVersion", rapi.GetModelVersionRequest(name=name, version=version)))
+    summary = version_summary(found.model_version)
+
+    async def experiment_of(experiment_id: int) -> dict[str, Any] | None:
+        try:
+            answer = await services.tracking("GetExperiment", tapi.GetExperimentRequest(experiment_id=experiment_id))
+        except NotFound:
+            return None
+        return experiment_summary(answer.experiment)
+
+    async def run_of(run_id: str) -> tuple[dict[str, Any] | None, str]:
+        if not run_id:
+            return None, ""
+        try:
+            return run_summary((await services.tracking("GetRun", tapi.GetRunRequest(run_id=run_id))).run), ""
+        except NotFound as error:
+            return None, error.message
+
+    model, events, (run, run_problem) = await asyncio.gather(
+        services.registry("GetRegisteredModel", rapi.GetRegisteredModelRequest(name=name)),
+        services.pages(lambda token: services.registry("ListRegistryEvents", rapi.ListRegistryEventsRequest(
+            name=name, version=version, page_size=1000, page_token=token)), "events", MAX_EVENTS),
+        run_of(summary["run_id"]),
+    )
+    trial = summary["trial"] or (run or {}).get("trial")
+    experiment_id = run["experiment_id"] if run else summary["experiment_id"]
+    experiment = await experiment_of(experiment_id) if (run or summary["run_id"]) else None
+    return {"version": summary, "model": model_summary(model.registered_model), "run": run, "run_problem": run_problem,
+            "trial": trial, "experiment": experiment,
+            "events": [event_summary(e) for e in events[0]],
+            "events_truncated": events[1]}

@@ -5,7 +5,9 @@ dashboard works offline.
 Every page gets a Content-Security-Policy that allows scripts only from this origin (no inline
 script: the pages' data travels in ``<script type="application/json">`` blocks, encoded so
 that ``<``, ``>`` and ``&`` cannot end them), ``X-Content-Type-Options: nosniff`` and
-``frame-ancestors 'none'``. The dashboard only reads.
+``frame-ancestors 'none'``. The pages only read; the model-version page's registry actions
+are calls from its script to the HTTP/JSON API (``/v1/registered-models/...``), the same
+routes, checks and audit as any client's.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ PAGE_HEADERS = {**COMMON_HEADERS, "content-security-policy": CSP, "x-frame-optio
 JSON_HEADERS = {**COMMON_HEADERS, "cache-control": "no-store"}
 IMMUTABLE = "public, max-age=31536000, immutable"
 REFRESH_DEFAULT, REFRESH_MIN, REFRESH_MAX = 5, 1, 60
+# The stages a version can be moved to, as the HTTP API names them, with their labels.
+STAGES = (("STAGE_NONE", "no stage"), ("STAGE_STAGING", "Staging"), ("STAGE_PRODUCTION", "Production"),
+          ("STAGE_ARCHIVED", "Archived"))
 
 IMPORTANCE_HELP = (
     "How much of the objective's variation each parameter explains, computed by the suggestion service "
@@ -223,7 +228,8 @@ def _environment(static: StaticFiles) -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals.update(static=static.url, importance_help=IMPORTANCE_HELP,
                        plotly_available=static.plotly_path is not None, auth_session=session.current.get)
-    env.filters.update(time=fmt_time, duration=fmt_duration, value=fmt_value, bytes=fmt_bytes, sortkey=sort_key,
+    env.filters.update(stage=data.stage_text, time=fmt_time, duration=fmt_duration, value=fmt_value, bytes=fmt_bytes,
+                       sortkey=sort_key,
                        path=path_url, best=best_value_text, short=short_value)
     return env
 
@@ -285,6 +291,9 @@ class Dashboard:
             Route("/ui/compare", page(self.compare_page), methods=["GET"]),
             Route("/ui/models", page(self.models_page), methods=["GET"]),
             Route("/ui/models/{name:path}", page(self.model_page), methods=["GET"]),
+            # The version before the name: a model name may hold '/', even "x/versions/3".
+            Route("/ui/model-versions/{version:int}/{name:path}", page(self.version_page), methods=["GET"]),
+            Route("/ui/trials/{trial_id:int}", page(self.trial_page), methods=["GET"]),
             Route("/ui/api/studies/{name:path}", api(self.study_json), methods=["GET"]),
             Route("/ui/api/importance/{name:path}", api(self.importance_json), methods=["GET"]),
             Route("/ui/static/{name}", self.static.respond, methods=["GET"]),
@@ -338,6 +347,10 @@ class Dashboard:
         return self.render("runs.html", section="experiments", problem=problem, filter=filter_text,
                            order_by=order_by, studies=studies, **runs)
 
+    async def trial_page(self, request: Request) -> Response:
+        detail = await data.trial_detail(self.services(request), request.path_params["trial_id"])
+        return self.render("trial.html", section="studies", **detail)
+
     async def run_page(self, request: Request) -> Response:
         detail = await data.run_detail(self.services(request), request.path_params["run_id"])
         return self.render("run.html", section="experiments", **detail)
@@ -362,6 +375,15 @@ class Dashboard:
     async def model_page(self, request: Request) -> Response:
         detail = await data.model_detail(self.services(request), request.path_params["name"])
         return self.render("model.html", section="models", **detail)
+
+    async def version_page(self, request: Request) -> Response:
+        name, version = request.path_params["name"], request.path_params["version"]
+        detail = await data.version_detail(self.services(request), name, version)
+        # With tokens on, the gateway records the token's principal as the actor (gateway.app):
+        # the page says who, and offers no name to type.
+        principal = getattr(request.state, "principal", None)
+        return self.render("version.html", section="models", actor=principal.name if principal else None,
+                           stages=STAGES, **detail)
 
 
 async def to_dashboard(request: Request) -> Response:

@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from starlette.requests import Request
 
-from gateway.http_api import UNARY_TIMEOUT, forwarded, read_json
+from gateway.http_api import UNARY_TIMEOUT, forwarded, read_json, record_actor
 from gateway.mlflow.errors import MlflowError, from_tuning_error
 from tuning_common.grpc_errors import error_from_rpc
 
@@ -94,4 +94,6 @@ class Context:
         return self.call(T, rpc, message)
 
     def registry(self, rpc: str, message: Any):
+        # MLflow's requests name no actor: with tokens on, the audit records the token's principal.
+        record_actor(message, self.request)
         return self.call(R, rpc, message)

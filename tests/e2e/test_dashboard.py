@@ -356,7 +356,8 @@ def test_run_page(browser, world: World):
     assert browser.count(f"#metric-charts {PLOT}") >= 2  # loss and accuracy, by epoch
     assert "quadratic-data" in text and "d1g3st" in text and "training" in text
     trial_link = browser.evaluate("document.getElementById('trial-link').getAttribute('href')")
-    assert trial_link.startswith(f"/ui/studies/{STUDY}#trial-")
+    best = next(r for r in world.runs if r.id == world.best_run)
+    assert trial_link == f"/ui/trials/{best.trial.trial_id}"
     assert f"{MODEL} v{world.version}" in text
     downloads = browser.evaluate("Array.from(document.querySelectorAll('#artifacts a')).map(a => a.href)")
     assert downloads and all(f"/v1/runs/{world.best_run}/artifacts/model/" in href for href in downloads)
@@ -437,7 +438,7 @@ def test_registry_pages(browser, world: World, shots: Path):
     links = browser.evaluate(f"Array.from(document.querySelectorAll('#version-{world.version} a'))"
                              ".map(a => a.getAttribute('href'))")
     assert f"/ui/runs/{world.best_run}" in links
-    assert any(link.startswith(f"/ui/studies/{STUDY}#trial-") for link in links)
+    assert any(link.startswith("/ui/trials/") for link in links)
     events = browser.evaluate("Array.from(document.querySelectorAll('#events tbody tr')).map(r => r.innerText)")
     assert len(events) == 4  # created, alias, two transitions: newest first
     assert "transition stage" in events[0] and "bob" in events[0] and "Staging" in events[0]

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gateway.server import RunningGateway
@@ -69,3 +70,16 @@ def test_the_study_page_draws_the_population_over_time(browser, world: World, sh
         "document.getElementById('population-note').textContent")
     assert browser.report.errors() == []
     browser.screenshot(shots / "dashboard-pbt.png", max_height=1600)
+
+
+
+def test_an_exploiting_trials_page_shows_its_segment(browser, world: World):  # noqa: F811
+    trials = httpx.get(f"{world.url}/v1/studies/{STUDY}/trials", params={"page_size": 1000}, timeout=30).json()["trials"]
+    exploit = next(t for t in trials if t["pbt_segment"]["decision"] == "PBT_DECISION_EXPLOIT")
+    visit(browser, world, f"/ui/trials/{exploit['id']}", plots=1)
+    segment = browser.evaluate("document.getElementById('trial-pbt').innerText")
+    assert "exploit" in segment and f"member {exploit['pbt_segment']['parent_member']}" in segment
+    parent = browser.evaluate("document.querySelector('#trial-pbt a').getAttribute('href')")
+    assert parent == f"/ui/trials/{exploit['pbt_segment']['parent_trial_id']}"
+    assert browser.evaluate("document.querySelector('#trial-suggestion tr[data-key=algorithm] td:last-child')"
+                            ".textContent") == "pbt"

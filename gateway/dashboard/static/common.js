@@ -145,6 +145,31 @@
     });
   };
 
+  /* The one helper for calls that change something: the gateway's HTTP/JSON API, as JSON, with
+     the page's CSRF token when base.html carries one. Resolves to the parsed answer; rejects
+     with an Error whose message is the server's own (its JSON error's message). */
+  TD.send = async function (method, url, body) {
+    const headers = { "content-type": "application/json" };
+    const csrf = document.querySelector('meta[name="csrf-token"]');
+    if (csrf && csrf.content) headers["x-csrf-token"] = csrf.content;
+    const response = await fetch(url, {
+      method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    let answer = null;
+    try {
+      answer = text ? JSON.parse(text) : {};
+    } catch (error) {
+      answer = null;
+    }
+    if (!response.ok) {
+      const message = answer && answer.error && answer.error.message;
+      throw new Error(message || ("HTTP " + response.status + (text ? ": " + text.slice(0, 300) : "")));
+    }
+    if (answer === null) throw new Error("the answer was not JSON: " + text.slice(0, 300));
+    return answer;
+  };
+
   TD.ready = function () {
     document.body.dataset.ready = "1";
   };
@@ -152,6 +177,6 @@
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll("table.sortable").forEach(TD.sortable);
     const page = document.body.dataset.page;
-    if (!["study", "run", "compare"].includes(page)) TD.ready();
+    if (!["study", "run", "compare", "trial"].includes(page)) TD.ready();
   });
 }());

@@ -658,7 +658,8 @@
     ]);
     const sortKey = (v) => (v === null || v === undefined ? "" : typeof v === "number" ? String(v) : TD.fmt(v));
     const rows = detail.trials.map((t) => el("tr", { id: "trial-" + t.number, class: isInfeasible(t) ? "infeasible" : "" }, [
-      el("td", { class: "num", text: t.number }),
+      el("td", { class: "num", dataset: { sort: t.number } }, [el("a", { href: "/ui/trials/" + t.id, class: "trial-link",
+        text: t.number, title: "the trial's page" })]),
       el("td", {}, [el("span", { class: "badge state-" + t.state.toLowerCase(), text: t.state.toLowerCase() }),
         ...(isInfeasible(t) ? [" ", el("span", { class: "badge state-infeasible", text: "infeasible",
           title: "a constraint value is above 0: never the best trial" })] : [])]),
