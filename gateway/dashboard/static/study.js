@@ -223,7 +223,8 @@
       ["Pareto front", groups.front, { color: "#c62828", size: 9 }],
       ["infeasible", groups.infeasible, INFEASIBLE_MARKER],
     ];
-    return style.filter(([, trials]) => trials.length).map(([name, trials, marker]) => {
+    // dominated and front always (data[0], data[1]), infeasible when there are some.
+    return style.filter(([name, trials]) => name !== "infeasible" || trials.length).map(([name, trials, marker]) => {
       const trace = { type, mode: "markers", name, marker: type === "scatter3d" ? Object.assign({}, marker, { size: marker.size * 0.6 }) : marker,
         text: trials.map((t) => "trial " + t.number + (isInfeasible(t) ? " (infeasible)" : "")) };
       ["x", "y", "z"].slice(0, axes.length).forEach((axis, i) => { trace[axis] = trials.map((t) => t.objectives[axes[i]]); });
