@@ -127,8 +127,11 @@ async def gather_limited(calls: Iterable[Awaitable[Any]], limit: int = CONCURREN
 # --- studies -------------------------------------------------------------------------------------
 
 
-def objectives(study: spb.Study) -> list[dict[str, str]]:
-    return [{"metric": o.metric, "direction": "maximize" if o.direction == spb.DIRECTION_MAXIMIZE else "minimize"}
+def objectives(study: spb.Study) -> list[dict[str, Any]]:
+    """Each objective's metric and direction, and its hypervolume reference value when the spec
+    fixes one (the hypervolume plot derives the others as GetBestTrials does)."""
+    return [{"metric": o.metric, "direction": "maximize" if o.direction == spb.DIRECTION_MAXIMIZE else "minimize",
+             **({"reference_point": o.reference_point} if o.HasField("reference_point") else {})}
             for o in study.spec.objectives]
 
 

@@ -8,7 +8,7 @@
   const el = TD.el;
   const MAX_INTERMEDIATE_TRIALS = 300;
   const STATE_COLORS = { COMPLETED: "#2456a6", PRUNED: "#98a2b3", FAILED: "#c62828", ACTIVE: "#e07b00",
-    INFEASIBLE: "#c62828", STALE: "#b35900", QUEUED: "#b35900" };
+    INFEASIBLE: "#c62828", STALE: "#b35900", QUEUED: "#b35900", "COMPLETED, INFEASIBLE": "#98a2b3" };
 
   const live = document.getElementById("live-status");
   const state = {
@@ -90,73 +90,335 @@
     });
   }
 
-  // --- Pareto front (two objectives or more) ----------------------------------------------------
+  // --- multi-objective: Pareto front (2-D and 3-D), hypervolume over time ----------------------
 
-  function dominates(a, b, goals) {
+  const INFEASIBLE_MARKER = { color: "#98a2b3", size: 8, symbol: "x", opacity: 0.8 };
+
+  // Completed trials with a value for every objective, by number, split by feasibility.
+  function multiObjectiveTrials() {
+    const all = state.detail.trials.filter((t) => t.state === "COMPLETED" && t.objectives.every((v) => v !== null))
+      .sort((a, b) => a.number - b.number);
+    return { feasible: all.filter((t) => !isInfeasible(t)), infeasible: all.filter(isInfeasible) };
+  }
+
+  // Objective values with maximised ones negated, so that lower is better everywhere.
+  function losses(trial, goals) {
+    return goals.map((g, i) => (g.direction === "maximize" ? -trial.objectives[i] : trial.objectives[i]));
+  }
+
+  function dominates(p, q) {
     let strictly = false;
-    for (let i = 0; i < goals.length; i++) {
-      const x = a.objectives[i], y = b.objectives[i];
-      if (better(y, x, goals[i].direction)) return false;
-      if (better(x, y, goals[i].direction)) strictly = true;
+    for (let i = 0; i < p.length; i++) {
+      if (p[i] > q[i]) return false;
+      if (p[i] < q[i]) strictly = true;
     }
     return strictly;
+  }
+
+  function lexicographic(p, q) {
+    for (let i = 0; i < p.length; i++) if (p[i] !== q[i]) return p[i] - q[i];
+    return 0;
+  }
+
+  // Indices of the points no other point dominates (equal points all kept, as GetBestTrials keeps
+  // them). In lexicographic order a point can only be dominated by an earlier one, so one pass
+  // against the front kept so far suffices.
+  function paretoIndices(points) {
+    const order = points.map((_, i) => i).sort((a, b) => lexicographic(points[a], points[b]));
+    const kept = [];
+    for (const i of order) if (!kept.some((k) => dominates(points[k], points[i]))) kept.push(i);
+    return kept;
+  }
+
+  // Exact hypervolume of 2-D loss points up to ref: a sweep in order of the first objective.
+  function hypervolume2d(points, ref) {
+    const inside = points.filter((p) => p[0] < ref[0] && p[1] < ref[1]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    let volume = 0, floor = ref[1];
+    for (const p of inside) {
+      if (p[1] >= floor) continue;
+      volume += (ref[0] - p[0]) * (floor - p[1]);
+      floor = p[1];
+    }
+    return volume;
+  }
+
+  // Exact hypervolume of 3-D loss points: slices along the third objective, each the 2-D
+  // hypervolume of the points below it times its thickness.
+  function hypervolume3d(points, ref) {
+    const inside = points.filter((p) => p[0] < ref[0] && p[1] < ref[1] && p[2] < ref[2]).sort((a, b) => a[2] - b[2]);
+    let volume = 0;
+    for (let i = 0; i < inside.length; i++) {
+      const top = i + 1 < inside.length ? inside[i + 1][2] : ref[2];
+      if (top > inside[i][2]) volume += hypervolume2d(inside.slice(0, i + 1), ref) * (top - inside[i][2]);
+    }
+    return volume;
+  }
+
+  // The reference point (in loss space) GetBestTrials uses: the spec's where set, else the worst
+  // value moved out by 10% of the range (of the worst value's magnitude when the range is 0, 1
+  // when that is 0 too). One point for the whole curve, so that the curve only rises.
+  function referencePoint(points, goals) {
+    return goals.map((g, k) => {
+      if (g.reference_point !== undefined && g.reference_point !== null) {
+        return g.direction === "maximize" ? -g.reference_point : g.reference_point;
+      }
+      let worst = -Infinity, best = Infinity;
+      for (const p of points) {
+        worst = Math.max(worst, p[k]);
+        best = Math.min(best, p[k]);
+      }
+      let margin = 0.1 * (worst - best);
+      if (!(margin > 0)) margin = 0.1 * Math.abs(worst);
+      return worst + (margin > 0 ? margin : 1);
+    });
+  }
+
+  // The hypervolume of the feasible completed trials up to each one, by trial number.
+  function hypervolumeHistory(feasible, goals) {
+    const points = feasible.map((t) => losses(t, goals));
+    const ref = referencePoint(points, goals);
+    const measure = goals.length === 2 ? hypervolume2d : hypervolume3d;
+    let front = [], volume = 0;
+    const x = [], y = [];
+    feasible.forEach((t, i) => {
+      const p = points[i];
+      if (!front.some((q) => dominates(q, p) || lexicographic(q, p) === 0)) {
+        front = front.filter((q) => !dominates(p, q)).concat([p]);
+        volume = measure(front, ref);
+      }
+      x.push(t.number);
+      y.push(volume);
+    });
+    return { x, y, ref };
+  }
+
+  // The study's Pareto set over all its objectives (feasible trials only), the rest, the infeasible.
+  function paretoGroups() {
+    const goals = state.detail.study.objectives;
+    const { feasible, infeasible } = multiObjectiveTrials();
+    const onFront = new Set(paretoIndices(feasible.map((t) => losses(t, goals))).map((i) => feasible[i]));
+    return { front: feasible.filter((t) => onFront.has(t)), dominated: feasible.filter((t) => !onFront.has(t)),
+      infeasible };
+  }
+
+  // An objective picker (filled once: a study's objectives never change); its chosen index.
+  function objectivePick(id, fallback) {
+    const select = document.getElementById(id);
+    const goals = state.detail.study.objectives;
+    if (select.options.length !== goals.length) {
+      select.replaceChildren(...goals.map((g, i) => el("option", { value: String(i), text: g.metric + " (" + g.direction + ")" })));
+      select.value = String(Math.min(fallback, goals.length - 1));
+    }
+    return Number(select.value);
+  }
+
+  function objectiveTitle(index) {
+    const g = state.detail.study.objectives[index];
+    return { text: TD.plotText(g.metric + " (" + g.direction + ")") };
+  }
+
+  function paretoTraces(groups, axes, type) {
+    const style = [
+      ["dominated", groups.dominated, { color: "#7f9cc9", size: 7, opacity: 0.8 }],
+      ["Pareto front", groups.front, { color: "#c62828", size: 9 }],
+      ["infeasible", groups.infeasible, INFEASIBLE_MARKER],
+    ];
+    // dominated and front always (data[0], data[1]), infeasible when there are some.
+    return style.filter(([name, trials]) => name !== "infeasible" || trials.length).map(([name, trials, marker]) => {
+      const trace = { type, mode: "markers", name, marker: type === "scatter3d" ? Object.assign({}, marker, { size: marker.size * 0.6 }) : marker,
+        text: trials.map((t) => "trial " + t.number + (isInfeasible(t) ? " (infeasible)" : "")) };
+      ["x", "y", "z"].slice(0, axes.length).forEach((axis, i) => { trace[axis] = trials.map((t) => t.objectives[axes[i]]); });
+      trace.hovertemplate = "%{text}<br>" + (axes.length === 3 ? "(%{x}, %{y}, %{z})" : "(%{x}, %{y})") + "<extra></extra>";
+      return trace;
+    });
   }
 
   function drawPareto() {
     const node = document.getElementById("pareto-plot");
     if (!node) return Promise.resolve();
-    const goals = state.detail.study.objectives;
-    const all = state.detail.trials.filter((t) => t.state === "COMPLETED" && t.objectives.every((v) => v !== null));
-    if (all.length === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
-    // The front is made of feasible trials only, as GetBestTrials makes it.
-    const done = all.filter((t) => !isInfeasible(t));
-    const front = done.filter((t) => !done.some((u) => u !== t && dominates(u, t, goals)));
-    const rest = all.filter((t) => !front.includes(t));
-    const trace = (trials, name, color, size) => ({
-      type: "scatter", mode: "markers", name, x: trials.map((t) => t.objectives[0]), y: trials.map((t) => t.objectives[1]),
-      text: trials.map((t) => "trial " + t.number), hovertemplate: "%{text}<br>(%{x}, %{y})<extra></extra>",
-      marker: { color, size },
-    });
-    return TD.plot(node, [trace(rest, "dominated", "#98a2b3", 7), trace(front, "Pareto front", "#c62828", 9)], {
-      xaxis: { title: { text: TD.plotText(goals[0].metric + " (" + goals[0].direction + ")") }, gridcolor: "#eef0f3",
-        zeroline: false },
-      yaxis: { title: { text: TD.plotText(goals[1].metric + " (" + goals[1].direction + ")") }, gridcolor: "#eef0f3",
-        zeroline: false, automargin: true },
+    const axes = [objectivePick("pareto-x", 0), objectivePick("pareto-y", 1)];
+    const groups = paretoGroups();
+    const note = document.getElementById("pareto-note");
+    const total = groups.front.length + groups.dominated.length + groups.infeasible.length;
+    note.textContent = total ? groups.front.length + " trials on the Pareto front, " + groups.dominated.length +
+      " dominated" + (groups.infeasible.length ? ", " + groups.infeasible.length + " infeasible (never on the front)" : "") +
+      "." : "";
+    if (axes[0] === axes[1]) return TD.plot(node, [], TD.emptyLayout("choose two different objectives"));
+    if (total === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
+    return TD.plot(node, paretoTraces(groups, axes, "scatter"), {
+      xaxis: { title: objectiveTitle(axes[0]), gridcolor: "#eef0f3", zeroline: false },
+      yaxis: { title: objectiveTitle(axes[1]), gridcolor: "#eef0f3", zeroline: false, automargin: true },
       legend: { orientation: "h", y: 1.1, x: 0 }, margin: { l: 60, r: 16, t: 28, b: 44 },
     });
   }
 
-  // --- parallel coordinates (SVG lines: no WebGL, no eval) ---------------------------------------
+  function drawPareto3d() {
+    const node = document.getElementById("pareto3-plot");
+    if (!node) return Promise.resolve();
+    const axes = [objectivePick("pareto3-x", 0), objectivePick("pareto3-y", 1), objectivePick("pareto3-z", 2)];
+    const groups = paretoGroups();
+    if (new Set(axes).size < 3) return TD.plot(node, [], TD.emptyLayout("choose three different objectives"));
+    if (groups.front.length + groups.dominated.length + groups.infeasible.length === 0) {
+      return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
+    }
+    const axis = (i) => ({ title: objectiveTitle(axes[i]), gridcolor: "#eef0f3", zeroline: false });
+    return TD.plot(node, paretoTraces(groups, axes, "scatter3d"), {
+      scene: { xaxis: axis(0), yaxis: axis(1), zaxis: axis(2) },
+      legend: { orientation: "h", y: 1.1, x: 0 }, margin: { l: 0, r: 0, t: 28, b: 0 },
+    });
+  }
 
-  function axisFor(spec, values) {
-    const present = values.filter((v) => v !== null && v !== undefined);
-    const numeric = present.length > 0 && present.every((v) => typeof v === "number");
-    if (numeric && spec.kind !== "categorical") {
-      let lo = Math.min(...present), hi = Math.max(...present);
-      const log = !!spec.log && lo > 0;
-      const f = log ? Math.log10 : (v) => v;
-      const a = f(lo), b = f(hi);
-      const scale = (v) => (v === null || v === undefined ? null : b === a ? 0.5 : (f(v) - a) / (b - a));
-      const ticks = [];
-      for (let i = 0; i <= 4; i++) {
-        const u = a + ((b - a) * i) / 4;
-        const value = log ? Math.pow(10, u) : u;
-        ticks.push({ y: b === a ? 0.5 : i / 4, label: TD.fmt(Number(value.toPrecision(4))) });
-        if (b === a) break;
-      }
-      return { scale, ticks };
+  function drawHypervolume() {
+    const node = document.getElementById("hypervolume-plot");
+    if (!node) return Promise.resolve();
+    const note = document.getElementById("hypervolume-note");
+    const goals = state.detail.study.objectives;
+    if (goals.length > 3) {
+      note.textContent = "The hypervolume is not drawn for more than three objectives.";
+      return TD.plot(node, [], TD.emptyLayout("not drawn for more than three objectives"));
     }
-    const choices = (spec.choices || []).map((c) => JSON.stringify(c));
-    for (const v of present) {
-      const key = JSON.stringify(v);
-      if (!choices.includes(key)) choices.push(key);
+    const { feasible, infeasible } = multiObjectiveTrials();
+    if (feasible.length === 0) {
+      note.textContent = infeasible.length ? infeasible.length + " infeasible trials, none feasible yet." : "";
+      return TD.plot(node, [], TD.emptyLayout("no feasible completed trials yet"));
     }
-    const position = (i) => (choices.length === 1 ? 0.5 : i / (choices.length - 1));
-    const scale = (v) => (v === null || v === undefined ? null : position(choices.indexOf(JSON.stringify(v))));
-    const step = Math.max(1, Math.ceil(choices.length / 12));
-    const ticks = choices.filter((_, i) => i % step === 0)
-      .map((c) => ({ y: position(choices.indexOf(c)), label: TD.fmt(JSON.parse(c)) }));
-    return { scale, ticks };
+    const history = hypervolumeHistory(feasible, goals);
+    const reference = history.ref.map((r, k) => goals[k].metric + " " + TD.fmt(goals[k].direction === "maximize" ? -r : r));
+    note.textContent = "Reference point: " + reference.join(", ") + "." +
+      (infeasible.length ? " " + infeasible.length + " infeasible trials are left out." : "");
+    return TD.plot(node, [{
+      type: "scatter", mode: "lines+markers", name: "hypervolume", x: history.x, y: history.y,
+      text: history.x.map((n) => "after trial " + n), hovertemplate: "%{text}: %{y}<extra></extra>",
+      line: { color: "#2456a6", width: 2, shape: "hv" }, marker: { size: 5, color: "#2456a6" },
+    }], {
+      xaxis: { title: { text: "trial" }, gridcolor: "#eef0f3", zeroline: false },
+      yaxis: { title: { text: "hypervolume" }, gridcolor: "#eef0f3", zeroline: false, automargin: true, rangemode: "tozero" },
+      showlegend: false, margin: { l: 60, r: 16, t: 16, b: 44 },
+    });
+  }
+
+  // --- parallel coordinates ---------------------------------------------------------------------
+  // SVG lines, not plotly's parcoords: parcoords draws with regl, which compiles code with eval,
+  // and the page's CSP forbids eval (and some browsers have no WebGL).
+
+  // The ranges brushed on the parallel coordinates, by axis (a parameter's name, or the
+  // objective's metric), in the axis's units (see parameterAxis): {axis: [[lo, hi], ...]}. They
+  // live here, not in the chart, so that redraws (live updates) keep them.
+  const brushed = {};
+  const INACTIVE = "inactive";
+
+  function niceTicks(lo, hi, log) {
+    return [0, 0.25, 0.5, 0.75, 1].map((u) => {
+      const v = lo + (hi - lo) * u;
+      return [v, TD.fmt(Number((log ? Math.pow(10, v) : v).toPrecision(3)))];
+    });
+  }
+
+  // A parameter's axis: its values in axis units (log10 for a log scale, the choice's position for
+  // a categorical), a range spanning the search space (stable while trials arrive, so brushed
+  // ranges keep their meaning), and, when some drawn trial left a conditional parameter out, an
+  // extra tick "inactive" below the range that such a trial's line passes through.
+  function parameterAxis(spec, trials) {
+    const raw = trials.map((t) => t.params[spec.name]);
+    const inactive = raw.some((v) => !present(v));
+    let unit, lo, hi, ticks, slot;
+    const numeric = spec.kind !== "categorical" && raw.every((v) => !present(v) || typeof v === "number");
+    if (numeric) {
+      const bounds = raw.filter(present).concat([spec.low, spec.high].filter((v) => typeof v === "number"));
+      const log = !!spec.log && Math.min(...bounds) > 0;
+      unit = log ? Math.log10 : (v) => v;
+      lo = unit(Math.min(...bounds));
+      hi = unit(Math.max(...bounds));
+      if (hi === lo) { lo -= 0.5; hi += 0.5; }
+      slot = lo - 0.15 * (hi - lo);
+      ticks = niceTicks(lo, hi, log);
+    } else {
+      const choices = (spec.choices || []).map((c) => JSON.stringify(c));
+      for (const v of raw) if (present(v) && !choices.includes(JSON.stringify(v))) choices.push(JSON.stringify(v));
+      unit = (v) => choices.indexOf(JSON.stringify(v));
+      lo = 0;
+      hi = Math.max(1, choices.length - 1);
+      slot = -1; // one more category, below the others
+      ticks = choices.map((c, i) => [i, TD.fmt(JSON.parse(c))]);
+    }
+    if (inactive) ticks.unshift([slot, INACTIVE]);
+    return { key: spec.name, label: spec.name, range: [inactive ? slot : lo, hi], ticks, inactive,
+      value: (t) => (present(t.params[spec.name]) ? unit(t.params[spec.name]) : slot),
+      text: (t) => (present(t.params[spec.name]) ? TD.fmt(t.params[spec.name]) : INACTIVE) };
+  }
+
+  function objectiveAxis(key, target, trials) {
+    const values = trials.map(objectiveOf);
+    let lo = Math.min(...values), hi = Math.max(...values);
+    if (hi === lo) { lo -= 0.5; hi += 0.5; }
+    return { key, label: target.metric, range: [lo, hi], ticks: niceTicks(lo, hi, false), objective: true,
+      value: objectiveOf, text: (t) => TD.fmt(objectiveOf(t)) };
+  }
+
+  // What the parallel coordinates draw: the completed trials (infeasible ones grey) and an axis
+  // per non-fixed parameter and one for the objective. Brushes on axes that are gone (another
+  // objective chosen) are dropped.
+  function parallelModel() {
+    const target = goal();
+    const trials = completedWithValue(state.detail.trials).sort((a, b) => a.number - b.number);
+    const specs = state.detail.params.filter((p) => p.kind !== "fixed");
+    const axes = trials.length ? specs.map((spec) => parameterAxis(spec, trials)) : [];
+    if (target && trials.length) {
+      const key = specs.some((p) => p.name === target.metric) ? target.metric + " (objective)" : target.metric;
+      axes.push(objectiveAxis(key, target, trials));
+    }
+    for (const key of Object.keys(brushed)) if (!axes.some((a) => a.key === key)) delete brushed[key];
+    return { target, trials, axes };
+  }
+
+  function insideAxis(axis, t) {
+    const v = axis.value(t);
+    return brushed[axis.key].some(([lo, hi]) => v >= lo && v <= hi);
+  }
+
+  // The trials inside every brushed range (only drawn trials can be), or null with no brush.
+  function brushFilter() {
+    if (Object.keys(brushed).length === 0) return null;
+    const model = parallelModel();
+    const axes = model.axes.filter((a) => brushed[a.key]);
+    if (axes.length === 0) return null;
+    const drawn = new Set(model.trials);
+    return (t) => drawn.has(t) && axes.every((a) => insideAxis(a, t));
+  }
+
+  function showBrushNote(shown, total) {
+    const note = document.getElementById("brush-note");
+    const keys = Object.keys(brushed);
+    note.hidden = keys.length === 0;
+    document.getElementById("brush-text").textContent = keys.length ?
+      shown + " of " + total + " trials shown (brushed on " + keys.join(", ") + ") —" : "";
+  }
+
+  function clearBrush() {
+    for (const key of Object.keys(brushed)) delete brushed[key];
+    drawTable();
+    return drawParallel();
+  }
+
+  // A box dragged over the chart brushes each axis it covers (the axis nearest its middle when it
+  // covers none) over its height: a new range replaces the axis's ranges, or joins them with shift.
+  function brush(range, model, adding) {
+    if (!range || !range.x || !range.y) return;
+    const [x0, x1] = range.x.slice().sort((a, b) => a - b);
+    const [y0, y1] = range.y.slice().sort((a, b) => a - b);
+    let hit = model.axes.map((_, i) => i).filter((i) => i >= x0 && i <= x1);
+    if (hit.length === 0) {
+      const middle = Math.round((x0 + x1) / 2);
+      if (middle < 0 || middle >= model.axes.length || Math.abs(middle - (x0 + x1) / 2) > 0.35) return;
+      hit = [middle];
+    }
+    for (const i of hit) {
+      const axis = model.axes[i];
+      const [lo, hi] = axis.range;
+      const picked = [lo + Math.max(0, y0) * (hi - lo), lo + Math.min(1, y1) * (hi - lo)];
+      if (picked[0] > picked[1]) continue;
+      brushed[axis.key] = adding && brushed[axis.key] ? brushed[axis.key].concat([picked]) : [picked];
+    }
   }
 
   function colorAt(u) {
@@ -173,64 +435,99 @@
     return "rgb(253,231,37)";
   }
 
+  const PARALLEL_BINS = 8;
+
   function drawParallel() {
     const node = document.getElementById("parallel-plot");
-    const target = goal();
-    const done = completedWithValue(state.detail.trials);
-    const specs = state.detail.params.filter((p) => p.kind !== "fixed");
-    if (!target || done.length === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
-    const dims = specs.map((spec) => ({ name: spec.name, axis: axisFor(spec, done.map((t) => t.params[spec.name])),
-      value: (t) => t.params[spec.name] }));
-    dims.push({ name: target.metric, axis: axisFor({ kind: "float" }, done.map(objectiveOf)), value: objectiveOf,
-      objective: true });
-    const values = done.map(objectiveOf);
-    const lo = Math.min(...values), hi = Math.max(...values);
-    const shade = (v) => (hi === lo ? 0.5 : (v - lo) / (hi - lo));
-    const bins = 8;
-    const traces = [];
-    for (let bin = 0; bin < bins; bin++) {
-      const x = [], y = [], text = [];
-      for (const t of done) {
-        const u = shade(objectiveOf(t));
-        if (Math.min(bins - 1, Math.floor(u * bins)) !== bin) continue;
-        dims.forEach((d, i) => {
-          const pos = d.axis.scale(d.value(t));
-          x.push(i);
-          y.push(pos);
-          text.push("trial " + t.number + "<br>" + TD.plotText(d.name) + " = " + TD.plotText(d.value(t)));
-        });
-        x.push(null); y.push(null); text.push(null);
-      }
-      if (x.length === 0) continue;
-      traces.push({
-        type: "scatter", mode: "lines+markers", x, y, text, hovertemplate: "%{text}<extra></extra>",
-        line: { color: colorAt((bin + 0.5) / bins), width: 1.6 }, marker: { size: 5, color: colorAt((bin + 0.5) / bins) },
-        opacity: 0.75, showlegend: false, connectgaps: false,
-      });
+    const note = document.getElementById("parallel-note");
+    const model = parallelModel();
+    const { target, trials, axes } = model;
+    if (!target || trials.length === 0) {
+      note.textContent = "";
+      return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
     }
-    // The colour scale of the objective, as a colour bar.
+    const infeasible = trials.filter(isInfeasible).length;
+    const inactive = axes.filter((a) => a.inactive).map((a) => a.label);
+    const inside = brushFilter();
+    const outside = inside ? trials.filter((t) => !inside(t)).length : 0;
+    note.textContent = [
+      infeasible ? infeasible + " infeasible trials drawn grey." : "",
+      inactive.length ? "Lines through 'inactive': trials where " + inactive.join(", ") + " did not apply." : "",
+      inside ? outside + " trials outside the brushed ranges drawn faint." : "Drag along an axis to brush a range.",
+    ].filter(Boolean).join(" ");
+    const feasibleValues = trials.filter((t) => !isInfeasible(t)).map(objectiveOf);
+    const scaled = feasibleValues.length ? feasibleValues : trials.map(objectiveOf);
+    const lo = Math.min(...scaled), hi = Math.max(...scaled);
+    const shade = (v) => (hi === lo ? 0.5 : (v - lo) / (hi - lo));
+    const position = (i, v) => (v - axes[i].range[0]) / (axes[i].range[1] - axes[i].range[0]);
+    // One trace per colour: the objective's eight bins, the infeasible trials, those brushed out.
+    const groups = new Map();
+    for (const t of trials) {
+      const group = inside && !inside(t) ? "outside" : isInfeasible(t) ? "infeasible" :
+        Math.min(PARALLEL_BINS - 1, Math.floor(shade(objectiveOf(t)) * PARALLEL_BINS));
+      if (!groups.has(group)) groups.set(group, { x: [], y: [], text: [] });
+      const g = groups.get(group);
+      axes.forEach((a, i) => {
+        g.x.push(i);
+        g.y.push(position(i, a.value(t)));
+        g.text.push("trial " + t.number + (isInfeasible(t) ? " (infeasible)" : "") + "<br>" + TD.plotText(a.label) +
+          " = " + TD.plotText(a.text(t)));
+      });
+      g.x.push(null); g.y.push(null); g.text.push(null);
+    }
+    const order = ["outside", "infeasible"].concat(Array.from({ length: PARALLEL_BINS }, (_, b) => b));
+    const traces = order.filter((g) => groups.has(g)).map((group) => {
+      const g = groups.get(group);
+      const color = group === "outside" ? "#d0d5dd" : group === "infeasible" ? "#98a2b3" : colorAt((group + 0.5) / PARALLEL_BINS);
+      return { type: "scatter", mode: "lines+markers", name: String(group), x: g.x, y: g.y, text: g.text,
+        hovertemplate: "%{text}<extra></extra>", line: { color, width: group === "outside" ? 1 : 1.6 },
+        marker: { size: 5, color }, opacity: group === "outside" ? 0.5 : 0.75, showlegend: false, connectgaps: false,
+        // plotly's own selection look would fight the brush's.
+        selected: { marker: { opacity: 1 } }, unselected: { marker: { opacity: 1 } } };
+    });
+    // The colour scale of the objective (feasible trials), as a colour bar.
     traces.push({
-      type: "scatter", mode: "markers", x: [dims.length - 1, dims.length - 1], y: [0, 1], hoverinfo: "skip",
+      type: "scatter", mode: "markers", x: [axes.length - 1, axes.length - 1], y: [0, 1], hoverinfo: "skip",
       showlegend: false,
       marker: { size: 0.1, opacity: 0, color: [lo, hi], cmin: lo, cmax: hi, showscale: true,
         colorscale: [[0, colorAt(0)], [0.25, colorAt(0.25)], [0.5, colorAt(0.5)], [0.75, colorAt(0.75)], [1, colorAt(1)]],
         colorbar: { title: { text: TD.plotText(target.metric), side: "right" }, thickness: 12, len: 0.9 } },
     });
-    const annotations = [];
-    const shapes = [];
-    dims.forEach((d, i) => {
-      shapes.push({ type: "line", x0: i, x1: i, y0: 0, y1: 1, line: { color: "#98a2b3", width: 1 } });
-      for (const tick of d.axis.ticks) {
-        annotations.push({ x: i, y: tick.y, text: TD.plotText(tick.label), showarrow: false, xanchor: "right",
-          xshift: -4, font: { size: 10, color: "#475467" }, bgcolor: "rgba(255,255,255,0.7)" });
+    const annotations = [], shapes = [];
+    axes.forEach((a, i) => {
+      shapes.push({ type: "line", x0: i, x1: i, y0: a.inactive ? position(i, a.ticks[1][0]) : 0, y1: 1,
+        line: { color: "#98a2b3", width: 1 } });
+      for (const [v, label] of a.ticks) {
+        annotations.push({ x: i, y: position(i, v), text: TD.plotText(label), showarrow: false, xanchor: "right",
+          xshift: -4, font: { size: 10, color: label === INACTIVE && a.inactive ? "#98a2b3" : "#475467" },
+          bgcolor: "rgba(255,255,255,0.7)" });
+      }
+      for (const [from, to] of brushed[a.key] || []) {
+        shapes.push({ type: "rect", x0: i - 0.06, x1: i + 0.06, y0: Math.max(-0.04, position(i, from)),
+          y1: Math.min(1.04, position(i, to)), fillcolor: "rgba(36,86,166,0.18)", line: { color: "#2456a6", width: 1 } });
       }
     });
+    state.parallelModel = model;
     return TD.plot(node, traces, {
-      xaxis: { tickvals: dims.map((_, i) => i), ticktext: dims.map((d) => TD.plotText(d.name)), side: "top",
-        range: [-0.6, dims.length - 0.7], showgrid: false, zeroline: false, tickfont: { size: 12 } },
-      yaxis: { visible: false, range: [-0.06, 1.06] },
+      xaxis: { tickvals: axes.map((_, i) => i), ticktext: axes.map((a) => TD.plotText(a.label)), side: "top",
+        range: [-0.6, axes.length - 0.5], showgrid: false, zeroline: false, fixedrange: true, tickfont: { size: 12 } },
+      yaxis: { visible: false, range: [-0.08, 1.06], fixedrange: true },
+      dragmode: "select", selectdirection: "any",
       annotations, shapes, margin: { l: 70, r: 20, t: 40, b: 16 },
+    }).then(() => listenForBrushes(node));
+  }
+
+  function listenForBrushes(node) {
+    if (node.dataset.brushing || !node.on) return;
+    node.dataset.brushing = "1";
+    node.addEventListener("mousedown", (event) => { state.brushAdding = event.shiftKey; }, true);
+    node.on("plotly_selected", (event) => {
+      if (!event || !event.range || !state.parallelModel) return;
+      brush(event.range, state.parallelModel, state.brushAdding);
+      // Redrawn once plotly has finished with the drag; the redraw also drops plotly's own box.
+      setTimeout(() => { drawTable(); drawParallel(); }, 0);
     });
+    node.on("plotly_doubleclick", () => { if (Object.keys(brushed).length) clearBrush(); });
   }
 
   // --- parameter importance ---------------------------------------------------------------------
@@ -328,12 +625,13 @@
     for (const t of trials) {
       const points = t.intermediate.filter((m) => m.values[metric] !== undefined && m.values[metric] !== null);
       const isPruned = t.state === "PRUNED";
-      const color = STATE_COLORS[t.state] || "#667085";
-      const first = !seen.has(t.state);
-      seen.add(t.state);
+      const group = t.state === "COMPLETED" && isInfeasible(t) ? "COMPLETED, INFEASIBLE" : t.state;
+      const color = STATE_COLORS[group] || "#667085";
+      const first = !seen.has(group);
+      seen.add(group);
       traces.push({
         type: "scatter", mode: "lines+markers", x: points.map((m) => m.step), y: points.map((m) => m.values[metric]),
-        name: t.state.toLowerCase(), legendgroup: t.state, showlegend: first,
+        name: group.toLowerCase(), legendgroup: group, showlegend: first,
         text: points.map(() => "trial " + t.number + " (" + t.state.toLowerCase() + ")"),
         hovertemplate: "%{text}<br>step %{x}: %{y}<extra></extra>",
         line: { color, width: isPruned ? 1.2 : 1.6, dash: isPruned ? "dash" : "solid" },
@@ -465,6 +763,13 @@
 
   const TRIAL_SCALE = "Viridis";
 
+  // Infeasible completed trials in a plot of their own: grey crosses.
+  function infeasibleTrace(trials, x, y) {
+    return { type: "scatter", mode: "markers", name: "infeasible", x: trials.map(x), y: trials.map(y),
+      text: trials.map((t) => "trial " + t.number + " (infeasible): " + TD.fmt(objectiveOf(t))),
+      hovertemplate: "%{text}<br>(%{x}, %{y})<extra></extra>", marker: INFEASIBLE_MARKER };
+  }
+
   // Objective against one parameter; a conditional parameter's inactive trials are left out.
   function drawSlice() {
     const node = document.getElementById("slice-plot");
@@ -479,17 +784,21 @@
       note.textContent = "";
       return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
     }
-    const active = done.filter((t) => present(t.params[spec.name]));
-    const inactive = done.length - active.length;
-    note.textContent = inactive ? inactive + " completed trials where " + spec.name + " was inactive are not drawn." : "";
+    const shown = done.filter((t) => present(t.params[spec.name]));
+    const inactive = done.length - shown.length;
+    const active = shown.filter((t) => !isInfeasible(t)), infeasible = shown.filter(isInfeasible);
+    note.textContent = (inactive ? inactive + " completed trials where " + spec.name + " was inactive are not drawn. " : "") +
+      (infeasible.length ? infeasible.length + " infeasible trials: grey crosses." : "");
     const value = (v) => (spec.kind === "categorical" ? TD.plotText(v) : v);
-    return TD.plot(node, [{
+    const traces = [{
       type: "scatter", mode: "markers", name: TD.plotText(target.metric),
       x: active.map((t) => value(t.params[spec.name])), y: active.map(objectiveOf),
       text: active.map((t) => "trial " + t.number), hovertemplate: "%{text}<br>%{x}: %{y}<extra></extra>",
       marker: { size: 8, opacity: 0.85, color: active.map((t) => t.number), colorscale: TRIAL_SCALE,
         showscale: true, colorbar: { title: { text: "trial" }, thickness: 12 } },
-    }], {
+    }];
+    if (infeasible.length) traces.push(infeasibleTrace(infeasible, (t) => value(t.params[spec.name]), objectiveOf));
+    return TD.plot(node, traces, {
       xaxis: paramAxis(spec, spec.name),
       yaxis: { title: { text: TD.plotText(target.metric) }, gridcolor: "#eef0f3", zeroline: false, automargin: true },
       showlegend: false, margin: { l: 60, r: 16, t: 16, b: 44 },
@@ -536,8 +845,10 @@
     const pair = updatePairChoice();
     const target = goal();
     if (!pair || !target) return TD.plot(node, [], TD.emptyLayout(pairMessage(pair) || "no completed trials yet"));
-    const trials = pairTrials(pair);
-    if (trials.length < 2) return TD.plot(node, [], TD.emptyLayout("needs two completed trials with both parameters"));
+    const both = pairTrials(pair);
+    // The surface interpolates the feasible trials; infeasible ones are only marked.
+    const trials = both.filter((t) => !isInfeasible(t)), infeasible = both.filter(isInfeasible);
+    if (trials.length < 2) return TD.plot(node, [], TD.emptyLayout("needs two feasible completed trials with both parameters"));
     const x = trials.map((t) => t.params[pair[0]]), y = trials.map((t) => t.params[pair[1]]);
     // A grid of the distinct values, the objective where a trial was, the gaps interpolated.
     const gx = Array.from(new Set(x)).sort((a, b) => a - b), gy = Array.from(new Set(y)).sort((a, b) => a - b);
@@ -553,7 +864,8 @@
       type: "scatter", mode: "markers", x, y, text: trials.map((t) => "trial " + t.number + ": " + TD.fmt(objectiveOf(t))),
       hovertemplate: "%{text}<br>(%{x}, %{y})<extra></extra>",
       marker: { color: "#1f2937", size: 6, line: { color: "#fff", width: 1 } },
-    }], pairLayout(pair));
+    }].concat(infeasible.length ? [infeasibleTrace(infeasible, (t) => t.params[pair[0]], (t) => t.params[pair[1]])] : []),
+    pairLayout(pair));
   }
 
   // Each completed trial at its pair of parameters, coloured by its objective's rank (0 the best).
@@ -562,8 +874,10 @@
     const pair = updatePairChoice();
     const target = goal();
     if (!pair || !target) return TD.plot(node, [], TD.emptyLayout(pairMessage(pair) || "no completed trials yet"));
-    const trials = pairTrials(pair);
-    if (trials.length === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials with both parameters"));
+    const both = pairTrials(pair);
+    // Ranked among the feasible trials; infeasible ones are only marked.
+    const trials = both.filter((t) => !isInfeasible(t)), infeasible = both.filter(isInfeasible);
+    if (both.length === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials with both parameters"));
     const order = trials.slice().sort((a, b) => (better(objectiveOf(a), objectiveOf(b), target.direction) ? -1 :
       better(objectiveOf(b), objectiveOf(a), target.direction) ? 1 : 0));
     const rank = new Map(order.map((t, i) => [t, trials.length > 1 ? i / (trials.length - 1) : 0]));
@@ -575,15 +889,19 @@
       marker: { size: 9, color: trials.map((t) => rank.get(t)), colorscale: [[0, "#2456a6"], [0.5, "#f2e394"], [1, "#c62828"]], cmin: 0, cmax: 1,
         showscale: true, colorbar: { title: { text: "rank" }, thickness: 12, tickvals: [0, 1], ticktext: ["best", "worst"] },
         line: { color: "#1f2937", width: 0.5 } },
-    }], pairLayout(pair));
+    }].concat(infeasible.length ? [infeasibleTrace(infeasible, (t) => t.params[pair[0]], (t) => t.params[pair[1]])] : []),
+    pairLayout(pair));
   }
 
   // Empirical distribution function: the share of completed trials with a value at most y.
   function drawEdf() {
     const node = document.getElementById("edf-plot");
     const target = goal();
-    const values = completedWithValue(state.detail.trials).map(objectiveOf).sort((a, b) => a - b);
-    if (!target || values.length === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
+    const done = completedWithValue(state.detail.trials);
+    const left = done.filter(isInfeasible).length;
+    document.getElementById("edf-note").textContent = left ? left + " infeasible trials are left out." : "";
+    const values = done.filter((t) => !isInfeasible(t)).map(objectiveOf).sort((a, b) => a - b);
+    if (!target || values.length === 0) return TD.plot(node, [], TD.emptyLayout("no feasible completed trials yet"));
     return TD.plot(node, [{
       type: "scatter", mode: "lines+markers", name: TD.plotText(target.metric), x: values,
       y: values.map((_, i) => (i + 1) / values.length), line: { color: "#2456a6", width: 2, shape: "hv" },
@@ -603,8 +921,9 @@
     if (started.length === 0) return TD.plot(node, [], TD.emptyLayout("no trial started yet"));
     const byState = new Map();
     for (const t of started) {
-      if (!byState.has(t.state)) byState.set(t.state, []);
-      byState.get(t.state).push(t);
+      const key = t.state === "COMPLETED" && isInfeasible(t) ? "COMPLETED, INFEASIBLE" : t.state;
+      if (!byState.has(key)) byState.set(key, []);
+      byState.get(key).push(t);
     }
     const workers = Array.from(new Set(started.map((t) => t.worker || "(no worker)"))).sort();
     const traces = Array.from(byState.entries()).map(([name, trials]) => ({
@@ -614,7 +933,8 @@
       y: trials.map((t) => TD.plotText(t.worker || "(no worker)")),
       text: trials.map((t) => "trial " + t.number + " (" + name.toLowerCase() + ", " + TD.fmtDuration(t.duration) + ")"),
       textposition: "none", hovertemplate: "%{text}<extra></extra>",
-      marker: { color: STATE_COLORS[name] || "#667085", line: { color: "#fff", width: 1 } },
+      marker: { color: STATE_COLORS[name] || "#667085", line: { color: "#fff", width: 1 },
+        pattern: name === "COMPLETED, INFEASIBLE" ? { shape: "x", fgcolor: "#fff", size: 6 } : undefined },
     }));
     return TD.plot(node, traces, {
       barmode: "overlay",
@@ -657,7 +977,11 @@
       el("th", { text: "started" }), el("th", { text: "note" }),
     ]);
     const sortKey = (v) => (v === null || v === undefined ? "" : typeof v === "number" ? String(v) : TD.fmt(v));
-    const rows = detail.trials.map((t) => el("tr", { id: "trial-" + t.number, class: isInfeasible(t) ? "infeasible" : "" }, [
+    // A brush on the parallel coordinates lists only the trials inside every brushed range.
+    const inside = brushFilter();
+    const listed = inside ? detail.trials.filter(inside) : detail.trials;
+    showBrushNote(listed.length, detail.trials.length);
+    const rows = listed.map((t) => el("tr", { id: "trial-" + t.number, class: isInfeasible(t) ? "infeasible" : "" }, [
       el("td", { class: "num", dataset: { sort: t.number } }, [el("a", { href: "/ui/trials/" + t.id, class: "trial-link",
         text: t.number, title: "the trial's page" })]),
       el("td", {}, [el("span", { class: "badge state-" + t.state.toLowerCase(), text: t.state.toLowerCase() }),
@@ -714,7 +1038,7 @@
   function drawAll() {
     drawHeader();
     drawTable();
-    return Promise.all([drawHistory(), drawPareto(), drawParallel(), drawIntermediate(), drawPopulation(),
+    return Promise.all([drawHistory(), drawPareto(), drawPareto3d(), drawHypervolume(), drawParallel(), drawIntermediate(), drawPopulation(),
       drawExtra(), drawImportance(false)]);
   }
 
@@ -774,6 +1098,15 @@
   const populationParam = document.getElementById("population-param");
   if (populationParam) populationParam.addEventListener("change", drawPopulation);
   document.getElementById("slice-param").addEventListener("change", drawSlice);
+  document.getElementById("brush-clear").addEventListener("click", clearBrush);
+  for (const id of ["pareto-x", "pareto-y"]) {
+    const picker = document.getElementById(id);
+    if (picker) picker.addEventListener("change", drawPareto);
+  }
+  for (const id of ["pareto3-x", "pareto3-y", "pareto3-z"]) {
+    const picker = document.getElementById(id);
+    if (picker) picker.addEventListener("change", drawPareto3d);
+  }
   for (const id of ["contour-x", "contour-y"]) {
     document.getElementById(id).addEventListener("change", () => {
       state.pairChosen = true;
