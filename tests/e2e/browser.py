@@ -26,6 +26,10 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--disable-default-apps", "--password-store=basic"]
 
 
+CSP_LISTENER = """document.addEventListener("securitypolicyviolation", (e) => console.error(
+  "CSP violation: " + e.violatedDirective + " blocked " + e.blockedURI + " in " + e.sourceFile + ":" + e.lineNumber));"""
+
+
 def chromium_binary() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         found = shutil.which(name)
@@ -88,6 +92,9 @@ class Browser:
             self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
             for domain in ("Page", "Runtime", "Log"):
                 self.call(f"{domain}.enable", session=True)
+            # Chromium reports a CSP refusal of eval (plotly's WebGL shader compiler) to no console
+            # and no log: only the page's securitypolicyviolation event hears of it.
+            self.call("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_LISTENER}, session=True)
             self.call("Emulation.setDeviceMetricsOverride",
                       {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session=True)
         except BaseException:
