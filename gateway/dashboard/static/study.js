@@ -6,11 +6,29 @@
 (function () {
   const TD = window.TD;
   const el = TD.el;
-  // Above this many points a chart draws with WebGL (scattergl): SVG makes a node per marker.
-  const GL_POINTS = 1000;
+  // SVG makes a node per marker, and WebGL (scattergl) compiles shaders with eval, which the
+  // CSP forbids: above this many points, line charts drop their markers (a line is one node)
+  // and marker charts draw an even sample of the trials plus the ones that matter (see thin).
+  const MAX_MARKERS = 2000;
+  const GL_POINTS = MAX_MARKERS;
   // Above this many distinct values on an axis the contour averages the trials in a grid of cells.
   const CONTOUR_CELLS = 40;
-  const pointType = (n) => (n > GL_POINTS ? "scattergl" : "scatter");
+  const pointType = () => "scatter";
+
+  // At most about MAX_MARKERS of `items`: every k-th, and every one `keep` says to keep.
+  function thin(items, keep) {
+    if (items.length <= MAX_MARKERS) return items;
+    const step = Math.ceil(items.length / MAX_MARKERS);
+    return items.filter((t, i) => i % step === 0 || (keep && keep(t)));
+  }
+
+  // The best tenth of a few hundred: kept when a chart is thinned.
+  function bestSet(trials) {
+    const target = goal();
+    if (!target || trials.length <= MAX_MARKERS) return new Set();
+    const sorted = trials.slice().sort((a, b) => (better(objectiveOf(a), objectiveOf(b), target.direction) ? -1 : 1));
+    return new Set(sorted.slice(0, Math.ceil(MAX_MARKERS / 10)));
+  }
   const STATE_COLORS = { COMPLETED: "#2456a6", PRUNED: "#98a2b3", FAILED: "#c62828", ACTIVE: "#e07b00",
     INFEASIBLE: "#c62828", STALE: "#b35900", QUEUED: "#b35900" };
 
@@ -67,8 +85,17 @@
       bestX.push(t.number);
       bestY.push(best);
     }
-    const feasible = done.filter((t) => !isInfeasible(t));
-    const infeasible = done.filter(isInfeasible);
+    const records = new Set();
+    let record = null;
+    for (const t of done) {
+      if (isInfeasible(t)) continue;
+      if (record === null || better(objectiveOf(t), record, target.direction)) {
+        record = objectiveOf(t);
+        records.add(t);
+      }
+    }
+    const feasible = thin(done.filter((t) => !isInfeasible(t)), (t) => records.has(t));
+    const infeasible = thin(done.filter(isInfeasible));
     const points = {
       type: pointType(feasible.length), mode: "markers", name: TD.plotText(target.metric),
       x: feasible.map((t) => t.number), y: feasible.map(objectiveOf),
@@ -210,7 +237,7 @@
       }
       if (x.length === 0) continue;
       traces.push({
-        type: large ? "scattergl" : "scatter", mode: large ? "lines" : "lines+markers", x, y, text,
+        type: "scatter", mode: large ? "lines" : "lines+markers", x, y, text,
         hovertemplate: "%{text}<extra></extra>",
         line: { color: colorAt((bin + 0.5) / bins), width: 1.6 }, marker: { size: 5, color: colorAt((bin + 0.5) / bins) },
         opacity: 0.75, showlegend: false, connectgaps: false,
@@ -493,9 +520,13 @@
       note.textContent = "";
       return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
     }
-    const active = done.filter((t) => present(t.params[spec.name]));
-    const inactive = done.length - active.length;
-    note.textContent = inactive ? inactive + " completed trials where " + spec.name + " was inactive are not drawn." : "";
+    const all = done.filter((t) => present(t.params[spec.name]));
+    const inactive = done.length - all.length;
+    const best = bestSet(all);
+    const active = thin(all, (t) => best.has(t));
+    note.textContent = (inactive ? inactive + " completed trials where " + spec.name + " was inactive are not drawn. " : "") +
+      (active.length < all.length ? "A sample of " + active.length + " of " + all.length + " trials (evenly spaced, and the best " +
+        best.size + ")." : "");
     const value = (v) => (spec.kind === "categorical" ? TD.plotText(v) : v);
     return TD.plot(node, [{
       type: pointType(active.length), mode: "markers", name: TD.plotText(target.metric),
@@ -575,6 +606,8 @@
       count[iy[k]][ix[k]] += 1;
     });
     const z = sum.map((row, j) => row.map((v, i) => (count[j][i] ? v / count[j][i] : null)));
+    const best = bestSet(trials);
+    const dots = thin(trials, (t) => best.has(t));
     // The better values darker: Blues runs from dark (low) to light (high).
     const reverse = target.direction === "maximize";
     return TD.plot(node, [{
@@ -582,8 +615,8 @@
       contours: { coloring: "heatmap" }, line: { smoothing: 1.0 }, hoverinfo: "skip",
       colorbar: { title: { text: TD.plotText(target.metric) }, thickness: 12 },
     }, {
-      type: pointType(trials.length), mode: "markers", x, y,
-      text: trials.map((t) => "trial " + t.number + ": " + TD.fmt(objectiveOf(t))),
+      type: pointType(trials.length), mode: "markers", x: dots.map((t) => t.params[pair[0]]), y: dots.map((t) => t.params[pair[1]]),
+      text: dots.map((t) => "trial " + t.number + ": " + TD.fmt(objectiveOf(t))),
       hovertemplate: "%{text}<br>(%{x}, %{y})<extra></extra>",
       marker: { color: "#1f2937", size: 6, line: { color: "#fff", width: 1 } },
     }], pairLayout(pair));
@@ -595,8 +628,10 @@
     const pair = updatePairChoice();
     const target = goal();
     if (!pair || !target) return TD.plot(node, [], TD.emptyLayout(pairMessage(pair) || "no completed trials yet"));
-    const trials = pairTrials(pair);
-    if (trials.length === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials with both parameters"));
+    const paired = pairTrials(pair);
+    if (paired.length === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials with both parameters"));
+    const best = bestSet(paired);
+    const trials = thin(paired, (t) => best.has(t));
     const order = trials.slice().sort((a, b) => (better(objectiveOf(a), objectiveOf(b), target.direction) ? -1 :
       better(objectiveOf(b), objectiveOf(a), target.direction) ? 1 : 0));
     const position = new Map(order.map((t, i) => [t, i]));
@@ -633,7 +668,7 @@
   }
 
   // One bar per started trial, from its start to its end (now while it runs), a row per worker.
-  // Many trials: each a thick WebGL line segment (start to end) instead of an SVG bar.
+  // Many trials: each a thick line segment (start to end), one SVG path a state, instead of a bar each.
   function timelineSegments(byState) {
     return Array.from(byState.entries()).map(([name, trials]) => {
       const x = [], y = [], text = [];
@@ -644,7 +679,7 @@
         y.push(label, label, null);
         text.push(caption, caption, null);
       }
-      return { type: "scattergl", mode: "lines", name: name.toLowerCase(), x, y, text, connectgaps: false,
+      return { type: "scatter", mode: "lines", name: name.toLowerCase(), x, y, text, connectgaps: false,
         hovertemplate: "%{text}<extra></extra>", line: { color: STATE_COLORS[name] || "#667085", width: 8 } };
     });
   }
