@@ -215,8 +215,8 @@ def main() -> None:
                 for size in sizes:
                     storage = optuna_study(args.optuna_python, folder, f"study-{size}", made[size])
                     port = free_port()
-                    server = subprocess.Popen([args.optuna_python, "-m", "optuna_dashboard", storage, "--host",
-                                               "127.0.0.1", "--port", str(port)],
+                    server = subprocess.Popen([str(Path(args.optuna_python).parent / "optuna-dashboard"), storage,
+                                               "--host", "127.0.0.1", "--port", str(port)],
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     try:
                         deadline = time.monotonic() + 60
