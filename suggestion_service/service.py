@@ -730,11 +730,14 @@ class SuggestionService:
         return self.db.run(lambda conn: self._trial(conn, trial_id), write=False)
 
     def list_trials(
-        self, study_name: str, states: Sequence[TrialState], page_size: int, page_token: str
+        self, study_name: str, states: Sequence[TrialState], page_size: int, page_token: str,
+        after_number: int | None = None,
     ) -> tuple[list[Trial], str]:
         check_name("study", study_name, "study name")
         limit = _page_size(page_size)
         after = _decode_token(page_token, int)
+        if after_number is not None:
+            after = after_number if after is None else max(after, after_number)
 
         def work(conn: Connection) -> tuple[list[Trial], str]:
             study = self._study(conn, study_name)

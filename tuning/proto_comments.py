@@ -63,6 +63,7 @@ COMMENTS = {
     'tuning.suggestion.v1.ListStudiesResponse': 'Errors: see SuggestionService.ListStudies.',
     'tuning.suggestion.v1.ListStudiesResponse.next_page_token': 'Empty on the last page.',
     'tuning.suggestion.v1.ListTrialsRequest': 'Errors: see SuggestionService.ListTrials.',
+    'tuning.suggestion.v1.ListTrialsRequest.after_number': 'Set: only trials numbered above this (a reader that holds trials 0..n asks for what came\nafter them; a finished trial never changes, so this and the unfinished states are all a\nreader needs to stay current). Combines with `states` and with `page_token`.',
     'tuning.suggestion.v1.ListTrialsRequest.page_size': '0: 100. At most 1000.',
     'tuning.suggestion.v1.ListTrialsRequest.states': 'Empty: every state.',
     'tuning.suggestion.v1.ListTrialsResponse': 'Errors: see SuggestionService.ListTrials.',

@@ -23,14 +23,15 @@ from tuning.tracking.v1 import registry_pb2 as rpb
 from tuning.tracking.v1 import registry_service_pb2 as rapi
 from tuning.tracking.v1 import tracking_pb2 as tpb
 from tuning.tracking.v1 import tracking_service_pb2 as tapi
-from tuning_common.errors import FailedPrecondition, NotFound
+from tuning_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from tuning_common.grpc_errors import error_from_rpc
 
 TIMEOUT = 30.0
 # Fan-out of per-item RPCs (a trial's measurements, a run's metric history).
 CONCURRENCY = 16
 MAX_TRIALS = 20_000
-MAX_RUNS = 5_000
+RUNS_PAGE = 100
+MAX_RUNS_PAGE = 1_000
 MAX_EVENTS = 1_000
 MAX_POINTS = 1_000
 MAX_ARTIFACTS = 500
@@ -194,10 +195,13 @@ def objective_value(metrics: Iterable[spb.Metric], metric: str) -> float | None:
     return None
 
 
-async def list_studies(services: Services) -> list[dict[str, Any]]:
-    studies, _ = await services.pages(
-        lambda token: services.suggestion("ListStudies", sapi.ListStudiesRequest(page_size=1000, page_token=token)),
-        "studies", 10_000)
+async def list_studies(services: Services, page_size: int = 50, page_token: str = "") -> dict[str, Any]:
+    """One page of studies, each with its best trial: GetBestTrials is one RPC per study (it
+    reads the study's completed trials), so the fan-out is bounded by the page, not by how many
+    studies there are."""
+    answer = await services.suggestion("ListStudies", sapi.ListStudiesRequest(page_size=page_size,
+                                                                              page_token=page_token))
+    studies = list(answer.studies)
     bests = await gather_limited(services.suggestion("GetBestTrials", sapi.GetBestTrialsRequest(study=s.name))
                                  for s in studies)
     rows = []
@@ -212,7 +216,7 @@ async def list_studies(services: Services) -> list[dict[str, Any]]:
             else:
                 row["best"] = {"pareto": len(best.trials)}
         rows.append(row)
-    return rows
+    return {"studies": rows, "next_page_token": answer.next_page_token}
 
 
 class MeasurementCache:
@@ -246,46 +250,219 @@ def _measurements(answer: sapi.ListMeasurementsResponse) -> list[dict[str, Any]]
     return [{"step": m.step, "values": {x.name: number(x.value) for x in m.metrics}} for m in answer.measurements]
 
 
-async def study_detail(services: Services, name: str, cache: MeasurementCache) -> dict[str, Any]:
-    study = (await services.suggestion("GetStudy", sapi.GetStudyRequest(name=name))).study
-    trials, truncated = await services.pages(
-        lambda token: services.suggestion("ListTrials", sapi.ListTrialsRequest(study=name, page_size=1000,
-                                                                               page_token=token)),
+OPEN_STATES = [spb.TRIAL_STATE_QUEUED, spb.TRIAL_STATE_ACTIVE]
+# Past this many trials that finished between two reads, one full read is cheaper than a GetTrial each.
+MAX_REREAD = 500
+# Bounds of the trial cache over all studies, and of the intermediate-values chart.
+MAX_CACHED_TRIALS = 200_000
+INTERMEDIATE_GROUP = 100
+MAX_PBT_MEASURED = 2_000
+
+
+class StudyTrials:
+    """One study's trials as last read, by number, with each one's row for the page.
+
+    A finished trial never changes (every update of a trial is conditional on QUEUED or
+    ACTIVE), so a later read asks only for the trials numbered above the highest one held, the
+    ones open now, and (GetTrial) those that were open and have finished since. ``created``
+    tells a study from a deleted one of the same name."""
+
+    def __init__(self, created: tuple[int, int]):
+        self.created = created
+        self.trials: dict[int, spb.Trial] = {}
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.lock = asyncio.Lock()
+
+    @property
+    def max_number(self) -> int:
+        return max(self.trials, default=-1)
+
+    def open(self) -> list[spb.Trial]:
+        return [t for t in self.trials.values() if t.state not in FINISHED_TRIALS]
+
+    def put(self, trials: Iterable[spb.Trial], goals: list[dict[str, str]]) -> None:
+        for trial in trials:
+            self.trials[trial.number] = trial
+            self.rows[trial.number] = trial_row(trial, goals)
+
+    def ordered(self) -> list[spb.Trial]:
+        return [self.trials[n] for n in sorted(self.trials)]
+
+
+class TrialCache:
+    """The studies' trials the dashboard has read, least recently used dropped first. Every
+    read still goes to the suggestion service with the caller's credentials (the cache only
+    spares re-reading finished trials), so it shows nobody what the service would not."""
+
+    def __init__(self, max_trials: int = MAX_CACHED_TRIALS):
+        self.max_trials = max_trials
+        self.studies: OrderedDict[str, StudyTrials] = OrderedDict()
+
+    def entry(self, study: spb.Study) -> StudyTrials:
+        created = (study.create_time.seconds, study.create_time.nanos)
+        entry = self.studies.get(study.name)
+        if entry is None or entry.created != created:
+            entry = self.studies[study.name] = StudyTrials(created)
+        self.studies.move_to_end(study.name)
+        return entry
+
+    def trim(self) -> None:
+        while len(self.studies) > 1 and sum(len(e.trials) for e in self.studies.values()) > self.max_trials:
+            self.studies.popitem(last=False)
+
+
+async def _list_trials(services: Services, name: str, **fields: Any) -> tuple[list[spb.Trial], bool]:
+    return await services.pages(
+        lambda token: services.suggestion("ListTrials", sapi.ListTrialsRequest(
+            study=name, page_size=1000, page_token=token, **fields)),
         "trials", MAX_TRIALS)
-    measured = [t for t in trials if t.HasField("last_measurement") and cache.get(t) is None]
+
+
+async def read_trials(services: Services, study: spb.Study, cache: TrialCache) -> tuple[StudyTrials, bool]:
+    """The study's trials, brought up to date; the flag says the study has more than MAX_TRIALS
+    (then only the first MAX_TRIALS are held, and every read is a full one)."""
+    entry = cache.entry(study)
+    goals = objectives(study)
+    async with entry.lock:
+        if entry.trials:
+            new, more = await _list_trials(services, study.name, after_number=entry.max_number)
+            still_open, _ = await _list_trials(services, study.name, states=OPEN_STATES)
+            seen = {t.number for t in new} | {t.number for t in still_open}
+            finished = [t for t in entry.open() if t.number not in seen]
+            if not more and len(entry.trials) + len(new) <= MAX_TRIALS and len(finished) <= MAX_REREAD:
+                answers = await gather_limited(
+                    services.suggestion("GetTrial", sapi.GetTrialRequest(trial_id=t.id)) for t in finished)
+                entry.put([a.trial for a in answers], goals)
+                entry.put(still_open, goals)
+                entry.put(new, goals)
+                cache.trim()
+                return entry, False
+            entry.trials.clear()
+            entry.rows.clear()
+        trials, truncated = await _list_trials(services, study.name)
+        entry.put(trials, goals)
+        if truncated:  # not kept: the next read is a full one again
+            cache.studies.pop(study.name, None)
+        cache.trim()
+        return entry, truncated
+
+
+def trial_row(trial: spb.Trial, goals: list[dict[str, str]]) -> dict[str, Any]:
+    values = {m.name: number(m.value) for m in trial.metrics}
+    return {
+        "number": trial.number,
+        "id": trial.id,
+        "state": enum_name(spb.TrialState, trial.state, "TRIAL_STATE_"),
+        "params": {k: param_value(v) for k, v in sorted(trial.parameters.items())},
+        "values": values,
+        "objectives": [values.get(g["metric"]) for g in goals],
+        # A constrained study's told trials: False keeps a completed trial from being the best.
+        "feasible": trial.feasible if trial.HasField("feasible") else None,
+        "constraints": list(trial.constraints),
+        "budget": trial.budget if trial.HasField("budget") else None,
+        "worker": trial.worker_id,
+        "run_id": trial.run_id,
+        "reason": trial.reason,
+        "start_time": iso(trial.start_time, trial.HasField("start_time")),
+        "end_time": iso(trial.end_time, trial.HasField("end_time")),
+        "duration": seconds_between(trial.start_time, trial.end_time) if trial.HasField("start_time") else None,
+        # Intermediate values are the intermediate chart's own request (a bounded sample);
+        # only a pbt study's population chart needs them here (see study_detail).
+        "intermediate": [],
+        # Where a pruned trial stopped: intermediate values, shown apart from results.
+        "stopped_at": _stopped_at(trial),
+        "pbt": pbt_segment(trial),
+    }
+
+
+async def _measure(services: Services, trials: list[spb.Trial], cache: MeasurementCache) -> dict[int, list]:
+    """The trials' intermediate values by trial id, from the cache where it has them."""
+    found = {t.id: cache.get(t) for t in trials}
+    missing = [t for t in trials if found[t.id] is None]
     answers = await gather_limited(services.suggestion("ListMeasurements", sapi.ListMeasurementsRequest(trial_id=t.id))
-                                   for t in measured)
-    for trial, answer in zip(measured, answers):
-        cache.put(trial, _measurements(answer))
+                                   for t in missing)
+    for trial, answer in zip(missing, answers):
+        found[trial.id] = _measurements(answer)
+        cache.put(trial, found[trial.id])
+    return found
+
+
+async def study_detail(services: Services, name: str, cache: MeasurementCache, trials: TrialCache,
+                       after: int | None = None, open_numbers: Iterable[int] = ()) -> dict[str, Any]:
+    """The study page's document. With ``after`` (the highest trial number the page holds) it is
+    a delta: only the trials numbered above ``after`` and those of ``open_numbers`` (the ones
+    the page holds unfinished), which is all that can have changed."""
+    study = (await services.suggestion("GetStudy", sapi.GetStudyRequest(name=name))).study
+    entry, truncated = await read_trials(services, study, trials)
+    if after is None:
+        numbers = sorted(entry.rows)
+    else:
+        wanted = set(open_numbers)
+        numbers = sorted(n for n in entry.rows if n > after or n in wanted)
+    rows = [entry.rows[n] for n in numbers]
+    pbt = [entry.trials[n] for n in numbers if entry.trials[n].HasField("pbt_segment")
+           and entry.trials[n].HasField("last_measurement")][-MAX_PBT_MEASURED:]
+    if pbt:
+        measured = await _measure(services, pbt, cache)
+        rows = [dict(row, intermediate=measured[row["id"]]) if row["id"] in measured else row for row in rows]
+    return {"study": study_summary(study), "params": param_specs(study.spec), "trials": rows, "truncated": truncated,
+            "delta": after is not None, "generated_at": iso_now()}
+
+
+def _objective_key(trial: spb.Trial, goal: dict[str, str]) -> float:
+    value = objective_value(trial.metrics, goal["metric"])
+    if value is None:
+        return math.inf
+    return -value if goal["direction"] == "maximize" else value
+
+
+def sample_measured(trials: list[spb.Trial], goal: dict[str, str] | None,
+                    group: int = INTERMEDIATE_GROUP) -> tuple[list[spb.Trial], dict[str, int]]:
+    """At most 3 x ``group`` of the trials with intermediate values: the best completed, the
+    most recent (running ones included), and the rest spread evenly by number (pruned trials
+    mostly, and the worst); all of them when they are that few."""
+    if len(trials) <= 3 * group:
+        return trials, {"all": len(trials)}
+    chosen: dict[int, spb.Trial] = {}
+    completed = [t for t in trials if t.state == spb.TRIAL_STATE_COMPLETED]
+    best = sorted(completed, key=lambda t: _objective_key(t, goal))[:group] if goal else []
+    recent = trials[-group:]
+    for t in best + recent:
+        chosen[t.number] = t
+    rest = [t for t in trials if t.number not in chosen]
+    step = max(1, math.ceil(len(rest) / group))
+    spread = rest[::step][:group]
+    for t in spread:
+        chosen[t.number] = t
+    return [chosen[n] for n in sorted(chosen)], {"best": len(best), "recent": len(recent), "spread": len(spread)}
+
+
+async def intermediate(services: Services, name: str, metric: str | None, cache: MeasurementCache,
+                       trials: TrialCache) -> dict[str, Any]:
+    """The intermediate-values chart: one metric's curves of a bounded sample of the trials
+    (see :func:`sample_measured`); measurements are fetched for the sample only."""
+    study = (await services.suggestion("GetStudy", sapi.GetStudyRequest(name=name))).study
+    entry, _ = await read_trials(services, study, trials)
+    measured = [t for t in entry.ordered() if t.HasField("last_measurement")]
+    names = sorted({m.name for t in measured for m in t.last_measurement.metrics})
     summary = study_summary(study)
+    if metric and metric not in names:
+        raise InvalidArgument("metric", f"no trial of study {name!r} reported {metric!r}; reported: "
+                                        f"{', '.join(names) or 'nothing yet'}")
+    if not metric:
+        preferred = [summary["pruner_metric"]] + [g["metric"] for g in summary["objectives"]]
+        metric = next((n for n in preferred if n in names), names[0] if names else "")
+    with_metric = [t for t in measured if any(m.name == metric for m in t.last_measurement.metrics)]
     goals = summary["objectives"]
-    rows = []
-    for trial in trials:
-        values = {m.name: number(m.value) for m in trial.metrics}
-        rows.append({
-            "number": trial.number,
-            "id": trial.id,
-            "state": enum_name(spb.TrialState, trial.state, "TRIAL_STATE_"),
-            "params": {k: param_value(v) for k, v in sorted(trial.parameters.items())},
-            "values": values,
-            "objectives": [values.get(g["metric"]) for g in goals],
-            # A constrained study's told trials: False keeps a completed trial from being the best.
-            "feasible": trial.feasible if trial.HasField("feasible") else None,
-            "constraints": list(trial.constraints),
-            "budget": trial.budget if trial.HasField("budget") else None,
-            "worker": trial.worker_id,
-            "run_id": trial.run_id,
-            "reason": trial.reason,
-            "start_time": iso(trial.start_time, trial.HasField("start_time")),
-            "end_time": iso(trial.end_time, trial.HasField("end_time")),
-            "duration": seconds_between(trial.start_time, trial.end_time) if trial.HasField("start_time") else None,
-            "intermediate": (cache.get(trial) or []) if trial.HasField("last_measurement") else [],
-            # Where a pruned trial stopped: intermediate values, shown apart from results.
-            "stopped_at": _stopped_at(trial),
-            "pbt": pbt_segment(trial),
-        })
-    return {"study": summary, "params": param_specs(study.spec), "trials": rows, "truncated": truncated,
-            "generated_at": iso_now()}
+    sample, groups = sample_measured(with_metric, goals[0] if goals else None)
+    found = await _measure(services, sample, cache)
+    curves = []
+    for t in sample:
+        points = [[m["step"], m["values"][metric]] for m in found[t.id]
+                  if metric in m["values"] and m["values"][metric] is not None]
+        curves.append({"number": t.number, "id": t.id, "state": enum_name(spb.TrialState, t.state, "TRIAL_STATE_"),
+                       "feasible": t.feasible if t.HasField("feasible") else None, "points": points})
+    return {"metric": metric, "metrics": names, "total": len(with_metric), "groups": groups, "trials": curves}
 
 
 def _stopped_at(trial: spb.Trial) -> dict[str, Any] | None:
@@ -559,19 +736,28 @@ def run_summary(run: tpb.Run) -> dict[str, Any]:
     }
 
 
-async def experiment_runs(services: Services, experiment_id: int, filter: str = "",
-                          order_by: str = "") -> dict[str, Any]:
-    experiment = (await services.tracking("GetExperiment",
-                                          tapi.GetExperimentRequest(experiment_id=experiment_id))).experiment
-    runs, truncated = await services.pages(
-        lambda token: services.tracking("SearchRuns", tapi.SearchRunsRequest(
-            experiment_ids=[experiment_id], filter=filter, order_by=[order_by] if order_by else [],
-            page_size=1000, page_token=token)),
-        "runs", MAX_RUNS)
-    rows = [run_summary(r) for r in runs]
-    return {"experiment": experiment_summary(experiment), "runs": rows, "truncated": truncated,
+async def experiment_runs(services: Services, experiment_id: int, filter: str = "", order_by: Iterable[str] = (),
+                          page_size: int = RUNS_PAGE, page_token: str = "") -> dict[str, Any]:
+    """One page of the experiment's runs (SearchRuns pages on the server: 100,000 runs cost
+    what one page costs)."""
+    experiment, answer = await asyncio.gather(
+        services.tracking("GetExperiment", tapi.GetExperimentRequest(experiment_id=experiment_id)),
+        services.tracking("SearchRuns", tapi.SearchRunsRequest(
+            experiment_ids=[experiment_id], filter=filter, order_by=list(order_by), page_size=page_size,
+            page_token=page_token)))
+    rows = [run_summary(r) for r in answer.runs]
+    return {"experiment": experiment_summary(experiment.experiment), "runs": rows,
+            "next_page_token": answer.next_page_token,
             "param_keys": sorted({k for r in rows for k in r["params"]}),
             "metric_keys": sorted({k for r in rows for k in r["metrics"]})}
+
+
+async def is_study(services: Services, name: str) -> bool:
+    try:
+        await services.suggestion("GetStudy", sapi.GetStudyRequest(name=name))
+    except Exception:  # not found, or the suggestion service is not there: either way no link
+        return False
+    return True
 
 
 async def metric_history(services: Services, run_id: str, key: str) -> list[list[float | None]]:

@@ -246,6 +246,7 @@ class Dashboard:
         self.measurements = data.MeasurementCache()
         self.login = Login(self.render, getattr(options, "tokens", None),
                            getattr(options, "session_seconds", session.SESSION_SECONDS))
+        self.trials = data.TrialCache()
 
     def services(self, request: Request) -> data.Services:
         return data.Services(self.stubs, forwarded(request))
@@ -294,6 +295,7 @@ class Dashboard:
             # The version before the name: a model name may hold '/', even "x/versions/3".
             Route("/ui/model-versions/{version:int}/{name:path}", page(self.version_page), methods=["GET"]),
             Route("/ui/trials/{trial_id:int}", page(self.trial_page), methods=["GET"]),
+            Route("/ui/api/intermediate/{name:path}", api(self.intermediate_json), methods=["GET"]),
             Route("/ui/api/studies/{name:path}", api(self.study_json), methods=["GET"]),
             Route("/ui/api/importance/{name:path}", api(self.importance_json), methods=["GET"]),
             Route("/ui/static/{name}", self.static.respond, methods=["GET"]),
@@ -303,12 +305,14 @@ class Dashboard:
     # --- studies ---
 
     async def studies_page(self, request: Request) -> Response:
-        studies = await data.list_studies(self.services(request))
-        return self.render("studies.html", section="studies", studies=studies)
+        pager = Pager.of(request, STUDIES_PAGE)
+        found = await data.list_studies(self.services(request), pager.size, pager.token)
+        return self.render("studies.html", section="studies", studies=found["studies"], problem=pager.problem,
+                           pager=pager.links(request, found["next_page_token"], len(found["studies"])))
 
     async def study_page(self, request: Request) -> Response:
         name = request.path_params["name"]
-        detail = await data.study_detail(self.services(request), name, self.measurements)
+        detail = await data.study_detail(self.services(request), name, self.measurements, self.trials)
         try:
             refresh = int(request.query_params.get("refresh", REFRESH_DEFAULT))
         except ValueError:
@@ -317,7 +321,19 @@ class Dashboard:
         return self.render("study.html", section="studies", study=detail["study"], detail=detail, refresh=refresh)
 
     async def study_json(self, request: Request) -> dict[str, Any]:
-        return await data.study_detail(self.services(request), request.path_params["name"], self.measurements)
+        """The study's document; with ``after`` (and ``open``) only what changed since the page
+        read it: the trials numbered above ``after`` and those numbered in ``open``."""
+        query = request.query_params
+        after = _int_param(query, "after", None)
+        open_numbers = _int_list(query, "open", MAX_OPEN)
+        if open_numbers and after is None:
+            raise InvalidArgument("open", "goes with after (the highest trial number the page holds)")
+        return await data.study_detail(self.services(request), request.path_params["name"], self.measurements,
+                                       self.trials, after, open_numbers)
+
+    async def intermediate_json(self, request: Request) -> dict[str, Any]:
+        return await data.intermediate(self.services(request), request.path_params["name"],
+                                       request.query_params.get("metric"), self.measurements, self.trials)
 
     async def importance_json(self, request: Request) -> dict[str, Any]:
         return await data.importance(self.services(request), request.path_params["name"],
@@ -333,19 +349,25 @@ class Dashboard:
     async def runs_page(self, request: Request) -> Response:
         experiment_id = request.path_params["experiment_id"]
         query = request.query_params
-        filter_text, order_by = query.get("filter", ""), query.get("order_by", "")
+        filter_text, order_text = query.get("filter", ""), query.get("order_by", "")
+        pager = Pager.of(request, data.RUNS_PAGE)
         services = self.services(request)
-        problem = ""
+        problems = [pager.problem] if pager.problem else []
         try:
-            runs = await data.experiment_runs(services, experiment_id, filter_text, order_by)
+            order_by = split_order(order_text)
+            runs = await data.experiment_runs(services, experiment_id, filter_text, order_by, pager.size, pager.token)
         except InvalidArgument as error:
-            if not (filter_text or order_by):
+            if not (filter_text or order_text or pager.token):
                 raise
-            problem = error.message
-            runs = await data.experiment_runs(services, experiment_id)
-        studies = await data.study_names(services)
-        return self.render("runs.html", section="experiments", problem=problem, filter=filter_text,
-                           order_by=order_by, studies=studies, **runs)
+            problems.append(f"{error.field}: {error.message}" if error.field else error.message)
+            order_by = []
+            pager = Pager(pager.size)
+            runs = await data.experiment_runs(services, experiment_id, page_size=pager.size)
+        study = await data.is_study(services, runs["experiment"]["name"])
+        return self.render("runs.html", section="experiments", problem="\n".join(problems), filter=filter_text,
+                           order_by=order_text, study=study,
+                           sort_links=sort_links(request, runs, order_by, study),
+                           pager=pager.links(request, runs["next_page_token"], len(runs["runs"])), **runs)
 
     async def trial_page(self, request: Request) -> Response:
         detail = await data.trial_detail(self.services(request), request.path_params["trial_id"])
@@ -384,6 +406,149 @@ class Dashboard:
         principal = getattr(request.state, "principal", None)
         return self.render("version.html", section="models", actor=principal.name if principal else None,
                            stages=STAGES, **detail)
+
+
+# --- paging and sorting ----------------------------------------------------------------------------
+
+STUDIES_PAGE = 50
+MAX_PAGE = 1_000
+MAX_OPEN = 1_000
+# Page tokens of the pages before this one, in the URL (so that "previous" works on a shared
+# link); past this many, the oldest are dropped and "previous" from there leads to the first page.
+MAX_BACK = 50
+TRIAL_STATE_TAG = "tuning.trial_state"
+
+
+def _int_param(query: Mapping[str, str], name: str, default: int | None, low: int | None = None,
+               high: int | None = None) -> int | None:
+    text = query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidArgument(name, f"must be a whole number, got {text!r:.40}") from None
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise InvalidArgument(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _int_list(query: Mapping[str, str], name: str, limit: int) -> list[int]:
+    items = [item for item in query.get(name, "").split(",") if item.strip()]
+    if len(items) > limit:
+        raise InvalidArgument(name, f"at most {limit} numbers, got {len(items)}")
+    try:
+        return [int(item) for item in items]
+    except ValueError:
+        raise InvalidArgument(name, "must be whole numbers separated by commas") from None
+
+
+class Pager:
+    """Server-side pages through opaque page tokens: ``page_token`` is this page's, ``back``
+    the earlier pages' (dot-separated, the first page's empty token left out), ``page_size``
+    the rows a page (defaults differ by page; 1-1000)."""
+
+    def __init__(self, size: int, token: str = "", back: list[str] | None = None, problem: str = "",
+                 page: int | None = None):
+        self.size, self.token, self.back, self.problem, self.page = size, token, back or [], problem, page
+
+    @classmethod
+    def of(cls, request: Request, default_size: int) -> Pager:
+        query = request.query_params
+        try:
+            size = _int_param(query, "page_size", default_size, 1, MAX_PAGE)
+            page = _int_param(query, "page", None, 1)
+        except InvalidArgument as error:
+            return cls(default_size, problem=f"{error.field}: {error.message}")
+        back = [t for t in query.get("back", "").split(".") if t]
+        token = query.get("page_token", "")
+        return cls(size or default_size, token, back[-MAX_BACK:], page=page if token else None)
+
+    def number(self) -> int:
+        """Said by the URL (the way back may have been cut), else counted from it."""
+        return self.page or (len(self.back) + 2 if self.token else 1)
+
+    def links(self, request: Request, next_token: str, shown: int) -> dict[str, Any]:
+        keep = {k: v for k, v in request.query_params.items() if k not in ("page_token", "back", "page")}
+        number = self.number()
+
+        def url(token: str, back: list[str], page: int = 1) -> str:
+            query = {**keep, **({"page_token": token, "page": str(page)} if token else {}),
+                     **({"back": ".".join(back)} if back else {})}
+            return request.url.path + ("?" + urllib.parse.urlencode(query) if query else "")
+
+        previous = None
+        if self.back:
+            previous = url(self.back[-1], self.back[:-1], number - 1)
+        elif self.token:
+            previous = url("", [])
+        first_row = (number - 1) * self.size + 1
+        return {
+            "page": number, "size": self.size, "first_row": first_row, "last_row": first_row + shown - 1,
+            "previous": previous, "first": url("", []) if self.token else None,
+            # Past MAX_BACK pages the way back is cut: "previous" then means the first page.
+            "previous_is_first": bool(self.token) and not self.back and number > 2,
+            "next": url(next_token, (self.back + [self.token] if self.token else [])[-MAX_BACK:], number + 1)
+            if next_token else None,
+        }
+
+
+def split_order(text: str) -> list[str]:
+    """``order_by`` text as SearchRuns keys: commas outside quotes and backticks separate them."""
+    keys, current, quote = [], [], ""
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "`'\"":
+            quote = char
+        elif char == ",":
+            keys.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    keys.append("".join(current).strip())
+    return [k for k in keys if k]
+
+
+def identifier(namespace: str, key: str) -> str | None:
+    """A key as the filter language writes it (quoted unless plain); None if it cannot be."""
+    if all(c.isalnum() or c in "_-./:" for c in key):
+        return f"{namespace}.{key}"
+    for mark in ("`", '"'):
+        if mark not in key:
+            return f"{namespace}.{mark}{key}{mark}"
+    return None
+
+
+def sort_links(request: Request, runs: Mapping[str, Any], order_by: list[str], study: bool) -> dict[str, Any]:
+    """For each sortable column (by its name in the template), the URL that sorts by it and
+    whether it is the current order: a click sorts ascending, a second click descending.
+    In a study's experiment a metric column first orders by the trial's state, so that a pruned
+    trial's intermediate value never ranks among results (COMPLETED sorts first)."""
+    state_key = identifier("tags", TRIAL_STATE_TAG)
+    main = [k for k in order_by if k != state_key]
+    current = main[0] if main else ""
+    current_key, _, direction = current.rpartition(" ") if current.upper().endswith((" ASC", " DESC")) else (
+        current, "", "ASC")
+    columns: dict[str, str | None] = {"run": "attributes.run_name", "status": "attributes.status",
+                                      "trial": "attributes.trial_number", "started": "attributes.start_time",
+                                      "user": "attributes.user"}
+    columns.update({f"param:{k}": identifier("params", k) for k in runs["param_keys"]})
+    columns.update({f"metric:{k}": identifier("metrics", k) for k in runs["metric_keys"]})
+    keep = {k: v for k, v in request.query_params.items() if k not in ("order_by", "page_token", "back")}
+    links = {}
+    for column, key in columns.items():
+        if key is None:
+            continue
+        active = current_key.strip() == key
+        descending = active and direction.upper() != "DESC"
+        order = [key + (" DESC" if descending else "")]
+        if study and column.startswith("metric:"):
+            order.insert(0, state_key)
+        url = request.url.path + "?" + urllib.parse.urlencode({**keep, "order_by": ", ".join(order)})
+        links[column] = {"url": url, "sort": ("descending" if direction.upper() == "DESC" else "ascending")
+                         if active else ""}
+    return links
 
 
 async def to_dashboard(request: Request) -> Response:

@@ -94,7 +94,8 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
 
     def ListTrials(self, request, context):
         trials, token = self.service.list_trials(
-            request.study, convert.trial_states_from_proto(request.states), request.page_size, request.page_token
+            request.study, convert.trial_states_from_proto(request.states), request.page_size, request.page_token,
+            request.after_number if request.HasField("after_number") else None,
         )
         return api.ListTrialsResponse(trials=[convert.trial_to_proto(t) for t in trials], next_page_token=token)
 

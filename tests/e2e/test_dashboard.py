@@ -310,8 +310,10 @@ def test_experiments_and_runs_table(browser, world: World, shots: Path):
     assert browser.evaluate("document.getElementById('compare-button').disabled") is True
     browser.evaluate("document.querySelectorAll('.run-select').forEach((box, i) => { if (i < 2) box.click(); })")
     assert browser.evaluate("document.getElementById('compare-button').disabled") is False
-    browser.evaluate("document.querySelector('#runs th.metric').click()")
-    assert browser.evaluate("document.querySelector('#runs th.metric').getAttribute('aria-sort')") == "ascending"
+    # Sorting is the server's (SearchRuns order_by), over every run, not only the page's.
+    browser.evaluate("document.querySelector('#runs th.metric a').click()")
+    browser.wait_for("document.querySelector('#runs th.metric') && "
+                     "document.querySelector('#runs th.metric').getAttribute('aria-sort') === 'ascending'")
     browser.screenshot(shots / "dashboard-runs.png")
     # The filter goes to SearchRuns.
     visit(browser, world, f"/ui/experiments/{experiment}?filter={quote('metrics.loss < 0.2')}")
@@ -341,7 +343,9 @@ def test_pruned_trials_never_read_as_results(browser, world: World):
 
     visit(browser, world, f"/ui/experiments/{world.runs[0].experiment_id}")
     browser.evaluate("Array.from(document.querySelectorAll('#runs th.metric')).find(th => th.textContent === 'loss')"
-                     ".click()")
+                     ".querySelector('a').click()")
+    browser.wait_for("Array.from(document.querySelectorAll('#runs th.metric')).some(th => "
+                     "th.textContent === 'loss' && th.getAttribute('aria-sort') === 'ascending')")
     states = browser.evaluate("Array.from(document.querySelectorAll('#runs tbody tr')).map(tr => "
                               "tr.querySelector('td.intermediate') ? 'pruned' : 'result')")
     assert states == ["result"] * (TRIALS - len(pruned)) + ["pruned"] * len(pruned)

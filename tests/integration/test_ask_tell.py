@@ -566,6 +566,30 @@ def test_pagination(client: SuggestionClient):
     assert error.value.field == "page_token"
 
 
+def test_list_trials_after_a_number(client: SuggestionClient):
+    # What a reader holding trials 0..n needs next: the trials after n, with states and pages.
+    study = client.create_study("after", [Float("x", 0, 1)], objectives={"loss": "minimize"})
+    for trial in study.ask_batch(8):
+        if trial.number % 2:
+            study.tell(trial, 1.0)
+
+    def numbers(**fields) -> list[int]:
+        found, token = [], ""
+        while True:
+            answer = client.call("ListTrials", api.ListTrialsRequest(study="after", page_token=token, **fields))
+            found += [t.number for t in answer.trials]
+            token = answer.next_page_token
+            if not token:
+                return found
+
+    assert numbers(after_number=4) == [5, 6, 7]
+    assert numbers(after_number=4, page_size=2) == [5, 6, 7]
+    assert numbers(after_number=0) == list(range(1, 8))  # set to 0 is not "unset": trial 0 is left out
+    assert numbers() == list(range(8))
+    assert numbers(after_number=2, states=[pb.TRIAL_STATE_COMPLETED]) == [3, 5, 7]
+    assert numbers(after_number=7) == [] and numbers(after_number=-1) == list(range(8))
+
+
 @pytest.mark.parametrize("algorithm, settings", [
     ("random", {}), ("quasi_random", {}), ("tpe", {"n_startup_trials": 3}), ("gp", {"n_startup_trials": 3}),
 ])

@@ -21,3 +21,33 @@
   });
   update();
 }());
+
+/* Quick filters: a status or a tag, written into the filter text in the service's filter
+   language (the text box stays the one source of the filter, so the URL carries it). */
+(function () {
+  const add = document.getElementById("quick-add");
+  if (!add) return;
+  const filter = document.getElementById("filter");
+  const form = document.getElementById("search-form");
+
+  function quoted(text) {
+    return "'" + text.replace(/\\/g, "\\\\").replace(/'/g, "''") + "'";
+  }
+
+  function key(namespace, name) {
+    if (/^[A-Za-z0-9_\-./:]+$/.test(name)) return namespace + "." + name;
+    return namespace + "." + (name.includes("`") ? '"' + name + '"' : "`" + name + "`");
+  }
+
+  add.addEventListener("click", () => {
+    const parts = [];
+    const status = document.getElementById("quick-status").value;
+    if (status) parts.push("attributes.status = " + quoted(status));
+    const tagKey = document.getElementById("quick-tag-key").value.trim();
+    if (tagKey) parts.push(key("tags", tagKey) + " = " + quoted(document.getElementById("quick-tag-value").value));
+    if (parts.length === 0) return;
+    const current = filter.value.trim();
+    filter.value = (current ? "(" + current + ") AND " : "") + parts.join(" AND ");
+    form.submit();
+  });
+}());

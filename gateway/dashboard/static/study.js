@@ -6,7 +6,27 @@
 (function () {
   const TD = window.TD;
   const el = TD.el;
-  const MAX_INTERMEDIATE_TRIALS = 300;
+  // SVG makes a node per marker, and WebGL (scattergl, parcoords) compiles shaders with eval,
+  // which the CSP forbids: above this many points, line charts drop their markers (a line is one node)
+  // and marker charts draw an even sample of the trials plus the ones that matter (see thin).
+  const MAX_MARKERS = 2000;
+  // Above this many distinct values on an axis the contour averages the trials in a grid of cells.
+  const CONTOUR_CELLS = 40;
+
+  // At most about MAX_MARKERS of `items`: every k-th, and every one `keep` says to keep.
+  function thin(items, keep) {
+    if (items.length <= MAX_MARKERS) return items;
+    const step = Math.ceil(items.length / MAX_MARKERS);
+    return items.filter((t, i) => i % step === 0 || (keep && keep(t)));
+  }
+
+  // The best tenth of a few hundred: kept when a chart is thinned.
+  function bestSet(trials) {
+    const target = goal();
+    if (!target || trials.length <= MAX_MARKERS) return new Set();
+    const sorted = trials.slice().sort((a, b) => (better(objectiveOf(a), objectiveOf(b), target.direction) ? -1 : 1));
+    return new Set(sorted.slice(0, Math.ceil(MAX_MARKERS / 10)));
+  }
   const STATE_COLORS = { COMPLETED: "#2456a6", PRUNED: "#98a2b3", FAILED: "#c62828", ACTIVE: "#e07b00",
     INFEASIBLE: "#c62828", STALE: "#b35900", QUEUED: "#b35900", "COMPLETED, INFEASIBLE": "#98a2b3" };
 
@@ -15,13 +35,13 @@
     detail: TD.pageData(),
     objective: 0,
     metric: null,
-    lastText: null,
     importanceKey: null,
     refresh: Math.max(1, Number(live.dataset.refresh) || 5),
     failures: 0,
     scrolled: false,
     importance: null, // the parameters by importance, most important first (for the contour's default pair)
     pairChosen: false,
+    // Parallel-coordinates brushing: {param: [[lo, hi], ...]}, one more parameter filter of the table.
   };
 
   function goal() {
@@ -62,8 +82,17 @@
       bestX.push(t.number);
       bestY.push(best);
     }
-    const feasible = done.filter((t) => !isInfeasible(t));
-    const infeasible = done.filter(isInfeasible);
+    const records = new Set();
+    let record = null;
+    for (const t of done) {
+      if (isInfeasible(t)) continue;
+      if (record === null || better(objectiveOf(t), record, target.direction)) {
+        record = objectiveOf(t);
+        records.add(t);
+      }
+    }
+    const feasible = thin(done.filter((t) => !isInfeasible(t)), (t) => records.has(t));
+    const infeasible = thin(done.filter(isInfeasible));
     const points = {
       type: "scatter", mode: "markers", name: TD.plotText(target.metric),
       x: feasible.map((t) => t.number), y: feasible.map(objectiveOf),
@@ -475,11 +504,13 @@
       });
       g.x.push(null); g.y.push(null); g.text.push(null);
     }
+    // Past MAX_MARKERS points the lines go without their markers (one SVG node a line).
+    const mode = trials.length * axes.length > MAX_MARKERS ? "lines" : "lines+markers";
     const order = ["outside", "infeasible"].concat(Array.from({ length: PARALLEL_BINS }, (_, b) => b));
     const traces = order.filter((g) => groups.has(g)).map((group) => {
       const g = groups.get(group);
       const color = group === "outside" ? "#d0d5dd" : group === "infeasible" ? "#98a2b3" : colorAt((group + 0.5) / PARALLEL_BINS);
-      return { type: "scatter", mode: "lines+markers", name: String(group), x: g.x, y: g.y, text: g.text,
+      return { type: "scatter", mode, name: String(group), x: g.x, y: g.y, text: g.text,
         hovertemplate: "%{text}<extra></extra>", line: { color, width: group === "outside" ? 1 : 1.6 },
         marker: { size: 5, color }, opacity: group === "outside" ? 0.5 : 0.75, showlegend: false, connectgaps: false,
         // plotly's own selection look would fight the brush's.
@@ -581,68 +612,74 @@
     });
   }
 
-  // --- intermediate values ----------------------------------------------------------------------
+  // --- intermediate values ---------------------------------------------------------------------
 
-  function metricNames() {
-    const names = new Set();
-    for (const t of state.detail.trials) for (const m of t.intermediate) for (const k of Object.keys(m.values)) names.add(k);
-    return Array.from(names).sort();
+  // The server picks the trials (all of them when few, else a bounded sample) and sends one
+  // metric's curves: the page never holds every trial's measurements.
+  async function fetchIntermediate() {
+    let url = "/ui/api/intermediate/" + encodeURIComponent(state.detail.study.name);
+    if (state.metric !== null) url += "?metric=" + encodeURIComponent(state.metric);
+    const response = await fetch(url, { headers: { accept: "application/json" }, cache: "no-store" });
+    const result = await response.json();
+    if (!response.ok) throw new Error(result.error ? result.error.message : response.statusText);
+    return result;
   }
 
-  function updateMetricChoice() {
-    const select = document.getElementById("intermediate-metric");
-    const names = metricNames();
-    const study = state.detail.study;
-    if (state.metric === null || !names.includes(state.metric)) {
-      const preferred = [study.pruner_metric, (goal() || {}).metric].find((n) => n && names.includes(n));
-      state.metric = preferred || names[0] || null;
-    }
-    const current = Array.from(select.options).map((o) => o.value);
-    if (current.join("\n") !== names.join("\n")) {
-      select.replaceChildren(...names.map((n) => el("option", { value: n, text: n })));
-    }
-    if (state.metric !== null) select.value = state.metric;
-    select.disabled = names.length < 2;
+  function sampleNote(result) {
+    const groups = result.groups;
+    if (groups.all !== undefined) return "";
+    return "A sample of " + result.trials.length + " of the " + result.total + " trials that reported " +
+      result.metric + ": the " + groups.best + " best completed, the " + groups.recent + " most recent, and " +
+      groups.spread + " of the rest spread evenly by trial number. ";
   }
 
-  function drawIntermediate() {
-    updateMetricChoice();
+  async function drawIntermediate() {
     const node = document.getElementById("intermediate-plot");
     const note = document.getElementById("intermediate-note");
-    const metric = state.metric;
-    let trials = state.detail.trials.filter((t) => t.intermediate.some((m) => m.values[metric] !== undefined));
-    if (metric === null || trials.length === 0) {
+    const select = document.getElementById("intermediate-metric");
+    let result;
+    try {
+      result = await fetchIntermediate();
+    } catch (error) {
+      note.textContent = "intermediate values unavailable: " + error.message;
+      return TD.plot(node, [], TD.emptyLayout("intermediate values unavailable"));
+    }
+    const current = Array.from(select.options).map((o) => o.value);
+    if (current.join("\n") !== result.metrics.join("\n")) {
+      select.replaceChildren(...result.metrics.map((n) => el("option", { value: n, text: n })));
+    }
+    state.metric = result.metric || null;
+    if (state.metric !== null) select.value = state.metric;
+    select.disabled = result.metrics.length < 2;
+    const trials = result.trials.filter((t) => t.points.length > 0);
+    if (!result.metric || trials.length === 0) {
       note.textContent = "";
       return TD.plot(node, [], TD.emptyLayout("no intermediate values reported"));
     }
-    const total = trials.length;
-    trials = trials.slice(-MAX_INTERMEDIATE_TRIALS);
     const pruned = trials.filter((t) => t.state === "PRUNED").length;
-    note.textContent = (total > trials.length ? "The latest " + trials.length + " of " + total + " trials. " : "") +
-      (pruned ? pruned + " pruned trials: dashed grey, ✕ where they stopped." : "");
+    note.textContent = sampleNote(result) + (pruned ? pruned + " pruned trials: dashed grey, ✕ where they stopped." : "");
     const seen = new Set();
-    const traces = [];
-    for (const t of trials) {
-      const points = t.intermediate.filter((m) => m.values[metric] !== undefined && m.values[metric] !== null);
+    const traces = trials.map((t) => {
       const isPruned = t.state === "PRUNED";
       const group = t.state === "COMPLETED" && isInfeasible(t) ? "COMPLETED, INFEASIBLE" : t.state;
       const color = STATE_COLORS[group] || "#667085";
       const first = !seen.has(group);
       seen.add(group);
-      traces.push({
-        type: "scatter", mode: "lines+markers", x: points.map((m) => m.step), y: points.map((m) => m.values[metric]),
+      const last = t.points.length - 1;
+      return {
+        type: "scatter", mode: "lines+markers", x: t.points.map((p) => p[0]), y: t.points.map((p) => p[1]),
         name: group.toLowerCase(), legendgroup: group, showlegend: first,
-        text: points.map(() => "trial " + t.number + " (" + t.state.toLowerCase() + ")"),
+        text: t.points.map(() => "trial " + t.number + " (" + t.state.toLowerCase() + ")"),
         hovertemplate: "%{text}<br>step %{x}: %{y}<extra></extra>",
         line: { color, width: isPruned ? 1.2 : 1.6, dash: isPruned ? "dash" : "solid" },
-        marker: { size: points.map((_, i) => (isPruned && i === points.length - 1 ? 10 : 4)),
-          symbol: points.map((_, i) => (isPruned && i === points.length - 1 ? "x" : "circle")), color },
+        marker: { size: t.points.map((_, i) => (isPruned && i === last ? 10 : 4)),
+          symbol: t.points.map((_, i) => (isPruned && i === last ? "x" : "circle")), color },
         opacity: isPruned ? 0.7 : 0.9,
-      });
-    }
+      };
+    });
     return TD.plot(node, traces, {
       xaxis: { title: { text: TD.plotText(state.detail.study.fidelity || "step") }, gridcolor: "#eef0f3", zeroline: false },
-      yaxis: { title: { text: TD.plotText(metric) }, gridcolor: "#eef0f3", zeroline: false, automargin: true },
+      yaxis: { title: { text: TD.plotText(result.metric) }, gridcolor: "#eef0f3", zeroline: false, automargin: true },
       legend: { orientation: "h", y: 1.1, x: 0 }, margin: { l: 60, r: 16, t: 28, b: 44 },
     });
   }
@@ -784,11 +821,15 @@
       note.textContent = "";
       return TD.plot(node, [], TD.emptyLayout("no completed trials yet"));
     }
-    const shown = done.filter((t) => present(t.params[spec.name]));
-    const inactive = done.length - shown.length;
+    const all = done.filter((t) => present(t.params[spec.name]));
+    const inactive = done.length - all.length;
+    const best = bestSet(all);
+    const shown = thin(all, (t) => best.has(t));
     const active = shown.filter((t) => !isInfeasible(t)), infeasible = shown.filter(isInfeasible);
     note.textContent = (inactive ? inactive + " completed trials where " + spec.name + " was inactive are not drawn. " : "") +
-      (infeasible.length ? infeasible.length + " infeasible trials: grey crosses." : "");
+      (infeasible.length ? infeasible.length + " infeasible trials: grey crosses. " : "") +
+      (shown.length < all.length ? "A sample of " + shown.length + " of " + all.length + " trials (evenly spaced, and the best " +
+        best.size + ")." : "");
     const value = (v) => (spec.kind === "categorical" ? TD.plotText(v) : v);
     const traces = [{
       type: "scatter", mode: "markers", name: TD.plotText(target.metric),
@@ -840,6 +881,18 @@
     return numericSpecs().length < 2 ? "needs two numeric parameters" : pair ? "" : "choose two different parameters";
   }
 
+  // A contour axis: the distinct values when they are few, else CONTOUR_CELLS cells across the
+  // range (log-spaced on a log axis), at their centres; and each value's cell.
+  function contourAxis(values, spec) {
+    const distinct = Array.from(new Set(values)).sort((a, b) => a - b);
+    if (distinct.length <= CONTOUR_CELLS) return [distinct, values.map((v) => distinct.indexOf(v))];
+    const log = !!spec.log && distinct[0] > 0;
+    const f = log ? Math.log10 : (v) => v, g = log ? (u) => Math.pow(10, u) : (u) => u;
+    const lo = f(distinct[0]), hi = f(distinct[distinct.length - 1]), width = (hi - lo) / CONTOUR_CELLS;
+    const centres = Array.from({ length: CONTOUR_CELLS }, (_, i) => g(lo + (i + 0.5) * width));
+    return [centres, values.map((v) => Math.min(CONTOUR_CELLS - 1, Math.floor((f(v) - lo) / width)))];
+  }
+
   function drawContour() {
     const node = document.getElementById("contour-plot");
     const pair = updatePairChoice();
@@ -850,10 +903,18 @@
     const trials = both.filter((t) => !isInfeasible(t)), infeasible = both.filter(isInfeasible);
     if (trials.length < 2) return TD.plot(node, [], TD.emptyLayout("needs two feasible completed trials with both parameters"));
     const x = trials.map((t) => t.params[pair[0]]), y = trials.map((t) => t.params[pair[1]]);
-    // A grid of the distinct values, the objective where a trial was, the gaps interpolated.
-    const gx = Array.from(new Set(x)).sort((a, b) => a - b), gy = Array.from(new Set(y)).sort((a, b) => a - b);
-    const z = gy.map(() => gx.map(() => null));
-    for (const t of trials) z[gy.indexOf(t.params[pair[1]])][gx.indexOf(t.params[pair[0]])] = objectiveOf(t);
+    const spec = (name) => state.detail.params.find((p) => p.name === name) || {};
+    const [gx, ix] = contourAxis(x, spec(pair[0]));
+    const [gy, iy] = contourAxis(y, spec(pair[1]));
+    // The objective where a trial was (the mean where several share a cell), the gaps interpolated.
+    const sum = gy.map(() => gx.map(() => 0)), count = gy.map(() => gx.map(() => 0));
+    trials.forEach((t, k) => {
+      sum[iy[k]][ix[k]] += objectiveOf(t);
+      count[iy[k]][ix[k]] += 1;
+    });
+    const z = sum.map((row, j) => row.map((v, i) => (count[j][i] ? v / count[j][i] : null)));
+    const best = bestSet(trials);
+    const dots = thin(trials, (t) => best.has(t));
     // The better values darker: Blues runs from dark (low) to light (high).
     const reverse = target.direction === "maximize";
     return TD.plot(node, [{
@@ -861,7 +922,8 @@
       contours: { coloring: "heatmap" }, line: { smoothing: 1.0 }, hoverinfo: "skip",
       colorbar: { title: { text: TD.plotText(target.metric) }, thickness: 12 },
     }, {
-      type: "scatter", mode: "markers", x, y, text: trials.map((t) => "trial " + t.number + ": " + TD.fmt(objectiveOf(t))),
+      type: "scatter", mode: "markers", x: dots.map((t) => t.params[pair[0]]), y: dots.map((t) => t.params[pair[1]]),
+      text: dots.map((t) => "trial " + t.number + ": " + TD.fmt(objectiveOf(t))),
       hovertemplate: "%{text}<br>(%{x}, %{y})<extra></extra>",
       marker: { color: "#1f2937", size: 6, line: { color: "#fff", width: 1 } },
     }].concat(infeasible.length ? [infeasibleTrace(infeasible, (t) => t.params[pair[0]], (t) => t.params[pair[1]])] : []),
@@ -875,16 +937,20 @@
     const target = goal();
     if (!pair || !target) return TD.plot(node, [], TD.emptyLayout(pairMessage(pair) || "no completed trials yet"));
     const both = pairTrials(pair);
-    // Ranked among the feasible trials; infeasible ones are only marked.
-    const trials = both.filter((t) => !isInfeasible(t)), infeasible = both.filter(isInfeasible);
     if (both.length === 0) return TD.plot(node, [], TD.emptyLayout("no completed trials with both parameters"));
+    const best = bestSet(both);
+    const sampled = thin(both, (t) => best.has(t));
+    // Ranked among the feasible trials; infeasible ones are only marked.
+    const trials = sampled.filter((t) => !isInfeasible(t)), infeasible = sampled.filter(isInfeasible);
     const order = trials.slice().sort((a, b) => (better(objectiveOf(a), objectiveOf(b), target.direction) ? -1 :
       better(objectiveOf(b), objectiveOf(a), target.direction) ? 1 : 0));
+    const position = new Map(order.map((t, i) => [t, i]));
     const rank = new Map(order.map((t, i) => [t, trials.length > 1 ? i / (trials.length - 1) : 0]));
     return TD.plot(node, [{
-      type: "scatter", mode: "markers", x: trials.map((t) => t.params[pair[0]]), y: trials.map((t) => t.params[pair[1]]),
+      type: "scatter", mode: "markers", x: trials.map((t) => t.params[pair[0]]),
+      y: trials.map((t) => t.params[pair[1]]),
       text: trials.map((t) => "trial " + t.number + ": " + TD.fmt(objectiveOf(t)) + " (rank " +
-        (order.indexOf(t) + 1) + " of " + trials.length + ")"),
+        (position.get(t) + 1) + " of " + trials.length + ")"),
       hovertemplate: "%{text}<br>(%{x}, %{y})<extra></extra>",
       marker: { size: 9, color: trials.map((t) => rank.get(t)), colorscale: [[0, "#2456a6"], [0.5, "#f2e394"], [1, "#c62828"]], cmin: 0, cmax: 1,
         showscale: true, colorbar: { title: { text: "rank" }, thickness: 12, tickvals: [0, 1], ticktext: ["best", "worst"] },
@@ -903,7 +969,8 @@
     const values = done.filter((t) => !isInfeasible(t)).map(objectiveOf).sort((a, b) => a - b);
     if (!target || values.length === 0) return TD.plot(node, [], TD.emptyLayout("no feasible completed trials yet"));
     return TD.plot(node, [{
-      type: "scatter", mode: "lines+markers", name: TD.plotText(target.metric), x: values,
+      type: "scatter", mode: values.length > MAX_MARKERS ? "lines" : "lines+markers",
+      name: TD.plotText(target.metric), x: values,
       y: values.map((_, i) => (i + 1) / values.length), line: { color: "#2456a6", width: 2, shape: "hv" },
       marker: { size: 5, color: "#2456a6" }, hovertemplate: "%{x}: %{y:.0%} of trials at most<extra></extra>",
     }], {
@@ -915,6 +982,22 @@
   }
 
   // One bar per started trial, from its start to its end (now while it runs), a row per worker.
+  // Many trials: each a thick line segment (start to end), one SVG path a state, instead of a bar each.
+  function timelineSegments(byState) {
+    return Array.from(byState.entries()).map(([name, trials]) => {
+      const x = [], y = [], text = [];
+      for (const t of trials) {
+        const start = Date.parse(t.start_time), label = TD.plotText(t.worker || "(no worker)");
+        const caption = "trial " + t.number + " (" + name.toLowerCase() + ", " + TD.fmtDuration(t.duration) + ")";
+        x.push(start, start + Math.max(1, 1000 * (t.duration || 0)), null);
+        y.push(label, label, null);
+        text.push(caption, caption, null);
+      }
+      return { type: "scatter", mode: "lines", name: name.toLowerCase(), x, y, text, connectgaps: false,
+        hovertemplate: "%{text}<extra></extra>", line: { color: STATE_COLORS[name] || "#667085", width: 8 } };
+    });
+  }
+
   function drawTimeline() {
     const node = document.getElementById("timeline-plot");
     const started = state.detail.trials.filter((t) => t.start_time).sort((a, b) => a.number - b.number);
@@ -926,7 +1009,7 @@
       byState.get(key).push(t);
     }
     const workers = Array.from(new Set(started.map((t) => t.worker || "(no worker)"))).sort();
-    const traces = Array.from(byState.entries()).map(([name, trials]) => ({
+    const traces = started.length > MAX_MARKERS ? timelineSegments(byState) : Array.from(byState.entries()).map(([name, trials]) => ({
       type: "bar", orientation: "h", name: name.toLowerCase(),
       base: trials.map((t) => Date.parse(t.start_time)),
       x: trials.map((t) => Math.max(1, 1000 * (t.duration || 0))),
@@ -949,7 +1032,207 @@
     return Promise.all([drawSlice(), drawContour(), drawRank(), drawEdf(), drawTimeline()]);
   }
 
-  // --- trial table ------------------------------------------------------------------------------
+  // --- trial table: filters, sorting and pages, kept in the URL ------------------------------------
+  //
+  // The view (which trials, in which order, which page) lives in the query string, so a link
+  // shares it:  ?state=completed,pruned&p.lr=0.001..0.1&m.loss=..0.5&sort=-loss&page=2
+  //   state=a,b      trials in these states
+  //   p.NAME=…       a parameter: lo..hi ranges (either end may be left open) or values, comma-separated
+  //   m.NAME=…       an objective or final metric, the same way
+  //   sort=[-]KEY    a column (a metric or parameter by name, or p.NAME / m.NAME; - for descending)
+  //   page, page_size  the table's page (1-based) and rows a page (1-1000, 100 by default)
+  // A key or value the page cannot read is reported by name above the table, never dropped quietly.
+
+  const PAGE_SIZE = 100;
+  const STATES = ["completed", "pruned", "failed", "active", "queued", "infeasible", "stale"];
+  // Query keys that belong to the page, not to the table.
+  const PAGE_KEYS = new Set(["refresh"]);
+  const view = {
+    states: null, params: {}, metrics: {}, sort: null, page: 1, pageSize: PAGE_SIZE,
+    errors: {}, // by field: the URL's or an input's text that could not be read
+  };
+
+  // A condition: values within any of `ranges` or equal (as text) to any of `values`.
+  function parseCondition(text, numeric) {
+    const ranges = [], values = [];
+    for (const part of text.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+      const dots = part.indexOf("..");
+      if (dots >= 0) {
+        const lo = part.slice(0, dots).trim(), hi = part.slice(dots + 2).trim();
+        const a = lo === "" ? -Infinity : Number(lo), b = hi === "" ? Infinity : Number(hi);
+        if (Number.isNaN(a) || Number.isNaN(b) || (lo === "" && hi === "")) {
+          throw new Error("'" + part + "' is not a range (write lo..hi, ..hi or lo.., with numbers)");
+        }
+        if (a > b) throw new Error("'" + part + "' is empty: its low end is above its high end");
+        ranges.push([a, b]);
+      } else if (numeric) {
+        const v = Number(part);
+        if (Number.isNaN(v)) throw new Error("'" + part + "' is not a number (write lo..hi for a range)");
+        ranges.push([v, v]);
+      } else {
+        values.push(part);
+      }
+    }
+    if (ranges.length === 0 && values.length === 0) throw new Error("empty: give a range lo..hi or values");
+    return { ranges, values };
+  }
+
+  function conditionText(cond) {
+    const range = ([a, b]) => (a === b ? TD.fmt(a) : (a === -Infinity ? "" : String(a)) + ".." + (b === Infinity ? "" : String(b)));
+    return cond.ranges.map(range).concat(cond.values).join(",");
+  }
+
+  function matches(cond, v) {
+    if (v === null || v === undefined) return false;
+    if (typeof v === "number" && cond.ranges.some(([a, b]) => v >= a && v <= b)) return true;
+    return cond.values.includes(TD.fmt(v));
+  }
+
+  function paramSpec(name) {
+    return state.detail.params.find((p) => p.name === name);
+  }
+
+  function metricNamesOf() {
+    const names = new Set(state.detail.study.objectives.map((g) => g.metric));
+    for (const t of state.detail.trials) for (const k of Object.keys(t.values)) names.add(k);
+    return names;
+  }
+
+  function metricValue(t, name) {
+    const i = state.detail.study.objectives.findIndex((g) => g.metric === name);
+    return i >= 0 ? t.objectives[i] : t.values[name];
+  }
+
+  // The table's columns: key (as the URL's sort names it), header, cell.
+  function columns() {
+    const detail = state.detail;
+    const goals = detail.study.objectives;
+    const goalNames = new Set(goals.map((g) => g.metric));
+    const others = Array.from(metricNamesOf()).filter((k) => !goalNames.has(k)).sort();
+    const constraints = detail.study.constraints || [];
+    return [
+      { key: "number", label: "#", cls: "num", value: (t) => t.number },
+      { key: "state", label: "state", value: (t) => t.state.toLowerCase() },
+      ...goals.map((g, i) => ({ key: "m." + g.metric, name: g.metric, label: g.metric, cls: "num metric",
+        title: "objective, " + g.direction, filter: "m", value: (t) => t.objectives[i] })),
+      ...constraints.map((c, i) => ({ key: "c." + c, name: c, label: c, cls: "num constraint",
+        title: "constraint (<= 0 is feasible)", value: (t) => (t.constraints.length ? t.constraints[i] : null) })),
+      ...detail.params.map((p) => ({ key: "p." + p.name, name: p.name, label: p.name, cls: "param", title: "parameter",
+        filter: "p", value: (t) => t.params[p.name] })),
+      ...others.map((k) => ({ key: "m." + k, name: k, label: k, cls: "num metric", title: "final metric", filter: "m",
+        value: (t) => t.values[k] })),
+      { key: "duration", label: "duration", cls: "num", value: (t) => t.duration },
+      { key: "worker", label: "worker", value: (t) => t.worker },
+      { key: "run", label: "run", value: (t) => t.run_id },
+      { key: "started", label: "started", value: (t) => t.start_time },
+      { key: "note", label: "note", value: note },
+    ];
+  }
+
+  // A sort key from the URL: a column's key, or a name that only one column has.
+  function findColumn(cols, text) {
+    const exact = cols.find((c) => c.key === text);
+    if (exact) return exact;
+    const named = cols.filter((c) => c.name === text);
+    if (named.length === 1) return named[0];
+    if (named.length > 1) throw new Error("'" + text + "' names a metric and a parameter: write m." + text + " or p." + text);
+    throw new Error("no column '" + text + "' (a metric or parameter name, p.NAME, m.NAME, number, state, duration, " +
+      "worker, run, started)");
+  }
+
+  function sortText(sort, cols) {
+    const col = cols.find((c) => c.key === sort.key);
+    const short = col && col.name && cols.filter((c) => c.name === col.name).length === 1 &&
+      !cols.some((c) => c.key === col.name) ? col.name : sort.key;
+    return (sort.desc ? "-" : "") + short;
+  }
+
+  function setCondition(kind, name, text) {
+    const field = kind + "." + name;
+    delete view.errors[field];
+    const target = kind === "m" ? view.metrics : view.params;
+    if (text.trim() === "") {
+      delete target[name];
+      return;
+    }
+    try {
+      if (kind === "m") {
+        if (!metricNamesOf().has(name)) throw new Error("no metric '" + name + "' in this study");
+        target[name] = parseCondition(text, true);
+      } else {
+        const spec = paramSpec(name);
+        if (!spec) throw new Error("no parameter '" + name + "' in this study");
+        const cond = parseCondition(text, spec.kind === "float" || spec.kind === "int");
+        target[name] = cond;
+      }
+    } catch (error) {
+      view.errors[field] = error.message;
+    }
+  }
+
+  function readView() {
+    const query = new URLSearchParams(location.search);
+    const cols = columns();
+    for (const [key, value] of query) {
+      if (PAGE_KEYS.has(key)) continue;
+      try {
+        if (key === "state") {
+          const states = value.split(",").map((v) => v.trim().toLowerCase()).filter((v) => v);
+          const unknown = states.filter((v) => !STATES.includes(v));
+          if (unknown.length) throw new Error("unknown state '" + unknown[0] + "' (one of " + STATES.join(", ") + ")");
+          view.states = new Set(states);
+        } else if (/^[pm]\..+/.test(key)) {
+          setCondition(key[0], key.slice(2), value);
+        } else if (key === "sort") {
+          const desc = value.startsWith("-");
+          view.sort = { key: findColumn(cols, desc ? value.slice(1) : value).key, desc };
+        } else if (key === "page" || key === "page_size") {
+          const n = Number(value);
+          const high = key === "page" ? Infinity : 1000;
+          if (!Number.isInteger(n) || n < 1 || n > high) throw new Error("'" + value + "' is not a whole number from 1" + (high < Infinity ? " to " + high : ""));
+          if (key === "page") view.page = n; else view.pageSize = n;
+        } else {
+          throw new Error("unknown filter key (state, p.NAME, m.NAME, sort, page, page_size)");
+        }
+      } catch (error) {
+        view.errors[key] = error.message;
+      }
+    }
+  }
+
+  // The view into the query string (history.replaceState: filtering is not navigation).
+  function writeView(cols) {
+    const query = new URLSearchParams();
+    const current = new URLSearchParams(location.search);
+    for (const key of PAGE_KEYS) if (current.has(key)) query.set(key, current.get(key));
+    if (view.states) query.set("state", Array.from(view.states).join(","));
+    for (const [name, cond] of Object.entries(view.params)) query.set("p." + name, conditionText(cond));
+    for (const [name, cond] of Object.entries(view.metrics)) query.set("m." + name, conditionText(cond));
+    // What could not be read stays in the URL as it was, so the link still shows the mistake.
+    for (const field of Object.keys(view.errors)) if (current.has(field)) query.set(field, current.get(field));
+    if (view.sort) query.set("sort", sortText(view.sort, cols));
+    if (view.page > 1) query.set("page", String(view.page));
+    if (view.pageSize !== PAGE_SIZE) query.set("page_size", String(view.pageSize));
+    const text = query.toString().replace(/%2C/g, ",");
+    const url = location.pathname + (text ? "?" + text : "") + location.hash;
+    if (url !== location.pathname + location.search + location.hash) history.replaceState(null, "", url);
+  }
+
+  function keep(t) {
+    if (view.states && !view.states.has(t.state.toLowerCase())) return false;
+    for (const [name, cond] of Object.entries(view.params)) if (!matches(cond, t.params[name])) return false;
+    for (const [name, cond] of Object.entries(view.metrics)) if (!matches(cond, metricValue(t, name))) return false;
+    return true;
+  }
+
+  // Blanks last in either direction; numbers as numbers, the rest as text.
+  function compareValues(a, b, desc) {
+    const blankA = a === null || a === undefined || a === "", blankB = b === null || b === undefined || b === "";
+    if (blankA || blankB) return blankA === blankB ? 0 : blankA ? 1 : -1;
+    const order = typeof a === "number" && typeof b === "number" ? a - b
+      : String(a).localeCompare(String(b), undefined, { numeric: true });
+    return desc ? -order : order;
+  }
 
   // A pruned trial has no result, only where it stopped: said in words, never in a value column.
   function note(t) {
@@ -958,54 +1241,105 @@
     return "pruned at step " + t.stopped_at.step + (values ? " (" + values + ")" : "");
   }
 
+  function sortKey(v) {
+    return v === null || v === undefined ? "" : typeof v === "number" ? String(v) : TD.fmt(v);
+  }
+
+  function cell(col, t) {
+    const v = col.value(t);
+    if (col.key === "state") {
+      return el("td", {}, [el("span", { class: "badge state-" + v, text: v }),
+        ...(isInfeasible(t) ? [" ", el("span", { class: "badge state-infeasible", text: "infeasible",
+          title: "a constraint value is above 0: never the best trial" })] : [])]);
+    }
+    if (col.key === "run") {
+      return el("td", {}, v ? [el("a", { href: "/ui/runs/" + encodeURIComponent(v), class: "mono", text: v.slice(0, 8) })] : []);
+    }
+    if (col.key === "duration") return el("td", { class: "num", text: TD.fmtDuration(v), dataset: { sort: sortKey(v) } });
+    if (col.key === "started") return el("td", { text: TD.fmtTime(v), dataset: { sort: v || "" } });
+    if (col.key === "worker") return el("td", { class: "small", text: v });
+    if (col.key === "note") return el("td", { class: "small wrap", text: v });
+    if (col.key === "number") {
+      return el("td", { class: "num" }, [el("a", { href: "/ui/trials/" + t.id, class: "trial-link", text: v,
+        title: "the trial's page" })]);
+    }
+    const violated = col.key.startsWith("c.") && v !== null && v > 0;
+    return el("td", { class: (col.cls && col.cls.includes("num") ? "num" : "") + (violated ? " violated" : ""),
+      text: TD.fmt(v), dataset: { sort: sortKey(v) } });
+  }
+
+  function filterInput(col) {
+    if (!col.filter) return el("td", {});
+    const cond = col.filter === "m" ? view.metrics[col.name] : view.params[col.name];
+    const field = col.filter + "." + col.name;
+    const spec = col.filter === "p" ? paramSpec(col.name) : null;
+    const categorical = spec && spec.kind === "categorical";
+    return el("td", {}, [el("input", {
+      type: "text", class: "column-filter" + (view.errors[field] ? " invalid" : ""), dataset: { field },
+      value: cond ? conditionText(cond) : new URLSearchParams(location.search).get(field) || "",
+      placeholder: categorical ? "a,b" : "lo..hi", "aria-label": "filter " + col.label,
+      title: categorical ? "values, comma-separated" : "a range lo..hi (either end may be left out), or several: a..b,c..d",
+    })]);
+  }
+
+  function drawErrors() {
+    const box = document.getElementById("trial-filter-error");
+    const entries = Object.entries(view.errors);
+    box.hidden = entries.length === 0;
+    box.replaceChildren(...entries.map(([field, message]) => el("div", {}, [el("strong", { text: field }), ": " +
+      message + " (not applied)"])));
+  }
+
+  function drawStateFilter() {
+    const box = document.getElementById("state-filter");
+    const counts = state.detail.study.counts;
+    box.replaceChildren(...STATES.filter((s) => counts[s] || (view.states && view.states.has(s))).map((s) =>
+      el("label", { class: "inline" }, [el("input", { type: "checkbox", value: s,
+        checked: !view.states || view.states.has(s) }), " " + s + " (" + (counts[s] || 0) + ")"])));
+  }
+
+  function drawPager(total) {
+    const pages = Math.max(1, Math.ceil(total / view.pageSize));
+    if (view.page > pages) view.page = pages;
+    document.getElementById("trials-previous").disabled = view.page <= 1;
+    document.getElementById("trials-next").disabled = view.page >= pages;
+    const first = total ? (view.page - 1) * view.pageSize + 1 : 0;
+    document.getElementById("trials-page").textContent = "page " + view.page + " of " + pages + " (trials " + first +
+      "–" + Math.min(total, view.page * view.pageSize) + ")";
+  }
+
   function drawTable() {
     const table = document.getElementById("trials");
-    const detail = state.detail;
-    const goals = detail.study.objectives;
-    const params = detail.params.map((p) => p.name);
-    const goalNames = new Set(goals.map((g) => g.metric));
-    const others = Array.from(new Set(detail.trials.flatMap((t) => Object.keys(t.values))))
-      .filter((k) => !goalNames.has(k)).sort();
-    const constraints = detail.study.constraints || [];
-    const head = el("tr", {}, [
-      el("th", { class: "num", text: "#" }), el("th", { text: "state" }),
-      ...goals.map((g) => el("th", { class: "num metric", text: g.metric, title: "objective, " + g.direction })),
-      ...constraints.map((c) => el("th", { class: "num constraint", text: c, title: "constraint (<= 0 is feasible)" })),
-      ...params.map((p) => el("th", { class: "param", text: p, title: "parameter" })),
-      ...others.map((k) => el("th", { class: "num metric", text: k, title: "final metric" })),
-      el("th", { class: "num", text: "duration" }), el("th", { text: "worker" }), el("th", { text: "run" }),
-      el("th", { text: "started" }), el("th", { text: "note" }),
-    ]);
-    const sortKey = (v) => (v === null || v === undefined ? "" : typeof v === "number" ? String(v) : TD.fmt(v));
+    const cols = columns();
     // A brush on the parallel coordinates lists only the trials inside every brushed range.
     const inside = brushFilter();
-    const listed = inside ? detail.trials.filter(inside) : detail.trials;
-    showBrushNote(listed.length, detail.trials.length);
-    const rows = listed.map((t) => el("tr", { id: "trial-" + t.number, class: isInfeasible(t) ? "infeasible" : "" }, [
-      el("td", { class: "num", dataset: { sort: t.number } }, [el("a", { href: "/ui/trials/" + t.id, class: "trial-link",
-        text: t.number, title: "the trial's page" })]),
-      el("td", {}, [el("span", { class: "badge state-" + t.state.toLowerCase(), text: t.state.toLowerCase() }),
-        ...(isInfeasible(t) ? [" ", el("span", { class: "badge state-infeasible", text: "infeasible",
-          title: "a constraint value is above 0: never the best trial" })] : [])]),
-      ...t.objectives.map((v) => el("td", { class: "num", text: TD.fmt(v), dataset: { sort: sortKey(v) } })),
-      ...constraints.map((c, i) => {
-        const v = t.constraints.length ? t.constraints[i] : null;
-        return el("td", { class: "num" + (v !== null && v > 0 ? " violated" : ""), text: TD.fmt(v),
-          dataset: { sort: sortKey(v) } });
-      }),
-      ...params.map((p) => el("td", { text: TD.fmt(t.params[p]), dataset: { sort: sortKey(t.params[p]) } })),
-      ...others.map((k) => el("td", { class: "num", text: TD.fmt(t.values[k]), dataset: { sort: sortKey(t.values[k]) } })),
-      el("td", { class: "num", text: TD.fmtDuration(t.duration), dataset: { sort: sortKey(t.duration) } }),
-      el("td", { class: "small", text: t.worker }),
-      el("td", {}, t.run_id ? [el("a", { href: "/ui/runs/" + encodeURIComponent(t.run_id), class: "mono",
-        text: t.run_id.slice(0, 8) })] : []),
-      el("td", { text: TD.fmtTime(t.start_time), dataset: { sort: t.start_time || "" } }),
-      el("td", { class: "small wrap", text: note(t) }),
-    ]));
-    table.tHead.replaceChildren(head);
-    table.tBodies[0].replaceChildren(...rows);
-    TD.sortable(table);
-    TD.resort(table);
+    const shown = state.detail.trials.filter((t) => keep(t) && (!inside || inside(t)));
+    if (view.sort) {
+      const col = cols.find((c) => c.key === view.sort.key);
+      if (col) shown.sort((a, b) => compareValues(col.value(a), col.value(b), view.sort.desc) || a.number - b.number);
+    } else {
+      shown.sort((a, b) => a.number - b.number);
+    }
+    // A link to one trial (#trial-N) opens the page it is on.
+    if (!state.scrolled && location.hash.startsWith("#trial-")) {
+      const at = shown.findIndex((t) => "trial-" + t.number === location.hash.slice(1));
+      if (at >= 0) view.page = Math.floor(at / view.pageSize) + 1;
+    }
+    drawPager(shown.length);
+    const page = shown.slice((view.page - 1) * view.pageSize, view.page * view.pageSize);
+    const head = el("tr", {}, cols.map((c) => el("th", { class: c.cls, title: c.title, text: c.label,
+      dataset: { key: c.key }, "aria-sort": view.sort && view.sort.key === c.key ? (view.sort.desc ? "descending" : "ascending") : null })));
+    const filters = el("tr", { class: "filters" }, cols.map(filterInput));
+    table.tHead.replaceChildren(head, filters);
+    table.tBodies[0].replaceChildren(...page.map((t) => el("tr", { id: "trial-" + t.number,
+      class: isInfeasible(t) ? "infeasible" : "" }, cols.map((c) => cell(c, t)))));
+    const total = state.detail.trials.length;
+    document.getElementById("trials-count").textContent = shown.length === total ? total + " trials"
+      : shown.length + " of " + total + " trials match";
+    showBrushNote(shown.length, total);
+    drawStateFilter();
+    drawErrors();
+    writeView(cols);
     if (!state.scrolled && location.hash.startsWith("#trial-")) {
       const row = document.getElementById(location.hash.slice(1));
       if (row) {
@@ -1014,6 +1348,40 @@
       }
     }
     state.scrolled = true;
+  }
+
+  function tableEvents() {
+    const table = document.getElementById("trials");
+    table.tHead.addEventListener("click", (event) => {
+      const th = event.target.closest("th");
+      if (!th || !th.dataset.key) return;
+      const same = view.sort && view.sort.key === th.dataset.key;
+      view.sort = { key: th.dataset.key, desc: same && !view.sort.desc };
+      view.page = 1;
+      drawTable();
+    });
+    table.tHead.addEventListener("change", (event) => {
+      const input = event.target.closest("input.column-filter");
+      if (!input) return;
+      const field = input.dataset.field;
+      setCondition(field[0], field.slice(2), input.value);
+      view.page = 1;
+      drawTable();
+    });
+    document.getElementById("state-filter").addEventListener("change", () => {
+      const boxes = Array.from(document.querySelectorAll("#state-filter input"));
+      const checked = boxes.filter((b) => b.checked).map((b) => b.value);
+      view.states = checked.length === boxes.length ? null : new Set(checked);
+      delete view.errors.state;
+      view.page = 1;
+      drawTable();
+    });
+    document.getElementById("trials-previous").addEventListener("click", () => { view.page -= 1; drawTable(); });
+    document.getElementById("trials-next").addEventListener("click", () => { view.page += 1; drawTable(); });
+    document.getElementById("trials-clear").addEventListener("click", () => {
+      Object.assign(view, { states: null, params: {}, metrics: {}, sort: null, page: 1, errors: {} });
+      clearBrush();
+    });
   }
 
   // --- header, live updates ---------------------------------------------------------------------
@@ -1035,11 +1403,49 @@
     document.getElementById("best-value").textContent = best ? TD.fmt(objectiveOf(best)) + " (trial " + best.number + ")" : "–";
   }
 
+  // Resolves once the table and every chart but the importance (a request of its own, computed
+  // by the suggestion service) have drawn; `importance` once that has too.
   function drawAll() {
     drawHeader();
     drawTable();
-    return Promise.all([drawHistory(), drawPareto(), drawPareto3d(), drawHypervolume(), drawParallel(), drawIntermediate(), drawPopulation(),
-      drawExtra(), drawImportance(false)]);
+    const importance = drawImportance(false);
+    const main = Promise.all([drawHistory(), drawPareto(), drawPareto3d(), drawHypervolume(), drawParallel(), drawIntermediate(), drawPopulation(),
+      drawExtra()]);
+    return { main, all: Promise.all([main, importance]) };
+  }
+
+  // The trials that can change: numbered above the highest held, or unfinished when read.
+  const FINISHED = new Set(["COMPLETED", "PRUNED", "FAILED", "INFEASIBLE", "STALE"]);
+  const MAX_OPEN = 1000;
+
+  function pollUrl() {
+    const base = "/ui/api/studies/" + encodeURIComponent(state.detail.study.name);
+    const trials = state.detail.trials;
+    if (trials.length === 0 || state.detail.truncated) return base;
+    const open = trials.filter((t) => !FINISHED.has(t.state)).map((t) => t.number);
+    if (open.length > MAX_OPEN) return base;
+    const after = trials.reduce((m, t) => Math.max(m, t.number), -1);
+    return base + "?after=" + after + (open.length ? "&open=" + open.join(",") : "");
+  }
+
+  // Merges a delta into the held document; says whether anything changed.
+  function merge(doc) {
+    if (!doc.delta) {
+      const changed = JSON.stringify(doc.trials) !== JSON.stringify(state.detail.trials) ||
+        JSON.stringify(doc.study) !== JSON.stringify(state.detail.study);
+      state.detail = doc;
+      return changed;
+    }
+    const byNumber = new Map(state.detail.trials.map((t) => [t.number, t]));
+    let changed = JSON.stringify(doc.study) !== JSON.stringify(state.detail.study);
+    for (const t of doc.trials) {
+      const held = byNumber.get(t.number);
+      if (!held || JSON.stringify(held) !== JSON.stringify(t)) changed = true;
+      byNumber.set(t.number, t);
+    }
+    state.detail = Object.assign({}, doc, { delta: false,
+      trials: Array.from(byNumber.values()).sort((a, b) => a.number - b.number) });
+    return changed;
   }
 
   function finished() {
@@ -1061,7 +1467,7 @@
       document.addEventListener("visibilitychange", poll, { once: true });
       return;
     }
-    const url = "/ui/api/studies/" + encodeURIComponent(state.detail.study.name);
+    const url = pollUrl();
     try {
       const response = await fetch(url, { headers: { accept: "application/json" }, cache: "no-store" });
       const text = await response.text();
@@ -1071,12 +1477,7 @@
         throw new Error(message);
       }
       state.failures = 0;
-      const changed = text !== state.lastText;
-      state.lastText = text;
-      if (changed) {
-        state.detail = JSON.parse(text);
-        await drawAll();
-      }
+      if (merge(JSON.parse(text))) await drawAll().all;
       live.classList.remove("error");
       live.textContent = "live: updated " + new Date().toLocaleTimeString() +
         (finished() ? "" : ", every " + state.refresh + " s");
@@ -1088,6 +1489,8 @@
     schedule();
   }
 
+  readView();
+  tableEvents();
   const select = document.getElementById("objective");
   if (select) {
     select.addEventListener("change", () => {
@@ -1119,7 +1522,13 @@
     drawIntermediate();
   });
 
-  drawAll().then(() => {
+  const first = drawAll();
+  first.main.then(() => {
+    // The first full draw (table and charts), for the time-to-first-render benchmark.
+    performance.mark("rendered");
+    document.body.dataset.rendered = "1";
+  });
+  first.all.then(() => {
     TD.ready();
     if (finished()) {
       live.textContent = "study completed: live updates stopped";

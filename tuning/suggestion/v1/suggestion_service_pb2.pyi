@@ -266,16 +266,18 @@ class GetTrialResponse(_message.Message):
     def __init__(self, trial: _Optional[_Union[_study_pb2.Trial, _Mapping]] = ...) -> None: ...
 
 class ListTrialsRequest(_message.Message):
-    __slots__ = ("study", "states", "page_size", "page_token")
+    __slots__ = ("study", "states", "page_size", "page_token", "after_number")
     STUDY_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    AFTER_NUMBER_FIELD_NUMBER: _ClassVar[int]
     study: str
     states: _containers.RepeatedScalarFieldContainer[_study_pb2.TrialState]
     page_size: int
     page_token: str
-    def __init__(self, study: _Optional[str] = ..., states: _Optional[_Iterable[_Union[_study_pb2.TrialState, str]]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    after_number: int
+    def __init__(self, study: _Optional[str] = ..., states: _Optional[_Iterable[_Union[_study_pb2.TrialState, str]]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., after_number: _Optional[int] = ...) -> None: ...
 
 class ListTrialsResponse(_message.Message):
     __slots__ = ("trials", "next_page_token")
