@@ -322,6 +322,28 @@ def test_experiments_and_runs_table(browser, world: World, shots: Path):
     assert browser.count(".error-message") == 1 and browser.count("#runs tbody tr") == TRIALS
 
 
+def test_wide_tables_scroll_inside_their_panel_and_values_stay_whole(browser, world: World):
+    # Thirty long parameter names: the table is wider than the page.
+    with TrackingClient(world.tracking) as client:
+        experiment = client.create_experiment("wide")
+        for i in range(3):
+            run = client.create_run(experiment.id, name=f"wide-{i}")
+            client.log_batch(run.id, params={f"a_rather_long_parameter_name_{k:02d}": f"gbtree{i}x{k:02d}histogram"
+                                             for k in range(30)})
+    visit(browser, world, f"/ui/experiments/{experiment.id}")
+    layout = browser.evaluate("""(() => {
+      const wrap = document.querySelector('#runs').closest('.table-wrap');
+      const rows = Array.from(document.querySelectorAll('#runs tbody tr'));
+      const line = parseFloat(getComputedStyle(document.querySelector('#runs td')).lineHeight) || 20;
+      return {page: document.documentElement.scrollWidth, viewport: window.innerWidth,
+              inner: wrap.scrollWidth, box: wrap.clientWidth, line,
+              tallest: Math.max(...rows.map((r) => r.getBoundingClientRect().height))};
+    })()""")
+    assert layout["page"] <= layout["viewport"], layout  # the page itself never scrolls sideways
+    assert layout["inner"] > layout["box"], layout  # the table scrolls inside its panel
+    assert layout["tallest"] < 2 * layout["line"] + 12, layout  # no value broken over two lines
+
+
 def _pruned(run: tpb.Run) -> bool:
     return {t.key: t.value for t in run.tags}.get("tuning.trial_state") == "PRUNED"
 
