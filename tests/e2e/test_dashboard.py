@@ -3,8 +3,9 @@ study tuned by ``tune.Tuner`` with ASHA pruning and logged models, a registered 
 alias and a stage, and hostile names. Every page must render its charts with no console error,
 no exception, no CSP violation and no dialog; user text must show as text.
 
-Screenshots go to a temporary folder, or to $TUNING_DASHBOARD_SCREENSHOTS when set (that is how
-docs/images/ is made).
+Screenshots (fixture-*.png, of this hostile fixture) go to a temporary folder, or to
+$TUNING_DASHBOARD_SCREENSHOTS when set; docs/images' page screenshots are the demo's, made by
+scripts/dashboard_screenshots.py.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def test_study_page(browser, world: World, shots: Path):
     # A categorical choice that looks like markup is text.
     assert SCRIPT in text and browser.count("#trials script") == 0
     assert "live updates stopped" in text  # the study is completed: no polling
-    browser.screenshot(shots / "dashboard-study.png", max_height=1600)
+    browser.screenshot(shots / "fixture-study.png", max_height=1600)
 
 
 def _plot(browser, name: str, expression: str):
@@ -252,7 +253,7 @@ def test_study_page_slice_contour_rank_edf_and_timeline(browser, world: World, h
     assert len(ranks) == len(completed) and min(ranks) == 0 and max(ranks) == 1
     top = browser.evaluate("Math.floor(document.getElementById('slice-plot').closest('.grid')"
                            ".getBoundingClientRect().top + scrollY) - 12")
-    browser.screenshot(shots / "dashboard-study-plots.png", max_height=1240, top=top)
+    browser.screenshot(shots / "fixture-study-plots.png", max_height=1240, top=top)
     _choose(browser, "contour-y", "lr")  # the same parameter twice: nothing to draw
     browser.wait_for("document.getElementById('contour-plot').data.length === 0", timeout=10)
 
@@ -293,7 +294,8 @@ def test_study_page_updates_live_and_stops_when_the_study_completes(browser, wor
         study.tell(second, {"loss": 0.25, "accuracy": 0.5})
         browser.wait_for("document.getElementById('best-value').textContent.startsWith('0.25')", timeout=10)
         # Neither trial beats the other on both objectives: both are on the front.
-        assert browser.evaluate("document.getElementById('pareto-plot').data[1].x.length") == 2
+        # (The charts are drawn one after the other once the facts above them are.)
+        browser.wait_for("document.getElementById('pareto-plot').data[1].x.length === 2", timeout=10)
         study.set_state(spb.STUDY_STATE_COMPLETED)
         browser.wait_for("document.getElementById('live-status').textContent.includes('stopped')", timeout=10)
     assert browser.report.errors() == []
@@ -314,7 +316,7 @@ def test_experiments_and_runs_table(browser, world: World, shots: Path):
     browser.evaluate("document.querySelector('#runs th.metric a').click()")
     browser.wait_for("document.querySelector('#runs th.metric') && "
                      "document.querySelector('#runs th.metric').getAttribute('aria-sort') === 'ascending'")
-    browser.screenshot(shots / "dashboard-runs.png")
+    browser.screenshot(shots / "fixture-runs.png")
     # The filter goes to SearchRuns.
     visit(browser, world, f"/ui/experiments/{experiment}?filter={quote('metrics.loss < 0.2')}")
     assert 0 < browser.count("#runs tbody tr") < TRIALS
@@ -449,7 +451,7 @@ def test_compare_view(browser, world: World, shots: Path):
                                ".filter(r => r.offsetParent !== null).length")
     assert visible < shown
     browser.evaluate("document.getElementById('only-differences').click()")
-    browser.screenshot(shots / "dashboard-compare.png")
+    browser.screenshot(shots / "fixture-compare.png")
     # One run is not a comparison.
     visit(browser, world, f"/ui/compare?runs={picked[0].id}", status=400)
     assert browser.count(".error-message") == 1
@@ -471,7 +473,7 @@ def test_registry_pages(browser, world: World, shots: Path):
     assert "Production" in events[0] and IMG in events[0]
     assert any("set alias" in e and "@champion" in e and "ana" in e for e in events)
     assert any("create version" in e for e in events)
-    browser.screenshot(shots / "dashboard-model.png")
+    browser.screenshot(shots / "fixture-model.png")
 
 
 def test_hostile_names_render_as_text(browser, world: World):

@@ -41,6 +41,7 @@
     scrolled: false,
     importance: null, // the parameters by importance, most important first (for the contour's default pair)
     pairChosen: false,
+    pairDrawn: false,
     // Parallel-coordinates brushing: {param: [[lo, hi], ...]}, one more parameter filter of the table.
   };
 
@@ -479,7 +480,13 @@
     const inactive = axes.filter((a) => a.inactive).map((a) => a.label);
     const inside = brushFilter();
     const outside = inside ? trials.filter((t) => !inside(t)).length : 0;
+    // Past MAX_MARKERS lines the chart is a solid block and SVG slows down: an even sample with
+    // the best trials and (under a brush) every trial inside it. The table and the brush use all.
+    const best = bestSet(trials);
+    const drawn = thin(trials, (t) => best.has(t) || (inside && inside(t)));
     note.textContent = [
+      drawn.length < trials.length ? "A sample of " + drawn.length + " of " + trials.length +
+        " trials (evenly spaced, the best " + best.size + (inside ? ", every brushed one" : "") + ")." : "",
       infeasible ? infeasible + " infeasible trials drawn grey." : "",
       inactive.length ? "Lines through 'inactive': trials where " + inactive.join(", ") + " did not apply." : "",
       inside ? outside + " trials outside the brushed ranges drawn faint." : "Drag along an axis to brush a range.",
@@ -491,7 +498,7 @@
     const position = (i, v) => (v - axes[i].range[0]) / (axes[i].range[1] - axes[i].range[0]);
     // One trace per colour: the objective's eight bins, the infeasible trials, those brushed out.
     const groups = new Map();
-    for (const t of trials) {
+    for (const t of drawn) {
       const group = inside && !inside(t) ? "outside" : isInfeasible(t) ? "infeasible" :
         Math.min(PARALLEL_BINS - 1, Math.floor(shade(objectiveOf(t)) * PARALLEL_BINS));
       if (!groups.has(group)) groups.set(group, { x: [], y: [], text: [] });
@@ -505,7 +512,7 @@
       g.x.push(null); g.y.push(null); g.text.push(null);
     }
     // Past MAX_MARKERS points the lines go without their markers (one SVG node a line).
-    const mode = trials.length * axes.length > MAX_MARKERS ? "lines" : "lines+markers";
+    const mode = drawn.length * axes.length > MAX_MARKERS ? "lines" : "lines+markers";
     const order = ["outside", "infeasible"].concat(Array.from({ length: PARALLEL_BINS }, (_, b) => b));
     const traces = order.filter((g) => groups.has(g)).map((group) => {
       const g = groups.get(group);
@@ -589,7 +596,9 @@
     }
     const known = state.importance;
     state.importance = result.importances.some((r) => r.importance > 0) ? result.importances.slice() : null;
-    if (!state.pairChosen && JSON.stringify(known) !== JSON.stringify(state.importance)) {
+    // A later answer (live updates) that changes the ranking moves the default pair; the first
+    // draw of the pair charts waits for this answer instead (drawAll).
+    if (!state.pairChosen && state.pairDrawn && JSON.stringify(known) !== JSON.stringify(state.importance)) {
       await Promise.all([drawContour(), drawRank()]);
     }
     const ranked = result.importances.slice().reverse();
@@ -983,6 +992,9 @@
 
   // One bar per started trial, from its start to its end (now while it runs), a row per worker.
   // Many trials: each a thick line segment (start to end), one SVG path a state, instead of a bar each.
+  // Past this many, a bar (an SVG path of its own) becomes a segment of one line per state.
+  const TIMELINE_BARS = 500;
+
   function timelineSegments(byState) {
     return Array.from(byState.entries()).map(([name, trials]) => {
       const x = [], y = [], text = [];
@@ -1000,8 +1012,13 @@
 
   function drawTimeline() {
     const node = document.getElementById("timeline-plot");
-    const started = state.detail.trials.filter((t) => t.start_time).sort((a, b) => a.number - b.number);
-    if (started.length === 0) return TD.plot(node, [], TD.emptyLayout("no trial started yet"));
+    const note = document.getElementById("timeline-note");
+    const all = state.detail.trials.filter((t) => t.start_time).sort((a, b) => a.number - b.number);
+    note.textContent = "";
+    if (all.length === 0) return TD.plot(node, [], TD.emptyLayout("no trial started yet"));
+    // Thousands of bars are sub-pixel slivers that cost a second of SVG: the latest MAX_MARKERS.
+    const started = all.slice(-MAX_MARKERS);
+    if (started.length < all.length) note.textContent = "The latest " + started.length + " of " + all.length + " started trials.";
     const byState = new Map();
     for (const t of started) {
       const key = t.state === "COMPLETED" && isInfeasible(t) ? "COMPLETED, INFEASIBLE" : t.state;
@@ -1009,7 +1026,7 @@
       byState.get(key).push(t);
     }
     const workers = Array.from(new Set(started.map((t) => t.worker || "(no worker)"))).sort();
-    const traces = started.length > MAX_MARKERS ? timelineSegments(byState) : Array.from(byState.entries()).map(([name, trials]) => ({
+    const traces = started.length > TIMELINE_BARS ? timelineSegments(byState) : Array.from(byState.entries()).map(([name, trials]) => ({
       type: "bar", orientation: "h", name: name.toLowerCase(),
       base: trials.map((t) => Date.parse(t.start_time)),
       x: trials.map((t) => Math.max(1, 1000 * (t.duration || 0))),
@@ -1026,10 +1043,6 @@
         title: { text: "worker" } },
       legend: { orientation: "h", y: 1.12, x: 0 }, margin: { l: 60, r: 16, t: 28, b: 44 },
     });
-  }
-
-  function drawExtra() {
-    return Promise.all([drawSlice(), drawContour(), drawRank(), drawEdf(), drawTimeline()]);
   }
 
   // --- trial table: filters, sorting and pages, kept in the URL ------------------------------------
@@ -1405,13 +1418,29 @@
 
   // Resolves once the table and every chart but the importance (a request of its own, computed
   // by the suggestion service) have drawn; `importance` once that has too.
+  // A task boundary after a frame: the browser paints what is drawn so far before the next chart.
+  function nextFrame() {
+    return new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+  }
+
+  // The first screen (the facts, the history; the importance when its answer comes) is drawn and
+  // painted first, then the table and the other charts one at a time, top to bottom, a paint
+  // between each: a large study shows its first screen at once instead of after every chart.
+  // The contour and rank wait for the importance, which picks their default pair.
   function drawAll() {
     drawHeader();
-    drawTable();
     const importance = drawImportance(false);
-    const main = Promise.all([drawHistory(), drawPareto(), drawPareto3d(), drawHypervolume(), drawParallel(), drawIntermediate(), drawPopulation(),
-      drawExtra()]);
-    return { main, all: Promise.all([main, importance]) };
+    const first = drawHistory().then(nextFrame);
+    const steps = [drawTable, drawPareto, drawPareto3d, drawHypervolume, drawParallel, drawPopulation, drawSlice,
+      drawEdf, () => importance.then(() => Promise.all([drawContour(), drawRank()])), drawTimeline, drawIntermediate];
+    const main = first.then(async () => {
+      for (const step of steps) {
+        await step();
+        await nextFrame();
+      }
+      state.pairDrawn = true;
+    });
+    return { first, main, all: Promise.all([main, importance]) };
   }
 
   // The trials that can change: numbered above the highest held, or unfinished when read.
@@ -1523,10 +1552,15 @@
   });
 
   const first = drawAll();
-  first.main.then(() => {
-    // The first full draw (table and charts), for the time-to-first-render benchmark.
+  // For the time-to-first-render benchmark: the first screen painted ("rendered"), then the
+  // table and every chart but the importance ("complete").
+  first.first.then(() => {
     performance.mark("rendered");
     document.body.dataset.rendered = "1";
+  });
+  first.main.then(() => {
+    performance.mark("complete");
+    document.body.dataset.complete = "1";
   });
   first.all.then(() => {
     TD.ready();
