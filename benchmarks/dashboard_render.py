@@ -10,9 +10,11 @@ straight into the tracking service's tables (the rows CreateRun and LogBatch wri
 two metrics a run), as benchmarks/tracking.py does: 100,000 CreateRun calls would take minutes
 and measure nothing of the page.
 
-Measured: from navigation start to the page's own "rendered" mark (``performance.mark``, set by
-the study page once its table and every chart but the importance have drawn; by the runs
-page's DOMContentLoaded, its table being server-rendered), in a fresh tab each repetition.
+Measured: from navigation start to the study page's own marks (``performance.mark``):
+"rendered" once its first screen (the facts, the history chart) is drawn and painted, and
+"complete" once the table and every other chart but the importance are (the page draws them one
+after the other, a paint between each); for the runs page, its DOMContentLoaded (its table is
+server-rendered). In a fresh tab each repetition.
 The study page's first repetition is cold (the gateway reads every trial); the later ones find
 the finished trials in the gateway's cache, as a second visitor would. ``complete`` adds the
 importance panel (fANOVA, computed by the suggestion service per request).
@@ -127,12 +129,13 @@ def navigation_ms(browser: Browser, url: str, ready: str, mark: str) -> dict:
     return timing
 
 
-def study_timing(browser: Browser, url: str) -> tuple[float, float]:
-    timing = navigation_ms(browser, url, "document.body && document.body.dataset.rendered === '1'",
-                           "performance.getEntriesByName('rendered')[0].startTime")
+def study_timing(browser: Browser, url: str) -> tuple[float, float, float]:
+    """(first screen, every chart, with the importance) in ms from navigation start."""
+    first = navigation_ms(browser, url, "document.body && document.body.dataset.rendered === '1'",
+                          "performance.getEntriesByName('rendered')[0].startTime")
     browser.wait_for("document.body.dataset.ready === '1'", timeout=120)
-    complete = browser.evaluate("performance.now()")
-    return timing, complete
+    charts = browser.evaluate("performance.getEntriesByName('complete')[0].startTime")
+    return first, charts, browser.evaluate("performance.now()")
 
 
 def optuna_study(python: str, folder: Path, name: str, trials: list[dict]) -> str:
@@ -193,14 +196,16 @@ def main() -> None:
         browser = Browser(chromium, width=1400, height=1000)
         try:
             for size in sizes:
-                rendered, complete = [], []
+                rendered, charts, complete = [], [], []
                 for _ in range(args.repeats + 1):
-                    first, full = study_timing(browser, f"{suite.gateway_url}/ui/studies/study-{size}")
+                    first, drawn, full = study_timing(browser, f"{suite.gateway_url}/ui/studies/study-{size}")
                     rendered.append(first)
+                    charts.append(drawn)
                     complete.append(full)
-                results["study"][size] = {"cold_ms": rendered[0], "warm_ms": rendered[1:],
-                                          "complete_ms": complete[1:]}
-                progress(f"study page, {size} trials: cold {rendered[0]:.0f} ms; warm {summary(rendered[1:])}; "
+                results["study"][size] = {"cold_ms": rendered[0], "warm_ms": rendered[1:], "cold_charts_ms": charts[0],
+                                          "charts_ms": charts[1:], "complete_ms": complete[1:]}
+                progress(f"study page, {size} trials: first screen cold {rendered[0]:.0f} ms, warm {summary(rendered[1:])}; "
+                         f"every chart cold {charts[0]:.0f} ms, warm {summary(charts[1:])}; "
                          f"with importance {summary(complete[1:])}")
             if experiment is not None:
                 times = []

@@ -87,7 +87,10 @@ class Browser:
         self.ids = itertools.count(1)
         self.report = PageReport()
         try:
-            self.ws = self.stack.enter_context(connect(self._browser_url(), max_size=None, open_timeout=START_TIMEOUT))
+            # No keepalive pings: a page that keeps Chromium busy for 20 s (optuna-dashboard with
+            # 10,000 trials) would otherwise end the connection; every call has its own timeout.
+            self.ws = self.stack.enter_context(connect(self._browser_url(), max_size=None, open_timeout=START_TIMEOUT,
+                                                       ping_interval=None))
             target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
             self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
             for domain in ("Page", "Runtime", "Log"):
