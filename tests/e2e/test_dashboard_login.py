@@ -25,6 +25,7 @@ from tests.conftest import require
 from trial_worker import SuggestionClient
 from trial_worker.space import Float
 from trial_worker.tracking import TrackingClient
+from tuning.tracking.v1 import registry_pb2 as rpb
 from tuning_common.auth import READ_ONLY_MESSAGE, TokenStore
 from tuning_common.errors import NotFound
 
@@ -254,3 +255,42 @@ def test_a_cookie_session_write_from_another_origin_is_refused(world: World):
         made = http.post("/v1/experiments", json={"name": "same-origin"}, headers={**headers, "origin": world.url})
         assert made.status_code == 200, made.text
         assert experiment_exists(world, "same-origin")
+
+
+def test_registry_actions_from_the_page_in_a_session(fresh, world: World, tmp_path):
+    # The page's own forms (TD.send with the page's CSRF token) under a cookie session: a write
+    # session moves the stage and is recorded as the actor; a read-only one is refused inline.
+    with TrackingClient(world.tracking, token=WRITE_TOKEN) as client:
+        experiment = client.create_experiment("session-registry")
+        run = client.create_run(experiment.id, name="source")
+        (tmp_path / "weights.bin").write_bytes(b"weights")
+        client.upload_file(run.id, tmp_path / "weights.bin", "model")
+        version = client.create_model_version(MODEL, f"runs:/{run.id}/model", run_id=run.id).version
+    page = f"{world.url}/ui/model-versions/{version}/{MODEL}"
+    stage_to = """(() => { const form = document.getElementById('stage-form');
+        form.elements.stage.value = 'STAGE_STAGING'; form.querySelector('button[type=submit]').click(); })()"""
+    browser = fresh
+    browser.open(world.url + "/ui/login")
+    log_in(browser, READ_TOKEN)
+    browser.open(page)
+    browser.evaluate(stage_to)
+    message = browser.wait_for("document.querySelector('#stage-form .form-error').textContent",
+                               what="the refusal next to the form")
+    assert message == READ_ONLY_MESSAGE
+    with TrackingClient(world.tracking, token=READ_TOKEN) as client:
+        assert client.get_model_version(MODEL, version).stage == rpb.STAGE_NONE  # nothing changed
+
+    browser.call("Network.clearBrowserCookies", session=True)
+    browser.open(world.url + "/ui/login")
+    log_in(browser, WRITE_TOKEN)
+    browser.open(page)
+    assert browser.evaluate("document.getElementById('actor-name').textContent") == "ci"
+    browser.evaluate("delete document.body.dataset.ready")
+    browser.evaluate(stage_to)
+    browser.wait_for("document.body.dataset.ready === '1' && "
+                     "document.getElementById('version-stage').textContent === 'Staging'", what="the new stage")
+    assert browser.report.errors() == []
+    with TrackingClient(world.tracking, token=READ_TOKEN) as client:
+        assert client.get_model_version(MODEL, version).stage == rpb.STAGE_STAGING
+        [event] = [e for e in client.list_registry_events(MODEL, version) if e.version == version and e.to_value == "Staging"]
+        assert event.actor == "ci"
