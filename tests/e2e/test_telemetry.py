@@ -48,6 +48,10 @@ def study_run(tmp_path_factory) -> dict:
                     client.create_study(name, [Float("x", -3, 3), Categorical("flavour", SECRET_CHOICES)],
                                         objectives={"loss": "minimize"}, algorithm="tpe", pruner="median",
                                         algorithm_settings={"n_startup_trials": 2},
+                                        # The pruner is asked at every report (its spans are wanted) but
+                                        # never stops a trial: which trial it would stop depends on how
+                                        # the two workers' reports interleave, and every trial must complete.
+                                        pruner_settings={"n_startup_trials": TRIALS},
                                         max_trials=TRIALS, seed=3)
                 workers = [subprocess.Popen(
                     [sys.executable, "-m", "trial_worker", "--study", name, "--suggestion-address",
