@@ -395,7 +395,7 @@ COMMENTS = {
     'tuning.tracking.v1.WebhookEvent.WEBHOOK_EVENT_ALIAS_SET': 'An alias was set or moved to another version.',
     'tuning.tracking.v1.WebhookEvent.WEBHOOK_EVENT_MODEL_VERSION_CREATED': 'A new version was registered.',
     'tuning.tracking.v1.WebhookEvent.WEBHOOK_EVENT_STAGE_CHANGED': 'A version moved to another stage (also versions archived by\narchive_existing_versions).',
-    'tuning.tracking.v1.WebhookEvent.WEBHOOK_EVENT_TEST': 'Only in deliveries made by TestWebhook; refused in requests.',
+    'tuning.tracking.v1.WebhookEvent.WEBHOOK_EVENT_TEST': 'Only in deliveries made by TestWebhook; refused in requests. (Declared\nfirst so that the subscribable events come last.)',
     'tuning.tracking.v1.WebhookEvent.WEBHOOK_EVENT_UNSPECIFIED': 'Never returned; refused in requests.',
     'tuning.tracking.v1.WebhookEvents': 'The events of an UpdateWebhookRequest (a message, so that "not set" and\n"set" differ).',
 }

@@ -13,11 +13,11 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class WebhookEvent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     WEBHOOK_EVENT_UNSPECIFIED: _ClassVar[WebhookEvent]
+    WEBHOOK_EVENT_TEST: _ClassVar[WebhookEvent]
     WEBHOOK_EVENT_MODEL_VERSION_CREATED: _ClassVar[WebhookEvent]
     WEBHOOK_EVENT_ALIAS_SET: _ClassVar[WebhookEvent]
     WEBHOOK_EVENT_ALIAS_DELETED: _ClassVar[WebhookEvent]
     WEBHOOK_EVENT_STAGE_CHANGED: _ClassVar[WebhookEvent]
-    WEBHOOK_EVENT_TEST: _ClassVar[WebhookEvent]
 
 class WebhookDeliveryStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -26,11 +26,11 @@ class WebhookDeliveryStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WEBHOOK_DELIVERY_STATUS_DELIVERED: _ClassVar[WebhookDeliveryStatus]
     WEBHOOK_DELIVERY_STATUS_FAILED: _ClassVar[WebhookDeliveryStatus]
 WEBHOOK_EVENT_UNSPECIFIED: WebhookEvent
+WEBHOOK_EVENT_TEST: WebhookEvent
 WEBHOOK_EVENT_MODEL_VERSION_CREATED: WebhookEvent
 WEBHOOK_EVENT_ALIAS_SET: WebhookEvent
 WEBHOOK_EVENT_ALIAS_DELETED: WebhookEvent
 WEBHOOK_EVENT_STAGE_CHANGED: WebhookEvent
-WEBHOOK_EVENT_TEST: WebhookEvent
 WEBHOOK_DELIVERY_STATUS_UNSPECIFIED: WebhookDeliveryStatus
 WEBHOOK_DELIVERY_STATUS_PENDING: WebhookDeliveryStatus
 WEBHOOK_DELIVERY_STATUS_DELIVERED: WebhookDeliveryStatus
