@@ -340,7 +340,7 @@ BAD_CREATES = [
 
 def test_bad_webhooks_are_refused_naming_the_field(sqlite_tracking: Tracking):
     registry = sqlite_tracking.registry
-    base = {"name": "ok", "url": "https://example.com/hook", "events": [STAGE_CHANGED]}
+    base = {"name": "ok", "url": "https://127.0.0.1:9/hook", "events": [STAGE_CHANGED]}
 
     def refused(call: Callable, request, field: str) -> None:
         with pytest.raises(grpc.RpcError) as caught:
@@ -371,14 +371,15 @@ def test_bad_webhooks_are_refused_naming_the_field(sqlite_tracking: Tracking):
 
 def test_an_update_changes_only_what_it_sets_and_a_delete_drops_the_log(sqlite_tracking: Tracking):
     registry = sqlite_tracking.registry
-    create(sqlite_tracking, "hook", "https://example.com/a", [STAGE_CHANGED], model_name="wine")
+    # A closed loopback port: the test delivery below posts nowhere else.
+    create(sqlite_tracking, "hook", "https://127.0.0.1:9/a", [STAGE_CHANGED], model_name="wine")
     updated = registry.UpdateWebhook(rapi.UpdateWebhookRequest(
-        name="hook", url="http://example.com/b", events=rapi.WebhookEvents(events=[ALIAS_SET, CREATED]),
+        name="hook", url="http://127.0.0.1:9/b", events=rapi.WebhookEvents(events=[ALIAS_SET, CREATED]),
         active=False)).webhook
     assert (updated.url, list(updated.events), updated.model_name, updated.active) == \
-        ("http://example.com/b", [ALIAS_SET, CREATED], "wine", False)
+        ("http://127.0.0.1:9/b", [ALIAS_SET, CREATED], "wine", False)
     cleared = registry.UpdateWebhook(rapi.UpdateWebhookRequest(name="hook", model_name="")).webhook
-    assert (cleared.model_name, cleared.url, cleared.active) == ("", "http://example.com/b", False)
+    assert (cleared.model_name, cleared.url, cleared.active) == ("", "http://127.0.0.1:9/b", False)
     registry.TestWebhook(rapi.TestWebhookRequest(name="hook"))
     registry.DeleteWebhook(rapi.DeleteWebhookRequest(name="hook"))
     assert list(registry.ListWebhooks(rapi.ListWebhooksRequest()).webhooks) == []
