@@ -130,5 +130,12 @@ ROUTES: list[Route] = [
         ("PUT", "/v1/registered-models/{name}/aliases/{alias}", "SetRegisteredModelAlias"),
         ("GET", "/v1/registered-models/{name}/aliases/{alias}", "GetModelVersionByAlias"),
         ("DELETE", "/v1/registered-models/{name}/aliases/{alias}", "DeleteRegisteredModelAlias"),
+        ("POST", "/v1/webhooks", "CreateWebhook"),
+        ("GET", "/v1/webhooks", "ListWebhooks"),
+        ("GET", "/v1/webhooks/{name}", "GetWebhook"),
+        ("PATCH", "/v1/webhooks/{name}", "UpdateWebhook"),
+        ("DELETE", "/v1/webhooks/{name}", "DeleteWebhook"),
+        ("POST", "/v1/webhooks/{name}:test", "TestWebhook"),
+        ("GET", "/v1/webhooks/{name}/deliveries", "ListWebhookDeliveries"),
     ),
 ]

@@ -13,7 +13,9 @@ from tracking_service.artifacts import make_store
 from tracking_service.logged_model_service import LoggedModelService
 from tracking_service.persistence import MIGRATIONS
 from tracking_service.registry.api.servicer import ModelRegistryServicer
+from tracking_service.registry.sender import SenderSettings, WebhookSender
 from tracking_service.registry.service import RegistryService
+from tracking_service.registry.webhooks import WebhookService
 from tracking_service.service import MAX_ARTIFACT_BYTES, TrackingService
 from tuning.tracking.v1 import (
     registry_service_pb2,
@@ -50,26 +52,30 @@ def default_artifacts() -> str:
 
 
 def serve(database_url: str, artifacts: str, options: ServerOptions, *, migrate: bool = False,
-          max_artifact_bytes: int = MAX_ARTIFACT_BYTES) -> RunningServer:
-    """Starts a tracking server (tests call this directly with port 0)."""
+          max_artifact_bytes: int = MAX_ARTIFACT_BYTES, webhooks: SenderSettings | None = None) -> RunningServer:
+    """Starts a tracking server (tests call this directly with port 0); ``webhooks`` shapes its
+    webhook sender threads (default: one, with the defaults of SenderSettings)."""
     store = make_store(artifacts)
     db = Database.connect(database_url, pool_size=options.max_workers)
     MIGRATIONS.ensure(db, upgrade=migrate)
     service = TrackingService(db, store, max_artifact_bytes=max_artifact_bytes)
     service.ensure_default_experiment()
     registry = RegistryService(db, store)
+    hooks = WebhookService(db)
     # As in the suggestion service: SQLite handlers run on the event loop thread (one writer
     # at a time anyway); artifact streams always run on threads.
     options = replace(options, inline=db.single_writer)
     running = start_server(
         [
             (tracking_service_pb2_grpc.add_TrackingServiceServicer_to_server, TrackingServicer(service, LoggedModelService(db))),
-            (registry_service_pb2_grpc.add_ModelRegistryServiceServicer_to_server, ModelRegistryServicer(registry)),
+            (registry_service_pb2_grpc.add_ModelRegistryServiceServicer_to_server, ModelRegistryServicer(registry, hooks)),
         ],
         SERVICE_NAMES,
         options,
     )
-    running.on_stop.append(db.dispose)
+    sender = WebhookSender(db, webhooks or SenderSettings(), hooks.wake)
+    sender.start()
+    running.on_stop += [sender.stop, db.dispose]
     return running
 
 
@@ -80,14 +86,38 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                help="artifact store: a folder path or file:// URI")
     add_option(parser, "--max-artifact-bytes", env="TUNING_MAX_ARTIFACT_BYTES", default=MAX_ARTIFACT_BYTES,
                type=int, help="largest artifact file accepted")
+    add_option(parser, "--webhook-senders", env="TUNING_WEBHOOK_SENDERS", default=1, type=int,
+               help="threads posting webhook deliveries (0: this replica posts none)")
+    add_option(parser, "--webhook-attempts", env="TUNING_WEBHOOK_ATTEMPTS", default=8, type=int,
+               help="attempts per webhook delivery before it is marked FAILED")
+    add_option(parser, "--webhook-backoff", env="TUNING_WEBHOOK_BACKOFF", default=10.0, type=float,
+               help="seconds before a delivery's 2nd attempt; doubled for each later one (with jitter)")
+    add_option(parser, "--webhook-max-backoff", env="TUNING_WEBHOOK_MAX_BACKOFF", default=3600.0, type=float,
+               help="longest wait between two attempts of a delivery, in seconds")
+    add_option(parser, "--webhook-timeout", env="TUNING_WEBHOOK_TIMEOUT", default=10.0, type=float,
+               help="seconds to connect to a receiver, and to wait for each read of its answer")
+    add_option(parser, "--webhook-poll", env="TUNING_WEBHOOK_POLL", default=1.0, type=float,
+               help="seconds between two looks for due deliveries when there is nothing to post")
     return parser
+
+
+def webhook_settings(args: argparse.Namespace) -> SenderSettings:
+    """ValueError for a setting out of range."""
+    return SenderSettings(threads=args.webhook_senders, attempts=args.webhook_attempts,
+                          backoff_s=args.webhook_backoff, max_backoff_s=args.webhook_max_backoff,
+                          timeout_s=args.webhook_timeout, poll_s=args.webhook_poll)
 
 
 def run(args: argparse.Namespace) -> int:
     # server_options reads the tokens: a bad tokens file is a "cannot start" (exit 2) like any other.
+    try:
+        settings = webhook_settings(args)
+    except ValueError as error:
+        print(f"tracking-service cannot start: {error}", file=sys.stderr)
+        return 2
     return serve_until_terminated("tracking-service", lambda: serve(
         args.database_url, args.artifacts, server_options(args), migrate=args.migrate,
-        max_artifact_bytes=args.max_artifact_bytes))
+        max_artifact_bytes=args.max_artifact_bytes, webhooks=settings))
 
 
 def main(argv: list[str] | None = None) -> int:

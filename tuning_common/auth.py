@@ -96,6 +96,9 @@ READ_ONLY_METHODS = frozenset({
     _REGISTRY + "GetModelVersionByAlias",
     _REGISTRY + "GetModelVersionDownloadUri",
     _REGISTRY + "ListRegistryEvents",
+    _REGISTRY + "GetWebhook",
+    _REGISTRY + "ListWebhooks",
+    _REGISTRY + "ListWebhookDeliveries",
 })
 
 # Probes and tooling: health checking and server reflection need no token.

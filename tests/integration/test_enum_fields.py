@@ -72,6 +72,16 @@ CASES = {
     "tuning.tracking.v1.TransitionModelVersionStageRequest.stage": Case(
         "TransitionModelVersionStage", {"name": "m", "version": "1", "stage": "STAGE_STAGING"},
         ("stage",), "stage", True),
+    # Webhooks on a closed loopback port: nothing is posted anywhere else.
+    "tuning.tracking.v1.CreateWebhookRequest.events": Case(
+        "CreateWebhook", {"name": "e-hook", "url": "http://127.0.0.1:9/hook", "events": ["WEBHOOK_EVENT_ALIAS_SET"]},
+        ("events", 0), "events[0]", True),
+    "tuning.tracking.v1.UpdateWebhookRequest.events.events": Case(
+        "UpdateWebhook", {"name": "e-hook", "events": {"events": ["WEBHOOK_EVENT_ALIAS_SET"]}},
+        ("events", "events", 0), "events.events[0]", True),
+    "tuning.tracking.v1.ListWebhookDeliveriesRequest.status": Case(
+        "ListWebhookDeliveries", {"name": "e-hook", "status": "WEBHOOK_DELIVERY_STATUS_FAILED"},
+        ("status",), "status", False),
 }
 
 

@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from suggestion_service.server import serve as serve_suggestion
+from tracking_service.registry.sender import SenderSettings
 from tracking_service.server import serve as serve_tracking
 from tuning.suggestion.v1 import study_pb2
 from tuning.suggestion.v1 import suggestion_service_pb2 as sapi
@@ -165,7 +166,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     options = ServerOptions(port=0, grace_seconds=1)
     running: list[RunningServer] = [
         serve_suggestion(f"sqlite:///{folder / 's.db'}", options, lease_check_seconds=0.5),
-        serve_tracking(f"sqlite:///{folder / 't.db'}", str(folder / "artifacts"), options),
+        # No webhook senders: fuzzed webhooks must not make the test post to fuzzed URLs.
+        serve_tracking(f"sqlite:///{folder / 't.db'}", str(folder / "artifacts"), options,
+                       webhooks=SenderSettings(threads=0)),
     ]
     channels = {name: grpc.insecure_channel(server.address) for name, server in zip(SERVICES, running)}
     try:

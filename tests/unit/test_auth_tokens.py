@@ -245,6 +245,8 @@ EXPECTED = {
         "TransitionModelVersionStage": "write", "SetRegisteredModelAlias": "write",
         "DeleteRegisteredModelAlias": "write", "GetModelVersionByAlias": "read",
         "GetModelVersionDownloadUri": "read", "ListRegistryEvents": "read",
+        "CreateWebhook": "write", "GetWebhook": "read", "ListWebhooks": "read", "UpdateWebhook": "write",
+        "DeleteWebhook": "write", "TestWebhook": "write", "ListWebhookDeliveries": "read",
     },
 }
 

@@ -40,6 +40,7 @@ from tuning.tracking.v1 import registry_service_pb2_grpc as rapi_grpc
 from tuning.tracking.v1 import tracking_pb2 as pb
 from tuning.tracking.v1 import tracking_service_pb2 as api
 from tuning.tracking.v1 import tracking_service_pb2_grpc as api_grpc
+from tuning.tracking.v1 import webhook_pb2 as wpb
 from tuning_common import telemetry, tls
 from tuning_common.auth import authorized_channel, client_token
 from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, TuningError
@@ -51,7 +52,8 @@ CHUNK_BYTES = 1024 * 1024
 
 # CANCELLED: see tuning_common.grpc_errors.error_from_rpc.
 # A second CreateModelVersion registers a second version: never repeated behind the caller's back.
-_NOT_REPEATABLE = {"CreateModelVersion"}
+# A repeat after a lost answer would register a second version, or queue a second test delivery.
+_NOT_REPEATABLE = {"CreateModelVersion", "TestWebhook"}
 
 _STATUS_NAMES = {name.removeprefix("RUN_STATUS_"): value for name, value in pb.RunStatus.items()
                  if value != pb.RUN_STATUS_UNSPECIFIED}
@@ -108,6 +110,17 @@ def model_stage(value: int | str) -> int:
         except KeyError:
             raise InvalidArgument("stage", f"expected one of None, Staging, Production, Archived, got {value!r}"
                                   ) from None
+    return value
+
+
+def webhook_event(value: int | str) -> int:
+    """A ``WebhookEvent`` value from itself or its name ("STAGE_CHANGED", "stage_changed", ...)."""
+    if isinstance(value, str):
+        name = value.upper()
+        name = name if name.startswith("WEBHOOK_EVENT_") else f"WEBHOOK_EVENT_{name}"
+        if name not in wpb.WebhookEvent.keys():
+            raise InvalidArgument("events", f"unknown webhook event {value!r}")
+        return wpb.WebhookEvent.Value(name)
     return value
 
 
@@ -540,6 +553,54 @@ class TrackingClient:
 
         return _pages(fetch, "events")
 
+    # --- webhooks -----------------------------------------------------------------------------
+
+    def create_webhook(self, name: str, url: str, events: Sequence[int | str], *, model_name: str = "",
+                       secret: str = "", active: bool = True) -> tuple[wpb.Webhook, str]:
+        """The webhook and its generated secret (shown this once; "" when ``secret`` was given)."""
+        response = self.call("CreateWebhook", rapi.CreateWebhookRequest(
+            name=name, url=url, events=[webhook_event(e) for e in events], model_name=model_name, secret=secret,
+            active=active))
+        return response.webhook, response.secret
+
+    def get_webhook(self, name: str) -> wpb.Webhook:
+        return self.call("GetWebhook", rapi.GetWebhookRequest(name=name)).webhook
+
+    def list_webhooks(self, *, page_size: int = 100) -> Iterator[wpb.Webhook]:
+        def fetch(token: str) -> rapi.ListWebhooksResponse:
+            return self.call("ListWebhooks", rapi.ListWebhooksRequest(page_size=page_size, page_token=token))
+
+        return _pages(fetch, "webhooks")
+
+    def update_webhook(self, name: str, *, url: str | None = None, events: Sequence[int | str] | None = None,
+                       model_name: str | None = None, secret: str | None = None,
+                       active: bool | None = None) -> wpb.Webhook:
+        """Changes what is given (not None); the rest stays."""
+        request = rapi.UpdateWebhookRequest(name=name)
+        for field, value in (("url", url), ("model_name", model_name), ("secret", secret), ("active", active)):
+            if value is not None:
+                setattr(request, field, value)
+        if events is not None:
+            request.events.events.extend(webhook_event(e) for e in events)
+            request.events.SetInParent()
+        return self.call("UpdateWebhook", request).webhook
+
+    def delete_webhook(self, name: str) -> None:
+        self.call("DeleteWebhook", rapi.DeleteWebhookRequest(name=name))
+
+    def test_webhook(self, name: str) -> wpb.WebhookDelivery:
+        """Queues a test delivery for the sender's next pass; follow it with list_webhook_deliveries."""
+        return self.call("TestWebhook", rapi.TestWebhookRequest(name=name)).delivery
+
+    def list_webhook_deliveries(self, name: str, *, status: int = 0, page_size: int = 100
+                                ) -> Iterator[wpb.WebhookDelivery]:
+        """The delivery log, newest first, each delivery with its attempts."""
+        def fetch(token: str) -> rapi.ListWebhookDeliveriesResponse:
+            return self.call("ListWebhookDeliveries", rapi.ListWebhookDeliveriesRequest(
+                name=name, status=status, page_size=page_size, page_token=token))
+
+        return _pages(fetch, "deliveries")
+
 
 def dataset_input(name: str, digest: str, source: str = "", context: str = "", *, source_type: str = "",
                   schema: str = "", profile: str = "", tags: Mapping[str, str] | None = None) -> pb.DatasetInput:
@@ -550,4 +611,4 @@ def dataset_input(name: str, digest: str, source: str = "", context: str = "", *
 
 
 __all__ = ["CHUNK_BYTES", "ChecksumMismatch", "TrackingClient", "dataset_input", "metric", "model_stage", "run_status",
-           "tracking_address"]
+           "tracking_address", "webhook_event"]

@@ -29,6 +29,7 @@ from tracking_service.persistence.tables import (
     runs,
 )
 from tracking_service.registry.domain.model import ModelVersion, RegisteredModel, RegistryAction, RegistryEvent, Stage
+from tracking_service.registry.persistence.webhooks import WebhookRepository
 from tuning_types.search import Node, OrderKey
 
 # The order of RegisteredModel.latest_versions.
@@ -38,6 +39,8 @@ VersionKey = tuple[int, int]  # (model id, version number)
 
 
 class RegistryRepository:
+    outbox = WebhookRepository()
+
     # -- registered models --------------------------------------------------------------------
 
     def find_model_id(self, conn: Connection, name: str, *, for_update: bool = False) -> int | None:
@@ -228,9 +231,12 @@ class RegistryRepository:
 
     def add_event(self, conn: Connection, model_name: str, version: int, action: RegistryAction, now: int, *,
                   from_value: str = "", to_value: str = "", alias: str = "", actor: str = "", reason: str = "") -> None:
-        conn.execute(registry_events.insert().values(
+        result = conn.execute(registry_events.insert().values(
             model_name=model_name, version=version, action=action.value, from_value=from_value, to_value=to_value,
             alias=alias, actor=actor, reason=reason, time_ms=now))
+        # The webhooks' deliveries of the event, in its transaction (the outbox: see webhooks.py).
+        self.outbox.enqueue(conn, int(result.inserted_primary_key[0]), action, model_name, version, now,
+                            from_value=from_value, to_value=to_value, alias=alias, actor=actor, reason=reason)
 
     def rename_events(self, conn: Connection, old_name: str, new_name: str) -> None:
         conn.execute(registry_events.update().where(registry_events.c.model_name == old_name)

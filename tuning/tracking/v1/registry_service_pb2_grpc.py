@@ -151,6 +151,41 @@ class ModelRegistryServiceStub:
                 request_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListRegistryEventsRequest.SerializeToString,
                 response_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListRegistryEventsResponse.FromString,
                 _registered_method=True)
+        self.CreateWebhook = channel.unary_unary(
+                '/tuning.tracking.v1.ModelRegistryService/CreateWebhook',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.CreateWebhookRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.CreateWebhookResponse.FromString,
+                _registered_method=True)
+        self.GetWebhook = channel.unary_unary(
+                '/tuning.tracking.v1.ModelRegistryService/GetWebhook',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.GetWebhookRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.GetWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhooks = channel.unary_unary(
+                '/tuning.tracking.v1.ModelRegistryService/ListWebhooks',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhooksRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhooksResponse.FromString,
+                _registered_method=True)
+        self.UpdateWebhook = channel.unary_unary(
+                '/tuning.tracking.v1.ModelRegistryService/UpdateWebhook',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.UpdateWebhookRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.UpdateWebhookResponse.FromString,
+                _registered_method=True)
+        self.DeleteWebhook = channel.unary_unary(
+                '/tuning.tracking.v1.ModelRegistryService/DeleteWebhook',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.DeleteWebhookRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.DeleteWebhookResponse.FromString,
+                _registered_method=True)
+        self.TestWebhook = channel.unary_unary(
+                '/tuning.tracking.v1.ModelRegistryService/TestWebhook',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.TestWebhookRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.TestWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/tuning.tracking.v1.ModelRegistryService/ListWebhookDeliveries',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class ModelRegistryServiceServicer:
@@ -335,6 +370,71 @@ class ModelRegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateWebhook(self, request, context):
+        """Webhooks: each registry event a webhook asks for (and of its model, when
+        it names one) is written to its delivery log in the same transaction as
+        the event, then posted by the tracking service's sender threads with
+        retries; see docs/TRACKING.md for the payload and its signature.
+
+        Creates a webhook. Without a secret one is generated and answered in
+        this response only.
+        Errors: INVALID_ARGUMENT (name, url: not http/https, credentials in it,
+        events: none, unspecified, unknown or repeated, model_name, secret: under
+        16 or over 200 characters), ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWebhook(self, request, context):
+        """Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhooks(self, request, context):
+        """Every webhook, by name.
+        Errors: INVALID_ARGUMENT (bad page).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateWebhook(self, request, context):
+        """Changes the fields that are set in the request; the others stay.
+        Errors: INVALID_ARGUMENT (as CreateWebhook), NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhook(self, request, context):
+        """Deletes a webhook and its delivery log; pending deliveries are dropped.
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestWebhook(self, request, context):
+        """Queues a WEBHOOK_EVENT_TEST delivery for the next sender pass (even to
+        an inactive webhook) and answers it PENDING; follow it with
+        ListWebhookDeliveries.
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """A webhook's delivery log, newest first, each delivery with its attempts.
+        Errors: INVALID_ARGUMENT (bad page, unknown status), NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelRegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -442,6 +542,41 @@ def add_ModelRegistryServiceServicer_to_server(servicer, server):
                     servicer.ListRegistryEvents,
                     request_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListRegistryEventsRequest.FromString,
                     response_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListRegistryEventsResponse.SerializeToString,
+            ),
+            'CreateWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWebhook,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.CreateWebhookRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.CreateWebhookResponse.SerializeToString,
+            ),
+            'GetWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhook,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.GetWebhookRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.GetWebhookResponse.SerializeToString,
+            ),
+            'ListWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhooks,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhooksRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'UpdateWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWebhook,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.UpdateWebhookRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.UpdateWebhookResponse.SerializeToString,
+            ),
+            'DeleteWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhook,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.DeleteWebhookRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.DeleteWebhookResponse.SerializeToString,
+            ),
+            'TestWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestWebhook,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.TestWebhookRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.TestWebhookResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhookDeliveriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1023,6 +1158,195 @@ class ModelRegistryService:
             '/tuning.tracking.v1.ModelRegistryService/ListRegistryEvents',
             tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListRegistryEventsRequest.SerializeToString,
             tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListRegistryEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.ModelRegistryService/CreateWebhook',
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.CreateWebhookRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.CreateWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.ModelRegistryService/GetWebhook',
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.GetWebhookRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.GetWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.ModelRegistryService/ListWebhooks',
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhooksRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.ModelRegistryService/UpdateWebhook',
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.UpdateWebhookRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.UpdateWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.ModelRegistryService/DeleteWebhook',
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.DeleteWebhookRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.DeleteWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.ModelRegistryService/TestWebhook',
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.TestWebhookRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.TestWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.ModelRegistryService/ListWebhookDeliveries',
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhookDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,
