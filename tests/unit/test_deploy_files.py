@@ -489,7 +489,7 @@ WORKERS = {"Deployment/tuning-workers", "Job/tuning-workers"}
 SECRETS = "tuning-secrets"
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of")
-KUSTOMIZATIONS = ["base", "overlays/postgres", "overlays/dev", "components/workers-job"]
+KUSTOMIZATIONS = ["base", "overlays/postgres", "overlays/dev", "components/workers-job", "components/s3-artifacts"]
 
 
 def kustomization(folder: Path) -> dict:
@@ -969,3 +969,12 @@ def test_kustomize_builds_the_suite(name, tmp_path, monkeypatch):
         assert "tuning-workers" not in deployments and "Job/tuning-workers" in parsed
     else:
         assert "Deployment/tuning-workers" in parsed and "Job" not in built
+    tracking = SERVICE_DEPLOYMENTS["tracking"]
+    if name == "components/s3-artifacts":
+        # The bucket instead of the volume: no claim, no mount, the URL and the keys in the environment.
+        assert parsed[tracking].artifacts.startswith("s3://") and "PersistentVolumeClaim" not in built
+        [container] = deployments["tracking-service"]["spec"]["template"]["spec"]["containers"]
+        assert [mount["mountPath"] for mount in container["volumeMounts"]] == ["/tmp"]
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"} <= set(environments[tracking])
+    else:
+        assert parsed[tracking].artifacts == "/var/lib/tuning/artifacts"
