@@ -61,7 +61,7 @@ def test_the_tracking_service_keeps_artifacts_in_the_bucket(spawn_server, s3_art
         uploaded = client.upload_file(run.id, data, "model")
         client.upload_file(run.id, tmp_path / "notes.txt")
         assert [(f.path, f.is_dir) for f in client.list_artifacts(run.id)] == [("model", True), ("notes.txt", False)]
-        assert [(f.path, f.file_size) for f in client.list_artifacts(run.id, "model")] == [
+        assert [(f.path, f.size) for f in client.list_artifacts(run.id, "model")] == [
             ("model/model.bin", data.stat().st_size)]
         out = client.download(run.id, "", tmp_path / "out")
         assert (out / "model" / "model.bin").read_bytes() == data.read_bytes()
@@ -133,6 +133,12 @@ def test_a_failed_multipart_upload_leaves_no_object_and_no_parts(s3_artifacts):
     assert raw_client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert put(store, root, "big.bin", data).size == len(data)
     assert b"".join(store.open(root, "big.bin")[1]) == data
+    # A size that is a whole number of parts, its last part completed by the middle of a chunk.
+    exact = bytes(range(256)) * (2 * MIN_PART_SIZE // 256)
+    assert put(store, root, "exact.bin", exact).size == 2 * MIN_PART_SIZE
+    assert raw_client().head_object(Bucket=bucket, Key=urlsplit(root).path.lstrip("/") + "/exact.bin")["ETag"] \
+        .endswith('-2"')
+    assert b"".join(store.open(root, "exact.bin")[1]) == exact
 
 
 def test_keys_written_by_other_tools_are_listed_only_when_they_are_valid_paths(s3_artifacts):

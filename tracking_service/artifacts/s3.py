@@ -326,14 +326,18 @@ def _parts(chunks: Iterable[bytes], *, size: int, sha256: str, max_bytes: int, p
     Each part is one buffer, reused once the caller asks for the next (no copy: memory is one part)."""
     counter = _Counter(size, sha256, max_bytes)
     buffer = bytearray()
+    # Bytes moved into parts so far (the counter has counted the whole chunk already). A full part is held
+    # back when it ends the declared size: it is the last, yielded only after the check.
+    consumed = 0
     for chunk in chunks:
         counter.add(chunk)
         view = memoryview(chunk)
         while view:
-            room = part_size - len(buffer)
-            buffer += view[:room]
-            view = view[room:]
-            if len(buffer) == part_size and counter.received < size:
+            piece = view[:part_size - len(buffer)]
+            buffer += piece
+            consumed += len(piece)
+            view = view[len(piece):]
+            if len(buffer) == part_size and consumed < size:
                 yield buffer
                 buffer.clear()
     counter.check()
