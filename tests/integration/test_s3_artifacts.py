@@ -200,3 +200,16 @@ def test_the_service_does_not_start_on_a_bucket_it_cannot_use(s3_artifacts, tmp_
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 2, done.stderr
         assert "cannot start: artifacts:" in done.stderr and reason in done.stderr, done.stderr
+
+
+def test_tuning_backup_says_it_leaves_an_s3_store_to_the_stores_own_tools(capsys, monkeypatch):
+    import argparse
+
+    from tuning_suite.cli.backup import _artifacts
+
+    monkeypatch.delenv("TUNING_ARTIFACTS", raising=False)
+    assert _artifacts(argparse.Namespace(artifacts="s3://bucket/tuning")) is None
+    assert "s3://bucket/tuning is an S3 bucket, not copied" in capsys.readouterr().err
+    monkeypatch.setenv("TUNING_ARTIFACTS", "s3://bucket/env")
+    assert _artifacts(argparse.Namespace(artifacts="")) is None
+    assert _artifacts(argparse.Namespace(artifacts="/srv/artifacts")) == Path("/srv/artifacts")
