@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from suggestion_service.server import serve
+from tests.s3_server import MotoServer
 from trial_worker import SuggestionClient
 from tuning_common.grpc_server import RunningServer, ServerOptions
 
@@ -74,6 +75,25 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoServer]:
+    """A real S3 API server (moto's), one for the session; tests keep apart by using buckets of their own."""
+    server = MotoServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_artifacts(s3_server: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``s3://<new bucket>/suite``, with the standard AWS settings pointing at the S3 server in this process's
+    environment (and so in that of the services it starts)."""
+    for key, value in s3_server.environment(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return f"s3://{s3_server.new_bucket()}/suite"
 
 
 @pytest.fixture
@@ -146,9 +166,10 @@ class GatewaySuite:
 
 
 @contextlib.contextmanager
-def gateway_suite(folder: Path, tracking_url: str | None = None, **options) -> Iterator[GatewaySuite]:
+def gateway_suite(folder: Path, tracking_url: str | None = None, *, artifacts: str | None = None,
+                  **options) -> Iterator[GatewaySuite]:
     """Both services as processes on SQLite files in ``folder`` (the tracking service on
-    ``tracking_url`` when given), and the gateway in front of them."""
+    ``tracking_url`` and its artifacts in ``artifacts`` when given), and the gateway in front of them."""
     from gateway.server import GatewayOptions
     from gateway.server import serve as serve_gateway
 
@@ -156,7 +177,7 @@ def gateway_suite(folder: Path, tracking_url: str | None = None, **options) -> I
     tracking = None
     try:
         tracking = ServerProcess(tracking_url or f"sqlite:///{folder / 't.db'}", "--artifacts",
-                                 str(folder / "artifacts"), module="tracking_service")
+                                 artifacts or str(folder / "artifacts"), module="tracking_service")
         gateway = serve_gateway(GatewayOptions(suggestion_address=suggestion.address,
                                                tracking_address=tracking.address, **options))
         try:

@@ -83,7 +83,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser = parser or argparse.ArgumentParser(prog="tuning serve tracking", description=__doc__)
     add_server_options(parser, "tracking", 50052, default_database_url())
     add_option(parser, "--artifacts", env="TUNING_ARTIFACTS", default=default_artifacts(),
-               help="artifact store: a folder path or file:// URI")
+               help="artifact store: a folder path, a file:// URI or s3://bucket/prefix (AWS_* settings: docs/OPERATIONS.md)")
     add_option(parser, "--max-artifact-bytes", env="TUNING_MAX_ARTIFACT_BYTES", default=MAX_ARTIFACT_BYTES,
                type=int, help="largest artifact file accepted")
     add_option(parser, "--webhook-senders", env="TUNING_WEBHOOK_SENDERS", default=1, type=int,

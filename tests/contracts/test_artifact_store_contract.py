@@ -2,7 +2,7 @@
 
 Each implementation is one :class:`StoreCase` in ``STORES``: how to make an empty store, and (for
 stores that have them) how to plant a symbolic link the way someone with access to the storage
-could. An object store added later is one more entry; the tests do not change.
+could. The S3 store runs against a real S3 API server (moto's, in its own process), a new bucket per test.
 
 The interface has no delete (runs keep their files; deleting a run moves it to the trash), so
 neither does the contract.
@@ -35,16 +35,23 @@ def _local_link(store: ArtifactStore, root_uri: str, name: str, target: Path) ->
     run.symlink_to(target)
 
 
+def _s3_store(request: pytest.FixtureRequest, folder: Path) -> ArtifactStore:
+    from tracking_service.artifacts.s3 import S3ArtifactStore
+
+    return S3ArtifactStore(request.getfixturevalue("s3_artifacts"))
+
+
 @dataclass(frozen=True)
 class StoreCase:
-    make: Callable[[Path], ArtifactStore]
+    make: Callable[[pytest.FixtureRequest, Path], ArtifactStore]
     # Puts a symbolic link named ``name`` in the run's root, pointing at ``target`` (outside the
     # store); None for a store that has no links.
     plant_link: Callable[[ArtifactStore, str, str, Path], None] | None
 
 
 STORES = [
-    pytest.param(StoreCase(lambda folder: LocalArtifactStore(folder / "store"), _local_link), id="local"),
+    pytest.param(StoreCase(lambda request, folder: LocalArtifactStore(folder / "store"), _local_link), id="local"),
+    pytest.param(StoreCase(_s3_store, None), id="s3"),
 ]
 
 
@@ -54,8 +61,8 @@ def case(request) -> StoreCase:
 
 
 @pytest.fixture
-def store(case: StoreCase, tmp_path: Path) -> ArtifactStore:
-    return case.make(tmp_path)
+def store(case: StoreCase, request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
+    return case.make(request, tmp_path)
 
 
 @pytest.fixture

@@ -47,9 +47,9 @@ def test_the_image_copies_what_exists_and_runs_the_tuning_command():
     assert packages <= copied, f"the Dockerfile does not copy {sorted(packages - copied)}"
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert 'ENTRYPOINT ["/usr/bin/tini", "--", "tuning"]' in dockerfile and "tuning" in scripts
-    extras = re.search(r'pip install .* "\.\[([a-z,]+)\]"', dockerfile)[1].split(",")
+    extras = re.search(r'pip install .* "\.\[([a-z0-9,]+)\]"', dockerfile)[1].split(",")
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert set(extras) <= set(declared)
+    assert set(extras) <= set(declared) and "s3" in extras  # the image serves s3:// artifact stores
     assert re.search(r"^USER (?!root)\w+", dockerfile, flags=re.MULTILINE), "the image must not run as root"
 
 
@@ -489,7 +489,7 @@ WORKERS = {"Deployment/tuning-workers", "Job/tuning-workers"}
 SECRETS = "tuning-secrets"
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of")
-KUSTOMIZATIONS = ["base", "overlays/postgres", "overlays/dev", "components/workers-job"]
+KUSTOMIZATIONS = ["base", "overlays/postgres", "overlays/dev", "components/workers-job", "components/s3-artifacts"]
 
 
 def kustomization(folder: Path) -> dict:
@@ -969,3 +969,12 @@ def test_kustomize_builds_the_suite(name, tmp_path, monkeypatch):
         assert "tuning-workers" not in deployments and "Job/tuning-workers" in parsed
     else:
         assert "Deployment/tuning-workers" in parsed and "Job" not in built
+    tracking = SERVICE_DEPLOYMENTS["tracking"]
+    if name == "components/s3-artifacts":
+        # The bucket instead of the volume: no claim, no mount, the URL and the keys in the environment.
+        assert parsed[tracking].artifacts.startswith("s3://") and "PersistentVolumeClaim" not in built
+        [container] = deployments["tracking-service"]["spec"]["template"]["spec"]["containers"]
+        assert [mount["mountPath"] for mount in container["volumeMounts"]] == ["/tmp"]
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"} <= set(environments[tracking])
+    else:
+        assert parsed[tracking].artifacts == "/var/lib/tuning/artifacts"

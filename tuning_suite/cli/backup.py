@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from tuning_suite.cli.db import default_database_url
 from tuning_suite.cli.server_extra import needs_server
@@ -44,7 +45,13 @@ def _artifacts(args: argparse.Namespace):
 
     from tracking_service.server import default_artifacts
 
-    return Path(args.artifacts or os.environ.get("TUNING_ARTIFACTS") or default_artifacts())
+    value = args.artifacts or os.environ.get("TUNING_ARTIFACTS") or default_artifacts()
+    if value.startswith("s3:"):
+        # Said, not skipped quietly: the backup holds the databases only (docs/OPERATIONS.md, "Backups").
+        print(f"artifacts: {value} is an S3 bucket, not copied: back it up with the object store's own tools "
+              "(versioning, replication)", file=sys.stderr)
+        return None
+    return Path(value)
 
 
 @needs_server("tuning backup")
