@@ -473,8 +473,6 @@ def _checkpoint(engine) -> None:
 
 
 def populate_ours_runs(bench: Bench, experiment_name: str) -> dict:
-    from tracking_service.persistence.tables import VALUE_HEAD, latest_metrics, metrics, params, runs
-
     args = bench.args
     with bench.ours_client() as client:
         experiment = client.create_experiment(experiment_name)
@@ -484,22 +482,7 @@ def populate_ours_runs(bench: Bench, experiment_name: str) -> dict:
     engine = side.bulk_engine(bench.ours_db)
     try:
         with engine.begin() as conn:
-            side.insert_chunks(conn, runs, ({
-                "id": run_id, "experiment_id": experiment.id, "name": f"run-{i}", "status": "FINISHED",
-                "lifecycle_stage": "active", "start_ms": start, "end_ms": start + 500, "parent_run_id": None,
-                "run_group": "", "user": "bench", "artifact_uri": f"{location}/{run_id}/artifacts",
-                "trial_study": None, "trial_id": None, "trial_number": None, "request_id": None,
-                "create_ms": start, "update_ms": start + 500,
-            } for i, (run_id, start, *_) in enumerate(rows)))
-            side.insert_chunks(conn, params, (
-                {"run_id": run_id, "key": key, "value": value, "value_head": value[:VALUE_HEAD]}
-                for run_id, _, depth, rate, _, _ in rows
-                for key, value in (("max_depth", depth), ("learning_rate", rate))))
-            for table in (metrics, latest_metrics):
-                side.insert_chunks(conn, table, (
-                    {"run_id": run_id, "key": key, "step": 0, "timestamp_ms": start + 400, "value": value,
-                     "is_nan": False}
-                    for run_id, start, _, _, f1, loss in rows for key, value in (("val_f1", f1), ("val_loss", loss))))
+            side.insert_our_runs(conn, experiment.id, location, rows)
         _checkpoint(engine)
     finally:
         engine.dispose()
