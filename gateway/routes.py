@@ -70,6 +70,9 @@ ROUTES: list[Route] = [
         ("POST", "/v1/trials/{trial_id}:heartbeat", "Heartbeat"),
         ("POST", "/v1/trials/{trial_id}:release", "ReleaseTrial"),
         ("POST", "/v1/trials/{trial_id}:complete", "CompleteTrial"),
+        ("PUT", "/v1/studies/{study}/permissions/{subject}", "SetStudyPermission"),
+        ("DELETE", "/v1/studies/{study}/permissions/{subject}", "DeleteStudyPermission"),
+        ("GET", "/v1/studies/{study}/permissions", "ListStudyPermissions"),
     ),
     *_routes(
         T,
@@ -106,6 +109,9 @@ ROUTES: list[Route] = [
         ("DELETE", "/v1/logged-models/{model_id}/tags/{key:path}", "DeleteLoggedModelTag"),
         ("POST", "/v1/logged-models/{model_id}/params", "LogLoggedModelParams"),
         ("POST", "/v1/logged-models/{model_id}/metrics", "LogLoggedModelMetrics"),
+        ("PUT", "/v1/experiments/{experiment_id}/permissions/{subject}", "SetExperimentPermission"),
+        ("DELETE", "/v1/experiments/{experiment_id}/permissions/{subject}", "DeleteExperimentPermission"),
+        ("GET", "/v1/experiments/{experiment_id}/permissions", "ListExperimentPermissions"),
     ),
     *_routes(
         R,
@@ -137,5 +143,8 @@ ROUTES: list[Route] = [
         ("DELETE", "/v1/webhooks/{name}", "DeleteWebhook"),
         ("POST", "/v1/webhooks/{name}:test", "TestWebhook"),
         ("GET", "/v1/webhooks/{name}/deliveries", "ListWebhookDeliveries"),
+        ("PUT", "/v1/registered-models/{name}/permissions/{subject}", "SetRegisteredModelPermission"),
+        ("DELETE", "/v1/registered-models/{name}/permissions/{subject}", "DeleteRegisteredModelPermission"),
+        ("GET", "/v1/registered-models/{name}/permissions", "ListRegisteredModelPermissions"),
     ),
 ]

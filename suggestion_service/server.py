@@ -9,8 +9,10 @@ import sys
 import threading
 from dataclasses import replace
 
+from suggestion_service import access
 from suggestion_service.api.servicer import SuggestionServicer
 from suggestion_service.persistence import MIGRATIONS
+from suggestion_service.persistence.tables import permission_tables
 from suggestion_service.service import SuggestionService
 from tuning.suggestion.v1 import suggestion_service_pb2, suggestion_service_pb2_grpc
 from tuning_common import telemetry
@@ -19,11 +21,13 @@ from tuning_common.errors import InvalidArgument
 from tuning_common.grpc_server import (
     RunningServer,
     ServerOptions,
+    access_policy,
     add_server_options,
     serve_until_terminated,
     server_options,
     start_server,
 )
+from tuning_common.permissions import PermissionStore
 from tuning_common.settings import add_option, data_dir
 
 log = logging.getLogger(__name__)
@@ -78,15 +82,18 @@ def serve(
     MIGRATIONS.ensure(db, upgrade=migrate)
     service = SuggestionService(db, model_workers=model_workers)
     service.renew_leases()
+    store = PermissionStore(db, permission_tables) if options.roles is not None else None
     # SQLite takes one writer at a time, so handlers run on the event loop thread (no
     # per-call thread hand-off); PostgreSQL transactions run concurrently on the pool. An ask
     # may wait for a model-based suggestion to be computed, and parameter importance fits a
     # forest: they run on the pool either way.
     options = replace(options, inline=db.single_writer, offload=frozenset({ASK_METHOD, IMPORTANCE_METHOD}))
     running = start_server(
-        [(suggestion_service_pb2_grpc.add_SuggestionServiceServicer_to_server, SuggestionServicer(service))],
+        [(suggestion_service_pb2_grpc.add_SuggestionServiceServicer_to_server,
+          SuggestionServicer(service, access.permission_manager(service, store)))],
         [SERVICE_NAME],
         options,
+        access_policy(options, access.rules(service, store), store),
     )
     # Only once the port is ours: a service that cannot start leaves no model process behind.
     service.models.start()

@@ -21,7 +21,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 
 from sqlalchemy.engine import Connection
@@ -188,12 +188,15 @@ class SuggestionService:
         check_name("name", name, "study name")
         return self.db.run(lambda conn: self.repo.with_counts(conn, self._study(conn, name)), write=False)
 
-    def list_studies(self, page_size: int, page_token: str) -> tuple[list[Study], str]:
+    def list_studies(self, page_size: int, page_token: str, *, readable: Collection[str] | None = None
+                     ) -> tuple[list[Study], str]:
+        """A page of studies by name; ``readable``: only those these subjects have a role on
+        (tuning_common.access.readable_subjects), None: all."""
         limit = _page_size(page_size)
         after = _decode_token(page_token, str)
 
         def work(conn: Connection) -> tuple[list[Study], str]:
-            page = self.repo.list_studies(conn, after, limit + 1)
+            page = self.repo.list_studies(conn, after, limit + 1, readable)
             more, page = len(page) > limit, page[:limit]
             counts = self.repo.trial_counts(conn, [s.id for s in page]) if page else {}
             return [replace(s, counts=counts[s.id]) for s in page], _encode_token(page[-1].name) if more else ""

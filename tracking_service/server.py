@@ -8,10 +8,12 @@ import os
 import sys
 from dataclasses import replace
 
+from tracking_service import access
 from tracking_service.api.servicer import TrackingServicer
 from tracking_service.artifacts import make_store
 from tracking_service.logged_model_service import LoggedModelService
 from tracking_service.persistence import MIGRATIONS
+from tracking_service.persistence.tables import permission_tables
 from tracking_service.registry.api.servicer import ModelRegistryServicer
 from tracking_service.registry.sender import SenderSettings, WebhookSender
 from tracking_service.registry.service import RegistryService
@@ -28,11 +30,13 @@ from tuning_common.database import Database
 from tuning_common.grpc_server import (
     RunningServer,
     ServerOptions,
+    access_policy,
     add_server_options,
     serve_until_terminated,
     server_options,
     start_server,
 )
+from tuning_common.permissions import PermissionStore
 from tuning_common.settings import add_option, data_dir
 
 log = logging.getLogger(__name__)
@@ -62,16 +66,22 @@ def serve(database_url: str, artifacts: str, options: ServerOptions, *, migrate:
     service.ensure_default_experiment()
     registry = RegistryService(db, store)
     hooks = WebhookService(db)
+    models = LoggedModelService(db)
+    permissions = PermissionStore(db, permission_tables) if options.roles is not None else None
+    manager = access.permission_manager(service, registry, permissions)
     # As in the suggestion service: SQLite handlers run on the event loop thread (one writer
     # at a time anyway); artifact streams always run on threads.
     options = replace(options, inline=db.single_writer)
     running = start_server(
         [
-            (tracking_service_pb2_grpc.add_TrackingServiceServicer_to_server, TrackingServicer(service, LoggedModelService(db))),
-            (registry_service_pb2_grpc.add_ModelRegistryServiceServicer_to_server, ModelRegistryServicer(registry, hooks)),
+            (tracking_service_pb2_grpc.add_TrackingServiceServicer_to_server,
+             TrackingServicer(service, models, manager)),
+            (registry_service_pb2_grpc.add_ModelRegistryServiceServicer_to_server,
+             ModelRegistryServicer(registry, hooks, manager)),
         ],
         SERVICE_NAMES,
         options,
+        access_policy(options, access.rules(service, models, registry, permissions), permissions),
     )
     sender = WebhookSender(db, webhooks or SenderSettings(), hooks.wake)
     sender.start()

@@ -244,6 +244,14 @@ class TrackingService:
 
         return self.db.run(work, write=True)
 
+    def experiment_of_run(self, run_id: str) -> int:
+        """The id of a run's experiment, in one narrow read (roles are checked on it)."""
+        check_run_id(run_id)
+        state = self.db.run(lambda conn: self.runs.state(conn, run_id), write=False)
+        if state is None:
+            raise NotFound(f"no run {run_id}")
+        return state.experiment_id
+
     def get_run(self, run_id: str) -> Run:
         check_run_id(run_id)
         found = self.db.run(lambda conn: self.runs.get(conn, [run_id]), write=False)

@@ -26,6 +26,7 @@ message or log line contains a token (nor any field of a malformed line, which m
 from __future__ import annotations
 
 import collections
+import contextvars
 import hashlib
 import hmac
 import logging
@@ -79,6 +80,7 @@ READ_ONLY_METHODS = frozenset({
     _SUGGESTION + "GetBestTrials",
     _SUGGESTION + "GetPopulation",
     _SUGGESTION + "GetParameterImportance",
+    _SUGGESTION + "ListStudyPermissions",
     _TRACKING + "GetExperiment",
     _TRACKING + "GetExperimentByName",
     _TRACKING + "SearchExperiments",
@@ -89,6 +91,7 @@ READ_ONLY_METHODS = frozenset({
     _TRACKING + "ListArtifacts",
     _TRACKING + "GetLoggedModel",
     _TRACKING + "SearchLoggedModels",
+    _TRACKING + "ListExperimentPermissions",
     _REGISTRY + "GetRegisteredModel",
     _REGISTRY + "SearchRegisteredModels",
     _REGISTRY + "GetModelVersion",
@@ -99,6 +102,7 @@ READ_ONLY_METHODS = frozenset({
     _REGISTRY + "GetWebhook",
     _REGISTRY + "ListWebhooks",
     _REGISTRY + "ListWebhookDeliveries",
+    _REGISTRY + "ListRegisteredModelPermissions",
 })
 
 # Probes and tooling: health checking and server reflection need no token.
@@ -129,10 +133,12 @@ def is_open(full_method: str) -> bool:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a valid token belongs to: its name (from the tokens file, or where it was defined) and role."""
+    """Who a valid token belongs to: its name (from the tokens file, or where it was defined), its
+    role, and the groups it is in (from the tokens file; roles per resource may name them)."""
 
     name: str
     role: str
+    groups: frozenset[str] = frozenset()
 
     @property
     def can_write(self) -> bool:
@@ -167,13 +173,13 @@ class TokenStore:
     :meth:`authorize` (a bare token).
     """
 
-    def __init__(self, entries: Iterable[tuple[str, str, str]] = ()):
-        """``entries``: ``(role, token, name)`` triples, already validated."""
-        self._entries = tuple((_digest(token), Principal(name, role)) for role, token, name in entries)
+    def __init__(self, entries: Iterable[tuple[str, str, str, frozenset[str]]] = ()):
+        """``entries``: ``(role, token, name, groups)``, already validated."""
+        self._entries = tuple((_digest(token), Principal(name, role, groups)) for role, token, name, groups in entries)
 
     @classmethod
     def parse(cls, text: str, source: str, *, commas: bool = False) -> TokenStore:
-        """Parses lines ``<role> <token> [name]`` (``#`` comments, blank lines); with ``commas``
+        """Parses lines ``<role> <token> [name [group,group...]]`` (``#`` comments, blank lines); with ``commas``
         an entry also ends at a comma. Raises InvalidArgument naming ``source`` and the line
         (or entry) number, never the token."""
         return cls(_parse(text, source, commas=commas))
@@ -228,13 +234,13 @@ class TokenStore:
         return principal
 
 
-def _parse(text: str, source: str, *, commas: bool) -> list[tuple[str, str, str]]:
+def _parse(text: str, source: str, *, commas: bool) -> list[tuple[str, str, str, frozenset[str]]]:
     lines = text.splitlines()
     where = "line"
     if commas:
         lines = [entry for line in lines for entry in line.split(",")]
         where = "entry"
-    entries: list[tuple[str, str, str]] = []
+    entries: list[tuple[str, str, str, frozenset[str]]] = []
     seen: dict[bytes, int] = {}
     for number, line in enumerate(lines, 1):
         fields = line.split()
@@ -249,8 +255,10 @@ def _parse(text: str, source: str, *, commas: bool) -> list[tuple[str, str, str]
             # Never a field of the line: a token put in the wrong place would be echoed.
             return InvalidArgument(source, f"{where} {number}: {problem}", reason="INVALID_TOKENS")
 
-        if len(fields) not in (2, 3):
-            raise error("expected '<role> <token> [name]'")
+        # Groups are comma-separated, so only the tokens file can name them ($TUNING_TOKENS
+        # splits its entries at commas).
+        if len(fields) not in ((2, 3) if commas else (2, 3, 4)):
+            raise error("expected '<role> <token> [name]'" if commas else "expected '<role> <token> [name [groups]]'")
         role, token = fields[0], fields[1]
         if role not in ROLES:
             raise error("the role must be 'read' or 'write'")
@@ -262,8 +270,11 @@ def _parse(text: str, source: str, *, commas: bool) -> list[tuple[str, str, str]
         if digest in seen:
             raise error(f"the same token as {where} {seen[digest]}")
         seen[digest] = number
-        name = fields[2] if len(fields) == 3 else f"{source} {where} {number}"
-        entries.append((role, token, name))
+        name = fields[2] if len(fields) >= 3 else f"{source} {where} {number}"
+        groups = frozenset(fields[3].split(",")) if len(fields) == 4 else frozenset()
+        if "" in groups:
+            raise error("groups are names separated by single commas")
+        entries.append((role, token, name, groups))
     return entries
 
 
@@ -305,6 +316,17 @@ def tokens_from_environment(path: str | os.PathLike | None = None) -> TokenStore
 
 # --- gRPC: servers ----------------------------------------------------------------------------
 
+# The principal of the call being served, for what runs after authentication (the roles of
+# tuning_common.access). grpc.aio runs a call's interceptors and its handler in one task, and
+# the error-mapping interceptor carries the task's context into its threads.
+_CURRENT_PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
+
+
+def current_principal() -> Principal | None:
+    """Who makes the call being served; None with access control off (or outside a call)."""
+    return _CURRENT_PRINCIPAL.get()
+
+
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Refuses calls without a valid token, and writes by read tokens, before any handler runs.
@@ -333,6 +355,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             handler = await continuation(handler_call_details)
             return None if handler is None else _refusing(handler, method, error, principal)
         log.debug("%s by %s (%s token)", method, principal.name, principal.role)
+        _CURRENT_PRINCIPAL.set(principal)
         return await continuation(handler_call_details)
 
 

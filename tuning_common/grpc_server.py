@@ -39,8 +39,19 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from tuning_common import telemetry
+from tuning_common.access import (
+    ADMINS_ENV,
+    DEFAULT_ROLE_ENV,
+    EDITOR,
+    NONE,
+    READER,
+    ROLES_ENV,
+    Admins,
+    Policy,
+    RolesInterceptor,
+)
 from tuning_common.auth import TOKENS_ENV, AuthInterceptor, TokenStore, load_tokens
-from tuning_common.errors import TuningError, Unavailable
+from tuning_common.errors import InvalidArgument, TuningError, Unavailable
 from tuning_common.grpc_errors import ErrorMappingInterceptor
 from tuning_common.settings import add_option
 from tuning_common.tls import ServerTLS, add_tls_options
@@ -110,6 +121,17 @@ class ServerOptions:
     tokens: TokenStore | None = None
     # Certificate and key (and a client CA for mutual TLS); None: plain gRPC.
     tls: ServerTLS | None = None
+    # Roles per resource (tuning_common.access); None: off (a write token may do everything).
+    roles: RoleSettings | None = None
+
+
+@dataclass(frozen=True)
+class RoleSettings:
+    """``--roles on``: who the admins are, and the role everyone authenticated has on every
+    resource (None: none)."""
+
+    admins: Admins = Admins()
+    default_role: str | None = None
 
 
 @dataclass
@@ -162,8 +184,10 @@ def start_server(
     register: Sequence[tuple[Callable[[object, grpc.aio.Server], None], object]],
     service_names: Sequence[str],
     options: ServerOptions,
+    policy: Policy | None = None,
 ) -> RunningServer:
-    """Builds and starts a server; ``register`` pairs ``add_XServicer_to_server`` with a servicer."""
+    """Builds and starts a server; ``register`` pairs ``add_XServicer_to_server`` with a servicer;
+    ``policy``: the roles every call is checked against (with ``options.roles``)."""
     executor = None if options.inline else futures.ThreadPoolExecutor(options.max_workers, thread_name_prefix="rpc")
     waiting = futures.ThreadPoolExecutor(options.max_workers, thread_name_prefix="rpc-wait") if options.offload else None
     loop = asyncio.new_event_loop()
@@ -176,6 +200,10 @@ def start_server(
     if options.tokens is not None:
         interceptors.append(AuthInterceptor(options.tokens))
     interceptors.append(ErrorMappingInterceptor(executor, {method: waiting for method in options.offload}))
+    if policy is not None:
+        # Innermost: it wraps the servicer's own methods, so the request is decoded when it
+        # checks, its lookups run on the handler's thread, and its refusals are mapped above.
+        interceptors.append(RolesInterceptor(policy))
 
     async def build() -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
         server = grpc.aio.server(
@@ -219,7 +247,9 @@ def start_server(
 
 def _log_access_control(options: ServerOptions) -> None:
     if options.tokens is not None:
-        log.info("access control on: %r", options.tokens)
+        log.info("access control on: %r%s", options.tokens, "" if options.roles is None else
+                 f", roles on (admins {', '.join(sorted(options.roles.admins.subjects)) or 'none'}, "
+                 f"default role {options.roles.default_role or NONE})")
     elif options.host not in ("127.0.0.1", "localhost", "::1"):
         # INFO, not WARNING: launchers that merge stderr into stdout at WARNING expect the
         # "listening on" line first.
@@ -245,8 +275,14 @@ def add_server_options(parser: argparse.ArgumentParser, service: str, port: int,
     add_option(parser, "--grace-seconds", env="TUNING_GRACE_SECONDS", default=10.0, type=float,
                help="how long in-flight calls may finish after SIGTERM")
     add_option(parser, "--tokens-file", env="TUNING_TOKENS_FILE", default=None,
-               help="bearer tokens, one '<role> <token> [name]' per line, role read or write; "
+               help="bearer tokens, one '<role> <token> [name [group,group...]]' per line, role read or write; "
                     f"${TOKENS_ENV} may hold more (comma-separated); with none, access control is off")
+    add_option(parser, "--roles", env=ROLES_ENV, default=False, type=bool,
+               help="roles per study, experiment and registered model (reader, editor, manager; needs tokens)")
+    add_option(parser, "--admins", env=ADMINS_ENV, default="",
+               help="with --roles: who may do everything, e.g. user:alice,group:ml-admins")
+    add_option(parser, "--default-role", env=DEFAULT_ROLE_ENV, default=NONE,
+               help="with --roles: the role everyone authenticated has on every resource: none, reader or editor")
     add_tls_options(parser, mutual=True)
 
 
@@ -255,7 +291,29 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
     (InvalidArgument, naming the line but never the token, if they are malformed)."""
     tokens = load_tokens(args.tokens_file, os.environ.get(TOKENS_ENV))
     return ServerOptions(args.host, args.port, args.max_workers, args.max_message_bytes, args.grace_seconds,
-                         tokens=tokens, tls=ServerTLS.from_files(args.tls_cert, args.tls_key, args.tls_client_ca))
+                         tokens=tokens, tls=ServerTLS.from_files(args.tls_cert, args.tls_key, args.tls_client_ca),
+                         roles=role_settings(args.roles, args.admins, args.default_role, tokens))
+
+
+def access_policy(options: ServerOptions, rules, store) -> Policy | None:
+    """The :class:`~tuning_common.access.Policy` of a service's ``rules`` and permission
+    ``store`` with ``options.roles`` (None with roles off)."""
+    if options.roles is None:
+        return None
+    return Policy(rules, store, options.roles.admins, options.roles.default_role)
+
+
+def role_settings(on: bool, admins: str, default_role: str, tokens: TokenStore | None) -> RoleSettings | None:
+    """The settings of ``--roles``, ``--admins`` and ``--default-role`` (None: roles off);
+    InvalidArgument for a malformed one, or for roles without any authentication."""
+    if not on:
+        return None
+    if tokens is None:
+        raise InvalidArgument("roles", "roles need authenticated callers: configure --tokens-file or $TUNING_TOKENS",
+                              reason="ROLES_WITHOUT_AUTHENTICATION")
+    if default_role not in (NONE, READER, EDITOR):
+        raise InvalidArgument("default_role", f"must be none, reader or editor, got {default_role!r}")
+    return RoleSettings(Admins.parse(admins, "admins"), None if default_role == NONE else default_role)
 
 
 def serve_until_terminated(name: str, start: Callable[[], RunningServer]) -> int:

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 from google.protobuf import duration_pb2
 
+from suggestion_service.access import STUDY
 from suggestion_service.api import convert
 from suggestion_service.service import SuggestionService
+from tuning.suggestion.v1 import study_pb2
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc as api_grpc
+from tuning_common import access
+from tuning_common.access import PermissionManager
+from tuning_common.permissions import Resource
 from tuning_types.convert import params_from_proto, spec_from_proto, timestamp
 
 
@@ -21,8 +26,9 @@ def _duration(seconds: float) -> duration_pb2.Duration:
 
 
 class SuggestionServicer(api_grpc.SuggestionServiceServicer):
-    def __init__(self, service: SuggestionService):
+    def __init__(self, service: SuggestionService, permissions: PermissionManager):
         self.service = service
+        self.permissions = permissions
 
     def CreateStudy(self, request, context):
         study, created = self.service.create_study(request.name, spec_from_proto(request.spec),
@@ -33,7 +39,8 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
         return api.GetStudyResponse(study=convert.study_to_proto(self.service.get_study(request.name)))
 
     def ListStudies(self, request, context):
-        studies, token = self.service.list_studies(request.page_size, request.page_token)
+        studies, token = self.service.list_studies(request.page_size, request.page_token,
+                                                   readable=access.readable_subjects())
         return api.ListStudiesResponse(studies=[convert.study_to_proto(s) for s in studies], next_page_token=token)
 
     def SetStudyState(self, request, context):
@@ -120,3 +127,16 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
         return api.GetParameterImportanceResponse(objective=objective, trial_count=result.trials, importances=[
             api.ParameterImportance(parameter=name, importance=value) for name, value in result.importances.items()
         ])
+
+    def SetStudyPermission(self, request, context):
+        subject, role = self.permissions.set(Resource(STUDY, request.study), request.subject, request.role)
+        return api.SetStudyPermissionResponse(permission=study_pb2.Permission(subject=subject, role=role))
+
+    def DeleteStudyPermission(self, request, context):
+        self.permissions.delete(Resource(STUDY, request.study), request.subject)
+        return api.DeleteStudyPermissionResponse()
+
+    def ListStudyPermissions(self, request, context):
+        return api.ListStudyPermissionsResponse(permissions=[
+            study_pb2.Permission(subject=subject, role=role)
+            for subject, role in self.permissions.list(Resource(STUDY, request.study))])

@@ -10,7 +10,7 @@ several times what SQLite takes to run it.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -23,7 +23,15 @@ from suggestion_service.algorithms.pruners import PeerValue
 from suggestion_service.domain.codec import spec_from_dict, spec_to_dict
 from suggestion_service.domain.study import Study, StudyState, TrialCounts
 from suggestion_service.domain.trial import Measurement, Metrics, Trial, TrialSource, TrialState
-from suggestion_service.persistence.tables import measurements, studies, suggest_requests, trials
+from suggestion_service.persistence.tables import (
+    STUDY,
+    measurements,
+    permission_tables,
+    studies,
+    suggest_requests,
+    trials,
+)
+from tuning_common import permissions
 from tuning_types.study import StudySpec
 
 ACTIVE, QUEUED = TrialState.ACTIVE.value, TrialState.QUEUED.value
@@ -238,10 +246,13 @@ class Repository:
         row = conn.execute(_FIND_STUDY[key, lock], {key: value}).first()
         return None if row is None else self._study(row)
 
-    def list_studies(self, conn: Connection, after_name: str | None, limit: int) -> list[Study]:
+    def list_studies(self, conn: Connection, after_name: str | None, limit: int,
+                     readable: Collection[str] | None = None) -> list[Study]:
         query = sa.select(studies).order_by(studies.c.name).limit(limit)
         if after_name is not None:
             query = query.where(studies.c.name > after_name)
+        if readable is not None:
+            query = query.where(permissions.readable(permission_tables.permissions, studies.c.name, STUDY, readable))
         return [self._study(row) for row in conn.execute(query)]
 
     def trial_counts(self, conn: Connection, study_ids: Sequence[int]) -> dict[int, TrialCounts]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from tuning_common.permissions import define_tables
+
 metadata = sa.MetaData()
 
 # Ids are int64 in the API. SQLite only autoincrements an INTEGER primary key (64-bit there).
@@ -87,3 +89,8 @@ suggest_requests = sa.Table(
     sa.Column("message", sa.Text, nullable=False, server_default=""),
     sa.Column("create_ms", sa.BigInteger, nullable=False),
 )
+
+# Roles on this service's resources and their audit (tuning_common.permissions); a study's
+# resource id there is its name.
+permission_tables = define_tables(metadata)
+STUDY = "study"

@@ -38,6 +38,16 @@ def test_a_file_with_comments_blank_lines_and_names(tmp_path: Path):
     assert reader.role == "read" and reader.name == f"tokens file {path} line 4"
 
 
+def test_a_line_may_name_groups(tmp_path: Path):
+    path = tmp_path / "tokens"
+    path.write_text(f"write {WRITE_TOKEN} alice ml-admins,team-a\nread {READ_TOKEN} bob\n")
+    tokens = load_tokens(path)
+    assert tokens.authenticate(WRITE_TOKEN) == auth.Principal("alice", "write", frozenset({"ml-admins", "team-a"}))
+    assert tokens.authenticate(READ_TOKEN).groups == frozenset()
+    with pytest.raises(InvalidArgument, match="entry 1: expected '<role> <token> \\[name\\]'"):
+        load_tokens(None, f"write {WRITE_TOKEN} alice team-a")  # commas end entries there: no groups
+
+
 def test_the_environment_variable_takes_commas_and_newlines():
     tokens = load_tokens(None, f"write {WRITE_TOKEN} ci, read {READ_TOKEN}\nread {SECRET} dashboard,")
     assert len(tokens) == 3
@@ -68,8 +78,9 @@ def test_an_unreadable_file_is_an_error(tmp_path: Path):
     (f"{SECRET} write", "the role must be 'read' or 'write'"),  # swapped: the "role" is the token
     (f"WRITE {SECRET}", "the role must be 'read' or 'write'"),
     ("write short-token", "at least 16 characters"),
-    (f"write {SECRET} name extra", "expected '<role> <token> \\[name\\]'"),
-    (SECRET, "expected '<role> <token> \\[name\\]'"),
+    (f"write {SECRET} name group extra", "expected '<role> <token> \\[name \\[groups\\]\\]'"),
+    (f"write {SECRET} name group,,other", "groups are names separated by single commas"),
+    (SECRET, "expected '<role> <token> \\[name \\[groups\\]\\]'"),
     (f"write {SECRET}é", "printable ASCII"),
     (f"write {SECRET},{SECRET}", "printable ASCII"),
 ])
@@ -224,6 +235,7 @@ EXPECTED = {
         "Heartbeat": "write", "ReleaseTrial": "write", "CompleteTrial": "write", "CreateTrial": "write",
         "GetTrial": "read", "ListTrials": "read", "ListMeasurements": "read", "GetBestTrials": "read",
         "GetPopulation": "read", "GetParameterImportance": "read",
+        "SetStudyPermission": "write", "DeleteStudyPermission": "write", "ListStudyPermissions": "read",
     },
     "tuning.tracking.v1.TrackingService": {
         "CreateExperiment": "write", "GetExperiment": "read", "GetExperimentByName": "read",
@@ -235,6 +247,8 @@ EXPECTED = {
         "CreateLoggedModel": "write", "GetLoggedModel": "read", "FinalizeLoggedModel": "write",
         "DeleteLoggedModel": "write", "SetLoggedModelTags": "write", "DeleteLoggedModelTag": "write",
         "LogLoggedModelParams": "write", "LogLoggedModelMetrics": "write", "SearchLoggedModels": "read",
+        "SetExperimentPermission": "write", "DeleteExperimentPermission": "write",
+        "ListExperimentPermissions": "read",
     },
     "tuning.tracking.v1.ModelRegistryService": {
         "CreateRegisteredModel": "write", "GetRegisteredModel": "read", "SearchRegisteredModels": "read",
@@ -247,6 +261,8 @@ EXPECTED = {
         "GetModelVersionDownloadUri": "read", "ListRegistryEvents": "read",
         "CreateWebhook": "write", "GetWebhook": "read", "ListWebhooks": "read", "UpdateWebhook": "write",
         "DeleteWebhook": "write", "TestWebhook": "write", "ListWebhookDeliveries": "read",
+        "SetRegisteredModelPermission": "write", "DeleteRegisteredModelPermission": "write",
+        "ListRegisteredModelPermissions": "read",
     },
 }
 

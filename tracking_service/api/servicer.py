@@ -10,14 +10,19 @@ from collections.abc import Iterator
 from tracking_service.api import convert
 from tracking_service.domain.model import LifecycleStage, RunStatus
 from tracking_service.logged_model_service import LoggedModelService
+from tracking_service.persistence.tables import EXPERIMENT
 from tracking_service.service import TrackingService, now_ms
+from tuning.tracking.v1 import tracking_pb2
 from tuning.tracking.v1 import tracking_service_pb2 as api
 from tuning.tracking.v1 import tracking_service_pb2_grpc as api_grpc
+from tuning_common.access import PermissionManager
 from tuning_common.errors import InvalidArgument
+from tuning_common.permissions import Resource
 
 
 class TrackingServicer(api_grpc.TrackingServiceServicer):
-    def __init__(self, service: TrackingService, models: LoggedModelService):
+    def __init__(self, service: TrackingService, models: LoggedModelService, permissions: PermissionManager):
+        self.permissions = permissions
         self.service, self.models = service, models
 
     # -- experiments --------------------------------------------------------------------------
@@ -201,3 +206,18 @@ class TrackingServicer(api_grpc.TrackingServiceServicer):
                                           request.page_size, request.page_token)
         return api.SearchLoggedModelsResponse(models=[convert.logged_model_to_proto(m) for m in found],
                                               next_page_token=token)
+
+    # -- permissions (roles on; tuning_common.access) ------------------------------------------
+
+    def SetExperimentPermission(self, request, context):
+        subject, role = self.permissions.set(Resource(EXPERIMENT, str(request.experiment_id)), request.subject, request.role)
+        return api.SetExperimentPermissionResponse(permission=tracking_pb2.Permission(subject=subject, role=role))
+
+    def DeleteExperimentPermission(self, request, context):
+        self.permissions.delete(Resource(EXPERIMENT, str(request.experiment_id)), request.subject)
+        return api.DeleteExperimentPermissionResponse()
+
+    def ListExperimentPermissions(self, request, context):
+        return api.ListExperimentPermissionsResponse(permissions=[
+            tracking_pb2.Permission(subject=subject, role=role)
+            for subject, role in self.permissions.list(Resource(EXPERIMENT, str(request.experiment_id)))])

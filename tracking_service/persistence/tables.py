@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from tuning_common.permissions import define_tables
+
 metadata = sa.MetaData()
 
 # Ids are int64 in the API. SQLite only autoincrements an INTEGER primary key (64-bit there).
@@ -348,3 +350,9 @@ webhook_attempts = sa.Table(
     sa.Column("error", sa.Text, nullable=False, server_default=""),
     sa.Column("duration_ms", sa.BigInteger, nullable=False),
 )
+
+# Roles on this service's resources and their audit (tuning_common.permissions); the resource
+# id of an experiment there is its id, of a registered model its name.
+permission_tables = define_tables(metadata)
+EXPERIMENT = "experiment"
+REGISTERED_MODEL = "registered_model"

@@ -6,16 +6,20 @@ Errors are raised as :mod:`tuning_common.errors` and mapped by the server's inte
 from __future__ import annotations
 
 from tracking_service.api.convert import tags_from_proto
+from tracking_service.persistence.tables import REGISTERED_MODEL
 from tracking_service.registry.api import convert
 from tracking_service.registry.service import RegistryService
 from tracking_service.registry.webhooks import WebhookService
 from tuning.tracking.v1 import registry_service_pb2 as api
 from tuning.tracking.v1 import registry_service_pb2_grpc as api_grpc
+from tuning.tracking.v1 import tracking_pb2
+from tuning_common.access import PermissionManager
+from tuning_common.permissions import Resource
 
 
 class ModelRegistryServicer(api_grpc.ModelRegistryServiceServicer):
-    def __init__(self, service: RegistryService, webhooks: WebhookService):
-        self.service, self.webhooks = service, webhooks
+    def __init__(self, service: RegistryService, webhooks: WebhookService, permissions: PermissionManager):
+        self.service, self.webhooks, self.permissions = service, webhooks, permissions
 
     # -- registered models ----------------------------------------------------------------------
 
@@ -155,3 +159,18 @@ class ModelRegistryServicer(api_grpc.ModelRegistryServiceServicer):
                                                 request.page_size, request.page_token)
         return api.ListWebhookDeliveriesResponse(deliveries=[convert.delivery_to_proto(d) for d in found],
                                                  next_page_token=token)
+
+    # -- permissions (roles on; tuning_common.access) ------------------------------------------
+
+    def SetRegisteredModelPermission(self, request, context):
+        subject, role = self.permissions.set(Resource(REGISTERED_MODEL, request.name), request.subject, request.role)
+        return api.SetRegisteredModelPermissionResponse(permission=tracking_pb2.Permission(subject=subject, role=role))
+
+    def DeleteRegisteredModelPermission(self, request, context):
+        self.permissions.delete(Resource(REGISTERED_MODEL, request.name), request.subject)
+        return api.DeleteRegisteredModelPermissionResponse()
+
+    def ListRegisteredModelPermissions(self, request, context):
+        return api.ListRegisteredModelPermissionsResponse(permissions=[
+            tracking_pb2.Permission(subject=subject, role=role)
+            for subject, role in self.permissions.list(Resource(REGISTERED_MODEL, request.name))])

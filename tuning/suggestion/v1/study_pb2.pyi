@@ -357,3 +357,11 @@ class PbtSegment(_message.Message):
     parent_member: int
     decision: PbtDecision
     def __init__(self, member: _Optional[int] = ..., generation: _Optional[int] = ..., start_step: _Optional[int] = ..., end_step: _Optional[int] = ..., last: _Optional[bool] = ..., parent_trial_id: _Optional[int] = ..., parent_member: _Optional[int] = ..., decision: _Optional[_Union[PbtDecision, str]] = ...) -> None: ...
+
+class Permission(_message.Message):
+    __slots__ = ("subject", "role")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    role: str
+    def __init__(self, subject: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...

@@ -360,3 +360,43 @@ class ParameterImportance(_message.Message):
     parameter: str
     importance: float
     def __init__(self, parameter: _Optional[str] = ..., importance: _Optional[float] = ...) -> None: ...
+
+class SetStudyPermissionRequest(_message.Message):
+    __slots__ = ("study", "subject", "role")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    subject: str
+    role: str
+    def __init__(self, study: _Optional[str] = ..., subject: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+
+class SetStudyPermissionResponse(_message.Message):
+    __slots__ = ("permission",)
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    permission: _study_pb2.Permission
+    def __init__(self, permission: _Optional[_Union[_study_pb2.Permission, _Mapping]] = ...) -> None: ...
+
+class DeleteStudyPermissionRequest(_message.Message):
+    __slots__ = ("study", "subject")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    subject: str
+    def __init__(self, study: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
+
+class DeleteStudyPermissionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListStudyPermissionsRequest(_message.Message):
+    __slots__ = ("study",)
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    def __init__(self, study: _Optional[str] = ...) -> None: ...
+
+class ListStudyPermissionsResponse(_message.Message):
+    __slots__ = ("permissions",)
+    PERMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    permissions: _containers.RepeatedCompositeFieldContainer[_study_pb2.Permission]
+    def __init__(self, permissions: _Optional[_Iterable[_Union[_study_pb2.Permission, _Mapping]]] = ...) -> None: ...

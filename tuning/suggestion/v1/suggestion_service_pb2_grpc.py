@@ -136,6 +136,21 @@ class SuggestionServiceStub:
                 request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetParameterImportanceRequest.SerializeToString,
                 response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetParameterImportanceResponse.FromString,
                 _registered_method=True)
+        self.SetStudyPermission = channel.unary_unary(
+                '/tuning.suggestion.v1.SuggestionService/SetStudyPermission',
+                request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.SetStudyPermissionRequest.SerializeToString,
+                response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.SetStudyPermissionResponse.FromString,
+                _registered_method=True)
+        self.DeleteStudyPermission = channel.unary_unary(
+                '/tuning.suggestion.v1.SuggestionService/DeleteStudyPermission',
+                request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.DeleteStudyPermissionRequest.SerializeToString,
+                response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.DeleteStudyPermissionResponse.FromString,
+                _registered_method=True)
+        self.ListStudyPermissions = channel.unary_unary(
+                '/tuning.suggestion.v1.SuggestionService/ListStudyPermissions',
+                request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyPermissionsRequest.SerializeToString,
+                response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyPermissionsResponse.FromString,
+                _registered_method=True)
 
 
 class SuggestionServiceServicer:
@@ -332,6 +347,35 @@ class SuggestionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetStudyPermission(self, request, context):
+        """Gives a user or a group a role on a study (replacing the role it had), with roles on
+        (docs/OPERATIONS.md "Roles"). Needs the manager role on it, or an admin. Audited.
+        Errors: INVALID_ARGUMENT (subject not `user:NAME` or `group:NAME`; role not
+        reader, editor or manager), NOT_FOUND (no such study), PERMISSION_DENIED (reason
+        ROLE_REQUIRED), FAILED_PRECONDITION (ROLES_OFF: the server runs without roles).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteStudyPermission(self, request, context):
+        """Takes a subject's role on a study away. Needs the manager role on it, or an admin. Audited.
+        Errors: INVALID_ARGUMENT (malformed subject), NOT_FOUND (no such study; the subject
+        has no role on it: PERMISSION_NOT_FOUND), PERMISSION_DENIED (ROLE_REQUIRED),
+        FAILED_PRECONDITION (ROLES_OFF).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStudyPermissions(self, request, context):
+        """Who has which role on a study. Needs the manager role on it, or an admin.
+        Errors: NOT_FOUND (no such study), PERMISSION_DENIED (ROLE_REQUIRED), FAILED_PRECONDITION (ROLES_OFF).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SuggestionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -424,6 +468,21 @@ def add_SuggestionServiceServicer_to_server(servicer, server):
                     servicer.GetParameterImportance,
                     request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetParameterImportanceRequest.FromString,
                     response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetParameterImportanceResponse.SerializeToString,
+            ),
+            'SetStudyPermission': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetStudyPermission,
+                    request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.SetStudyPermissionRequest.FromString,
+                    response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.SetStudyPermissionResponse.SerializeToString,
+            ),
+            'DeleteStudyPermission': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteStudyPermission,
+                    request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.DeleteStudyPermissionRequest.FromString,
+                    response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.DeleteStudyPermissionResponse.SerializeToString,
+            ),
+            'ListStudyPermissions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStudyPermissions,
+                    request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyPermissionsRequest.FromString,
+                    response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyPermissionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -924,6 +983,87 @@ class SuggestionService:
             '/tuning.suggestion.v1.SuggestionService/GetParameterImportance',
             tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetParameterImportanceRequest.SerializeToString,
             tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetParameterImportanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetStudyPermission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.suggestion.v1.SuggestionService/SetStudyPermission',
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.SetStudyPermissionRequest.SerializeToString,
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.SetStudyPermissionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteStudyPermission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.suggestion.v1.SuggestionService/DeleteStudyPermission',
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.DeleteStudyPermissionRequest.SerializeToString,
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.DeleteStudyPermissionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStudyPermissions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.suggestion.v1.SuggestionService/ListStudyPermissions',
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyPermissionsRequest.SerializeToString,
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyPermissionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -467,3 +467,43 @@ class ListWebhookDeliveriesResponse(_message.Message):
     deliveries: _containers.RepeatedCompositeFieldContainer[_webhook_pb2.WebhookDelivery]
     next_page_token: str
     def __init__(self, deliveries: _Optional[_Iterable[_Union[_webhook_pb2.WebhookDelivery, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SetRegisteredModelPermissionRequest(_message.Message):
+    __slots__ = ("name", "subject", "role")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    subject: str
+    role: str
+    def __init__(self, name: _Optional[str] = ..., subject: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+
+class SetRegisteredModelPermissionResponse(_message.Message):
+    __slots__ = ("permission",)
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    permission: _tracking_pb2.Permission
+    def __init__(self, permission: _Optional[_Union[_tracking_pb2.Permission, _Mapping]] = ...) -> None: ...
+
+class DeleteRegisteredModelPermissionRequest(_message.Message):
+    __slots__ = ("name", "subject")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    subject: str
+    def __init__(self, name: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
+
+class DeleteRegisteredModelPermissionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRegisteredModelPermissionsRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListRegisteredModelPermissionsResponse(_message.Message):
+    __slots__ = ("permissions",)
+    PERMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    permissions: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Permission]
+    def __init__(self, permissions: _Optional[_Iterable[_Union[_tracking_pb2.Permission, _Mapping]]] = ...) -> None: ...

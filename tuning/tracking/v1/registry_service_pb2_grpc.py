@@ -186,6 +186,21 @@ class ModelRegistryServiceStub:
                 request_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
                 response_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhookDeliveriesResponse.FromString,
                 _registered_method=True)
+        self.SetRegisteredModelPermission = channel.unary_unary(
+                '/tuning.tracking.v1.ModelRegistryService/SetRegisteredModelPermission',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.SetRegisteredModelPermissionRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.SetRegisteredModelPermissionResponse.FromString,
+                _registered_method=True)
+        self.DeleteRegisteredModelPermission = channel.unary_unary(
+                '/tuning.tracking.v1.ModelRegistryService/DeleteRegisteredModelPermission',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.DeleteRegisteredModelPermissionRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.DeleteRegisteredModelPermissionResponse.FromString,
+                _registered_method=True)
+        self.ListRegisteredModelPermissions = channel.unary_unary(
+                '/tuning.tracking.v1.ModelRegistryService/ListRegisteredModelPermissions',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListRegisteredModelPermissionsRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListRegisteredModelPermissionsResponse.FromString,
+                _registered_method=True)
 
 
 class ModelRegistryServiceServicer:
@@ -435,6 +450,35 @@ class ModelRegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetRegisteredModelPermission(self, request, context):
+        """Gives a user or a group a role on a registered model (and so on its versions) (replacing the role it had), with roles on
+        (docs/OPERATIONS.md "Roles"). Needs the manager role on it, or an admin. Audited.
+        Errors: INVALID_ARGUMENT (subject not `user:NAME` or `group:NAME`; role not
+        reader, editor or manager), NOT_FOUND (no such registered model), PERMISSION_DENIED (reason
+        ROLE_REQUIRED), FAILED_PRECONDITION (ROLES_OFF: the server runs without roles).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRegisteredModelPermission(self, request, context):
+        """Takes a subject's role on a registered model (and so on its versions) away. Needs the manager role on it, or an admin. Audited.
+        Errors: INVALID_ARGUMENT (malformed subject), NOT_FOUND (no such registered model; the subject
+        has no role on it: PERMISSION_NOT_FOUND), PERMISSION_DENIED (ROLE_REQUIRED),
+        FAILED_PRECONDITION (ROLES_OFF).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRegisteredModelPermissions(self, request, context):
+        """Who has which role on a registered model (and so on its versions). Needs the manager role on it, or an admin.
+        Errors: NOT_FOUND (no such registered model), PERMISSION_DENIED (ROLE_REQUIRED), FAILED_PRECONDITION (ROLES_OFF).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelRegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -577,6 +621,21 @@ def add_ModelRegistryServiceServicer_to_server(servicer, server):
                     servicer.ListWebhookDeliveries,
                     request_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhookDeliveriesRequest.FromString,
                     response_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'SetRegisteredModelPermission': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRegisteredModelPermission,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.SetRegisteredModelPermissionRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.SetRegisteredModelPermissionResponse.SerializeToString,
+            ),
+            'DeleteRegisteredModelPermission': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRegisteredModelPermission,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.DeleteRegisteredModelPermissionRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.DeleteRegisteredModelPermissionResponse.SerializeToString,
+            ),
+            'ListRegisteredModelPermissions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRegisteredModelPermissions,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListRegisteredModelPermissionsRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListRegisteredModelPermissionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1347,6 +1406,87 @@ class ModelRegistryService:
             '/tuning.tracking.v1.ModelRegistryService/ListWebhookDeliveries',
             tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
             tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRegisteredModelPermission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.ModelRegistryService/SetRegisteredModelPermission',
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.SetRegisteredModelPermissionRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.SetRegisteredModelPermissionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRegisteredModelPermission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.ModelRegistryService/DeleteRegisteredModelPermission',
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.DeleteRegisteredModelPermissionRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.DeleteRegisteredModelPermissionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRegisteredModelPermissions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.ModelRegistryService/ListRegisteredModelPermissions',
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListRegisteredModelPermissionsRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_registry__service__pb2.ListRegisteredModelPermissionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -530,3 +530,43 @@ class SearchLoggedModelsResponse(_message.Message):
     models: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.LoggedModel]
     next_page_token: str
     def __init__(self, models: _Optional[_Iterable[_Union[_tracking_pb2.LoggedModel, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SetExperimentPermissionRequest(_message.Message):
+    __slots__ = ("experiment_id", "subject", "role")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: int
+    subject: str
+    role: str
+    def __init__(self, experiment_id: _Optional[int] = ..., subject: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+
+class SetExperimentPermissionResponse(_message.Message):
+    __slots__ = ("permission",)
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    permission: _tracking_pb2.Permission
+    def __init__(self, permission: _Optional[_Union[_tracking_pb2.Permission, _Mapping]] = ...) -> None: ...
+
+class DeleteExperimentPermissionRequest(_message.Message):
+    __slots__ = ("experiment_id", "subject")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: int
+    subject: str
+    def __init__(self, experiment_id: _Optional[int] = ..., subject: _Optional[str] = ...) -> None: ...
+
+class DeleteExperimentPermissionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListExperimentPermissionsRequest(_message.Message):
+    __slots__ = ("experiment_id",)
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: int
+    def __init__(self, experiment_id: _Optional[int] = ...) -> None: ...
+
+class ListExperimentPermissionsResponse(_message.Message):
+    __slots__ = ("permissions",)
+    PERMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    permissions: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Permission]
+    def __init__(self, permissions: _Optional[_Iterable[_Union[_tracking_pb2.Permission, _Mapping]]] = ...) -> None: ...

@@ -218,6 +218,21 @@ class TrackingServiceStub:
                 request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsRequest.SerializeToString,
                 response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsResponse.FromString,
                 _registered_method=True)
+        self.SetExperimentPermission = channel.unary_unary(
+                '/tuning.tracking.v1.TrackingService/SetExperimentPermission',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SetExperimentPermissionRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SetExperimentPermissionResponse.FromString,
+                _registered_method=True)
+        self.DeleteExperimentPermission = channel.unary_unary(
+                '/tuning.tracking.v1.TrackingService/DeleteExperimentPermission',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteExperimentPermissionRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteExperimentPermissionResponse.FromString,
+                _registered_method=True)
+        self.ListExperimentPermissions = channel.unary_unary(
+                '/tuning.tracking.v1.TrackingService/ListExperimentPermissions',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListExperimentPermissionsRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListExperimentPermissionsResponse.FromString,
+                _registered_method=True)
 
 
 class TrackingServiceServicer:
@@ -548,6 +563,35 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetExperimentPermission(self, request, context):
+        """Gives a user or a group a role on an experiment (and so on its runs and logged models) (replacing the role it had), with roles on
+        (docs/OPERATIONS.md "Roles"). Needs the manager role on it, or an admin. Audited.
+        Errors: INVALID_ARGUMENT (subject not `user:NAME` or `group:NAME`; role not
+        reader, editor or manager), NOT_FOUND (no such experiment), PERMISSION_DENIED (reason
+        ROLE_REQUIRED), FAILED_PRECONDITION (ROLES_OFF: the server runs without roles).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteExperimentPermission(self, request, context):
+        """Takes a subject's role on an experiment (and so on its runs and logged models) away. Needs the manager role on it, or an admin. Audited.
+        Errors: INVALID_ARGUMENT (malformed subject), NOT_FOUND (no such experiment; the subject
+        has no role on it: PERMISSION_NOT_FOUND), PERMISSION_DENIED (ROLE_REQUIRED),
+        FAILED_PRECONDITION (ROLES_OFF).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExperimentPermissions(self, request, context):
+        """Who has which role on an experiment (and so on its runs and logged models). Needs the manager role on it, or an admin.
+        Errors: NOT_FOUND (no such experiment), PERMISSION_DENIED (ROLE_REQUIRED), FAILED_PRECONDITION (ROLES_OFF).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrackingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -715,6 +759,21 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.SearchLoggedModels,
                     request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsRequest.FromString,
                     response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsResponse.SerializeToString,
+            ),
+            'SetExperimentPermission': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetExperimentPermission,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SetExperimentPermissionRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SetExperimentPermissionResponse.SerializeToString,
+            ),
+            'DeleteExperimentPermission': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteExperimentPermission,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteExperimentPermissionRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteExperimentPermissionResponse.SerializeToString,
+            ),
+            'ListExperimentPermissions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExperimentPermissions,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListExperimentPermissionsRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListExperimentPermissionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1627,6 +1686,87 @@ class TrackingService:
             '/tuning.tracking.v1.TrackingService/SearchLoggedModels',
             tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsRequest.SerializeToString,
             tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetExperimentPermission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.TrackingService/SetExperimentPermission',
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SetExperimentPermissionRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.SetExperimentPermissionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteExperimentPermission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.TrackingService/DeleteExperimentPermission',
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteExperimentPermissionRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteExperimentPermissionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExperimentPermissions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.TrackingService/ListExperimentPermissions',
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListExperimentPermissionsRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListExperimentPermissionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

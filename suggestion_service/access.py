@@ -1,0 +1,63 @@
+"""Who may call which RPC of the suggestion service, with roles on (tuning_common.access).
+
+Studies carry the roles; a trial has its study's. Readers see a study and its trials;
+editors also do what workers do (ask, tell, heartbeats, enqueue trials); managers also stop,
+complete or delete the study and give roles on it. Anyone authenticated may create a study
+and becomes its manager; ListStudies shows only the studies the caller may read.
+"""
+
+from __future__ import annotations
+
+from suggestion_service.persistence.tables import STUDY
+from tuning.suggestion.v1 import suggestion_service_pb2
+from tuning_common.access import EDITOR, MANAGER, READER, Creates, Lists, Needs, PermissionManager, Rule
+from tuning_common.permissions import PermissionStore, Resource
+
+SERVICE = suggestion_service_pb2.DESCRIPTOR.services_by_name["SuggestionService"]
+
+
+def rules(service, store: PermissionStore | None) -> dict[str, Rule]:
+    """The rule of every RPC (``service``: the SuggestionService its lookups ask; ``store``:
+    where the roles of deleted studies are forgotten)."""
+
+    def named(request) -> Resource:
+        return Resource(STUDY, request.name)
+
+    def study(request) -> Resource:
+        return Resource(STUDY, request.study)
+
+    def trial(request) -> Resource:
+        return Resource(STUDY, service.get_trial(request.trial_id).study_name)
+
+    def forget(request, _response) -> None:
+        if store is not None:
+            store.drop(Resource(STUDY, request.name), actor="")
+
+    table = {
+        "CreateStudy": Creates(STUDY, lambda response: response.study.name if response.created else None),
+        "GetStudy": Needs(READER, named),
+        "ListStudies": Lists(STUDY),
+        "SetStudyState": Needs(MANAGER, named),
+        "DeleteStudy": Needs(MANAGER, named, after=forget),
+        "SuggestTrials": Needs(EDITOR, study),
+        "ReportIntermediate": Needs(EDITOR, trial),
+        "LinkRun": Needs(EDITOR, trial),
+        "Heartbeat": Needs(EDITOR, trial),
+        "ReleaseTrial": Needs(EDITOR, trial),
+        "CompleteTrial": Needs(EDITOR, trial),
+        "CreateTrial": Needs(EDITOR, study),
+        "GetTrial": Needs(READER, trial),
+        "ListTrials": Needs(READER, study),
+        "ListMeasurements": Needs(READER, trial),
+        "GetBestTrials": Needs(READER, study),
+        "GetPopulation": Needs(READER, study),
+        "GetParameterImportance": Needs(READER, study),
+        "SetStudyPermission": Needs(MANAGER, study),
+        "DeleteStudyPermission": Needs(MANAGER, study),
+        "ListStudyPermissions": Needs(MANAGER, study),
+    }
+    return {f"/{SERVICE.full_name}/{name}": rule for name, rule in table.items()}
+
+
+def permission_manager(service, store: PermissionStore | None) -> PermissionManager:
+    return PermissionManager(store, {STUDY: service.get_study})

@@ -1,0 +1,322 @@
+"""Roles per resource (reader < editor < manager) and admins, checked at one point for every RPC.
+
+With roles on (``--roles on``), each service process checks every call in one place,
+:class:`RolesInterceptor`: after the request message is decoded (a rule reads the resource's
+id from it) and before the servicer runs. The HTTP gateway and its MLflow REST routes call
+the services with the caller's own token, so they are checked here too.
+
+Each service declares a rule for every one of its RPCs (``suggestion_service/access.py``,
+``tracking_service/access.py``; tests/unit/test_access_rules.py fails for an RPC without one):
+
+- :class:`Needs`: a role on the resource the request names (a run's or a logged model's
+  experiment, a trial's study, a model version's registered model: looked up by the rule);
+- :class:`Creates`: any authenticated caller, who becomes the new resource's manager;
+- :class:`Lists`: any authenticated caller; the answer holds only what the caller may read
+  (the servicer filters the query with :func:`readable_subjects`);
+- :data:`ADMIN_ONLY`: server-wide things (webhooks), and :data:`AUTHENTICATED`.
+
+Who has which role: an admin (``--admins user:alice,group:ml-admins``) has every role on
+everything. Anyone else has the highest of: the role given to ``user:NAME`` (the principal's
+name), the roles given to each ``group:NAME`` of the principal's groups, and the
+``--default-role`` everyone authenticated has (``none`` unless set). A ``read`` token never
+writes, whatever its roles: the read/write check of :mod:`tuning_common.auth` runs first.
+
+A refusal is PERMISSION_DENIED with reason ``ROLE_REQUIRED`` (or ``ADMIN_REQUIRED``) naming the
+role needed and the resource, which the caller named itself: nothing is said about resources
+it did not name. It is logged and counted (``tuning.access.refusals``).
+
+This module knows no service: it gets the rule table and a :class:`~tuning_common.permissions.PermissionStore`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from tuning_common import telemetry
+from tuning_common.auth import Principal, current_principal, is_open
+from tuning_common.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unauthenticated
+from tuning_common.permissions import PermissionStore, Resource
+
+log = logging.getLogger(__name__)
+
+READER, EDITOR, MANAGER = "reader", "editor", "manager"
+ROLES = (READER, EDITOR, MANAGER)  # in order: each may do what the ones before it may
+NONE = "none"
+_RANK = {role: rank for rank, role in enumerate(ROLES, 1)}
+
+ROLES_ENV = "TUNING_ROLES"
+ADMINS_ENV = "TUNING_ADMINS"
+DEFAULT_ROLE_ENV = "TUNING_DEFAULT_ROLE"
+
+# Names as the tokens file and OIDC claims carry them: no spaces, commas or control characters.
+_NAME = re.compile(r"[^\s,:][^\s,]{0,249}")
+_SUBJECT = re.compile(r"(user|group):(.+)")
+
+
+def at_least(role: str | None, needed: str) -> bool:
+    return role is not None and _RANK.get(role, 0) >= _RANK[needed]
+
+
+def highest(roles: Collection[str | None]) -> str | None:
+    known = [role for role in roles if role in _RANK]
+    return max(known, key=_RANK.__getitem__) if known else None
+
+
+def check_role(field: str, role: str) -> str:
+    if role not in _RANK:
+        raise InvalidArgument(field, f"must be one of {', '.join(ROLES)}, got {role!r}", reason="INVALID_ROLE")
+    return role
+
+
+def check_subject(field: str, subject: str) -> str:
+    """``user:NAME`` or ``group:NAME``, else InvalidArgument naming ``field``."""
+    match = _SUBJECT.fullmatch(subject)
+    if match is None or not _NAME.fullmatch(match.group(2)):
+        raise InvalidArgument(field, f"must be 'user:NAME' or 'group:NAME' (a name without spaces or commas), "
+                                     f"got {subject!r}", reason="INVALID_SUBJECT")
+    return subject
+
+
+def subjects_of(principal: Principal) -> frozenset[str]:
+    return frozenset({f"user:{principal.name}", *(f"group:{group}" for group in principal.groups)})
+
+
+@dataclass(frozen=True)
+class Admins:
+    """Who may do everything: ``user:NAME`` and ``group:NAME`` entries."""
+
+    subjects: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, text: str | None, source: str = "admins") -> Admins:
+        """Comma-separated subjects (``user:alice,group:ml-admins``); InvalidArgument for a malformed one."""
+        entries = [entry.strip() for entry in (text or "").split(",") if entry.strip()]
+        return cls(frozenset(check_subject(source, entry) for entry in entries))
+
+    def __contains__(self, principal: Principal) -> bool:
+        return not self.subjects.isdisjoint(subjects_of(principal))
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+Locate = Callable[[Any], "Resource | Sequence[Resource]"]
+
+
+@dataclass(frozen=True)
+class Needs:
+    """The caller needs ``role`` on the resource(s) ``locate`` finds in the request (every one of
+    them, for a list). ``after(request, response)`` runs once the call succeeded (forgetting the
+    roles of a deleted resource, moving those of a renamed one)."""
+
+    role: str
+    locate: Locate
+    after: Callable[[Any, Any], None] | None = None
+
+
+@dataclass(frozen=True)
+class Creates:
+    """Any authenticated caller; ``created(response)`` is the id of the resource made, whose
+    manager the caller becomes (None when nothing was made: an idempotent create that found it)."""
+
+    type: str
+    created: Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
+class Lists:
+    """Any authenticated caller; the answer holds only the resources of ``type`` it may read."""
+
+    type: str
+
+
+@dataclass(frozen=True)
+class _Named:
+    name: str
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+ADMIN_ONLY = _Named("ADMIN_ONLY")
+AUTHENTICATED = _Named("AUTHENTICATED")
+
+Rule = Needs | Creates | Lists | _Named
+
+
+# --- the check --------------------------------------------------------------------------------
+
+# The subjects a listing keeps the resources of; None: everything (an admin, a default role of
+# reader or more, roles off). Set for the servicer of a Lists RPC, read by readable_subjects().
+_READABLE: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar("readable", default=None)
+
+
+def readable_subjects() -> frozenset[str] | None:
+    """For a listing: the subjects whose resources the caller may read, or None for all of them."""
+    return _READABLE.get()
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One service's rules, permissions, admins and default role."""
+
+    rules: Mapping[str, Rule]
+    store: PermissionStore
+    admins: Admins = Admins()
+    default_role: str | None = None
+
+    def role_on(self, principal: Principal, resource: Resource) -> str | None:
+        if principal in self.admins:
+            return MANAGER
+        return highest([self.default_role, *self.store.roles(resource, subjects_of(principal))])
+
+    def require(self, principal: Principal, role: str, resource: Resource) -> None:
+        if not at_least(self.role_on(principal, resource), role):
+            raise PermissionDenied(f"the {role} role on {resource} is required", reason="ROLE_REQUIRED",
+                                   metadata={"role": role, "resource_type": resource.type,
+                                             "resource_id": resource.id})
+
+    def check(self, method: str, principal: Principal, request: Any) -> Rule:
+        """Raises PermissionDenied unless ``principal`` may call ``method`` with ``request``;
+        returns the method's rule. A method without a rule is refused (never allowed by omission)."""
+        rule = self.rules.get(method)
+        if rule is None:
+            raise PermissionDenied(f"{method} has no access rule", reason="NO_ACCESS_RULE")
+        if rule is ADMIN_ONLY and principal not in self.admins:
+            raise PermissionDenied("only an admin may do this", reason="ADMIN_REQUIRED")
+        if isinstance(rule, Needs):
+            found = rule.locate(request)
+            for resource in [found] if isinstance(found, Resource) else found:
+                self.require(principal, rule.role, resource)
+        return rule
+
+    def readable(self, principal: Principal) -> frozenset[str] | None:
+        if principal in self.admins or at_least(self.default_role, READER):
+            return None
+        return subjects_of(principal)
+
+
+_refusals = telemetry.meter().create_counter(
+    "tuning.access.refusals", unit="{call}", description="calls refused for want of a role")
+
+
+class RolesInterceptor(grpc.aio.ServerInterceptor):
+    """Checks every call against the service's :class:`Policy` once its request is decoded.
+
+    Placed after the error-mapping interceptor, it wraps the servicer's own (synchronous)
+    method, so the check runs where the handler runs (on its thread: it reads the database)
+    and a refusal is mapped like any other domain error. Runs after authentication
+    (:class:`tuning_common.auth.AuthInterceptor`), whose principal it reads.
+    """
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or is_open(method):
+            return handler
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=self._unary(method, handler.unary_unary))
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=self._unary(method, handler.unary_stream))
+        if handler.stream_unary is not None:
+            return handler._replace(stream_unary=self._client_stream(method, handler.stream_unary))
+        return handler._replace(stream_stream=self._client_stream(method, handler.stream_stream))
+
+    def _allow(self, method: str, request: Any) -> tuple[Principal, Rule]:
+        principal = current_principal()
+        if principal is None:  # roles without authentication: a misconfigured server lets nobody in
+            raise Unauthenticated("roles need an authenticated caller", reason="TOKEN_MISSING")
+        try:
+            return principal, self.policy.check(method, principal, request)
+        except PermissionDenied as error:
+            log.info("refused %s to %s: %s", method, principal.name, error)
+            _refusals.add(1, {"rpc.method": method.rpartition("/")[2], "reason": error.reason})
+            raise
+
+    def _done(self, principal: Principal, rule: Rule, request: Any, response: Any) -> None:
+        if isinstance(rule, Creates):
+            created = rule.created(response)
+            if created is not None:
+                self.policy.store.reset(Resource(rule.type, created), f"user:{principal.name}", MANAGER,
+                                        actor=principal.name)
+        elif isinstance(rule, Needs) and rule.after is not None:
+            rule.after(request, response)
+
+    def _unary(self, method: str, behaviour: Callable) -> Callable:
+        def checked(request: Any, context: grpc.ServicerContext) -> Any:
+            principal, rule = self._allow(method, request)
+            if isinstance(rule, Lists):
+                _READABLE.set(self.policy.readable(principal))
+            response = behaviour(request, context)
+            self._done(principal, rule, request, response)
+            return response
+
+        return checked
+
+    def _client_stream(self, method: str, behaviour: Callable) -> Callable:
+        """The first message names the resource (an upload's header): it is checked before the
+        servicer reads any."""
+
+        def checked(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            first = next(request_iterator, None)
+            if first is None:
+                return behaviour(iter(()), context)
+            principal, rule = self._allow(method, first)
+            response = behaviour(_chain(first, request_iterator), context)
+            self._done(principal, rule, first, response)
+            return response
+
+        return checked
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+# --- managing permissions ---------------------------------------------------------------------
+
+
+class PermissionManager:
+    """What the Set/Delete/List...Permission RPCs of a service do (its servicer stays thin).
+
+    ``store`` is None with roles off; ``exists`` maps each resource type of the service to a
+    function raising NotFound for a resource that does not exist (an admin may name any).
+    """
+
+    def __init__(self, store: PermissionStore | None, exists: Mapping[str, Callable[[str], object]]):
+        self.store = store
+        self.exists = exists
+
+    def _store(self, resource: Resource) -> PermissionStore:
+        if self.store is None:
+            raise FailedPrecondition("this server runs without roles (see --roles)", reason="ROLES_OFF")
+        self.exists[resource.type](resource.id)
+        return self.store
+
+    def set(self, resource: Resource, subject: str, role: str) -> tuple[str, str]:
+        check_subject("subject", subject)
+        check_role("role", role)
+        self._store(resource).set(resource, subject, role, actor=_actor())
+        return subject, role
+
+    def delete(self, resource: Resource, subject: str) -> None:
+        check_subject("subject", subject)
+        self._store(resource).delete(resource, subject, actor=_actor())
+
+    def list(self, resource: Resource) -> list[tuple[str, str]]:
+        return self._store(resource).list(resource)
+
+
+def _actor() -> str:
+    principal = current_principal()
+    return "" if principal is None else principal.name
