@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -154,13 +154,15 @@ class TrackingService:
         return experiment
 
     def search_experiments(self, filter_text: str = "", order_by: Sequence[str] = (),
-                           view: ViewType = ViewType.ACTIVE_ONLY, size: int = 0, token: str = ""
-                           ) -> tuple[list[Experiment], str]:
+                           view: ViewType = ViewType.ACTIVE_ONLY, size: int = 0, token: str = "",
+                           readable: Collection[str] | None = None) -> tuple[list[Experiment], str]:
+        """``readable``: only the experiments these subjects have a role on
+        (tuning_common.access.readable_subjects); None: all."""
         def fetch(conn: Transaction, node, keys, offset: int, limit: int) -> list[Experiment]:
-            return self.experiments.search(conn, node, keys, view, offset, limit)
+            return self.experiments.search(conn, node, keys, view, offset, limit, readable)
 
         return paged_search(self.db, search.EXPERIMENTS, fetch, filter_text=filter_text, order_by=order_by, size=size,
-                            token=token, default_size=100, max_size=1_000, scope=(view.value,))
+                            token=token, default_size=100, max_size=1_000, scope=(view.value, *sorted(readable or ())))
 
     def rename_experiment(self, experiment_id: int, new_name: str) -> Experiment:
         check_key(new_name, "new_name", MAX_EXPERIMENT_NAME)

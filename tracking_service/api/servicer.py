@@ -15,6 +15,7 @@ from tracking_service.service import TrackingService, now_ms
 from tuning.tracking.v1 import tracking_pb2
 from tuning.tracking.v1 import tracking_service_pb2 as api
 from tuning.tracking.v1 import tracking_service_pb2_grpc as api_grpc
+from tuning_common import access
 from tuning_common.access import PermissionManager
 from tuning_common.errors import InvalidArgument
 from tuning_common.permissions import Resource
@@ -43,7 +44,8 @@ class TrackingServicer(api_grpc.TrackingServiceServicer):
     def SearchExperiments(self, request, context):
         found, token = self.service.search_experiments(request.filter, list(request.order_by),
                                                        convert.view_from_proto(request.view_type),
-                                                       request.page_size, request.page_token)
+                                                       request.page_size, request.page_token,
+                                                       readable=access.readable_subjects())
         return api.SearchExperimentsResponse(experiments=[convert.experiment_to_proto(e) for e in found],
                                              next_page_token=token)
 

@@ -10,7 +10,7 @@ import contextlib
 import functools
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -32,6 +32,7 @@ from tracking_service.domain.model import (
 )
 from tracking_service.persistence import search_sql
 from tracking_service.persistence.tables import (
+    EXPERIMENT,
     VALUE_HEAD,
     batch_requests,
     datasets,
@@ -41,10 +42,12 @@ from tracking_service.persistence.tables import (
     metrics,
     model_versions,
     params,
+    permission_tables,
     run_inputs,
     runs,
     tags,
 )
+from tuning_common import permissions
 from tuning_common.errors import AlreadyExists, FailedPrecondition
 from tuning_types.search import Node, OrderKey
 
@@ -126,10 +129,13 @@ class ExperimentRepository:
         return None if row is None else self._experiments(conn, [row])[0]
 
     def search(self, conn: Connection, node: Node | None, keys: Sequence[OrderKey], view: ViewType, offset: int,
-               limit: int) -> list[Experiment]:
-        """A page of the experiments in ``view`` that match the parsed filter, in the parsed order."""
+               limit: int, readable: Collection[str] | None = None) -> list[Experiment]:
+        """A page of the experiments in ``view`` that match the parsed filter, in the parsed order
+        (of those ``readable`` subjects have a role on, unless None)."""
         dialect = conn.dialect.name
         where = search_sql.experiment_condition(node, dialect) & experiments.c.lifecycle_stage.in_(view.stages())
+        if readable is not None:
+            where &= permissions.readable(permission_tables.permissions, experiments.c.id, EXPERIMENT, readable)
         query = (sa.select(experiments).where(where).order_by(*search_sql.experiment_ordering(keys, dialect))
                  .offset(offset).limit(limit))
         return self._experiments(conn, conn.execute(query).all())

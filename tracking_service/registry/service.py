@@ -9,7 +9,8 @@ same transaction as the change itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Collection, Sequence
 
 from tracking_service.artifacts import ArtifactStore, clean_relative_path
 from tracking_service.domain import paging
@@ -68,10 +69,14 @@ class RegistryService:
             raise NotFound(f"no registered model named {name!r}")
         return model_id
 
-    def search_models(self, filter_text: str = "", order_by: Sequence[str] = (), size: int = 0, token: str = ""
-                      ) -> tuple[list[RegisteredModel], str]:
-        return paged_search(self.db, search.REGISTERED_MODELS, self.repo.search_models, filter_text=filter_text,
-                            order_by=order_by, size=size, token=token, default_size=100, max_size=1_000)
+    def search_models(self, filter_text: str = "", order_by: Sequence[str] = (), size: int = 0, token: str = "",
+                      readable: Collection[str] | None = None) -> tuple[list[RegisteredModel], str]:
+        """``readable``: only the models these subjects have a role on
+        (tuning_common.access.readable_subjects); None: all."""
+        return paged_search(self.db, search.REGISTERED_MODELS, functools.partial(self.repo.search_models,
+                                                                                 readable=readable),
+                            filter_text=filter_text, order_by=order_by, size=size, token=token, default_size=100,
+                            max_size=1_000, scope=tuple(sorted(readable or ())))
 
     def rename_model(self, name: str, new_name: str, actor: str = "") -> RegisteredModel:
         check_key(name, "name")
@@ -196,10 +201,13 @@ class RegistryService:
             raise NotFound(f"registered model {name!r} has no version {version}")
         return model_id, found[0]
 
-    def search_versions(self, filter_text: str = "", order_by: Sequence[str] = (), size: int = 0, token: str = ""
-                        ) -> tuple[list[ModelVersion], str]:
-        return paged_search(self.db, search.MODEL_VERSIONS, self.repo.search_versions, filter_text=filter_text,
-                            order_by=order_by, size=size, token=token, default_size=1_000, max_size=10_000)
+    def search_versions(self, filter_text: str = "", order_by: Sequence[str] = (), size: int = 0, token: str = "",
+                        readable: Collection[str] | None = None) -> tuple[list[ModelVersion], str]:
+        """``readable``: only the versions of models these subjects have a role on; None: all."""
+        return paged_search(self.db, search.MODEL_VERSIONS, functools.partial(self.repo.search_versions,
+                                                                              readable=readable),
+                            filter_text=filter_text, order_by=order_by, size=size, token=token, default_size=1_000,
+                            max_size=10_000, scope=tuple(sorted(readable or ())))
 
     def update_version(self, name: str, version: int, description: str) -> ModelVersion:
         check_key(name, "name")

@@ -13,6 +13,7 @@ from tracking_service.registry.webhooks import WebhookService
 from tuning.tracking.v1 import registry_service_pb2 as api
 from tuning.tracking.v1 import registry_service_pb2_grpc as api_grpc
 from tuning.tracking.v1 import tracking_pb2
+from tuning_common import access
 from tuning_common.access import PermissionManager
 from tuning_common.permissions import Resource
 
@@ -33,7 +34,7 @@ class ModelRegistryServicer(api_grpc.ModelRegistryServiceServicer):
 
     def SearchRegisteredModels(self, request, context):
         found, token = self.service.search_models(request.filter, list(request.order_by), request.page_size,
-                                                  request.page_token)
+                                                  request.page_token, readable=access.readable_subjects())
         return api.SearchRegisteredModelsResponse(
             registered_models=[convert.registered_model_to_proto(m) for m in found], next_page_token=token)
 
@@ -70,7 +71,7 @@ class ModelRegistryServicer(api_grpc.ModelRegistryServiceServicer):
 
     def SearchModelVersions(self, request, context):
         found, token = self.service.search_versions(request.filter, list(request.order_by), request.page_size,
-                                                    request.page_token)
+                                                    request.page_token, readable=access.readable_subjects())
         return api.SearchModelVersionsResponse(model_versions=[convert.model_version_to_proto(v) for v in found],
                                                next_page_token=token)
 

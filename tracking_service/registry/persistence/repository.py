@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -20,9 +20,11 @@ from tracking_service.domain.model import TrialLink
 from tracking_service.persistence import search_sql
 from tracking_service.persistence.repository import delete_tag, unique, upsert, upsert_tags
 from tracking_service.persistence.tables import (
+    REGISTERED_MODEL,
     model_aliases,
     model_version_tags,
     model_versions,
+    permission_tables,
     registered_model_tags,
     registered_models,
     registry_events,
@@ -30,12 +32,21 @@ from tracking_service.persistence.tables import (
 )
 from tracking_service.registry.domain.model import ModelVersion, RegisteredModel, RegistryAction, RegistryEvent, Stage
 from tracking_service.registry.persistence.webhooks import WebhookRepository
+from tuning_common import permissions
 from tuning_types.search import Node, OrderKey
 
 # The order of RegisteredModel.latest_versions.
 _STAGE_ORDER = {stage: i for i, stage in enumerate(Stage)}
 
 VersionKey = tuple[int, int]  # (model id, version number)
+
+
+
+def _readable_model(model_id: sa.ColumnElement, readable: Collection[str]) -> sa.ColumnElement:
+    """``model_id`` is of a registered model that the ``readable`` subjects have a role on
+    (roles are given on model names)."""
+    return model_id.in_(sa.select(registered_models.c.id).where(
+        permissions.readable(permission_tables.permissions, registered_models.c.name, REGISTERED_MODEL, readable)))
 
 
 class RegistryRepository:
@@ -115,10 +126,12 @@ class RegistryRepository:
         return out
 
     def search_models(self, conn: Connection, node: Node | None, keys: Sequence[OrderKey], offset: int,
-                      limit: int) -> list[RegisteredModel]:
+                      limit: int, readable: Collection[str] | None = None) -> list[RegisteredModel]:
         dialect = conn.dialect.name
         query = (sa.select(registered_models.c.id).where(search_sql.registered_model_condition(node, dialect))
                  .order_by(*search_sql.registered_model_ordering(keys, dialect)).offset(offset).limit(limit))
+        if readable is not None:
+            query = query.where(_readable_model(registered_models.c.id, readable))
         return self.get_models(conn, list(conn.execute(query).scalars()))
 
     def set_model_tags(self, conn: Connection, model_id: int, items: dict[str, str]) -> None:
@@ -172,11 +185,13 @@ class RegistryRepository:
         return out
 
     def search_versions(self, conn: Connection, node: Node | None, keys: Sequence[OrderKey], offset: int,
-                        limit: int) -> list[ModelVersion]:
+                        limit: int, readable: Collection[str] | None = None) -> list[ModelVersion]:
         dialect = conn.dialect.name
         query = (sa.select(model_versions.c.model_id, model_versions.c.version)
                  .where(search_sql.model_version_condition(node, dialect))
                  .order_by(*search_sql.model_version_ordering(keys, dialect)).offset(offset).limit(limit))
+        if readable is not None:
+            query = query.where(_readable_model(model_versions.c.model_id, readable))
         return self.get_versions(conn, [(row.model_id, row.version) for row in conn.execute(query)])
 
     def versions_in_stage(self, conn: Connection, model_id: int, stage: Stage) -> list[int]:

@@ -1,0 +1,302 @@
+"""Roles per study, experiment and registered model against real servers (port 0, SQLite; the
+permission tables also on PostgreSQL), with principals from static tokens with groups.
+
+The table (CASES): for each rule kind of each service, representative calls; each is made by
+a principal with no role, a reader, an editor (through a group), a manager and an admin (through
+a group), and must be refused (PERMISSION_DENIED, ROLE_REQUIRED or ADMIN_REQUIRED) exactly when
+the principal's role is below the rule's. Then: the creator becomes manager, managers grant
+and revoke (users and groups), editors cannot, a read token never writes whatever its role,
+listings hide what the caller cannot read (paging included), the default role, the audit,
+and through the gateway a /v1 route and MLflow's REST routes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+import sqlalchemy as sa
+
+from suggestion_service.server import serve as serve_suggestion
+from tracking_service.server import serve as serve_tracking
+from tuning.suggestion.v1 import study_pb2 as spb
+from tuning.suggestion.v1 import suggestion_service_pb2 as sapi
+from tuning.suggestion.v1 import suggestion_service_pb2_grpc as sgrpc
+from tuning.tracking.v1 import registry_service_pb2 as rapi
+from tuning.tracking.v1 import registry_service_pb2_grpc as rgrpc
+from tuning.tracking.v1 import tracking_pb2 as tpb
+from tuning.tracking.v1 import tracking_service_pb2 as tapi
+from tuning.tracking.v1 import tracking_service_pb2_grpc as tgrpc
+from tuning_common.access import Admins
+from tuning_common.auth import TokenStore
+from tuning_common.grpc_errors import error_from_rpc
+from tuning_common.grpc_server import RoleSettings, RunningServer, ServerOptions
+
+# name -> (token role, token, groups)
+PEOPLE = {
+    "alice": ("write", "alice-token-0123456789", ""),           # creates everything below: manager
+    "root": ("write", "root-token-01234567890", "ml-admins"),   # admin through a group
+    "bob": ("write", "bob-token-012345678901", ""),             # reader (as a user)
+    "erin": ("write", "erin-token-0123456789", "workers"),      # editor (through group:workers)
+    "max": ("write", "max-token-01234567890", ""),              # manager (as a user)
+    "nora": ("write", "nora-token-0123456789", "others"),       # no role
+    "rita": ("read", "rita-token-0123456789", "workers"),       # a read token, editor through her group
+}
+TOKENS = "\n".join(f"{role} {token} {name} {groups}".strip() for name, (role, token, groups) in PEOPLE.items())
+RANK = {"nora": 0, "bob": 1, "erin": 2, "max": 3, "root": 4}
+NEEDED = {"reader": 1, "editor": 2, "manager": 3, "admin": 4}
+
+
+def auth(name: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {PEOPLE[name][1]}")]
+
+
+def outcome(call: Callable[[], object]) -> str:
+    """"ok", or the refusal's reason, or the status code of another failure."""
+    try:
+        call()
+    except grpc.RpcError as error:
+        if error.code() is grpc.StatusCode.PERMISSION_DENIED:
+            return error_from_rpc(error).reason
+        return error.code().name
+    return "ok"
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, RunningServer, str]]:
+    """A suggestion and a tracking server with roles on (and the suggestion database's URL)."""
+    tmp = tmp_path_factory.mktemp("roles")
+    options = ServerOptions(port=0, grace_seconds=1, tokens=TokenStore.parse(TOKENS, "test"),
+                            roles=RoleSettings(Admins.parse("user:nobody,group:ml-admins")))
+    suggestion = serve_suggestion(f"sqlite:///{tmp / 's.db'}", options, model_workers=0)
+    tracking = serve_tracking(f"sqlite:///{tmp / 't.db'}", str(tmp / "artifacts"), options)
+    yield suggestion, tracking, f"sqlite:///{tmp / 's.db'}"
+    suggestion.stop()
+    tracking.stop()
+
+
+@pytest.fixture(scope="module")
+def stubs(servers) -> Iterator[tuple[sgrpc.SuggestionServiceStub, tgrpc.TrackingServiceStub,
+                                     rgrpc.ModelRegistryServiceStub]]:
+    suggestion, tracking, _ = servers
+    with grpc.insecure_channel(suggestion.address) as s, grpc.insecure_channel(tracking.address) as t:
+        yield sgrpc.SuggestionServiceStub(s), tgrpc.TrackingServiceStub(t), rgrpc.ModelRegistryServiceStub(t)
+
+
+SPEC = spb.StudySpec(
+    parameters=[spb.ParameterSpec(name="x", float_range=spb.FloatRange(low=0, high=1))],
+    objectives=[spb.Objective(metric="loss", direction=spb.DIRECTION_MINIMIZE)],
+)
+
+
+@pytest.fixture(scope="module")
+def world(stubs):
+    """What alice made, and the roles she gave: bob reader, group:workers editor, max manager."""
+    suggestion, tracking, registry = stubs
+    who = auth("alice")
+    assert suggestion.CreateStudy(sapi.CreateStudyRequest(name="s1", spec=SPEC), metadata=who).created
+    trial = suggestion.CreateTrial(sapi.CreateTrialRequest(study="s1", parameters={"x": spb.ParameterValue(float_value=0.5)}),
+                                   metadata=who).trial
+    experiment = tracking.CreateExperiment(tapi.CreateExperimentRequest(name="e1"), metadata=who).experiment
+    run = tracking.CreateRun(tapi.CreateRunRequest(experiment_id=experiment.id), metadata=who).run
+    registry.CreateRegisteredModel(rapi.CreateRegisteredModelRequest(name="m1"), metadata=who)
+    for subject, role in (("user:bob", "reader"), ("group:workers", "editor"), ("user:max", "manager")):
+        suggestion.SetStudyPermission(sapi.SetStudyPermissionRequest(study="s1", subject=subject, role=role),
+                                      metadata=who)
+        tracking.SetExperimentPermission(tapi.SetExperimentPermissionRequest(
+            experiment_id=experiment.id, subject=subject, role=role), metadata=who)
+        registry.SetRegisteredModelPermission(rapi.SetRegisteredModelPermissionRequest(
+            name="m1", subject=subject, role=role), metadata=who)
+    return {"trial": trial.id, "experiment": experiment.id, "run": run.id}
+
+
+def cases(stubs, world) -> list[tuple[str, str, Callable[[list], object]]]:
+    """(name, role needed, call with the given metadata): each rule kind of each service."""
+    suggestion, tracking, registry = stubs
+    experiment, run, trial = world["experiment"], world["run"], world["trial"]
+
+    def upload(who):
+        header = tapi.UploadArtifactRequest(header=tapi.ArtifactHeader(
+            run_id=run, path="a.txt", size=1, sha256=hashlib.sha256(b"x").hexdigest()))
+        return tracking.UploadArtifact(iter([header, tapi.UploadArtifactRequest(chunk=b"x")]), metadata=who)
+
+    return [
+        # suggestion: a study, a trial's study
+        ("GetStudy", "reader", lambda who: suggestion.GetStudy(sapi.GetStudyRequest(name="s1"), metadata=who)),
+        ("ListTrials", "reader", lambda who: suggestion.ListTrials(sapi.ListTrialsRequest(study="s1"), metadata=who)),
+        ("GetTrial", "reader", lambda who: suggestion.GetTrial(sapi.GetTrialRequest(trial_id=trial), metadata=who)),
+        ("SuggestTrials", "editor", lambda who: suggestion.SuggestTrials(sapi.SuggestTrialsRequest(
+            study="s1", count=1, worker_id="w", request_id=f"r-{who[0][1][-8:]}"), metadata=who)),
+        ("Heartbeat", "editor", lambda who: suggestion.Heartbeat(sapi.HeartbeatRequest(
+            trial_id=trial, worker_id="w"), metadata=who)),
+        ("SetStudyState", "manager", lambda who: suggestion.SetStudyState(sapi.SetStudyStateRequest(
+            name="s1", state=spb.STUDY_STATE_ACTIVE), metadata=who)),
+        ("ListStudyPermissions", "manager", lambda who: suggestion.ListStudyPermissions(
+            sapi.ListStudyPermissionsRequest(study="s1"), metadata=who)),
+        # tracking: an experiment, a run's experiment, several experiments, a streamed upload
+        ("GetExperiment", "reader", lambda who: tracking.GetExperiment(tapi.GetExperimentRequest(
+            experiment_id=experiment), metadata=who)),
+        ("GetExperimentByName", "reader", lambda who: tracking.GetExperimentByName(
+            tapi.GetExperimentByNameRequest(name="e1"), metadata=who)),
+        ("GetRun", "reader", lambda who: tracking.GetRun(tapi.GetRunRequest(run_id=run), metadata=who)),
+        ("SearchRuns", "reader", lambda who: tracking.SearchRuns(tapi.SearchRunsRequest(
+            experiment_ids=[experiment]), metadata=who)),
+        ("LogParam", "editor", lambda who: tracking.LogParam(tapi.LogParamRequest(
+            run_id=run, param=tpb.Param(key="p", value="1")), metadata=who)),
+        ("CreateRun", "editor", lambda who: tracking.CreateRun(tapi.CreateRunRequest(
+            experiment_id=experiment), metadata=who)),
+        ("UploadArtifact", "editor", upload),
+        ("RenameExperiment", "manager", lambda who: tracking.RenameExperiment(tapi.RenameExperimentRequest(
+            experiment_id=experiment, new_name="e1"), metadata=who)),
+        ("ListExperimentPermissions", "manager", lambda who: tracking.ListExperimentPermissions(
+            tapi.ListExperimentPermissionsRequest(experiment_id=experiment), metadata=who)),
+        # registry: a model, its versions; webhooks
+        ("GetRegisteredModel", "reader", lambda who: registry.GetRegisteredModel(rapi.GetRegisteredModelRequest(
+            name="m1"), metadata=who)),
+        ("ListRegistryEvents", "reader", lambda who: registry.ListRegistryEvents(rapi.ListRegistryEventsRequest(
+            name="m1"), metadata=who)),
+        ("CreateModelVersion", "editor", lambda who: registry.CreateModelVersion(rapi.CreateModelVersionRequest(
+            name="m1", source="s3://bucket/model"), metadata=who)),
+        ("SetRegisteredModelTag", "editor", lambda who: registry.SetRegisteredModelTag(
+            rapi.SetRegisteredModelTagRequest(name="m1", key="k", value="v"), metadata=who)),
+        ("ListRegisteredModelPermissions", "manager", lambda who: registry.ListRegisteredModelPermissions(
+            rapi.ListRegisteredModelPermissionsRequest(name="m1"), metadata=who)),
+        ("ListWebhooks", "admin", lambda who: registry.ListWebhooks(rapi.ListWebhooksRequest(), metadata=who)),
+        ("ListRegistryEvents of every model", "admin", lambda who: registry.ListRegistryEvents(
+            rapi.ListRegistryEventsRequest(), metadata=who)),
+    ]
+
+
+@pytest.mark.parametrize("person", list(RANK))
+def test_each_role_gets_exactly_what_its_rules_allow(stubs, world, person: str):
+    for name, needed, call in cases(stubs, world):
+        result = outcome(lambda call=call: call(auth(person)))
+        if RANK[person] >= NEEDED[needed]:
+            assert result not in ("ROLE_REQUIRED", "ADMIN_REQUIRED"), (person, name, result)
+        else:
+            assert result in ("ROLE_REQUIRED", "ADMIN_REQUIRED"), (person, name, result)
+
+
+def test_a_read_token_never_writes_whatever_its_role(stubs, world):
+    suggestion, tracking, _ = stubs
+    assert outcome(lambda: suggestion.GetStudy(sapi.GetStudyRequest(name="s1"), metadata=auth("rita"))) == "ok"
+    assert outcome(lambda: tracking.LogParam(tapi.LogParamRequest(
+        run_id=world["run"], param=tpb.Param(key="q", value="1")), metadata=auth("rita"))) == "READ_ONLY_TOKEN"
+
+
+def test_the_refusal_names_the_role_and_the_resource(stubs, world):
+    suggestion, _, _ = stubs
+    with pytest.raises(grpc.RpcError) as caught:
+        suggestion.DeleteStudy(sapi.DeleteStudyRequest(name="s1"), metadata=auth("erin"))
+    error = error_from_rpc(caught.value)
+    assert error.reason == "ROLE_REQUIRED" and error.metadata == {
+        "role": "manager", "resource_type": "study", "resource_id": "s1"}
+    assert "manager role on study 's1'" in error.message
+
+
+def test_creators_manage_and_grant_editors_do_not(stubs, world):
+    suggestion, _, registry = stubs
+    for name in ("nora",):
+        assert suggestion.CreateStudy(sapi.CreateStudyRequest(name="noras", spec=SPEC), metadata=auth(name)).created
+    listed = suggestion.ListStudyPermissions(sapi.ListStudyPermissionsRequest(study="noras"), metadata=auth("nora"))
+    assert [(p.subject, p.role) for p in listed.permissions] == [("user:nora", "manager")]
+    assert outcome(lambda: suggestion.GetStudy(sapi.GetStudyRequest(name="noras"), metadata=auth("bob"))) \
+        == "ROLE_REQUIRED"
+    suggestion.SetStudyPermission(sapi.SetStudyPermissionRequest(study="noras", subject="group:workers",
+                                                                 role="editor"), metadata=auth("nora"))
+    # erin is an editor through her group: she may work but not grant
+    assert outcome(lambda: suggestion.GetStudy(sapi.GetStudyRequest(name="noras"), metadata=auth("erin"))) == "ok"
+    assert outcome(lambda: suggestion.SetStudyPermission(sapi.SetStudyPermissionRequest(
+        study="noras", subject="user:erin", role="manager"), metadata=auth("erin"))) == "ROLE_REQUIRED"
+    suggestion.DeleteStudyPermission(sapi.DeleteStudyPermissionRequest(study="noras", subject="group:workers"),
+                                     metadata=auth("nora"))
+    assert outcome(lambda: suggestion.GetStudy(sapi.GetStudyRequest(name="noras"), metadata=auth("erin"))) \
+        == "ROLE_REQUIRED"
+    # bad input names the field; a subject without a role is NOT_FOUND
+    assert outcome(lambda: suggestion.SetStudyPermission(sapi.SetStudyPermissionRequest(
+        study="noras", subject="erin", role="editor"), metadata=auth("nora"))) == "INVALID_ARGUMENT"
+    assert outcome(lambda: suggestion.SetStudyPermission(sapi.SetStudyPermissionRequest(
+        study="noras", subject="user:erin", role="owner"), metadata=auth("nora"))) == "INVALID_ARGUMENT"
+    assert outcome(lambda: suggestion.DeleteStudyPermission(sapi.DeleteStudyPermissionRequest(
+        study="noras", subject="user:erin"), metadata=auth("nora"))) == "NOT_FOUND"
+    # admins may grant on anything that exists; what does not exist is NOT_FOUND for them only
+    assert outcome(lambda: registry.SetRegisteredModelPermission(rapi.SetRegisteredModelPermissionRequest(
+        name="missing", subject="user:bob", role="reader"), metadata=auth("root"))) == "NOT_FOUND"
+    assert outcome(lambda: registry.SetRegisteredModelPermission(rapi.SetRegisteredModelPermissionRequest(
+        name="missing", subject="user:bob", role="reader"), metadata=auth("nora"))) == "ROLE_REQUIRED"
+
+
+def test_a_deleted_study_leaves_no_role_to_one_made_later_under_its_name(stubs):
+    suggestion, _, _ = stubs
+    suggestion.CreateStudy(sapi.CreateStudyRequest(name="reused", spec=SPEC), metadata=auth("max"))
+    suggestion.SetStudyPermission(sapi.SetStudyPermissionRequest(study="reused", subject="user:bob", role="manager"),
+                                  metadata=auth("max"))
+    suggestion.DeleteStudy(sapi.DeleteStudyRequest(name="reused"), metadata=auth("bob"))
+    suggestion.CreateStudy(sapi.CreateStudyRequest(name="reused", spec=SPEC), metadata=auth("nora"))
+    listed = suggestion.ListStudyPermissions(sapi.ListStudyPermissionsRequest(study="reused"), metadata=auth("nora"))
+    assert [(p.subject, p.role) for p in listed.permissions] == [("user:nora", "manager")]
+
+
+def test_a_renamed_model_keeps_its_roles(stubs):
+    _, _, registry = stubs
+    registry.CreateRegisteredModel(rapi.CreateRegisteredModelRequest(name="old"), metadata=auth("max"))
+    registry.SetRegisteredModelPermission(rapi.SetRegisteredModelPermissionRequest(
+        name="old", subject="user:bob", role="reader"), metadata=auth("max"))
+    registry.RenameRegisteredModel(rapi.RenameRegisteredModelRequest(name="old", new_name="new"),
+                                   metadata=auth("max"))
+    assert outcome(lambda: registry.GetRegisteredModel(rapi.GetRegisteredModelRequest(name="new"),
+                                                       metadata=auth("bob"))) == "ok"
+
+
+def test_listings_show_only_what_the_caller_may_read(stubs, world):
+    suggestion, tracking, registry = stubs
+    for number in range(5):
+        suggestion.CreateStudy(sapi.CreateStudyRequest(name=f"page-{number}", spec=SPEC), metadata=auth("nora"))
+        suggestion.CreateStudy(sapi.CreateStudyRequest(name=f"page-{number}x", spec=SPEC), metadata=auth("max"))
+        tracking.CreateExperiment(tapi.CreateExperimentRequest(name=f"exp-{number}"), metadata=auth("nora"))
+        registry.CreateRegisteredModel(rapi.CreateRegisteredModelRequest(name=f"model-{number}"), metadata=auth("nora"))
+
+    def studies(who: str) -> list[str]:
+        names, token = [], ""
+        while True:  # pages of 2: paging must skip what is hidden, not return short or empty pages
+            page = suggestion.ListStudies(sapi.ListStudiesRequest(page_size=2, page_token=token), metadata=auth(who))
+            assert len(page.studies) == 2 or not page.next_page_token
+            names += [study.name for study in page.studies]
+            if not (token := page.next_page_token):
+                return names
+
+    assert [name for name in studies("nora") if name.startswith("page-")] == [f"page-{n}" for n in range(5)]
+    assert "s1" in studies("erin") and not any(name.startswith("page-") for name in studies("erin"))
+    assert {"s1", "noras", *(f"page-{n}" for n in range(5)), *(f"page-{n}x" for n in range(5))} <= set(studies("root"))
+    assert {e.name for e in tracking.SearchExperiments(tapi.SearchExperimentsRequest(), metadata=auth("bob"))
+            .experiments} == {"e1"}
+    assert {m.name for m in registry.SearchRegisteredModels(rapi.SearchRegisteredModelsRequest(),
+                                                            metadata=auth("nora")).registered_models} \
+        == {f"model-{n}" for n in range(5)}
+    versions = registry.SearchModelVersions(rapi.SearchModelVersionsRequest(), metadata=auth("nora")).model_versions
+    assert all(version.name.startswith("model-") for version in versions)
+    assert {v.name for v in registry.SearchModelVersions(rapi.SearchModelVersionsRequest(), metadata=auth("bob"))
+            .model_versions} <= {"m1"}
+
+
+def test_permission_changes_are_audited(servers, stubs, world):
+    stub = stubs[0]
+    stub.SetStudyPermission(sapi.SetStudyPermissionRequest(study="s1", subject="group:auditors", role="reader"),
+                            metadata=auth("max"))
+    stub.DeleteStudyPermission(sapi.DeleteStudyPermissionRequest(study="s1", subject="group:auditors"),
+                               metadata=auth("root"))
+    engine = sa.create_engine(servers[2])
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT actor, action, subject, role, detail FROM permission_audit "
+                                    "WHERE resource_type = 'study' AND resource_id = 's1' ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(row) for row in rows] == [
+        ("alice", "GRANT", "user:alice", "manager", "creator"),
+        ("alice", "GRANT", "user:bob", "reader", ""),
+        ("alice", "GRANT", "group:workers", "editor", ""),
+        ("alice", "GRANT", "user:max", "manager", ""),
+        ("max", "GRANT", "group:auditors", "reader", ""),
+        ("root", "REVOKE", "group:auditors", "reader", ""),
+    ]
