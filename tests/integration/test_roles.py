@@ -16,9 +16,12 @@ import hashlib
 from collections.abc import Callable, Iterator
 
 import grpc
+import httpx
 import pytest
 import sqlalchemy as sa
 
+from gateway.server import GatewayOptions
+from gateway.server import serve as serve_gateway
 from suggestion_service.server import serve as serve_suggestion
 from tracking_service.server import serve as serve_tracking
 from tuning.suggestion.v1 import study_pb2 as spb
@@ -300,3 +303,54 @@ def test_permission_changes_are_audited(servers, stubs, world):
         ("max", "GRANT", "group:auditors", "reader", ""),
         ("root", "REVOKE", "group:auditors", "reader", ""),
     ]
+
+
+# --- through the gateway: /v1 and MLflow's REST API are checked by the services' rules ------------
+
+
+@pytest.fixture(scope="module")
+def gateway(servers) -> Iterator[str]:
+    suggestion, tracking, _ = servers
+    running = serve_gateway(GatewayOptions(suggestion_address=suggestion.address, tracking_address=tracking.address,
+                                           tokens=TokenStore.parse(TOKENS, "test"), grace_seconds=1))
+    yield f"http://{running.address}"
+    running.stop()
+
+
+def http(base: str, who: str) -> httpx.Client:
+    return httpx.Client(base_url=base, headers={"authorization": f"Bearer {PEOPLE[who][1]}"}, timeout=30)
+
+
+def test_v1_routes_follow_the_roles(gateway, world):
+    with http(gateway, "nora") as nora, http(gateway, "bob") as bob, http(gateway, "max") as max_:
+        refused = nora.get("/v1/studies/s1")
+        assert refused.status_code == 403 and "ROLE_REQUIRED" in refused.text
+        assert bob.get("/v1/studies/s1").json()["study"]["name"] == "s1"
+        assert bob.put("/v1/studies/s1/permissions/user:nora", json={"role": "reader"}).status_code == 403
+        assert "s1" not in [study["name"] for study in nora.get("/v1/studies").json().get("studies", [])]
+        granted = max_.put("/v1/studies/s1/permissions/user:nora", json={"role": "reader"})
+        assert granted.json() == {"permission": {"subject": "user:nora", "role": "reader"}}
+        assert nora.get("/v1/studies/s1").status_code == 200
+        assert "s1" in [study["name"] for study in nora.get("/v1/studies").json()["studies"]]
+        assert max_.delete("/v1/studies/s1/permissions/user:nora").status_code == 200
+        assert nora.get("/v1/studies/s1").status_code == 403
+
+
+def test_mlflow_rest_routes_follow_the_roles(gateway, world):
+    experiment = str(world["experiment"])
+    with http(gateway, "nora") as nora, http(gateway, "bob") as bob, http(gateway, "erin") as erin:
+        refused = bob.post("/api/2.0/mlflow/runs/create", json={"experiment_id": experiment})
+        assert refused.status_code == 403 and refused.json()["error_code"] == "PERMISSION_DENIED"
+        created = erin.post("/api/2.0/mlflow/runs/create", json={"experiment_id": experiment})
+        assert created.status_code == 200, created.text
+        run_id = created.json()["run"]["info"]["run_id"]
+        assert nora.get("/api/2.0/mlflow/runs/get", params={"run_id": run_id}).status_code == 403
+        assert bob.get("/api/2.0/mlflow/runs/get", params={"run_id": run_id}).status_code == 200
+
+        def searched(client: httpx.Client) -> set[str]:
+            answer = client.post("/api/2.0/mlflow/experiments/search", json={"max_results": 1000})
+            assert answer.status_code == 200, answer.text
+            return {found["name"] for found in answer.json().get("experiments", [])}
+
+        assert "e1" in searched(bob) and "e1" not in searched(nora)
+        assert searched(bob) <= {"e1"}
