@@ -29,9 +29,9 @@ def rules(service, store: PermissionStore | None) -> dict[str, Rule]:
     def trial(request) -> Resource:
         return Resource(STUDY, service.get_trial(request.trial_id).study_name)
 
-    def forget(request, _response) -> None:
+    def forget(request, actor: str) -> None:
         if store is not None:
-            store.drop(Resource(STUDY, request.name), actor="")
+            store.drop(Resource(STUDY, request.name), actor=actor)
 
     table = {
         "CreateStudy": Creates(STUDY, lambda response: response.study.name if response.created else None),

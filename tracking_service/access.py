@@ -64,13 +64,13 @@ def rules(tracking: TrackingService, models: LoggedModelService, registry: Regis
     def model(request) -> Resource:
         return Resource(REGISTERED_MODEL, request.name)
 
-    def forget_model(request, _response) -> None:
+    def forget_model(request, actor: str) -> None:
         if store is not None:
-            store.drop(Resource(REGISTERED_MODEL, request.name), actor="")
+            store.drop(Resource(REGISTERED_MODEL, request.name), actor=actor)
 
-    def move_model(request, _response) -> None:
+    def move_model(request, actor: str) -> None:
         if store is not None:
-            store.move(Resource(REGISTERED_MODEL, request.name), request.new_name, actor="")
+            store.move(Resource(REGISTERED_MODEL, request.name), request.new_name, actor=actor)
 
     tracking_rules = {
         "CreateExperiment": Creates(EXPERIMENT, lambda response: str(response.experiment.id)),

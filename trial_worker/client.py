@@ -190,6 +190,19 @@ class SuggestionClient:
     def delete_study(self, name: str) -> None:
         self.call("DeleteStudy", api.DeleteStudyRequest(name=name))
 
+    # --- roles (servers with --roles on; docs/OPERATIONS.md "Roles") -----------------------
+
+    def set_study_permission(self, study: str, subject: str, role: str) -> pb.Permission:
+        """Gives ``subject`` (``user:NAME`` or ``group:NAME``) ``role`` (reader, editor, manager) on a study."""
+        request = api.SetStudyPermissionRequest(study=study, subject=subject, role=role)
+        return self.call("SetStudyPermission", request).permission
+
+    def delete_study_permission(self, study: str, subject: str) -> None:
+        self.call("DeleteStudyPermission", api.DeleteStudyPermissionRequest(study=study, subject=subject))
+
+    def list_study_permissions(self, study: str) -> list[pb.Permission]:
+        return list(self.call("ListStudyPermissions", api.ListStudyPermissionsRequest(study=study)).permissions)
+
 
 @dataclass
 class Study:

@@ -112,12 +112,13 @@ Locate = Callable[[Any], "Resource | Sequence[Resource]"]
 @dataclass(frozen=True)
 class Needs:
     """The caller needs ``role`` on the resource(s) ``locate`` finds in the request (every one of
-    them, for a list). ``after(request, response)`` runs once the call succeeded (forgetting the
-    roles of a deleted resource, moving those of a renamed one)."""
+    them, for a list). ``after(request, actor)`` runs once the call succeeded (forgetting the
+    roles of a deleted resource, moving those of a renamed one; ``actor``: the caller's name,
+    for the audit)."""
 
     role: str
     locate: Locate
-    after: Callable[[Any, Any], None] | None = None
+    after: Callable[[Any, str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -243,13 +244,14 @@ class RolesInterceptor(grpc.aio.ServerInterceptor):
             raise
 
     def _done(self, principal: Principal, rule: Rule, request: Any, response: Any) -> None:
+        """What follows a successful call: its creator's role, or the rule's ``after``."""
         if isinstance(rule, Creates):
             created = rule.created(response)
             if created is not None:
                 self.policy.store.reset(Resource(rule.type, created), f"user:{principal.name}", MANAGER,
                                         actor=principal.name)
         elif isinstance(rule, Needs) and rule.after is not None:
-            rule.after(request, response)
+            rule.after(request, principal.name)
 
     def _unary(self, method: str, behaviour: Callable) -> Callable:
         def checked(request: Any, context: grpc.ServicerContext) -> Any:

@@ -12,6 +12,7 @@ and through the gateway a /v1 route and MLflow's REST routes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterator
 
@@ -24,6 +25,8 @@ from gateway.server import GatewayOptions
 from gateway.server import serve as serve_gateway
 from suggestion_service.server import serve as serve_suggestion
 from tracking_service.server import serve as serve_tracking
+from trial_worker import SuggestionClient
+from trial_worker.tracking import TrackingClient
 from tuning.suggestion.v1 import study_pb2 as spb
 from tuning.suggestion.v1 import suggestion_service_pb2 as sapi
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc as sgrpc
@@ -34,6 +37,8 @@ from tuning.tracking.v1 import tracking_service_pb2 as tapi
 from tuning.tracking.v1 import tracking_service_pb2_grpc as tgrpc
 from tuning_common.access import Admins
 from tuning_common.auth import TokenStore
+from tuning_common.database import normalise_url
+from tuning_common.errors import PermissionDenied
 from tuning_common.grpc_errors import error_from_rpc
 from tuning_common.grpc_server import RoleSettings, RunningServer, ServerOptions
 
@@ -115,15 +120,16 @@ def world(stubs):
     return {"trial": trial.id, "experiment": experiment.id, "run": run.id}
 
 
+def upload(tracking: tgrpc.TrackingServiceStub, run: str, path: str, who: list) -> tapi.UploadArtifactResponse:
+    header = tapi.UploadArtifactRequest(header=tapi.ArtifactHeader(
+        run_id=run, path=path, size=1, sha256=hashlib.sha256(b"x").hexdigest()))
+    return tracking.UploadArtifact(iter([header, tapi.UploadArtifactRequest(chunk=b"x")]), metadata=who)
+
+
 def cases(stubs, world) -> list[tuple[str, str, Callable[[list], object]]]:
     """(name, role needed, call with the given metadata): each rule kind of each service."""
     suggestion, tracking, registry = stubs
     experiment, run, trial = world["experiment"], world["run"], world["trial"]
-
-    def upload(who):
-        header = tapi.UploadArtifactRequest(header=tapi.ArtifactHeader(
-            run_id=run, path="a.txt", size=1, sha256=hashlib.sha256(b"x").hexdigest()))
-        return tracking.UploadArtifact(iter([header, tapi.UploadArtifactRequest(chunk=b"x")]), metadata=who)
 
     return [
         # suggestion: a study, a trial's study
@@ -150,7 +156,7 @@ def cases(stubs, world) -> list[tuple[str, str, Callable[[list], object]]]:
             run_id=run, param=tpb.Param(key="p", value="1")), metadata=who)),
         ("CreateRun", "editor", lambda who: tracking.CreateRun(tapi.CreateRunRequest(
             experiment_id=experiment), metadata=who)),
-        ("UploadArtifact", "editor", upload),
+        ("UploadArtifact", "editor", lambda who: upload(tracking, run, "a.txt", who)),
         ("RenameExperiment", "manager", lambda who: tracking.RenameExperiment(tapi.RenameExperimentRequest(
             experiment_id=experiment, new_name="e1"), metadata=who)),
         ("ListExperimentPermissions", "manager", lambda who: tracking.ListExperimentPermissions(
@@ -354,3 +360,93 @@ def test_mlflow_rest_routes_follow_the_roles(gateway, world):
 
         assert "e1" in searched(bob) and "e1" not in searched(nora)
         assert searched(bob) <= {"e1"}
+
+
+def test_the_clients_manage_roles(servers, stubs):
+    stubs[0].CreateStudy(sapi.CreateStudyRequest(name="by-client", spec=SPEC), metadata=auth("max"))
+    with SuggestionClient(servers[0].address, token=PEOPLE["max"][1]) as client:
+        assert client.set_study_permission("by-client", "group:team", "editor").role == "editor"
+        assert [(p.subject, p.role) for p in client.list_study_permissions("by-client")] == [
+            ("group:team", "editor"), ("user:max", "manager")]
+        client.delete_study_permission("by-client", "group:team")
+        assert len(client.list_study_permissions("by-client")) == 1
+    with TrackingClient(servers[1].address, token=PEOPLE["max"][1]) as client:
+        experiment = client.create_experiment("by-client").id
+        client.set_experiment_permission(experiment, "user:bob", "reader")
+        assert {p.subject for p in client.list_experiment_permissions(experiment)} == {"user:bob", "user:max"}
+        client.delete_experiment_permission(experiment, "user:bob")
+        client.create_registered_model("by-client")
+        client.set_registered_model_permission("by-client", "user:bob", "editor")
+        client.delete_registered_model_permission("by-client", "user:bob")
+        assert [p.subject for p in client.list_registered_model_permissions("by-client")] == ["user:max"]
+    with TrackingClient(servers[1].address, token=PEOPLE["bob"][1]) as client, pytest.raises(PermissionDenied):
+        client.get_experiment(experiment)
+
+
+@contextlib.contextmanager
+def roles_servers(suggestion_url: str, tracking_url: str, artifacts: str, **settings) -> Iterator[tuple]:
+    options = ServerOptions(port=0, grace_seconds=1, tokens=TokenStore.parse(TOKENS, "test"),
+                            roles=RoleSettings(Admins.parse("group:ml-admins"), **settings))
+    suggestion = serve_suggestion(suggestion_url, options, model_workers=0)
+    try:
+        tracking = serve_tracking(tracking_url, artifacts, options)
+        try:
+            with grpc.insecure_channel(suggestion.address) as s, grpc.insecure_channel(tracking.address) as t:
+                yield sgrpc.SuggestionServiceStub(s), tgrpc.TrackingServiceStub(t), rgrpc.ModelRegistryServiceStub(t)
+        finally:
+            tracking.stop()
+    finally:
+        suggestion.stop()
+
+
+def test_grants_listings_and_audit_on_each_database(database_url: str, tmp_path):
+    # The tracking service on SQLite and on PostgreSQL (the suggestion service's queries are
+    # the same statements: tuning_common.permissions).
+    with roles_servers(f"sqlite:///{tmp_path / 's.db'}", database_url, str(tmp_path / "artifacts")) as (
+            _, tracking, registry):
+        who = auth("alice")
+        ids = [tracking.CreateExperiment(tapi.CreateExperimentRequest(name=f"e{n}"), metadata=who).experiment.id
+               for n in range(3)]
+        run = tracking.CreateRun(tapi.CreateRunRequest(experiment_id=ids[0]), metadata=who).run.id
+        upload(tracking, run, "model/model.json", who)
+        for name in ("m0", "m1"):
+            registry.CreateRegisteredModel(rapi.CreateRegisteredModelRequest(name=name), metadata=who)
+            registry.CreateModelVersion(rapi.CreateModelVersionRequest(name=name, source=f"runs:/{run}/model"),
+                                        metadata=who)
+        tracking.SetExperimentPermission(tapi.SetExperimentPermissionRequest(
+            experiment_id=ids[1], subject="group:workers", role="reader"), metadata=who)
+        registry.SetRegisteredModelPermission(rapi.SetRegisteredModelPermissionRequest(
+            name="m1", subject="user:bob", role="reader"), metadata=who)
+        found = tracking.SearchExperiments(tapi.SearchExperimentsRequest(page_size=1), metadata=auth("erin"))
+        assert [e.id for e in found.experiments] == [ids[1]] and not found.next_page_token
+        assert {m.name for m in registry.SearchRegisteredModels(rapi.SearchRegisteredModelsRequest(),
+                                                                metadata=auth("bob")).registered_models} == {"m1"}
+        assert {v.name for v in registry.SearchModelVersions(rapi.SearchModelVersionsRequest(),
+                                                             metadata=auth("bob")).model_versions} == {"m1"}
+        assert len(tracking.SearchExperiments(tapi.SearchExperimentsRequest(), metadata=auth("root"))
+                   .experiments) == 4  # and the Default experiment
+        registry.DeleteRegisteredModel(rapi.DeleteRegisteredModelRequest(name="m1"), metadata=who)
+    engine = sa.create_engine(normalise_url(database_url))
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT actor, action, resource_type, resource_id, subject FROM permission_audit "
+                                    "ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(row) for row in rows][-3:] == [
+        ("alice", "GRANT", "experiment", str(ids[1]), "group:workers"),
+        ("alice", "GRANT", "registered_model", "m1", "user:bob"),
+        ("alice", "DROP", "registered_model", "m1", ""),
+    ]
+
+
+def test_a_default_role_of_reader_lets_everyone_read_but_not_write(tmp_path):
+    with roles_servers(f"sqlite:///{tmp_path / 's.db'}", f"sqlite:///{tmp_path / 't.db'}", str(tmp_path / "a"),
+                       default_role="reader") as (suggestion, tracking, _):
+        suggestion.CreateStudy(sapi.CreateStudyRequest(name="open", spec=SPEC), metadata=auth("alice"))
+        experiment = tracking.CreateExperiment(tapi.CreateExperimentRequest(name="open"), metadata=auth("alice"))
+        assert outcome(lambda: suggestion.GetStudy(sapi.GetStudyRequest(name="open"), metadata=auth("nora"))) == "ok"
+        assert [s.name for s in suggestion.ListStudies(sapi.ListStudiesRequest(), metadata=auth("nora")).studies] \
+            == ["open"]
+        assert outcome(lambda: suggestion.SuggestTrials(sapi.SuggestTrialsRequest(
+            study="open", count=1, worker_id="w", request_id="r1"), metadata=auth("nora"))) == "ROLE_REQUIRED"
+        assert outcome(lambda: tracking.CreateRun(tapi.CreateRunRequest(
+            experiment_id=experiment.experiment.id), metadata=auth("nora"))) == "ROLE_REQUIRED"

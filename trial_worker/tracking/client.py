@@ -263,6 +263,20 @@ class TrackingClient:
     def restore_experiment(self, experiment_id: int) -> None:
         self.call("RestoreExperiment", api.RestoreExperimentRequest(experiment_id=experiment_id))
 
+    def set_experiment_permission(self, experiment_id: int, subject: str, role: str) -> pb.Permission:
+        """Gives ``subject`` (``user:NAME`` or ``group:NAME``) ``role`` (reader, editor, manager) on
+        an experiment, with roles on (docs/OPERATIONS.md "Roles")."""
+        request = api.SetExperimentPermissionRequest(experiment_id=experiment_id, subject=subject, role=role)
+        return self.call("SetExperimentPermission", request).permission
+
+    def delete_experiment_permission(self, experiment_id: int, subject: str) -> None:
+        self.call("DeleteExperimentPermission",
+                  api.DeleteExperimentPermissionRequest(experiment_id=experiment_id, subject=subject))
+
+    def list_experiment_permissions(self, experiment_id: int) -> list[pb.Permission]:
+        request = api.ListExperimentPermissionsRequest(experiment_id=experiment_id)
+        return list(self.call("ListExperimentPermissions", request).permissions)
+
     # --- runs ---------------------------------------------------------------------------------
 
     def create_run(self, experiment_id: int = 0, *, name: str = "", start_time_ms: int | None = None,
@@ -478,6 +492,19 @@ class TrackingClient:
 
     def delete_registered_model(self, name: str, *, actor: str = "") -> None:
         self.call("DeleteRegisteredModel", rapi.DeleteRegisteredModelRequest(name=name, actor=actor))
+
+    def set_registered_model_permission(self, name: str, subject: str, role: str) -> pb.Permission:
+        """Gives ``subject`` ``role`` on a registered model (and so on its versions)."""
+        request = rapi.SetRegisteredModelPermissionRequest(name=name, subject=subject, role=role)
+        return self.call("SetRegisteredModelPermission", request).permission
+
+    def delete_registered_model_permission(self, name: str, subject: str) -> None:
+        self.call("DeleteRegisteredModelPermission",
+                  rapi.DeleteRegisteredModelPermissionRequest(name=name, subject=subject))
+
+    def list_registered_model_permissions(self, name: str) -> list[pb.Permission]:
+        request = rapi.ListRegisteredModelPermissionsRequest(name=name)
+        return list(self.call("ListRegisteredModelPermissions", request).permissions)
 
     # --- model versions -----------------------------------------------------------------------
 

@@ -44,7 +44,10 @@ class TrackingServiceStub:
     With access control on (the server has tokens), every RPC may also fail
     with UNAUTHENTICATED (no or an unknown `authorization: Bearer <token>`;
     reasons TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED (a read token
-    on an RPC that writes; reason READ_ONLY_TOKEN).
+    on an RPC that writes; reason READ_ONLY_TOKEN). With roles on (--roles), also
+    PERMISSION_DENIED when the caller lacks the role the RPC needs on the resource
+    it names (reason ROLE_REQUIRED, naming role and resource) or is not an admin
+    (ADMIN_REQUIRED); see docs/OPERATIONS.md "Roles".
     """
 
     def __init__(self, channel):
@@ -254,7 +257,10 @@ class TrackingServiceServicer:
     With access control on (the server has tokens), every RPC may also fail
     with UNAUTHENTICATED (no or an unknown `authorization: Bearer <token>`;
     reasons TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED (a read token
-    on an RPC that writes; reason READ_ONLY_TOKEN).
+    on an RPC that writes; reason READ_ONLY_TOKEN). With roles on (--roles), also
+    PERMISSION_DENIED when the caller lacks the role the RPC needs on the resource
+    it names (reason ROLE_REQUIRED, naming role and resource) or is not an admin
+    (ADMIN_REQUIRED); see docs/OPERATIONS.md "Roles".
     """
 
     def CreateExperiment(self, request, context):
@@ -802,7 +808,10 @@ class TrackingService:
     With access control on (the server has tokens), every RPC may also fail
     with UNAUTHENTICATED (no or an unknown `authorization: Bearer <token>`;
     reasons TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED (a read token
-    on an RPC that writes; reason READ_ONLY_TOKEN).
+    on an RPC that writes; reason READ_ONLY_TOKEN). With roles on (--roles), also
+    PERMISSION_DENIED when the caller lacks the role the RPC needs on the resource
+    it names (reason ROLE_REQUIRED, naming role and resource) or is not an admin
+    (ADMIN_REQUIRED); see docs/OPERATIONS.md "Roles".
     """
 
     @staticmethod
