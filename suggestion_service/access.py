@@ -12,6 +12,7 @@ from suggestion_service.persistence.tables import STUDY
 from tuning.suggestion.v1 import suggestion_service_pb2
 from tuning_common.access import EDITOR, MANAGER, READER, Creates, Lists, Needs, PermissionManager, Rule
 from tuning_common.permissions import PermissionStore, Resource
+from tuning_types.space import check_name
 
 SERVICE = suggestion_service_pb2.DESCRIPTOR.services_by_name["SuggestionService"]
 
@@ -60,4 +61,8 @@ def rules(service, store: PermissionStore | None) -> dict[str, Rule]:
 
 
 def permission_manager(service, store: PermissionStore | None) -> PermissionManager:
-    return PermissionManager(store, {STUDY: service.get_study})
+    def exists(name: str) -> None:
+        check_name("study", name, "study name")  # the requests' field is `study`
+        service.get_study(name)
+
+    return PermissionManager(store, {STUDY: exists})

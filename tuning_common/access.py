@@ -292,7 +292,8 @@ class PermissionManager:
     """What the Set/Delete/List...Permission RPCs of a service do (its servicer stays thin).
 
     ``store`` is None with roles off; ``exists`` maps each resource type of the service to a
-    function raising NotFound for a resource that does not exist (an admin may name any).
+    function raising InvalidArgument for a malformed id (naming the request's field) and
+    NotFound for a resource that does not exist (only admins get that far for one).
     """
 
     def __init__(self, store: PermissionStore | None, exists: Mapping[str, Callable[[str], object]]):
@@ -300,9 +301,9 @@ class PermissionManager:
         self.exists = exists
 
     def _store(self, resource: Resource) -> PermissionStore:
+        self.exists[resource.type](resource.id)  # bad input first, as with any RPC
         if self.store is None:
             raise FailedPrecondition("this server runs without roles (see --roles)", reason="ROLES_OFF")
-        self.exists[resource.type](resource.id)
         return self.store
 
     def set(self, resource: Resource, subject: str, role: str) -> tuple[str, str]:

@@ -38,7 +38,7 @@ SERVICES = [
 RUN_ID = "a" * 32
 # Well-formed values for required strings whose format the server checks.
 STRINGS = {"run_id": RUN_ID, "sha256": "0" * 64, "source": f"runs:/{RUN_ID}/model", "alias": "champion",
-           "path": "model/file.txt", "model_id": "m-" + "0" * 32,
+           "path": "model/file.txt", "model_id": "m-" + "0" * 32, "subject": "user:someone", "role": "reader",
            # A closed loopback port: the webhooks this test creates post nowhere else.
            "url": "http://127.0.0.1:9/hook"}
 
