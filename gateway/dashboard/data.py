@@ -23,7 +23,7 @@ from tuning.tracking.v1 import registry_pb2 as rpb
 from tuning.tracking.v1 import registry_service_pb2 as rapi
 from tuning.tracking.v1 import tracking_pb2 as tpb
 from tuning.tracking.v1 import tracking_service_pb2 as tapi
-from tuning_common.errors import FailedPrecondition, InvalidArgument, NotFound
+from tuning_common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from tuning_common.grpc_errors import error_from_rpc
 
 TIMEOUT = 30.0
@@ -891,7 +891,7 @@ async def version_detail(services: Services, name: str, version: int) -> dict[st
     async def experiment_of(experiment_id: int) -> dict[str, Any] | None:
         try:
             answer = await services.tracking("GetExperiment", tapi.GetExperimentRequest(experiment_id=experiment_id))
-        except NotFound:
+        except (NotFound, PermissionDenied):  # gone, or (with roles on) not the viewer's to read
             return None
         return experiment_summary(answer.experiment)
 
@@ -900,7 +900,7 @@ async def version_detail(services: Services, name: str, version: int) -> dict[st
             return None, ""
         try:
             return run_summary((await services.tracking("GetRun", tapi.GetRunRequest(run_id=run_id))).run), ""
-        except NotFound as error:
+        except (NotFound, PermissionDenied) as error:
             return None, error.message
 
     model, events, (run, run_problem) = await asyncio.gather(

@@ -450,3 +450,17 @@ def test_a_default_role_of_reader_lets_everyone_read_but_not_write(tmp_path):
             study="open", count=1, worker_id="w", request_id="r1"), metadata=auth("nora"))) == "ROLE_REQUIRED"
         assert outcome(lambda: tracking.CreateRun(tapi.CreateRunRequest(
             experiment_id=experiment.experiment.id), metadata=auth("nora"))) == "ROLE_REQUIRED"
+
+
+def test_the_dashboard_shows_a_version_without_the_lineage_its_reader_may_not_see(gateway, stubs, world):
+    _, tracking, registry = stubs
+    who = auth("alice")
+    hidden = tracking.CreateExperiment(tapi.CreateExperimentRequest(name="hidden-lineage"), metadata=who).experiment
+    run = tracking.CreateRun(tapi.CreateRunRequest(experiment_id=hidden.id, name="secret-run"), metadata=who).run.id
+    upload(tracking, run, "model/model.json", who)
+    version = registry.CreateModelVersion(rapi.CreateModelVersionRequest(name="m1", source=f"runs:/{run}/model"),
+                                          metadata=who).model_version.version
+    with http(gateway, "bob") as bob:
+        page = bob.get(f"/ui/model-versions/{version}/m1")
+        assert page.status_code == 200, page.text
+        assert "hidden-lineage" not in page.text and "secret-run" not in page.text
