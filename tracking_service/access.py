@@ -4,7 +4,8 @@
 Experiments carry roles, and runs and logged models have their experiment's; registered
 models carry roles, and their versions (and aliases, stages, events) have the model's, as in
 MLflow. Readers see; editors log runs, metrics, artifacts and logged models, tag, and add or
-change model versions (descriptions, tags, stages, aliases); managers also rename, delete
+change model versions (descriptions, tags, stages, aliases; a version made from a run needs
+the reader role on the run's experiment too); managers also rename, delete
 and restore the resource (and delete model versions) and give roles on it. Anyone
 authenticated may create an experiment or a registered model and becomes its manager.
 Webhooks are server-wide: admins only. The listings (SearchExperiments,
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from tracking_service.logged_model_service import LoggedModelService
 from tracking_service.persistence.tables import EXPERIMENT, REGISTERED_MODEL
+from tracking_service.registry.domain.model import RUNS_SCHEME
 from tracking_service.registry.service import RegistryService
 from tracking_service.service import TrackingService
 from tuning.tracking.v1 import registry_service_pb2, tracking_service_pb2
@@ -60,6 +62,12 @@ def rules(tracking: TrackingService, models: LoggedModelService, registry: Regis
 
     def logged_model(request) -> Resource:
         return Resource(EXPERIMENT, str(models.get(request.model_id).experiment_id))
+
+    def source_run(request) -> list[Resource]:
+        run_id = request.run_id
+        if request.source.startswith(RUNS_SCHEME):
+            run_id = request.source[len(RUNS_SCHEME):].split("/", 1)[0]
+        return [Resource(EXPERIMENT, str(tracking.experiment_of_run(run_id)))] if run_id else []
 
     def model(request) -> Resource:
         return Resource(REGISTERED_MODEL, request.name)
@@ -119,7 +127,8 @@ def rules(tracking: TrackingService, models: LoggedModelService, registry: Regis
         "SetRegisteredModelTag": Needs(EDITOR, model),
         "DeleteRegisteredModelTag": Needs(EDITOR, model),
         "DeleteRegisteredModel": Needs(MANAGER, model, after=forget_model),
-        "CreateModelVersion": Needs(EDITOR, model),
+        # Its artifacts become the version's: whoever reads the model would read the run's.
+        "CreateModelVersion": Needs(EDITOR, model, also=(Needs(READER, source_run),)),
         "GetModelVersion": Needs(READER, model),
         "SearchModelVersions": Lists(REGISTERED_MODEL),
         "UpdateModelVersion": Needs(EDITOR, model),

@@ -112,13 +112,15 @@ Locate = Callable[[Any], "Resource | Sequence[Resource]"]
 @dataclass(frozen=True)
 class Needs:
     """The caller needs ``role`` on the resource(s) ``locate`` finds in the request (every one of
-    them, for a list). ``after(request, actor)`` runs once the call succeeded (forgetting the
-    roles of a deleted resource, moving those of a renamed one; ``actor``: the caller's name,
-    for the audit)."""
+    them, for a list); ``also``: more roles on other resources the request names (the reader
+    role on the run a model version is made from). ``after(request, actor)`` runs once the call
+    succeeded (forgetting the roles of a deleted resource, moving those of a renamed one;
+    ``actor``: the caller's name, for the audit)."""
 
     role: str
     locate: Locate
     after: Callable[[Any, str], None] | None = None
+    also: tuple[Needs, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -192,9 +194,10 @@ class Policy:
         if rule is ADMIN_ONLY and principal not in self.admins:
             raise PermissionDenied("only an admin may do this", reason="ADMIN_REQUIRED")
         if isinstance(rule, Needs):
-            found = rule.locate(request)
-            for resource in [found] if isinstance(found, Resource) else found:
-                self.require(principal, rule.role, resource)
+            for needs in (rule, *rule.also):
+                found = needs.locate(request)
+                for resource in [found] if isinstance(found, Resource) else found:
+                    self.require(principal, needs.role, resource)
         return rule
 
     def readable(self, principal: Principal) -> frozenset[str] | None:

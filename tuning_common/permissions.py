@@ -67,6 +67,40 @@ def define_tables(metadata: sa.MetaData) -> Tables:
     return Tables(permissions, audit)
 
 
+def create_tables_v1(op) -> None:
+    """Creates the two tables as :func:`define_tables` first declared them, with Alembic's
+    ``op``: the migrations that add them (suggestion service 0006_permissions, tracking service
+    0007) call it. Never change it: a later change is a new migration in each service."""
+    op.create_table(
+        "permissions",
+        sa.Column("resource_type", sa.String(32), primary_key=True),
+        sa.Column("resource_id", sa.String(250), primary_key=True),
+        sa.Column("subject", sa.String(260), primary_key=True),
+        sa.Column("role", sa.String(16), nullable=False),
+    )
+    op.create_index("ix_permissions_subject", "permissions", ["resource_type", "subject"])
+    op.create_table(
+        "permission_audit",
+        sa.Column("id", ID, primary_key=True, autoincrement=True),
+        sa.Column("time_ms", sa.BigInteger, nullable=False),
+        sa.Column("actor", sa.String(250), nullable=False),
+        sa.Column("action", sa.String(16), nullable=False),
+        sa.Column("resource_type", sa.String(32), nullable=False),
+        sa.Column("resource_id", sa.String(250), nullable=False),
+        sa.Column("subject", sa.String(260), nullable=False, server_default=""),
+        sa.Column("role", sa.String(16), nullable=False, server_default=""),
+        sa.Column("detail", sa.String(250), nullable=False, server_default=""),
+        sqlite_autoincrement=True,
+    )
+
+
+def drop_tables_v1(op) -> None:
+    """Undoes :func:`create_tables_v1`."""
+    op.drop_table("permission_audit")
+    op.drop_index("ix_permissions_subject", table_name="permissions")
+    op.drop_table("permissions")
+
+
 @dataclass(frozen=True)
 class Resource:
     """A resource roles are given on: its type (``study``, ``experiment``, ``registered_model``)

@@ -157,6 +157,8 @@ def cases(stubs, world) -> list[tuple[str, str, Callable[[list], object]]]:
         ("CreateRun", "editor", lambda who: tracking.CreateRun(tapi.CreateRunRequest(
             experiment_id=experiment), metadata=who)),
         ("UploadArtifact", "editor", lambda who: upload(tracking, run, "a.txt", who)),
+        ("DownloadArtifact", "reader", lambda who: list(tracking.DownloadArtifact(tapi.DownloadArtifactRequest(
+            run_id=run, path="a.txt"), metadata=who))),
         ("RenameExperiment", "manager", lambda who: tracking.RenameExperiment(tapi.RenameExperimentRequest(
             experiment_id=experiment, new_name="e1"), metadata=who)),
         ("ListExperimentPermissions", "manager", lambda who: tracking.ListExperimentPermissions(
@@ -464,3 +466,17 @@ def test_the_dashboard_shows_a_version_without_the_lineage_its_reader_may_not_se
         page = bob.get(f"/ui/model-versions/{version}/m1")
         assert page.status_code == 200, page.text
         assert "hidden-lineage" not in page.text and "secret-run" not in page.text
+
+
+def test_a_version_made_from_a_run_needs_the_run_readable(stubs, world):
+    _, tracking, registry = stubs
+    other = tracking.CreateExperiment(tapi.CreateExperimentRequest(name="noras-runs"), metadata=auth("nora")).experiment
+    run = tracking.CreateRun(tapi.CreateRunRequest(experiment_id=other.id), metadata=auth("nora")).run.id
+    upload(tracking, run, "model/model.json", auth("nora"))
+    # erin may add versions to m1 (editor) but may not read nora's run
+    assert outcome(lambda: registry.CreateModelVersion(rapi.CreateModelVersionRequest(
+        name="m1", source=f"runs:/{run}/model"), metadata=auth("erin"))) == "ROLE_REQUIRED"
+    tracking.SetExperimentPermission(tapi.SetExperimentPermissionRequest(
+        experiment_id=other.id, subject="user:erin", role="reader"), metadata=auth("nora"))
+    assert outcome(lambda: registry.CreateModelVersion(rapi.CreateModelVersionRequest(
+        name="m1", source=f"runs:/{run}/model"), metadata=auth("erin"))) == "ok"
