@@ -72,6 +72,9 @@ def rules(tracking: TrackingService, models: LoggedModelService, registry: Regis
     def model(request) -> Resource:
         return Resource(REGISTERED_MODEL, request.name)
 
+    def events_of(request) -> Resource | None:
+        return Resource(REGISTERED_MODEL, request.name) if request.name else None
+
     def forget_model(request, actor: str) -> None:
         if store is not None:
             store.drop(Resource(REGISTERED_MODEL, request.name), actor=actor)
@@ -140,8 +143,8 @@ def rules(tracking: TrackingService, models: LoggedModelService, registry: Regis
         "DeleteRegisteredModelAlias": Needs(EDITOR, model),
         "GetModelVersionByAlias": Needs(READER, model),
         "GetModelVersionDownloadUri": Needs(READER, model),
-        # Without a name: the whole log, i.e. a role on the resource named "" that nobody has.
-        "ListRegistryEvents": Needs(READER, model),
+        # Without a name: the whole log (admins, or a default role of reader).
+        "ListRegistryEvents": Needs(READER, events_of),
         "CreateWebhook": ADMIN_ONLY,
         "GetWebhook": ADMIN_ONLY,
         "ListWebhooks": ADMIN_ONLY,

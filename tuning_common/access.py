@@ -106,7 +106,9 @@ class Admins:
 
 # --- rules ------------------------------------------------------------------------------------
 
-Locate = Callable[[Any], "Resource | Sequence[Resource]"]
+# A request's resource, or several (each needs the role), or None when the request names none
+# (the whole registry event log): then only admins, or a default role that suffices, may call.
+Locate = Callable[[Any], "Resource | Sequence[Resource] | None"]
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,11 @@ class Policy:
         if isinstance(rule, Needs):
             for needs in (rule, *rule.also):
                 found = needs.locate(request)
+                if found is None:
+                    if principal not in self.admins and not at_least(self.default_role, needs.role):
+                        raise PermissionDenied("only an admin may do this for every resource at once",
+                                               reason="ADMIN_REQUIRED")
+                    continue
                 for resource in [found] if isinstance(found, Resource) else found:
                     self.require(principal, needs.role, resource)
         return rule

@@ -5,6 +5,8 @@ through real servers in tests/integration/test_roles.py."""
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from suggestion_service import access as suggestion_access
@@ -15,6 +17,7 @@ from tuning_common import access
 from tuning_common.access import ADMIN_ONLY, EDITOR, MANAGER, READER, Admins, Creates, Lists, Needs, Policy
 from tuning_common.auth import Principal, is_read_only
 from tuning_common.errors import InvalidArgument, PermissionDenied
+from tuning_common.grpc_server import RoleSettings, add_server_options, server_options
 
 SERVICES = [
     suggestion_service_pb2.DESCRIPTOR.services_by_name["SuggestionService"],
@@ -169,3 +172,51 @@ def test_roles_are_ordered():
     assert access.at_least(EDITOR, READER) and not access.at_least(READER, EDITOR) and not access.at_least(None, READER)
     with pytest.raises(InvalidArgument, match="reader, editor, manager"):
         access.check_role("role", "owner")
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def parse(args: list[str]):
+    parser = argparse.ArgumentParser()
+    add_server_options(parser, "suggestion", 50051, "sqlite://")
+    return server_options(parser.parse_args(args))
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("TUNING_TOKENS", "TUNING_TOKENS_FILE", "TUNING_ROLES", "TUNING_ADMINS", "TUNING_DEFAULT_ROLE"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_roles_are_off_unless_asked(environment):
+    environment.setenv("TUNING_TOKENS", "write token-0123456789abcdef ci")
+    assert parse([]).roles is None
+
+
+def test_roles_from_flags_and_variables(environment):
+    environment.setenv("TUNING_TOKENS", "write token-0123456789abcdef ci")
+    roles = parse(["--roles", "--admins", "user:alice, group:ml-admins", "--default-role", "reader"]).roles
+    assert roles == RoleSettings(Admins(frozenset({"user:alice", "group:ml-admins"})), READER)
+    environment.setenv("TUNING_ROLES", "on")
+    environment.setenv("TUNING_ADMINS", "group:ops")
+    assert parse([]).roles == RoleSettings(Admins(frozenset({"group:ops"})), None)
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    (["--roles", "--default-role", "manager"], "default_role"),
+    (["--roles", "--default-role", "owner"], "default_role"),
+    (["--roles", "--admins", "alice"], "admins"),
+])
+def test_bad_role_settings_are_refused(environment, args: list[str], field: str):
+    environment.setenv("TUNING_TOKENS", "write token-0123456789abcdef ci")
+    with pytest.raises(InvalidArgument) as caught:
+        parse(args)
+    assert caught.value.field == field
+
+
+def test_roles_need_authentication(environment):
+    with pytest.raises(InvalidArgument) as caught:
+        parse(["--roles"])
+    assert caught.value.reason == "ROLES_WITHOUT_AUTHENTICATION"
