@@ -21,6 +21,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from tuning_common.database import Database
@@ -172,14 +173,9 @@ class PermissionStore:
 
     def set(self, resource: Resource, subject: str, role: str, actor: str) -> None:
         """Gives ``subject`` ``role`` on ``resource`` (replacing the role it had)."""
-        table = self.tables.permissions
 
         def work(conn: Connection) -> None:
-            key = (table.c.resource_type == resource.type) & (table.c.resource_id == resource.id) & (
-                table.c.subject == subject)
-            if conn.execute(sa.update(table).where(key).values(role=role)).rowcount == 0:
-                conn.execute(sa.insert(table).values(resource_type=resource.type, resource_id=resource.id,
-                                                     subject=subject, role=role))
+            self._upsert(conn, resource, subject, role)
             self._audit(conn, actor, GRANT, resource, subject, role)
 
         self.db.run(work, write=True)
@@ -191,9 +187,8 @@ class PermissionStore:
 
         def work(conn: Connection) -> None:
             conn.execute(sa.delete(table).where(table.c.resource_type == resource.type,
-                                                table.c.resource_id == resource.id))
-            conn.execute(sa.insert(table).values(resource_type=resource.type, resource_id=resource.id,
-                                                 subject=subject, role=role))
+                                                table.c.resource_id == resource.id, table.c.subject != subject))
+            self._upsert(conn, resource, subject, role)
             self._audit(conn, actor, GRANT, resource, subject, role, detail="creator")
 
         self.db.run(work, write=True)
@@ -235,6 +230,14 @@ class PermissionStore:
                 self._audit(conn, actor, MOVE, resource, "", "", detail=new_id)
 
         self.db.run(work, write=True)
+
+    def _upsert(self, conn: Connection, resource: Resource, subject: str, role: str) -> None:
+        # One statement, so that two grants to the same subject at once both succeed (the last wins).
+        insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[conn.dialect.name]
+        statement = insert(self.tables.permissions).values(resource_type=resource.type, resource_id=resource.id,
+                                                           subject=subject, role=role)
+        conn.execute(statement.on_conflict_do_update(index_elements=["resource_type", "resource_id", "subject"],
+                                                     set_={"role": role}))
 
     def _audit(self, conn: Connection, actor: str, action: str, resource: Resource, subject: str, role: str,
                detail: str = "") -> None:

@@ -12,6 +12,7 @@ and through the gateway a /v1 route and MLflow's REST routes.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 from collections.abc import Callable, Iterator
@@ -427,17 +428,24 @@ def test_grants_listings_and_audit_on_each_database(database_url: str, tmp_path)
                                                              metadata=auth("bob")).model_versions} == {"m1"}
         assert len(tracking.SearchExperiments(tapi.SearchExperimentsRequest(), metadata=auth("root"))
                    .experiments) == 4  # and the Default experiment
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:  # grants to one subject at once all succeed
+            list(pool.map(lambda n: tracking.SetExperimentPermission(tapi.SetExperimentPermissionRequest(
+                experiment_id=ids[2], subject="user:erin", role=("reader", "editor")[n % 2]), metadata=who),
+                range(16)))
+        listed = tracking.ListExperimentPermissions(tapi.ListExperimentPermissionsRequest(experiment_id=ids[2]),
+                                                    metadata=who).permissions
+        assert [p.subject for p in listed] == ["user:alice", "user:erin"]
         registry.DeleteRegisteredModel(rapi.DeleteRegisteredModelRequest(name="m1"), metadata=who)
     engine = sa.create_engine(normalise_url(database_url))
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT actor, action, resource_type, resource_id, subject FROM permission_audit "
                                     "ORDER BY id")).all()
     engine.dispose()
-    assert [tuple(row) for row in rows][-3:] == [
-        ("alice", "GRANT", "experiment", str(ids[1]), "group:workers"),
-        ("alice", "GRANT", "registered_model", "m1", "user:bob"),
-        ("alice", "DROP", "registered_model", "m1", ""),
-    ]
+    rows = [tuple(row) for row in rows]
+    assert rows[-19:-17] == [("alice", "GRANT", "experiment", str(ids[1]), "group:workers"),
+                             ("alice", "GRANT", "registered_model", "m1", "user:bob")]
+    assert rows[-17:-1] == [("alice", "GRANT", "experiment", str(ids[2]), "user:erin")] * 16
+    assert rows[-1] == ("alice", "DROP", "registered_model", "m1", "")
 
 
 def test_a_default_role_of_reader_lets_everyone_read_but_not_write(tmp_path):
