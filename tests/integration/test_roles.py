@@ -1,10 +1,12 @@
 """Roles per study, experiment and registered model against real servers (port 0, SQLite; the
 permission tables also on PostgreSQL), with principals from static tokens with groups.
 
-The table (CASES): for each rule kind of each service, representative calls; each is made by
-a principal with no role, a reader, an editor (through a group), a manager and an admin (through
-a group), and must be refused (PERMISSION_DENIED, ROLE_REQUIRED or ADMIN_REQUIRED) exactly when
-the principal's role is below the rule's. Then: the creator becomes manager, managers grant
+Every RPC of the three services (from their descriptors), with a request naming the resources,
+is called by a principal with no role, a reader, an editor (through a group), a manager and an
+admin (through a group), and must be refused (PERMISSION_DENIED, ROLE_REQUIRED or
+ADMIN_REQUIRED) exactly when the principal's role is below the rule that
+tests/unit/test_access_rules.py decides for it; the table ``cases`` does the same with
+meaningful requests for each rule kind (a run's experiment, a trial's study, a streamed upload). Then: the creator becomes manager, managers grant
 and revoke (users and groups), editors cannot, a read token never writes whatever its role,
 listings hide what the caller cannot read (paging included), the default role, the audit,
 and through the gateway a /v1 route and MLflow's REST routes.
@@ -21,10 +23,12 @@ import grpc
 import httpx
 import pytest
 import sqlalchemy as sa
+from google.protobuf.message_factory import GetMessageClass
 
 from gateway.server import GatewayOptions
 from gateway.server import serve as serve_gateway
 from suggestion_service.server import serve as serve_suggestion
+from tests.unit.test_access_rules import EXPECTED
 from tracking_service.server import serve as serve_tracking
 from trial_worker import SuggestionClient
 from trial_worker.tracking import TrackingClient
@@ -56,6 +60,9 @@ PEOPLE = {
 TOKENS = "\n".join(f"{role} {token} {name} {groups}".strip() for name, (role, token, groups) in PEOPLE.items())
 RANK = {"nora": 0, "bob": 1, "erin": 2, "max": 3, "root": 4}
 NEEDED = {"reader": 1, "editor": 2, "manager": 3, "admin": 4}
+SUGGESTION = sapi.DESCRIPTOR.services_by_name["SuggestionService"]
+TRACKING = tapi.DESCRIPTOR.services_by_name["TrackingService"]
+REGISTRY = rapi.DESCRIPTOR.services_by_name["ModelRegistryService"]
 
 
 def auth(name: str) -> list[tuple[str, str]]:
@@ -102,6 +109,10 @@ SPEC = spb.StudySpec(
 
 @pytest.fixture(scope="module")
 def world(stubs):
+    return build_world(stubs)
+
+
+def build_world(stubs) -> dict:
     """What alice made, and the roles she gave: bob reader, group:workers editor, max manager."""
     suggestion, tracking, registry = stubs
     who = auth("alice")
@@ -488,3 +499,67 @@ def test_a_version_made_from_a_run_needs_the_run_readable(stubs, world):
         experiment_id=other.id, subject="user:erin", role="reader"), metadata=auth("nora"))
     assert outcome(lambda: registry.CreateModelVersion(rapi.CreateModelVersionRequest(
         name="m1", source=f"runs:/{run}/model"), metadata=auth("erin"))) == "ok"
+
+
+# --- every RPC, every role ------------------------------------------------------------------------
+
+# Called last, in this order (the other calls need what they remove): 1 removes something in a
+# resource, 2 changes or removes the resource itself (and so its roles).
+LATER = {name: 2 for name in ("DeleteStudy", "SetStudyState", "DeleteExperiment", "RestoreExperiment",
+                              "RenameExperiment", "DeleteRegisteredModel", "RenameRegisteredModel")}
+
+
+def _request(method, values: dict):
+    """``method``'s request naming the resources in ``values`` (by field name), else empty."""
+    request = GetMessageClass(method.input_type)()
+    for field in request.DESCRIPTOR.fields:
+        if field.name in values and not field.message_type:
+            value = values[field.name]
+            if field.is_repeated:
+                getattr(request, field.name).append(value)
+            else:
+                setattr(request, field.name, value)
+    return request
+
+
+def test_every_rpc_refuses_exactly_the_roles_below_its_rule(tmp_path):
+    """Each RPC (from the descriptors) with a request naming a study, an experiment (its run and
+    logged model) and a registered model, called by someone with no role, a reader, an editor,
+    a manager and an admin: refused exactly below the rule of tests/unit/test_access_rules.py."""
+    needed = {"create": 0, "list": 0, "admin": 4, **NEEDED}
+    with roles_servers(f"sqlite:///{tmp_path / 's.db'}", f"sqlite:///{tmp_path / 't.db'}",
+                       str(tmp_path / "artifacts")) as stubs:
+        world = build_world(stubs)
+        suggestion, tracking, registry = stubs
+        logged = tracking.CreateLoggedModel(tapi.CreateLoggedModelRequest(experiment_id=world["experiment"]),
+                                            metadata=auth("alice")).model.id
+        common = {"trial_id": world["trial"], "run_id": world["run"], "experiment_id": world["experiment"],
+                  "experiment_ids": world["experiment"], "model_id": logged, "subject": "user:zed",
+                  "role": "reader", "version": 1, "worker_id": "w", "request_id": "r", "count": 1}
+        calls = []
+        for stub, service, names in ((suggestion, SUGGESTION, {"name": "s1", "study": "s1", "new_name": "s1"}),
+                                     (tracking, TRACKING, {"name": "e1", "new_name": "e1"}),
+                                     (registry, REGISTRY, {"name": "m1", "new_name": "m1"})):
+            for method in service.methods:
+                rule = EXPECTED[service.full_name][method.name]
+                request = _request(method, {**common, **names})
+                calls.append((LATER.get(method.name, int(method.name.startswith("Delete"))), method, rule, stub,
+                              request))
+        calls.sort(key=lambda call: call[0])
+        checked = 0
+        for person in sorted(RANK, key=RANK.get):
+            for _, method, rule, stub, request in calls:
+                if method.client_streaming:
+                    header = tapi.UploadArtifactRequest(header=tapi.ArtifactHeader(run_id=world["run"], path="f"))
+                    call = lambda stub=stub, who=auth(person): stub.UploadArtifact(iter([header]), metadata=who)
+                elif method.server_streaming:
+                    call = lambda stub=stub, method=method, request=request, who=auth(person): list(
+                        getattr(stub, method.name)(request, metadata=who))
+                else:
+                    call = lambda stub=stub, method=method, request=request, who=auth(person): getattr(
+                        stub, method.name)(request, metadata=who)
+                result = outcome(call)
+                refused = result in ("ROLE_REQUIRED", "ADMIN_REQUIRED")
+                assert refused == (RANK[person] < needed[rule]), (person, method.name, rule, result)
+                checked += 1
+        assert checked == len(RANK) * sum(1 for service in (SUGGESTION, TRACKING, REGISTRY) for _ in service.methods)
