@@ -35,7 +35,7 @@ def rules(service, store: PermissionStore | None) -> dict[str, Rule]:
             store.drop(Resource(STUDY, request.name), actor=actor)
 
     table = {
-        "CreateStudy": Creates(STUDY, lambda response: response.study.name if response.created else None),
+        "CreateStudy": Creates(STUDY, lambda response: (response.study.name, response.created)),
         "GetStudy": Needs(READER, named),
         "ListStudies": Lists(STUDY),
         "SetStudyState": Needs(MANAGER, named),

@@ -84,7 +84,7 @@ def rules(tracking: TrackingService, models: LoggedModelService, registry: Regis
             store.move(Resource(REGISTERED_MODEL, request.name), request.new_name, actor=actor)
 
     tracking_rules = {
-        "CreateExperiment": Creates(EXPERIMENT, lambda response: str(response.experiment.id)),
+        "CreateExperiment": Creates(EXPERIMENT, lambda response: (str(response.experiment.id), True)),
         "GetExperiment": Needs(READER, experiment),
         "GetExperimentByName": Needs(READER, experiment_named),
         "SearchExperiments": Lists(EXPERIMENT),
@@ -122,7 +122,7 @@ def rules(tracking: TrackingService, models: LoggedModelService, registry: Regis
         "ListExperimentPermissions": Needs(MANAGER, experiment),
     }
     registry_rules = {
-        "CreateRegisteredModel": Creates(REGISTERED_MODEL, lambda response: response.registered_model.name),
+        "CreateRegisteredModel": Creates(REGISTERED_MODEL, lambda response: (response.registered_model.name, True)),
         "GetRegisteredModel": Needs(READER, model),
         "SearchRegisteredModels": Lists(REGISTERED_MODEL),
         "RenameRegisteredModel": Needs(MANAGER, model, after=move_model),

@@ -127,11 +127,12 @@ class Needs:
 
 @dataclass(frozen=True)
 class Creates:
-    """Any authenticated caller; ``created(response)`` is the id of the resource made, whose
-    manager the caller becomes (None when nothing was made: an idempotent create that found it)."""
+    """Any authenticated caller; ``created(response)`` is the id of the resource and whether the
+    call made it: its maker becomes its manager; a create that found it (an idempotent
+    CreateStudy) answers it only to a reader of it."""
 
     type: str
-    created: Callable[[Any], str | None]
+    created: Callable[[Any], tuple[str, bool]]
 
 
 @dataclass(frozen=True)
@@ -256,10 +257,12 @@ class RolesInterceptor(grpc.aio.ServerInterceptor):
     def _done(self, principal: Principal, rule: Rule, request: Any, response: Any) -> None:
         """What follows a successful call: its creator's role, or the rule's ``after``."""
         if isinstance(rule, Creates):
-            created = rule.created(response)
-            if created is not None:
-                self.policy.store.reset(Resource(rule.type, created), f"user:{principal.name}", MANAGER,
-                                        actor=principal.name)
+            resource_id, made = rule.created(response)
+            resource = Resource(rule.type, resource_id)
+            if made:
+                self.policy.store.reset(resource, f"user:{principal.name}", MANAGER, actor=principal.name)
+            else:
+                self.policy.require(principal, READER, resource)
         elif isinstance(rule, Needs) and rule.after is not None:
             rule.after(request, principal.name)
 

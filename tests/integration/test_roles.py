@@ -251,6 +251,13 @@ def test_creators_manage_and_grant_editors_do_not(stubs, world):
         name="missing", subject="user:bob", role="reader"), metadata=auth("nora"))) == "ROLE_REQUIRED"
 
 
+def test_creating_a_study_that_exists_answers_it_to_its_readers_only(stubs, world):
+    suggestion, _, _ = stubs
+    again = sapi.CreateStudyRequest(name="s1", spec=SPEC)
+    assert outcome(lambda: suggestion.CreateStudy(again, metadata=auth("nora"))) == "ROLE_REQUIRED"
+    assert not suggestion.CreateStudy(again, metadata=auth("bob")).created
+
+
 def test_a_deleted_study_leaves_no_role_to_one_made_later_under_its_name(stubs):
     suggestion, _, _ = stubs
     suggestion.CreateStudy(sapi.CreateStudyRequest(name="reused", spec=SPEC), metadata=auth("max"))
