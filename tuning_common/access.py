@@ -13,7 +13,7 @@ Each service declares a rule for every one of its RPCs (``suggestion_service/acc
 - :class:`Creates`: any authenticated caller, who becomes the new resource's manager;
 - :class:`Lists`: any authenticated caller; the answer holds only what the caller may read
   (the servicer filters the query with :func:`readable_subjects`);
-- :data:`ADMIN_ONLY`: server-wide things (webhooks), and :data:`AUTHENTICATED`.
+- :data:`ADMIN_ONLY`: server-wide things (webhooks).
 
 Who has which role: an admin (``--admins user:alice,group:ml-admins``) has every role on
 everything. Anyone else has the highest of: the role given to ``user:NAME`` (the principal's
@@ -151,7 +151,6 @@ class _Named:
 
 
 ADMIN_ONLY = _Named("ADMIN_ONLY")
-AUTHENTICATED = _Named("AUTHENTICATED")
 
 Rule = Needs | Creates | Lists | _Named
 
