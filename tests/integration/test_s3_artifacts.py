@@ -15,9 +15,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import boto3
+import httpx
 import pytest
 
-from tests.conftest import gateway_suite
+from tests.conftest import GatewayProcess, gateway_suite, memory_mb, reset_peak
 from tests.integration.test_mlflow_client import Suite, run_mlflow
 from tracking_service.artifacts import FileInfo, make_store
 from tracking_service.artifacts.s3 import MIN_PART_SIZE, S3ArtifactStore, part_size_for
@@ -113,6 +114,45 @@ def test_the_mlflow_client_logs_and_downloads_artifacts_kept_on_s3(s3_artifacts,
     run_keys = [key for key in keys(bucket) if f"/{out['run']}/" in key]
     assert sorted(key.split("/artifacts/", 1)[1] for key in run_keys) == ["data/big.bin", "notes/hello.txt"]
     assert all(key.startswith(f"{prefix}/") for key in run_keys)
+
+
+LARGE = 200 << 20
+
+
+def test_a_large_upload_through_the_gateway_keeps_both_processes_memory_bounded(spawn_server, s3_artifacts,
+                                                                               tmp_path: Path):
+    """What MLflow's client does with a big file (one streamed PUT, one GET) through a gateway process and a
+    tracking service process on S3: neither holds the file in memory (benchmarks/s3_artifacts.py --via gateway
+    measures 2 GiB)."""
+    bucket, _ = bucket_of(s3_artifacts)
+    tracking = spawn_server(f"sqlite:///{tmp_path / 't.db'}", "--artifacts", s3_artifacts, module="tracking_service")
+    gateway = GatewayProcess(tracking.address)
+    block = hashlib.sha256(b"block").digest() * (1 << 15)  # 1 MiB, not all one byte
+    expected = hashlib.sha256(block * (LARGE // len(block))).hexdigest()
+    try:
+        with TrackingClient(tracking.address) as client, httpx.Client(base_url=gateway.url, timeout=300) as http:
+            run = client.create_run(0)
+            base = f"/api/2.0/mlflow-artifacts/artifacts/{run.experiment_id}/{run.id}/artifacts"
+            http.put(f"{base}/warm.txt", content=b"warm").raise_for_status()
+            assert http.get(f"{base}/warm.txt").content == b"warm"
+            before = reset_peak(gateway.proc.pid, tracking.proc.pid)
+            http.put(f"{base}/big/large.bin", content=(block for _ in range(LARGE // len(block))),
+                     headers={"content-length": str(LARGE)}).raise_for_status()
+            received, size = hashlib.sha256(), 0
+            with http.stream("GET", f"{base}/big/large.bin") as response:
+                response.raise_for_status()
+                for chunk in response.iter_bytes(1 << 20):
+                    received.update(chunk)
+                    size += len(chunk)
+            growth = {pid: memory_mb(pid, "VmHWM") - rss for pid, rss in before.items()}
+    finally:
+        gateway.stop()
+    assert (size, received.hexdigest()) == (LARGE, expected)
+    assert [key for key in keys(bucket) if key.endswith("big/large.bin")], "not in the bucket"
+    limit = (LARGE >> 20) / 2
+    assert all(mib < limit for mib in growth.values()), (
+        f"peak memory grew by {growth[gateway.proc.pid]:.0f} MiB in the gateway and {growth[tracking.proc.pid]:.0f} "
+        f"MiB in the tracking service for a {LARGE >> 20} MiB file (limit {limit:.0f} MiB each)")
 
 
 # -- the store's own behaviour ---------------------------------------------------------------------
