@@ -97,6 +97,7 @@ ROUTES: list[Route] = [
         ("GET", "/v1/runs/{run_id}/artifacts", "ListArtifacts"),
         ("PUT", "/v1/runs/{run_id}/artifacts/{path:path}", "UploadArtifact"),
         ("GET", "/v1/runs/{run_id}/artifacts/{path:path}", "DownloadArtifact"),
+        ("GET", "/v1/runs/{run_id}/artifact-url", "GetArtifactDownloadUrl"),
         ("POST", "/v1/logged-models", "CreateLoggedModel"),
         ("POST", "/v1/logged-models:search", "SearchLoggedModels"),
         ("GET", "/v1/logged-models/{model_id}", "GetLoggedModel"),

@@ -87,6 +87,7 @@ READ_ONLY_METHODS = frozenset({
     _TRACKING + "GetMetricHistory",
     _TRACKING + "DownloadArtifact",
     _TRACKING + "ListArtifacts",
+    _TRACKING + "GetArtifactDownloadUrl",
     _TRACKING + "GetLoggedModel",
     _TRACKING + "SearchLoggedModels",
     _REGISTRY + "GetRegisteredModel",

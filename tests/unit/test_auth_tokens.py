@@ -234,6 +234,7 @@ EXPECTED = {
         "GetMetricHistory": "read", "UploadArtifact": "write", "DownloadArtifact": "read", "ListArtifacts": "read",
         "CreateLoggedModel": "write", "GetLoggedModel": "read", "FinalizeLoggedModel": "write",
         "DeleteLoggedModel": "write", "SetLoggedModelTags": "write", "DeleteLoggedModelTag": "write",
+        "GetArtifactDownloadUrl": "read",
         "LogLoggedModelParams": "write", "LogLoggedModelMetrics": "write", "SearchLoggedModels": "read",
     },
     "tuning.tracking.v1.ModelRegistryService": {
