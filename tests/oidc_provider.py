@@ -34,8 +34,16 @@ CLIENT_SECRET = "dashboard-client-secret-0123456789"
 PLACEHOLDER_REDIRECT = "http://127.0.0.1/unused-callback"
 
 
+def _node_version() -> tuple[int, ...]:
+    node = shutil.which("node")
+    if node is None:
+        return ()
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+
+
 def require_node() -> None:
-    require(shutil.which("node") is not None and (ROOT / "node_modules" / "oidc-provider").is_dir(),
+    require(_node_version() >= (20, 19) and (ROOT / "node_modules" / "oidc-provider").is_dir(),
             "the OpenID Connect tests run a real OpenID provider: they need Node.js >= 20.19 and `npm install` "
             "(oidc-provider)")
 

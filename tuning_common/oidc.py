@@ -192,6 +192,9 @@ class OidcProvider:
         except Unavailable as error:
             log.warning("%s", error.message)
             return
+        except InvalidArgument as error:  # the provider came up naming another issuer
+            log.error("%s: %s", error.field, error.description)
+            return
         except (OSError, ValueError) as error:
             log.warning("cannot fetch the signing keys of the OpenID provider %s: %s", self.issuer, _describe(error))
             return

@@ -145,6 +145,7 @@ class SingleSignOn:
     async def start(self, request: Request) -> Response:
         try:
             metadata = await asyncio.to_thread(self.settings.verifier.provider.metadata)
+            endpoint = check_url(str(metadata.get("authorization_endpoint")), "the provider's authorization_endpoint")
         except TuningError as error:
             return self.page(503, problem=error.message)
         verifier = secrets.token_urlsafe(48)
@@ -156,7 +157,6 @@ class SingleSignOn:
             "state": state["state"], "nonce": state["nonce"],
             "code_challenge": _b64(hashlib.sha256(verifier.encode()).digest()), "code_challenge_method": "S256",
         })
-        endpoint = metadata.get("authorization_endpoint", "")
         separator = "&" if "?" in endpoint else "?"
         response = RedirectResponse(endpoint + separator + query, status_code=303, headers=NO_STORE)
         response.headers.append("set-cookie", self._state_cookie(request, self._seal(state), STATE_SECONDS))
