@@ -10,21 +10,32 @@ provider's own login and consent pages over HTTP, as a browser would, and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import time
 import urllib.parse
 import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from tests.conftest import ROOT, require
+from tuning_common.auth import Authenticator, TokenStore
+from tuning_common.grpc_server import ServerOptions
+from tuning_common.oidc import JwtVerifier, OidcProvider
+
+if TYPE_CHECKING:
+    from gateway.server import RunningGateway
 
 SCRIPT = ROOT / "tests" / "oidc" / "provider.mjs"
 API = "urn:tuning:api"  # the audience of the provider's JWT access tokens (resources urn:tuning:api*)
@@ -137,3 +148,58 @@ def log_in(http: httpx.Client, start_url: str, login: str, stop_at: str) -> http
             fields.update(login=login, password="any")
         response = http.post(action, data=fields)
     raise AssertionError("the login did not end")
+
+
+class Clock:
+    """A verifier's wall clock that a test may move forward (token expiry) and back."""
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.shift
+
+
+@dataclass
+class SsoSuite:
+    provider: NodeProvider
+    gateway: RunningGateway
+    suggestion: str
+    tracking: str
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+
+@contextlib.contextmanager
+def sso_suite(folder: Path, static: TokenStore, gateway_clock: Callable[[], float] = time.time) -> Iterator[SsoSuite]:
+    """A provider, both services and a gateway whose dashboard signs in there (client
+    ``CLIENT_ID``, its callback registered), all accepting the provider's JWTs (users named by
+    their email) beside the ``static`` tokens; the gateway's verifier reads ``gateway_clock``."""
+    from gateway.dashboard.sso import SsoSettings
+    from gateway.server import GatewayOptions, serve
+    from suggestion_service.server import serve as serve_suggestion
+    from tracking_service.server import serve as serve_tracking
+
+    provider = NodeProvider(folder, [rsa_key("rsa-1")], [PLACEHOLDER_REDIRECT])
+
+    def verifier(clock: Callable[[], float] = time.time) -> JwtVerifier:
+        return JwtVerifier(OidcProvider(provider.issuer), [API, CLIENT_ID], username_claim="email", clock=clock)
+
+    options = ServerOptions(port=0, grace_seconds=1, tokens=Authenticator(static, verifier()))
+    suggestion = serve_suggestion(f"sqlite:///{folder / 'suggestion.db'}", options)
+    tracking = serve_tracking(f"sqlite:///{folder / 'tracking.db'}", str(folder / "artifacts"), options)
+    gateway_verifier = verifier(gateway_clock)
+    gateway = serve(GatewayOptions(
+        suggestion_address=suggestion.address, tracking_address=tracking.address,
+        tokens=Authenticator(static, gateway_verifier),
+        sso=SsoSettings(gateway_verifier, CLIENT_ID, CLIENT_SECRET, "openid email groups", "Test ID")))
+    provider.reconfigure(redirect_uris=[gateway.url + "/ui/login/callback"])
+    try:
+        yield SsoSuite(provider, gateway, suggestion.address, tracking.address)
+    finally:
+        gateway.stop()
+        suggestion.stop()
+        tracking.stop()
+        provider.stop()

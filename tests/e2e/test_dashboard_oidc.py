@@ -11,17 +11,13 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
-from gateway.dashboard.sso import SsoSettings
-from gateway.server import GatewayOptions, RunningGateway, serve
 from tests.e2e.test_dashboard_login import READY, browser, cookies, fresh, html, page_fetch  # noqa: F401 (fixtures)
-from tests.oidc_provider import API, CLIENT_ID, CLIENT_SECRET, PLACEHOLDER_REDIRECT, NodeProvider, rsa_key
+from tests.oidc_provider import SsoSuite, sso_suite
 from trial_worker.tracking import TrackingClient
-from tuning_common.auth import Authenticator, TokenStore
-from tuning_common.oidc import JwtVerifier, OidcProvider
+from tuning_common.auth import TokenStore
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -30,55 +26,20 @@ STATIC = TokenStore.parse(f"write {WRITE_TOKEN} ci\n", "test")
 MODEL = "sso-model"
 
 
-@dataclass
-class World:
-    provider: NodeProvider
-    gateway: RunningGateway
-    tracking: str
-
-    @property
-    def url(self) -> str:
-        return self.gateway.url
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    from suggestion_service.server import serve as serve_suggestion
-    from tracking_service.server import serve as serve_tracking
-    from tuning_common.grpc_server import ServerOptions
-
-    folder = tmp_path_factory.mktemp("sso-e2e")
-    provider = NodeProvider(folder, [rsa_key("rsa-1")], [PLACEHOLDER_REDIRECT])
-
-    def verifier() -> JwtVerifier:
-        return JwtVerifier(OidcProvider(provider.issuer), [API, CLIENT_ID], username_claim="email")
-
-    options = ServerOptions(port=0, grace_seconds=1, tokens=Authenticator(STATIC, verifier()))
-    suggestion = serve_suggestion(f"sqlite:///{folder / 'suggestion.db'}", options)
-    tracking = serve_tracking(f"sqlite:///{folder / 'tracking.db'}", str(folder / "artifacts"), options)
-    gateway_verifier = verifier()
-    gateway = serve(GatewayOptions(
-        suggestion_address=suggestion.address, tracking_address=tracking.address,
-        tokens=Authenticator(STATIC, gateway_verifier),
-        sso=SsoSettings(gateway_verifier, CLIENT_ID, CLIENT_SECRET, "openid email groups", "Test ID")))
-    provider.reconfigure(redirect_uris=[gateway.url + "/ui/login/callback"])
-    with TrackingClient(tracking.address, token=WRITE_TOKEN) as client:
-        client.create_registered_model(MODEL)
-    try:
-        yield World(provider, gateway, tracking.address)
-    finally:
-        gateway.stop()
-        suggestion.stop()
-        tracking.stop()
-        provider.stop()
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SsoSuite]:
+    with sso_suite(tmp_path_factory.mktemp("sso-e2e"), STATIC) as suite:
+        with TrackingClient(suite.tracking, token=WRITE_TOKEN) as client:
+            client.create_registered_model(MODEL)
+        yield suite
 
 
-def model_tags(world: World) -> dict[str, str]:
+def model_tags(world: SsoSuite) -> dict[str, str]:
     with TrackingClient(world.tracking, token=WRITE_TOKEN) as client:
         return {tag.key: tag.value for tag in client.get_registered_model(MODEL).tags}
 
 
-def test_signing_in_at_the_provider_leads_to_the_dashboard_where_registry_actions_work(fresh, world: World):
+def test_signing_in_at_the_provider_leads_to_the_dashboard_where_registry_actions_work(fresh, world: SsoSuite):
     browser = fresh
     asked = f"/ui/models/{MODEL}"
     browser.open(world.url + asked)

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 import tuning_common.oidc
 from suggestion_service.server import serve as serve_suggestion
-from tests.oidc_provider import API, CLIENT_ID, OTHER_API, PLACEHOLDER_REDIRECT, NodeProvider, ec_key, rsa_key
+from tests.oidc_provider import API, CLIENT_ID, OTHER_API, PLACEHOLDER_REDIRECT, Clock, NodeProvider, ec_key, rsa_key
 from tracking_service.server import serve as serve_tracking
 from trial_worker import Float, SuggestionClient
 from trial_worker.tracking import TrackingClient
@@ -39,16 +39,6 @@ pytestmark = pytest.mark.timeout(300)
 WRITE_TOKEN = "oidc-static-write-token-0123456789"
 READ_TOKEN = "oidc-static-read-token-0123456789"
 STATIC = TokenStore.parse(f"write {WRITE_TOKEN} ci\nread {READ_TOKEN} viewer\n", "test")
-
-
-class Clock:
-    """The verifier's wall clock, which a test may move forward (token expiry) and back."""
-
-    def __init__(self) -> None:
-        self.shift = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.shift
 
 
 @dataclass

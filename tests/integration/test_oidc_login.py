@@ -8,24 +8,17 @@ with the ID token's expiry, and logging out ends it.
 from __future__ import annotations
 
 import re
-import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from gateway.dashboard.sso import SsoSettings
-from gateway.server import GatewayOptions, RunningGateway, serve
-from suggestion_service.server import serve as serve_suggestion
-from tests.oidc_provider import API, CLIENT_ID, CLIENT_SECRET, PLACEHOLDER_REDIRECT, NodeProvider, log_in, rsa_key
-from tracking_service.server import serve as serve_tracking
+from tests.oidc_provider import CLIENT_ID, Clock, SsoSuite, log_in, sso_suite
 from trial_worker.tracking import TrackingClient
-from tuning_common.auth import Authenticator, TokenStore
+from tuning_common.auth import TokenStore
 from tuning_common.errors import NotFound
-from tuning_common.grpc_server import ServerOptions
-from tuning_common.oidc import LEEWAY_SECONDS, JwtVerifier, OidcProvider
+from tuning_common.oidc import LEEWAY_SECONDS
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -33,54 +26,18 @@ READ_TOKEN = "sso-static-read-token-0123456789"
 STATIC = TokenStore.parse(f"read {READ_TOKEN} viewer\n", "test")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.shift = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.shift
-
-
-@dataclass
-class World:
-    provider: NodeProvider
-    gateway: RunningGateway
-    tracking: str
-    clock: Clock
-
-    @property
-    def url(self) -> str:
-        return self.gateway.url
+@pytest.fixture(scope="module")
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    folder = tmp_path_factory.mktemp("sso")
-    provider = NodeProvider(folder, [rsa_key("rsa-1")], [PLACEHOLDER_REDIRECT])
-
-    def verifier(clock=time.time) -> JwtVerifier:
-        return JwtVerifier(OidcProvider(provider.issuer), [API, CLIENT_ID], username_claim="email", clock=clock)
-
-    options = ServerOptions(port=0, grace_seconds=1, tokens=Authenticator(STATIC, verifier()))
-    suggestion = serve_suggestion(f"sqlite:///{folder / 'suggestion.db'}", options)
-    tracking = serve_tracking(f"sqlite:///{folder / 'tracking.db'}", str(folder / "artifacts"), options)
-    clock = Clock()
-    gateway_verifier = verifier(clock)
-    gateway = serve(GatewayOptions(
-        suggestion_address=suggestion.address, tracking_address=tracking.address,
-        tokens=Authenticator(STATIC, gateway_verifier),
-        sso=SsoSettings(gateway_verifier, CLIENT_ID, CLIENT_SECRET, "openid email groups", "Test ID")))
-    provider.reconfigure(redirect_uris=[gateway.url + "/ui/login/callback"])
-    try:
-        yield World(provider, gateway, tracking.address, clock)
-    finally:
-        gateway.stop()
-        suggestion.stop()
-        tracking.stop()
-        provider.stop()
+def world(tmp_path_factory: pytest.TempPathFactory, clock: Clock) -> Iterator[SsoSuite]:
+    with sso_suite(tmp_path_factory.mktemp("sso"), STATIC, clock) as suite:
+        yield suite
 
 
-def sign_in(world: World, http: httpx.Client, login: str, next_path: str = "/ui/studies") -> httpx.Response:
+def sign_in(world: SsoSuite, http: httpx.Client, login: str, next_path: str = "/ui/studies") -> httpx.Response:
     """Signs in from the login page's link; returns the gateway's last answer (the redirect to ``next``)."""
     page = http.get("/ui/login", params={"next": next_path})
     link = re.search(r'<a class="button" id="sso-login" href="([^"]+)">Sign in with Test ID</a>', page.text)
@@ -92,7 +49,7 @@ def csrf_of(page: httpx.Response) -> str:
     return page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
 
 
-def experiment_exists(world: World, name: str) -> bool:
+def experiment_exists(world: SsoSuite, name: str) -> bool:
     with TrackingClient(world.tracking, token=READ_TOKEN) as client:
         try:
             client.get_experiment_by_name(name)
@@ -101,7 +58,7 @@ def experiment_exists(world: World, name: str) -> bool:
     return True
 
 
-def test_signing_in_lands_on_the_page_asked_for_with_a_session_the_services_accept(world: World):
+def test_signing_in_lands_on_the_page_asked_for_with_a_session_the_services_accept(world: SsoSuite):
     with httpx.Client(base_url=world.url, timeout=30) as http:
         landed = sign_in(world, http, "alice")
         assert landed.status_code == 303 and landed.headers["location"] == "/ui/studies"
@@ -120,7 +77,7 @@ def test_signing_in_lands_on_the_page_asked_for_with_a_session_the_services_acce
     assert experiment_exists(world, "sso-experiment") and not experiment_exists(world, "sso-without-csrf")
 
 
-def test_the_state_must_be_this_browsers(world: World):
+def test_the_state_must_be_this_browsers(world: SsoSuite):
     with httpx.Client(base_url=world.url, timeout=30) as http:
         started = http.get("/ui/login/sso", params={"next": "/ui/studies"})
         assert started.status_code == 303
@@ -144,16 +101,16 @@ def test_the_state_must_be_this_browsers(world: World):
         assert tampered.status_code == 400
 
 
-def test_the_session_ends_when_the_id_token_expires_and_on_logging_out(world: World):
+def test_the_session_ends_when_the_id_token_expires_and_on_logging_out(world: SsoSuite, clock: Clock):
     with httpx.Client(base_url=world.url, timeout=30) as http:
         sign_in(world, http, "bob")
         page = http.get("/ui/studies")
         assert page.status_code == 200 and "bob@example.test" in page.text
-        world.clock.shift = 3600 + LEEWAY_SECONDS + 5
+        clock.shift = 3600 + LEEWAY_SECONDS + 5
         try:
             expired = http.get("/ui/studies")
         finally:
-            world.clock.shift = 0.0
+            clock.shift = 0.0
         assert expired.status_code == 303 and expired.headers["location"].startswith("/ui/login?next=")
         assert "tuning-session" not in http.cookies  # forgotten
 
@@ -165,7 +122,7 @@ def test_the_session_ends_when_the_id_token_expires_and_on_logging_out(world: Wo
         assert http.get("/ui/studies").status_code == 303
 
 
-def test_the_login_page_offers_the_provider_and_still_takes_static_tokens(world: World):
+def test_the_login_page_offers_the_provider_and_still_takes_static_tokens(world: SsoSuite):
     with httpx.Client(base_url=world.url, timeout=30) as http:
         page = http.get("/ui/login")
         assert "Sign in with Test ID" in page.text and 'id="token"' in page.text
