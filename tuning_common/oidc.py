@@ -52,7 +52,7 @@ from typing import Any
 import jwt
 from jwt.exceptions import InvalidKeyError, PyJWKError, PyJWTError
 
-from tuning_common.auth import WRITE, BearerChecks, Principal, looks_like_jwt
+from tuning_common.auth import READ, WRITE, BearerChecks, Principal, looks_like_jwt
 from tuning_common.errors import InvalidArgument, Unauthenticated, Unavailable
 from tuning_common.settings import add_option
 
@@ -238,11 +238,13 @@ def _find(keys: dict[str | None, dict] | None, kid: str | None, algorithm: str) 
 class JwtVerifier(BearerChecks):
     """Checks JWTs of one provider for a set of audiences, and makes principals of them.
 
-    :class:`tuning_common.auth.Authenticator` combines it with the static tokens. Every valid token is a ``write`` principal: finer permissions are for roles.
+    :class:`tuning_common.auth.Authenticator` combines it with the static tokens. A valid token
+    is a ``write`` principal, unless ``writer_groups`` are given and it is in none of them: then
+    it is a ``read`` principal (finer permissions are for per-resource roles).
     """
 
     def __init__(self, provider: OidcProvider, audiences: Iterable[str], *, username_claim: str = "sub",
-                 groups_claim: str = "groups", leeway: float = LEEWAY_SECONDS,
+                 groups_claim: str = "groups", writer_groups: Iterable[str] = (), leeway: float = LEEWAY_SECONDS,
                  clock: Callable[[], float] = time.time):
         self.provider = provider
         self.audiences = tuple(dict.fromkeys(a for a in audiences if a))
@@ -252,6 +254,7 @@ class JwtVerifier(BearerChecks):
                                   reason="INVALID_OIDC_SETTINGS")
         self.username_claim = username_claim
         self.groups_claim = groups_claim
+        self.writer_groups = frozenset(writer_groups)
         self.leeway = leeway
         self._clock = clock
 
@@ -317,7 +320,9 @@ class JwtVerifier(BearerChecks):
             groups = [groups]
         if not isinstance(groups, list) or not all(isinstance(group, str) for group in groups):
             raise _unauthenticated(f"its {self.groups_claim!r} claim is not a list of strings (--oidc-groups-claim)")
-        return Principal(name, WRITE, frozenset(groups))
+        groups = frozenset(groups)
+        writes = not self.writer_groups or bool(groups & self.writer_groups)
+        return Principal(name, WRITE if writes else READ, groups)
 
     def authenticate(self, token: str | None) -> Principal:
         if token is None:
@@ -340,6 +345,9 @@ def add_oidc_options(parser: argparse.ArgumentParser) -> None:
                help="the claim naming the user (e.g. email, preferred_username)")
     add_option(parser, "--oidc-groups-claim", env="TUNING_OIDC_GROUPS_CLAIM", default="groups",
                help="the claim listing the user's groups")
+    add_option(parser, "--oidc-writer-groups", env="TUNING_OIDC_WRITER_GROUPS", default="",
+               help="comma-separated groups whose JWTs may write; JWTs of other users may only read "
+                    "(default: every valid JWT may write)")
 
 
 def verifier_from(args: argparse.Namespace, *, extra_audiences: Iterable[str] = ()) -> JwtVerifier | None:
@@ -353,9 +361,10 @@ def verifier_from(args: argparse.Namespace, *, extra_audiences: Iterable[str] = 
                            ("--oidc-groups-claim", args.oidc_groups_claim)):
         if not claim or not claim.strip():
             raise InvalidArgument(setting, "a claim name", reason="INVALID_OIDC_SETTINGS")
+    writers = [group.strip() for group in (args.oidc_writer_groups or "").split(",") if group.strip()]
     verifier = JwtVerifier(OidcProvider(args.oidc_issuer), [*audiences, *extra_audiences],
                            username_claim=args.oidc_username_claim.strip(),
-                           groups_claim=args.oidc_groups_claim.strip())
+                           groups_claim=args.oidc_groups_claim.strip(), writer_groups=writers)
     verifier.provider.check_at_start()
     return verifier
 

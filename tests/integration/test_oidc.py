@@ -188,6 +188,22 @@ def test_the_principal_is_named_by_the_configured_claims(world: World):
         JwtVerifier(OidcProvider(world.provider.issuer), [API], username_claim="email").authenticate(token)
 
 
+def test_writer_groups_leave_other_jwts_read_only(world: World, tmp_path):
+    token = world.provider.token()  # groups: machines
+    readers = JwtVerifier(OidcProvider(world.provider.issuer), [API], writer_groups=["admins"])
+    options = ServerOptions(port=0, grace_seconds=1, tokens=Authenticator(None, readers))
+    server = serve_suggestion(f"sqlite:///{tmp_path / 'suggestion.db'}", options)
+    try:
+        with SuggestionClient(server.address, token=token) as client:
+            assert list(client.list_studies()) == []
+        error = refusal(server.address, token)
+        assert isinstance(error, PermissionDenied) and error.reason == "READ_ONLY_TOKEN"
+    finally:
+        server.stop()
+    writers = JwtVerifier(OidcProvider(world.provider.issuer), [API], writer_groups=["admins", "machines"])
+    assert writers.authenticate(token).can_write
+
+
 def test_a_rotated_key_is_taken_without_restart_and_a_removed_one_is_refused(tmp_path):
     provider = NodeProvider(tmp_path, [rsa_key("old")], [PLACEHOLDER_REDIRECT])
     key_clock = [0.0]
