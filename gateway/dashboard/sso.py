@@ -27,6 +27,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import time
 import urllib.parse
@@ -41,6 +42,8 @@ from gateway import session
 from gateway.dashboard.login import NO_STORE
 from tuning_common.errors import InvalidArgument, TuningError, Unauthenticated
 from tuning_common.oidc import JwtVerifier, check_url, fetch_json
+
+log = logging.getLogger(__name__)
 
 STATE_COOKIE = "tuning-sso"
 SECURE_STATE_COOKIE = "__Host-tuning-sso"
@@ -106,7 +109,8 @@ class SingleSignOn:
         self._key = hmac.new(settings.client_secret.encode(), STATE_KEY_LABEL, hashlib.sha256).digest()
 
     def routes(self) -> list[BaseRoute]:
-        return [Route(session.SSO_START_PATH, self.start, methods=["GET"]), Route(session.SSO_CALLBACK_PATH, self.callback, methods=["GET"])]
+        return [Route(session.SSO_START_PATH, self.start, methods=["GET"]),
+                Route(session.SSO_CALLBACK_PATH, self.callback, methods=["GET"])]
 
     def _redirect_uri(self, request: Request) -> str:
         base = self.settings.public_url or f"{request.url.scheme}://{request.url.netloc}"
@@ -147,6 +151,7 @@ class SingleSignOn:
             metadata = await asyncio.to_thread(self.settings.verifier.provider.metadata)
             endpoint = check_url(str(metadata.get("authorization_endpoint")), "the provider's authorization_endpoint")
         except TuningError as error:
+            log.warning("single sign-on cannot start: %s", error.message)
             return self.page(503, problem=error.message)
         verifier = secrets.token_urlsafe(48)
         state = {"state": secrets.token_urlsafe(24), "nonce": secrets.token_urlsafe(24), "verifier": verifier,
@@ -182,7 +187,8 @@ class SingleSignOn:
         try:
             id_token, claims = await asyncio.to_thread(self._exchange, code, state, self._redirect_uri(request))
             self.tokens.authenticate(id_token)
-        except TuningError:
+        except TuningError as error:  # for the operator: why (never a token or the code)
+            log.warning("single sign-on failed: %s (%s)", error.message, error.reason)
             return self.page(401, next_path=next_path, problem=NO_TOKEN)
         lifetime = int(claims["exp"] - time.time())
         response = RedirectResponse(next_path, status_code=303, headers=NO_STORE)
