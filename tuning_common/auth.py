@@ -18,6 +18,10 @@ so that an HTTP front end checks requests with the same code::
 The gRPC side is thin: :class:`AuthInterceptor` (server) and :func:`authorized_channel`
 (clients).
 
+With OpenID Connect on (``--oidc-issuer``), :class:`Authenticator` puts a JWT verifier
+(:class:`tuning_common.oidc.JwtVerifier`, which needs the server extra's PyJWT and so is never
+imported here) beside the store: servers take either or both wherever they take a store.
+
 Tokens never leave this module: only their SHA-256 digests are kept, a presented token is
 compared with every stored digest in constant time (:func:`hmac.compare_digest`), and no
 message or log line contains a token (nor any field of a malformed line, which might be one).
