@@ -37,6 +37,9 @@ expiry, rate-limited as above.
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
+import hashlib
 import ipaddress
 import json
 import logging
@@ -66,6 +69,7 @@ LEEWAY_SECONDS = 30.0
 MIN_REFRESH_SECONDS = 30.0
 MAX_KEY_AGE_SECONDS = 3600.0
 FETCH_TIMEOUT_SECONDS = 5.0
+VERIFIED_CACHE_SIZE = 4096
 
 INVALID_MESSAGE = "invalid bearer token"
 
@@ -120,6 +124,7 @@ class OidcProvider:
         self._lock = threading.Lock()
         self._metadata: dict | None = None
         self._keys: dict[str | None, dict] | None = None
+        self._prepared: dict[tuple[str | None, str], jwt.PyJWK] = {}
         self._keys_at = 0.0
         self._last_attempt: float | None = None
 
@@ -177,12 +182,18 @@ class OidcProvider:
                 raise Unavailable(f"no signing key of the OpenID provider {self.issuer} is known yet: it could not "
                                   "be reached", reason="OIDC_PROVIDER_UNAVAILABLE")
             found = _find(self._keys, kid, algorithm)
-        if found is None:
-            raise _unauthenticated("not signed by a key that the OpenID provider publishes")
-        try:
-            return jwt.PyJWK(found, algorithm)
-        except (PyJWKError, InvalidKeyError):
-            raise _unauthenticated("the provider's key does not fit the token's algorithm") from None
+            if found is None:
+                raise _unauthenticated("not signed by a key that the OpenID provider publishes")
+            # The same object while the key set lasts: JwtVerifier's cache of verified tokens
+            # is keyed by it, so a refresh that drops a key drops its tokens too.
+            prepared = self._prepared.get((found.get("kid"), algorithm))
+            if prepared is None:
+                try:
+                    prepared = jwt.PyJWK(found, algorithm)
+                except (PyJWKError, InvalidKeyError):
+                    raise _unauthenticated("the provider's key does not fit the token's algorithm") from None
+                self._prepared[(found.get("kid"), algorithm)] = prepared
+            return prepared
 
     def _refresh(self, now: float) -> None:
         try:
@@ -200,7 +211,21 @@ class OidcProvider:
             return
         if self._keys is None or set(keys) != set(self._keys):
             log.info("signing keys of %s: %s", self.issuer, ", ".join(sorted(str(kid) for kid in keys)) or "none")
+        if keys != self._keys:
+            self._prepared = {}
         self._keys, self._keys_at = keys, now
+
+
+def _header(token: str) -> dict:
+    """The JOSE header of a JWT-shaped token (not verified yet)."""
+    segment = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error):
+        raise _unauthenticated("its header cannot be read") from None
+    if not isinstance(header, dict):
+        raise _unauthenticated("its header cannot be read")
+    return header
 
 
 def _describe(error: Exception) -> str:
@@ -257,6 +282,11 @@ class JwtVerifier(BearerChecks):
         self.writer_groups = frozenset(writer_groups)
         self.leeway = leeway
         self._clock = clock
+        # Tokens whose signature verified, by SHA-256 digest, with the key that verified them:
+        # a client sends the same token for many calls, and the signature is most of the cost.
+        # The claims are checked again on every call (expiry, audience, issuer).
+        self._verified: dict[bytes, tuple[jwt.PyJWK, dict]] = {}
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"JwtVerifier({self.provider.issuer!r}, audiences={list(self.audiences)!r})"
@@ -266,10 +296,7 @@ class JwtVerifier(BearerChecks):
         with ``nonce`` when one is expected (an ID token of a login)."""
         if not token or not token.isascii() or not looks_like_jwt(token):
             raise _unauthenticated("not a JWT")
-        try:
-            header = jwt.get_unverified_header(token)
-        except PyJWTError:
-            raise _unauthenticated("its header cannot be read") from None
+        header = _header(token)
         algorithm = header.get("alg")
         if algorithm not in ALGORITHMS:
             raise _unauthenticated("its signing algorithm is not accepted (only RS*, PS* and ES*)")
@@ -277,12 +304,22 @@ class JwtVerifier(BearerChecks):
         if kid is not None and not isinstance(kid, str):
             raise _unauthenticated("its kid is not a string")
         key = self.provider.signing_key(kid, algorithm)
-        try:
-            claims = jwt.decode(token, key.key, algorithms=[algorithm],
-                                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                                         "verify_aud": False, "verify_iss": False})
-        except PyJWTError:
-            raise _unauthenticated("its signature does not verify") from None
+        digest = hashlib.sha256(token.encode("ascii")).digest()
+        with self._lock:
+            cached = self._verified.get(digest)
+        if cached is not None and cached[0] is key:
+            claims = cached[1]
+        else:
+            try:
+                claims = jwt.decode(token, key.key, algorithms=[algorithm],
+                                    options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                                             "verify_aud": False, "verify_iss": False})
+            except PyJWTError:
+                raise _unauthenticated("its signature does not verify") from None
+            with self._lock:
+                self._verified[digest] = (key, claims)
+                if len(self._verified) > VERIFIED_CACHE_SIZE:
+                    del self._verified[next(iter(self._verified))]
         self._check_claims(claims, self.audiences if audiences is None else tuple(audiences), nonce)
         return claims
 
