@@ -30,6 +30,9 @@ with another ``issuer`` is a configuration error (InvalidArgument naming ``--oid
 that cannot be reached only logs a warning, and is tried again when a JWT comes: the servers do
 not depend on the provider's being up first, and static tokens work meanwhile.
 
+A token's signature is verified once and remembered by its SHA-256 with the key that verified
+it (forgotten when the key set changes); its claims are checked on every call.
+
 The fetches are blocking (``urllib``, ``timeout`` seconds) and happen only on a cache miss or
 expiry, rate-limited as above.
 """
