@@ -101,6 +101,16 @@ def test_the_gateways_client_needs_an_issuer_and_a_secret(tmp_path, monkeypatch)
     with pytest.raises(InvalidArgument, match="--oidc-client-secret-file"):
         options_from(_gateway_args("--oidc-client-secret-file", str(tmp_path / "missing"), "--oidc-issuer",
                                    "http://127.0.0.1:9", "--oidc-client-id", "dashboard"))
+    # A provider that cannot be reached at start is not an error (its JWTs wait for it).
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-the-file\n")
+    options = options_from(_gateway_args("--oidc-issuer", "http://127.0.0.1:9", "--oidc-audience", "urn:api",
+                                         "--oidc-client-id", "dashboard", "--oidc-client-secret-file", str(secret_file)))
+    assert options.sso.client_secret == "from-the-file" and options.sso.client_id == "dashboard"
+    assert options.tokens.verifier.audiences == ("urn:api", "dashboard") and options.tokens.tokens is None
+    monkeypatch.setenv("TUNING_OIDC_CLIENT_SECRET", "from-the-environment")
+    options = options_from(_gateway_args("--oidc-issuer", "http://127.0.0.1:9", "--oidc-client-id", "dashboard"))
+    assert options.sso.client_secret == "from-the-environment" and options.tokens.verifier.audiences == ("dashboard",)
 
 
 def _sso() -> SingleSignOn:
