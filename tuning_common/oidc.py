@@ -25,7 +25,7 @@ per ``min_refresh`` seconds, so a flood of tokens with made-up ``kid`` values co
 one request per interval. A failed refresh keeps the keys already known. So a provider rotating
 its signing key needs no restart here: the first token with the new ``kid`` brings the new key.
 
-**At start** :meth:`OidcProvider.check_at_start` fetches discovery once: a provider that answers
+**At start** :meth:`OidcProvider.check_at_start` fetches discovery and the keys: a provider that answers
 with another ``issuer`` is a configuration error (InvalidArgument naming ``--oidc-issuer``), one
 that cannot be reached only logs a warning, and is tried again when a JWT comes: the servers do
 not depend on the provider's being up first, and static tokens work meanwhile.
@@ -163,12 +163,17 @@ class OidcProvider:
             return self._discover()
 
     def check_at_start(self) -> None:
-        """Fetches discovery now: InvalidArgument when the provider names another issuer; a
-        warning only when it cannot be reached (tried again when a token needs it)."""
-        try:
-            self.metadata()
-        except Unavailable as error:
-            log.warning("%s; JWTs are refused until it answers (static tokens still work)", error.message)
+        """Fetches discovery and the keys now (so that the first JWT need not wait for them):
+        InvalidArgument when the provider names another issuer; a warning only when it cannot be
+        reached (tried again when a token needs it)."""
+        with self._lock:
+            try:
+                self._discover()
+            except Unavailable as error:
+                log.warning("%s; JWTs are refused until it answers (static tokens still work)", error.message)
+                return
+            self._last_attempt = self._clock()
+            self._refresh(self._last_attempt)
 
     def signing_key(self, kid: str | None, algorithm: str) -> jwt.PyJWK:
         """The provider's public key ``kid`` for ``algorithm``; the JWKS is fetched again
