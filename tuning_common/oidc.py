@@ -43,6 +43,7 @@ import argparse
 import base64
 import binascii
 import hashlib
+import http.client
 import ipaddress
 import json
 import logging
@@ -102,8 +103,11 @@ def fetch_json(url: str, *, timeout: float, data: bytes | None = None,
     """GETs (or POSTs ``data``) ``url`` and returns its JSON object; raises OSError (network
     failures, HTTP errors) or ValueError (not a JSON object, too large)."""
     request = urllib.request.Request(url, data=data, headers={"accept": "application/json", **(headers or {})})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (URLs checked by check_url)
-        body = response.read(MAX_DOCUMENT_BYTES + 1)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (URLs checked by check_url)
+            body = response.read(MAX_DOCUMENT_BYTES + 1)
+    except http.client.HTTPException as error:  # a truncated or malformed answer: not an OSError
+        raise OSError(f"a broken HTTP answer ({type(error).__name__})") from None
     if len(body) > MAX_DOCUMENT_BYTES:
         raise ValueError(f"more than {MAX_DOCUMENT_BYTES} bytes")
     document = json.loads(body)
