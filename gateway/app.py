@@ -54,7 +54,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
 from gateway import openapi, session
-from gateway.errors import error_body, internal_error_response
+from gateway.errors import error_body, http_status, internal_error_response
 from gateway.routes import ROUTES
 from tuning_common.errors import TuningError
 
@@ -186,7 +186,7 @@ class Guard:
         except TuningError as error:
             if is_open:
                 return None
-            if session.is_page(method, path):
+            if session.is_page(method, path) and error.code == "UNAUTHENTICATED":
                 return _to_login(scope, forget_cookie=token is not None)
             return self._token_refusal(path, error)
         if is_open:  # no check, but the login page and logging out know the session
@@ -206,7 +206,8 @@ class Guard:
         return None
 
     def _token_refusal(self, path: str, error: TuningError) -> JSONResponse:
-        status = 401 if error.code == "UNAUTHENTICATED" else 403
+        # 401 or 403; 503 while an OpenID provider whose keys are not known yet cannot be reached.
+        status = http_status(error)
         response = self._refuse(path, status, error.code, error.message, error.reason)
         if status == 401:
             response.headers["www-authenticate"] = 'Bearer realm="tuning"'

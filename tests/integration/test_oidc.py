@@ -23,6 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import tuning_common.oidc
+from gateway.session import encode_cookie
 from suggestion_service.server import serve as serve_suggestion
 from tests.oidc_provider import API, CLIENT_ID, OTHER_API, PLACEHOLDER_REDIRECT, Clock, NodeProvider, ec_key, rsa_key
 from tracking_service.server import serve as serve_tracking
@@ -272,6 +273,19 @@ def test_an_unreachable_provider_refuses_jwts_as_unavailable_and_static_tokens_s
         assert isinstance(error, Unavailable) and error.reason == "OIDC_PROVIDER_UNAVAILABLE"
         with SuggestionClient(server.address, token=WRITE_TOKEN) as client:
             client.create_study("still-static", [Float("x", 0.0, 1.0)], objectives={"loss": "minimize"})
+        from gateway.server import GatewayOptions, serve
+
+        gateway = serve(GatewayOptions(suggestion_address=server.address, tokens=options.tokens))
+        try:
+            refused = httpx.get(f"{gateway.url}/v1/studies", headers={"authorization": f"Bearer {token}"})
+            assert refused.status_code == 503 and refused.json()["error"]["reason"] == "OIDC_PROVIDER_UNAVAILABLE"
+            page = httpx.get(f"{gateway.url}/ui/studies", cookies={"tuning-session": encode_cookie(token)})
+            assert page.status_code == 503  # not sent to the login page, its session not forgotten
+            assert "set-cookie" not in page.headers
+            static = httpx.get(f"{gateway.url}/v1/studies", headers={"authorization": f"Bearer {WRITE_TOKEN}"})
+            assert static.status_code == 200 and "still-static" in static.text
+        finally:
+            gateway.stop()
     finally:
         server.stop()
 
