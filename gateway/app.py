@@ -14,10 +14,12 @@ Guard, in order:
    browser, from the session cookie that the login page sets (:mod:`gateway.session`):
 
    - A request with an ``Authorization`` header is checked by it alone, as it always was: 401
-     JSON without a valid token, 403 when a read-only token writes.
+     JSON without a valid token, 403 when a read-only token writes (503 for a JWT while the
+     OpenID provider, whose keys were never fetched, cannot be reached).
    - Otherwise the session cookie's token is checked the same way. Without a valid one, a
      dashboard page (a GET under ``/ui/`` but for ``/ui/api/``) redirects to
-     ``/ui/login?next=<the page>``; anything else gets the 401 JSON.
+     ``/ui/login?next=<the page>``; anything else gets the 401 JSON (and a page whose JWT waits
+     for an unreachable provider the 503, its session kept).
    - A cookie-authenticated request that is not a GET, HEAD or OPTIONS (on every path: ``/v1``,
      MLflow's routes, the dashboard) must come from this gateway's own pages
      (``Sec-Fetch-Site``/``Origin``, :func:`gateway.session.same_origin`) and carry the
