@@ -14,11 +14,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from gateway.session import decode_cookie
 from tests.oidc_provider import CLIENT_ID, Clock, SsoSuite, log_in, sso_suite
 from trial_worker.tracking import TrackingClient
 from tuning_common.auth import TokenStore
 from tuning_common.errors import NotFound
-from tuning_common.oidc import LEEWAY_SECONDS
+from tuning_common.oidc import LEEWAY_SECONDS, JwtVerifier, OidcProvider
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -68,6 +69,11 @@ def test_signing_in_lands_on_the_page_asked_for_with_a_session_the_services_acce
         assert 0 < max_age <= 3600  # the ID token's lifetime, not the 8 hours of --session-hours
         page = http.get("/ui/studies")
         assert page.status_code == 200 and "alice@example.test" in page.text
+        # The cookie's token is the provider's ID token for this client, with the user's groups.
+        id_token = decode_cookie(http.cookies["tuning-session"])
+        principal = JwtVerifier(OidcProvider(world.provider.issuer), [CLIENT_ID], username_claim="email") \
+            .authenticate(id_token)
+        assert principal.name == "alice@example.test" and principal.groups == {"ml-team", "admins"}
 
         refused = http.post("/v1/experiments", json={"name": "sso-without-csrf"}, headers={"origin": world.url})
         assert refused.status_code == 403 and refused.json()["error"]["reason"] == "CSRF_TOKEN_INVALID"
