@@ -39,9 +39,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from tuning_common import telemetry
-from tuning_common.auth import TOKENS_ENV, AuthInterceptor, TokenStore, load_tokens
+from tuning_common.auth import TOKENS_ENV, AuthInterceptor, BearerChecks, authenticator, load_tokens
 from tuning_common.errors import TuningError, Unavailable
 from tuning_common.grpc_errors import ErrorMappingInterceptor
+from tuning_common.oidc import add_oidc_options, verifier_from
 from tuning_common.settings import add_option
 from tuning_common.tls import ServerTLS, add_tls_options
 
@@ -106,8 +107,9 @@ class ServerOptions:
     # to be computed): they run on a pool of their own, so that however many of them wait, the
     # other calls are answered at once (on the loop, or on the main pool).
     offload: frozenset[str] = frozenset()
-    # Accepted bearer tokens; None: access control off (every call allowed).
-    tokens: TokenStore | None = None
+    # Accepted bearer tokens (a TokenStore, a JwtVerifier, or both in an Authenticator); None:
+    # access control off (every call allowed).
+    tokens: BearerChecks | None = None
     # Certificate and key (and a client CA for mutual TLS); None: plain gRPC.
     tls: ServerTLS | None = None
 
@@ -246,14 +248,17 @@ def add_server_options(parser: argparse.ArgumentParser, service: str, port: int,
                help="how long in-flight calls may finish after SIGTERM")
     add_option(parser, "--tokens-file", env="TUNING_TOKENS_FILE", default=None,
                help="bearer tokens, one '<role> <token> [name]' per line, role read or write; "
-                    f"${TOKENS_ENV} may hold more (comma-separated); with none, access control is off")
+                    f"${TOKENS_ENV} may hold more (comma-separated); with none (and no --oidc-issuer), "
+                    "access control is off")
+    add_oidc_options(parser)
     add_tls_options(parser, mutual=True)
 
 
 def server_options(args: argparse.Namespace) -> ServerOptions:
     """The options of ``args``, with the tokens of ``--tokens-file`` and ``$TUNING_TOKENS`` loaded
-    (InvalidArgument, naming the line but never the token, if they are malformed)."""
-    tokens = load_tokens(args.tokens_file, os.environ.get(TOKENS_ENV))
+    (InvalidArgument, naming the line but never the token, if they are malformed) beside the
+    JWTs of ``--oidc-issuer``."""
+    tokens = authenticator(load_tokens(args.tokens_file, os.environ.get(TOKENS_ENV)), verifier_from(args))
     return ServerOptions(args.host, args.port, args.max_workers, args.max_message_bytes, args.grace_seconds,
                          tokens=tokens, tls=ServerTLS.from_files(args.tls_cert, args.tls_key, args.tls_client_ca))
 
