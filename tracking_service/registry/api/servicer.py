@@ -8,9 +8,9 @@ from __future__ import annotations
 from tracking_service.api.convert import tags_from_proto
 from tracking_service.registry.api import convert
 from tracking_service.registry.service import RegistryService
-from tracking_service.registry.webhooks import WebhookService
 from tuning.tracking.v1 import registry_service_pb2 as api
 from tuning.tracking.v1 import registry_service_pb2_grpc as api_grpc
+from tuning_common.webhooks import WebhookService
 
 
 class ModelRegistryServicer(api_grpc.ModelRegistryServiceServicer):
@@ -139,7 +139,7 @@ class ModelRegistryServicer(api_grpc.ModelRegistryServiceServicer):
 
         events = convert.events_from_proto(request.events.events, "events.events") if request.HasField("events") \
             else None
-        webhook = self.webhooks.update(request.name, url=given("url"), events=events, model_name=given("model_name"),
+        webhook = self.webhooks.update(request.name, url=given("url"), events=events, scope=given("model_name"),
                                        secret=given("secret"), active=given("active"))
         return api.UpdateWebhookResponse(webhook=convert.webhook_to_proto(webhook))
 
