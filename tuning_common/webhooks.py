@@ -9,6 +9,7 @@ holds what they share.
   the attempts), including the senders' leases;
 - ``WebhookService``: the use cases behind the Create/Get/List/Update/Delete/Test webhook RPCs
   and the delivery log;
+- ``WebhookProtos``: the conversions of a service's webhook messages, of the same shape in each;
 - ``WebhookSender``: the threads that post due deliveries, and their settings (``--webhook-*``).
 
 Deliveries are rows written in the transaction of the event they carry (the outbox pattern):
@@ -40,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from google.protobuf import timestamp_pb2
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -489,6 +491,62 @@ class WebhookService:
             return found, ""
         page = found[:size]
         return page, paging.encode_keyset_token([page[-1].id], fingerprint)
+
+
+# -- proto conversions ---------------------------------------------------------------------------
+
+
+def _timestamp(ms: int) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromMilliseconds(ms)
+    return stamp
+
+
+class WebhookProtos:
+    """Proto <-> values for one service's webhook messages: ``pb`` is its generated module with
+    WebhookEvent, WebhookDeliveryStatus, Webhook, WebhookDelivery and WebhookDeliveryAttempt;
+    ``scope_field`` the Webhook field of its scope; each delivery's ``subject`` goes to the
+    WebhookDelivery fields of the same names."""
+
+    def __init__(self, pb: Any, events: type[enum.Enum], scope_field: str):
+        self.pb, self.scope_field = pb, scope_field
+        self._events = {event: pb.WebhookEvent.Value(f"WEBHOOK_EVENT_{event.name}") for event in events}
+        self._event_from = {v: k for k, v in self._events.items() if k.value != TEST}
+        self._statuses = {status: pb.WebhookDeliveryStatus.Value(f"WEBHOOK_DELIVERY_STATUS_{status.name}")
+                          for status in DeliveryStatus}
+        self._status_from = {v: k for k, v in self._statuses.items()}
+
+    def events_from_proto(self, values, field: str = "events") -> list[enum.Enum]:
+        out = []
+        for i, value in enumerate(values):
+            if value not in self._event_from:
+                names = ", ".join(self.pb.WebhookEvent.Name(v) for v in self._event_from)
+                raise InvalidArgument(f"{field}[{i}]", f"must be one of {names}, got {value}")
+            out.append(self._event_from[value])
+        return out
+
+    def status_from_proto(self, value: int, field: str = "status") -> DeliveryStatus | None:
+        if value == 0:  # WEBHOOK_DELIVERY_STATUS_UNSPECIFIED
+            return None
+        if value not in self._status_from:
+            raise InvalidArgument(field, f"must be a WebhookDeliveryStatus, got {value}")
+        return self._status_from[value]
+
+    def webhook_to_proto(self, w: Webhook):
+        # No secret field: the secret is write-only.
+        return self.pb.Webhook(name=w.name, url=w.url, events=[self._events[e] for e in w.events], active=w.active,
+                               has_secret=w.has_secret, create_time=_timestamp(w.create_ms),
+                               update_time=_timestamp(w.update_ms), **{self.scope_field: w.scope})
+
+    def delivery_to_proto(self, d: Delivery):
+        pending = d.status is DeliveryStatus.PENDING
+        return self.pb.WebhookDelivery(
+            id=d.id, webhook=d.webhook, event=self._events[d.event], status=self._statuses[d.status],
+            create_time=_timestamp(d.create_ms), next_attempt_time=_timestamp(d.next_attempt_ms) if pending else None,
+            attempts=[self.pb.WebhookDeliveryAttempt(number=a.number, time=_timestamp(a.time_ms),
+                                                     status_code=a.status_code, error=a.error,
+                                                     duration_ms=a.duration_ms) for a in d.attempts],
+            **{name: value for name, value in d.subject.items() if value is not None})
 
 
 # -- the sender --------------------------------------------------------------------------------

@@ -120,3 +120,45 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
         return api.GetParameterImportanceResponse(objective=objective, trial_count=result.trials, importances=[
             api.ParameterImportance(parameter=name, importance=value) for name, value in result.importances.items()
         ])
+
+    # --- webhooks ----------------------------------------------------------------------
+
+    def CreateStudyWebhook(self, request, context):
+        webhook, secret = self.service.webhooks.create(
+            request.name, request.url, convert.WEBHOOKS.events_from_proto(request.events), request.study_name,
+            request.secret, request.active if request.HasField("active") else True)
+        return api.CreateStudyWebhookResponse(webhook=convert.WEBHOOKS.webhook_to_proto(webhook), secret=secret)
+
+    def GetStudyWebhook(self, request, context):
+        return api.GetStudyWebhookResponse(
+            webhook=convert.WEBHOOKS.webhook_to_proto(self.service.webhooks.get(request.name)))
+
+    def ListStudyWebhooks(self, request, context):
+        found, token = self.service.webhooks.list_webhooks(request.page_size, request.page_token)
+        return api.ListStudyWebhooksResponse(webhooks=[convert.WEBHOOKS.webhook_to_proto(w) for w in found],
+                                             next_page_token=token)
+
+    def UpdateStudyWebhook(self, request, context):
+        def optional(field: str):
+            return getattr(request, field) if request.HasField(field) else None
+
+        events = (convert.WEBHOOKS.events_from_proto(request.events.events, "events.events")
+                  if request.HasField("events") else None)
+        webhook = self.service.webhooks.update(request.name, url=optional("url"), events=events,
+                                               scope=optional("study_name"), secret=optional("secret"),
+                                               active=optional("active"))
+        return api.UpdateStudyWebhookResponse(webhook=convert.WEBHOOKS.webhook_to_proto(webhook))
+
+    def DeleteStudyWebhook(self, request, context):
+        self.service.webhooks.delete(request.name)
+        return api.DeleteStudyWebhookResponse()
+
+    def TestStudyWebhook(self, request, context):
+        return api.TestStudyWebhookResponse(
+            delivery=convert.WEBHOOKS.delivery_to_proto(self.service.webhooks.test(request.name)))
+
+    def ListStudyWebhookDeliveries(self, request, context):
+        found, token = self.service.webhooks.deliveries(
+            request.name, convert.WEBHOOKS.status_from_proto(request.status), request.page_size, request.page_token)
+        return api.ListStudyWebhookDeliveriesResponse(
+            deliveries=[convert.WEBHOOKS.delivery_to_proto(d) for d in found], next_page_token=token)

@@ -122,36 +122,36 @@ class ModelRegistryServicer(api_grpc.ModelRegistryServiceServicer):
 
     def CreateWebhook(self, request, context):
         webhook, secret = self.webhooks.create(
-            request.name, request.url, convert.events_from_proto(request.events), request.model_name, request.secret,
+            request.name, request.url, convert.WEBHOOKS.events_from_proto(request.events), request.model_name, request.secret,
             request.active if request.HasField("active") else True)
-        return api.CreateWebhookResponse(webhook=convert.webhook_to_proto(webhook), secret=secret)
+        return api.CreateWebhookResponse(webhook=convert.WEBHOOKS.webhook_to_proto(webhook), secret=secret)
 
     def GetWebhook(self, request, context):
-        return api.GetWebhookResponse(webhook=convert.webhook_to_proto(self.webhooks.get(request.name)))
+        return api.GetWebhookResponse(webhook=convert.WEBHOOKS.webhook_to_proto(self.webhooks.get(request.name)))
 
     def ListWebhooks(self, request, context):
         found, token = self.webhooks.list_webhooks(request.page_size, request.page_token)
-        return api.ListWebhooksResponse(webhooks=[convert.webhook_to_proto(w) for w in found], next_page_token=token)
+        return api.ListWebhooksResponse(webhooks=[convert.WEBHOOKS.webhook_to_proto(w) for w in found], next_page_token=token)
 
     def UpdateWebhook(self, request, context):
         def given(field: str):
             return getattr(request, field) if request.HasField(field) else None
 
-        events = convert.events_from_proto(request.events.events, "events.events") if request.HasField("events") \
+        events = convert.WEBHOOKS.events_from_proto(request.events.events, "events.events") if request.HasField("events") \
             else None
         webhook = self.webhooks.update(request.name, url=given("url"), events=events, scope=given("model_name"),
                                        secret=given("secret"), active=given("active"))
-        return api.UpdateWebhookResponse(webhook=convert.webhook_to_proto(webhook))
+        return api.UpdateWebhookResponse(webhook=convert.WEBHOOKS.webhook_to_proto(webhook))
 
     def DeleteWebhook(self, request, context):
         self.webhooks.delete(request.name)
         return api.DeleteWebhookResponse()
 
     def TestWebhook(self, request, context):
-        return api.TestWebhookResponse(delivery=convert.delivery_to_proto(self.webhooks.test(request.name)))
+        return api.TestWebhookResponse(delivery=convert.WEBHOOKS.delivery_to_proto(self.webhooks.test(request.name)))
 
     def ListWebhookDeliveries(self, request, context):
-        found, token = self.webhooks.deliveries(request.name, convert.delivery_status_from_proto(request.status),
+        found, token = self.webhooks.deliveries(request.name, convert.WEBHOOKS.status_from_proto(request.status),
                                                 request.page_size, request.page_token)
-        return api.ListWebhookDeliveriesResponse(deliveries=[convert.delivery_to_proto(d) for d in found],
+        return api.ListWebhookDeliveriesResponse(deliveries=[convert.WEBHOOKS.delivery_to_proto(d) for d in found],
                                                  next_page_token=token)
