@@ -233,7 +233,7 @@ COMMENTS = {
     'tuning.suggestion.v1.WebhookDelivery.attempts': 'Oldest first.',
     'tuning.suggestion.v1.WebhookDelivery.next_attempt_time': 'When the next attempt is due (PENDING only).',
     'tuning.suggestion.v1.WebhookDelivery.study_name': 'Empty for test deliveries.',
-    'tuning.suggestion.v1.WebhookDelivery.trial_number': 'The trial the event is about (BEST_IMPROVED, BUDGET_SPENT); 0 for the\nothers.',
+    'tuning.suggestion.v1.WebhookDelivery.trial_number': 'The trial the event is about (BEST_IMPROVED, BUDGET_SPENT); absent for\nthe others.',
     'tuning.suggestion.v1.WebhookDeliveryAttempt': 'One HTTP request of a delivery.',
     'tuning.suggestion.v1.WebhookDeliveryAttempt.error': 'Why it failed (connection refused, timeout, a non-2xx answer); empty on\nsuccess.',
     'tuning.suggestion.v1.WebhookDeliveryAttempt.number': '1, 2, ...',

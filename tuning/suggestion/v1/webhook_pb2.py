@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tuning/suggestion/v1/webhook.proto\x12\x14tuning.suggestion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x01\n\x07Webhook\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x32\n\x06\x65vents\x18\x03 \x03(\x0e\x32\".tuning.suggestion.v1.WebhookEvent\x12\x12\n\nstudy_name\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\x12\x12\n\nhas_secret\x18\x06 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x01\n\x16WebhookDeliveryAttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bstatus_code\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x03\"\xf0\x02\n\x0fWebhookDelivery\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0f\n\x07webhook\x18\x02 \x01(\t\x12\x31\n\x05\x65vent\x18\x03 \x01(\x0e\x32\".tuning.suggestion.v1.WebhookEvent\x12\x12\n\nstudy_name\x18\x04 \x01(\t\x12\x14\n\x0ctrial_number\x18\x05 \x01(\x03\x12;\n\x06status\x18\x06 \x01(\x0e\x32+.tuning.suggestion.v1.WebhookDeliveryStatus\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11next_attempt_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12>\n\x08\x61ttempts\x18\t \x03(\x0b\x32,.tuning.suggestion.v1.WebhookDeliveryAttempt*\xa9\x01\n\x0cWebhookEvent\x12\x1d\n\x19WEBHOOK_EVENT_UNSPECIFIED\x10\x00\x12\x16\n\x12WEBHOOK_EVENT_TEST\x10\x04\x12!\n\x1dWEBHOOK_EVENT_STUDY_COMPLETED\x10\x01\x12\x1f\n\x1bWEBHOOK_EVENT_BEST_IMPROVED\x10\x02\x12\x1e\n\x1aWEBHOOK_EVENT_BUDGET_SPENT\x10\x03*\xb0\x01\n\x15WebhookDeliveryStatus\x12\'\n#WEBHOOK_DELIVERY_STATUS_UNSPECIFIED\x10\x00\x12#\n\x1fWEBHOOK_DELIVERY_STATUS_PENDING\x10\x01\x12%\n!WEBHOOK_DELIVERY_STATUS_DELIVERED\x10\x02\x12\"\n\x1eWEBHOOK_DELIVERY_STATUS_FAILED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tuning/suggestion/v1/webhook.proto\x12\x14tuning.suggestion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x01\n\x07Webhook\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x32\n\x06\x65vents\x18\x03 \x03(\x0e\x32\".tuning.suggestion.v1.WebhookEvent\x12\x12\n\nstudy_name\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\x12\x12\n\nhas_secret\x18\x06 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x01\n\x16WebhookDeliveryAttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bstatus_code\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x03\"\x86\x03\n\x0fWebhookDelivery\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0f\n\x07webhook\x18\x02 \x01(\t\x12\x31\n\x05\x65vent\x18\x03 \x01(\x0e\x32\".tuning.suggestion.v1.WebhookEvent\x12\x12\n\nstudy_name\x18\x04 \x01(\t\x12\x19\n\x0ctrial_number\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12;\n\x06status\x18\x06 \x01(\x0e\x32+.tuning.suggestion.v1.WebhookDeliveryStatus\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11next_attempt_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12>\n\x08\x61ttempts\x18\t \x03(\x0b\x32,.tuning.suggestion.v1.WebhookDeliveryAttemptB\x0f\n\r_trial_number*\xa9\x01\n\x0cWebhookEvent\x12\x1d\n\x19WEBHOOK_EVENT_UNSPECIFIED\x10\x00\x12\x16\n\x12WEBHOOK_EVENT_TEST\x10\x04\x12!\n\x1dWEBHOOK_EVENT_STUDY_COMPLETED\x10\x01\x12\x1f\n\x1bWEBHOOK_EVENT_BEST_IMPROVED\x10\x02\x12\x1e\n\x1aWEBHOOK_EVENT_BUDGET_SPENT\x10\x03*\xb0\x01\n\x15WebhookDeliveryStatus\x12\'\n#WEBHOOK_DELIVERY_STATUS_UNSPECIFIED\x10\x00\x12#\n\x1fWEBHOOK_DELIVERY_STATUS_PENDING\x10\x01\x12%\n!WEBHOOK_DELIVERY_STATUS_DELIVERED\x10\x02\x12\"\n\x1eWEBHOOK_DELIVERY_STATUS_FAILED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tuning.suggestion.v1.webhook_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WEBHOOKEVENT']._serialized_start=852
-  _globals['_WEBHOOKEVENT']._serialized_end=1021
-  _globals['_WEBHOOKDELIVERYSTATUS']._serialized_start=1024
-  _globals['_WEBHOOKDELIVERYSTATUS']._serialized_end=1200
+  _globals['_WEBHOOKEVENT']._serialized_start=874
+  _globals['_WEBHOOKEVENT']._serialized_end=1043
+  _globals['_WEBHOOKDELIVERYSTATUS']._serialized_start=1046
+  _globals['_WEBHOOKDELIVERYSTATUS']._serialized_end=1222
   _globals['_WEBHOOK']._serialized_start=94
   _globals['_WEBHOOK']._serialized_end=336
   _globals['_WEBHOOKDELIVERYATTEMPT']._serialized_start=339
   _globals['_WEBHOOKDELIVERYATTEMPT']._serialized_end=478
   _globals['_WEBHOOKDELIVERY']._serialized_start=481
-  _globals['_WEBHOOKDELIVERY']._serialized_end=849
+  _globals['_WEBHOOKDELIVERY']._serialized_end=871
 # @@protoc_insertion_point(module_scope)

@@ -38,7 +38,7 @@ def upgrade() -> None:
         sa.Column("webhook_id", ID, sa.ForeignKey("study_webhooks.id", ondelete="CASCADE"), nullable=False),
         sa.Column("event", sa.String(32), nullable=False),
         sa.Column("study_name", sa.String(128), nullable=False, server_default=""),
-        sa.Column("trial_number", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("trial_number", sa.BigInteger, nullable=True),
         sa.Column("payload", sa.Text, nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
