@@ -371,7 +371,7 @@ class SuggestionServiceServicer:
         """Webhooks on study events (WebhookEvent): each event a webhook asks for (and
         of its study, when it names one) is written to its delivery log in the
         transaction that makes the event happen, then posted by the suggestion
-        service's sender threads with retries; see docs/OPERATIONS.md ("Webhooks")
+        service's sender threads with retries; see docs/OPERATIONS.md ("Study webhooks")
         for the payload and its signature. (Named "Study" webhooks: the model
         registry has webhooks of its own.)
 
