@@ -9,7 +9,8 @@ holds what they share.
   the attempts), including the senders' leases;
 - ``WebhookService``: the use cases behind the Create/Get/List/Update/Delete/Test webhook RPCs
   and the delivery log;
-- ``WebhookProtos``: the conversions of a service's webhook messages, of the same shape in each;
+- ``WebhookProtos``, ``WebhookRpcs``: the conversions of a service's webhook messages, of the
+  same shape in each, and the webhook RPCs' decode, call and encode;
 - ``WebhookSender``: the threads that post due deliveries, and their settings (``--webhook-*``).
 
 Deliveries are rows written in the transaction of the event they carry (the outbox pattern):
@@ -547,6 +548,57 @@ class WebhookProtos:
                                                      status_code=a.status_code, error=a.error,
                                                      duration_ms=a.duration_ms) for a in d.attempts],
             **{name: value for name, value in d.subject.items() if value is not None})
+
+
+class WebhookRpcs:
+    """The webhook RPCs of a servicer, decoded, called and encoded: ``api`` is the module of the
+    service's request and response messages, ``infix`` "" (CreateWebhook) or "Study"
+    (CreateStudyWebhook). A servicer's methods hand their request to the method of the same verb."""
+
+    def __init__(self, service: WebhookService, protos: WebhookProtos, api: Any, infix: str):
+        self.service, self.protos, self.api, self.infix = service, protos, api, infix
+
+    def _response(self, verb: str, plural: str = "", **fields: Any) -> Any:
+        return getattr(self.api, f"{verb}{self.infix}Webhook{plural}Response")(**fields)
+
+    def create(self, request) -> Any:
+        webhook, secret = self.service.create(
+            request.name, request.url, self.protos.events_from_proto(request.events),
+            getattr(request, self.protos.scope_field), request.secret,
+            request.active if request.HasField("active") else True)
+        return self._response("Create", webhook=self.protos.webhook_to_proto(webhook), secret=secret)
+
+    def get(self, request) -> Any:
+        return self._response("Get", webhook=self.protos.webhook_to_proto(self.service.get(request.name)))
+
+    def list(self, request) -> Any:
+        found, token = self.service.list_webhooks(request.page_size, request.page_token)
+        return self._response("List", "s", webhooks=[self.protos.webhook_to_proto(w) for w in found],
+                              next_page_token=token)
+
+    def update(self, request) -> Any:
+        def given(field: str):
+            return getattr(request, field) if request.HasField(field) else None
+
+        events = (self.protos.events_from_proto(request.events.events, "events.events")
+                  if request.HasField("events") else None)
+        webhook = self.service.update(request.name, url=given("url"), events=events,
+                                      scope=given(self.protos.scope_field), secret=given("secret"),
+                                      active=given("active"))
+        return self._response("Update", webhook=self.protos.webhook_to_proto(webhook))
+
+    def delete(self, request) -> Any:
+        self.service.delete(request.name)
+        return self._response("Delete")
+
+    def test(self, request) -> Any:
+        return self._response("Test", delivery=self.protos.delivery_to_proto(self.service.test(request.name)))
+
+    def deliveries(self, request) -> Any:
+        found, token = self.service.deliveries(request.name, self.protos.status_from_proto(request.status),
+                                               request.page_size, request.page_token)
+        return self._response("List", "Deliveries", deliveries=[self.protos.delivery_to_proto(d) for d in found],
+                              next_page_token=token)
 
 
 # -- the sender --------------------------------------------------------------------------------

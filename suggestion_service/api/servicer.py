@@ -11,6 +11,7 @@ from suggestion_service.api import convert
 from suggestion_service.service import SuggestionService
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc as api_grpc
+from tuning_common.webhooks import WebhookRpcs
 from tuning_types.convert import params_from_proto, spec_from_proto, timestamp
 
 
@@ -23,6 +24,7 @@ def _duration(seconds: float) -> duration_pb2.Duration:
 class SuggestionServicer(api_grpc.SuggestionServiceServicer):
     def __init__(self, service: SuggestionService):
         self.service = service
+        self.webhooks = WebhookRpcs(service.webhooks, convert.WEBHOOKS, api, "Study")
 
     def CreateStudy(self, request, context):
         study, created = self.service.create_study(request.name, spec_from_proto(request.spec),
@@ -121,44 +123,25 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
             api.ParameterImportance(parameter=name, importance=value) for name, value in result.importances.items()
         ])
 
-    # --- webhooks ----------------------------------------------------------------------
+    # --- webhooks (tuning_common.webhooks.WebhookRpcs) ---------------------------------
 
     def CreateStudyWebhook(self, request, context):
-        webhook, secret = self.service.webhooks.create(
-            request.name, request.url, convert.WEBHOOKS.events_from_proto(request.events), request.study_name,
-            request.secret, request.active if request.HasField("active") else True)
-        return api.CreateStudyWebhookResponse(webhook=convert.WEBHOOKS.webhook_to_proto(webhook), secret=secret)
+        return self.webhooks.create(request)
 
     def GetStudyWebhook(self, request, context):
-        return api.GetStudyWebhookResponse(
-            webhook=convert.WEBHOOKS.webhook_to_proto(self.service.webhooks.get(request.name)))
+        return self.webhooks.get(request)
 
     def ListStudyWebhooks(self, request, context):
-        found, token = self.service.webhooks.list_webhooks(request.page_size, request.page_token)
-        return api.ListStudyWebhooksResponse(webhooks=[convert.WEBHOOKS.webhook_to_proto(w) for w in found],
-                                             next_page_token=token)
+        return self.webhooks.list(request)
 
     def UpdateStudyWebhook(self, request, context):
-        def optional(field: str):
-            return getattr(request, field) if request.HasField(field) else None
-
-        events = (convert.WEBHOOKS.events_from_proto(request.events.events, "events.events")
-                  if request.HasField("events") else None)
-        webhook = self.service.webhooks.update(request.name, url=optional("url"), events=events,
-                                               scope=optional("study_name"), secret=optional("secret"),
-                                               active=optional("active"))
-        return api.UpdateStudyWebhookResponse(webhook=convert.WEBHOOKS.webhook_to_proto(webhook))
+        return self.webhooks.update(request)
 
     def DeleteStudyWebhook(self, request, context):
-        self.service.webhooks.delete(request.name)
-        return api.DeleteStudyWebhookResponse()
+        return self.webhooks.delete(request)
 
     def TestStudyWebhook(self, request, context):
-        return api.TestStudyWebhookResponse(
-            delivery=convert.WEBHOOKS.delivery_to_proto(self.service.webhooks.test(request.name)))
+        return self.webhooks.test(request)
 
     def ListStudyWebhookDeliveries(self, request, context):
-        found, token = self.service.webhooks.deliveries(
-            request.name, convert.WEBHOOKS.status_from_proto(request.status), request.page_size, request.page_token)
-        return api.ListStudyWebhookDeliveriesResponse(
-            deliveries=[convert.WEBHOOKS.delivery_to_proto(d) for d in found], next_page_token=token)
+        return self.webhooks.deliveries(request)
