@@ -8,6 +8,7 @@ tests wait for outcomes (a delivery reaching a final status), never for duration
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -118,6 +119,33 @@ def test_best_improved_is_sent_for_a_new_best_only(suggestion: Suggestion, recei
     assert received.headers["x-tuning-event"] == "BEST_IMPROVED"
     time.sleep(0.2)  # a late, wrong delivery would arrive within the senders' poll interval
     assert len(receiver.received) == 2
+
+
+def test_concurrent_tells_announce_only_successive_bests(database_url: str):
+    # No senders: the delivery log alone is checked. Its ids follow the order in which the tells
+    # took the study's lock, so the announced values, in that order, must each beat the last.
+    server = start(database_url, SenderSettings(threads=0))
+    try:
+        server.client.create_study_webhook("race", "http://127.0.0.1:9/", [BEST])
+        study = server.study("race")
+        trials = study.ask_batch(16)
+        values = {trial.number: float((7 * i) % 16) for i, trial in enumerate(trials)}
+        barrier = threading.Barrier(len(trials))
+
+        def tell(trial) -> None:
+            barrier.wait()
+            study.tell(trial, values[trial.number])
+
+        threads = [threading.Thread(target=tell, args=(trial,)) for trial in trials]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        announced = [values[d.trial_number] for d in server.deliveries("race")[::-1]]
+        assert announced and announced[-1] == 0.0
+        assert all(later < earlier for earlier, later in zip(announced, announced[1:], strict=False)), announced
+    finally:
+        server.close()
 
 
 def test_best_improved_with_several_objectives_is_a_change_of_the_pareto_front(sqlite_suggestion: Suggestion,
