@@ -729,8 +729,7 @@ class SuggestionService:
 
     def _best_maybe_improved(self, conn: Connection, study: Study, trial: Trial, now: int) -> None:
         """``trial``: just completed, in this transaction. Needs the study lock."""
-        completed = self.repo.list_trials(conn, study.id, [TrialState.COMPLETED], None, None)
-        if improves(trial, completed, study.spec):
+        if improves(trial, self.repo.completed_results(conn, study.id, trial.id), study.spec):
             WEBHOOKS.enqueue(conn, WebhookEvent.BEST_IMPROVED, study.name, now,
                              {"study": study.name, "reason": "", "trial": trial_payload(trial, study.spec)},
                              {"study_name": study.name, "trial_number": trial.number})

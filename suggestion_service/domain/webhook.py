@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from suggestion_service.domain.ranking import objective_matrix
-from suggestion_service.domain.trial import Trial
+from suggestion_service.domain.ranking import loss_signs
+from suggestion_service.domain.trial import Metrics, Trial, is_feasible
 from tuning_common.webhooks import iso_time
 from tuning_types.study import StudySpec
 
@@ -35,19 +35,25 @@ class CompletedBecause(enum.Enum):
 TEST_PAYLOAD: dict[str, Any] = {"study": "", "reason": "", "trial": None}
 
 
-def improves(trial: Trial, earlier: Sequence[Trial], spec: StudySpec) -> bool:
-    """Whether a trial that just completed improves the best (BEST_IMPROVED): it is feasible and
-    no earlier completed feasible trial is at least as good in every objective. With one objective
-    that is "strictly better than the best so far"; with several, the trial joins the Pareto front
-    with values no member has, so the front changes."""
-    if trial.feasible is False or any(trial.metric(o.metric) is None for o in spec.objectives):
+def improves(trial: Trial, earlier: Sequence[tuple[Metrics, tuple[float, ...] | None]], spec: StudySpec) -> bool:
+    """Whether a trial that just completed improves the best (BEST_IMPROVED), given the (metrics,
+    constraint values) of the study's other completed trials: it is feasible and no other feasible
+    one is at least as good in every objective. With one objective that is "strictly better than
+    the best so far"; with several, the trial joins the Pareto front with values no member has, so
+    the front changes."""
+    names = spec.metric_names
+    if trial.feasible is False or any(trial.metric(name) is None for name in names):
         return False
-    others = [t for t in earlier if t.id != trial.id and t.feasible is not False]
-    if not others:
+    rows = []
+    for metrics, constraints in earlier:
+        values = dict(metrics)
+        if (constraints is None or is_feasible(constraints)) and all(name in values for name in names):
+            rows.append([values[name] for name in names])
+    if not rows:
         return True
-    losses = objective_matrix(others, spec.objectives)
-    mine = objective_matrix([trial], spec.objectives)[0]
-    return not bool(np.any(np.all(losses <= mine, axis=1)))
+    signs = loss_signs(spec.objectives)
+    mine = np.array([trial.metric(name) for name in names]) * signs
+    return not bool(np.any(np.all(np.array(rows) * signs <= mine, axis=1)))
 
 
 def trial_payload(trial: Trial, spec: StudySpec) -> dict[str, Any]:
