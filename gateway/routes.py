@@ -70,6 +70,13 @@ ROUTES: list[Route] = [
         ("POST", "/v1/trials/{trial_id}:heartbeat", "Heartbeat"),
         ("POST", "/v1/trials/{trial_id}:release", "ReleaseTrial"),
         ("POST", "/v1/trials/{trial_id}:complete", "CompleteTrial"),
+        ("POST", "/v1/study-webhooks", "CreateStudyWebhook"),
+        ("GET", "/v1/study-webhooks", "ListStudyWebhooks"),
+        ("GET", "/v1/study-webhooks/{name}", "GetStudyWebhook"),
+        ("PATCH", "/v1/study-webhooks/{name}", "UpdateStudyWebhook"),
+        ("DELETE", "/v1/study-webhooks/{name}", "DeleteStudyWebhook"),
+        ("POST", "/v1/study-webhooks/{name}:test", "TestStudyWebhook"),
+        ("GET", "/v1/study-webhooks/{name}/deliveries", "ListStudyWebhookDeliveries"),
     ),
     *_routes(
         T,

@@ -15,7 +15,6 @@ import numpy as np
 
 from tracking_service.artifacts import ArtifactStore, FileInfo, clean_relative_path
 from tracking_service.artifacts.store import check_upload_header
-from tracking_service.domain import paging
 from tracking_service.domain.model import (
     MAX_EXPERIMENT_NAME,
     MAX_INPUTS,
@@ -43,9 +42,10 @@ from tracking_service.domain.model import (
 )
 from tracking_service.persistence import Transaction
 from tracking_service.persistence.repository import ExperimentRepository, RunRepository, RunState, stored_value
-from tuning_common import telemetry
+from tuning_common import paging, telemetry
 from tuning_common.database import Database
 from tuning_common.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from tuning_common.paging import page_size
 from tuning_types import search
 
 DEFAULT_EXPERIMENT_ID = 0
@@ -63,12 +63,6 @@ _NOUNS = ("badger", "crane", "falcon", "fox", "heron", "ibis", "lynx", "marten",
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def page_size(value: int, default: int, limit: int, field: str = "page_size") -> int:
-    if value < 0 or value > limit:
-        raise InvalidArgument(field, f"must be between 0 (the default, {default}) and {limit}, got {value}")
-    return value or default
 
 
 def paged_search(db: Database, schema: search.EntitySchema, fetch, *, filter_text: str, order_by: Sequence[str],

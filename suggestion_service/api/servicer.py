@@ -11,6 +11,7 @@ from suggestion_service.api import convert
 from suggestion_service.service import SuggestionService
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc as api_grpc
+from tuning_common.webhooks import WebhookRpcs
 from tuning_types.convert import params_from_proto, spec_from_proto, timestamp
 
 
@@ -23,6 +24,7 @@ def _duration(seconds: float) -> duration_pb2.Duration:
 class SuggestionServicer(api_grpc.SuggestionServiceServicer):
     def __init__(self, service: SuggestionService):
         self.service = service
+        self.webhooks = WebhookRpcs(service.webhooks, convert.WEBHOOKS, api, "Study")
 
     def CreateStudy(self, request, context):
         study, created = self.service.create_study(request.name, spec_from_proto(request.spec),
@@ -120,3 +122,26 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
         return api.GetParameterImportanceResponse(objective=objective, trial_count=result.trials, importances=[
             api.ParameterImportance(parameter=name, importance=value) for name, value in result.importances.items()
         ])
+
+    # --- webhooks (tuning_common.webhooks.WebhookRpcs) ---------------------------------
+
+    def CreateStudyWebhook(self, request, context):
+        return self.webhooks.create(request)
+
+    def GetStudyWebhook(self, request, context):
+        return self.webhooks.get(request)
+
+    def ListStudyWebhooks(self, request, context):
+        return self.webhooks.list(request)
+
+    def UpdateStudyWebhook(self, request, context):
+        return self.webhooks.update(request)
+
+    def DeleteStudyWebhook(self, request, context):
+        return self.webhooks.delete(request)
+
+    def TestStudyWebhook(self, request, context):
+        return self.webhooks.test(request)
+
+    def ListStudyWebhookDeliveries(self, request, context):
+        return self.webhooks.deliveries(request)

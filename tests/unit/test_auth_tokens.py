@@ -224,6 +224,9 @@ EXPECTED = {
         "Heartbeat": "write", "ReleaseTrial": "write", "CompleteTrial": "write", "CreateTrial": "write",
         "GetTrial": "read", "ListTrials": "read", "ListMeasurements": "read", "GetBestTrials": "read",
         "GetPopulation": "read", "GetParameterImportance": "read",
+        "CreateStudyWebhook": "write", "GetStudyWebhook": "read", "ListStudyWebhooks": "read",
+        "UpdateStudyWebhook": "write", "DeleteStudyWebhook": "write", "TestStudyWebhook": "write",
+        "ListStudyWebhookDeliveries": "read",
     },
     "tuning.tracking.v1.TrackingService": {
         "CreateExperiment": "write", "GetExperiment": "read", "GetExperimentByName": "read",

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from trial_worker.webhooks import WebhookCalls, event_value
 from tuning.tracking.v1 import registry_pb2 as rpb
 from tuning.tracking.v1 import registry_service_pb2 as rapi
 from tuning.tracking.v1 import registry_service_pb2_grpc as rapi_grpc
@@ -60,9 +61,9 @@ DEFAULT_ADDRESS = "127.0.0.1:50052"
 CHUNK_BYTES = 1024 * 1024
 
 # CANCELLED: see tuning_common.grpc_errors.error_from_rpc.
-# A second CreateModelVersion registers a second version: never repeated behind the caller's back.
-# A repeat after a lost answer would register a second version, or queue a second test delivery.
-_NOT_REPEATABLE = {"CreateModelVersion", "TestWebhook"}
+# A second CreateModelVersion registers a second version: never repeated behind the caller's back
+# (nor is TestWebhook: see trial_worker.webhooks).
+_NOT_REPEATABLE = {"CreateModelVersion"}
 
 _STATUS_NAMES = {name.removeprefix("RUN_STATUS_"): value for name, value in pb.RunStatus.items()
                  if value != pb.RUN_STATUS_UNSPECIFIED}
@@ -124,13 +125,7 @@ def model_stage(value: int | str) -> int:
 
 def webhook_event(value: int | str) -> int:
     """A ``WebhookEvent`` value from itself or its name ("STAGE_CHANGED", "stage_changed", ...)."""
-    if isinstance(value, str):
-        name = value.upper()
-        name = name if name.startswith("WEBHOOK_EVENT_") else f"WEBHOOK_EVENT_{name}"
-        if name not in wpb.WebhookEvent.keys():
-            raise InvalidArgument("events", f"unknown webhook event {value!r}")
-        return wpb.WebhookEvent.Value(name)
-    return value
+    return event_value(wpb.WebhookEvent, value)
 
 
 def _tags(tags: Mapping[str, str] | Sequence[pb.Tag] | None) -> list[pb.Tag]:
@@ -223,6 +218,7 @@ class TrackingClient:
                               (registry, rapi.DESCRIPTOR.services_by_name["ModelRegistryService"])):
             for method in service.methods:
                 self._rpcs[method.name] = getattr(stub, method.name)
+        self._webhooks = WebhookCalls(self.call, rapi, wpb.WebhookEvent, "", "model_name")
 
     def close(self) -> None:
         self._channel.close()
@@ -595,48 +591,31 @@ class TrackingClient:
     def create_webhook(self, name: str, url: str, events: Sequence[int | str], *, model_name: str = "",
                        secret: str = "", active: bool = True) -> tuple[wpb.Webhook, str]:
         """The webhook and its generated secret (shown this once; "" when ``secret`` was given)."""
-        response = self.call("CreateWebhook", rapi.CreateWebhookRequest(
-            name=name, url=url, events=[webhook_event(e) for e in events], model_name=model_name, secret=secret,
-            active=active))
-        return response.webhook, response.secret
+        return self._webhooks.create(name, url, events, model_name, secret, active)
 
     def get_webhook(self, name: str) -> wpb.Webhook:
-        return self.call("GetWebhook", rapi.GetWebhookRequest(name=name)).webhook
+        return self._webhooks.get(name)
 
     def list_webhooks(self, *, page_size: int = 100) -> Iterator[wpb.Webhook]:
-        def fetch(token: str) -> rapi.ListWebhooksResponse:
-            return self.call("ListWebhooks", rapi.ListWebhooksRequest(page_size=page_size, page_token=token))
-
-        return _pages(fetch, "webhooks")
+        return self._webhooks.list(page_size)
 
     def update_webhook(self, name: str, *, url: str | None = None, events: Sequence[int | str] | None = None,
                        model_name: str | None = None, secret: str | None = None,
                        active: bool | None = None) -> wpb.Webhook:
         """Changes what is given (not None); the rest stays."""
-        request = rapi.UpdateWebhookRequest(name=name)
-        for field, value in (("url", url), ("model_name", model_name), ("secret", secret), ("active", active)):
-            if value is not None:
-                setattr(request, field, value)
-        if events is not None:
-            request.events.events.extend(webhook_event(e) for e in events)
-            request.events.SetInParent()
-        return self.call("UpdateWebhook", request).webhook
+        return self._webhooks.update(name, url=url, events=events, scope=model_name, secret=secret, active=active)
 
     def delete_webhook(self, name: str) -> None:
-        self.call("DeleteWebhook", rapi.DeleteWebhookRequest(name=name))
+        self._webhooks.delete(name)
 
     def test_webhook(self, name: str) -> wpb.WebhookDelivery:
         """Queues a test delivery for the sender's next pass; follow it with list_webhook_deliveries."""
-        return self.call("TestWebhook", rapi.TestWebhookRequest(name=name)).delivery
+        return self._webhooks.test(name)
 
     def list_webhook_deliveries(self, name: str, *, status: int = 0, page_size: int = 100
                                 ) -> Iterator[wpb.WebhookDelivery]:
         """The delivery log, newest first, each delivery with its attempts."""
-        def fetch(token: str) -> rapi.ListWebhookDeliveriesResponse:
-            return self.call("ListWebhookDeliveries", rapi.ListWebhookDeliveriesRequest(
-                name=name, status=status, page_size=page_size, page_token=token))
-
-        return _pages(fetch, "deliveries")
+        return self._webhooks.deliveries(name, status, page_size)
 
 
 def dataset_input(name: str, digest: str, source: str = "", context: str = "", *, source_type: str = "",
