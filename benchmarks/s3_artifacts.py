@@ -1,13 +1,16 @@
 #!/usr/bin/env python
-"""Memory of the tracking service while a large artifact goes through it to S3 and back.
+"""Memory of the tracking service, and of the gateway, while a large artifact goes through them to S3 and back.
 
 A tracking service process (``python -m tracking_service --artifacts s3://...``) against moto's S3 API
 server (its own process, tests/s3_server.py), and, for comparison, one on a local folder. Each uploads a
 ``--size-mb`` file through :class:`TrackingClient.upload_file` (1 MiB gRPC chunks; the S3 store sends
-5 MiB multipart parts) and downloads it again, checking the bytes. The service's resident memory is read
-from /proc: VmRSS before the transfer, and VmHWM (the peak resident set, reset just before) after it.
+5 MiB multipart parts) and downloads it again, checking the bytes. With ``--via gateway`` the file goes
+instead through a gateway process in front of that service, as MLflow's client sends it: one streamed
+HTTP PUT to ``/api/2.0/mlflow-artifacts/artifacts/...`` and one GET back. The resident memory of each
+process is read from /proc: VmRSS before the transfer, and VmHWM (the peak resident set, reset just
+before) after it.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/s3_artifacts.py --size-mb 200
+    PYTHONPATH=. .venv/bin/python benchmarks/s3_artifacts.py --size-mb 200 [--via gateway]
 
 This is a measurement, not a test. (moto keeps each object's content in memory and temporary files of
 its own process: that process is not the one measured.)
@@ -25,16 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import ServerProcess  # noqa: E402
+import httpx  # noqa: E402
+
+from tests.conftest import GatewayProcess, ServerProcess, memory_mb, reset_peak  # noqa: E402
 from tests.s3_server import MotoServer  # noqa: E402
 from trial_worker.tracking import TrackingClient  # noqa: E402
-
-
-def memory_mb(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} for {pid}")
 
 
 def write_file(path: Path, size: int) -> str:
@@ -57,9 +55,7 @@ def measure(name: str, artifacts: str, folder: Path, data: Path, expected: str) 
             (folder / "warm.txt").write_text("warm")
             client.upload_file(run.id, folder / "warm.txt")
             client.download(run.id, "warm.txt", folder / f"{name}-warm")
-            # Resets VmHWM to the current RSS (proc(5), clear_refs): the peak is then the transfer's alone.
-            Path(f"/proc/{server.proc.pid}/clear_refs").write_text("5")
-            before = memory_mb(server.proc.pid, "VmRSS")
+            before = reset_peak(server.proc.pid)[server.proc.pid]
             started = time.perf_counter()
             info = client.upload_file(run.id, data, "big")
             upload_s = time.perf_counter() - started
@@ -80,10 +76,52 @@ def measure(name: str, artifacts: str, folder: Path, data: Path, expected: str) 
     finally:
         server.stop()
 
+def file_chunks(path: Path):
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            yield chunk
+
+
+def measure_gateway(name: str, artifacts: str, folder: Path, data: Path, expected: str) -> dict:
+    """The same round trip through a gateway process, as MLflow's client makes it (one PUT, one GET)."""
+    server = ServerProcess(f"sqlite:///{folder / f'{name}-gw.db'}", "--artifacts", artifacts,
+                           module="tracking_service")
+    gateway = GatewayProcess(server.address, None, "--max-artifact-bytes", str(data.stat().st_size + (1 << 20)))
+    try:
+        with TrackingClient(server.address) as client, httpx.Client(base_url=gateway.url, timeout=600) as http:
+            run = client.create_run(0)
+            base = f"/api/2.0/mlflow-artifacts/artifacts/{run.experiment_id}/{run.id}/artifacts"
+            http.put(f"{base}/warm.txt", content=b"warm").raise_for_status()
+            http.get(f"{base}/warm.txt").raise_for_status()
+            before = reset_peak(server.proc.pid, gateway.proc.pid)
+            started = time.perf_counter()
+            http.put(f"{base}/big/{data.name}", content=file_chunks(data),
+                     headers={"content-length": str(data.stat().st_size)}).raise_for_status()
+            upload_s = time.perf_counter() - started
+            after_upload = {pid: memory_mb(pid, "VmHWM") for pid in before}
+            started = time.perf_counter()
+            received = hashlib.sha256()
+            with http.stream("GET", f"{base}/big/{data.name}") as response:
+                response.raise_for_status()
+                for chunk in response.iter_bytes(1 << 20):
+                    received.update(chunk)
+            download_s = time.perf_counter() - started
+            after_download = {pid: memory_mb(pid, "VmHWM") for pid in before}
+        assert received.hexdigest() == expected, "the downloaded file differs"
+        return {process: {"store": name, "rss_before_mb": before[pid], "peak_after_upload_mb": after_upload[pid],
+                          "peak_after_download_mb": after_download[pid], "upload_s": upload_s,
+                          "download_s": download_s}
+                for process, pid in (("gateway", gateway.proc.pid), ("tracking service", server.proc.pid))}
+    finally:
+        gateway.stop()
+        server.stop()
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=200)
+    parser.add_argument("--via", choices=("tracking", "gateway"), default="tracking",
+                        help="send the file to the tracking service's gRPC API, or through a gateway's MLflow route")
     args = parser.parse_args()
     size = args.size_mb << 20
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,17 +132,21 @@ def main() -> None:
         try:
             os.environ.update(moto.environment(folder))
             bucket = moto.new_bucket()
-            rows = [measure("s3", f"s3://{bucket}/bench", folder, data, expected),
-                    measure("local", str(folder / "artifacts"), folder, data, expected)]
+            stores = (("s3", f"s3://{bucket}/bench"), ("local", str(folder / "artifacts")))
+            if args.via == "tracking":
+                rows = [("tracking service", measure(name, url, folder, data, expected)) for name, url in stores]
+            else:
+                rows = [item for name, url in stores
+                        for item in measure_gateway(name, url, folder, data, expected).items()]
         finally:
             moto.stop()
-    print(f"{args.size_mb} MiB file through the tracking service (peak = VmHWM of the service process)\n")
-    print("| store | RSS before (MiB) | peak after upload (MiB) | peak after download (MiB) | growth (MiB) "
+    print(f"{args.size_mb} MiB file through the {args.via} (peak = VmHWM of each process)\n")
+    print("| process | store | RSS before (MiB) | peak after upload (MiB) | peak after download (MiB) | growth (MiB) "
           "| upload (s) | download (s) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for row in rows:
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for process, row in rows:
         growth = row["peak_after_download_mb"] - row["rss_before_mb"]
-        print(f"| {row['store']} | {row['rss_before_mb']:.0f} | {row['peak_after_upload_mb']:.0f} | "
+        print(f"| {process} | {row['store']} | {row['rss_before_mb']:.0f} | {row['peak_after_upload_mb']:.0f} | "
               f"{row['peak_after_download_mb']:.0f} | {growth:.0f} | {row['upload_s']:.1f} | {row['download_s']:.1f} |")
 
 

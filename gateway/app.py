@@ -14,10 +14,12 @@ Guard, in order:
    browser, from the session cookie that the login page sets (:mod:`gateway.session`):
 
    - A request with an ``Authorization`` header is checked by it alone, as it always was: 401
-     JSON without a valid token, 403 when a read-only token writes.
+     JSON without a valid token, 403 when a read-only token writes (503 for a JWT while the
+     OpenID provider, whose keys were never fetched, cannot be reached).
    - Otherwise the session cookie's token is checked the same way. Without a valid one, a
      dashboard page (a GET under ``/ui/`` but for ``/ui/api/``) redirects to
-     ``/ui/login?next=<the page>``; anything else gets the 401 JSON.
+     ``/ui/login?next=<the page>``; anything else gets the 401 JSON (and a page whose JWT waits
+     for an unreachable provider the 503, its session kept).
    - A cookie-authenticated request that is not a GET, HEAD or OPTIONS (on every path: ``/v1``,
      MLflow's routes, the dashboard) must come from this gateway's own pages
      (``Sec-Fetch-Site``/``Origin``, :func:`gateway.session.same_origin`) and carry the
@@ -54,7 +56,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
 from gateway import openapi, session
-from gateway.errors import error_body, internal_error_response
+from gateway.errors import error_body, http_status, internal_error_response
 from gateway.routes import ROUTES
 from tuning_common.errors import TuningError
 
@@ -186,7 +188,7 @@ class Guard:
         except TuningError as error:
             if is_open:
                 return None
-            if session.is_page(method, path):
+            if session.is_page(method, path) and error.code == "UNAUTHENTICATED":
                 return _to_login(scope, forget_cookie=token is not None)
             return self._token_refusal(path, error)
         if is_open:  # no check, but the login page and logging out know the session
@@ -206,7 +208,8 @@ class Guard:
         return None
 
     def _token_refusal(self, path: str, error: TuningError) -> JSONResponse:
-        status = 401 if error.code == "UNAUTHENTICATED" else 403
+        # 401 or 403; 503 while an OpenID provider whose keys are not known yet cannot be reached.
+        status = http_status(error)
         response = self._refuse(path, status, error.code, error.message, error.reason)
         if status == 401:
             response.headers["www-authenticate"] = 'Bearer realm="tuning"'

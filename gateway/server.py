@@ -23,6 +23,7 @@ import uvicorn
 
 from gateway.app import GuardSettings, create_app, default_allowed_hosts, rpc_read_only_rule
 from gateway.dashboard import routes as dashboard_routes
+from gateway.dashboard.sso import CLIENT_SECRET_ENV, DEFAULT_SCOPES, SsoSettings
 from gateway.http_api import HttpApi
 from gateway.mlflow import read_only_rule as mlflow_read_only_rule
 from gateway.mlflow import refusal_body as mlflow_refusal_body
@@ -31,7 +32,8 @@ from gateway.session import SESSION_SECONDS
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc
 from tuning.tracking.v1 import registry_service_pb2_grpc, tracking_service_pb2_grpc
 from tuning_common import telemetry, tls
-from tuning_common.errors import TuningError
+from tuning_common.errors import InvalidArgument, TuningError
+from tuning_common.oidc import add_oidc_options, read_secret, verifier_from
 from tuning_common.settings import add_option, suggestion_address
 from tuning_common.tls import ServerTLS, add_tls_options
 
@@ -52,8 +54,10 @@ class GatewayOptions:
     max_json_bytes: int = MAX_JSON_BYTES
     max_artifact_bytes: int = MAX_ARTIFACT_BYTES
     grace_seconds: float = 10.0
-    # tuning_common.auth.TokenStore; None: no authentication.
+    # tuning_common.auth.TokenStore, JwtVerifier or both (Authenticator); None: no authentication.
     tokens: object = None
+    # The dashboard's single sign-on (OpenID Connect); None: none.
+    sso: SsoSettings | None = None
     # How long the dashboard's login lasts in the browser (the session cookie's Max-Age).
     session_seconds: int = SESSION_SECONDS
     # PEM files: serve HTTPS (both, or neither).
@@ -176,22 +180,49 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     add_option(parser, "--tokens-file", env="TUNING_TOKENS_FILE", default=None,
                help="accepted bearer tokens, as the services take them (also $TUNING_TOKENS); none: no auth")
     add_option(parser, "--session-hours", env="TUNING_GATEWAY_SESSION_HOURS", default=8.0, type=float,
-               help="how long a login to the dashboard lasts (with tokens on; at most 720)")
+               help="how long a login to the dashboard lasts (with tokens on; at most 720; a single sign-on "
+                    "ends sooner when its ID token expires)")
+    add_oidc_options(parser)
+    add_option(parser, "--oidc-client-id", env="TUNING_OIDC_CLIENT_ID", default=None,
+               help="the dashboard's client id at the OpenID provider: turns on 'Sign in with ...' (needs "
+                    "--oidc-issuer and the client secret); JWTs for this audience are accepted too")
+    add_option(parser, "--oidc-client-secret-file", env="TUNING_OIDC_CLIENT_SECRET_FILE", default=None,
+               help="a file holding the client secret (or put the secret itself in $TUNING_OIDC_CLIENT_SECRET; "
+                    "never on the command line)")
+    add_option(parser, "--oidc-scopes", env="TUNING_OIDC_SCOPES", default=DEFAULT_SCOPES,
+               help="the scopes the dashboard asks for (with openid; add the one that brings the groups claim, "
+                    "if your provider needs one)")
+    add_option(parser, "--oidc-provider-name", env="TUNING_OIDC_PROVIDER_NAME", default="",
+               help="the provider's name on the login page's button (default: the issuer's host name)")
+    add_option(parser, "--public-url", env="TUNING_GATEWAY_PUBLIC_URL", default="",
+               help="the gateway's URL as browsers reach it, for the sign-in's redirect URI "
+                    "(<url>/ui/login/callback); default: the request's own scheme and host")
     # HTTPS; its own calls to the services use TLS when $TUNING_TLS_CA is set.
     add_tls_options(parser, mutual=False)
     return parser
 
 
 def options_from(args: argparse.Namespace) -> GatewayOptions:
-    """Raises InvalidArgument for a bad tokens file."""
-    from tuning_common.auth import TOKENS_ENV, load_tokens
+    """Raises InvalidArgument for a bad tokens file or OpenID Connect settings."""
+    from tuning_common.auth import TOKENS_ENV, authenticator, load_tokens
 
+    client_id = (args.oidc_client_id or "").strip()
+    if client_id and not args.oidc_issuer:
+        raise InvalidArgument("--oidc-client-id", "needs --oidc-issuer", reason="INVALID_OIDC_SETTINGS")
+    verifier = verifier_from(args, extra_audiences=[client_id] if client_id else [])
+    sso = None
+    if client_id:
+        secret = read_secret(os.environ.get(CLIENT_SECRET_ENV), args.oidc_client_secret_file,
+                             "--oidc-client-secret")
+        sso = SsoSettings(verifier, client_id, secret or "", args.oidc_scopes, args.oidc_provider_name.strip(),
+                          args.public_url.strip())
     return GatewayOptions(
         host=args.host, port=args.port, suggestion_address=args.suggestion_address,
         tracking_address=args.tracking_address,
         allowed_hosts=tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip()),
         max_json_bytes=args.max_request_bytes, max_artifact_bytes=args.max_artifact_bytes,
-        grace_seconds=args.grace_seconds, tokens=load_tokens(args.tokens_file, os.environ.get(TOKENS_ENV)),
+        grace_seconds=args.grace_seconds,
+        tokens=authenticator(load_tokens(args.tokens_file, os.environ.get(TOKENS_ENV)), verifier), sso=sso,
         tls_cert=args.tls_cert or None, tls_key=args.tls_key or None,
         session_seconds=round(args.session_hours * 3600),
     )

@@ -41,6 +41,10 @@ from tuning_common.auth import WRITE, Principal
 
 LOGIN_PATH = "/ui/login"
 LOGOUT_PATH = "/ui/logout"
+# Single sign-on (gateway.dashboard.sso): where the login page's link starts it, and where the
+# provider sends the browser back.
+SSO_START_PATH = LOGIN_PATH + "/sso"
+SSO_CALLBACK_PATH = LOGIN_PATH + "/callback"
 STATIC_PREFIX = "/ui/static/"
 HOME = "/ui/"
 
@@ -184,7 +188,7 @@ def safe_next(value: str | None) -> str:
     parts = urllib.parse.urlsplit(value)
     if parts.scheme or parts.netloc or not parts.path.startswith("/"):
         return HOME
-    if parts.path.rstrip("/") in (LOGIN_PATH, LOGOUT_PATH):
+    if parts.path.rstrip("/") in (LOGIN_PATH, LOGOUT_PATH) or parts.path.startswith(LOGIN_PATH + "/"):
         return HOME
     return value
 
@@ -208,10 +212,13 @@ def is_page(method: str, path: str) -> bool:
 
 
 def is_open(method: str, path: str) -> bool:
-    """What anyone may ask without a token: the login page, logging out (it only forgets this
-    browser's cookie) and the dashboard's static files (package data, the same for everyone)."""
+    """What anyone may ask without a token: the login page and single sign-on's two steps,
+    logging out (it only forgets this browser's cookie) and the dashboard's static files
+    (package data, the same for everyone)."""
     if path == LOGIN_PATH:
         return method in ("GET", "HEAD", "POST")
+    if path in (SSO_START_PATH, SSO_CALLBACK_PATH):
+        return method == "GET"
     if path == LOGOUT_PATH:
         return method == "POST"
     return method in ("GET", "HEAD") and path.startswith(STATIC_PREFIX)

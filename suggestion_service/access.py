@@ -2,7 +2,7 @@
 
 Studies carry the roles; a trial has its study's. Readers see a study and its trials;
 editors also do what workers do (ask, tell, heartbeats, enqueue trials); managers also stop,
-complete or delete the study and give roles on it. Anyone authenticated may create a study
+complete or delete the study and give roles on it. Study webhooks are for admins. Anyone authenticated may create a study
 and becomes its manager; ListStudies shows only the studies the caller may read.
 """
 
@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from suggestion_service.persistence.tables import STUDY
 from tuning.suggestion.v1 import suggestion_service_pb2
-from tuning_common.access import EDITOR, MANAGER, READER, Creates, Lists, Needs, PermissionManager, Rule
+from tuning_common.access import (
+    ADMIN_ONLY,
+    EDITOR,
+    MANAGER,
+    READER,
+    Creates,
+    Lists,
+    Needs,
+    PermissionManager,
+    Rule,
+)
 from tuning_common.permissions import PermissionStore, Resource
 from tuning_types.space import check_name
 
@@ -53,6 +63,14 @@ def rules(service, store: PermissionStore | None) -> dict[str, Rule]:
         "GetBestTrials": Needs(READER, study),
         "GetPopulation": Needs(READER, study),
         "GetParameterImportance": Needs(READER, study),
+        # Webhooks are server-wide (a URL and a secret; one may follow every study): admins only.
+        "CreateStudyWebhook": ADMIN_ONLY,
+        "GetStudyWebhook": ADMIN_ONLY,
+        "ListStudyWebhooks": ADMIN_ONLY,
+        "UpdateStudyWebhook": ADMIN_ONLY,
+        "DeleteStudyWebhook": ADMIN_ONLY,
+        "TestStudyWebhook": ADMIN_ONLY,
+        "ListStudyWebhookDeliveries": ADMIN_ONLY,
         "SetStudyPermission": Needs(MANAGER, study),
         "DeleteStudyPermission": Needs(MANAGER, study),
         "ListStudyPermissions": Needs(MANAGER, study),

@@ -13,6 +13,7 @@ from suggestion_service import access
 from suggestion_service.api.servicer import SuggestionServicer
 from suggestion_service.persistence import MIGRATIONS
 from suggestion_service.persistence.tables import permission_tables
+from suggestion_service.persistence.webhooks import STORE as WEBHOOKS
 from suggestion_service.service import SuggestionService
 from tuning.suggestion.v1 import suggestion_service_pb2, suggestion_service_pb2_grpc
 from tuning_common import telemetry
@@ -29,6 +30,7 @@ from tuning_common.grpc_server import (
 )
 from tuning_common.permissions import PermissionStore
 from tuning_common.settings import add_option, data_dir
+from tuning_common.webhooks import SenderSettings, WebhookSender, add_sender_options, sender_settings
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,10 @@ def serve(
     migrate: bool = False,
     lease_check_seconds: float = 5.0,
     model_workers: int = 1,
+    webhooks: SenderSettings | None = None,
 ) -> RunningServer:
-    """Starts a suggestion server (tests call this directly with port 0)."""
+    """Starts a suggestion server (tests call this directly with port 0); ``webhooks`` shapes its
+    webhook sender threads (default: one, with the defaults of SenderSettings)."""
     if not 0 <= model_workers <= MAX_MODEL_WORKERS:
         raise InvalidArgument("model_workers", f"must be between 0 and {MAX_MODEL_WORKERS}, got {model_workers}")
     db = Database.connect(database_url, pool_size=options.max_workers)
@@ -99,7 +103,9 @@ def serve(
     service.models.start()
     reaper = LeaseReaper(service, lease_check_seconds)
     reaper.start()
-    running.on_stop += [reaper.stop, service.models.stop, db.dispose]
+    sender = WebhookSender(db, WEBHOOKS, webhooks or SenderSettings(), service.webhooks.wake)
+    sender.start()
+    running.on_stop += [reaper.stop, sender.stop, service.models.stop, db.dispose]
     return running
 
 
@@ -111,14 +117,20 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     add_option(parser, "--model-workers", env="TUNING_MODEL_WORKERS", default=1, type=int,
                help="processes computing model-based (gp, tpe, bohb, auto) suggestions; each study uses one, "
                     "several studies spread over them; 0 computes in the serving threads")
+    add_sender_options(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     # server_options reads the tokens: a bad tokens file is a "cannot start" (exit 2) like any other.
+    try:
+        settings = sender_settings(args)
+    except ValueError as error:
+        print(f"suggestion-service cannot start: {error}", file=sys.stderr)
+        return 2
     return serve_until_terminated("suggestion-service", lambda: serve(
         args.database_url, server_options(args), migrate=args.migrate, lease_check_seconds=args.lease_check_seconds,
-        model_workers=args.model_workers))
+        model_workers=args.model_workers, webhooks=settings))
 
 
 def main(argv: list[str] | None = None) -> int:

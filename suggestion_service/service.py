@@ -44,8 +44,10 @@ from suggestion_service.domain.trial import (
     check_constraints,
     check_metrics,
 )
+from suggestion_service.domain.webhook import TEST_PAYLOAD, CompletedBecause, WebhookEvent, improves, trial_payload
 from suggestion_service.model_work import ModelWork, Proposal, StudyHistory
 from suggestion_service.persistence.repository import Repository
+from suggestion_service.persistence.webhooks import STORE as WEBHOOKS
 from tuning_common import telemetry
 from tuning_common.database import Database
 from tuning_common.errors import (
@@ -56,6 +58,7 @@ from tuning_common.errors import (
     NotFound,
     ResourceExhausted,
 )
+from tuning_common.webhooks import WebhookService
 from tuning_types.space import Assignment, check_name, config_key
 from tuning_types.study import StudySpec
 
@@ -142,6 +145,9 @@ class SuggestionService:
         self.db = db
         self.clock = clock
         self.repo = Repository()
+        # The webhook RPCs' use cases; the events' deliveries are queued by the methods below.
+        self.webhooks = WebhookService(db, WEBHOOKS, check_scope=lambda name: check_name("study_name", name, "study name"),
+                                       test_payload=TEST_PAYLOAD)
         self.models = ModelWork(model_workers, self._read_history)
         self._cache: dict[int, tuple[Algorithm, Pruner | None]] = {}
         # Whether a study (by name) runs a model-based algorithm; a stale entry only costs speed.
@@ -212,7 +218,9 @@ class SuggestionService:
             study = self._study(conn, name, lock=True)
             if study.state is StudyState.COMPLETED and state is not StudyState.COMPLETED:
                 raise FailedPrecondition(f"study {name!r} is completed and cannot change state", reason="STUDY_COMPLETED")
-            if study.state is not state:
+            if state is StudyState.COMPLETED and study.state is not state:
+                self._complete_study(conn, study, self.clock(), CompletedBecause.SET_STUDY_STATE)
+            elif study.state is not state:
                 self.repo.set_study_state(conn, study.id, state, self.clock())
             return self.repo.with_counts(conn, self._study(conn, name))
 
@@ -404,6 +412,8 @@ class SuggestionService:
                  **lease, "state": TrialState.ACTIVE.value}
                 for i, s in enumerate(suggestions)
             ])
+            if n and spec.max_trials and study.budget_used + n == spec.max_trials:
+                self._budget_spent(conn, study, leased[-1], now)
             budget_left -= n
             if n < n_new and algorithm.waits_for_running and (active or leased):
                 # Its next proposals depend on the results of trials still running.
@@ -425,7 +435,8 @@ class SuggestionService:
                 message=f"{_what_ended(spec, budget_left)}; trials still running may fail and be retried",
                 retry_after_s=WAIT_SECONDS,
             )
-        self.repo.set_study_state(conn, study.id, StudyState.COMPLETED, now)
+        self._complete_study(conn, study, now, CompletedBecause.BUDGET_SPENT if budget_left <= 0
+                             else CompletedBecause.SPACE_EXHAUSTED)
         return _done(study, budget_left)
 
     @staticmethod
@@ -662,7 +673,11 @@ class SuggestionService:
             if trial.state.finished:
                 return self._repeat_tell(conn, trial, outcome, final, values)
             retry = outcome is Outcome.FAILED and spec.retry_policy.retry_failed
-            if retry:
+            # Tells of a study watched for BEST_IMPROVED serialise on its row, so each compares with
+            # every success committed before it and two concurrent ones cannot both be "the new best".
+            watched = outcome is Outcome.SUCCEEDED and WEBHOOKS.wanted(conn, WebhookEvent.BEST_IMPROVED,
+                                                                       trial.study_name)
+            if retry or watched:
                 # Lock order is always study, then trial (the ask path does the same).
                 study = self.repo.find_study(conn, study_id=trial.study_id, lock=True)
                 trial = self._trial(conn, trial_id)
@@ -676,6 +691,8 @@ class SuggestionService:
                 return self._repeat_tell(conn, self._trial(conn, trial_id), outcome, final, values)
             if retry:
                 self._maybe_retry(conn, study, trial, ending["end_ms"])
+            if watched:
+                self._best_maybe_improved(conn, study, replace(trial, **ending), ending["end_ms"])
             return replace(trial, **ending)
 
         trial = self.db.run(work, write=True)
@@ -700,6 +717,26 @@ class SuggestionService:
             f"trial {trial.id} already finished as {trial.state.value}", reason="TRIAL_ALREADY_FINISHED"
         )
 
+    # --- webhook events: queued in the transaction of the change (the outbox) ----------
+
+    def _complete_study(self, conn: Connection, study: Study, now: int, because: CompletedBecause) -> None:
+        self.repo.set_study_state(conn, study.id, StudyState.COMPLETED, now)
+        WEBHOOKS.enqueue(conn, WebhookEvent.STUDY_COMPLETED, study.name, now,
+                         {"study": study.name, "reason": because.value, "trial": None}, {"study_name": study.name})
+
+    def _budget_spent(self, conn: Connection, study: Study, last: Trial, now: int) -> None:
+        """``last``: the trial that used the last of max_trials. Needs the study lock."""
+        WEBHOOKS.enqueue(conn, WebhookEvent.BUDGET_SPENT, study.name, now,
+                         {"study": study.name, "reason": "", "trial": trial_payload(last, study.spec)},
+                         {"study_name": study.name, "trial_number": last.number})
+
+    def _best_maybe_improved(self, conn: Connection, study: Study, trial: Trial, now: int) -> None:
+        """``trial``: just completed, in this transaction. Needs the study lock."""
+        if improves(trial, self.repo.completed_results(conn, study.id, trial.id), study.spec):
+            WEBHOOKS.enqueue(conn, WebhookEvent.BEST_IMPROVED, study.name, now,
+                             {"study": study.name, "reason": "", "trial": trial_payload(trial, study.spec)},
+                             {"study_name": study.name, "trial_number": trial.number})
+
     # --- trials ----------------------------------------------------------------------
 
     def create_trial(self, study_name: str, params: Assignment) -> Trial:
@@ -720,11 +757,14 @@ class SuggestionService:
                     reason="BUDGET_SPENT",
                 )
             number = self.repo.advance_counters(conn, study.id, trials_=1, budget=1)
+            now = self.clock()
             [trial] = self.repo.insert_trials(conn, study.name, [{
                 "study_id": study.id, "number": number, "state": TrialState.QUEUED.value,
                 "source": TrialSource.USER.value, "params": assignment, "budget": _full_budget(study.spec),
-                "attempt": 0, "create_ms": self.clock(),
+                "attempt": 0, "create_ms": now,
             }])
+            if study.spec.max_trials and study.budget_used + 1 == study.spec.max_trials:
+                self._budget_spent(conn, study, trial, now)
             return trial
 
         return self.db.run(work, write=True)

@@ -158,6 +158,50 @@ class ServerProcess:
         return "".join(self.lines)
 
 
+class GatewayProcess:
+    """A gateway (``python -m gateway``) in its own process on a free port, in front of ``tracking``
+    (and ``suggestion``, default the same address: only the tracking routes are then usable)."""
+
+    def __init__(self, tracking: str, suggestion: str | None = None, *args: str, env: dict[str, str] | None = None):
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "--port", "0", "--tracking-address", tracking,
+                                      "--suggestion-address", suggestion or tracking, *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, "TUNING_LOG_LEVEL": "WARNING", **(env or {})})
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            rest = self.proc.stdout.read() if self.proc.poll() is not None else ""
+            self.proc.kill()
+            raise RuntimeError(f"the gateway did not start: {line}{rest}")
+        self.url = "http://" + line.rsplit(" ", 1)[1].strip()
+        self._drain = threading.Thread(target=self.proc.stdout.read, daemon=True)
+        self._drain.start()
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+def memory_mb(pid: int, field: str) -> float:
+    """A process's VmRSS (resident now) or VmHWM (peak resident) in MiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def reset_peak(*pids: int) -> dict[int, float]:
+    """Resets each process's VmHWM to its current RSS (proc(5), clear_refs), so a later VmHWM is the peak
+    of what happened since; returns the RSS of each at that moment."""
+    for pid in pids:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    return {pid: memory_mb(pid, "VmRSS") for pid in pids}
+
+
 @dataclass
 class GatewaySuite:
     gateway: RunningGateway

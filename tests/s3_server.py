@@ -1,7 +1,9 @@
 """A real S3 API server for the tests: moto's server (the one MLflow's own tests use) in a process of its own.
 
 Its own process, so that memory measured in the test process (tracemalloc) is the store's alone, and so that
-the server sees real HTTP from boto3 like AWS, MinIO or Ceph would. It listens on a port the OS chooses.
+the server sees real HTTP from boto3 like AWS, MinIO or Ceph would. It listens on a port the OS chooses, on
+127.0.0.1 unless told otherwise; ``spawn`` starts it elsewhere (in a network namespace: tests/netns.py's
+``Star.spawn``), and ``buckets`` are created by the server's own process (the test process may not reach it).
 """
 
 from __future__ import annotations
@@ -9,15 +11,21 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # Started by the child: ThreadedMotoServer on port 0, its address on stdout, and it stops when stdin closes.
 _SERVE = """
 import sys
+import boto3
 from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server = ThreadedMotoServer(ip_address=sys.argv[1], port=0, verbose=False)
 server.start()
 host, port = server.get_host_and_port()
+client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
+                      aws_access_key_id="test-key", aws_secret_access_key="test-secret")
+for bucket in sys.argv[2:]:
+    client.create_bucket(Bucket=bucket)
 print(f"http://{host}:{port}", flush=True)
 sys.stdin.read()
 server.stop()
@@ -25,9 +33,10 @@ server.stop()
 
 
 class MotoServer:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _SERVE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
+    def __init__(self, ip_address: str = "127.0.0.1", *, buckets: Sequence[str] = (),
+                 spawn: Callable[..., subprocess.Popen] = subprocess.Popen) -> None:
+        self.proc = spawn([sys.executable, "-c", _SERVE, ip_address, *buckets], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.endpoint = self.proc.stdout.readline().strip()
         if not self.endpoint.startswith("http://"):
             self.proc.kill()

@@ -107,6 +107,7 @@ def rules(tracking: TrackingService, models: LoggedModelService, registry: Regis
         "GetMetricHistory": Needs(READER, run),
         "UploadArtifact": Needs(EDITOR, upload),
         "DownloadArtifact": Needs(READER, run),
+        "GetArtifactDownloadUrl": Needs(READER, run),
         "ListArtifacts": Needs(READER, run),
         "CreateLoggedModel": Needs(EDITOR, experiment),
         "GetLoggedModel": Needs(READER, logged_model),

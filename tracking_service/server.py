@@ -15,9 +15,9 @@ from tracking_service.logged_model_service import LoggedModelService
 from tracking_service.persistence import MIGRATIONS
 from tracking_service.persistence.tables import permission_tables
 from tracking_service.registry.api.servicer import ModelRegistryServicer
-from tracking_service.registry.sender import SenderSettings, WebhookSender
+from tracking_service.registry.persistence.webhooks import STORE as WEBHOOKS
 from tracking_service.registry.service import RegistryService
-from tracking_service.registry.webhooks import WebhookService
+from tracking_service.registry.webhooks import webhook_service
 from tracking_service.service import MAX_ARTIFACT_BYTES, TrackingService
 from tuning.tracking.v1 import (
     registry_service_pb2,
@@ -38,6 +38,7 @@ from tuning_common.grpc_server import (
 )
 from tuning_common.permissions import PermissionStore
 from tuning_common.settings import add_option, data_dir
+from tuning_common.webhooks import SenderSettings, WebhookSender, add_sender_options, sender_settings
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def serve(database_url: str, artifacts: str, options: ServerOptions, *, migrate:
     service = TrackingService(db, store, max_artifact_bytes=max_artifact_bytes)
     service.ensure_default_experiment()
     registry = RegistryService(db, store)
-    hooks = WebhookService(db)
+    hooks = webhook_service(db)
     models = LoggedModelService(db)
     permissions = PermissionStore(db, permission_tables) if options.roles is not None else None
     manager = access.permission_manager(service, registry, permissions)
@@ -83,7 +84,7 @@ def serve(database_url: str, artifacts: str, options: ServerOptions, *, migrate:
         options,
         access_policy(options, access.rules(service, models, registry, permissions), permissions),
     )
-    sender = WebhookSender(db, webhooks or SenderSettings(), hooks.wake)
+    sender = WebhookSender(db, WEBHOOKS, webhooks or SenderSettings(), hooks.wake)
     sender.start()
     running.on_stop += [sender.stop, db.dispose]
     return running
@@ -96,32 +97,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                help="artifact store: a folder path, a file:// URI or s3://bucket/prefix (AWS_* settings: docs/OPERATIONS.md)")
     add_option(parser, "--max-artifact-bytes", env="TUNING_MAX_ARTIFACT_BYTES", default=MAX_ARTIFACT_BYTES,
                type=int, help="largest artifact file accepted")
-    add_option(parser, "--webhook-senders", env="TUNING_WEBHOOK_SENDERS", default=1, type=int,
-               help="threads posting webhook deliveries (0: this replica posts none)")
-    add_option(parser, "--webhook-attempts", env="TUNING_WEBHOOK_ATTEMPTS", default=8, type=int,
-               help="attempts per webhook delivery before it is marked FAILED")
-    add_option(parser, "--webhook-backoff", env="TUNING_WEBHOOK_BACKOFF", default=10.0, type=float,
-               help="seconds before a delivery's 2nd attempt; doubled for each later one (with jitter)")
-    add_option(parser, "--webhook-max-backoff", env="TUNING_WEBHOOK_MAX_BACKOFF", default=3600.0, type=float,
-               help="longest wait between two attempts of a delivery, in seconds")
-    add_option(parser, "--webhook-timeout", env="TUNING_WEBHOOK_TIMEOUT", default=10.0, type=float,
-               help="seconds to connect to a receiver, and to wait for each read of its answer")
-    add_option(parser, "--webhook-poll", env="TUNING_WEBHOOK_POLL", default=1.0, type=float,
-               help="seconds between two looks for due deliveries when there is nothing to post")
+    add_sender_options(parser)
     return parser
-
-
-def webhook_settings(args: argparse.Namespace) -> SenderSettings:
-    """ValueError for a setting out of range."""
-    return SenderSettings(threads=args.webhook_senders, attempts=args.webhook_attempts,
-                          backoff_s=args.webhook_backoff, max_backoff_s=args.webhook_max_backoff,
-                          timeout_s=args.webhook_timeout, poll_s=args.webhook_poll)
 
 
 def run(args: argparse.Namespace) -> int:
     # server_options reads the tokens: a bad tokens file is a "cannot start" (exit 2) like any other.
     try:
-        settings = webhook_settings(args)
+        settings = sender_settings(args)
     except ValueError as error:
         print(f"tracking-service cannot start: {error}", file=sys.stderr)
         return 2

@@ -15,7 +15,6 @@ import numpy as np
 
 from tracking_service.artifacts import ArtifactStore, FileInfo, clean_relative_path
 from tracking_service.artifacts.store import check_upload_header
-from tracking_service.domain import paging
 from tracking_service.domain.model import (
     MAX_EXPERIMENT_NAME,
     MAX_INPUTS,
@@ -43,14 +42,18 @@ from tracking_service.domain.model import (
 )
 from tracking_service.persistence import Transaction
 from tracking_service.persistence.repository import ExperimentRepository, RunRepository, RunState, stored_value
-from tuning_common import telemetry
+from tuning_common import paging, telemetry
 from tuning_common.database import Database
 from tuning_common.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from tuning_common.paging import page_size
 from tuning_types import search
 
 DEFAULT_EXPERIMENT_ID = 0
 DEFAULT_EXPERIMENT_NAME = "Default"
 MAX_ARTIFACT_BYTES = 5 * 1024**3
+# Presigned download URLs: 15 minutes unless asked otherwise; S3 refuses more than 7 days (SigV4).
+DOWNLOAD_URL_SECONDS = 900
+MAX_DOWNLOAD_URL_SECONDS = 7 * 24 * 3600
 
 _ADJECTIVES = ("amber", "bold", "brisk", "calm", "clever", "crisp", "eager", "fair", "gentle", "keen", "lucid",
                "merry", "nimble", "quiet", "rapid", "sly", "steady", "swift", "vivid", "witty")
@@ -60,12 +63,6 @@ _NOUNS = ("badger", "crane", "falcon", "fox", "heron", "ibis", "lynx", "marten",
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def page_size(value: int, default: int, limit: int, field: str = "page_size") -> int:
-    if value < 0 or value > limit:
-        raise InvalidArgument(field, f"must be between 0 (the default, {default}) and {limit}, got {value}")
-    return value or default
 
 
 def paged_search(db: Database, schema: search.EntitySchema, fetch, *, filter_text: str, order_by: Sequence[str],
@@ -430,6 +427,20 @@ class TrackingService:
     def open_artifact(self, run_id: str, path: str) -> tuple[FileInfo, Iterator[bytes]]:
         path = clean_relative_path(path, "path")
         return self.store.open(self._artifact_root(run_id, write=False), path)
+
+    def artifact_download_url(self, run_id: str, path: str, expires_s: int) -> tuple[FileInfo, str, int]:
+        """The file, a URL that downloads it from the store directly, and when that URL expires (ms)."""
+        path = clean_relative_path(path, "path")
+        if expires_s == 0:
+            expires_s = DOWNLOAD_URL_SECONDS
+        if not 1 <= expires_s <= MAX_DOWNLOAD_URL_SECONDS:
+            raise InvalidArgument("expires_in_seconds",
+                                  f"must be 1..{MAX_DOWNLOAD_URL_SECONDS} (7 days), not {expires_s}")
+        root = self._artifact_root(run_id, write=False)
+        # Taken before signing: the URL never outlives what the answer says.
+        expire_ms = now_ms() + 1000 * expires_s
+        info, url = self.store.download_url(root, path, expires_s)
+        return info, url, expire_ms
 
     def list_artifacts(self, run_id: str, path: str = "") -> list[FileInfo]:
         path = clean_relative_path(path, "path", allow_empty=True)

@@ -29,9 +29,11 @@ from typing import Any
 
 import grpc
 
+from trial_worker.webhooks import WebhookCalls
 from tuning.suggestion.v1 import study_pb2 as pb
 from tuning.suggestion.v1 import suggestion_service_pb2 as api
 from tuning.suggestion.v1 import suggestion_service_pb2_grpc as api_grpc
+from tuning.suggestion.v1 import webhook_pb2 as wpb
 from tuning_common import telemetry, tls
 from tuning_common.auth import authorized_channel, client_token
 from tuning_common.errors import DeadlineExceeded
@@ -95,6 +97,7 @@ class SuggestionClient:
         self._channel = telemetry.traced_channel(
             authorized_channel(channel or tls.channel(self.address), client_token(token)))
         self._stub = api_grpc.SuggestionServiceStub(self._channel)
+        self._webhooks = WebhookCalls(self.call, api, wpb.WebhookEvent, "Study", "study_name")
 
     def close(self) -> None:
         self._channel.close()
@@ -202,6 +205,39 @@ class SuggestionClient:
 
     def list_study_permissions(self, study: str) -> list[pb.Permission]:
         return list(self.call("ListStudyPermissions", api.ListStudyPermissionsRequest(study=study)).permissions)
+
+    # --- study webhooks (docs/OPERATIONS.md, "Webhooks") -------------------------------
+
+    def create_study_webhook(self, name: str, url: str, events: Sequence[int | str], *, study_name: str = "",
+                             secret: str = "", active: bool = True) -> tuple[wpb.Webhook, str]:
+        """A webhook on study events ("STUDY_COMPLETED", "BEST_IMPROVED", "BUDGET_SPENT"), of
+        ``study_name`` only or ("") of every study, and its generated secret (shown this once; ""
+        when ``secret`` was given)."""
+        return self._webhooks.create(name, url, events, study_name, secret, active)
+
+    def get_study_webhook(self, name: str) -> wpb.Webhook:
+        return self._webhooks.get(name)
+
+    def list_study_webhooks(self, *, page_size: int = 100) -> Iterator[wpb.Webhook]:
+        return self._webhooks.list(page_size)
+
+    def update_study_webhook(self, name: str, *, url: str | None = None, events: Sequence[int | str] | None = None,
+                             study_name: str | None = None, secret: str | None = None,
+                             active: bool | None = None) -> wpb.Webhook:
+        """Changes what is given (not None); the rest stays."""
+        return self._webhooks.update(name, url=url, events=events, scope=study_name, secret=secret, active=active)
+
+    def delete_study_webhook(self, name: str) -> None:
+        self._webhooks.delete(name)
+
+    def test_study_webhook(self, name: str) -> wpb.WebhookDelivery:
+        """Queues a test delivery for the sender's next pass; follow it with list_study_webhook_deliveries."""
+        return self._webhooks.test(name)
+
+    def list_study_webhook_deliveries(self, name: str, *, status: int = 0, page_size: int = 100
+                                      ) -> Iterator[wpb.WebhookDelivery]:
+        """The delivery log, newest first, each delivery with its attempts."""
+        return self._webhooks.deliveries(name, status, page_size)
 
 
 @dataclass

@@ -18,6 +18,10 @@ so that an HTTP front end checks requests with the same code::
 The gRPC side is thin: :class:`AuthInterceptor` (server) and :func:`authorized_channel`
 (clients).
 
+With OpenID Connect on (``--oidc-issuer``), :class:`Authenticator` puts a JWT verifier
+(:class:`tuning_common.oidc.JwtVerifier`, which needs the server extra's PyJWT and so is never
+imported here) beside the store: servers take either or both wherever they take a store.
+
 Tokens never leave this module: only their SHA-256 digests are kept, a presented token is
 compared with every stored digest in constant time (:func:`hmac.compare_digest`), and no
 message or log line contains a token (nor any field of a malformed line, which might be one).
@@ -25,6 +29,7 @@ message or log line contains a token (nor any field of a malformed line, which m
 
 from __future__ import annotations
 
+import abc
 import collections
 import contextvars
 import hashlib
@@ -81,6 +86,9 @@ READ_ONLY_METHODS = frozenset({
     _SUGGESTION + "GetPopulation",
     _SUGGESTION + "GetParameterImportance",
     _SUGGESTION + "ListStudyPermissions",
+    _SUGGESTION + "GetStudyWebhook",
+    _SUGGESTION + "ListStudyWebhooks",
+    _SUGGESTION + "ListStudyWebhookDeliveries",
     _TRACKING + "GetExperiment",
     _TRACKING + "GetExperimentByName",
     _TRACKING + "SearchExperiments",
@@ -89,6 +97,7 @@ READ_ONLY_METHODS = frozenset({
     _TRACKING + "GetMetricHistory",
     _TRACKING + "DownloadArtifact",
     _TRACKING + "ListArtifacts",
+    _TRACKING + "GetArtifactDownloadUrl",
     _TRACKING + "GetLoggedModel",
     _TRACKING + "SearchLoggedModels",
     _TRACKING + "ListExperimentPermissions",
@@ -133,8 +142,9 @@ def is_open(full_method: str) -> bool:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a valid token belongs to: its name (from the tokens file, or where it was defined), its
-    role, and the groups it is in (from the tokens file; roles per resource may name them)."""
+    """Who a valid token belongs to: its name (from the tokens file, or where it was defined, or
+    a JWT's username claim), its role, and its groups (from the tokens file, or a JWT's groups
+    claim; roles per resource may name them)."""
 
     name: str
     role: str
@@ -165,7 +175,39 @@ def bearer_token(authorization: str | bytes | None) -> str | None:
     return credentials.strip()
 
 
-class TokenStore:
+_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Whether ``token`` has the shape of a JWT: three base64url segments separated by dots
+    (the last one empty for an unsigned token, which the verifier then refuses)."""
+    return _JWT.fullmatch(token) is not None
+
+
+class BearerChecks(abc.ABC):
+    """What servers check tokens with: ``authenticate`` (a token -> its principal), and
+    ``authorize`` and ``check`` over it."""
+
+    @abc.abstractmethod
+    def authenticate(self, token: str | None) -> Principal:
+        """The principal of ``token``, or Unauthenticated."""
+
+    @staticmethod
+    def authorize(principal: Principal, *, read_only: bool) -> None:
+        """PermissionDenied (READ_ONLY_TOKEN) when a read token calls something that writes."""
+        if not read_only and not principal.can_write:
+            raise PermissionDenied(READ_ONLY_MESSAGE, reason="READ_ONLY_TOKEN")
+
+    def check(self, authorization: str | bytes | None, read_only: bool) -> Principal:
+        """Checks an ``authorization`` value (``Bearer <token>``) for a call that only reads or
+        not (see :func:`is_read_only`). Returns the principal; raises Unauthenticated
+        (TOKEN_MISSING, TOKEN_INVALID, ...) or PermissionDenied (READ_ONLY_TOKEN)."""
+        principal = self.authenticate(bearer_token(authorization))
+        self.authorize(principal, read_only=read_only)
+        return principal
+
+
+class TokenStore(BearerChecks):
     """The tokens a server accepts, as SHA-256 digests with their principal.
 
     Build it with :func:`load_tokens` (or :meth:`parse`); check a request with
@@ -173,9 +215,10 @@ class TokenStore:
     :meth:`authorize` (a bare token).
     """
 
-    def __init__(self, entries: Iterable[tuple[str, str, str, frozenset[str]]] = ()):
-        """``entries``: ``(role, token, name, groups)``, already validated."""
-        self._entries = tuple((_digest(token), Principal(name, role, groups)) for role, token, name, groups in entries)
+    def __init__(self, entries: Iterable[tuple[str, str, str] | tuple[str, str, str, frozenset[str]]] = ()):
+        """``entries``: ``(role, token, name)`` or ``(role, token, name, groups)``, already validated."""
+        self._entries = tuple((_digest(token), Principal(name, role, frozenset(groups[0]) if groups else frozenset()))
+                              for role, token, name, *groups in entries)
 
     @classmethod
     def parse(cls, text: str, source: str, *, commas: bool = False) -> TokenStore:
@@ -219,19 +262,43 @@ class TokenStore:
             raise Unauthenticated(UNAUTHENTICATED_MESSAGE, reason="TOKEN_INVALID")
         return found
 
-    @staticmethod
-    def authorize(principal: Principal, *, read_only: bool) -> None:
-        """PermissionDenied (READ_ONLY_TOKEN) when a read token calls something that writes."""
-        if not read_only and not principal.can_write:
-            raise PermissionDenied(READ_ONLY_MESSAGE, reason="READ_ONLY_TOKEN")
 
-    def check(self, authorization: str | bytes | None, read_only: bool) -> Principal:
-        """Checks an ``authorization`` value (``Bearer <token>``) for a call that only reads or
-        not (see :func:`is_read_only`). Returns the principal; raises Unauthenticated
-        (TOKEN_MISSING, TOKEN_INVALID) or PermissionDenied (READ_ONLY_TOKEN)."""
-        principal = self.authenticate(bearer_token(authorization))
-        self.authorize(principal, read_only=read_only)
-        return principal
+class Authenticator(BearerChecks):
+    """Static tokens and OpenID Connect JWTs side by side: a token of the store is its principal;
+    any other token shaped like a JWT goes to ``verifier``
+    (:class:`tuning_common.oidc.JwtVerifier`, whose refusals say why: TOKEN_EXPIRED, ...).
+
+    Either may be None (not both). Servers take it wherever they take a TokenStore.
+    """
+
+    def __init__(self, tokens: TokenStore | None, verifier: BearerChecks | None):
+        if tokens is None and verifier is None:
+            raise ValueError("an Authenticator needs tokens or a verifier")
+        self.tokens = tokens
+        self.verifier = verifier
+
+    def __repr__(self) -> str:
+        return f"Authenticator({self.tokens!r}, {self.verifier!r})"
+
+    def authenticate(self, token: str | None) -> Principal:
+        if token is None:
+            raise Unauthenticated(UNAUTHENTICATED_MESSAGE, reason="TOKEN_MISSING")
+        if self.tokens is not None:
+            try:
+                return self.tokens.authenticate(token)
+            except Unauthenticated:
+                if self.verifier is None or not looks_like_jwt(token):
+                    raise
+        if self.verifier is None or not looks_like_jwt(token):
+            raise Unauthenticated(UNAUTHENTICATED_MESSAGE, reason="TOKEN_INVALID")
+        return self.verifier.authenticate(token)
+
+
+def authenticator(tokens: TokenStore | None, verifier: BearerChecks | None) -> BearerChecks | None:
+    """What a server checks tokens with: the store, the verifier, both, or None (access control off)."""
+    if verifier is None:
+        return tokens
+    return Authenticator(tokens, verifier)
 
 
 def _parse(text: str, source: str, *, commas: bool) -> list[tuple[str, str, str, frozenset[str]]]:
@@ -337,7 +404,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     streaming). Health checking and reflection stay open.
     """
 
-    def __init__(self, tokens: TokenStore):
+    def __init__(self, tokens: BearerChecks):
         self.tokens = tokens
 
     async def intercept_service(self, continuation, handler_call_details):

@@ -50,9 +50,10 @@ from tuning_common.access import (
     Policy,
     RolesInterceptor,
 )
-from tuning_common.auth import TOKENS_ENV, AuthInterceptor, TokenStore, load_tokens
+from tuning_common.auth import TOKENS_ENV, AuthInterceptor, BearerChecks, authenticator, load_tokens
 from tuning_common.errors import InvalidArgument, TuningError, Unavailable
 from tuning_common.grpc_errors import ErrorMappingInterceptor
+from tuning_common.oidc import add_oidc_options, verifier_from
 from tuning_common.settings import add_option
 from tuning_common.tls import ServerTLS, add_tls_options
 
@@ -117,8 +118,9 @@ class ServerOptions:
     # to be computed): they run on a pool of their own, so that however many of them wait, the
     # other calls are answered at once (on the loop, or on the main pool).
     offload: frozenset[str] = frozenset()
-    # Accepted bearer tokens; None: access control off (every call allowed).
-    tokens: TokenStore | None = None
+    # Accepted bearer tokens (a TokenStore, a JwtVerifier, or both in an Authenticator); None:
+    # access control off (every call allowed).
+    tokens: BearerChecks | None = None
     # Certificate and key (and a client CA for mutual TLS); None: plain gRPC.
     tls: ServerTLS | None = None
     # Roles per resource (tuning_common.access); None: off (a write token may do everything).
@@ -276,9 +278,12 @@ def add_server_options(parser: argparse.ArgumentParser, service: str, port: int,
                help="how long in-flight calls may finish after SIGTERM")
     add_option(parser, "--tokens-file", env="TUNING_TOKENS_FILE", default=None,
                help="bearer tokens, one '<role> <token> [name [group,group...]]' per line, role read or write; "
-                    f"${TOKENS_ENV} may hold more (comma-separated); with none, access control is off")
+                    f"${TOKENS_ENV} may hold more (comma-separated); with none (and no --oidc-issuer), "
+                    "access control is off")
+    add_oidc_options(parser)
     add_option(parser, "--roles", env=ROLES_ENV, default=False, type=bool,
-               help="roles per study, experiment and registered model (reader, editor, manager; needs tokens)")
+               help="roles per study, experiment and registered model (reader, editor, manager; needs tokens "
+                    "or OIDC)")
     add_option(parser, "--admins", env=ADMINS_ENV, default="",
                help="with --roles: who may do everything, e.g. user:alice,group:ml-admins")
     add_option(parser, "--default-role", env=DEFAULT_ROLE_ENV, default=NONE,
@@ -288,8 +293,9 @@ def add_server_options(parser: argparse.ArgumentParser, service: str, port: int,
 
 def server_options(args: argparse.Namespace) -> ServerOptions:
     """The options of ``args``, with the tokens of ``--tokens-file`` and ``$TUNING_TOKENS`` loaded
-    (InvalidArgument, naming the line but never the token, if they are malformed)."""
-    tokens = load_tokens(args.tokens_file, os.environ.get(TOKENS_ENV))
+    (InvalidArgument, naming the line but never the token, if they are malformed) beside the
+    JWTs of ``--oidc-issuer``."""
+    tokens = authenticator(load_tokens(args.tokens_file, os.environ.get(TOKENS_ENV)), verifier_from(args))
     return ServerOptions(args.host, args.port, args.max_workers, args.max_message_bytes, args.grace_seconds,
                          tokens=tokens, tls=ServerTLS.from_files(args.tls_cert, args.tls_key, args.tls_client_ca),
                          roles=role_settings(args.roles, args.admins, args.default_role, tokens))
@@ -303,13 +309,14 @@ def access_policy(options: ServerOptions, rules, store) -> Policy | None:
     return Policy(rules, store, options.roles.admins, options.roles.default_role)
 
 
-def role_settings(on: bool, admins: str, default_role: str, tokens: TokenStore | None) -> RoleSettings | None:
+def role_settings(on: bool, admins: str, default_role: str, tokens: BearerChecks | None) -> RoleSettings | None:
     """The settings of ``--roles``, ``--admins`` and ``--default-role`` (None: roles off);
     InvalidArgument for a malformed one, or for roles without any authentication."""
     if not on:
         return None
     if tokens is None:
-        raise InvalidArgument("roles", "roles need authenticated callers: configure --tokens-file or $TUNING_TOKENS",
+        raise InvalidArgument("roles", "roles need authenticated callers: configure --tokens-file, $TUNING_TOKENS "
+                                       "or --oidc-issuer",
                               reason="ROLES_WITHOUT_AUTHENTICATION")
     if default_role not in (NONE, READER, EDITOR):
         raise InvalidArgument("default_role", f"must be none, reader or editor, got {default_role!r}")

@@ -70,8 +70,7 @@ def define_tables(metadata: sa.MetaData) -> Tables:
 
 def create_tables_v1(op) -> None:
     """Creates the two tables as :func:`define_tables` first declared them, with Alembic's
-    ``op``: the migrations that add them (suggestion service 0006_permissions, tracking service
-    0007) call it. Never change it: a later change is a new migration in each service."""
+    ``op``: the migrations that add them (0007 in both services) call it. Never change it: a later change is a new migration in each service."""
     op.create_table(
         "permissions",
         sa.Column("resource_type", sa.String(32), primary_key=True),

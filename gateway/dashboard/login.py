@@ -41,13 +41,16 @@ class FormProblem(Exception):
 class Login:
     """The login and logout routes; ``render`` is the dashboard's (template name, status, context)."""
 
-    def __init__(self, render: Any, tokens: Any, session_seconds: int = session.SESSION_SECONDS):
+    def __init__(self, render: Any, tokens: Any, session_seconds: int = session.SESSION_SECONDS,
+                 sso_name: str | None = None):
         if not 0 < session_seconds <= session.MAX_SESSION_SECONDS:
             raise InvalidArgument("session_seconds", f"a session lasts more than 0 s and at most "
                                                      f"{session.MAX_SESSION_SECONDS // 86400} days")
         self.render = render
         self.tokens = tokens
         self.session_seconds = int(session_seconds)
+        # "Sign in with <sso_name>" (gateway.dashboard.sso); None: no single sign-on.
+        self.sso_name = sso_name
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -57,7 +60,8 @@ class Login:
 
     def page(self, status: int = 200, *, next_path: str = session.HOME, problem: str = "") -> Response:
         response = self.render("login.html", status=status, section="", enabled=self.tokens is not None,
-                               next=next_path, problem=problem)
+                               next=next_path, problem=problem, sso_name=self.sso_name,
+                               sso_url=f"{session.SSO_START_PATH}?{urllib.parse.urlencode({'next': next_path})}")
         response.headers.update(NO_STORE)
         return response
 

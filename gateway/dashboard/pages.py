@@ -35,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 from gateway import session
 from gateway.dashboard import data
 from gateway.dashboard.login import Login
+from gateway.dashboard.sso import SingleSignOn
 from gateway.errors import error_response, http_status
 from gateway.http_api import forwarded
 from tuning_common.errors import InvalidArgument, TuningError
@@ -244,8 +245,11 @@ class Dashboard:
         self.static = StaticFiles()
         self.env = _environment(self.static)
         self.measurements = data.MeasurementCache()
-        self.login = Login(self.render, getattr(options, "tokens", None),
-                           getattr(options, "session_seconds", session.SESSION_SECONDS))
+        tokens = getattr(options, "tokens", None)
+        seconds = getattr(options, "session_seconds", session.SESSION_SECONDS)
+        sso_settings = getattr(options, "sso", None)
+        self.login = Login(self.render, tokens, seconds, None if sso_settings is None else sso_settings.name)
+        self.sso = None if sso_settings is None else SingleSignOn(sso_settings, tokens, self.login.page, seconds)
         self.trials = data.TrialCache()
 
     def services(self, request: Request) -> data.Services:
@@ -300,6 +304,7 @@ class Dashboard:
             Route("/ui/api/importance/{name:path}", api(self.importance_json), methods=["GET"]),
             Route("/ui/static/{name}", self.static.respond, methods=["GET"]),
             *self.login.routes(),
+            *(self.sso.routes() if self.sso is not None else ()),
         ]
 
     # --- studies ---

@@ -14,9 +14,12 @@ from suggestion_service.domain.trial import (
     TrialSource,
     TrialState,
 )
+from suggestion_service.domain.webhook import WebhookEvent
 from tuning.suggestion.v1 import study_pb2 as pb
 from tuning.suggestion.v1 import suggestion_service_pb2 as api_pb
+from tuning.suggestion.v1 import webhook_pb2 as wpb
 from tuning_common.errors import InvalidArgument
+from tuning_common.webhooks import WebhookProtos
 from tuning_types.convert import (
     spec_to_proto,
     struct,
@@ -135,3 +138,5 @@ def _metadata_struct(metadata: dict) -> struct_pb2.Struct:
     return struct({key: str(value) if type(value) is int and (key == "seed" or abs(value) > _EXACT_INTEGERS)
                     else value for key, value in metadata.items()})
 
+
+WEBHOOKS = WebhookProtos(wpb, WebhookEvent, "study_name")

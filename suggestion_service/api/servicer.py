@@ -16,6 +16,7 @@ from tuning.suggestion.v1 import suggestion_service_pb2_grpc as api_grpc
 from tuning_common import access
 from tuning_common.access import PermissionManager
 from tuning_common.permissions import Resource
+from tuning_common.webhooks import WebhookRpcs
 from tuning_types.convert import params_from_proto, spec_from_proto, timestamp
 
 
@@ -29,6 +30,7 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
     def __init__(self, service: SuggestionService, permissions: PermissionManager):
         self.service = service
         self.permissions = permissions
+        self.webhooks = WebhookRpcs(service.webhooks, convert.WEBHOOKS, api, "Study")
 
     def CreateStudy(self, request, context):
         study, created = self.service.create_study(request.name, spec_from_proto(request.spec),
@@ -140,3 +142,26 @@ class SuggestionServicer(api_grpc.SuggestionServiceServicer):
         return api.ListStudyPermissionsResponse(permissions=[
             study_pb2.Permission(subject=subject, role=role)
             for subject, role in self.permissions.list(Resource(STUDY, request.study))])
+
+    # --- webhooks (tuning_common.webhooks.WebhookRpcs) ---------------------------------
+
+    def CreateStudyWebhook(self, request, context):
+        return self.webhooks.create(request)
+
+    def GetStudyWebhook(self, request, context):
+        return self.webhooks.get(request)
+
+    def ListStudyWebhooks(self, request, context):
+        return self.webhooks.list(request)
+
+    def UpdateStudyWebhook(self, request, context):
+        return self.webhooks.update(request)
+
+    def DeleteStudyWebhook(self, request, context):
+        return self.webhooks.delete(request)
+
+    def TestStudyWebhook(self, request, context):
+        return self.webhooks.test(request)
+
+    def ListStudyWebhookDeliveries(self, request, context):
+        return self.webhooks.deliveries(request)

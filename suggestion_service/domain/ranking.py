@@ -32,14 +32,15 @@ class BestTrials:
     reference_point: tuple[float, ...] = ()
 
 
-def _signs(objectives: Sequence[Objective]) -> np.ndarray:
+def loss_signs(objectives: Sequence[Objective]) -> np.ndarray:
+    """Per objective, what turns its values into losses (lower is better)."""
     return np.array([1.0 if o.direction is Direction.MINIMIZE else -1.0 for o in objectives])
 
 
 def objective_matrix(trials: Sequence[Trial], objectives: Sequence[Objective]) -> np.ndarray:
     """Values as a (n_trials, n_objectives) array, signs flipped so that lower is better."""
     values = np.array([[t.metric(o.metric) for o in objectives] for t in trials], dtype=float)
-    return values.reshape(len(trials), len(objectives)) * _signs(objectives)
+    return values.reshape(len(trials), len(objectives)) * loss_signs(objectives)
 
 
 def reference_point(losses: np.ndarray, objectives: Sequence[Objective]) -> np.ndarray:
@@ -48,7 +49,7 @@ def reference_point(losses: np.ndarray, objectives: Sequence[Objective]) -> np.n
     margin = REFERENCE_MARGIN * (worst - best)
     margin = np.where(margin > 0, margin, REFERENCE_MARGIN * np.abs(worst))
     reference = worst + np.where(margin > 0, margin, 1.0)
-    signs = _signs(objectives)
+    signs = loss_signs(objectives)
     for k, objective in enumerate(objectives):
         if objective.reference_point is not None:
             reference[k] = signs[k] * objective.reference_point
@@ -71,5 +72,5 @@ def best_trials(trials: Sequence[Trial], objectives: Sequence[Objective]) -> Bes
     return BestTrials(
         sorted((t for t, keep in zip(trials, front) if keep), key=lambda t: t.number),
         hypervolume(losses[front], reference),
-        tuple(float(r) for r in reference * _signs(objectives)),
+        tuple(float(r) for r in reference * loss_signs(objectives)),
     )

@@ -335,6 +335,15 @@ class Repository:
             query = query.limit(limit)
         return [_trial(row) for row in conn.execute(query)]
 
+    def completed_results(self, conn: Connection, study_id: int, except_id: int
+                          ) -> list[tuple[Metrics, tuple[float, ...] | None]]:
+        """(metrics, constraint values) of the study's completed trials but one: only the columns
+        deciding whether that one is a new best (read on every tell of a watched study)."""
+        query = sa.select(trials.c.metrics, trials.c.constraints).where(
+            trials.c.study_id == study_id, trials.c.state == TrialState.COMPLETED.value, trials.c.id != except_id)
+        return [(_metrics(row.metrics), None if row.constraints is None else tuple(row.constraints))
+                for row in conn.execute(query)]
+
     def pending_summary(self, conn: Connection, study_id: int) -> tuple[int, int, int | None]:
         """(active trials, queued trials, earliest lease expiry) in one statement."""
         active = queued = 0

@@ -27,6 +27,10 @@ At the end:
   ended KILLED by the worker that takes over the retry), nothing left in any spool;
 - both databases pass ``PRAGMA integrity_check`` and ``PRAGMA foreign_key_check``.
 
+Access control is on (every process calls with a bearer token), and the tracking service keeps
+artifacts in an S3 bucket (moto's server in the services' namespace, tests/e2e/secured.py), so each
+restart of the tracking service opens the bucket again.
+
 The test prints the faults with their times, and the time lost against the baseline.
 """
 
@@ -50,6 +54,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.e2e.secured import Secured, secured
 from tests.e2e.test_multi_host import Output, child_env, run_python, stop
 from tests.e2e.worker_functions import loss_at
 from tests.netns import Star, identify, required_star
@@ -101,6 +106,7 @@ class Service:
     name: str
     module: str
     args: list[str]
+    env: dict[str, str]
     address: str = ""
     process: subprocess.Popen | None = None
     outputs: list[Output] = field(default_factory=list)
@@ -109,7 +115,8 @@ class Service:
         port = self.address.rsplit(":", 1)[1] if self.address else "0"
         self.process = self.net.spawn(self.net.svc, [
             sys.executable, "-m", self.module, "--host", self.net.service_address, "--port", port, "--migrate",
-            *self.args], cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            *self.args], cwd=ROOT, env=child_env(**self.env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
         output = Output(self.process)
         self.outputs.append(output)
         line = output.first_line(START_TIMEOUT)
@@ -139,8 +146,9 @@ class Worker:
 class Cluster:
     """The eight workers of one study, and what happened to them."""
 
-    def __init__(self, net: Star, tmp: Path, study: str, suggestion: Service, tracking: Service):
-        self.net, self.tmp, self.study = net, tmp, study
+    def __init__(self, net: Star, tmp: Path, study: str, suggestion: Service, tracking: Service,
+                 env: dict[str, str]):
+        self.net, self.tmp, self.study, self.env = net, tmp, study, env
         self.suggestion, self.tracking = suggestion, tracking
         self.workers: list[Worker] = []
         self.generation: collections.Counter[str] = collections.Counter()
@@ -151,7 +159,8 @@ class Cluster:
     def start_worker(self, base: str, host: int) -> Worker:
         self.generation[base] += 1
         worker_id = base if self.generation[base] == 1 else f"{base}.{self.generation[base]}"
-        env = child_env(TEST_STEP_SECONDS=str(STEP_SECONDS), TEST_STEPS=str(STEPS), TUNING_HOME=str(self.home(host)))
+        env = child_env(TEST_STEP_SECONDS=str(STEP_SECONDS), TEST_STEPS=str(STEPS), TUNING_HOME=str(self.home(host)),
+                        **self.env)
         process = self.net.spawn(self.net.workers[host], [
             sys.executable, "-m", "trial_worker", "--study", self.study,
             "--train", "tests.e2e.worker_functions:quadratic",
@@ -228,23 +237,32 @@ def star() -> Iterator[Star]:
         yield net
 
 
-def run_study(net: Star, tmp: Path, name: str, suggestion: Service, tracking: Service) -> Cluster:
+@pytest.fixture
+def security(star: Star, tmp_path: Path) -> Iterator[Secured]:
+    with secured(star, tmp_path) as settings:
+        yield settings
+
+
+def run_study(net: Star, tmp: Path, name: str, suggestion: Service, tracking: Service, env: dict[str, str]) -> Cluster:
     run_python(net, net.svc, CREATE_STUDY, suggestion.address, name, str(TRIALS), str(LEASE_SECONDS),
-               str(MAX_RETRIES))
-    cluster = Cluster(net, tmp, name, suggestion, tracking)
+               str(MAX_RETRIES), env=env)
+    cluster = Cluster(net, tmp, name, suggestion, tracking, env)
     cluster.start()
     return cluster
 
 
-def test_a_study_survives_killed_workers_crashed_services_and_a_cut_link(star: Star, tmp_path: Path) -> None:
+def test_a_study_survives_killed_workers_crashed_services_and_a_cut_link(star: Star, security: Secured,
+                                                                          tmp_path: Path) -> None:
     net = star
     seed = int(os.environ.get("CHAOS_SEED", time.time_ns() % 1_000_000))
     chance = random.Random(seed)
     suggestion_db, tracking_db = tmp_path / "suggestion.db", tmp_path / "tracking.db"
     suggestion = Service(net, "suggestion", "suggestion_service", [
-        "--database-url", f"sqlite:///{suggestion_db}", "--lease-check-seconds", str(LEASE_CHECK_SECONDS)])
+        "--database-url", f"sqlite:///{suggestion_db}", "--lease-check-seconds", str(LEASE_CHECK_SECONDS),
+        *security.service_args], {})
     tracking = Service(net, "tracking", "tracking_service", [
-        "--database-url", f"sqlite:///{tracking_db}", "--artifacts", str(tmp_path / "artifacts")])
+        "--database-url", f"sqlite:///{tracking_db}", "--artifacts", security.artifacts("chaos"),
+        *security.service_args], security.aws)
     clusters: list[Cluster] = []
     cut: int | None = None  # the host whose link is down
     restore: threading.Timer | None = None
@@ -254,7 +272,8 @@ def test_a_study_survives_killed_workers_crashed_services_and_a_cut_link(star: S
 
         # --- the baseline: the same study without faults ------------------------------------------
         started = time.monotonic()
-        baseline = run_study(net, tmp_path, "baseline", suggestion, tracking)
+        assert security.refused_without_token(net, suggestion.address) == "Unauthenticated"
+        baseline = run_study(net, tmp_path, "baseline", suggestion, tracking, security.client_env)
         clusters.append(baseline)
         report = baseline.wait(STUDY_TIMEOUT)
         assert all(w.process.returncode == 0 for w in baseline.workers), report
@@ -264,7 +283,7 @@ def test_a_study_survives_killed_workers_crashed_services_and_a_cut_link(star: S
         # --- the chaos study ----------------------------------------------------------------------
         study = "chaos"
         started = time.monotonic()
-        cluster = run_study(net, tmp_path, study, suggestion, tracking)
+        cluster = run_study(net, tmp_path, study, suggestion, tracking, security.client_env)
         clusters.append(cluster)
         faults: list[dict] = []
         for after, fault in SCHEDULE:

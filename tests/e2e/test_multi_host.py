@@ -131,10 +131,12 @@ def start_service(net: Star, module: str, *args: str) -> tuple[str, Output]:
     return address, output
 
 
-def run_python(net: Star, ns: str, code: str, *args: str, timeout: float = 60) -> object:
-    """Runs ``code`` inside namespace ``ns``; returns the JSON it printed last."""
+def run_python(net: Star, ns: str, code: str, *args: str, timeout: float = 60,
+               env: dict[str, str] | None = None) -> object:
+    """Runs ``code`` inside namespace ``ns`` (with ``env`` added to the environment); returns the JSON it
+    printed last."""
     result = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code, *args], cwd=ROOT,
-                            env=child_env(), capture_output=True, text=True, timeout=timeout)
+                            env=child_env(**(env or {})), capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"python in {ns} exited {result.returncode}:\n{result.stdout}{result.stderr}"
     lines = result.stdout.strip().splitlines()
     return json.loads(lines[-1]) if lines else None

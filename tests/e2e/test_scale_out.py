@@ -8,6 +8,11 @@ so the two replicas of each service race to create the schema (they serialise on
 lock). Eight ``python -m trial_worker`` processes, two in each of four worker namespaces, run
 a 200-trial ASHA study with a 2 s lease.
 
+Access control is on (every call carries a bearer token; one without is refused), and the two
+tracking replicas keep artifacts in one S3 bucket (moto's server in the services' namespace,
+tests/e2e/secured.py): each trial logs its params as an artifact through its worker's replica,
+and all of them are read back, bytes checked, through replica B.
+
 Each worker talks to one tracking replica, and to the suggestion replicas through a gRPC
 target that lists both, its own replica first (``ipv4:10.231.0.1:A,10.231.0.1:B``):
 SuggestionClient hands the address to gRPC as is, and gRPC's default pick_first policy uses
@@ -46,6 +51,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import ROOT, require
+from tests.e2e.secured import Secured, secured
 from tests.e2e.test_multi_host import Output, child_env, run_python, stop
 from tests.netns import Star, identify, required_star
 
@@ -144,10 +150,39 @@ def databases(postgres_server: str) -> Iterator[Databases]:
         admin.dispose()
 
 
+# Every finished trial's config.json, read through one tracking replica: how many were checked, and the
+# trials whose artifact is missing or differs from their params.
+CHECK_CONFIGS = """
+import json, pathlib, sys, tempfile
+from trial_worker import SuggestionClient
+from trial_worker.tracking import TrackingClient
+from tuning.suggestion.v1 import study_pb2
+from tuning_types.convert import params_from_proto
+suggestion, tracking, name = sys.argv[1:4]
+checked, wrong = 0, []
+with SuggestionClient(suggestion) as client, TrackingClient(tracking) as runs, tempfile.TemporaryDirectory() as tmp:
+    for trial in client.get_study(name).trials(study_pb2.TRIAL_STATE_COMPLETED, study_pb2.TRIAL_STATE_PRUNED):
+        checked += 1
+        try:
+            local = runs.download(trial.run_id, "config.json", pathlib.Path(tmp) / trial.run_id)
+            if json.loads(local.read_text()) != params_from_proto(trial.parameters):
+                wrong.append(f"trial {trial.id}: {local.read_text()}")
+        except Exception as error:
+            wrong.append(f"trial {trial.id}: {error!r}")
+print(json.dumps({"checked": checked, "wrong": wrong}))
+"""
+
+
 @pytest.fixture
 def star() -> Iterator[Star]:
     with required_star(NAMESPACES) as net:
         yield net
+
+
+@pytest.fixture
+def security(star: Star, tmp_path: Path) -> Iterator[Secured]:
+    with secured(star, tmp_path) as settings:
+        yield settings
 
 
 @dataclass
@@ -173,13 +208,15 @@ class Worker:
     marker: Path | None  # where it says which trial it hangs in (victims only)
 
 
-def start_services(net: Star, specs: list[tuple[str, str, list[str]]]) -> list[Service]:
-    """Starts every ``(name, module, args)`` at once in the services' namespace, then waits for each."""
+def start_services(net: Star, specs: list[tuple[str, str, list[str]]], env: dict[str, str]) -> list[Service]:
+    """Starts every ``(name, module, args)`` at once in the services' namespace (``env`` added to their
+    environment), then waits for each."""
     services = []
     for name, module, args in specs:
         process = net.spawn(net.svc, [sys.executable, "-m", module, "--host", net.service_address, "--port", "0",
                                       "--migrate", *args],
-                            cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=ROOT, env=child_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
         services.append(Service(name, process, Output(process)))
     deadline = time.monotonic() + START_TIMEOUT
     for service in services:
@@ -213,7 +250,7 @@ def wait_until(condition, timeout: float, what: str, *, processes: dict[str, sub
 
 
 def test_replicated_services_survive_dead_replica_and_dead_workers(star: Star, databases: Databases,
-                                                                   tmp_path: Path) -> None:
+                                                                   security: Secured, tmp_path: Path) -> None:
     net, timings = star, {}
     begun = time.monotonic()
     suggestion_db = sa.create_engine(databases.suggestion)
@@ -221,20 +258,21 @@ def test_replicated_services_survive_dead_replica_and_dead_workers(star: Star, d
     services: list[Service] = []
     workers: list[Worker] = []
     try:
-        lease = ["--lease-check-seconds", "0.5"]
-        artifacts = ["--artifacts", str(tmp_path / "artifacts")]
+        lease = ["--lease-check-seconds", "0.5", *security.service_args]
+        artifacts = ["--artifacts", security.artifacts("scale-out"), *security.service_args]
         services = start_services(net, [
             ("suggestion A", "suggestion_service", ["--database-url", databases.suggestion_socket, *lease]),
             ("suggestion B", "suggestion_service", ["--database-url", databases.suggestion_socket, *lease]),
             ("tracking A", "tracking_service", ["--database-url", databases.tracking_socket, *artifacts]),
             ("tracking B", "tracking_service", ["--database-url", databases.tracking_socket, *artifacts]),
-        ])
+        ], security.aws)
         suggestion_a, suggestion_b, tracking_a, tracking_b = services
         timings["services up"] = time.monotonic() - begun
 
         study = f"scale-out-{net.prefix.strip('-')}"
+        assert security.refused_without_token(net, suggestion_b.address) == "Unauthenticated"
         run_python(net, net.svc, CREATE_STUDY, suggestion_b.address, study, str(TRIALS), str(STEPS), str(LEASE_SECONDS),
-                   str(MAX_RETRIES))
+                   str(MAX_RETRIES), env=security.client_env)
         with suggestion_db.connect() as conn:
             study_id = conn.execute(sa.text("SELECT id FROM studies WHERE name = :n"), {"n": study}).scalar_one()
 
@@ -246,7 +284,8 @@ def test_replicated_services_survive_dead_replica_and_dead_workers(star: Star, d
             first, second = (suggestion_a, suggestion_b) if index % 2 == 0 else (suggestion_b, suggestion_a)
             tracking = (tracking_a, tracking_b)[(index // 2) % 2]
             target = f"ipv4:{first.address},{second.address}"
-            env = child_env(TEST_STEP_SECONDS=str(STEP_SECONDS), TEST_STEPS=str(STEPS))
+            env = child_env(TEST_STEP_SECONDS=str(STEP_SECONDS), TEST_STEPS=str(STEPS), TEST_LOG_CONFIG="1",
+                            **security.client_env)
             marker = None
             if index in VICTIMS:
                 marker = tmp_path / f"hang-{worker_id}"
@@ -311,7 +350,7 @@ def test_replicated_services_survive_dead_replica_and_dead_workers(star: Star, d
             assert victim.process.returncode == -signal.SIGKILL, report
 
         # The surviving replica answers for the whole study.
-        seen = run_python(net, net.svc, READ_STUDY, suggestion_b.address, study)
+        seen = run_python(net, net.svc, READ_STUDY, suggestion_b.address, study, env=security.client_env)
         timings["read back"] = time.monotonic() - started
 
         # --- the suggestion database -------------------------------------------------------------
@@ -406,6 +445,11 @@ def test_replicated_services_survive_dead_replica_and_dead_workers(star: Star, d
             assert (run.trial_id, run.trial_number) == (trial.id, trial.number), (trial, run)
             assert run.status == "FINISHED" and run.id in with_loss, run
             assert run_workers[run.id] == trial.worker_id, (trial, run_workers.get(run.id))
+
+        # --- the artifacts: written through either tracking replica, all read back through B -------------
+        configs = run_python(net, net.svc, CHECK_CONFIGS, suggestion_b.address, tracking_b.address, study,
+                             env=security.client_env, timeout=180)
+        assert configs == {"checked": TRIALS, "wrong": []}, configs
 
         per_worker = {w.id: sum(t.worker_id == w.id for t in finished_trials) for w in workers}
         print(f"\n{states}; retries {sources['RETRY']}; finished per worker {per_worker}; "

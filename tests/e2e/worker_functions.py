@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -55,6 +56,7 @@ _trials_started = 0
 def stepped(ctx) -> dict[str, float]:
     """Reports ``loss`` at steps 1..STEPS (a pruner may stop it), returns the final loss.
 
+    With ``$TEST_LOG_CONFIG`` set, each trial first logs its params as the artifact ``config.json``.
     In a process with ``$TEST_HANG_AT=N``, the N-th trial hangs for good after its first report,
     having written its trial id to ``$TEST_HANG_MARKER``: the worker is then certainly in the
     middle of a trial (leased, reported, heartbeating) when a test SIGKILLs it.
@@ -62,6 +64,10 @@ def stepped(ctx) -> dict[str, float]:
     global _trials_started
     _trials_started += 1
     hang = _trials_started == int(os.environ.get("TEST_HANG_AT", "0"))
+    if os.environ.get("TEST_LOG_CONFIG"):
+        config = ctx.scratch_dir() / "config.json"
+        config.write_text(json.dumps(ctx.params, sort_keys=True))
+        ctx.log_artifact(config)
     for step in range(1, STEPS + 1):
         time.sleep(STEP_SECONDS)
         stop = ctx.report(step, loss=loss_at(ctx.params, step))
@@ -88,7 +94,6 @@ def pbt_toy(ctx) -> dict[str, float]:
     tests can check every segment against its ``pbt_segment``. ``$TEST_HANG_AT=N``: the N-th
     segment of this process hangs after its first report (see :func:`stepped`).
     """
-    import json
 
     global _segments_started
     _segments_started += 1

@@ -82,6 +82,15 @@ CASES = {
     "tuning.tracking.v1.ListWebhookDeliveriesRequest.status": Case(
         "ListWebhookDeliveries", {"name": "e-hook", "status": "WEBHOOK_DELIVERY_STATUS_FAILED"},
         ("status",), "status", False),
+    "tuning.suggestion.v1.CreateStudyWebhookRequest.events": Case(
+        "CreateStudyWebhook", {"name": "e-hook", "url": "http://127.0.0.1:9/hook",
+                               "events": ["WEBHOOK_EVENT_BEST_IMPROVED"]}, ("events", 0), "events[0]", True),
+    "tuning.suggestion.v1.UpdateStudyWebhookRequest.events.events": Case(
+        "UpdateStudyWebhook", {"name": "e-hook", "events": {"events": ["WEBHOOK_EVENT_BEST_IMPROVED"]}},
+        ("events", "events", 0), "events.events[0]", True),
+    "tuning.suggestion.v1.ListStudyWebhookDeliveriesRequest.status": Case(
+        "ListStudyWebhookDeliveries", {"name": "e-hook", "status": "WEBHOOK_DELIVERY_STATUS_FAILED"},
+        ("status",), "status", False),
 }
 
 

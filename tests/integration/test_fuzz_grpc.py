@@ -33,7 +33,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from suggestion_service.server import serve as serve_suggestion
-from tracking_service.registry.sender import SenderSettings
 from tracking_service.server import serve as serve_tracking
 from tuning.suggestion.v1 import study_pb2
 from tuning.suggestion.v1 import suggestion_service_pb2 as sapi
@@ -44,6 +43,7 @@ from tuning.tracking.v1 import tracking_service_pb2_grpc as tgrpc
 from tuning_common.errors import InvalidArgument
 from tuning_common.grpc_errors import error_from_rpc
 from tuning_common.grpc_server import DEFAULT_MAX_MESSAGE_BYTES, RunningServer, ServerOptions
+from tuning_common.webhooks import SenderSettings
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}

@@ -24,7 +24,6 @@ import pytest
 from gateway.server import GatewayOptions
 from gateway.server import serve as serve_gateway
 from tests.integration.test_registry import Stubs, model_run, transition
-from tracking_service.registry.sender import SenderSettings
 from tracking_service.server import serve
 from trial_worker.tracking.client import TrackingClient
 from tuning.tracking.v1 import registry_pb2 as rpb
@@ -33,6 +32,7 @@ from tuning.tracking.v1 import registry_service_pb2_grpc as rapi_grpc
 from tuning.tracking.v1 import tracking_service_pb2_grpc as api_grpc
 from tuning.tracking.v1 import webhook_pb2 as wpb
 from tuning_common.grpc_server import RunningServer, ServerOptions
+from tuning_common.webhooks import SenderSettings
 
 FAST = SenderSettings(threads=1, attempts=3, backoff_s=0.05, max_backoff_s=0.2, timeout_s=0.5, poll_s=0.05)
 STAGE_CHANGED, ALIAS_SET = wpb.WEBHOOK_EVENT_STAGE_CHANGED, wpb.WEBHOOK_EVENT_ALIAS_SET

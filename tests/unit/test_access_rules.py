@@ -34,6 +34,9 @@ EXPECTED = {
         "SuggestTrials": T, "ReportIntermediate": T, "LinkRun": T, "Heartbeat": T, "ReleaseTrial": T,
         "CompleteTrial": T, "CreateTrial": T, "GetTrial": S, "ListTrials": S, "ListMeasurements": S,
         "GetBestTrials": S, "GetPopulation": S, "GetParameterImportance": S,
+        "CreateStudyWebhook": "admin", "GetStudyWebhook": "admin", "ListStudyWebhooks": "admin",
+        "UpdateStudyWebhook": "admin", "DeleteStudyWebhook": "admin", "TestStudyWebhook": "admin",
+        "ListStudyWebhookDeliveries": "admin",
         "SetStudyPermission": R, "DeleteStudyPermission": R, "ListStudyPermissions": R,
     },
     "tuning.tracking.v1.TrackingService": {
@@ -42,6 +45,7 @@ EXPECTED = {
         "CreateRun": T, "UpdateRun": T, "GetRun": S, "SearchRuns": S, "DeleteRun": T, "RestoreRun": T,
         "LogBatch": T, "LogMetric": T, "LogParam": T, "SetTag": T, "DeleteTag": T, "LogInputs": T,
         "GetMetricHistory": S, "UploadArtifact": T, "DownloadArtifact": S, "ListArtifacts": S,
+        "GetArtifactDownloadUrl": S,
         "CreateLoggedModel": T, "GetLoggedModel": S, "FinalizeLoggedModel": T, "DeleteLoggedModel": T,
         "SetLoggedModelTags": T, "DeleteLoggedModelTag": T, "LogLoggedModelParams": T,
         "LogLoggedModelMetrics": T, "SearchLoggedModels": S,

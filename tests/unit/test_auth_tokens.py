@@ -236,6 +236,9 @@ EXPECTED = {
         "GetTrial": "read", "ListTrials": "read", "ListMeasurements": "read", "GetBestTrials": "read",
         "GetPopulation": "read", "GetParameterImportance": "read",
         "SetStudyPermission": "write", "DeleteStudyPermission": "write", "ListStudyPermissions": "read",
+        "CreateStudyWebhook": "write", "GetStudyWebhook": "read", "ListStudyWebhooks": "read",
+        "UpdateStudyWebhook": "write", "DeleteStudyWebhook": "write", "TestStudyWebhook": "write",
+        "ListStudyWebhookDeliveries": "read",
     },
     "tuning.tracking.v1.TrackingService": {
         "CreateExperiment": "write", "GetExperiment": "read", "GetExperimentByName": "read",
@@ -246,6 +249,7 @@ EXPECTED = {
         "GetMetricHistory": "read", "UploadArtifact": "write", "DownloadArtifact": "read", "ListArtifacts": "read",
         "CreateLoggedModel": "write", "GetLoggedModel": "read", "FinalizeLoggedModel": "write",
         "DeleteLoggedModel": "write", "SetLoggedModelTags": "write", "DeleteLoggedModelTag": "write",
+        "GetArtifactDownloadUrl": "read",
         "LogLoggedModelParams": "write", "LogLoggedModelMetrics": "write", "SearchLoggedModels": "read",
         "SetExperimentPermission": "write", "DeleteExperimentPermission": "write",
         "ListExperimentPermissions": "read",

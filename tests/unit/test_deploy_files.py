@@ -131,6 +131,25 @@ def parse_command(service: dict, monkeypatch) -> argparse.Namespace:
     return build_parser().parse_args(command if isinstance(command, list) else shlex.split(command))
 
 
+def test_the_oidc_compose_file_sets_settings_the_services_take(monkeypatch):
+    """compose.oidc.yaml over compose.yaml: every suite service's command still parses, with the
+    OpenID Connect settings (the client and its secret file for the gateway only), and the
+    gateway's health check asks for the login page, which needs no token."""
+    override = yaml.safe_load((COMPOSE.parent / "compose.oidc.yaml").read_text())
+    base = compose()["services"]
+    for name, service in override["services"].items():
+        merged = {**base[name], "environment": {**environment(base[name]), **environment(service)}}
+        with monkeypatch.context() as patched:
+            args = parse_command(merged, patched)
+        assert args.oidc_issuer.startswith("https://") and args.oidc_audience, name
+        if name == "gateway":
+            assert args.oidc_client_id and args.oidc_client_secret_file == "/run/secrets/oidc-client-secret"
+            assert service["secrets"] == ["oidc-client-secret"] and "oidc-client-secret" in override["secrets"]
+            assert "/ui/login" in " ".join(service["healthcheck"]["test"])
+        else:
+            assert not hasattr(args, "oidc_client_id"), name
+
+
 def collector_config() -> dict:
     return yaml.safe_load(COLLECTOR_CONFIG.read_text())
 
@@ -489,7 +508,8 @@ WORKERS = {"Deployment/tuning-workers", "Job/tuning-workers"}
 SECRETS = "tuning-secrets"
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of")
-KUSTOMIZATIONS = ["base", "overlays/postgres", "overlays/dev", "components/workers-job", "components/s3-artifacts"]
+KUSTOMIZATIONS = ["base", "overlays/postgres", "overlays/dev", "components/workers-job", "components/s3-artifacts",
+                  "components/oidc"]
 
 
 def kustomization(folder: Path) -> dict:
@@ -978,3 +998,16 @@ def test_kustomize_builds_the_suite(name, tmp_path, monkeypatch):
         assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"} <= set(environments[tracking])
     else:
         assert parsed[tracking].artifacts == "/var/lib/tuning/artifacts"
+    gateway = SERVICE_DEPLOYMENTS["gateway"]
+    if name == "components/oidc":
+        # Both services and the gateway check the same issuer's JWTs; the gateway alone has the
+        # client, its secret from the Secret, and probes on the login page (which needs no token).
+        for key in SERVICE_DEPLOYMENTS.values():
+            assert parsed[key].oidc_issuer.startswith("https://") and parsed[key].oidc_audience, key
+        assert parsed[gateway].oidc_client_id and environments[gateway]["TUNING_OIDC_CLIENT_SECRET"]
+        assert "TUNING_OIDC_CLIENT_SECRET" not in environments[tracking]
+        [container] = deployments["gateway"]["spec"]["template"]["spec"]["containers"]
+        assert container["readinessProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"] == \
+            "/ui/login"
+    else:
+        assert all(parsed[key].oidc_issuer is None for key in SERVICE_DEPLOYMENTS.values())

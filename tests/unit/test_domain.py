@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from suggestion_service.domain.codec import canonical, spec_from_dict, spec_to_dict, specs_match
 from suggestion_service.domain.ranking import best_trials
 from suggestion_service.domain.trial import Trial, TrialSource, TrialState, check_metrics
+from suggestion_service.domain.webhook import improves
 from trial_worker.space import Categorical, Fixed, Float
 from tuning_common.errors import InvalidArgument
 from tuning_types.space import FloatDomain, IntDomain, SearchSpace
@@ -97,3 +100,31 @@ def test_the_derived_reference_point_falls_back_when_the_range_is_zero():
     best = best_trials([_trial(0, a=2.0, b=0.0), _trial(1, a=1.0, b=-1.0)], given)
     assert best.reference_point == (5.0, -3.0) and best.hypervolume == pytest.approx(3 * 3 + 1 * 2)
     assert best_trials([_trial(0, a=2.0)], objectives[:1]).hypervolume is None
+
+
+def _improves(metrics: dict[str, float], earlier: list, objectives, constraints=None) -> bool:
+    trial = replace(_trial(9, **metrics), constraints=constraints)
+    return improves(trial, [(tuple(m.items()), c) for m, c in earlier], StudySpec(SPACE, tuple(objectives)))
+
+
+def test_best_improved_needs_a_strict_improvement_of_the_feasible_trials():
+    loss = [Objective("loss", Direction.MINIMIZE)]
+    assert _improves({"loss": 5.0}, [], loss)  # the first result is the first best
+    assert _improves({"loss": 1.0}, [({"loss": 2.0}, None), ({"loss": 3.0}, None)], loss)
+    assert not _improves({"loss": 2.0}, [({"loss": 2.0}, None)], loss)  # a tie
+    assert not _improves({"loss": 2.5}, [({"loss": 2.0}, None)], loss)
+    assert _improves({"loss": 2.5}, [({"loss": 2.0}, None)], [Objective("loss", Direction.MAXIMIZE)])
+    # Infeasible trials neither are nor block a best; a trial without the objective's value is none.
+    assert _improves({"loss": 2.5}, [({"loss": 2.0}, (0.5,))], loss, constraints=(0.0,))
+    assert not _improves({"loss": 1.0}, [({"loss": 2.0}, None)], loss, constraints=(0.1,))
+    assert not _improves({"other": 1.0}, [], loss)
+    assert _improves({"loss": 2.5}, [({"other": 1.0}, None)], loss)
+
+
+def test_best_improved_with_several_objectives_is_a_change_of_the_front():
+    two = [Objective("loss", Direction.MINIMIZE), Objective("acc", Direction.MAXIMIZE)]
+    front = [({"loss": 1.0, "acc": 0.8}, None), ({"loss": 2.0, "acc": 0.9}, None)]
+    assert _improves({"loss": 0.5, "acc": 0.1}, front, two)  # a new trade-off
+    assert _improves({"loss": 0.5, "acc": 0.95}, front, two)  # dominates everything
+    assert not _improves({"loss": 1.5, "acc": 0.7}, front, two)  # dominated
+    assert not _improves({"loss": 1.0, "acc": 0.8}, front, two)  # a front member's values again

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tracking_service.domain.paging import decode_page_token, encode_page_token
 from tuning_common.errors import InvalidArgument
+from tuning_common.paging import decode_page_token, encode_page_token
 from tuning_types.search import (
     EXPERIMENTS,
     MAX_COMPARISONS,

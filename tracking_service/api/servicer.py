@@ -164,6 +164,13 @@ class TrackingServicer(api_grpc.TrackingServiceServicer):
         files = self.service.list_artifacts(request.run_id, request.path)
         return api.ListArtifactsResponse(files=[convert.file_to_proto(f) for f in files])
 
+    def GetArtifactDownloadUrl(self, request, context):
+        info, url, expire_ms = self.service.artifact_download_url(request.run_id, request.path,
+                                                                  request.expires_in_seconds)
+        response = api.GetArtifactDownloadUrlResponse(url=url, file=convert.file_to_proto(info))
+        response.expire_time.FromMilliseconds(expire_ms)
+        return response
+
     # -- logged models ------------------------------------------------------------------------
 
     def CreateLoggedModel(self, request, context):

@@ -89,6 +89,9 @@ def s3_client(endpoint_url: str | None = None) -> Any:
         # computing one would read each part twice.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
+        # Presigned URLs with Signature Version 4, which every region and S3-compatible server accepts (some
+        # botocore versions still presign with the retired version 2 when talking to a custom endpoint).
+        signature_version="s3v4",
     )
     return boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=region, config=config)
 
@@ -168,6 +171,22 @@ class S3ArtifactStore(ArtifactStore):
                 digest = _sha256_of(self._get(key, etag, relative))
             body = self._get(key, etag, relative)
         return FileInfo(relative, False, head["ContentLength"], digest), _chunks(body)
+
+    def download_url(self, root_uri: str, path: str, expires_s: int) -> tuple[FileInfo, str]:
+        relative, key = self._target(root_uri, path, "path")
+        with _s3_errors():
+            head = self._head(key)
+            if head is None:
+                if self._is_folder(key):
+                    raise FailedPrecondition(f"{relative} is a folder")
+                raise NotFound(f"no artifact {relative}")
+            url = self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
+                                                      ExpiresIn=expires_s)
+        # Not pinned to this version of the object (a caller would have to send If-Match): the checksum lets
+        # the caller see a file replaced since. Objects written by other tools have none ("").
+        digest = head.get("Metadata", {}).get(SHA256_METADATA, "")
+        return FileInfo(relative, False, head["ContentLength"], digest if re.fullmatch(r"[0-9a-f]{64}", digest)
+                        else ""), url
 
     def list(self, root_uri: str, path: str = "") -> list[FileInfo]:
         relative, key = self._target(root_uri, path, "path", allow_empty=True)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from tuning_common.errors import InvalidArgument, ResourceExhausted
+from tuning_common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 
 # Chunk size of downloads: small enough to keep memory flat, large enough to keep per-message overhead low.
 CHUNK_SIZE = 1 << 20
@@ -90,3 +90,12 @@ class ArtifactStore(abc.ABC):
     @abc.abstractmethod
     def exists(self, uri: str) -> bool:
         """Whether a file or folder of the store is at ``uri`` (False for URIs outside the store)."""
+
+    def download_url(self, root_uri: str, path: str, expires_s: int) -> tuple[FileInfo, str]:
+        """The file at ``path`` and a URL that downloads it from the store itself for ``expires_s`` seconds.
+
+        NotFound and FailedPrecondition as :meth:`open`; FailedPrecondition (DIRECT_URLS_UNSUPPORTED) for a
+        store without URLs of its own.
+        """
+        raise FailedPrecondition("this artifact store (a folder of the tracking service) has no direct URLs: "
+                                 "download through the service", reason="DIRECT_URLS_UNSUPPORTED")

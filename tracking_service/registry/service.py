@@ -13,7 +13,6 @@ import functools
 from collections.abc import Collection, Sequence
 
 from tracking_service.artifacts import ArtifactStore, clean_relative_path
-from tracking_service.domain import paging
 from tracking_service.domain.model import MAX_TAG_VALUE, check_key, check_run_id, check_tags, check_text
 from tracking_service.persistence import Transaction
 from tracking_service.persistence.repository import RunRepository
@@ -32,9 +31,11 @@ from tracking_service.registry.domain.model import (
     check_version,
 )
 from tracking_service.registry.persistence.repository import RegistryRepository
-from tracking_service.service import live_run, now_ms, page_size, paged_search
+from tracking_service.service import live_run, now_ms, paged_search
+from tuning_common import paging
 from tuning_common.database import Database
 from tuning_common.errors import AlreadyExists, InvalidArgument, NotFound
+from tuning_common.paging import page_size
 from tuning_types import search
 
 

@@ -27,13 +27,16 @@ import hashlib
 import itertools
 import os
 import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 
+from trial_worker.webhooks import WebhookCalls, event_value
 from tuning.tracking.v1 import registry_pb2 as rpb
 from tuning.tracking.v1 import registry_service_pb2 as rapi
 from tuning.tracking.v1 import registry_service_pb2_grpc as rapi_grpc
@@ -43,7 +46,14 @@ from tuning.tracking.v1 import tracking_service_pb2_grpc as api_grpc
 from tuning.tracking.v1 import webhook_pb2 as wpb
 from tuning_common import telemetry, tls
 from tuning_common.auth import authorized_channel, client_token
-from tuning_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, TuningError
+from tuning_common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    TuningError,
+    Unavailable,
+)
 from tuning_common.grpc_errors import MAX_BACKOFF, call_with_retries
 from tuning_types.convert import timestamp
 
@@ -51,9 +61,9 @@ DEFAULT_ADDRESS = "127.0.0.1:50052"
 CHUNK_BYTES = 1024 * 1024
 
 # CANCELLED: see tuning_common.grpc_errors.error_from_rpc.
-# A second CreateModelVersion registers a second version: never repeated behind the caller's back.
-# A repeat after a lost answer would register a second version, or queue a second test delivery.
-_NOT_REPEATABLE = {"CreateModelVersion", "TestWebhook"}
+# A second CreateModelVersion registers a second version: never repeated behind the caller's back
+# (nor is TestWebhook: see trial_worker.webhooks).
+_NOT_REPEATABLE = {"CreateModelVersion"}
 
 _STATUS_NAMES = {name.removeprefix("RUN_STATUS_"): value for name, value in pb.RunStatus.items()
                  if value != pb.RUN_STATUS_UNSPECIFIED}
@@ -115,13 +125,7 @@ def model_stage(value: int | str) -> int:
 
 def webhook_event(value: int | str) -> int:
     """A ``WebhookEvent`` value from itself or its name ("STAGE_CHANGED", "stage_changed", ...)."""
-    if isinstance(value, str):
-        name = value.upper()
-        name = name if name.startswith("WEBHOOK_EVENT_") else f"WEBHOOK_EVENT_{name}"
-        if name not in wpb.WebhookEvent.keys():
-            raise InvalidArgument("events", f"unknown webhook event {value!r}")
-        return wpb.WebhookEvent.Value(name)
-    return value
+    return event_value(wpb.WebhookEvent, value)
 
 
 def _tags(tags: Mapping[str, str] | Sequence[pb.Tag] | None) -> list[pb.Tag]:
@@ -160,6 +164,27 @@ def _join(*parts: str | None) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
+def _write_checked(target: Path, chunks: Iterable[bytes], info: pb.FileInfo, what: str) -> Path:
+    """Writes ``chunks`` to ``target`` through a partial file renamed into place only when the bytes have
+    the size and SHA-256 of ``info`` (an empty SHA-256: an object another tool wrote, size checked only)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+    digest, size = hashlib.sha256(), 0
+    try:
+        with partial.open("wb") as file:
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                file.write(chunk)
+        if size != info.size or (info.sha256 and digest.hexdigest() != info.sha256):
+            raise ChecksumMismatch(f"{what}: received {size} bytes with SHA-256 {digest.hexdigest()}, the service "
+                                   f"announced {info.size} bytes with SHA-256 {info.sha256 or '(unknown)'}")
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
 def _local_target(root: Path, relative: str) -> Path:
     """``root/relative`` for a path the service sent, refused if it would leave ``root``."""
     parts = relative.split("/") if relative else []
@@ -193,6 +218,7 @@ class TrackingClient:
                               (registry, rapi.DESCRIPTOR.services_by_name["ModelRegistryService"])):
             for method in service.methods:
                 self._rpcs[method.name] = getattr(stub, method.name)
+        self._webhooks = WebhookCalls(self.call, rapi, wpb.WebhookEvent, "", "model_name")
 
     def close(self) -> None:
         self._channel.close()
@@ -407,54 +433,61 @@ class TrackingClient:
         """One level of the run's artifacts; paths are relative to the run's artifact root."""
         return list(self.call("ListArtifacts", api.ListArtifactsRequest(run_id=run_id, path=path)).files)
 
-    def download(self, run_id: str, path: str = "", local_dir: str | os.PathLike = ".") -> Path:
+    def artifact_download_url(self, run_id: str, path: str, *,
+                              expires_in_seconds: int = 0) -> api.GetArtifactDownloadUrlResponse:
+        """A URL that downloads the file straight from the artifact store (S3), its expiry and the file's
+        size and SHA-256. FailedPrecondition (DIRECT_URLS_UNSUPPORTED) when the store is a folder."""
+        return self.call("GetArtifactDownloadUrl", api.GetArtifactDownloadUrlRequest(
+            run_id=run_id, path=path, expires_in_seconds=expires_in_seconds))
+
+    def download(self, run_id: str, path: str = "", local_dir: str | os.PathLike = ".", *,
+                 direct: bool = False) -> Path:
         """Downloads a file or folder of the run's artifacts to ``local_dir/path`` and returns that path.
 
         Each file's size and SHA-256 are checked against what the service announced
-        (:class:`ChecksumMismatch` otherwise); a file is renamed into place only once complete.
+        (:class:`ChecksumMismatch` otherwise); a file is renamed into place only once complete. With
+        ``direct``, the bytes come from the artifact store itself through a presigned URL
+        (:meth:`artifact_download_url`), not through the service.
         """
         root, path = Path(local_dir), path.strip("/")
         target = _local_target(root, path)
         if path:
             try:
-                return self._download_file(run_id, path, target)
-            except FailedPrecondition:
-                pass  # a folder
-        self._download_folder(run_id, path, root)
+                return self._download_file(run_id, path, target, direct)
+            except FailedPrecondition as error:
+                if error.reason == "DIRECT_URLS_UNSUPPORTED":
+                    raise
+                # a folder
+        self._download_folder(run_id, path, root, direct)
         return target
 
-    def _download_folder(self, run_id: str, path: str, root: Path) -> None:
+    def _download_folder(self, run_id: str, path: str, root: Path, direct: bool) -> None:
         _local_target(root, path).mkdir(parents=True, exist_ok=True)
         for info in self.list_artifacts(run_id, path):
             if info.is_dir:
-                self._download_folder(run_id, info.path, root)
+                self._download_folder(run_id, info.path, root, direct)
             else:
-                self._download_file(run_id, info.path, _local_target(root, info.path))
+                self._download_file(run_id, info.path, _local_target(root, info.path), direct)
 
-    def _download_file(self, run_id: str, path: str, target: Path) -> Path:
+    def _download_file(self, run_id: str, path: str, target: Path, direct: bool) -> Path:
+        if direct:
+            answer = self.artifact_download_url(run_id, path)
+            try:
+                with urllib.request.urlopen(answer.url, timeout=self.artifact_timeout) as response:
+                    return _write_checked(target, iter(lambda: response.read(1 << 20), b""), answer.file,
+                                          f"artifact {path!r} of run {run_id} (from its URL)")
+            except urllib.error.URLError as error:  # HTTPError included; never the URL: it is a credential
+                raise Unavailable(f"the artifact store did not serve {path!r} of run {run_id}: "
+                                  f"{getattr(error, 'code', None) or error.reason}") from None
+
         rpc = self._rpcs["DownloadArtifact"]
         request = api.DownloadArtifactRequest(run_id=run_id, path=path)
 
         def attempt() -> Path:
             responses = rpc(request, timeout=self.artifact_timeout)
             info = next(responses).file
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
-            digest, size = hashlib.sha256(), 0
-            try:
-                with partial.open("wb") as file:
-                    for response in responses:
-                        digest.update(response.chunk)
-                        size += len(response.chunk)
-                        file.write(response.chunk)
-                if size != info.size or digest.hexdigest() != info.sha256:
-                    raise ChecksumMismatch(
-                        f"artifact {path!r} of run {run_id}: received {size} bytes with SHA-256 {digest.hexdigest()}, "
-                        f"the service announced {info.size} bytes with SHA-256 {info.sha256}")
-                partial.replace(target)
-            finally:
-                partial.unlink(missing_ok=True)
-            return target
+            return _write_checked(target, (response.chunk for response in responses), info,
+                                  f"artifact {path!r} of run {run_id}")
 
         return self._retrying(attempt, None)
 
@@ -585,48 +618,31 @@ class TrackingClient:
     def create_webhook(self, name: str, url: str, events: Sequence[int | str], *, model_name: str = "",
                        secret: str = "", active: bool = True) -> tuple[wpb.Webhook, str]:
         """The webhook and its generated secret (shown this once; "" when ``secret`` was given)."""
-        response = self.call("CreateWebhook", rapi.CreateWebhookRequest(
-            name=name, url=url, events=[webhook_event(e) for e in events], model_name=model_name, secret=secret,
-            active=active))
-        return response.webhook, response.secret
+        return self._webhooks.create(name, url, events, model_name, secret, active)
 
     def get_webhook(self, name: str) -> wpb.Webhook:
-        return self.call("GetWebhook", rapi.GetWebhookRequest(name=name)).webhook
+        return self._webhooks.get(name)
 
     def list_webhooks(self, *, page_size: int = 100) -> Iterator[wpb.Webhook]:
-        def fetch(token: str) -> rapi.ListWebhooksResponse:
-            return self.call("ListWebhooks", rapi.ListWebhooksRequest(page_size=page_size, page_token=token))
-
-        return _pages(fetch, "webhooks")
+        return self._webhooks.list(page_size)
 
     def update_webhook(self, name: str, *, url: str | None = None, events: Sequence[int | str] | None = None,
                        model_name: str | None = None, secret: str | None = None,
                        active: bool | None = None) -> wpb.Webhook:
         """Changes what is given (not None); the rest stays."""
-        request = rapi.UpdateWebhookRequest(name=name)
-        for field, value in (("url", url), ("model_name", model_name), ("secret", secret), ("active", active)):
-            if value is not None:
-                setattr(request, field, value)
-        if events is not None:
-            request.events.events.extend(webhook_event(e) for e in events)
-            request.events.SetInParent()
-        return self.call("UpdateWebhook", request).webhook
+        return self._webhooks.update(name, url=url, events=events, scope=model_name, secret=secret, active=active)
 
     def delete_webhook(self, name: str) -> None:
-        self.call("DeleteWebhook", rapi.DeleteWebhookRequest(name=name))
+        self._webhooks.delete(name)
 
     def test_webhook(self, name: str) -> wpb.WebhookDelivery:
         """Queues a test delivery for the sender's next pass; follow it with list_webhook_deliveries."""
-        return self.call("TestWebhook", rapi.TestWebhookRequest(name=name)).delivery
+        return self._webhooks.test(name)
 
     def list_webhook_deliveries(self, name: str, *, status: int = 0, page_size: int = 100
                                 ) -> Iterator[wpb.WebhookDelivery]:
         """The delivery log, newest first, each delivery with its attempts."""
-        def fetch(token: str) -> rapi.ListWebhookDeliveriesResponse:
-            return self.call("ListWebhookDeliveries", rapi.ListWebhookDeliveriesRequest(
-                name=name, status=status, page_size=page_size, page_token=token))
-
-        return _pages(fetch, "deliveries")
+        return self._webhooks.deliveries(name, status, page_size)
 
 
 def dataset_input(name: str, digest: str, source: str = "", context: str = "", *, source_type: str = "",

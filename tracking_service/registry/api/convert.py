@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from tracking_service.api.convert import tags_to_proto, timestamp, trial_to_proto
 from tracking_service.registry.domain.model import ModelVersion, RegisteredModel, RegistryAction, RegistryEvent, Stage
-from tracking_service.registry.domain.webhook import Delivery, DeliveryStatus, Webhook, WebhookEvent
+from tracking_service.registry.domain.webhook import WebhookEvent
 from tuning.tracking.v1 import registry_pb2 as pb
 from tuning.tracking.v1 import webhook_pb2 as wpb
 from tuning_common.errors import InvalidArgument
+from tuning_common.webhooks import WebhookProtos
 
 _STAGES = {stage: getattr(pb, f"STAGE_{stage.name}") for stage in Stage}
 _STAGE_FROM = {v: k for k, v in _STAGES.items()}
@@ -48,42 +49,4 @@ def event_to_proto(e: RegistryEvent) -> pb.RegistryEvent:
 
 # -- webhooks ----------------------------------------------------------------------------------
 
-_EVENTS = {event: getattr(wpb, f"WEBHOOK_EVENT_{event.name}") for event in WebhookEvent}
-_EVENT_FROM = {v: k for k, v in _EVENTS.items() if k is not WebhookEvent.TEST}
-_DELIVERY_STATUSES = {status: getattr(wpb, f"WEBHOOK_DELIVERY_STATUS_{status.name}") for status in DeliveryStatus}
-_DELIVERY_STATUS_FROM = {v: k for k, v in _DELIVERY_STATUSES.items()}
-
-
-def events_from_proto(values, field: str = "events") -> list[WebhookEvent]:
-    out = []
-    for i, value in enumerate(values):
-        if value not in _EVENT_FROM:
-            names = ", ".join(wpb.WebhookEvent.Name(v) for v in _EVENT_FROM)
-            raise InvalidArgument(f"{field}[{i}]", f"must be one of {names}, got {value}")
-        out.append(_EVENT_FROM[value])
-    return out
-
-
-def delivery_status_from_proto(value: int, field: str = "status") -> DeliveryStatus | None:
-    if value == wpb.WEBHOOK_DELIVERY_STATUS_UNSPECIFIED:
-        return None
-    if value not in _DELIVERY_STATUS_FROM:
-        raise InvalidArgument(field, f"must be a WebhookDeliveryStatus, got {value}")
-    return _DELIVERY_STATUS_FROM[value]
-
-
-def webhook_to_proto(w: Webhook) -> wpb.Webhook:
-    # No secret field: the secret is write-only.
-    return wpb.Webhook(name=w.name, url=w.url, events=[_EVENTS[e] for e in w.events], model_name=w.model_name,
-                       active=w.active, has_secret=w.has_secret, create_time=timestamp(w.create_ms),
-                       update_time=timestamp(w.update_ms))
-
-
-def delivery_to_proto(d: Delivery) -> wpb.WebhookDelivery:
-    pending = d.status is DeliveryStatus.PENDING
-    return wpb.WebhookDelivery(
-        id=d.id, webhook=d.webhook, event=_EVENTS[d.event], registry_event_id=d.registry_event_id or 0,
-        model_name=d.model_name, version=d.version, status=_DELIVERY_STATUSES[d.status],
-        create_time=timestamp(d.create_ms), next_attempt_time=timestamp(d.next_attempt_ms) if pending else None,
-        attempts=[wpb.WebhookDeliveryAttempt(number=a.number, time=timestamp(a.time_ms), status_code=a.status_code,
-                                             error=a.error, duration_ms=a.duration_ms) for a in d.attempts])
+WEBHOOKS = WebhookProtos(wpb, WebhookEvent, "model_name")

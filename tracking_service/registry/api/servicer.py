@@ -9,18 +9,19 @@ from tracking_service.api.convert import tags_from_proto
 from tracking_service.persistence.tables import REGISTERED_MODEL
 from tracking_service.registry.api import convert
 from tracking_service.registry.service import RegistryService
-from tracking_service.registry.webhooks import WebhookService
 from tuning.tracking.v1 import registry_service_pb2 as api
 from tuning.tracking.v1 import registry_service_pb2_grpc as api_grpc
 from tuning.tracking.v1 import tracking_pb2
 from tuning_common import access
 from tuning_common.access import PermissionManager
 from tuning_common.permissions import Resource
+from tuning_common.webhooks import WebhookRpcs, WebhookService
 
 
 class ModelRegistryServicer(api_grpc.ModelRegistryServiceServicer):
     def __init__(self, service: RegistryService, webhooks: WebhookService, permissions: PermissionManager):
-        self.service, self.webhooks, self.permissions = service, webhooks, permissions
+        self.service, self.permissions = service, permissions
+        self.webhooks = WebhookRpcs(webhooks, convert.WEBHOOKS, api, "")
 
     # -- registered models ----------------------------------------------------------------------
 
@@ -123,43 +124,28 @@ class ModelRegistryServicer(api_grpc.ModelRegistryServiceServicer):
         return api.ListRegistryEventsResponse(events=[convert.event_to_proto(e) for e in events],
                                               next_page_token=token)
 
-    # -- webhooks -------------------------------------------------------------------------------
+    # -- webhooks (tuning_common.webhooks.WebhookRpcs) -------------------------------------------
 
     def CreateWebhook(self, request, context):
-        webhook, secret = self.webhooks.create(
-            request.name, request.url, convert.events_from_proto(request.events), request.model_name, request.secret,
-            request.active if request.HasField("active") else True)
-        return api.CreateWebhookResponse(webhook=convert.webhook_to_proto(webhook), secret=secret)
+        return self.webhooks.create(request)
 
     def GetWebhook(self, request, context):
-        return api.GetWebhookResponse(webhook=convert.webhook_to_proto(self.webhooks.get(request.name)))
+        return self.webhooks.get(request)
 
     def ListWebhooks(self, request, context):
-        found, token = self.webhooks.list_webhooks(request.page_size, request.page_token)
-        return api.ListWebhooksResponse(webhooks=[convert.webhook_to_proto(w) for w in found], next_page_token=token)
+        return self.webhooks.list(request)
 
     def UpdateWebhook(self, request, context):
-        def given(field: str):
-            return getattr(request, field) if request.HasField(field) else None
-
-        events = convert.events_from_proto(request.events.events, "events.events") if request.HasField("events") \
-            else None
-        webhook = self.webhooks.update(request.name, url=given("url"), events=events, model_name=given("model_name"),
-                                       secret=given("secret"), active=given("active"))
-        return api.UpdateWebhookResponse(webhook=convert.webhook_to_proto(webhook))
+        return self.webhooks.update(request)
 
     def DeleteWebhook(self, request, context):
-        self.webhooks.delete(request.name)
-        return api.DeleteWebhookResponse()
+        return self.webhooks.delete(request)
 
     def TestWebhook(self, request, context):
-        return api.TestWebhookResponse(delivery=convert.delivery_to_proto(self.webhooks.test(request.name)))
+        return self.webhooks.test(request)
 
     def ListWebhookDeliveries(self, request, context):
-        found, token = self.webhooks.deliveries(request.name, convert.delivery_status_from_proto(request.status),
-                                                request.page_size, request.page_token)
-        return api.ListWebhookDeliveriesResponse(deliveries=[convert.delivery_to_proto(d) for d in found],
-                                                 next_page_token=token)
+        return self.webhooks.deliveries(request)
 
     # -- permissions (roles on; tuning_common.access) ------------------------------------------
 

@@ -31,7 +31,7 @@ from tracking_service.persistence.tables import (
     runs,
 )
 from tracking_service.registry.domain.model import ModelVersion, RegisteredModel, RegistryAction, RegistryEvent, Stage
-from tracking_service.registry.persistence.webhooks import WebhookRepository
+from tracking_service.registry.persistence import webhooks
 from tuning_common import permissions
 from tuning_types.search import Node, OrderKey
 
@@ -50,7 +50,6 @@ def _readable_model(model_id: sa.ColumnElement, readable: Collection[str]) -> sa
 
 
 class RegistryRepository:
-    outbox = WebhookRepository()
 
     # -- registered models --------------------------------------------------------------------
 
@@ -250,7 +249,7 @@ class RegistryRepository:
             model_name=model_name, version=version, action=action.value, from_value=from_value, to_value=to_value,
             alias=alias, actor=actor, reason=reason, time_ms=now))
         # The webhooks' deliveries of the event, in its transaction (the outbox: see webhooks.py).
-        self.outbox.enqueue(conn, int(result.inserted_primary_key[0]), action, model_name, version, now,
+        webhooks.enqueue(conn, int(result.inserted_primary_key[0]), action, model_name, version, now,
                             from_value=from_value, to_value=to_value, alias=alias, actor=actor, reason=reason)
 
     def rename_events(self, conn: Connection, old_name: str, new_name: str) -> None:

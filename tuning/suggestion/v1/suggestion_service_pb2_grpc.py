@@ -154,6 +154,41 @@ class SuggestionServiceStub:
                 request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyPermissionsRequest.SerializeToString,
                 response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyPermissionsResponse.FromString,
                 _registered_method=True)
+        self.CreateStudyWebhook = channel.unary_unary(
+                '/tuning.suggestion.v1.SuggestionService/CreateStudyWebhook',
+                request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.CreateStudyWebhookRequest.SerializeToString,
+                response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.CreateStudyWebhookResponse.FromString,
+                _registered_method=True)
+        self.GetStudyWebhook = channel.unary_unary(
+                '/tuning.suggestion.v1.SuggestionService/GetStudyWebhook',
+                request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetStudyWebhookRequest.SerializeToString,
+                response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetStudyWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListStudyWebhooks = channel.unary_unary(
+                '/tuning.suggestion.v1.SuggestionService/ListStudyWebhooks',
+                request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyWebhooksRequest.SerializeToString,
+                response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyWebhooksResponse.FromString,
+                _registered_method=True)
+        self.UpdateStudyWebhook = channel.unary_unary(
+                '/tuning.suggestion.v1.SuggestionService/UpdateStudyWebhook',
+                request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.UpdateStudyWebhookRequest.SerializeToString,
+                response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.UpdateStudyWebhookResponse.FromString,
+                _registered_method=True)
+        self.DeleteStudyWebhook = channel.unary_unary(
+                '/tuning.suggestion.v1.SuggestionService/DeleteStudyWebhook',
+                request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.DeleteStudyWebhookRequest.SerializeToString,
+                response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.DeleteStudyWebhookResponse.FromString,
+                _registered_method=True)
+        self.TestStudyWebhook = channel.unary_unary(
+                '/tuning.suggestion.v1.SuggestionService/TestStudyWebhook',
+                request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.TestStudyWebhookRequest.SerializeToString,
+                response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.TestStudyWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListStudyWebhookDeliveries = channel.unary_unary(
+                '/tuning.suggestion.v1.SuggestionService/ListStudyWebhookDeliveries',
+                request_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class SuggestionServiceServicer:
@@ -382,6 +417,73 @@ class SuggestionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateStudyWebhook(self, request, context):
+        """Webhooks on study events (WebhookEvent): each event a webhook asks for (and
+        of its study, when it names one) is written to its delivery log in the
+        transaction that makes the event happen, then posted by the suggestion
+        service's sender threads with retries; see docs/OPERATIONS.md ("Study webhooks")
+        for the payload and its signature. (Named "Study" webhooks: the model
+        registry has webhooks of its own.)
+
+        Creates a webhook. Without a secret one is generated and answered in
+        this response only.
+        Errors: INVALID_ARGUMENT (name, url: not http/https, credentials in it,
+        events: none, unspecified, unknown or repeated, study_name, secret: under
+        16 or over 200 characters), ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStudyWebhook(self, request, context):
+        """Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStudyWebhooks(self, request, context):
+        """Every study webhook, by name.
+        Errors: INVALID_ARGUMENT (bad page).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateStudyWebhook(self, request, context):
+        """Changes the fields that are set in the request; the others stay.
+        Errors: INVALID_ARGUMENT (as CreateStudyWebhook), NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteStudyWebhook(self, request, context):
+        """Deletes a webhook and its delivery log; pending deliveries are dropped.
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestStudyWebhook(self, request, context):
+        """Queues a WEBHOOK_EVENT_TEST delivery for the next sender pass (even to
+        an inactive webhook) and answers it PENDING; follow it with
+        ListStudyWebhookDeliveries.
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStudyWebhookDeliveries(self, request, context):
+        """A webhook's delivery log, newest first, each delivery with its attempts.
+        Errors: INVALID_ARGUMENT (bad page, unknown status), NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SuggestionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -489,6 +591,41 @@ def add_SuggestionServiceServicer_to_server(servicer, server):
                     servicer.ListStudyPermissions,
                     request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyPermissionsRequest.FromString,
                     response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyPermissionsResponse.SerializeToString,
+            ),
+            'CreateStudyWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateStudyWebhook,
+                    request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.CreateStudyWebhookRequest.FromString,
+                    response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.CreateStudyWebhookResponse.SerializeToString,
+            ),
+            'GetStudyWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStudyWebhook,
+                    request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetStudyWebhookRequest.FromString,
+                    response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetStudyWebhookResponse.SerializeToString,
+            ),
+            'ListStudyWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStudyWebhooks,
+                    request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyWebhooksRequest.FromString,
+                    response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyWebhooksResponse.SerializeToString,
+            ),
+            'UpdateStudyWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateStudyWebhook,
+                    request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.UpdateStudyWebhookRequest.FromString,
+                    response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.UpdateStudyWebhookResponse.SerializeToString,
+            ),
+            'DeleteStudyWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteStudyWebhook,
+                    request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.DeleteStudyWebhookRequest.FromString,
+                    response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.DeleteStudyWebhookResponse.SerializeToString,
+            ),
+            'TestStudyWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestStudyWebhook,
+                    request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.TestStudyWebhookRequest.FromString,
+                    response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.TestStudyWebhookResponse.SerializeToString,
+            ),
+            'ListStudyWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStudyWebhookDeliveries,
+                    request_deserializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyWebhookDeliveriesRequest.FromString,
+                    response_serializer=tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyWebhookDeliveriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1073,6 +1210,195 @@ class SuggestionService:
             '/tuning.suggestion.v1.SuggestionService/ListStudyPermissions',
             tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyPermissionsRequest.SerializeToString,
             tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyPermissionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateStudyWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.suggestion.v1.SuggestionService/CreateStudyWebhook',
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.CreateStudyWebhookRequest.SerializeToString,
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.CreateStudyWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStudyWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.suggestion.v1.SuggestionService/GetStudyWebhook',
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetStudyWebhookRequest.SerializeToString,
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.GetStudyWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStudyWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.suggestion.v1.SuggestionService/ListStudyWebhooks',
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyWebhooksRequest.SerializeToString,
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateStudyWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.suggestion.v1.SuggestionService/UpdateStudyWebhook',
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.UpdateStudyWebhookRequest.SerializeToString,
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.UpdateStudyWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteStudyWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.suggestion.v1.SuggestionService/DeleteStudyWebhook',
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.DeleteStudyWebhookRequest.SerializeToString,
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.DeleteStudyWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestStudyWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.suggestion.v1.SuggestionService/TestStudyWebhook',
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.TestStudyWebhookRequest.SerializeToString,
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.TestStudyWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStudyWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.suggestion.v1.SuggestionService/ListStudyWebhookDeliveries',
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyWebhookDeliveriesRequest.SerializeToString,
+            tuning_dot_suggestion_dot_v1_dot_suggestion__service__pb2.ListStudyWebhookDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

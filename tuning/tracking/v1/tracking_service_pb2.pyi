@@ -397,6 +397,26 @@ class ListArtifactsResponse(_message.Message):
     files: _containers.RepeatedCompositeFieldContainer[_tracking_pb2.FileInfo]
     def __init__(self, files: _Optional[_Iterable[_Union[_tracking_pb2.FileInfo, _Mapping]]] = ...) -> None: ...
 
+class GetArtifactDownloadUrlRequest(_message.Message):
+    __slots__ = ("run_id", "path", "expires_in_seconds")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    path: str
+    expires_in_seconds: int
+    def __init__(self, run_id: _Optional[str] = ..., path: _Optional[str] = ..., expires_in_seconds: _Optional[int] = ...) -> None: ...
+
+class GetArtifactDownloadUrlResponse(_message.Message):
+    __slots__ = ("url", "expire_time", "file")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    expire_time: _timestamp_pb2.Timestamp
+    file: _tracking_pb2.FileInfo
+    def __init__(self, url: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., file: _Optional[_Union[_tracking_pb2.FileInfo, _Mapping]] = ...) -> None: ...
+
 class CreateLoggedModelRequest(_message.Message):
     __slots__ = ("experiment_id", "name", "source_run_id", "model_type", "params", "tags", "artifact_run_id")
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]

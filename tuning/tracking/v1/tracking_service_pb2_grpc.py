@@ -176,6 +176,11 @@ class TrackingServiceStub:
                 request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListArtifactsRequest.SerializeToString,
                 response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListArtifactsResponse.FromString,
                 _registered_method=True)
+        self.GetArtifactDownloadUrl = channel.unary_unary(
+                '/tuning.tracking.v1.TrackingService/GetArtifactDownloadUrl',
+                request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.GetArtifactDownloadUrlRequest.SerializeToString,
+                response_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.GetArtifactDownloadUrlResponse.FromString,
+                _registered_method=True)
         self.CreateLoggedModel = channel.unary_unary(
                 '/tuning.tracking.v1.TrackingService/CreateLoggedModel',
                 request_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.CreateLoggedModelRequest.SerializeToString,
@@ -483,6 +488,19 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetArtifactDownloadUrl(self, request, context):
+        """A URL that downloads one file straight from the artifact store, without
+        this service in the path (S3 and S3-compatible stores: a presigned GET
+        that anyone holding it may use until it expires).
+        Errors: INVALID_ARGUMENT (path as UploadArtifact; expires_in_seconds
+        outside 1..604800), NOT_FOUND (run or file), FAILED_PRECONDITION (the
+        path is a directory; reason DIRECT_URLS_UNSUPPORTED: the store is a local
+        folder, which has no URLs of its own).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateLoggedModel(self, request, context):
         """Creates a logged model (status PENDING) in an experiment, from a source
         run or on its own.
@@ -720,6 +738,11 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.ListArtifacts,
                     request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListArtifactsRequest.FromString,
                     response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListArtifactsResponse.SerializeToString,
+            ),
+            'GetArtifactDownloadUrl': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetArtifactDownloadUrl,
+                    request_deserializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.GetArtifactDownloadUrlRequest.FromString,
+                    response_serializer=tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.GetArtifactDownloadUrlResponse.SerializeToString,
             ),
             'CreateLoggedModel': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateLoggedModel,
@@ -1452,6 +1475,33 @@ class TrackingService:
             '/tuning.tracking.v1.TrackingService/ListArtifacts',
             tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListArtifactsRequest.SerializeToString,
             tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.ListArtifactsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetArtifactDownloadUrl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuning.tracking.v1.TrackingService/GetArtifactDownloadUrl',
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.GetArtifactDownloadUrlRequest.SerializeToString,
+            tuning_dot_tracking_dot_v1_dot_tracking__service__pb2.GetArtifactDownloadUrlResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,4 @@
-"""Page tokens of the search RPCs.
+"""Page sizes and page tokens of the list and search RPCs.
 
 A token is the offset of the next page plus a short hash of the query it belongs to, so a token
 passed with a different filter, order or scope is refused instead of silently paging through
@@ -24,6 +24,12 @@ _MALFORMED = "malformed; pass next_page_token from the previous response unchang
 
 def _query_hash(query_fingerprint: str) -> str:
     return hashlib.sha256(query_fingerprint.encode()).hexdigest()[:16]
+
+
+def page_size(value: int, default: int, limit: int, field: str = "page_size") -> int:
+    if value < 0 or value > limit:
+        raise InvalidArgument(field, f"must be between 0 (the default, {default}) and {limit}, got {value}")
+    return value or default
 
 
 def fingerprint(*parts) -> str:
