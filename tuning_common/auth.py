@@ -173,9 +173,10 @@ class TokenStore:
     :meth:`authorize` (a bare token).
     """
 
-    def __init__(self, entries: Iterable[tuple[str, str, str, frozenset[str]]] = ()):
-        """``entries``: ``(role, token, name, groups)``, already validated."""
-        self._entries = tuple((_digest(token), Principal(name, role, groups)) for role, token, name, groups in entries)
+    def __init__(self, entries: Iterable[tuple[str, str, str] | tuple[str, str, str, frozenset[str]]] = ()):
+        """``entries``: ``(role, token, name)`` or ``(role, token, name, groups)``, already validated."""
+        self._entries = tuple((_digest(token), Principal(name, role, frozenset(groups[0]) if groups else frozenset()))
+                              for role, token, name, *groups in entries)
 
     @classmethod
     def parse(cls, text: str, source: str, *, commas: bool = False) -> TokenStore:
