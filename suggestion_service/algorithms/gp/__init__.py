@@ -60,6 +60,7 @@ an identical answer.
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -67,7 +68,8 @@ from typing import Any
 
 import numpy as np
 
-from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
+from suggestion_service.algorithms import transfer
+from suggestion_service.algorithms.base import Algorithm, PriorTask, SuggestContext, Suggestion
 from suggestion_service.algorithms.gp import acquisition, multi_objective
 from suggestion_service.algorithms.gp.constraints import FeasibilityModel, feasible_rows, violations
 from suggestion_service.algorithms.gp.encoding import Encoder
@@ -78,6 +80,7 @@ from suggestion_service.algorithms.gp.model import (
     fit_hyperparameters,
     refit_hyperparameters,
 )
+from suggestion_service.algorithms.gp.prior_mean import PriorMeanGP, PriorModel, fit_weights, prior_shift
 from suggestion_service.algorithms.gp.warping import OutputWarp
 from suggestion_service.algorithms.quasi_random import low_discrepancy_points
 from suggestion_service.domain.trial import TrialState
@@ -165,6 +168,7 @@ class GaussianProcessBO(Algorithm):
     name = "gp"
     uses_history = True
     model_based = True
+    uses_priors = True
 
     @dataclass(frozen=True)
     class Settings:
@@ -210,6 +214,9 @@ class GaussianProcessBO(Algorithm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.encoder = Encoder(self.space)
+        # The priors of the last call and what was derived from them (usable trials, their GPs):
+        # a pure function of those very objects, so reusing it never changes an answer.
+        self._prior_cache: tuple[tuple[PriorTask, ...], list[transfer.UsablePrior], dict] = ((), [], {})
 
     @property
     def n_startup_trials(self) -> int:
@@ -229,6 +236,11 @@ class GaussianProcessBO(Algorithm):
         sobol_points = self._sobol(context.sequence, count)
         data = self._read_history(context)
         base = {"algorithm": self.name, "seed": self.seed}
+        priors = self._usable_priors(context.priors)
+        warm = transfer.warm_configs(priors, set()) if priors else []
+        prior_facts: dict[str, dict] = {}
+        if priors:
+            base[transfer.PRIORS_KEY] = transfer.report(priors, prior_facts)
         suggestions: list[Suggestion] = []
         state: _ModelState | None = None
         pool: _Candidates | None = None
@@ -236,13 +248,19 @@ class GaussianProcessBO(Algorithm):
         for j in range(count):
             index = context.sequence + j
             if index < self.n_startup_trials or len(data.values) < _MIN_OBSERVATIONS or self.encoder.dim == 0:
+                if index < len(warm) and not self._taken(warm[index], data, suggestions):
+                    suggestions.append(Suggestion(dict(warm[index]), metadata={**base, "phase": "prior_best"}))
+                    continue
                 params = self.space.from_unit(sobol_points[j])
                 suggestions.append(Suggestion(params, metadata={**base, "phase": "startup"}))
                 continue
             if state is None and failure is None:
                 try:
                     with context.stage("fit gp"):
-                        state = self._fit(data, fit_rng, index)
+                        models = self._prior_models(priors, prior_facts) if priors else []
+                        state = self._fit(data, fit_rng, index, models, prior_facts)
+                        if priors:
+                            base[transfer.PRIORS_KEY] = transfer.report(priors, prior_facts)
                 except _FAILURES as error:
                     failure = f"model fit failed: {type(error).__name__}: {error}"
             if failure is None:
@@ -263,6 +281,49 @@ class GaussianProcessBO(Algorithm):
             suggestions.append(Suggestion(params, metadata={
                 **base, "phase": "model", "fallback": "quasi_random", "reason": reason[:500]}))
         return suggestions
+
+    # -- priors (transfer learning; gp/prior_mean.py) ------------------------------------------
+
+    def _usable_priors(self, priors: tuple[PriorTask, ...]) -> list[transfer.UsablePrior]:
+        cached, usable, _ = self._prior_cache
+        if len(cached) != len(priors) or not all(map(operator.is_, cached, priors)):
+            usable = transfer.usable(self.space, priors)
+            self._prior_cache = (priors, usable, {})
+        return usable
+
+    def _prior_models(self, priors: list[transfer.UsablePrior], facts: dict[str, dict]) -> list[PriorModel]:
+        """Each prior's GP (fitted once per set of priors, with a stream of its own), and the
+        priors that have none in ``facts``."""
+        fitted = self._prior_cache[2]
+        models = []
+        for k, prior in enumerate(priors):
+            if prior.study not in fitted:
+                fitted[prior.study] = self._fit_prior(prior, np.random.default_rng([self.seed, 1, k]))
+            model = fitted[prior.study]
+            if isinstance(model, str):
+                facts[prior.study] = {"weight": 0.0, "reason": model}
+            else:
+                models.append(model)
+        return models
+
+    def _fit_prior(self, prior: transfer.UsablePrior, rng: np.random.Generator) -> PriorModel | str:
+        if len(prior.losses) < _MIN_OBSERVATIONS:
+            return f"fewer than {_MIN_OBSERVATIONS} usable trials"
+        try:
+            X = self.encoder.encode_many(prior.params)
+            # A zero (average) mean, not the study GP's pessimistic one: where the prior has no
+            # trials it should say nothing, and a constant "bad" there made a prior that shares
+            # only its sampling pattern with the study look relevant.
+            y = OutputWarp(prior.losses, maximize=False).y
+            rows = _select(X, y, _FIT_POINTS)
+            theta = fit_hyperparameters(X[rows], y[rows], rng, self.settings.n_restarts)
+            return PriorModel(prior.study, GaussianProcess(X[rows], y[rows], theta))
+        except _FAILURES as error:
+            return f"prior model fit failed: {type(error).__name__}: {error}"[:300]
+
+    def _taken(self, params: Mapping[str, Value], data: _Data, suggestions: list[Suggestion]) -> bool:
+        key = config_key(params)
+        return any(config_key(p) == key for p in [*data.params, *data.pending, *(s.params for s in suggestions)])
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -303,14 +364,23 @@ class GaussianProcessBO(Algorithm):
 
     # -- model --------------------------------------------------------------------------------
 
-    def _fit(self, data: _Data, rng: np.random.Generator, index: int) -> _ModelState:
+    def _fit(self, data: _Data, rng: np.random.Generator, index: int, prior_models: Sequence[PriorModel] = (),
+             prior_facts: dict[str, dict] | None = None) -> _ModelState:
         """The models for proposal ``index`` on: a warm start from ``data.warm`` or a full fit
-        (see the module docstring, step 3)."""
+        (see the module docstring, step 3). With ``prior_models``, the GP models the residual
+        after their weighted means (gp/prior_mean.py); their weights go to ``prior_facts``."""
         maximize = self.objectives[0].direction is Direction.MAXIMIZE
         warp = OutputWarp(data.values, maximize)
         keep = _select(data.X, warp.y, self.settings.max_observations)
-        offset = _prior_mean(warp.y)
-        X, y = data.X[keep], warp.y[keep] - offset
+        target = warp.y
+        weights = None
+        if prior_models:
+            weights, relevances = fit_weights(list(prior_models), data.X[keep], warp.y[keep])
+            target = warp.y - prior_shift(list(prior_models), weights, data.X)
+            for model, weight, relevance in zip(prior_models, weights, relevances):
+                prior_facts[model.study] = {"weight": float(weight), "relevance": relevance}
+        offset = _prior_mean(target)
+        X, y = data.X[keep], target[keep] - offset
         fit_rows = _select(X, y, _FIT_POINTS)
         warm = data.warm
         stored = None if warm is None else [warm.theta, *warm.constraint_thetas]
@@ -331,6 +401,8 @@ class GaussianProcessBO(Algorithm):
         theta, warm_started = fit(y[fit_rows], 0)
         gp = GaussianProcess(X, y, theta)
         kernel = {**_kernel_facts(gp), "fit": "warm" if warm_started else "full", "full_fit_index": full_fit_index}
+        if weights is not None:
+            gp = PriorMeanGP(gp, list(prior_models), weights)
         observed = frozenset(config_key(p) for p in data.params)
         if data.C is None:
             best_rows = np.argsort(warp.y, kind="stable")[:_LOCAL_BEST]

@@ -1,0 +1,110 @@
+"""Transfer learning: what GP and TPE share of a study's priors (``SuggestContext.priors``).
+
+A prior trial counts when it completed with a finite value and, restricted to the study's
+parameters, is a valid assignment of the study's space (``SearchSpace.complete``: every active
+parameter present, fixed ones filled in, every value inside the study's bounds and choices).
+Parameters only the prior has are ignored; a trial with a value outside the study's domain is
+dropped, not clipped (a clipped point would claim a measurement at the bound that was never
+made). Each prior's values become losses in its own direction (lower is better).
+
+How each algorithm then uses them is in its own module; both start the same way: the first
+``WARM_CONFIGS`` proposals of the study are the priors' best configurations (interleaved
+across priors, best first), in place of start-up points, and both measure a prior's
+*relevance* on the study's own completed trials as the Kendall rank correlation between the
+prior's model and the observed losses (``relevance``), so a prior whose ranking does not
+agree fades out as the study's trials arrive.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from suggestion_service.algorithms.base import PriorTask
+from suggestion_service.domain.trial import TrialState
+from tuning_common.errors import InvalidArgument
+from tuning_types.space import SearchSpace, Value, config_key
+from tuning_types.study import Direction
+
+# Proposals taken from the priors' best configurations at the start of a study.
+WARM_CONFIGS = 3
+# Below this many completed trials of its own, a study cannot rank a prior: the prior gets
+# the algorithm's fixed start-up weight.
+MIN_RELEVANCE_TRIALS = 5
+# Where a suggestion's metadata reports what the priors did (docs/ALGORITHMS.md).
+PRIORS_KEY = "priors"
+
+
+@dataclass(frozen=True)
+class UsablePrior:
+    """A prior's trials that fall inside the study's space, and their losses."""
+
+    study: str
+    params: list[dict[str, Value]]
+    losses: np.ndarray  # [n], lower is better
+    # The objects the list was read from: a model fitted on it may be reused while they stay.
+    source: tuple
+
+
+def usable(space: SearchSpace, priors: Sequence[PriorTask]) -> list[UsablePrior]:
+    """Each prior's trials that the study can use (see the module docstring), in ``priors`` order."""
+    out = []
+    for prior in priors:
+        sign = -1.0 if prior.objective.direction is Direction.MAXIMIZE else 1.0
+        params, losses = [], []
+        for trial in prior.trials:
+            if trial.state is not TrialState.COMPLETED or not trial.values or not math.isfinite(trial.values[0]):
+                continue
+            given = {name: value for name, value in trial.params.items() if name in space.names}
+            try:
+                params.append(space.complete(given))
+            except InvalidArgument:
+                continue
+            losses.append(sign * float(trial.values[0]))
+        out.append(UsablePrior(prior.study, params, np.array(losses, dtype=float), prior.trials))
+    return out
+
+
+def warm_configs(priors: Sequence[UsablePrior], taken: set) -> list[dict[str, Value]]:
+    """Up to ``WARM_CONFIGS`` distinct configurations: each prior's best in turn, then each one's
+    second best..., skipping the ``taken`` ones (by ``config_key``)."""
+    orders = [np.argsort(p.losses, kind="stable") for p in priors]
+    picked: list[dict[str, Value]] = []
+    seen = set(taken)
+    for rank in range(max((len(o) for o in orders), default=0)):
+        for prior, order in zip(priors, orders):
+            if rank < len(order) and len(picked) < WARM_CONFIGS:
+                params = prior.params[order[rank]]
+                if config_key(params) not in seen:
+                    seen.add(config_key(params))
+                    picked.append(params)
+        if len(picked) == WARM_CONFIGS:
+            break
+    return picked
+
+
+def relevance(predicted_loss: np.ndarray, losses: np.ndarray) -> float | None:
+    """How well a prior's predicted losses at the study's trials rank their observed ``losses``:
+    Kendall's tau clipped at 0 (a prior that ranks backwards is not trusted either); None with
+    fewer than ``MIN_RELEVANCE_TRIALS`` trials."""
+    from scipy.stats import kendalltau
+
+    if len(losses) < MIN_RELEVANCE_TRIALS:
+        return None
+    tau = kendalltau(predicted_loss, losses).statistic
+    return max(0.0, float(tau)) if math.isfinite(tau) else 0.0
+
+
+def report(priors: Sequence[UsablePrior], weights: Mapping[str, Mapping]) -> dict[str, dict]:
+    """The metadata's ``PRIORS_KEY`` entry: per prior study, its usable trials and what the
+    algorithm made of it (``weights[study]``); a prior without usable trials says it has no effect."""
+    out = {}
+    for prior in priors:
+        entry = {"usable_trials": len(prior.params)}
+        if not prior.params:
+            entry["effect"] = "none: no completed trial of this prior falls inside the study's space"
+        out[prior.study] = {**entry, **weights.get(prior.study, {})}
+    return out
