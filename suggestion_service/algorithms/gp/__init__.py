@@ -233,11 +233,11 @@ class GaussianProcessBO(Algorithm):
         # Separate streams for the fit and the acquisition search: a warm fit draws no restarts,
         # and the candidates then stay those a full fit would have been followed by.
         fit_rng, search_rng = np.random.default_rng([self.seed, context.sequence]).spawn(2)
-        sobol_points = self._sobol(context.sequence, count)
         data = self._read_history(context)
         base = {"algorithm": self.name, "seed": self.seed}
         priors = self._usable_priors(context.priors)
         warm = transfer.warm_configs(priors, set()) if priors else []
+        sobol_points = transfer.startup_points(len(self.space), self.seed, context.sequence, count, len(warm))
         prior_facts: dict[str, dict] = {}
         if priors:
             base[transfer.PRIORS_KEY] = transfer.report(priors, prior_facts)
@@ -247,7 +247,8 @@ class GaussianProcessBO(Algorithm):
         failure: str | None = None
         for j in range(count):
             index = context.sequence + j
-            if index < self.n_startup_trials or len(data.values) < _MIN_OBSERVATIONS or self.encoder.dim == 0:
+            if (index < self.n_startup_trials + len(warm) or len(data.values) < _MIN_OBSERVATIONS
+                    or self.encoder.dim == 0):
                 if index < len(warm) and not self._taken(warm[index], data, suggestions):
                     suggestions.append(Suggestion(dict(warm[index]), metadata={**base, "phase": "prior_best"}))
                     continue

@@ -53,23 +53,24 @@ then weigh 1 each (no ramp: a front has no "recent is better" order), as in Optu
 trial with a non-finite value in any objective counts as bad.
 
 The first ``n_startup_trials`` completions are awaited with scrambled Sobol points indexed by
-``context.sequence``, exactly like ``quasi_random``.
+``context.sequence``, exactly like ``quasi_random``. Everything below is vectorised over
+observations: one suggestion costs a few (candidates x observations) array passes per parameter.
 
 Prior studies (transfer learning, ``algorithms/transfer.py``): the first proposals are the
-priors' best configurations; each prior's usable trials then join the model as extra kernels,
-split into its own below/above sets by its own gamma rule, each weighing
+priors' best configurations, followed by the usual start-up points (the start-up then waits
+for as many more completions). Each prior's usable trials then join the model as extra
+kernels, split into its own below/above sets by its own gamma rule, each weighing
 
     w_p = relevance_p / (1 + n / _PRIOR_DECAY)        (n: the study's completed trials)
 
-where relevance_p is Kendall's tau (clipped at 0) between the prior's own acquisition,
-log l_p(x) - log g_p(x), at the study's completed trials and their losses, or
-``_START_RELEVANCE`` while the study has fewer than 5 (only with n_startup_trials < 5). The
-start-up points after the priors' best stay Sobol points: drawing them from a prior's model
-left the study without its own spread of observations, and when the prior's best basin was a
-local one (a prior study that itself got stuck) the study never left it. A prior's weight
-fades as the study's own trials accumulate and is 0 as soon as its ranking stops agreeing
-with them. Everything below is vectorised over
-observations: one suggestion costs a few (candidates x observations) array passes per parameter.
+where relevance_p is ``transfer.relevance`` (Kendall's tau less its standard error, clipped
+at 0) between the prior's own acquisition, log l_p(x) - log g_p(x), at the study's completed
+trials and their losses, or ``_START_RELEVANCE`` while the study has fewer than 5 (only with
+n_startup_trials < 5). The start-up points stay Sobol points: drawing them from a prior's
+model left the study without its own spread of observations, and when the prior's best basin
+was a local one (a prior study that itself got stuck) the study never left it. A prior's
+weight fades as the study's own trials accumulate and is 0 while its ranking does not agree
+with them.
 """
 
 from __future__ import annotations
@@ -227,28 +228,31 @@ class TPE(Algorithm):
     def suggest(self, context: SuggestContext, count: int) -> list[Suggestion]:
         if count <= 0:
             return []
-        needed = max(self.settings.n_startup_trials, 1)
-        completed = 0
         priors, usable = self._priors(context.priors) if context.priors else ([], [])
+        warm = transfer.warm_configs(usable, set())
+        needed = max(self.settings.n_startup_trials, 1) + len(warm)
+        completed = 0
         for trial in context.history:
             completed += trial.state == TrialState.COMPLETED and bool(trial.values)
             if completed >= needed:
                 with context.stage("sample tpe"):
                     return self._model(context, count, priors, usable)
-        return self._startup(context, count, usable)
+        return self._startup(context, count, usable, warm)
 
     def _metadata(self, phase: str, **extra) -> dict:
         return {"algorithm": self.name, "seed": self.seed, "phase": phase, **extra}
 
-    def _startup(self, context: SuggestContext, count: int, usable: list[transfer.UsablePrior] = ()) -> list[Suggestion]:
-        points = low_discrepancy_points(len(self.space), self.seed, context.sequence, count)
+    def _startup(self, context: SuggestContext, count: int, usable: list[transfer.UsablePrior] = (),
+                 warm: list = ()) -> list[Suggestion]:
         if not usable:
+            points = low_discrepancy_points(len(self.space), self.seed, context.sequence, count)
             return [Suggestion(self.space.from_unit(p), metadata=self._metadata("startup")) for p in points]
+        points = transfer.startup_points(len(self.space), self.seed, context.sequence, count, len(warm))
         extra = {transfer.PRIORS_KEY: transfer.report(usable, {})}
         taken = {config_key(p) for p in context.pending} | {config_key(t.params) for t in context.history}
-        warm = self._warm(context, usable, taken, count, {})
+        proposals = self._warm(context, usable, warm, taken, count, {})
         return [w or Suggestion(self.space.from_unit(p), metadata=self._metadata("startup", **extra))
-                for w, p in zip(warm, points)]
+                for w, p in zip(proposals, points)]
 
     # -- priors (transfer learning) ------------------------------------------------------------
 
@@ -292,11 +296,10 @@ class TPE(Algorithm):
             facts[prior.study] = {"weight": weight, "relevance": measured}
         return weights, facts
 
-    def _warm(self, context: SuggestContext, usable: list[transfer.UsablePrior], taken: set, count: int,
-              facts: dict) -> list[Suggestion]:
-        """The priors' best configurations for the proposals of this call that are among the
-        study's first ``transfer.WARM_CONFIGS`` (None where another proposal is due)."""
-        warm = transfer.warm_configs(usable, set())
+    def _warm(self, context: SuggestContext, usable: list[transfer.UsablePrior], warm: list, taken: set,
+              count: int, facts: dict) -> list[Suggestion | None]:
+        """The priors' best configurations ``warm`` for the proposals of this call that are among
+        the study's first ``len(warm)`` (None where another proposal is due)."""
         out = []
         for j in range(count):
             index = context.sequence + j
@@ -334,8 +337,9 @@ class TPE(Algorithm):
             weights, facts = self._prior_weights(priors, x_hist, losses)
             prior_rows = [(p, w) for p, w in zip(priors, weights) if w > 0]
             extra = {transfer.PRIORS_KEY: transfer.report(usable, facts)}
-            # Only where n_startup_trials is below transfer.WARM_CONFIGS.
-            warm = self._warm(context, usable, taken | {config_key(t.params) for t in trials}, count, facts)
+            # Only where n_startup_trials is 0 (the start-up then ends at the warm proposals).
+            warm = self._warm(context, usable, transfer.warm_configs(usable, set()),
+                              taken | {config_key(t.params) for t in trials}, count, facts)
         else:
             warm = [None] * count
 
