@@ -32,13 +32,18 @@ from tuning_common.errors import InvalidArgument
 from tuning_types.space import SearchSpace, Value, config_key
 from tuning_types.study import Direction
 
-# Proposals taken from the priors' best configurations at the start of a study.
-WARM_CONFIGS = 3
+# Proposals taken from the priors' best configurations at the start of a study. One: on the
+# benchmark (docs/BENCHMARKS.md) a related prior's best alone reached the target regret, while
+# each warm proposal of a misleading prior is a bad observation the study then has to model
+# (three cost a GP on Branin 9 more trials to the target, one cost 2).
+WARM_CONFIGS = 1
 # Below this many completed trials of its own, a study cannot rank a prior: the prior gets
 # the algorithm's fixed start-up weight.
 MIN_RELEVANCE_TRIALS = 5
 # Where a suggestion's metadata reports what the priors did (docs/ALGORITHMS.md).
 PRIORS_KEY = "priors"
+# Standard errors of Kendall's tau a prior's ranking must clear to count (about 95% one-sided).
+_RELEVANCE_Z = 2.0
 # Sobol index of the stand-ins for taken warm proposals (see startup_points).
 _TAKEN_WARM = 2**20
 
@@ -93,10 +98,11 @@ def warm_configs(priors: Sequence[UsablePrior], taken: set) -> list[dict[str, Va
 
 def relevance(predicted_loss: np.ndarray, losses: np.ndarray) -> float | None:
     """How well a prior's predicted losses at the study's trials rank their observed ``losses``:
-    Kendall's tau less one standard error under independence, clipped at 0 (a prior that ranks
-    backwards is not trusted either); None with fewer than ``MIN_RELEVANCE_TRIALS`` trials.
+    Kendall's tau less ``_RELEVANCE_Z`` standard errors under independence, clipped at 0 (a
+    prior that ranks backwards is not trusted either); None with fewer than
+    ``MIN_RELEVANCE_TRIALS`` trials.
 
-    The standard error matters: with 10 trials an unrelated prior's tau is often 0.2 by
+    The margin matters: with 10 trials an unrelated prior's tau is often 0.2 or more by
     chance, and on the benchmark such priors steered TPE away from the optimum."""
     from scipy.stats import kendalltau
 
@@ -105,7 +111,7 @@ def relevance(predicted_loss: np.ndarray, losses: np.ndarray) -> float | None:
         return None
     tau = kendalltau(predicted_loss, losses).statistic
     standard_error = math.sqrt(2.0 * (2 * n + 5) / (9.0 * n * (n - 1)))
-    return max(0.0, float(tau) - standard_error) if math.isfinite(tau) else 0.0
+    return max(0.0, float(tau) - _RELEVANCE_Z * standard_error) if math.isfinite(tau) else 0.0
 
 
 def startup_points(dims: int, seed: int, first: int, count: int, n_warm: int) -> np.ndarray:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from suggestion_service.algorithms import make_algorithm, validate_algorithm
+from suggestion_service.algorithms import ALGORITHMS, make_algorithm, validate_algorithm
 from suggestion_service.algorithms.base import PriorTask, SuggestContext, TrialView
 from suggestion_service.algorithms.transfer import PRIORS_KEY, WARM_CONFIGS, usable
 from suggestion_service.domain.trial import TrialState
@@ -98,7 +98,7 @@ def test_tpe_weighs_an_unrelated_prior_down_and_a_related_one_up():
         int(p["x0"] * 1e6) % 2**32).random()), 80, 2))
     negated = PriorTask("negated", MAXIMIZE, related_prior(2).trials)
     last = run("tpe", 30, target, (related_prior(2), negated, noise), seed=2)[-1].metadata[PRIORS_KEY]
-    assert last["related"]["relevance"] > 0.3
+    assert last["related"]["relevance"] > 0.2 and last["related"]["weight"] > 0.1
     assert last["negated"]["weight"] == 0.0
     assert last["noise"]["weight"] < 0.5 * last["related"]["weight"]
 
@@ -149,10 +149,12 @@ def test_a_prior_without_usable_trials_has_no_effect_and_says_so(algorithm):
 
 
 def test_only_algorithms_that_learn_from_priors_accept_them():
-    spec = StudySpec(SPACE, (MINIMIZE,), AlgorithmSpec("random"), prior_studies=("old",))
-    with pytest.raises(InvalidArgument) as error:
-        validate_algorithm(spec)
-    assert error.value.field == "spec.prior_studies" and "gp" in error.value.description
+    assert not ALGORITHMS["bohb"].uses_priors  # (it needs a fidelity, refused before this check)
+    for name in ("random", "quasi_random"):
+        spec = StudySpec(SPACE, (MINIMIZE,), AlgorithmSpec(name), prior_studies=("old",))
+        with pytest.raises(InvalidArgument) as error:
+            validate_algorithm(spec)
+        assert error.value.field == "spec.prior_studies" and "(only tpe, gp, auto do)" in error.value.description
     for name in ("gp", "tpe", "auto"):
         validate_algorithm(StudySpec(SPACE, (MINIMIZE,), AlgorithmSpec(name), prior_studies=("old",)))
 
