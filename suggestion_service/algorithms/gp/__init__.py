@@ -49,6 +49,10 @@ probability of feasibility, with the best *feasible* observation as the incumben
 none is feasible, the log probability of feasibility alone. The local candidates perturb the
 best feasible points, then the least violating ones. ``ucb`` is refused with constraints.
 
+**Prior studies** (transfer learning, ``algorithms/transfer.py``): the first proposal is the
+priors' best configuration, before the start-up points; the model then adds each prior's GP
+mean, weighted by a ridge fit on the study's own values (``prior_mean.py``).
+
 If the fit or the acquisition optimisation fails (a singular matrix, non-finite
 values), the proposal falls back to the quasi-random point of its index and its
 metadata says so: ``{"fallback": "quasi_random", "reason": ...}``.
@@ -82,7 +86,6 @@ from suggestion_service.algorithms.gp.model import (
 )
 from suggestion_service.algorithms.gp.prior_mean import PriorMeanGP, PriorModel, fit_weights, prior_shift
 from suggestion_service.algorithms.gp.warping import OutputWarp
-from suggestion_service.algorithms.quasi_random import low_discrepancy_points
 from suggestion_service.domain.trial import TrialState
 from tuning_common.errors import InvalidArgument
 from tuning_types.space import Value, config_key
@@ -327,10 +330,6 @@ class GaussianProcessBO(Algorithm):
         return any(config_key(p) == key for p in [*data.params, *data.pending, *(s.params for s in suggestions)])
 
     # -- data ---------------------------------------------------------------------------------
-
-    def _sobol(self, start: int, count: int) -> np.ndarray:
-        """Points ``start .. start + count - 1`` of the study's quasi-random stream, [count, len(space)]."""
-        return low_discrepancy_points(len(self.space), self.seed, start, count)
 
     def _read_history(self, context: SuggestContext) -> _Data:
         rows, values, params, pending, constraint_rows = [], [], [], [], []

@@ -337,7 +337,7 @@ class TPE(Algorithm):
             weights, facts = self._prior_weights(priors, x_hist, losses)
             prior_rows = [(p, w) for p, w in zip(priors, weights) if w > 0]
             extra = {transfer.PRIORS_KEY: transfer.report(usable, facts)}
-            # Only where n_startup_trials is 0 (the start-up then ends at the warm proposals).
+            # Still due only when trials users created completed before the first proposal.
             warm = self._warm(context, usable, transfer.warm_configs(usable, set()),
                               taken | {config_key(t.params) for t in trials}, count, facts)
         else:
