@@ -3,7 +3,7 @@
 Studies carry the roles; a trial has its study's. Readers see a study and its trials;
 editors also do what workers do (ask, tell, heartbeats, enqueue trials); managers also stop,
 complete or delete the study and give roles on it. Study webhooks are for admins. Anyone authenticated may create a study
-and becomes its manager; ListStudies shows only the studies the caller may read.
+(with prior studies: one it may read each of) and becomes its manager; ListStudies shows only the studies the caller may read.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ def rules(service, store: PermissionStore | None) -> dict[str, Rule]:
     def study(request) -> Resource:
         return Resource(STUDY, request.study)
 
+    def priors(request) -> list[Resource]:
+        return [Resource(STUDY, name) for name in request.spec.prior_studies]
+
     def trial(request) -> Resource:
         return Resource(STUDY, service.get_trial(request.trial_id).study_name)
 
@@ -45,7 +48,9 @@ def rules(service, store: PermissionStore | None) -> dict[str, Rule]:
             store.drop(Resource(STUDY, request.name), actor=actor)
 
     table = {
-        "CreateStudy": Creates(STUDY, lambda response: (response.study.name, response.created)),
+        # A study that learns from prior studies reads their trials: its maker must be able to.
+        "CreateStudy": Creates(STUDY, lambda response: (response.study.name, response.created),
+                               also=(Needs(READER, priors),)),
         "GetStudy": Needs(READER, named),
         "ListStudies": Lists(STUDY),
         "SetStudyState": Needs(MANAGER, named),

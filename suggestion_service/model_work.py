@@ -45,7 +45,7 @@ from sqlalchemy.engine import Connection
 
 from suggestion_service import instruments
 from suggestion_service.algorithms import make_algorithm
-from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion, TrialView
+from suggestion_service.algorithms.base import Algorithm, PriorTask, SuggestContext, Suggestion, TrialView
 from suggestion_service.domain.study import Study, StudyState
 from suggestion_service.domain.trial import TrialState
 from tuning_common import telemetry
@@ -61,6 +61,10 @@ MAX_BATCH = 32
 BUSY_SECONDS = 30.0
 # Studies whose history and batches a service keeps in memory (least recently asked go first).
 MAX_STUDIES = 256
+# Transfer learning: the most recent completed trials read of each prior study, and how often
+# they are read again (a prior may still be running; its newest trials add little).
+PRIOR_TRIALS = 500
+PRIOR_REFRESH_SECONDS = 60.0
 
 
 # --- the history, in memory ---------------------------------------------------------------
@@ -86,10 +90,20 @@ class StudyHistory:
         # (its metadata's "index"): a new batch starts above it, so no replica draws from a
         # stream another already used for a trial it can see (it would propose the same point).
         self.max_index = -1
+        # The prior studies' trials (spec.prior_studies), read at most every PRIOR_REFRESH_SECONDS;
+        # the version tells a lane whether it has them already.
+        self.priors: tuple[PriorTask, ...] = ()
+        self.priors_version = 0
+        self.priors_read = -PRIOR_REFRESH_SECONDS
         self.lock = threading.Lock()
 
     def refresh(self, conn: Connection, repo) -> None:
         """Reads what changed; call with ``lock`` held (reads are then applied in order)."""
+        names = self.study.spec.prior_studies
+        if names and time.monotonic() - self.priors_read >= PRIOR_REFRESH_SECONDS:
+            self.priors = repo.prior_tasks(conn, names, PRIOR_TRIALS)
+            self.priors_version += 1
+            self.priors_read = time.monotonic()
         for view in repo.history_since(conn, self.study, self.max_number, list(self.pending)):
             self.max_number = max(self.max_number, view.number)
             index = view.metadata.get("index")
@@ -104,7 +118,8 @@ class StudyHistory:
 
     def snapshot(self) -> Snapshot:
         """What the history is now; call with ``lock`` held."""
-        return Snapshot(len(self.arrival), tuple(self.pending.values()), self.max_number, self.max_index + 1)
+        return Snapshot(len(self.arrival), tuple(self.pending.values()), self.max_number, self.max_index + 1,
+                        self.priors, self.priors_version)
 
     def views(self, snapshot: Snapshot) -> list[TrialView]:
         """The trials of ``snapshot``, oldest first."""
@@ -123,6 +138,8 @@ class Snapshot:
     pending: tuple[TrialView, ...]  # the trials then running or queued
     max_number: int  # the highest trial number then
     next_index: int = 0  # above every stream position a trial then stored was proposed at
+    priors: tuple[PriorTask, ...] = ()  # the prior studies' trials then read
+    priors_version: int = 0
 
 
 # --- batches ---------------------------------------------------------------------------------
@@ -179,6 +196,9 @@ class Job:
     pending: tuple[TrialView, ...]
     sequence: int
     count: int
+    priors_version: int = 0
+    # None: the same as the lane got with this version before.
+    priors: tuple[PriorTask, ...] | None = ()
 
 
 @dataclass(frozen=True)
@@ -197,6 +217,8 @@ class _LaneStudy:
     # one job to the next (TPE reuses what it read of an unchanged prefix).
     finished: list[TrialView] = field(default_factory=list)
     numbers: list[int] = field(default_factory=list)
+    priors: tuple[PriorTask, ...] = ()
+    priors_version: int = -1
 
     def add(self, views: Sequence[TrialView]) -> None:
         for view in views:
@@ -227,6 +249,10 @@ class LaneState:
             study = _LaneStudy(job.spec, make_algorithm(job.spec))
         elif len(study.finished) != job.base:
             raise Resync()
+        if job.priors is not None:
+            study.priors, study.priors_version = job.priors, job.priors_version
+        elif study.priors_version != job.priors_version:
+            raise Resync()
         self.studies[job.study_id] = study
         self.studies.move_to_end(job.study_id)
         while len(self.studies) > MAX_STUDIES:
@@ -237,7 +263,7 @@ class LaneState:
         context = SuggestContext(
             space=job.spec.space, objectives=job.spec.objectives, sequence=job.sequence,
             pending=[v.params for v in job.pending], history=history, constraints=job.spec.constraints,
-            stage=lambda name: _timed(name, stages),
+            priors=study.priors, stage=lambda name: _timed(name, stages),
         )
         return JobResult(study.algorithm.suggest(context, job.count), stages)
 
@@ -271,6 +297,8 @@ class Lane:
         self._lock = threading.Lock()
         # Per study: how many of its finished trials (StudyHistory.arrival) the lane holds.
         self._sent: dict[int, int] = {}
+        # Per study: the version of its priors the lane holds.
+        self._sent_priors: dict[int, int] = {}
 
     def start(self) -> None:
         """Starts the model process now rather than on the first job."""
@@ -301,8 +329,11 @@ class Lane:
                     # Submitted under the lock: jobs reach the process in the order their bases were set.
                     base = min(self._sent.get(study_id, 0), snapshot.finished) if attempt == 0 else 0
                     finished = tuple(history.finished[n] for n in history.arrival[base:snapshot.finished])
-                    job = Job(study_id, spec, base, finished, snapshot.pending, sequence, count)
+                    same_priors = attempt == 0 and self._sent_priors.get(study_id) == snapshot.priors_version
+                    job = Job(study_id, spec, base, finished, snapshot.pending, sequence, count,
+                              snapshot.priors_version, None if same_priors else snapshot.priors)
                     self._sent[study_id] = snapshot.finished
+                    self._sent_priors[study_id] = snapshot.priors_version
                     if self.process:
                         self._start()
                         if self._executor is None:
@@ -317,6 +348,7 @@ class Lane:
                 log.warning("the model process of a lane died; starting another")
                 with self._lock:
                     self._sent.clear()
+                    self._sent_priors.clear()
                     if self._executor is not None:
                         self._executor.shutdown(wait=False)
                     self._executor = None

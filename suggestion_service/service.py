@@ -45,7 +45,7 @@ from suggestion_service.domain.trial import (
     check_metrics,
 )
 from suggestion_service.domain.webhook import TEST_PAYLOAD, CompletedBecause, WebhookEvent, improves, trial_payload
-from suggestion_service.model_work import ModelWork, Proposal, StudyHistory
+from suggestion_service.model_work import PRIOR_TRIALS, ModelWork, Proposal, StudyHistory
 from suggestion_service.persistence.repository import Repository
 from suggestion_service.persistence.webhooks import STORE as WEBHOOKS
 from tuning_common import telemetry
@@ -175,6 +175,7 @@ class SuggestionService:
         def work(conn: Connection) -> tuple[Study, bool]:
             existing = self.repo.find_study(conn, name=name)
             if existing is None:
+                self._check_priors(conn, name, spec)
                 stored = spec if spec.seed is not None else spec.with_seed(secrets.randbits(63))
                 created = self.repo.insert_study(conn, name, stored, self.clock())
                 # Not created: a concurrent CreateStudy of the same name won; compare with it.
@@ -189,6 +190,16 @@ class SuggestionService:
             return self.repo.with_counts(conn, existing), False
 
         return self.db.run(work, write=True)
+
+    def _check_priors(self, conn: Connection, name: str, spec: StudySpec) -> None:
+        for i, prior_name in enumerate(spec.prior_studies):
+            field = f"spec.prior_studies[{i}]"
+            if prior_name == name:
+                raise InvalidArgument(field, "a study cannot be its own prior")
+            prior = self.repo.find_study(conn, name=prior_name)
+            if prior is None:
+                raise NotFound(f"{field}: prior study {prior_name!r} does not exist", reason="STUDY_NOT_FOUND")
+            spec.check_prior(field, prior_name, prior.spec)
 
     def get_study(self, name: str) -> Study:
         check_name("name", name, "study name")
@@ -398,6 +409,8 @@ class SuggestionService:
                     pending=self.repo.pending_params(conn, study.id) if algorithm.uses_pending else (),
                     history=self.repo.history(conn, study) if algorithm.uses_history else (),
                     constraints=spec.constraints,
+                    priors=(self.repo.prior_tasks(conn, spec.prior_studies, PRIOR_TRIALS)
+                            if algorithm.uses_priors and spec.prior_studies else ()),
                     stage=telemetry.stage,
                 )
                 suggestions = self._propose(algorithm, context, n_new)

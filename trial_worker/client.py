@@ -137,6 +137,7 @@ class SuggestionClient:
         pruner_settings: Mapping[str, Any] | None = None,
         constraints: Sequence[str] = (),
         reference_point: Mapping[str, float] | None = None,
+        prior_studies: Sequence[str] = (),
     ) -> Study:
         """Gets or creates a study; ``objectives`` maps metric names to "minimize"/"maximize".
 
@@ -147,6 +148,8 @@ class SuggestionClient:
         carries (``study.tell(trial, value, constraints=[...])``); <= 0 is feasible.
         ``reference_point`` maps objectives to their hypervolume reference value (a
         multi-objective study's ``study.hypervolume()``); objectives left out get the derived one.
+        ``prior_studies`` names earlier studies of the same parameters whose trials gp, tpe and
+        auto learn from (transfer learning, docs/ALGORITHMS.md); both need one objective.
         """
         if algorithm is None and algorithm_settings:
             raise ValueError("algorithm_settings needs an algorithm: name the one they are for")
@@ -167,6 +170,7 @@ class SuggestionClient:
             fidelity=fidelity,
             pruner=None if pruner is None else PrunerSpec(pruner, dict(pruner_settings or {})),
             constraints=tuple(constraints),
+            prior_studies=tuple(prior_studies),
         )
         message = convert.spec_to_proto(spec)
         if seed is None:

@@ -20,6 +20,7 @@ The form people write, in the Python API's words (:mod:`trial_worker.space`,
     max_retries: 2
     fidelity: {name: boosting_rounds, min: 10, max: 300, reduction_factor: 3}
     pruner: asha                    # pruner_settings: {metric: val_logloss, direction: minimize}
+    prior_studies: [xgb-wine-2025]  # learn from earlier studies (transfer learning)
 
 An objective item may carry ``reference_point: 0.5`` (a multi-objective study's hypervolume
 reference, in the metric's units). ``objectives`` may also be a mapping, ``{val_f1: maximize}``. A file with a top-level
@@ -62,7 +63,7 @@ from tuning_types.study import (
 
 _STUDY_KEYS = ("name", "parameters", "objectives", "algorithm", "algorithm_settings", "seed", "max_trials",
                "max_parallel_trials", "lease_seconds", "max_retries", "retry_failed", "fidelity", "pruner",
-               "pruner_settings", "constraints")
+               "pruner_settings", "constraints", "prior_studies")
 _TYPES: dict[str, tuple[Callable[..., Parameter], tuple[str, ...]]] = {
     "float": (Float, ("low", "high", "log", "step")),
     "int": (Int, ("low", "high", "log", "step")),
@@ -131,6 +132,10 @@ def from_dict(document: Mapping[str, Any]) -> tuple[str, StudySpec]:
     for i, constraint in enumerate(constraints):
         if not isinstance(constraint, str):
             raise StudyFileError(f"constraints[{i}]: expected a constraint name, got {constraint!r:.60}")
+    prior_studies = _get(document, "prior_studies", list, "") or []
+    for i, prior in enumerate(prior_studies):
+        if not isinstance(prior, str):
+            raise StudyFileError(f"prior_studies[{i}]: expected a study name, got {prior!r:.60}")
     return name, StudySpec(
         space=SearchSpace(tuple(_parameter(p, f"parameters[{i}]") for i, p in enumerate(parameters))),
         objectives=objectives,
@@ -144,6 +149,7 @@ def from_dict(document: Mapping[str, Any]) -> tuple[str, StudySpec]:
         fidelity=None if fidelity is None else _fidelity(fidelity),
         pruner=None if pruner is None else PrunerSpec(pruner, dict(pruner_settings or {})),
         constraints=tuple(constraints),
+        prior_studies=tuple(prior_studies),
     )
 
 
@@ -268,6 +274,8 @@ def to_dict(name: str, spec: pb.StudySpec) -> dict[str, Any]:
             document["pruner_settings"] = _plain(study.pruner.settings)
     if study.constraints:
         document["constraints"] = list(study.constraints)
+    if study.prior_studies:
+        document["prior_studies"] = list(study.prior_studies)
     return document
 
 

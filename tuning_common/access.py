@@ -129,10 +129,12 @@ class Needs:
 class Creates:
     """Any authenticated caller; ``created(response)`` is the id of the resource and whether the
     call made it: its maker becomes its manager; a create that found it (an idempotent
-    CreateStudy) answers it only to a reader of it."""
+    CreateStudy) answers it only to a reader of it. ``also``: roles on other resources the
+    request names (the reader role on each prior study a new study learns from)."""
 
     type: str
     created: Callable[[Any], tuple[str, bool]]
+    also: tuple[Needs, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -195,8 +197,8 @@ class Policy:
             raise PermissionDenied(f"{method} has no access rule", reason="NO_ACCESS_RULE")
         if rule is ADMIN_ONLY and principal not in self.admins:
             raise PermissionDenied("only an admin may do this", reason="ADMIN_REQUIRED")
-        if isinstance(rule, Needs):
-            for needs in (rule, *rule.also):
+        if isinstance(rule, Needs | Creates):
+            for needs in (rule, *rule.also) if isinstance(rule, Needs) else rule.also:
                 found = needs.locate(request)
                 if found is None:
                     if principal not in self.admins and not at_least(self.default_role, needs.role):

@@ -127,6 +127,7 @@ def spec_from_proto(spec: pb.StudySpec) -> StudySpec:
         fidelity=fidelity,
         pruner=pruner,
         constraints=tuple(spec.constraints),
+        prior_studies=tuple(spec.prior_studies),
     )
 
 
@@ -190,6 +191,7 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
             name=spec.pruner.name, settings=struct(spec.pruner.settings)
         ),
         constraints=spec.constraints,
+        prior_studies=spec.prior_studies,
     )
 
 

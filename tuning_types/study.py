@@ -19,6 +19,8 @@ MAX_LEASE_SECONDS = 7 * 24 * 3600.0
 MAX_RETRIES_LIMIT = 100
 DEFAULT_REDUCTION_FACTOR = 3.0
 MAX_CONSTRAINTS = 100
+# Studies one study may learn from (spec.prior_studies).
+MAX_PRIOR_STUDIES = 10
 
 
 class Direction(enum.Enum):
@@ -92,6 +94,8 @@ class StudySpec:
     pruner: PrunerSpec | None = None
     # Names of the constraint values each SUCCEEDED tell carries (<= 0: satisfied).
     constraints: tuple[str, ...] = ()
+    # Names of earlier studies whose trials the algorithm learns from (transfer learning).
+    prior_studies: tuple[str, ...] = ()
 
     def validate(self) -> None:
         self.space.validate("spec.parameters")
@@ -133,6 +137,14 @@ class StudySpec:
             check_name(f"spec.constraints[{i}]", name, "constraint name")
             if name in self.constraints[:i]:
                 raise InvalidArgument(f"spec.constraints[{i}]", f"duplicate constraint {name!r}")
+        if len(self.prior_studies) > MAX_PRIOR_STUDIES:
+            raise InvalidArgument("spec.prior_studies", f"at most {MAX_PRIOR_STUDIES}, got {len(self.prior_studies)}")
+        for i, name in enumerate(self.prior_studies):
+            check_name(f"spec.prior_studies[{i}]", name, "study name")
+            if name in self.prior_studies[:i]:
+                raise InvalidArgument(f"spec.prior_studies[{i}]", f"duplicate prior study {name!r}")
+        if self.prior_studies and len(self.objectives) != 1:
+            raise InvalidArgument("spec.prior_studies", "transfer from prior studies needs exactly one objective")
 
     @property
     def metric_names(self) -> list[str]:
@@ -140,3 +152,20 @@ class StudySpec:
 
     def with_seed(self, seed: int) -> StudySpec:
         return replace(self, seed=seed)
+
+    def check_prior(self, field: str, name: str, prior: StudySpec) -> None:
+        """Raises InvalidArgument on ``field`` unless the study ``name`` with spec ``prior`` can be
+        a prior of this one: one objective, and every non-fixed parameter of this study declared
+        there too with the same type (float, int or categorical; bounds and choices may differ)."""
+        if len(prior.objectives) != 1:
+            raise InvalidArgument(field, f"prior study {name!r} has {len(prior.objectives)} objectives; "
+                                         "transfer needs exactly one")
+        theirs = {p.name: p for p in prior.space}
+        for parameter in self.space:
+            if parameter.is_fixed:
+                continue
+            other = theirs.get(parameter.name)
+            if other is None or type(other.domain) is not type(parameter.domain):
+                kind = type(parameter.domain).__name__.removesuffix("Domain").lower()
+                raise InvalidArgument(field, f"prior study {name!r} has no {kind} parameter {parameter.name!r}; "
+                                             "a prior must declare every non-fixed parameter, with the same type")

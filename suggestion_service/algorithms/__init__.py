@@ -7,7 +7,7 @@ No gRPC, SQL or telemetry in this package: the service hands each algorithm a
 from __future__ import annotations
 
 from suggestion_service.algorithms.auto import Auto
-from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion, TrialView, lookup
+from suggestion_service.algorithms.base import Algorithm, PriorTask, SuggestContext, Suggestion, TrialView, lookup
 from suggestion_service.algorithms.bohb import BOHB
 from suggestion_service.algorithms.gp import GaussianProcessBO
 from suggestion_service.algorithms.grid import GridSearch
@@ -16,6 +16,7 @@ from suggestion_service.algorithms.pruners import Pruner, make_pruner, validate_
 from suggestion_service.algorithms.quasi_random import QuasiRandomSearch
 from suggestion_service.algorithms.random_search import RandomSearch
 from suggestion_service.algorithms.tpe import TPE
+from tuning_common.errors import InvalidArgument
 from tuning_types.study import StudySpec
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
@@ -36,6 +37,9 @@ def validate_algorithm(spec: StudySpec) -> None:
     cls.check_fidelity(spec.fidelity)
     cls.check_constraints(spec.constraints, settings)
     cls.check_spec(spec, settings)
+    if spec.prior_studies and not cls.uses_priors:
+        users = ", ".join(name for name, c in ALGORITHMS.items() if c.uses_priors)
+        raise InvalidArgument("spec.prior_studies", f"{cls.name!r} does not learn from prior studies (only {users} do)")
     validate_pruner(spec)
 
 
@@ -47,6 +51,7 @@ def make_algorithm(spec: StudySpec) -> Algorithm:
 __all__ = [
     "ALGORITHMS",
     "Algorithm",
+    "PriorTask",
     "Pruner",
     "SuggestContext",
     "Suggestion",

@@ -45,6 +45,8 @@ class Auto(Algorithm):
     name = "auto"
     uses_history = True
     model_based = True
+    # Both delegates learn from prior studies; the context (priors included) goes to the chosen one.
+    uses_priors = True
 
     @dataclass(frozen=True)
     class Settings:

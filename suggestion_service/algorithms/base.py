@@ -53,6 +53,18 @@ class TrialView:
 
 
 @dataclass(frozen=True)
+class PriorTask:
+    """An earlier study the study learns from (``StudySpec.prior_studies``): its completed trials.
+
+    ``trials`` are the prior's own, in its own space and objective direction; the algorithm
+    keeps those that fall inside the study's space (``transfer.usable_trials``)."""
+
+    study: str
+    objective: Objective
+    trials: tuple[TrialView, ...]
+
+
+@dataclass(frozen=True)
 class SuggestContext:
     space: SearchSpace
     objectives: tuple[Objective, ...]
@@ -64,6 +76,9 @@ class SuggestContext:
     history: Sequence[TrialView] = ()
     # The study's declared constraint names (spec.constraints); empty: unconstrained.
     constraints: tuple[str, ...] = ()
+    # The prior studies' completed trials, in spec.prior_studies order; only filled for
+    # algorithms with uses_priors.
+    priors: tuple[PriorTask, ...] = ()
     # Wraps each costly stage, named "verb object" ("fit gp", "optimize acquisition"): the
     # service traces them; algorithms stay free of telemetry.
     stage: Callable[[str], AbstractContextManager] = lambda _name: nullcontext()
@@ -166,6 +181,9 @@ class Algorithm(Configurable, abc.ABC):
     # False: every trial must come from the algorithm (pbt's are segments it schedules), so
     # CreateTrial is refused.
     accepts_user_trials: ClassVar[bool] = True
+    # True: suggest() learns from SuggestContext.priors (gp, tpe, auto); a study naming prior
+    # studies must run such an algorithm.
+    uses_priors: ClassVar[bool] = False
 
     @classmethod
     def check_space(cls, space: SearchSpace, field: str = "spec.parameters") -> None:

@@ -24,6 +24,8 @@ _PENDING = (TrialState.ACTIVE, TrialState.QUEUED)
 
 class BOHB(TPE):
     name = "bohb"
+    # TPE's use of prior studies has not been measured at several budgets: refused, not inherited.
+    uses_priors = False
 
     @dataclass(frozen=True)
     class Settings(TPE.Settings):

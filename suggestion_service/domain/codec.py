@@ -83,6 +83,8 @@ def spec_to_dict(spec: StudySpec) -> dict[str, Any]:
         },
         "pruner": None if spec.pruner is None else {"name": spec.pruner.name, "settings": spec.pruner.settings},
         "constraints": list(spec.constraints),
+        # Only when set, so that specs without priors keep their canonical form.
+        **({"prior_studies": list(spec.prior_studies)} if spec.prior_studies else {}),
     }
 
 
@@ -110,6 +112,7 @@ def spec_from_dict(data: dict[str, Any]) -> StudySpec:
         fidelity=Fidelity(**data["fidelity"]) if data.get("fidelity") else None,
         pruner=PrunerSpec(**data["pruner"]) if data.get("pruner") else None,
         constraints=tuple(data.get("constraints", ())),
+        prior_studies=tuple(data.get("prior_studies", ())),
     )
 
 

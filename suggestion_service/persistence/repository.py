@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from suggestion_service.algorithms.base import TrialView
+from suggestion_service.algorithms.base import PriorTask, TrialView
 from suggestion_service.algorithms.pruners import PeerValue
 from suggestion_service.domain.codec import spec_from_dict, spec_to_dict
 from suggestion_service.domain.study import Study, StudyState, TrialCounts
@@ -99,6 +99,13 @@ _HISTORY_SINCE = _HISTORY.where(
     sa.or_(trials.c.number > bindparam("after"),
            sa.and_(trials.c.number.in_(bindparam("numbers", expanding=True)), trials.c.state.not_in([ACTIVE, QUEUED]))),
 )
+_COMPLETED = TrialState.COMPLETED.value
+# A prior study's completed trials from the n-th most recent one on (transfer learning).
+_PRIOR_FROM = (sa.select(trials.c.number)
+               .where(trials.c.study_id == bindparam("study_id"), trials.c.state == _COMPLETED)
+               .order_by(trials.c.number.desc()).limit(1).offset(bindparam("skip")))
+_PRIOR_TRIALS = _HISTORY.where(trials.c.study_id == bindparam("study_id"), trials.c.state == _COMPLETED,
+                               trials.c.number >= bindparam("from_number"))
 # More unfinished trials than this to look up by number: look from the smallest instead.
 _MAX_REREAD = 5000
 # Without .values(), the SET clause comes from the keys passed at execution.
@@ -370,6 +377,19 @@ class Repository:
         if len(numbers) > _MAX_REREAD:  # a long list costs more than reading from its smallest
             after_number, numbers = min(numbers) - 1, []
         return self._views(conn, study, _HISTORY_SINCE, {"after": after_number, "numbers": list(numbers)})
+
+    def prior_tasks(self, conn: Connection, names: Sequence[str], limit: int) -> tuple[PriorTask, ...]:
+        """The most recent ``limit`` completed trials of each named study (a study's priors), in
+        ``names`` order; a prior deleted since the study was created has none."""
+        tasks = []
+        for name in names:
+            prior = self.find_study(conn, name=name)
+            if prior is None:
+                continue
+            first = conn.execute(_PRIOR_FROM, {"study_id": prior.id, "skip": limit - 1}).scalar()
+            views = self._views(conn, prior, _PRIOR_TRIALS, {"from_number": first if first is not None else -1})
+            tasks.append(PriorTask(name, prior.spec.objectives[0], tuple(views)))
+        return tuple(tasks)
 
     def _views(self, conn: Connection, study: Study, query: sa.Select, params: dict) -> list[TrialView]:
         names = study.spec.metric_names

@@ -490,3 +490,12 @@ def test_tokens_guard_every_route(data_dir: Path, gateway: RunningGateway):
             assert error(client.get("/v1/openapi.json"), 401, "UNAUTHENTICATED")
     finally:
         guarded.stop()
+
+
+def test_prior_studies_through_the_gateway(http: httpx.Client):
+    ok(http.post("/v1/studies", json={**STUDY, "name": "gw-prior"}))
+    spec = {**STUDY["spec"], "algorithm": {"name": "tpe"}, "prior_studies": ["gw-prior"]}
+    created = ok(http.post("/v1/studies", json={"name": "gw-transfer", "spec": spec}))
+    assert created["study"]["spec"]["prior_studies"] == ["gw-prior"]
+    missing = http.post("/v1/studies", json={"name": "gw-transfer-2", "spec": {**spec, "prior_studies": ["gw-none"]}})
+    assert "spec.prior_studies[0]" in error(missing, 404, "NOT_FOUND")["message"]

@@ -258,6 +258,21 @@ def test_creating_a_study_that_exists_answers_it_to_its_readers_only(stubs, worl
     assert not suggestion.CreateStudy(again, metadata=auth("bob")).created
 
 
+def test_a_study_learns_only_from_prior_studies_its_maker_may_read(stubs):
+    suggestion, _, _ = stubs
+    suggestion.CreateStudy(sapi.CreateStudyRequest(name="alices-prior", spec=SPEC), metadata=auth("alice"))
+    spec = spb.StudySpec()
+    spec.CopyFrom(SPEC)
+    spec.prior_studies.append("alices-prior")
+    request = sapi.CreateStudyRequest(name="noras-transfer", spec=spec)
+    assert outcome(lambda: suggestion.CreateStudy(request, metadata=auth("nora"))) == "ROLE_REQUIRED"
+    assert outcome(lambda: suggestion.GetStudy(sapi.GetStudyRequest(name="noras-transfer"),
+                                               metadata=auth("root"))) == "NOT_FOUND"
+    suggestion.SetStudyPermission(sapi.SetStudyPermissionRequest(study="alices-prior", subject="user:nora",
+                                                                 role="reader"), metadata=auth("alice"))
+    assert suggestion.CreateStudy(request, metadata=auth("nora")).created
+
+
 def test_a_deleted_study_leaves_no_role_to_one_made_later_under_its_name(stubs):
     suggestion, _, _ = stubs
     suggestion.CreateStudy(sapi.CreateStudyRequest(name="reused", spec=SPEC), metadata=auth("max"))

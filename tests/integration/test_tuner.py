@@ -283,3 +283,20 @@ def test_ctrl_c_hands_the_running_trials_back_and_says_so_in_one_line(services, 
     with TrackingClient(services[1]) as client:  # their runs ended as the study took the trials
         runs = client.search_runs([client.get_experiment_by_name("interrupted").id])
         assert sorted(r.status for r in runs) == [tpb.RUN_STATUS_KILLED] * 2
+
+
+def test_a_tuner_study_learns_from_a_prior_study(services):
+    def train(ctx):
+        return -(ctx.params["x"] - 0.3) ** 2
+
+    space = {"x": tune.uniform(0, 1)}
+    tune.Tuner(train, space, config(services, metric="score", num_trials=5, study_name="first")).run()
+    results = tune.Tuner(train, space, config(services, metric="score", num_trials=2, max_concurrent_trials=1,
+                                              algorithm="tpe", study_name="second", prior_studies=["first"])).run()
+    with SuggestionClient(services[0]) as client:
+        study = client.get_study("second")
+        assert list(study.info.spec.prior_studies) == ["first"]
+        best_of_first = max(client.get_study("first").trials(), key=lambda t: t.metrics[0].value)
+    first = results.trials[0]
+    assert first.suggestion_metadata["phase"] == "prior_best"
+    assert first.parameters["x"].float_value == best_of_first.parameters["x"].float_value

@@ -11,10 +11,11 @@ import random
 import signal
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 
-from suggestion_service.algorithms.base import Suggestion, TrialView
+from suggestion_service.algorithms.base import PriorTask, Suggestion, TrialView
 from suggestion_service.domain.trial import Outcome, TrialState
 from suggestion_service.model_work import Batch, Job, Lane, LaneState, Resync, Snapshot, StudyHistory
 from suggestion_service.persistence import MIGRATIONS
@@ -234,3 +235,18 @@ def test_a_lane_gives_the_algorithm_its_history_oldest_first_whatever_order_tria
     history = study.history(pending)
     assert [v.number for v in history] == [0, 1, 2, 3, 4, 5, 6, 7]
     assert [v.number for v in study.history(())] == [0, 1, 2, 3, 4, 6]  # pending ones were not kept
+
+
+def test_a_lane_keeps_a_studys_priors_until_their_version_changes():
+    prior = PriorTask("old", OBJECTIVES[0], tuple(
+        TrialView(i, TrialState.COMPLETED, {f"x{k}": (i + k) / 10 for k in range(3)}, (float(i),)) for i in range(5)))
+    with_priors = replace(spec(), prior_studies=("old",))
+    state = LaneState()
+    [first] = state.run(Job(1, with_priors, 0, (), (), 0, 1, priors_version=1, priors=(prior,))).suggestions
+    assert first.metadata["phase"] == "prior_best" and first.params == prior.trials[0].params
+    # The same version, not sent again: the lane uses the priors it has.
+    [again] = state.run(Job(1, with_priors, 0, (), (), 0, 1, priors_version=1, priors=None)).suggestions
+    assert again.params == first.params
+    # A newer version the lane never got: it asks for everything again.
+    with pytest.raises(Resync):
+        state.run(Job(1, with_priors, 0, (), (), 0, 1, priors_version=2, priors=None))

@@ -79,6 +79,8 @@ class TunerConfig:
     # Names of the study's constraints; the train function reports their values with
     # ctx.report_constraints(...) (<= 0: satisfied). Infeasible trials never count as best.
     constraints: Sequence[str] = ()
+    # Earlier studies of the same parameters to learn from (transfer learning: gp, tpe, auto).
+    prior_studies: Sequence[str] = ()
     seed: int | None = None
     # Default: the train function's name and the time. An existing study of that name (same
     # spec) is resumed.
@@ -324,6 +326,7 @@ class Tuner:
             max_parallel_trials=config.max_concurrent_trials, lease_seconds=config.lease_seconds,
             max_retries=config.max_retries, fidelity=config.fidelity, pruner=config.pruner,
             pruner_settings=config.pruner_settings, constraints=config.constraints,
+            prior_studies=config.prior_studies,
         )
         if study.created:
             for point in config.points_to_evaluate:

@@ -104,6 +104,8 @@ def _study_show(args: argparse.Namespace) -> int:
     constraints = list(info.spec.constraints)
     if constraints:
         print(f"constraints {', '.join(constraints)} (<= 0 is feasible)")
+    if info.spec.prior_studies:
+        print(f"priors     {', '.join(info.spec.prior_studies)} (transfer learning)")
     names = [p.name for p in info.spec.parameters]
     rows = []
     for t in trials[-args.limit:]:

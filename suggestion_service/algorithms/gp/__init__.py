@@ -49,6 +49,10 @@ probability of feasibility, with the best *feasible* observation as the incumben
 none is feasible, the log probability of feasibility alone. The local candidates perturb the
 best feasible points, then the least violating ones. ``ucb`` is refused with constraints.
 
+**Prior studies** (transfer learning, ``algorithms/transfer.py``): the first proposal is the
+priors' best configuration, before the start-up points; the model then adds each prior's GP
+mean, weighted by a ridge fit on the study's own values (``prior_mean.py``).
+
 If the fit or the acquisition optimisation fails (a singular matrix, non-finite
 values), the proposal falls back to the quasi-random point of its index and its
 metadata says so: ``{"fallback": "quasi_random", "reason": ...}``.
@@ -60,6 +64,7 @@ an identical answer.
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -67,7 +72,8 @@ from typing import Any
 
 import numpy as np
 
-from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion
+from suggestion_service.algorithms import transfer
+from suggestion_service.algorithms.base import Algorithm, PriorTask, SuggestContext, Suggestion
 from suggestion_service.algorithms.gp import acquisition, multi_objective
 from suggestion_service.algorithms.gp.constraints import FeasibilityModel, feasible_rows, violations
 from suggestion_service.algorithms.gp.encoding import Encoder
@@ -78,8 +84,8 @@ from suggestion_service.algorithms.gp.model import (
     fit_hyperparameters,
     refit_hyperparameters,
 )
+from suggestion_service.algorithms.gp.prior_mean import PriorMeanGP, PriorModel, fit_weights, prior_shift
 from suggestion_service.algorithms.gp.warping import OutputWarp
-from suggestion_service.algorithms.quasi_random import low_discrepancy_points
 from suggestion_service.domain.trial import TrialState
 from tuning_common.errors import InvalidArgument
 from tuning_types.space import Value, config_key
@@ -165,6 +171,7 @@ class GaussianProcessBO(Algorithm):
     name = "gp"
     uses_history = True
     model_based = True
+    uses_priors = True
 
     @dataclass(frozen=True)
     class Settings:
@@ -210,6 +217,9 @@ class GaussianProcessBO(Algorithm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.encoder = Encoder(self.space)
+        # The priors of the last call and what was derived from them (usable trials, their GPs):
+        # a pure function of those very objects, so reusing it never changes an answer.
+        self._prior_cache: tuple[tuple[PriorTask, ...], list[transfer.UsablePrior], dict] = ((), [], {})
 
     @property
     def n_startup_trials(self) -> int:
@@ -226,23 +236,35 @@ class GaussianProcessBO(Algorithm):
         # Separate streams for the fit and the acquisition search: a warm fit draws no restarts,
         # and the candidates then stay those a full fit would have been followed by.
         fit_rng, search_rng = np.random.default_rng([self.seed, context.sequence]).spawn(2)
-        sobol_points = self._sobol(context.sequence, count)
         data = self._read_history(context)
         base = {"algorithm": self.name, "seed": self.seed}
+        priors = self._usable_priors(context.priors)
+        warm = transfer.warm_configs(priors, set()) if priors else []
+        sobol_points = transfer.startup_points(len(self.space), self.seed, context.sequence, count, len(warm))
+        prior_facts: dict[str, dict] = {}
+        if priors:
+            base[transfer.PRIORS_KEY] = transfer.report(priors, prior_facts)
         suggestions: list[Suggestion] = []
         state: _ModelState | None = None
         pool: _Candidates | None = None
         failure: str | None = None
         for j in range(count):
             index = context.sequence + j
-            if index < self.n_startup_trials or len(data.values) < _MIN_OBSERVATIONS or self.encoder.dim == 0:
+            if (index < self.n_startup_trials + len(warm) or len(data.values) < _MIN_OBSERVATIONS
+                    or self.encoder.dim == 0):
+                if index < len(warm) and not self._taken(warm[index], data, suggestions):
+                    suggestions.append(Suggestion(dict(warm[index]), metadata={**base, "phase": "prior_best"}))
+                    continue
                 params = self.space.from_unit(sobol_points[j])
                 suggestions.append(Suggestion(params, metadata={**base, "phase": "startup"}))
                 continue
             if state is None and failure is None:
                 try:
                     with context.stage("fit gp"):
-                        state = self._fit(data, fit_rng, index)
+                        models = self._prior_models(priors, prior_facts) if priors else []
+                        state = self._fit(data, fit_rng, index, models, prior_facts)
+                        if priors:
+                            base[transfer.PRIORS_KEY] = transfer.report(priors, prior_facts)
                 except _FAILURES as error:
                     failure = f"model fit failed: {type(error).__name__}: {error}"
             if failure is None:
@@ -264,11 +286,50 @@ class GaussianProcessBO(Algorithm):
                 **base, "phase": "model", "fallback": "quasi_random", "reason": reason[:500]}))
         return suggestions
 
-    # -- data ---------------------------------------------------------------------------------
+    # -- priors (transfer learning; gp/prior_mean.py) ------------------------------------------
 
-    def _sobol(self, start: int, count: int) -> np.ndarray:
-        """Points ``start .. start + count - 1`` of the study's quasi-random stream, [count, len(space)]."""
-        return low_discrepancy_points(len(self.space), self.seed, start, count)
+    def _usable_priors(self, priors: tuple[PriorTask, ...]) -> list[transfer.UsablePrior]:
+        cached, usable, _ = self._prior_cache
+        if len(cached) != len(priors) or not all(map(operator.is_, cached, priors)):
+            usable = transfer.usable(self.space, priors)
+            self._prior_cache = (priors, usable, {})
+        return usable
+
+    def _prior_models(self, priors: list[transfer.UsablePrior], facts: dict[str, dict]) -> list[PriorModel]:
+        """Each prior's GP (fitted once per set of priors, with a stream of its own), and the
+        priors that have none in ``facts``."""
+        fitted = self._prior_cache[2]
+        models = []
+        for k, prior in enumerate(priors):
+            if prior.study not in fitted:
+                fitted[prior.study] = self._fit_prior(prior, np.random.default_rng([self.seed, 1, k]))
+            model = fitted[prior.study]
+            if isinstance(model, str):
+                facts[prior.study] = {"weight": 0.0, "reason": model}
+            else:
+                models.append(model)
+        return models
+
+    def _fit_prior(self, prior: transfer.UsablePrior, rng: np.random.Generator) -> PriorModel | str:
+        if len(prior.losses) < _MIN_OBSERVATIONS:
+            return f"fewer than {_MIN_OBSERVATIONS} usable trials"
+        try:
+            X = self.encoder.encode_many(prior.params)
+            # A zero (average) mean, not the study GP's pessimistic one: where the prior has no
+            # trials it should say nothing, and a constant "bad" there made a prior that shares
+            # only its sampling pattern with the study look relevant.
+            y = OutputWarp(prior.losses, maximize=False).y
+            rows = _select(X, y, _FIT_POINTS)
+            theta = fit_hyperparameters(X[rows], y[rows], rng, self.settings.n_restarts)
+            return PriorModel(prior.study, GaussianProcess(X[rows], y[rows], theta))
+        except _FAILURES as error:
+            return f"prior model fit failed: {type(error).__name__}: {error}"[:300]
+
+    def _taken(self, params: Mapping[str, Value], data: _Data, suggestions: list[Suggestion]) -> bool:
+        key = config_key(params)
+        return any(config_key(p) == key for p in [*data.params, *data.pending, *(s.params for s in suggestions)])
+
+    # -- data ---------------------------------------------------------------------------------
 
     def _read_history(self, context: SuggestContext) -> _Data:
         rows, values, params, pending, constraint_rows = [], [], [], [], []
@@ -303,14 +364,23 @@ class GaussianProcessBO(Algorithm):
 
     # -- model --------------------------------------------------------------------------------
 
-    def _fit(self, data: _Data, rng: np.random.Generator, index: int) -> _ModelState:
+    def _fit(self, data: _Data, rng: np.random.Generator, index: int, prior_models: Sequence[PriorModel] = (),
+             prior_facts: dict[str, dict] | None = None) -> _ModelState:
         """The models for proposal ``index`` on: a warm start from ``data.warm`` or a full fit
-        (see the module docstring, step 3)."""
+        (see the module docstring, step 3). With ``prior_models``, the GP models the residual
+        after their weighted means (gp/prior_mean.py); their weights go to ``prior_facts``."""
         maximize = self.objectives[0].direction is Direction.MAXIMIZE
         warp = OutputWarp(data.values, maximize)
         keep = _select(data.X, warp.y, self.settings.max_observations)
-        offset = _prior_mean(warp.y)
-        X, y = data.X[keep], warp.y[keep] - offset
+        target = warp.y
+        weights = None
+        if prior_models:
+            weights, relevances = fit_weights(list(prior_models), data.X[keep], warp.y[keep])
+            target = warp.y - prior_shift(list(prior_models), weights, data.X)
+            for model, weight, relevance in zip(prior_models, weights, relevances):
+                prior_facts[model.study] = {"weight": float(weight), "relevance": relevance}
+        offset = _prior_mean(target)
+        X, y = data.X[keep], target[keep] - offset
         fit_rows = _select(X, y, _FIT_POINTS)
         warm = data.warm
         stored = None if warm is None else [warm.theta, *warm.constraint_thetas]
@@ -331,6 +401,8 @@ class GaussianProcessBO(Algorithm):
         theta, warm_started = fit(y[fit_rows], 0)
         gp = GaussianProcess(X, y, theta)
         kernel = {**_kernel_facts(gp), "fit": "warm" if warm_started else "full", "full_fit_index": full_fit_index}
+        if weights is not None:
+            gp = PriorMeanGP(gp, list(prior_models), weights)
         observed = frozenset(config_key(p) for p in data.params)
         if data.C is None:
             best_rows = np.argsort(warp.y, kind="stable")[:_LOCAL_BEST]

@@ -55,6 +55,22 @@ trial with a non-finite value in any objective counts as bad.
 The first ``n_startup_trials`` completions are awaited with scrambled Sobol points indexed by
 ``context.sequence``, exactly like ``quasi_random``. Everything below is vectorised over
 observations: one suggestion costs a few (candidates x observations) array passes per parameter.
+
+Prior studies (transfer learning, ``algorithms/transfer.py``): the first proposals are the
+priors' best configurations, followed by the usual start-up points (the start-up then waits
+for as many more completions). Each prior's usable trials then join the model as extra
+kernels, split into its own below/above sets by its own gamma rule, each weighing
+
+    w_p = relevance_p / (1 + n / _PRIOR_DECAY)        (n: the study's completed trials)
+
+where relevance_p is ``transfer.relevance`` (Kendall's tau less its standard error, clipped
+at 0) between the prior's own acquisition, log l_p(x) - log g_p(x), at the study's completed
+trials and their losses, or ``_START_RELEVANCE`` while the study has fewer than 5 (only with
+n_startup_trials < 5). The start-up points stay Sobol points: drawing them from a prior's
+model left the study without its own spread of observations, and when the prior's best basin
+was a local one (a prior study that itself got stuck) the study never left it. A prior's
+weight fades as the study's own trials accumulate and is 0 while its ranking does not agree
+with them.
 """
 
 from __future__ import annotations
@@ -66,7 +82,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from suggestion_service.algorithms.base import Algorithm, SuggestContext, Suggestion, TrialView
+from suggestion_service.algorithms import transfer
+from suggestion_service.algorithms.base import Algorithm, PriorTask, SuggestContext, Suggestion, TrialView
 from suggestion_service.algorithms.quasi_random import low_discrepancy_points
 from suggestion_service.algorithms.tpe.constraints import total_violation
 from suggestion_service.algorithms.tpe.multi_objective import select_below
@@ -84,6 +101,10 @@ _PENDING_STATES = (TrialState.ACTIVE, TrialState.QUEUED)
 # nearly all its mass on one point): redraws from the model, then uniform draws, then accept it.
 _MODEL_REDRAWS = 4
 _UNIFORM_REDRAWS = 32
+# Transfer learning (see the module docstring): a prior's relevance before the study can
+# measure it, and the number of the study's completed trials at which its weight halves.
+_START_RELEVANCE = 0.5
+_PRIOR_DECAY = 25.0
 
 
 @dataclass
@@ -110,12 +131,35 @@ class _Rows:
     running: list[tuple[int, TrialView]]  # the history's running and queued trials, by position
 
 
+@dataclass
+class _Prior:
+    """A prior study's usable trials as model rows, and its own l/g model (its relevance)."""
+
+    study: str
+    x: np.ndarray  # [n, dims]
+    below: np.ndarray  # [n] bool: its own best
+    models: list  # per group: (l, g) Mixtures of its rows, or None
+
+    def log_ratio(self, groups: list[_Group], x: np.ndarray) -> np.ndarray:
+        """The prior's log l(x) - log g(x) at rows x [m, dims], summed over the groups active in each row."""
+        total = np.zeros(len(x))
+        for group, parts in zip(groups, self.models):
+            if parts is None:
+                continue
+            xg = x[:, group.columns]
+            active = ~np.isnan(xg).any(axis=1)
+            if active.any():
+                total[active] += parts[0].log_pdf(xg[active]) - parts[1].log_pdf(xg[active])
+        return total
+
+
 class TPE(Algorithm):
     """Tree-structured Parzen Estimator; see the module docstring for the method."""
 
     name = "tpe"
     uses_history = True
     model_based = True
+    uses_priors = True
 
     @dataclass(frozen=True)
     class Settings:
@@ -155,6 +199,8 @@ class TPE(Algorithm):
         self._groups = self._make_groups()
         empty = np.empty((0, len(self._dims)))
         self._last_read = _Rows((), np.zeros(1, dtype=int), [], empty, np.empty((0, len(self.objectives))), None, [])
+        # The priors of the last call and their rows (a pure function of those very objects).
+        self._prior_cache: tuple[tuple[PriorTask, ...], list[_Prior], list[transfer.UsablePrior]] = ((), [], [])
 
     def _make_groups(self) -> list[_Group]:
         dim_of = {d.parameter.name: d for d in self._dims}
@@ -182,23 +228,90 @@ class TPE(Algorithm):
     def suggest(self, context: SuggestContext, count: int) -> list[Suggestion]:
         if count <= 0:
             return []
-        needed = max(self.settings.n_startup_trials, 1)
+        priors, usable = self._priors(context.priors) if context.priors else ([], [])
+        warm = transfer.warm_configs(usable, set())
+        needed = max(self.settings.n_startup_trials, 1) + len(warm)
         completed = 0
         for trial in context.history:
             completed += trial.state == TrialState.COMPLETED and bool(trial.values)
             if completed >= needed:
                 with context.stage("sample tpe"):
-                    return self._model(context, count)
-        return self._startup(context, count)
+                    return self._model(context, count, priors, usable)
+        return self._startup(context, count, usable, warm)
 
     def _metadata(self, phase: str, **extra) -> dict:
         return {"algorithm": self.name, "seed": self.seed, "phase": phase, **extra}
 
-    def _startup(self, context: SuggestContext, count: int) -> list[Suggestion]:
-        points = low_discrepancy_points(len(self.space), self.seed, context.sequence, count)
-        return [Suggestion(self.space.from_unit(p), metadata=self._metadata("startup")) for p in points]
+    def _startup(self, context: SuggestContext, count: int, usable: list[transfer.UsablePrior] = (),
+                 warm: list = ()) -> list[Suggestion]:
+        if not usable:
+            points = low_discrepancy_points(len(self.space), self.seed, context.sequence, count)
+            return [Suggestion(self.space.from_unit(p), metadata=self._metadata("startup")) for p in points]
+        points = transfer.startup_points(len(self.space), self.seed, context.sequence, count, len(warm))
+        extra = {transfer.PRIORS_KEY: transfer.report(usable, {})}
+        taken = {config_key(p) for p in context.pending} | {config_key(t.params) for t in context.history}
+        proposals = self._warm(context, usable, warm, taken, count, {})
+        return [w or Suggestion(self.space.from_unit(p), metadata=self._metadata("startup", **extra))
+                for w, p in zip(proposals, points)]
 
-    def _model(self, context: SuggestContext, count: int) -> list[Suggestion]:
+    # -- priors (transfer learning) ------------------------------------------------------------
+
+    def _priors(self, tasks: tuple[PriorTask, ...]) -> tuple[list[_Prior], list[transfer.UsablePrior]]:
+        """The priors with usable trials as model rows, and every prior's usable trials."""
+        cached, priors, usable = self._prior_cache
+        if len(cached) == len(tasks) and all(map(operator.is_, cached, tasks)):
+            return priors, usable
+        usable = transfer.usable(self.space, tasks)
+        priors = []
+        for prior in usable:
+            if not prior.params:
+                continue
+            x = np.empty((len(prior.params), len(self._dims)))
+            for j, dim in enumerate(self._dims):
+                x[:, j] = dim.column(prior.params)
+            n_below = min(math.ceil(self.settings.gamma * len(x)), self.settings.max_below_trials)
+            below = select_below(prior.losses[:, None], None, n_below)
+            models = []
+            for group in self._groups:
+                xg = x[:, group.columns]
+                active = ~np.isnan(xg).any(axis=1)
+                models.append(None if not group.dims else [
+                    Mixture(group.dims, xg[active & mask], np.ones(int((active & mask).sum())),
+                            self.settings.prior_weight) for mask in (below, ~below)])
+            priors.append(_Prior(prior.study, x, below, models))
+        self._prior_cache = (tasks, priors, usable)
+        return priors, usable
+
+    def _prior_weights(self, priors: list[_Prior], x: np.ndarray, loss: np.ndarray) -> tuple[list[float], dict]:
+        """Each prior's kernel weight given the study's completed rows (x, loss), and the facts
+        the metadata reports."""
+        done = ~np.isnan(loss).any(axis=1)
+        n = int(done.sum())
+        weights, facts = [], {}
+        for prior in priors:
+            measured = transfer.relevance(-prior.log_ratio(self._groups, x[done]), loss[done, 0])
+            relevance = _START_RELEVANCE if measured is None else measured
+            weight = relevance / (1.0 + n / _PRIOR_DECAY)
+            weights.append(weight)
+            facts[prior.study] = {"weight": weight, "relevance": measured}
+        return weights, facts
+
+    def _warm(self, context: SuggestContext, usable: list[transfer.UsablePrior], warm: list, taken: set,
+              count: int, facts: dict) -> list[Suggestion | None]:
+        """The priors' best configurations ``warm`` for the proposals of this call that are among
+        the study's first ``len(warm)`` (None where another proposal is due)."""
+        out = []
+        for j in range(count):
+            index = context.sequence + j
+            if index < len(warm) and config_key(warm[index]) not in taken:
+                out.append(Suggestion(dict(warm[index]), metadata=self._metadata(
+                    "prior_best", **{transfer.PRIORS_KEY: transfer.report(usable, facts)})))
+            else:
+                out.append(None)
+        return out
+
+    def _model(self, context: SuggestContext, count: int, priors: list[_Prior] = (),
+               usable: list[transfer.UsablePrior] = ()) -> list[Suggestion]:
         s = self.settings
         # Rows of the model: completed trials, bad ones, pending ones (with the liar); then room
         # for this batch's own proposals, which join as pending as they are made.
@@ -219,20 +332,36 @@ class TPE(Algorithm):
         if violation is not None:
             violation = np.append(violation, np.full(count, np.inf))
         n_completed = int(np.sum(~np.isnan(loss).any(axis=1)))
+        prior_rows, extra = [], {}
+        if usable:
+            weights, facts = self._prior_weights(priors, x_hist, losses)
+            prior_rows = [(p, w) for p, w in zip(priors, weights) if w > 0]
+            extra = {transfer.PRIORS_KEY: transfer.report(usable, facts)}
+            # Still due only when trials users created completed before the first proposal.
+            warm = self._warm(context, usable, transfer.warm_configs(usable, set()),
+                              taken | {config_key(t.params) for t in trials}, count, facts)
+        else:
+            warm = [None] * count
 
         suggestions = []
         for i in range(count):
-            n_rows = n_hist + i if s.constant_liar else n_hist
-            rng = np.random.default_rng([self.seed or 0, context.sequence + i])
-            rows_violation = None if violation is None else violation[:n_rows]
-            params, score = self._propose(x[:n_rows], loss[:n_rows], rows_violation, n_completed, rng, taken)
-            taken.add(config_key(params))
-            if score is None:
-                metadata = self._metadata("model", log_l_over_g=None,
-                                          fallback="uniform: the model only proposed running configurations")
+            if warm[i] is not None:
+                suggestions.append(warm[i])
+                params = warm[i].params
+                taken.add(config_key(params))
             else:
-                metadata = self._metadata("model", log_l_over_g=score)
-            suggestions.append(Suggestion(params, metadata=metadata))
+                n_rows = n_hist + i if s.constant_liar else n_hist
+                rng = np.random.default_rng([self.seed or 0, context.sequence + i])
+                rows_violation = None if violation is None else violation[:n_rows]
+                params, score = self._propose(x[:n_rows], loss[:n_rows], rows_violation, n_completed, rng, taken,
+                                              prior_rows)
+                taken.add(config_key(params))
+                if score is None:
+                    metadata = self._metadata("model", log_l_over_g=None,
+                                              fallback="uniform: the model only proposed running configurations", **extra)
+                else:
+                    metadata = self._metadata("model", log_l_over_g=score, **extra)
+                suggestions.append(Suggestion(params, metadata=metadata))
             for j, dim in enumerate(self._dims):
                 if dim.parameter.name in params:
                     x[n_hist + i, j] = dim.encode([params[dim.parameter.name]])[0]
@@ -288,7 +417,7 @@ class TPE(Algorithm):
             losses[~np.isfinite(losses).all(axis=1)] = np.nan
         return losses
 
-    def _propose(self, x, loss, violation, n_completed, rng, taken) -> tuple[dict, float | None]:
+    def _propose(self, x, loss, violation, n_completed, rng, taken, prior_rows=()) -> tuple[dict, float | None]:
         s = self.settings
         n_below = min(math.ceil(s.gamma * len(loss)), s.max_below_trials, n_completed)
         # NaN losses (bad and pending rows) never enter the below set.
@@ -307,6 +436,11 @@ class TPE(Algorithm):
             for is_below, mask in ((True, active & below), (False, active & ~below)):
                 obs = xg[mask]
                 weights = np.ones(len(obs)) if is_below and multi_objective else ramp_weights(len(obs))
+                for prior, weight in prior_rows:
+                    rows = prior.x[prior.below == is_below][:, group.columns]
+                    rows = rows[~np.isnan(rows).any(axis=1)]
+                    obs = np.concatenate((obs, rows))
+                    weights = np.concatenate((weights, np.full(len(rows), weight)))
                 parts.append(Mixture(group.dims, obs, weights, s.prior_weight))
             models.append(parts)
 

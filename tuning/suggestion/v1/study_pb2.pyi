@@ -204,7 +204,7 @@ class Pruner(_message.Message):
     def __init__(self, name: _Optional[str] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class StudySpec(_message.Message):
-    __slots__ = ("parameters", "objectives", "algorithm", "seed", "max_trials", "max_parallel_trials", "lease_duration", "retry_policy", "fidelity", "pruner", "constraints")
+    __slots__ = ("parameters", "objectives", "algorithm", "seed", "max_trials", "max_parallel_trials", "lease_duration", "retry_policy", "fidelity", "pruner", "constraints", "prior_studies")
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     OBJECTIVES_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +216,7 @@ class StudySpec(_message.Message):
     FIDELITY_FIELD_NUMBER: _ClassVar[int]
     PRUNER_FIELD_NUMBER: _ClassVar[int]
     CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_STUDIES_FIELD_NUMBER: _ClassVar[int]
     parameters: _containers.RepeatedCompositeFieldContainer[ParameterSpec]
     objectives: _containers.RepeatedCompositeFieldContainer[Objective]
     algorithm: Algorithm
@@ -227,7 +228,8 @@ class StudySpec(_message.Message):
     fidelity: Fidelity
     pruner: Pruner
     constraints: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., objectives: _Optional[_Iterable[_Union[Objective, _Mapping]]] = ..., algorithm: _Optional[_Union[Algorithm, _Mapping]] = ..., seed: _Optional[int] = ..., max_trials: _Optional[int] = ..., max_parallel_trials: _Optional[int] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., fidelity: _Optional[_Union[Fidelity, _Mapping]] = ..., pruner: _Optional[_Union[Pruner, _Mapping]] = ..., constraints: _Optional[_Iterable[str]] = ...) -> None: ...
+    prior_studies: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., objectives: _Optional[_Iterable[_Union[Objective, _Mapping]]] = ..., algorithm: _Optional[_Union[Algorithm, _Mapping]] = ..., seed: _Optional[int] = ..., max_trials: _Optional[int] = ..., max_parallel_trials: _Optional[int] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., fidelity: _Optional[_Union[Fidelity, _Mapping]] = ..., pruner: _Optional[_Union[Pruner, _Mapping]] = ..., constraints: _Optional[_Iterable[str]] = ..., prior_studies: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TrialCounts(_message.Message):
     __slots__ = ("queued", "active", "completed", "pruned", "failed", "infeasible", "stale")
