@@ -3,7 +3,9 @@
 Each service keeps the permissions of its own resources in its own database (studies in the
 suggestion service's; experiments and registered models in the tracking service's), in two
 tables of the same shape, defined here once for both schemas (:func:`define_tables`; each
-service's migration creates them):
+service's migration creates them). Their names start with a prefix of the service's own
+(``study_`` for the suggestion service, none for the tracking service), as both services'
+schemas may live in one database:
 
 - ``permissions``: one row per (resource type, resource id, subject) with the role given.
   Subjects are ``user:NAME`` or ``group:NAME`` (:mod:`tuning_common.access`).
@@ -39,20 +41,20 @@ class Tables:
     audit: sa.Table
 
 
-def define_tables(metadata: sa.MetaData) -> Tables:
-    """The two tables, in ``metadata`` (a service's schema)."""
+def define_tables(metadata: sa.MetaData, prefix: str) -> Tables:
+    """The two tables, in ``metadata`` (a service's schema), their names starting with ``prefix``."""
     permissions = sa.Table(
-        "permissions",
+        f"{prefix}permissions",
         metadata,
         sa.Column("resource_type", sa.String(32), primary_key=True),
         sa.Column("resource_id", sa.String(250), primary_key=True),
         sa.Column("subject", sa.String(260), primary_key=True),
         sa.Column("role", sa.String(16), nullable=False),
         # Listings ask "which resources of this type may these subjects read".
-        sa.Index("ix_permissions_subject", "resource_type", "subject"),
+        sa.Index(f"ix_{prefix}permissions_subject", "resource_type", "subject"),
     )
     audit = sa.Table(
-        "permission_audit",
+        f"{prefix}permission_audit",
         metadata,
         sa.Column("id", ID, primary_key=True, autoincrement=True),
         sa.Column("time_ms", sa.BigInteger, nullable=False),
@@ -68,19 +70,19 @@ def define_tables(metadata: sa.MetaData) -> Tables:
     return Tables(permissions, audit)
 
 
-def create_tables_v1(op) -> None:
+def create_tables_v1(op, prefix: str) -> None:
     """Creates the two tables as :func:`define_tables` first declared them, with Alembic's
     ``op``: the migrations that add them (0007 in both services) call it. Never change it: a later change is a new migration in each service."""
     op.create_table(
-        "permissions",
+        f"{prefix}permissions",
         sa.Column("resource_type", sa.String(32), primary_key=True),
         sa.Column("resource_id", sa.String(250), primary_key=True),
         sa.Column("subject", sa.String(260), primary_key=True),
         sa.Column("role", sa.String(16), nullable=False),
     )
-    op.create_index("ix_permissions_subject", "permissions", ["resource_type", "subject"])
+    op.create_index(f"ix_{prefix}permissions_subject", f"{prefix}permissions", ["resource_type", "subject"])
     op.create_table(
-        "permission_audit",
+        f"{prefix}permission_audit",
         sa.Column("id", ID, primary_key=True, autoincrement=True),
         sa.Column("time_ms", sa.BigInteger, nullable=False),
         sa.Column("actor", sa.String(250), nullable=False),
@@ -94,11 +96,11 @@ def create_tables_v1(op) -> None:
     )
 
 
-def drop_tables_v1(op) -> None:
+def drop_tables_v1(op, prefix: str) -> None:
     """Undoes :func:`create_tables_v1`."""
-    op.drop_table("permission_audit")
-    op.drop_index("ix_permissions_subject", table_name="permissions")
-    op.drop_table("permissions")
+    op.drop_table(f"{prefix}permission_audit")
+    op.drop_index(f"ix_{prefix}permissions_subject", table_name=f"{prefix}permissions")
+    op.drop_table(f"{prefix}permissions")
 
 
 @dataclass(frozen=True)

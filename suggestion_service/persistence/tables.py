@@ -142,5 +142,5 @@ study_webhook_attempts = sa.Table(
 
 # Roles on this service's resources and their audit (tuning_common.permissions); a study's
 # resource id there is its name.
-permission_tables = define_tables(metadata)
+permission_tables = define_tables(metadata, "study_")
 STUDY = "study"

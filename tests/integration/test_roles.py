@@ -334,7 +334,7 @@ def test_permission_changes_are_audited(servers, stubs, world):
                                metadata=auth("root"))
     engine = sa.create_engine(servers[2])
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT actor, action, subject, role, detail FROM permission_audit "
+        rows = conn.execute(sa.text("SELECT actor, action, subject, role, detail FROM study_permission_audit "
                                     "WHERE resource_type = 'study' AND resource_id = 's1' ORDER BY id")).all()
     engine.dispose()
     assert [tuple(row) for row in rows] == [

@@ -353,6 +353,6 @@ webhook_attempts = sa.Table(
 
 # Roles on this service's resources and their audit (tuning_common.permissions); the resource
 # id of an experiment there is its id, of a registered model its name.
-permission_tables = define_tables(metadata)
+permission_tables = define_tables(metadata, "")
 EXPERIMENT = "experiment"
 REGISTERED_MODEL = "registered_model"

@@ -15,8 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    create_tables_v1(op)  # the same tables in both services' databases
+    create_tables_v1(op, "")  # tuning_common/permissions.py
 
 
 def downgrade() -> None:
-    drop_tables_v1(op)
+    drop_tables_v1(op, "")
