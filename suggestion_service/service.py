@@ -49,6 +49,7 @@ from suggestion_service.model_work import PRIOR_TRIALS, ModelWork, Proposal, Stu
 from suggestion_service.persistence.repository import Repository
 from suggestion_service.persistence.webhooks import STORE as WEBHOOKS
 from tuning_common import telemetry
+from tuning_common.access import record_creation
 from tuning_common.database import Database
 from tuning_common.errors import (
     Aborted,
@@ -181,6 +182,7 @@ class SuggestionService:
                 # Not created: a concurrent CreateStudy of the same name won; compare with it.
                 existing = self.repo.find_study(conn, name=name)
                 if created:
+                    record_creation(conn, name)
                     return self.repo.with_counts(conn, existing), True
             if not specs_match(existing.spec, spec, algorithm_named):
                 raise AlreadyExists(

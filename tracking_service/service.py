@@ -43,6 +43,7 @@ from tracking_service.domain.model import (
 from tracking_service.persistence import Transaction
 from tracking_service.persistence.repository import ExperimentRepository, RunRepository, RunState, stored_value
 from tuning_common import paging, telemetry
+from tuning_common.access import record_creation
 from tuning_common.database import Database
 from tuning_common.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from tuning_common.paging import page_size
@@ -130,6 +131,7 @@ class TrackingService:
                 self.experiments.set_location(conn, experiment_id,
                                               self.store.default_experiment_location(experiment_id))
             self.experiments.set_tags(conn, experiment_id, tags)
+            record_creation(conn, str(experiment_id))
             return self.experiments.find(conn, experiment_id=experiment_id)
 
         return self.db.run(work, write=True)

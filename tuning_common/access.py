@@ -169,6 +169,31 @@ def readable_subjects() -> frozenset[str] | None:
     return _READABLE.get()
 
 
+@dataclass
+class _Creation:
+    store: PermissionStore
+    type: str
+    principal: Principal
+    recorded: bool = False
+
+
+# Set around a Creates call, read by record_creation() in the service's create use case.
+_CREATION: contextvars.ContextVar[_Creation | None] = contextvars.ContextVar("creation", default=None)
+
+
+def record_creation(conn: Any, resource_id: str) -> None:
+    """Called by a create use case (CreateStudy, CreateExperiment, CreateRegisteredModel) inside the
+    transaction that makes the resource: with roles on, its creator becomes its manager in that
+    same transaction. Were it granted after the commit, a twin call by the same principal in
+    between (workers that get-or-create one experiment at once) would find the resource and no
+    role on it. A no-op with roles off and for calls that did not come through gRPC."""
+    creation = _CREATION.get()
+    if creation is not None:
+        creation.store.reset(conn, Resource(creation.type, resource_id), f"user:{creation.principal.name}",
+                             MANAGER, actor=creation.principal.name)
+        creation.recorded = True
+
+
 @dataclass(frozen=True)
 class Policy:
     """One service's rules, permissions, admins and default role."""
@@ -255,15 +280,16 @@ class RolesInterceptor(grpc.aio.ServerInterceptor):
             _refusals.add(1, {"rpc.method": method.rpartition("/")[2], "reason": error.reason})
             raise
 
-    def _done(self, principal: Principal, rule: Rule, request: Any, response: Any) -> None:
-        """What follows a successful call: its creator's role, or the rule's ``after``."""
+    def _done(self, principal: Principal, rule: Rule, request: Any, response: Any,
+              creation: _Creation | None) -> None:
+        """What follows a successful call: the rule's ``after``; for a create that found the
+        resource rather than made it, the reader role on it."""
         if isinstance(rule, Creates):
             resource_id, made = rule.created(response)
-            resource = Resource(rule.type, resource_id)
-            if made:
-                self.policy.store.reset(resource, f"user:{principal.name}", MANAGER, actor=principal.name)
-            else:
-                self.policy.require(principal, READER, resource)
+            if made and not creation.recorded:
+                raise AssertionError(f"the create use case of {rule.type} did not call record_creation()")
+            if not made:
+                self.policy.require(principal, READER, Resource(rule.type, resource_id))
         elif isinstance(rule, Needs) and rule.after is not None:
             rule.after(request, principal.name)
 
@@ -272,8 +298,13 @@ class RolesInterceptor(grpc.aio.ServerInterceptor):
             principal, rule = self._allow(method, request)
             if isinstance(rule, Lists):
                 _READABLE.set(self.policy.readable(principal))
-            response = behaviour(request, context)
-            self._done(principal, rule, request, response)
+            creation = _Creation(self.policy.store, rule.type, principal) if isinstance(rule, Creates) else None
+            token = _CREATION.set(creation)
+            try:
+                response = behaviour(request, context)
+            finally:
+                _CREATION.reset(token)
+            self._done(principal, rule, request, response, creation)
             return response
 
         return checked
@@ -288,7 +319,7 @@ class RolesInterceptor(grpc.aio.ServerInterceptor):
                 return behaviour(iter(()), context)
             principal, rule = self._allow(method, first)
             response = behaviour(_chain(first, request_iterator), context)
-            self._done(principal, rule, first, response)
+            self._done(principal, rule, first, response, None)
             return response
 
         return checked

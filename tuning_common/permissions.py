@@ -181,18 +181,15 @@ class PermissionStore:
 
         self.db.run(work, write=True)
 
-    def reset(self, resource: Resource, subject: str, role: str, actor: str) -> None:
-        """Leaves ``subject`` the only one with a role on ``resource``: a resource just made
-        (its creator) never inherits the roles of a deleted one that had the same name."""
+    def reset(self, conn: Connection, resource: Resource, subject: str, role: str, actor: str) -> None:
+        """Leaves ``subject`` the only one with a role on ``resource``, in the caller's transaction
+        ``conn`` (the one that makes the resource): a resource just made (its creator) never
+        inherits the roles of a deleted one that had the same name."""
         table = self.tables.permissions
-
-        def work(conn: Connection) -> None:
-            conn.execute(sa.delete(table).where(table.c.resource_type == resource.type,
-                                                table.c.resource_id == resource.id, table.c.subject != subject))
-            self._upsert(conn, resource, subject, role)
-            self._audit(conn, actor, GRANT, resource, subject, role, detail="creator")
-
-        self.db.run(work, write=True)
+        conn.execute(sa.delete(table).where(table.c.resource_type == resource.type,
+                                            table.c.resource_id == resource.id, table.c.subject != subject))
+        self._upsert(conn, resource, subject, role)
+        self._audit(conn, actor, GRANT, resource, subject, role, detail="creator")
 
     def delete(self, resource: Resource, subject: str, actor: str) -> None:
         """Takes ``subject``'s role on ``resource`` away; NotFound (PERMISSION_NOT_FOUND) if it had none."""

@@ -1,7 +1,7 @@
 """Access control and S3 artifacts for the tests that run the suite across network namespaces.
 
 The reliability tests (test_scale_out.py, test_chaos.py) run with bearer tokens required by every
-service and, for the tracking service, artifacts in an S3 bucket: moto's S3 API server runs inside the
+service, roles on (--roles), and, for the tracking service, artifacts in an S3 bucket: moto's S3 API server runs inside the
 services' namespace, on the services' address, where only the tracking service (and scripts run there)
 reach it, as a bucket behind a private endpoint would be.
 """
@@ -43,7 +43,8 @@ class Secured:
 
     @property
     def service_args(self) -> list[str]:
-        return ["--tokens-file", str(self.tokens_file)]
+        # Roles on as well: the workers' principal makes the study and the experiment, so it manages both.
+        return ["--tokens-file", str(self.tokens_file), "--roles"]
 
     @property
     def client_env(self) -> dict[str, str]:

@@ -33,6 +33,7 @@ from tracking_service.registry.domain.model import (
 from tracking_service.registry.persistence.repository import RegistryRepository
 from tracking_service.service import live_run, now_ms, paged_search
 from tuning_common import paging
+from tuning_common.access import record_creation
 from tuning_common.database import Database
 from tuning_common.errors import AlreadyExists, InvalidArgument, NotFound
 from tuning_common.paging import page_size
@@ -56,6 +57,7 @@ class RegistryService:
                 raise AlreadyExists(f"a registered model named {name!r} exists")
             model_id = self.repo.insert_model(conn, name, description, now_ms())
             self.repo.set_model_tags(conn, model_id, tags)
+            record_creation(conn, name)
             return self.repo.get_models(conn, [model_id])[0]
 
         return self.db.run(work, write=True)
