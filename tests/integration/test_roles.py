@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
+import sqlite3
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -271,6 +272,30 @@ def test_a_study_learns_only_from_prior_studies_its_maker_may_read(stubs):
     suggestion.SetStudyPermission(sapi.SetStudyPermissionRequest(study="alices-prior", subject="user:nora",
                                                                  role="reader"), metadata=auth("alice"))
     assert suggestion.CreateStudy(request, metadata=auth("nora")).created
+
+
+def test_a_resource_and_its_creators_role_are_written_together(tmp_path):
+    """The creator's role is written in the transaction that makes the resource: no call, not even
+    a twin get-or-create by the same principal (eight workers starting at once), ever finds a new
+    resource without its manager. Here the role cannot be written (its audit table is gone): the
+    create fails as a whole and leaves nothing."""
+    databases = {"s": tmp_path / "s.db", "t": tmp_path / "t.db"}
+    with roles_servers(f"sqlite:///{databases['s']}", f"sqlite:///{databases['t']}",
+                       str(tmp_path / "a")) as (suggestion, tracking, registry):
+        for path, table in ((databases["s"], "study_permission_audit"), (databases["t"], "permission_audit")):
+            with sqlite3.connect(path) as conn:
+                conn.execute(f"ALTER TABLE {table} RENAME TO {table}_elsewhere")
+        assert outcome(lambda: suggestion.CreateStudy(sapi.CreateStudyRequest(name="s", spec=SPEC),
+                                                      metadata=auth("alice"))) == "INTERNAL"
+        assert outcome(lambda: tracking.CreateExperiment(tapi.CreateExperimentRequest(name="e"),
+                                                         metadata=auth("alice"))) == "INTERNAL"
+        assert outcome(lambda: registry.CreateRegisteredModel(rapi.CreateRegisteredModelRequest(name="m"),
+                                                              metadata=auth("alice"))) == "INTERNAL"
+    for path, query in ((databases["s"], "SELECT count(*) FROM studies"),
+                        (databases["t"], "SELECT count(*) FROM experiments WHERE name = 'e'"),
+                        (databases["t"], "SELECT count(*) FROM registered_models")):
+        with sqlite3.connect(path) as conn:
+            assert conn.execute(query).fetchone() == (0,), query
 
 
 def test_a_deleted_study_leaves_no_role_to_one_made_later_under_its_name(stubs):
