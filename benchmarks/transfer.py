@@ -319,9 +319,9 @@ def render(results, args, refs: dict[str, Reference]) -> str:
         f"- {args.seeds} seeds per family; prior studies: our GP, {args.prior_trials} trials; "
         f"target studies: {args.trials} trials; mean ± standard error over seeds.",
         "",
-        "| family (target regret) | method | prior | trials to target | reached | final regret "
+        "| family (target regret) | method | prior | trials to target | reached | at trial 1 | final regret "
         "| relevance / weight at the end | s/run |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     groups: dict = {}
     pooled: dict = {}
@@ -338,6 +338,8 @@ def render(results, args, refs: dict[str, Reference]) -> str:
             reach.append(trials_to_reach(regrets, ref.target_regret))
             final.append(math.log10(max(float(regrets[-1]), 1e-9)) if ref.log_regret else 100 * float(regrets[-1]))
         reached = sum(r <= args.trials for r in reach)
+        # With a prior, the first trial is the priors' best configuration: what the warm start alone did.
+        first = sum(r == 1 for r in reach)
         seconds = float(np.mean([s for _, s, _, _ in runs]))
         used = [u for _, _, u, _ in runs if u is not None]
         usage = f"{np.mean([u[0] for u in used]):.2f} / {np.mean([u[1] for u in used]):.2f}" if used else "-"
@@ -347,7 +349,7 @@ def render(results, args, refs: dict[str, Reference]) -> str:
                  f"{family} ({100 * ref.target_regret:.2f} pp)")
         unit = "" if ref is None or ref.log_regret else " pp"
         lines.append(f"| {label} | {method} | {prior} | {np.mean(reach):.1f} ± "
-                     f"{standard_error(reach):.1f} | {reached}/{len(runs)} | {np.mean(final):.2f} ± "
+                     f"{standard_error(reach):.1f} | {reached}/{len(runs)} | {first}/{len(runs)} | {np.mean(final):.2f} ± "
                      f"{standard_error(final):.2f}{unit} | {usage} | {seconds:.1f} |")
     return "\n".join(lines) + "\n"
 
