@@ -1,6 +1,6 @@
 """Roles per resource (reader < editor < manager) and admins, checked at one point for every RPC.
 
-With roles on (``--roles on``), each service process checks every call in one place,
+With roles on (``--roles``), each service process checks every call in one place,
 :class:`RolesInterceptor`: after the request message is decoded (a rule reads the resource's
 id from it) and before the servicer runs. The HTTP gateway and its MLflow REST routes call
 the services with the caller's own token, so they are checked here too.
