@@ -129,7 +129,7 @@ class ServerOptions:
 
 @dataclass(frozen=True)
 class RoleSettings:
-    """``--roles on``: who the admins are, and the role everyone authenticated has on every
+    """``--roles``: who the admins are, and the role everyone authenticated has on every
     resource (None: none)."""
 
     admins: Admins = Admins()
