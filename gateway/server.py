@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -35,6 +34,7 @@ from tuning_common import telemetry, tls
 from tuning_common.errors import InvalidArgument, TuningError
 from tuning_common.oidc import add_oidc_options, read_secret, verifier_from
 from tuning_common.settings import add_option, suggestion_address
+from tuning_common.signals import wait_for_stop_signal
 from tuning_common.tls import ServerTLS, add_tls_options
 
 log = logging.getLogger(__name__)
@@ -85,10 +85,7 @@ class RunningGateway:
         self.thread.join()
 
     def wait_for_termination(self) -> None:
-        requested = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: requested.set())
-        requested.wait()
+        wait_for_stop_signal()
         self.stop()
 
 

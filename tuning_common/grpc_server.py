@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -55,6 +54,7 @@ from tuning_common.errors import InvalidArgument, TuningError, Unavailable
 from tuning_common.grpc_errors import ErrorMappingInterceptor
 from tuning_common.oidc import add_oidc_options, verifier_from
 from tuning_common.settings import add_option
+from tuning_common.signals import wait_for_stop_signal
 from tuning_common.tls import ServerTLS, add_tls_options
 
 log = logging.getLogger(__name__)
@@ -170,15 +170,8 @@ class RunningServer:
 
     def wait_for_termination(self) -> None:
         """Blocks until SIGTERM or SIGINT, then stops gracefully. Call from the main thread."""
-        requested = threading.Event()
-
-        def _request_stop(signum, _frame):
-            log.info("received %s; shutting down (grace %.0f s)", signal.Signals(signum).name, self.grace_seconds)
-            requested.set()
-
-        signal.signal(signal.SIGTERM, _request_stop)
-        signal.signal(signal.SIGINT, _request_stop)
-        requested.wait()
+        signum = wait_for_stop_signal()
+        log.info("received %s; shutting down (grace %.0f s)", signum.name, self.grace_seconds)
         self.stop()
 
 

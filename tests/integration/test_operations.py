@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -9,10 +12,11 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from suggestion_service.persistence import MIGRATIONS
-from tests.conftest import ROOT
+from tests.conftest import ROOT, GatewayProcess
 from tracking_service.persistence import MIGRATIONS as TRACKING_MIGRATIONS
 from trial_worker import Float, SuggestionClient
 from tuning_common.database import Database
@@ -87,6 +91,37 @@ def test_sigterm_lets_in_flight_calls_finish_and_loses_nothing(sqlite_url: str, 
     with SuggestionClient(restarted.address) as client:
         completed = {t.id for t in client.get_study("drain").trials() if t.metrics}
     assert set(told) <= completed
+
+
+# tgkill(2), which Python's os module lacks: a signal to one thread of another process.
+TGKILL = {"x86_64": 234, "aarch64": 131}
+
+
+def _signal_a_thread_other_than_main(pid: int, signum: int) -> None:
+    """What ``kill`` may do: the kernel hands a process's signal to any thread not blocking it."""
+    def blocks(tid: int) -> bool:
+        status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+        mask = int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
+        return bool(mask >> (signum - 1) & 1)
+
+    tids = [tid for tid in sorted(int(t) for t in os.listdir(f"/proc/{pid}/task")) if tid != pid and not blocks(tid)]
+    assert tids, "the server has no other thread to deliver to"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(TGKILL[platform.machine()], pid, tids[0], signum) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+@pytest.mark.skipif(platform.machine() not in TGKILL or not sys.platform.startswith("linux"),
+                    reason="tgkill's system call number is known here for Linux on x86_64 and aarch64 only")
+def test_every_server_stops_on_a_sigterm_delivered_to_a_thread_other_than_main(sqlite_url: str, spawn_server,
+                                                                                tmp_path: Path):
+    suggestion = spawn_server(sqlite_url)
+    tracking = spawn_server(f"sqlite:///{tmp_path / 't.db'}", "--artifacts", str(tmp_path / "a"),
+                            module="tracking_service")
+    gateway = GatewayProcess(tracking.address, suggestion.address)
+    for process in (gateway.proc, tracking.proc, suggestion.proc):
+        _signal_a_thread_other_than_main(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, process.args
 
 
 def test_an_older_schema_is_refused_then_upgraded_with_its_data(database_url: str, spawn_server):
