@@ -5,8 +5,9 @@ holds what they share.
 - validation of a webhook's name, URL, events and secret;
 - the signature (``X-Tuning-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``)
   and the retry schedule (exponential backoff with jitter);
-- ``WebhookStore``: every statement over a service's three tables (webhooks, the delivery outbox,
-  the attempts), including the senders' leases;
+- ``define_tables``: a service's three tables (webhooks, the delivery outbox, the attempts), to
+  which it adds its own scope and subject columns; ``WebhookStore``: every statement over them,
+  including the senders' leases;
 - ``WebhookService``: the use cases behind the Create/Get/List/Update/Delete/Test webhook RPCs
   and the delivery log;
 - ``WebhookProtos``, ``WebhookRpcs``: the conversions of a service's webhook messages, of the
@@ -35,7 +36,7 @@ import ssl
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -207,21 +208,85 @@ def backoff_s(attempts_made: int, base_s: float, max_s: float) -> float:
 # -- the tables --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class WebhookTables:
+    """A service's three webhook tables (``define_tables``) and the names of its own columns."""
+
+    webhooks: sa.Table
+    deliveries: sa.Table
+    attempts: sa.Table
+    # The webhooks column naming the model or study a webhook follows ("" for all).
+    scope: str
+    # The deliveries columns saying what an event was about (defaulted by the database for test
+    # deliveries).
+    subject: tuple[str, ...]
+
+
+# Column types as both services' schemas declare them.
+_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+
+def define_tables(metadata: sa.MetaData, prefix: str, *, scope: sa.Column,
+                  subject: Sequence[sa.Column]) -> WebhookTables:
+    """The webhooks, their delivery outbox and its attempts, in ``metadata`` (a service's schema),
+    their names starting with ``prefix``; ``scope`` is the webhooks' column naming what a webhook
+    follows, ``subject`` the deliveries' columns saying what an event was about. The secret is
+    kept as given: signing needs it in clear."""
+    webhooks = sa.Table(
+        f"{prefix}webhooks",
+        metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.String(100), nullable=False, unique=True),
+        sa.Column("url", sa.Text, nullable=False),
+        # Comma-separated event names (MODEL_VERSION_CREATED,STAGE_CHANGED).
+        sa.Column("events", sa.String(200), nullable=False),
+        scope,
+        sa.Column("secret", sa.String(200), nullable=False),
+        sa.Column("active", sa.Boolean, nullable=False),
+        sa.Column("create_ms", sa.BigInteger, nullable=False),
+        sa.Column("update_ms", sa.BigInteger, nullable=False),
+        sqlite_autoincrement=True,
+    )
+    # The outbox: one row per (event, webhook), written in the transaction of the event.
+    # ``claim``/``claimed_until_ms`` are a sender's lease on the row while it posts.
+    deliveries = sa.Table(
+        f"{prefix}webhook_deliveries",
+        metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("webhook_id", _ID, sa.ForeignKey(f"{prefix}webhooks.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("event", sa.String(32), nullable=False),
+        *subject,
+        sa.Column("payload", sa.Text, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("next_attempt_ms", sa.BigInteger, nullable=False),
+        sa.Column("claim", sa.String(32), nullable=True),
+        sa.Column("claimed_until_ms", sa.BigInteger, nullable=True),
+        sa.Column("create_ms", sa.BigInteger, nullable=False),
+        sa.Index(f"ix_{prefix}webhook_deliveries_due", "status", "next_attempt_ms"),
+        sa.Index(f"ix_{prefix}webhook_deliveries_webhook", "webhook_id", "id"),
+        sqlite_autoincrement=True,
+    )
+    attempts = sa.Table(
+        f"{prefix}webhook_attempts",
+        metadata,
+        sa.Column("delivery_id", _ID, sa.ForeignKey(f"{prefix}webhook_deliveries.id", ondelete="CASCADE"),
+                  primary_key=True),
+        sa.Column("number", sa.Integer, primary_key=True),
+        sa.Column("time_ms", sa.BigInteger, nullable=False),
+        sa.Column("status_code", sa.Integer, nullable=False),
+        sa.Column("error", sa.Text, nullable=False, server_default=""),
+        sa.Column("duration_ms", sa.BigInteger, nullable=False),
+    )
+    return WebhookTables(webhooks, deliveries, attempts, scope.name, tuple(column.name for column in subject))
+
+
 class WebhookStore:
-    """Every statement over one service's webhook tables (rows never leave it).
+    """Every statement over one service's webhook tables (``define_tables``; rows never leave it)."""
 
-    ``webhooks`` has id, name, url, events (comma-separated values of ``events``), the ``scope``
-    column (the model or study name a webhook follows, "" for all), secret, active, create_ms and
-    update_ms; ``deliveries`` has id, webhook_id, event, payload, status, attempts,
-    next_attempt_ms, claim, claimed_until_ms, create_ms and the ``subject`` columns (what the
-    event was about, defaulted by the database for test deliveries); ``attempts`` has
-    delivery_id, number, time_ms, status_code, error and duration_ms.
-    """
-
-    def __init__(self, webhooks: sa.Table, deliveries: sa.Table, attempts: sa.Table, *, scope: str,
-                 events: type[enum.Enum], subject: tuple[str, ...]):
-        self.webhooks, self.deliveries_table, self.attempts = webhooks, deliveries, attempts
-        self.scope, self.events, self.subject = scope, events, subject
+    def __init__(self, tables: WebhookTables, *, events: type[enum.Enum]):
+        self.webhooks, self.deliveries_table, self.attempts = tables.webhooks, tables.deliveries, tables.attempts
+        self.scope, self.events, self.subject = tables.scope, events, tables.subject
 
     def _webhook(self, row) -> Webhook:
         events = tuple(self.events(name) for name in row.events.split(",") if name)

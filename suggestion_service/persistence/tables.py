@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from tuning_common.permissions import define_tables
+from tuning_common.webhooks import define_tables as define_webhook_tables
 
 metadata = sa.MetaData()
 
@@ -91,53 +92,12 @@ suggest_requests = sa.Table(
 )
 
 # Webhooks on study events (migration 0006; statements: tuning_common.webhooks.WebhookStore).
-# ``events`` is comma-separated; ``study_name`` "" follows every study.
-study_webhooks = sa.Table(
-    "study_webhooks",
-    metadata,
-    sa.Column("id", ID, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(100), nullable=False, unique=True),
-    sa.Column("url", sa.Text, nullable=False),
-    sa.Column("events", sa.String(200), nullable=False),
-    sa.Column("study_name", sa.String(128), nullable=False, server_default=""),
-    sa.Column("secret", sa.String(200), nullable=False),
-    sa.Column("active", sa.Boolean, nullable=False),
-    sa.Column("create_ms", sa.BigInteger, nullable=False),
-    sa.Column("update_ms", sa.BigInteger, nullable=False),
-    sqlite_autoincrement=True,
-)
-
-# The outbox: one row per (event, webhook), written in the transaction of the event.
-# ``claim``/``claimed_until_ms`` are a sender's lease on the row while it posts.
-study_webhook_deliveries = sa.Table(
-    "study_webhook_deliveries",
-    metadata,
-    sa.Column("id", ID, primary_key=True, autoincrement=True),
-    sa.Column("webhook_id", ID, sa.ForeignKey("study_webhooks.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("event", sa.String(32), nullable=False),
-    sa.Column("study_name", sa.String(128), nullable=False, server_default=""),
-    sa.Column("trial_number", sa.BigInteger, nullable=True),
-    sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("next_attempt_ms", sa.BigInteger, nullable=False),
-    sa.Column("claim", sa.String(32), nullable=True),
-    sa.Column("claimed_until_ms", sa.BigInteger, nullable=True),
-    sa.Column("create_ms", sa.BigInteger, nullable=False),
-    sa.Index("ix_study_webhook_deliveries_due", "status", "next_attempt_ms"),
-    sa.Index("ix_study_webhook_deliveries_webhook", "webhook_id", "id"),
-    sqlite_autoincrement=True,
-)
-
-study_webhook_attempts = sa.Table(
-    "study_webhook_attempts",
-    metadata,
-    sa.Column("delivery_id", ID, sa.ForeignKey("study_webhook_deliveries.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("number", sa.Integer, primary_key=True),
-    sa.Column("time_ms", sa.BigInteger, nullable=False),
-    sa.Column("status_code", sa.Integer, nullable=False),
-    sa.Column("error", sa.Text, nullable=False, server_default=""),
-    sa.Column("duration_ms", sa.BigInteger, nullable=False),
+# ``study_name`` "" follows every study.
+webhook_tables = define_webhook_tables(
+    metadata, "study_",
+    scope=sa.Column("study_name", sa.String(128), nullable=False, server_default=""),
+    subject=[sa.Column("study_name", sa.String(128), nullable=False, server_default=""),
+             sa.Column("trial_number", sa.BigInteger, nullable=True)],
 )
 
 # Roles on this service's resources and their audit (tuning_common.permissions); a study's

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from tuning_common.permissions import define_tables
+from tuning_common.webhooks import define_tables as define_webhook_tables
 
 metadata = sa.MetaData()
 
@@ -300,55 +301,14 @@ logged_model_metrics = sa.Table(
     sa.Index("ix_logged_model_metrics_key_value_model", "key", "value", "is_nan", "model_id"),
 )
 
-# Registry webhooks (migration 0006). The secret is kept as given: signing needs it in clear.
-webhooks = sa.Table(
-    "webhooks",
-    metadata,
-    sa.Column("id", ID, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(100), nullable=False, unique=True),
-    sa.Column("url", sa.Text, nullable=False),
-    # Comma-separated event names (MODEL_VERSION_CREATED,STAGE_CHANGED).
-    sa.Column("events", sa.String(200), nullable=False),
-    sa.Column("model_name", KEY, nullable=False, server_default=""),
-    sa.Column("secret", sa.String(200), nullable=False),
-    sa.Column("active", sa.Boolean, nullable=False),
-    sa.Column("create_ms", sa.BigInteger, nullable=False),
-    sa.Column("update_ms", sa.BigInteger, nullable=False),
-    sqlite_autoincrement=True,
-)
-
-# The outbox: one row per (event, webhook), written in the transaction of the registry event.
-# ``claim``/``claimed_until_ms`` are a sender's lease on the row while it posts.
-webhook_deliveries = sa.Table(
-    "webhook_deliveries",
-    metadata,
-    sa.Column("id", ID, primary_key=True, autoincrement=True),
-    sa.Column("webhook_id", ID, sa.ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("event", sa.String(32), nullable=False),
-    sa.Column("registry_event_id", ID, nullable=True),
-    sa.Column("model_name", KEY, nullable=False, server_default=""),
-    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("next_attempt_ms", sa.BigInteger, nullable=False),
-    sa.Column("claim", sa.String(32), nullable=True),
-    sa.Column("claimed_until_ms", sa.BigInteger, nullable=True),
-    sa.Column("create_ms", sa.BigInteger, nullable=False),
-    sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_ms"),
-    sa.Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),
-    sqlite_autoincrement=True,
-)
-
-webhook_attempts = sa.Table(
-    "webhook_attempts",
-    metadata,
-    sa.Column("delivery_id", ID, sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("number", sa.Integer, primary_key=True),
-    sa.Column("time_ms", sa.BigInteger, nullable=False),
-    sa.Column("status_code", sa.Integer, nullable=False),
-    sa.Column("error", sa.Text, nullable=False, server_default=""),
-    sa.Column("duration_ms", sa.BigInteger, nullable=False),
+# Registry webhooks (migration 0006; statements: tuning_common.webhooks.WebhookStore).
+# ``model_name`` "" follows every registered model.
+webhook_tables = define_webhook_tables(
+    metadata, "",
+    scope=sa.Column("model_name", KEY, nullable=False, server_default=""),
+    subject=[sa.Column("registry_event_id", ID, nullable=True),
+             sa.Column("model_name", KEY, nullable=False, server_default=""),
+             sa.Column("version", sa.BigInteger, nullable=False, server_default="0")],
 )
 
 # Roles on this service's resources and their audit (tuning_common.permissions); the resource

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from tracking_service.persistence.tables import webhook_attempts, webhook_deliveries, webhooks
+from tracking_service.persistence.tables import webhook_tables
 from tracking_service.registry.domain.model import RegistryAction
 from tracking_service.registry.domain.webhook import ACTION_EVENTS, WebhookEvent
 from tuning_common.webhooks import WebhookStore
 
-STORE = WebhookStore(webhooks, webhook_deliveries, webhook_attempts, scope="model_name", events=WebhookEvent,
-                     subject=("registry_event_id", "model_name", "version"))
+STORE = WebhookStore(webhook_tables, events=WebhookEvent)
 
 # A TestWebhook delivery's payload: the fields of an event's, blank.
 TEST_PAYLOAD = {"event_id": 0, "model_name": "", "version": 0, "from": "", "to": "", "alias": "", "actor": "",
