@@ -1,4 +1,4 @@
-"""The study webhooks' tables, for tuning_common.webhooks (statements, use cases, senders)."""
+"""The study webhooks' store (tables: persistence/tables.py), for tuning_common.webhooks (statements, use cases, senders)."""
 
 from __future__ import annotations
 

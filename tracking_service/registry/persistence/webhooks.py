@@ -1,4 +1,4 @@
-"""The registry's webhook tables and the deliveries of its audit log's events (written in the
+"""The registry's webhook store and the deliveries of its audit log's events (written in the
 event's transaction: the outbox, see tuning_common.webhooks)."""
 
 from __future__ import annotations
