@@ -25,6 +25,13 @@ runs ``--trials`` trials with each kind of prior:
   LCBench, Levy on the space mapped to [0, 1]^7, log scales as logs) run the same way:
   unrelated, neither helpful nor adversarial.
 
+and, on request (``--priors``), several priors at once:
+
+* ``mixed``: the three above together (related, negated and other): can the model tell the
+  helpful prior from the misleading and the unrelated one?
+* ``others`` (LCBench only): a study on every other chosen task (``--lcbench-tasks`` - 1 priors,
+  each our GP's, as the related one): the tenth study of the same model, with all earlier ones.
+
 The synthetic families' optima are known. An LCBench task's reference is the lower of the best
 error of 5000 random configurations (log-uniform on log scales, seed 0) and the best any run of
 the benchmark found; its target is the error of the best 1% of that random sample (so random
@@ -40,7 +47,7 @@ it asserts nothing.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/transfer.py --seeds 6 --jobs 2 --markdown /tmp/transfer.md
     PYTHONPATH=$PWD .venv/bin/python benchmarks/transfer.py --families lcbench --seeds 5 --trials 30 \
-        --yahpo-python /work/main/.venv-yahpo/bin/python
+        --yahpo-python /work/main/.venv-yahpo/bin/python --priors none,related,mixed,others
 """
 
 from __future__ import annotations
@@ -70,6 +77,8 @@ from runs import standard_error  # noqa: E402
 from sample_efficiency import optuna_params  # noqa: E402
 
 PRIORS = ("none", "related", "negated", "other")
+# Kinds with several prior studies (see the module docstring).
+SEVERAL = ("mixed", "others")
 
 
 @dataclass(frozen=True)
@@ -244,12 +253,14 @@ class Job:
     trials: int
     prior_trials: int
     methods: tuple[str, ...]
+    priors: tuple[str, ...] = PRIORS
     related_task: str = ""  # LCBench only: the task of the related prior study
+    other_tasks: tuple[str, ...] = ()  # LCBench only: every chosen task but the target (``others``)
 
 
-def run_seed(job: Job) -> list[tuple[str, str, str, list[float], float, tuple[float, float] | None]]:
-    """(family, method, prior, values, seconds, (relevance, weight) of the prior at the last
-    suggestion or None) of every run of one seed of a family."""
+def run_seed(job: Job) -> list[tuple[str, str, str, list[float], float, dict[str, tuple[float, float]]]]:
+    """(family, method, prior, values, seconds, {prior study: (relevance, weight) at the last
+    suggestion}) of every run of one seed of a family."""
     from suggestion_service.algorithms.base import PriorTask
     from tuning_types.study import Direction, Objective
 
@@ -268,21 +279,26 @@ def run_seed(job: Job) -> list[tuple[str, str, str, list[float], float, tuple[fl
         "negated": (PriorTask("negated", maximize, related_trials),),
         "other": (PriorTask("other", minimize, other_trials),),
     }
+    prior_sets["mixed"] = prior_sets["related"] + prior_sets["negated"] + prior_sets["other"]
+    if "others" in job.priors:
+        prior_sets["others"] = tuple(
+            PriorTask(task, minimize, related_trials if task == job.related_task else
+                      tuple(run_ours(job.family, "gp", prior_seed, job.prior_trials, LCBenchTask(task))))
+            for task in job.other_tasks)
     out = []
     for method in job.methods:
-        for prior in (("none",) if method == "optuna-tpe" else PRIORS):
+        for prior in (("none",) if method == "optuna-tpe" else job.priors):
             started = time.perf_counter()
-            used = None
+            used = {}
             if method == "optuna-tpe":
                 values = run_optuna(job.family, job.seed, job.trials, target)
             else:
                 history = run_ours(job.family, method.removeprefix("ours-"), job.seed, job.trials, target,
                                    prior_sets[prior])
                 values = [t.values[0] for t in history]
-                if prior != "none":
-                    # What the model made of the prior by the end of the study (docs/ALGORITHMS.md).
-                    last = history[-1].metadata.get("priors", {}).get(prior)
-                    used = (last.get("relevance", 0.0), last.get("weight", 0.0)) if last else None
+                # What the model made of each prior by the end of the study (docs/ALGORITHMS.md).
+                for study, entry in history[-1].metadata.get("priors", {}).items():
+                    used[study] = (entry.get("relevance") or 0.0, entry.get("weight", 0.0))
             out.append((job.family, method, prior, values, time.perf_counter() - started, used))
     return out
 
@@ -341,8 +357,7 @@ def render(results, args, refs: dict[str, Reference]) -> str:
         # With a prior, the first trial is the priors' best configuration: what the warm start alone did.
         first = sum(r == 1 for r in reach)
         seconds = float(np.mean([s for _, s, _, _ in runs]))
-        used = [u for _, _, u, _ in runs if u is not None]
-        usage = f"{np.mean([u[0] for u in used]):.2f} / {np.mean([u[1] for u in used]):.2f}" if used else "-"
+        usage = _usage([u for _, _, u, _ in runs])
         ref = refs.get(family)
         label = (f"{family} (all tasks)" if ref is None else
                  f"{family} ({ref.target_regret:.3g})" if ref.log_regret else
@@ -352,6 +367,17 @@ def render(results, args, refs: dict[str, Reference]) -> str:
                      f"{standard_error(reach):.1f} | {reached}/{len(runs)} | {first}/{len(runs)} | {np.mean(final):.2f} ± "
                      f"{standard_error(final):.2f}{unit} | {usage} | {seconds:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def _usage(used: list[dict[str, tuple[float, float]]]) -> str:
+    """Mean relevance / weight at the end, per prior study (named when there are several)."""
+    studies = sorted({study for u in used for study in u})
+    parts = []
+    for study in studies:
+        pairs = [u[study] for u in used if study in u]
+        text = f"{np.mean([p[0] for p in pairs]):.2f} / {np.mean([p[1] for p in pairs]):.2f}"
+        parts.append(text if len(studies) == 1 else f"{study} {text}")
+    return "; ".join(parts) or "-"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -365,8 +391,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lcbench-tasks", type=int, default=6, help="how many of lcbench_async.TASKS")
     parser.add_argument("--yahpo-python", default=lcbench_async.SETTINGS["yahpo_python"])
     parser.add_argument("--yahpo-data", default=lcbench_async.SETTINGS["yahpo_data"])
+    parser.add_argument("--priors", default=",".join(PRIORS),
+                        help=f"kinds of prior, of {', '.join(PRIORS + SEVERAL)} (module docstring)")
     parser.add_argument("--markdown", help="also write the table here")
     args = parser.parse_args(argv)
+    priors = tuple(args.priors.split(","))
+    unknown = [p for p in priors if p not in PRIORS + SEVERAL]
+    if unknown:
+        parser.error(f"unknown prior kind(s) {', '.join(unknown)} (known: {', '.join(PRIORS + SEVERAL)})")
     families, pairs = [], {}
     for family in args.families.split(","):
         if family == "lcbench":
@@ -378,10 +410,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             families.append(family)
         else:
             parser.error(f"unknown family {family!r} (known: {', '.join(FAMILIES)}, lcbench)")
+    if "others" in priors and any(not f.startswith("lcbench-") for f in families):
+        parser.error("--priors others needs --families lcbench only (the synthetic families have one related task)")
     # Forked workers inherit the settings; the surrogate process starts in each on first use.
     lcbench_async.SETTINGS.update(yahpo_python=args.yahpo_python, yahpo_data=args.yahpo_data)
     methods = tuple(args.methods.split(","))
-    jobs = [Job(f, s, args.trials, args.prior_trials, methods, pairs.get(f.removeprefix("lcbench-"), ""))
+    chosen = tuple(pairs)
+    jobs = [Job(f, s, args.trials, args.prior_trials, methods, priors, pairs.get(f.removeprefix("lcbench-"), ""),
+                tuple(t for t in chosen if f != f"lcbench-{t}"))
             for f in families for s in range(args.seeds)]
     started = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
